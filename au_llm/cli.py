@@ -1,0 +1,237 @@
+"""The ``au-llm`` command line: one sub-command per step of the toolkit.
+
+Heavy modules are imported inside each command, so ``au-llm manifest`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from au_llm.config import ConfigError, ExperimentConfig, load_config
+
+
+def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--config", type=Path, required=required, help="experiment YAML")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4"
+    )
+
+
+def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    _add_config_args(parser)
+    parser.add_argument("--folds", help="comma-separated fold names to run (e.g. sub01,sub05)")
+    parser.add_argument("--shard", help="run shard K of N of the folds, e.g. 2/4")
+    parser.add_argument("--strict", action="store_true", help="fail on any bad clip")
+    return parser
+
+
+def protocol_parser(prog: str) -> argparse.ArgumentParser:
+    """The arguments of a protocol run (``--config``, overrides, ``--folds``, ``--shard``)."""
+    return _add_protocol_args(argparse.ArgumentParser(prog=prog))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="au-llm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
+    manifest.add_argument("kind", choices=["casme2", "samm", "csv"])
+    manifest.add_argument("--root", type=Path, help="dataset frames root (casme2, samm)")
+    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (casme2, samm)")
+    manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
+    manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    manifest.add_argument("--strict", action="store_true", help="any problem is an error")
+
+    synth = sub.add_parser("synth", help="write a synthetic dataset in CASME II / SAMM format")
+    synth.add_argument("--style", choices=["casme2", "samm"], required=True)
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--subjects", type=int, default=8)
+    synth.add_argument("--clips-per-subject", type=int, default=8)
+    synth.add_argument("--seed", type=int, default=0)
+
+    prep = sub.add_parser("preprocess", help="align and cache the clips of a manifest")
+    prep.add_argument("--manifest", type=Path, required=True, action="append")
+    _add_config_args(prep, required=False)
+    prep.add_argument("--report", type=Path, help="per-clip report CSV (default: in the cache)")
+    prep.add_argument(
+        "--preview", type=int, default=0, metavar="N", help="contact sheet of N clips"
+    )
+    prep.add_argument("--strict", action="store_true", help="fail on the first bad clip")
+
+    for name, text in (("loso", "leave-one-subject-out"), ("cross", "cross-domain transfer")):
+        _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
+
+    report = sub.add_parser("report", help="rebuild a run's outputs from its finished folds")
+    report.add_argument("run_dir", type=Path)
+
+    demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
+    demo.add_argument("--subjects", type=int, default=8)
+    demo.add_argument("--clips-per-subject", type=int, default=8)
+
+    train = sub.add_parser("train", help="train one deployable model on all clips")
+    _add_config_args(train)
+    train.add_argument("--out", type=Path, required=True, help="model directory to write")
+
+    predict = sub.add_parser("predict", help="AU predictions for new recordings")
+    predict.add_argument("--model", type=Path, required=True, help="model directory")
+    predict.add_argument("--input", type=Path, nargs="+", required=True, help="videos/folders/CSV")
+    predict.add_argument("--out", type=Path, required=True, help="predictions CSV")
+    predict.add_argument("--window", type=int, help="window length in frames (recordings)")
+    predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
+    predict.add_argument("--fps", type=float, default=200.0, help="frame rate of frame folders")
+    predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
+    return parser
+
+
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from au_llm.data.manifest import build_manifest, write_manifest
+
+    result = build_manifest(
+        args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
+    )
+    write_manifest(result.frame, args.out)
+    print(result.summary())
+    print(f"manifest written: {args.out}")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from au_llm.synth import write_synthetic
+
+    result = write_synthetic(
+        args.style, args.out, args.subjects, args.clips_per_subject, seed=args.seed
+    )
+    print(f"{len(result.clips)} clips written under {result.root}")
+    print(f"annotation file: {result.coding}")
+    return 0
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from au_llm.data.manifest import read_manifest
+    from au_llm.preprocess.cache import ClipCache
+    from au_llm.preprocess.preview import write_contact_sheet
+    from au_llm.preprocess.run import preprocess_manifest, write_report
+
+    cfg = load_config(args.config, args.overrides)
+    manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
+    cache_dir = Path(cfg.data.cache_dir)
+    report = preprocess_manifest(manifest, cfg.preprocess, cache_dir, strict=args.strict)
+    report_path = args.report or cache_dir / "preprocess_report.csv"
+    write_report(report, report_path)
+    print(report["status"].value_counts().to_string())
+    print(f"report: {report_path}")
+    if args.preview:
+        ok = report[report["status"] != "failed"]
+        keep = manifest[manifest["clip"].isin(ok["clip"])]
+        png = write_contact_sheet(
+            keep,
+            ClipCache(cache_dir, cfg.preprocess),
+            args.preview,
+            report_path.with_name("preview.png"),
+        )
+        print(f"preview: {png}")
+    return 0
+
+
+def protocol_request(
+    args: argparse.Namespace, protocol: str
+) -> tuple[ExperimentConfig, list[str] | None, tuple[int, int] | None]:
+    """Turn parsed protocol arguments into ``(config, fold names, shard)``."""
+    from au_llm.protocol import parse_shard
+
+    overrides = [*args.overrides, f"protocol={protocol}"]
+    if args.strict:
+        overrides.append("strict=true")
+    cfg = load_config(args.config, overrides)
+    folds = args.folds.split(",") if args.folds else None
+    return cfg, folds, parse_shard(args.shard) if args.shard else None
+
+
+def _cmd_protocol(args: argparse.Namespace, protocol: str) -> int:
+    from au_llm.protocol import print_headline, run_protocol
+
+    run_dir, tables = run_protocol(*protocol_request(args, protocol))
+    print(print_headline(run_dir, tables))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from au_llm.protocol import build_report, print_headline
+
+    print(print_headline(args.run_dir, build_report(args.run_dir)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from au_llm.demo import run_demo
+
+    run_demo(
+        args.out,
+        no_llm=args.no_llm,
+        subjects=args.subjects,
+        clips_per_subject=args.clips_per_subject,
+    )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from au_llm.deploy import train_deployable
+
+    model_dir = train_deployable(load_config(args.config, args.overrides), args.out)
+    print(f"model written: {model_dir}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from au_llm.deploy import predict_inputs
+
+    out = predict_inputs(
+        args.model,
+        args.input,
+        args.out,
+        window=args.window,
+        stride=args.stride,
+        fps=args.fps,
+        plot=args.plot,
+    )
+    print(f"predictions written: {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``au-llm`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    commands = {
+        "manifest": _cmd_manifest,
+        "synth": _cmd_synth,
+        "preprocess": _cmd_preprocess,
+        "loso": lambda a: _cmd_protocol(a, "loso"),
+        "cross": lambda a: _cmd_protocol(a, "cross"),
+        "report": _cmd_report,
+        "demo": _cmd_demo,
+        "train": _cmd_train,
+        "predict": _cmd_predict,
+    }
+    try:
+        return commands[args.command](args)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"au-llm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Deployable models: ``au-llm train`` (every labelled clip) and ``au-llm predict`` (new inputs).
+
+A model directory holds the trainable weights, the resolved config and the AU list with the
+decision thresholds. :class:`Predictor` applies it to manifests (one row per annotated clip) and
+to whole recordings, videos or frame folders, scanned with sliding windows (one row per window).
+Every input goes through the same face alignment as training. Inputs that cannot be read or show
+no face are listed in ``failures.csv`` beside the predictions; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from au_llm.config import ExperimentConfig, config_from_dict
+from au_llm.data.frames import index_frames
+from au_llm.data.manifest import read_manifest
+from au_llm.io_utils import atomic_write_csv
+from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.preprocess.align import align_source
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.landmarks import Landmarker
+from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
+from au_llm.preprocess.run import preprocess_manifest
+from au_llm.preprocess.sampling import sample_indices
+from au_llm.protocol import prepare_data
+from au_llm.training import predict_probs, resolve_device, seed_everything, train_model
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+NO_FACE = "centre_crop"
+
+
+@dataclass
+class DeployedModel:
+    """A trained model with what is needed to apply it.
+
+    Attributes:
+        model: The model (eval mode).
+        cfg: The resolved configuration it was trained with.
+        aus: AU numbers, in output order.
+        thresholds: Per-AU decision thresholds.
+        window: Default sliding-window length in frames (median training clip length).
+    """
+
+    model: AULLM
+    cfg: ExperimentConfig
+    aus: list[int]
+    thresholds: np.ndarray
+    window: int
+
+
+def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
+    """Train one model on every clip of ``data.manifests`` and save it to ``out``.
+
+    The threshold policy ``train`` picks per-AU thresholds on the training clips' own
+    predictions; ``fixed`` uses ``eval.fixed_threshold``; ``test-oracle`` has no test set here and
+    falls back to ``fixed`` with a warning.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(cfg, out)
+    seed = cfg.seeds[0]
+    size, n_frames = cfg.preprocess.size, cfg.sampling.n_frames
+    model = build_au_llm(
+        cfg.model, len(data.aus), cfg.preprocess.channels, n_frames, size, seed
+    ).to(resolve_device(cfg.train.device))
+    seed_everything(seed)
+    train_set = ClipDataset(data.source, data.cache, data.aus, n_frames, cfg.sampling.train, seed)
+    result = train_model(model, train_set, cfg.train, seed, desc="train")
+    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
+    if cfg.eval.threshold == "train":
+        eval_set = ClipDataset(data.source, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
+        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
+        grid = threshold_grid(*cfg.eval.oracle_grid)
+        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
+    elif cfg.eval.threshold == "test-oracle":
+        log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
+    lengths = data.source["offset"] - data.source["onset"] + 1
+    window = int(np.median(lengths))
+    extra = {
+        "aus": data.aus,
+        "thresholds": [float(t) for t in thresholds],
+        "window": window,
+        "train_clips": len(data.source),
+        "train_loss": result.train_loss,
+        "excluded": data.excluded.to_dict("records"),
+    }
+    save_checkpoint(model, cfg.to_dict(), out, extra=extra)
+    return DeployedModel(model.eval(), cfg, data.aus, thresholds, window)
+
+
+def load_deployed(model_dir: Path) -> DeployedModel:
+    """Load a model directory written by :func:`train_deployable` (the base LLM must match)."""
+    model, info = load_checkpoint(Path(model_dir))
+    cfg = config_from_dict(info["config"])
+    extra = info["extra"]
+    return DeployedModel(
+        model.to(resolve_device(cfg.train.device)),
+        cfg,
+        [int(a) for a in extra["aus"]],
+        np.asarray(extra["thresholds"], dtype=np.float64),
+        int(extra["window"]),
+    )
+
+
+def check_window(window: int, stride: int) -> None:
+    """Raise ValueError unless ``window >= 2`` and ``stride >= 1``."""
+    if window < 2 or stride < 1:
+        raise ValueError(f"window = {window}, stride = {stride}: expected window >= 2, stride >= 1")
+
+
+def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
+    """Start positions of sliding windows over a recording of ``n_frames`` frames.
+
+    Windows start at 0, stride, 2*stride, ... while they fit; when the last one stops short of the
+    recording's end, one more window ending on the last frame is added, so every frame is covered.
+    A recording shorter than ``window`` gives a single window over all of it.
+
+    Raises:
+        ValueError: If ``window < 2``, ``stride < 1`` or the recording is empty.
+    """
+    check_window(window, stride)
+    if n_frames < 1:
+        raise ValueError("the recording has no frame")
+    if n_frames <= window:
+        return [0]
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+def input_kind(path: Path) -> str:
+    """``manifest`` (a .csv), ``frames`` (a folder) or ``video`` (a video file).
+
+    Raises:
+        ClipReadError: If the path does not exist or is of no known kind.
+    """
+    if path.is_dir():
+        return "frames"
+    if not path.exists():
+        raise ClipReadError(f"input not found: {path}", path)
+    if path.suffix.lower() == ".csv":
+        return "manifest"
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return "video"
+    raise ClipReadError(
+        f"input {path}: expected a manifest .csv, a frame folder or a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))})",
+        path,
+    )
+
+
+@dataclass
+class _Window:
+    source: str
+    start: int
+    end: int
+    time_start: float
+    time_end: float
+    clip: torch.Tensor
+
+
+@dataclass
+class Predictor:
+    """Applies a deployed model to manifests and recordings.
+
+    Args:
+        deployed: The model and its settings.
+        window: Sliding-window length in frames (default: the model's training clip length).
+        stride: Window stride in frames (default: half the window).
+        fps: Frame rate of frame folders (videos use their own).
+    """
+
+    deployed: DeployedModel
+    window: int | None = None
+    stride: int | None = None
+    fps: float = 200.0
+    failures: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.window = self.window or self.deployed.window
+        self.stride = self.stride or max(1, self.window // 2)
+        check_window(self.window, self.stride)
+        self._landmarker: Landmarker | None = None
+
+    @property
+    def landmarker(self) -> Landmarker | None:
+        """The face landmarker, created on first use (None for ``preprocess.mode: none``)."""
+        pre = self.deployed.cfg.preprocess
+        if self._landmarker is None and pre.mode != "none":
+            self._landmarker = Landmarker.from_config(pre)
+        return self._landmarker
+
+    def _fail(self, source: Path | str, reason: str, clip: str = "") -> None:
+        log.warning("%s %s: %s", source, clip, reason)
+        self.failures.append({"input": str(source), "clip": clip, "reason": reason})
+
+    def _au_columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
+        preds = apply_thresholds(probs, self.deployed.thresholds)
+        columns = {}
+        for j, au in enumerate(self.deployed.aus):
+            columns[au_column(au, "prob")] = probs[:, j]
+            columns[au_column(au, "pred")] = preds[:, j]
+        return columns
+
+    def _scores(self, clips: torch.Tensor) -> np.ndarray:
+        """AU probabilities ``[B, n_aus]`` of aligned clips ``[B, C, T, H, W]`` in batches."""
+        model = self.deployed.model.eval()
+        device = next(model.parameters()).device
+        batch = self.deployed.cfg.train.batch_size
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(clips), batch):
+                logits = model(clips[i : i + batch].to(device))
+                out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros((0, len(self.deployed.aus)))
+
+    def predict_manifest(self, path: Path) -> pd.DataFrame:
+        """One row per annotated clip: ``source, clip, onset, offset`` and the AU columns."""
+        cfg = self.deployed.cfg
+        manifest = read_manifest(path)
+        cache_dir = Path(cfg.data.cache_dir)
+        report = preprocess_manifest(manifest, cfg.preprocess, cache_dir, progress=False)
+        usable = []
+        for row, rec in zip(manifest.to_dict("records"), report.to_dict("records"), strict=True):
+            if rec["status"] == "failed":
+                self._fail(path, rec["error"], row["clip"])
+            elif rec["fallback"] == NO_FACE:
+                self._fail(path, "no face found", row["clip"])
+            else:
+                usable.append(row)
+        rows = pd.DataFrame(usable, columns=manifest.columns)
+        if rows.empty:
+            return pd.DataFrame()
+        data = ClipDataset(
+            rows,
+            ClipCache(cache_dir, cfg.preprocess),
+            self.deployed.aus,
+            cfg.sampling.n_frames,
+            cfg.sampling.test,
+        )
+        probs, _ = predict_probs(self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16)
+        frame = pd.DataFrame(
+            {
+                "source": str(path),
+                "clip": rows["clip"],
+                "onset": rows["onset"],
+                "offset": rows["offset"],
+            }
+        )
+        return frame.assign(**self._au_columns(probs))
+
+    def _windows(self, path: Path, kind: str) -> list[_Window]:
+        """Aligned, sampled windows of a recording (windows without a face are reported)."""
+        cfg = self.deployed.cfg
+        if kind == "frames":
+            numbers = sorted(index_frames(path))
+            fps = self.fps
+        else:
+            import decord
+
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+            numbers, fps = list(range(len(reader))), float(reader.get_avg_fps()) or self.fps
+            del reader
+        if not numbers:
+            raise ClipReadError(f"{path}: no frames", path)
+        windows = []
+        for start in window_starts(len(numbers), self.window, self.stride):
+            first, last = numbers[start], numbers[min(start + self.window, len(numbers)) - 1]
+            opener = FolderSource if kind == "frames" else VideoSource
+            source = opener(path, first, last, f"{path.name}[{first}-{last}]")
+            try:
+                aligned = align_source(source, cfg.preprocess, self.landmarker)
+            finally:
+                source.close()
+            if aligned.fallback == NO_FACE:
+                self._fail(path, "no face found", f"frames {first}-{last}")
+                continue
+            idx = sample_indices(
+                aligned.numbers, first, None, last, cfg.sampling.n_frames, "uniform"
+            )
+            clip = torch.from_numpy(aligned.frames[idx]).permute(3, 0, 1, 2).float() / 255.0
+            t0, t1 = (first - numbers[0]) / fps, (last - numbers[0]) / fps
+            windows.append(_Window(str(path), first, last, t0, t1, clip))
+        return windows
+
+    def predict_recording(self, path: Path, kind: str) -> pd.DataFrame:
+        """One row per window: ``source, clip, frame_start, frame_end, time_start, time_end``.
+
+        Frame numbers are the files' numbers for frame folders and 0-based indices for videos;
+        times are seconds from the recording's first frame to the window's first and last frame.
+        """
+        windows = self._windows(path, kind)
+        if not windows:
+            return pd.DataFrame()
+        probs = self._scores(torch.stack([w.clip for w in windows]))
+        frame = pd.DataFrame(
+            {
+                "source": str(path),
+                "clip": path.stem if kind == "video" else path.name,
+                "frame_start": [w.start for w in windows],
+                "frame_end": [w.end for w in windows],
+                "time_start": [w.time_start for w in windows],
+                "time_end": [w.time_end for w in windows],
+            }
+        )
+        return frame.assign(**self._au_columns(probs))
+
+    def predict(self, path: Path) -> pd.DataFrame:
+        """Predictions for one input; a failure is recorded and gives an empty frame."""
+        try:
+            kind = input_kind(path)
+            if kind == "manifest":
+                return self.predict_manifest(path)
+            return self.predict_recording(path, kind)
+        except (ClipReadError, ValueError, RuntimeError) as exc:
+            self._fail(path, str(exc))
+            return pd.DataFrame()
+
+
+def plot_recording(frame: pd.DataFrame, aus: list[int], out_png: Path) -> Path:
+    """PNG of each AU's probability over time (window centres) for one recording."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    centres = (frame["time_start"] + frame["time_end"]) / 2
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for au in aus:
+        ax.plot(centres, frame[au_column(au, "prob")], marker=".", label=f"AU{au}")
+    ax.set(xlabel="time (s)", ylabel="probability", ylim=(0, 1), title=str(frame["source"].iloc[0]))
+    ax.legend(ncol=min(len(aus), 8), fontsize="small", loc="upper right")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
+def predict_inputs(
+    model_dir: Path,
+    inputs: list[Path],
+    out: Path,
+    window: int | None = None,
+    stride: int | None = None,
+    fps: float = 200.0,
+    plot: bool = False,
+) -> Path:
+    """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
+
+    Args:
+        model_dir: A model directory from ``au-llm train``.
+        inputs: Manifests, video files and frame folders.
+        out: Predictions CSV.
+        window: Sliding-window length for recordings (default: the model's clip length).
+        stride: Window stride (default: half the window).
+        fps: Frame rate of frame folders.
+        plot: Also write ``<out stem>_<recording>.png`` per recording.
+
+    Returns:
+        The predictions CSV path.
+    """
+    seed_everything(0)
+    predictor = Predictor(load_deployed(model_dir), window, stride, fps)
+    frames = []
+    for path in tqdm(inputs, desc="predict", unit="input"):
+        frame = predictor.predict(Path(path))
+        if frame.empty:
+            continue
+        frames.append(frame)
+        if plot and "time_start" in frame:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name)
+            plot_recording(frame, predictor.deployed.aus, out.with_name(f"{out.stem}_{name}.png"))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
+    atomic_write_csv(
+        out.with_name("failures.csv"),
+        pd.DataFrame(predictor.failures, columns=["input", "clip", "reason"]),
+    )
+    return out
+
+
+def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
+    """Key columns first (those present), then ``AUxx_prob, AUxx_pred`` per AU."""
+    keys = ["source", "clip", "onset", "offset", "frame_start", "frame_end"]
+    keys += ["time_start", "time_end"]
+    au_cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
+    if table.empty:
+        return pd.DataFrame(columns=["source", "clip", *au_cols])
+    return table[[k for k in keys if k in table.columns] + au_cols]

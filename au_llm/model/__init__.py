@@ -1,0 +1,12 @@
+"""The AU-LLM model: 3D-CNN backbone -> Enhanced Fusion Projector -> LoRA-tuned LLM -> AU head.
+
+Entry points: :func:`build_au_llm` (model on the cached base LLM), :class:`AULLM`
+(``forward``, ``reset_trainable``, ``trainable_parameters``), :func:`build_loss`, and
+:func:`save_checkpoint` / :func:`load_checkpoint`.
+"""
+
+from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.losses import build_loss
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+
+__all__ = ["AULLM", "build_au_llm", "build_loss", "load_checkpoint", "save_checkpoint"]

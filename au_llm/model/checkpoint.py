@@ -1,0 +1,153 @@
+"""Save and load AU-LLM checkpoints: trainable weights only, plus what is needed to rebuild.
+
+A checkpoint folder holds:
+
+* ``weights.safetensors``: backbone (with BatchNorm statistics), projector, head and LoRA adapter
+  weights; the frozen base LLM is never saved.
+* ``config.json``: the resolved experiment configuration, as given by the caller.
+* ``model.json``: the model configuration, the clip shape, the number of AUs, the base LLM's
+  identity (source, path, config hash, seed of a tiny base) and the caller's ``extra`` (e.g. the AU
+  list). It is written last, so a folder with ``model.json`` is complete.
+
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from au_llm.config import ModelConfig
+from au_llm.io_utils import atomic_write_bytes, atomic_write_text
+from au_llm.model.llm import load_base_llm
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "au-llm-checkpoint"
+VERSION = 1
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.json"
+_IDENTITY_KEYS = ("source", "config_sha256", "seed")
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | None = None) -> None:
+    """Save the trainable weights of ``model`` and what is needed to rebuild it.
+
+    Args:
+        model: The trained model.
+        cfg_dict: The resolved experiment configuration (plain dicts/lists), saved as given.
+        out_dir: Checkpoint folder (created if needed; existing files are replaced).
+        extra: JSON-serialisable extras, e.g. ``{"aus": [1, 2, 4]}``; returned by
+            :func:`load_checkpoint`.
+    """
+    out_dir = Path(out_dir)
+    tensors = {
+        key: value.detach().to("cpu").contiguous().clone()
+        for key, value in model.trainable_state_dict().items()
+    }
+    atomic_write_bytes(out_dir / WEIGHTS_FILE, save_safetensors(tensors))
+    atomic_write_text(out_dir / CONFIG_FILE, _json_text(cfg_dict))
+    channels, frames, size, _ = model.clip_shape
+    info = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": asdict(model.cfg),
+        "n_aus": model.n_aus,
+        "in_channels": channels,
+        "n_frames": frames,
+        "size": size,
+        "base_identity": model.base_identity,
+        "extra": extra or {},
+    }
+    atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
+
+
+def _model_config(data: dict, path: Path) -> ModelConfig:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(data))
+        cfg = OmegaConf.to_object(merged)
+    except Exception as exc:
+        raise ValueError(f"{path}: invalid model_config: {exc}") from exc
+    assert isinstance(cfg, ModelConfig)
+    return cfg
+
+
+def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -> None:
+    """Raise if the base LLM available now is not the one the checkpoint was trained on."""
+    if saved is None or current is None:
+        if saved != current:
+            raise ValueError(
+                f"{model_dir}: checkpoint base LLM {saved} does not match the current {current}"
+            )
+        return
+    if any(saved.get(key) != current.get(key) for key in _IDENTITY_KEYS):
+        raise ValueError(
+            f"{model_dir}: the checkpoint was trained on base LLM {saved}, but the base LLM "
+            f"loaded now is {current}; the LoRA adapters only fit the original base"
+        )
+    if saved.get("path") != current.get("path"):
+        logger.warning(
+            "base LLM moved from %s to %s (same config hash)", saved["path"], current["path"]
+        )
+
+
+def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
+    """Rebuild a model saved by :func:`save_checkpoint` (base LLM from the per-process cache).
+
+    Args:
+        model_dir: Checkpoint folder.
+
+    Returns:
+        ``(model, info)``: the model in eval mode on the CPU, and ``info`` with keys ``config``
+        (the saved experiment configuration), ``extra``, ``base_identity``, ``n_aus``,
+        ``in_channels``, ``n_frames`` and ``size``.
+
+    Raises:
+        FileNotFoundError: If the folder is not a complete checkpoint.
+        ValueError: If the files are invalid or the base LLM differs from the one trained on.
+    """
+    model_dir = Path(model_dir)
+    meta_path = model_dir / MODEL_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not an au-llm checkpoint ({MODEL_FILE} missing)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(
+            f"{meta_path}: expected format {FORMAT!r} version {VERSION}, got "
+            f"{meta.get('format')!r} version {meta.get('version')!r}"
+        )
+    cfg = _model_config(meta["model_config"], meta_path)
+    base = None if cfg.llm.source == "none" else load_base_llm(cfg.llm)
+    _check_identity(meta["base_identity"], base.identity if base else None, model_dir)
+    model = build_au_llm(
+        cfg, meta["n_aus"], meta["in_channels"], meta["n_frames"], meta["size"], seed=0
+    )
+    weights_path = model_dir / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{model_dir}: {WEIGHTS_FILE} missing")
+    try:
+        model.load_trainable_state_dict(load_safetensors(weights_path.read_bytes()))
+    except ValueError as exc:
+        raise ValueError(f"{weights_path}: {exc}") from exc
+    model.eval()
+    config_path = model_dir / CONFIG_FILE
+    info = {
+        "config": json.loads(config_path.read_text()) if config_path.is_file() else {},
+        "extra": meta.get("extra", {}),
+        "base_identity": meta["base_identity"],
+        **{key: meta[key] for key in ("n_aus", "in_channels", "n_frames", "size")},
+    }
+    return model, info

@@ -1,0 +1,180 @@
+"""Multi-label AU losses on logits ``[B, n_aus]`` and binary targets ``[B, n_aus]``.
+
+* ``asl``: asymmetric loss (Ridnik et al., 2021), AU-LLM's choice (gamma_neg 4, gamma_pos 0,
+  clip 0.05).
+* ``bce``: binary cross-entropy with a per-AU ``pos_weight = n_neg / n_pos`` from the training
+  labels, clamped to [0.1, 50].
+* ``focal``: sigmoid focal loss.
+
+``reduction`` is ``mean`` (over clips and AUs) or ``sum`` (the AU-LLM reference code).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from au_llm.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+POS_WEIGHT_RANGE = (0.1, 50.0)
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"reduction = {reduction!r}: expected 'mean' or 'sum'")
+
+
+class AsymmetricLoss(nn.Module):
+    """Asymmetric loss for multi-label classification (Ridnik et al., ICCV 2021).
+
+    With ``p = sigmoid(x)`` and the shifted negative probability ``p_m = max(p - clip, 0)``:
+    ``loss = -[y (1 - p)^gamma_pos log(p) + (1 - y) p_m^gamma_neg log(1 - p_m)]``.
+    The focusing weights ``(1 - p)^gamma_pos`` and ``p_m^gamma_neg`` are treated as constants in
+    the gradient when ``detach_focal_weight`` (ASL's ``disable_torch_grad_focal_loss``, also what
+    the AU-LLM reference code does).
+
+    Args:
+        gamma_neg: Focusing parameter of negatives.
+        gamma_pos: Focusing parameter of positives.
+        clip: Probability margin that discards easy negatives (0 disables it).
+        reduction: ``mean`` or ``sum``.
+        detach_focal_weight: Stop gradients through the focusing weights.
+    """
+
+    def __init__(
+        self,
+        gamma_neg: float = 4.0,
+        gamma_pos: float = 0.0,
+        clip: float = 0.05,
+        reduction: str = "mean",
+        detach_focal_weight: bool = True,
+    ) -> None:
+        super().__init__()
+        self.gamma_neg = gamma_neg
+        self.gamma_pos = gamma_pos
+        self.clip = clip
+        self.reduction = reduction
+        self.detach_focal_weight = detach_focal_weight
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
+        targets = targets.to(logits.dtype)
+        prob = torch.sigmoid(logits)
+        if self.clip > 0:
+            prob_neg = (prob - self.clip).clamp(min=0)
+            log_not_neg = torch.log((1 - prob_neg).clamp(min=1e-8))
+        else:
+            prob_neg = prob
+            log_not_neg = F.logsigmoid(-logits)
+        weight_pos = (1 - prob) ** self.gamma_pos
+        weight_neg = prob_neg**self.gamma_neg
+        if self.detach_focal_weight:
+            weight_pos, weight_neg = weight_pos.detach(), weight_neg.detach()
+        loss = -(
+            targets * weight_pos * F.logsigmoid(logits) + (1 - targets) * weight_neg * log_not_neg
+        )
+        return _reduce(loss, self.reduction)
+
+
+class FocalLoss(nn.Module):
+    """Sigmoid focal loss (Lin et al., 2017): ``(1 - p_t)^gamma * BCE``.
+
+    Args:
+        gamma: Focusing parameter.
+        reduction: ``mean`` or ``sum``.
+    """
+
+    def __init__(self, gamma: float = 2.0, reduction: str = "mean") -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
+        bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        p_t = torch.exp(-bce)
+        return _reduce((1 - p_t) ** self.gamma * bce, self.reduction)
+
+
+class WeightedBCELoss(nn.Module):
+    """Binary cross-entropy on logits with a per-AU positive-class weight.
+
+    Args:
+        pos_weight: ``[n_aus]`` weights of the positive term (see :func:`positive_weights`).
+        reduction: ``mean`` or ``sum``.
+    """
+
+    def __init__(self, pos_weight: Tensor, reduction: str = "mean") -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight.float())
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
+        loss = F.binary_cross_entropy_with_logits(
+            logits, targets.to(logits.dtype), pos_weight=self.pos_weight, reduction="none"
+        )
+        return _reduce(loss, self.reduction)
+
+
+def positive_weights(labels: np.ndarray | Tensor) -> Tensor:
+    """Per-AU ``n_neg / n_pos`` from training labels, clamped to :data:`POS_WEIGHT_RANGE`.
+
+    Args:
+        labels: ``[N, n_aus]`` 0/1 training labels.
+
+    Returns:
+        ``[n_aus]`` float32 weights (AUs without positives get the upper bound, with a warning).
+    """
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
+    n_pos = y.sum(dim=0)
+    n_neg = y.shape[0] - n_pos
+    for index in torch.nonzero(n_pos == 0).flatten().tolist():
+        logger.warning("AU column %d has no positive training label; pos_weight is clamped", index)
+    weights = n_neg / n_pos.clamp(min=1e-6)
+    return weights.clamp(*POS_WEIGHT_RANGE)
+
+
+def _check_labels(labels: np.ndarray | Tensor) -> None:
+    array = np.asarray(labels)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"training labels: expected [N, n_aus] with N > 0, got {array.shape}")
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError("training labels: expected only 0 and 1 values")
+
+
+def build_loss(train_cfg: TrainConfig, labels: np.ndarray | Tensor) -> nn.Module:
+    """Build the configured loss; ``labels`` (``[N, n_aus]``, 0/1) give BCE's ``pos_weight``.
+
+    Args:
+        train_cfg: Training settings (``loss``, ``asl_*``, ``focal_gamma``, ``loss_reduction``).
+        labels: Training labels of the fold, ``[N, n_aus]``.
+
+    Returns:
+        A module mapping ``(logits [B, n_aus], targets [B, n_aus])`` to a scalar loss.
+    """
+    if isinstance(labels, Tensor):
+        labels = labels.detach().cpu().numpy()
+    _check_labels(labels)
+    reduction = train_cfg.loss_reduction
+    if train_cfg.loss == "asl":
+        return AsymmetricLoss(
+            gamma_neg=train_cfg.asl_gamma_neg,
+            gamma_pos=train_cfg.asl_gamma_pos,
+            clip=train_cfg.asl_clip,
+            reduction=reduction,
+        )
+    if train_cfg.loss == "bce":
+        return WeightedBCELoss(positive_weights(labels), reduction=reduction)
+    if train_cfg.loss == "focal":
+        return FocalLoss(gamma=train_cfg.focal_gamma, reduction=reduction)
+    raise ValueError(f"train.loss = {train_cfg.loss!r}: expected asl, bce or focal")

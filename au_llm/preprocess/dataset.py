@@ -1,0 +1,131 @@
+"""A torch Dataset over a manifest and the aligned-clip cache (no model imports here).
+
+Randomness (strategy ``random_end``) is reproducible and independent of shuffling order and
+DataLoader workers: the k-th draw of item ``i`` since the last :meth:`ClipDataset.set_epoch` uses
+``np.random.default_rng([seed, epoch, i, k])``. Call ``set_epoch(epoch)`` at the start of every
+epoch (required for fresh draws per epoch with non-persistent DataLoader workers, which receive a
+copy of the dataset each epoch); in the calling process draws also differ between epochs without
+it, since k keeps counting.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from au_llm.data.manifest import au_label_matrix
+from au_llm.preprocess.cache import CachedClip, ClipCache
+from au_llm.preprocess.readers import int_field, text_field
+from au_llm.preprocess.sampling import STRATEGIES, sample_indices
+
+Meta = dict[str, str]
+Item = tuple[torch.Tensor, torch.Tensor, Meta]
+
+
+def _apex(row: dict[str, Any]) -> float | None:
+    value = text_field(row, "apex")
+    try:
+        apex = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(apex) else apex
+
+
+class ClipDataset(Dataset):
+    """Sampled aligned clips with their AU labels.
+
+    Args:
+        manifest: Manifest rows to serve (failed clips should be excluded beforehand, see
+            :func:`au_llm.preprocess.run.exclude_failed`).
+        cache: The cache the clips were preprocessed into.
+        aus: AU numbers, in label order.
+        n_frames: Frames per sample.
+        strategy: ``uniform``, ``onset_apex`` or ``random_end`` (see
+            :mod:`au_llm.preprocess.sampling`).
+        seed: Seed of the random strategies.
+
+    Loaded clips stay in memory (uint8) after their first use, so later epochs read no files.
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        cache: ClipCache,
+        aus: Sequence[int],
+        n_frames: int,
+        strategy: str,
+        seed: int = 0,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"sampling strategy {strategy!r}: expected one of {STRATEGIES}")
+        if n_frames < 1:
+            raise ValueError(f"n_frames = {n_frames}: expected at least 1")
+        frame = manifest.reset_index(drop=True)
+        self.rows: list[dict[str, Any]] = frame.to_dict("records")
+        self.cache = cache
+        self.aus = [int(a) for a in aus]
+        self.n_frames = n_frames
+        self.strategy = strategy
+        self.seed = seed
+        self.epoch = 0
+        labels = np.asarray(au_label_matrix(frame, self.aus), dtype=np.float32)
+        self.labels = torch.from_numpy(labels.reshape(len(self.rows), len(self.aus)))
+        self._draws = np.zeros(len(self.rows), dtype=np.int64)
+        self._clips: dict[int, CachedClip] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the random strategies from ``(seed, epoch)`` (see the module docstring)."""
+        self.epoch = int(epoch)
+        self._draws[:] = 0
+
+    def clip(self, i: int) -> CachedClip:
+        """The full cached clip of item ``i`` (loaded once, then kept in memory)."""
+        if i not in self._clips:
+            self._clips[i] = self.cache.load(self.rows[i])
+        return self._clips[i]
+
+    def indices(self, i: int) -> np.ndarray:
+        """``[n_frames]`` frame indices of the next sample of item ``i``."""
+        row = self.rows[i]
+        rng = None
+        if self.strategy == "random_end":
+            rng = np.random.default_rng([self.seed, self.epoch, i, int(self._draws[i])])
+            self._draws[i] += 1
+        return sample_indices(
+            self.clip(i).numbers,
+            int_field(row, "onset"),
+            _apex(row),
+            int_field(row, "offset"),
+            self.n_frames,
+            self.strategy,
+            rng,
+        )
+
+    def __getitem__(self, i: int) -> Item:
+        """Return ``(clip [C, T, H, W] float32 in [0, 1], labels [n_aus] float32, meta)``.
+
+        ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings).
+        """
+        frames = self.clip(i).frames[self.indices(i)]
+        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 255.0
+        row = self.rows[i]
+        meta = {k: text_field(row, k) for k in ("dataset", "subject", "clip")}
+        return clip.contiguous(), self.labels[i].clone(), meta
+
+
+def collate(batch: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:
+    """Batch items: clips ``[B, C, T, H, W]``, labels ``[B, n_aus]``, meta as lists per key."""
+    clips = torch.stack([item[0] for item in batch])
+    labels = torch.stack([item[1] for item in batch])
+    keys = batch[0][2].keys() if batch else ()
+    meta = {k: [item[2][k] for item in batch] for k in keys}
+    return clips, labels, meta

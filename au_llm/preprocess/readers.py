@@ -1,0 +1,275 @@
+"""Reading the onset..offset frames of one manifest row, from a frame folder or a video.
+
+Frame numbers:
+
+* Frame folders: a frame's number is the integer at the end of its file name (``img46.jpg`` ->
+  46, ``006_05562.jpg`` -> 5562), exactly as the dataset annotations count them. ``onset`` and
+  ``offset`` select files by that number; every number in between must be present.
+* Videos (mp4, avi, anything decord reads): ``onset`` and ``offset`` are **0-based frame
+  indices** into the decoded stream (frame 0 is the first frame).
+
+Images are returned as uint8 RGB; grayscale images are replicated to three channels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+# cv2 must be imported before decord (imported lazily below): decord bundles a zlib that breaks
+# cv2 PNG reading when it is loaded first.
+import cv2
+import numpy as np
+
+from au_llm.data.frames import describe_missing, index_frames, missing_frames
+
+
+class ClipReadError(RuntimeError):
+    """A clip's frames cannot be read; the message names the clip, the file and the frame.
+
+    Attributes:
+        path: The file or folder that failed.
+        frame: The frame number that failed, or None when the whole source failed.
+    """
+
+    def __init__(self, message: str, path: str | Path, frame: int | None = None) -> None:
+        super().__init__(message)
+        self.path = str(path)
+        self.frame = frame
+
+
+@dataclass
+class Clip:
+    """Decoded frames of one clip.
+
+    Attributes:
+        frames: ``[T, H, W, 3]`` uint8 RGB.
+        numbers: ``[T]`` int64 frame numbers (onset..offset).
+    """
+
+    frames: np.ndarray
+    numbers: np.ndarray
+
+
+class FrameSource(Protocol):
+    """Random access to the frames of one clip (what :func:`open_clip` returns)."""
+
+    numbers: np.ndarray
+    path: str
+
+    def read(self, i: int) -> np.ndarray:
+        """Return frame ``i`` (0-based position in ``numbers``) as ``[H, W, 3]`` uint8 RGB."""
+        ...
+
+    def close(self) -> None:
+        """Release the source."""
+        ...
+
+
+def text_field(row: Mapping[str, Any], key: str) -> str:
+    """Return ``row[key]`` as a stripped string, ``""`` when missing, None or NaN."""
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def int_field(row: Mapping[str, Any], key: str) -> int:
+    """Return ``row[key]`` as an int.
+
+    Raises:
+        ClipReadError: When the value is missing or not an integer.
+    """
+    value = text_field(row, key)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if math.isnan(number) or number != int(number):
+        raise ClipReadError(
+            f"clip {clip_name(row)}: {key} = {value!r} is not a frame number", clip_name(row)
+        )
+    return int(number)
+
+
+def clip_name(row: Mapping[str, Any]) -> str:
+    """Return ``dataset/subject/clip`` for messages."""
+    return "/".join(text_field(row, k) or "?" for k in ("dataset", "subject", "clip"))
+
+
+def source_path(row: Mapping[str, Any]) -> tuple[str, str]:
+    """Return ``("frames", folder)`` or ``("video", file)`` for a manifest row.
+
+    Raises:
+        ClipReadError: When neither ``frames_dir`` nor ``video`` is set.
+    """
+    folder = text_field(row, "frames_dir")
+    if folder:
+        return "frames", os.path.normpath(os.path.expanduser(folder))
+    video = text_field(row, "video")
+    if video:
+        return "video", os.path.normpath(os.path.expanduser(video))
+    raise ClipReadError(f"clip {clip_name(row)}: neither frames_dir nor video is set", "")
+
+
+def frame_range(row: Mapping[str, Any]) -> tuple[int, int]:
+    """Return ``(onset, offset)`` of a row, checked to be ordered and non-negative."""
+    onset, offset = int_field(row, "onset"), int_field(row, "offset")
+    if onset < 0 or offset < onset:
+        raise ClipReadError(
+            f"clip {clip_name(row)}: expected 0 <= onset <= offset, got {onset}..{offset}",
+            clip_name(row),
+        )
+    return onset, offset
+
+
+class FolderSource:
+    """Frames of a clip stored as numbered image files in one folder.
+
+    Args:
+        folder: The clip's frame folder.
+        onset: First frame number.
+        offset: Last frame number (inclusive).
+        name: Clip name for messages.
+
+    Raises:
+        ClipReadError: When the folder is missing or a frame number in the range has no file.
+    """
+
+    def __init__(self, folder: str | Path, onset: int, offset: int, name: str = "") -> None:
+        self.path = str(folder)
+        self.name = name or self.path
+        if not Path(folder).is_dir():
+            raise ClipReadError(f"clip {self.name}: frame folder not found: {folder}", folder)
+        files = index_frames(Path(folder))
+        self.numbers = np.arange(onset, offset + 1, dtype=np.int64)
+        missing = missing_frames(files, onset, offset)
+        if missing:
+            raise ClipReadError(
+                f"clip {self.name}: {describe_missing(missing, onset, offset)} in {folder}",
+                folder,
+                missing[0],
+            )
+        self.files = [files[int(n)] for n in self.numbers]
+
+    def read(self, i: int) -> np.ndarray:
+        """Decode frame ``i`` (position in ``numbers``) as ``[H, W, 3]`` uint8 RGB."""
+        path = self.files[i]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ClipReadError(
+                f"clip {self.name}: cannot decode frame {int(self.numbers[i])}: {path}",
+                path,
+                int(self.numbers[i]),
+            )
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class VideoSource:
+    """Frames of a clip inside a video file, read with decord (0-based frame indices).
+
+    Args:
+        video: The video file.
+        onset: First frame index (0-based).
+        offset: Last frame index (inclusive).
+        name: Clip name for messages.
+
+    Raises:
+        ClipReadError: When the video cannot be opened or is shorter than ``offset + 1``.
+    """
+
+    def __init__(self, video: str | Path, onset: int, offset: int, name: str = "") -> None:
+        self.path = str(video)
+        self.name = name or self.path
+        if not Path(video).is_file():
+            raise ClipReadError(f"clip {self.name}: video not found: {video}", video)
+        import decord
+
+        try:
+            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0))
+        except (RuntimeError, decord.DECORDError) as exc:
+            raise ClipReadError(
+                f"clip {self.name}: cannot open video {video}: {exc}", video
+            ) from exc
+        if offset >= len(self._reader):
+            raise ClipReadError(
+                f"clip {self.name}: frame {offset} requested but {video} has "
+                f"{len(self._reader)} frames (indices are 0-based)",
+                video,
+                offset,
+            )
+        self.numbers = np.arange(onset, offset + 1, dtype=np.int64)
+
+    def read(self, i: int) -> np.ndarray:
+        """Decode frame ``i`` (position in ``numbers``) as ``[H, W, 3]`` uint8 RGB."""
+        import decord
+
+        number = int(self.numbers[i])
+        try:
+            frame = self._reader[number].asnumpy()
+        except (RuntimeError, decord.DECORDError) as exc:
+            raise ClipReadError(
+                f"clip {self.name}: cannot decode frame {number} of {self.path}: {exc}",
+                self.path,
+                number,
+            ) from exc
+        if frame.ndim == 2 or frame.shape[2] == 1:
+            frame = np.repeat(frame.reshape(frame.shape[0], frame.shape[1], 1), 3, axis=2)
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+
+    def close(self) -> None:
+        """Drop the decoder."""
+        self._reader = None
+
+
+def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:
+    """Open the frame source of a manifest row (``frames_dir`` or ``video``, onset..offset).
+
+    Raises:
+        ClipReadError: When the row has no source, a bad range, or the source cannot be opened.
+    """
+    kind, path = source_path(row)
+    onset, offset = frame_range(row)
+    if kind == "frames":
+        return FolderSource(path, onset, offset, clip_name(row))
+    return VideoSource(path, onset, offset, clip_name(row))
+
+
+def iter_frames(source: FrameSource) -> Iterator[np.ndarray]:
+    """Yield every frame of ``source`` in order as ``[H, W, 3]`` uint8 RGB."""
+    for i in range(len(source.numbers)):
+        yield source.read(i)
+
+
+def read_clip(row: Mapping[str, Any]) -> Clip:
+    """Read all frames onset..offset of a manifest row.
+
+    Args:
+        row: A manifest row (``frames_dir`` or ``video``, ``onset``, ``offset``, names).
+
+    Returns:
+        The clip: ``frames [T, H, W, 3]`` uint8 RGB and ``numbers [T]``.
+
+    Raises:
+        ClipReadError: When a file is missing or cannot be decoded, or frames differ in size; the
+            message names the clip, the file and the frame.
+    """
+    source = open_clip(row)
+    try:
+        frames = list(iter_frames(source))
+    finally:
+        source.close()
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        raise ClipReadError(
+            f"clip {clip_name(row)}: frames differ in size ({sorted(shapes)}) in {source.path}",
+            source.path,
+        )
+    return Clip(frames=np.stack(frames), numbers=source.numbers.copy())

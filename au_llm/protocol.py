@@ -1,0 +1,555 @@
+"""Evaluation protocols: leave-one-subject-out (LOSO) and cross-domain transfer.
+
+A run lives in ``<out_dir>/<name>/``. Each finished fold writes its per-clip predictions
+atomically to ``folds/seed<S>/<fold>.csv`` (with a ``.json`` of thresholds and losses), so a killed
+run resumes where it stopped, ``--folds``/``--shard`` runs of the same config merge into one run
+directory, and :func:`build_report` rebuilds every output from whatever folds are finished.
+
+The steps, in order: :func:`prepare_data` (manifests -> aligned-clip cache, failed clips excluded)
+-> :func:`loso_folds` / :func:`cross_folds` -> :func:`select_folds` -> :func:`run_fold` per fold
+-> :func:`build_report`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from au_llm.config import (
+    DATASET_AUS,
+    ExperimentConfig,
+    load_config,
+    save_config,
+)
+from au_llm.data.manifest import au_label_matrix, read_manifest
+from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_report
+from au_llm.reports import (
+    RunTables,
+    compute_tables,
+    headline_table,
+    write_metric_files,
+    write_plots,
+)
+from au_llm.reports import (
+    write_report as write_markdown_report,
+)
+from au_llm.training import predict_probs, resolve_device, seed_everything, train_model
+
+log = logging.getLogger(__name__)
+
+
+class LeakageError(RuntimeError):
+    """A subject or clip appears on both the training and the test side of a split."""
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train/test split.
+
+    Attributes:
+        name: Held-out subject id (LOSO) or ``<sources>_to_<target>`` (cross-domain).
+        train: Manifest rows to train on.
+        test: Manifest rows to test on.
+    """
+
+    name: str
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+@dataclass
+class PreparedData:
+    """Clips ready for a protocol.
+
+    Attributes:
+        source: Clips of ``data.manifests`` whose preprocessing succeeded.
+        target: Clips of ``data.target_manifests`` (cross-domain), else None.
+        aus: AU numbers the run detects.
+        cache: The aligned-clip cache holding every clip above.
+        excluded: Clips left out (dataset, subject, clip, reason).
+    """
+
+    source: pd.DataFrame
+    target: pd.DataFrame | None
+    aus: list[int]
+    cache: ClipCache
+    excluded: pd.DataFrame
+
+
+def _subject_ids(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(frame["dataset"], frame["subject"], strict=True))
+
+
+def _clip_ids(frame: pd.DataFrame) -> set[tuple[str, str, str]]:
+    """Clip identities: CASME II reuses clip names across subjects, so the subject is part of it."""
+    return set(zip(frame["dataset"], frame["subject"], frame["clip"], strict=True))
+
+
+def check_no_subject_leak(fold: Fold) -> None:
+    """Raise :class:`LeakageError` if a subject is on both sides of ``fold``."""
+    shared = _subject_ids(fold.train) & _subject_ids(fold.test)
+    if shared:
+        names = ", ".join(f"{d}/{s}" for d, s in sorted(shared))
+        raise LeakageError(f"fold {fold.name}: subjects in both train and test: {names}")
+
+
+def check_no_clip_leak(fold: Fold) -> None:
+    """Raise :class:`LeakageError` if a clip is on both sides of ``fold``."""
+    shared = _clip_ids(fold.train) & _clip_ids(fold.test)
+    if shared:
+        names = ", ".join("/".join(key) for key in sorted(shared))
+        raise LeakageError(f"fold {fold.name}: clips in both train and test: {names}")
+
+
+def loso_folds(manifest: pd.DataFrame) -> list[Fold]:
+    """One fold per subject: that subject's clips are the test side, all others train.
+
+    Fold names are the subject ids; with several datasets they are ``<dataset>-<subject>``.
+    """
+    several = manifest["dataset"].nunique() > 1
+    folds = []
+    for (dataset, subject), test in manifest.groupby(["dataset", "subject"], sort=True):
+        train = manifest[(manifest["dataset"] != dataset) | (manifest["subject"] != subject)]
+        name = f"{dataset}-{subject}" if several else str(subject)
+        fold = Fold(name, train.reset_index(drop=True), test.reset_index(drop=True))
+        check_no_subject_leak(fold)
+        folds.append(fold)
+    return folds
+
+
+def cross_folds(source: pd.DataFrame, target: pd.DataFrame) -> list[Fold]:
+    """The single cross-domain fold: train on every source clip, test on every target clip."""
+    name = "+".join(sorted(source["dataset"].unique())) + "_to_"
+    name += "+".join(sorted(target["dataset"].unique()))
+    fold = Fold(name, source.reset_index(drop=True), target.reset_index(drop=True))
+    check_no_clip_leak(fold)
+    check_no_subject_leak(fold)
+    return [fold]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``K/N`` (1 <= K <= N) into ``(K, N)``."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected K/N, e.g. 2/4") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {text!r}: expected 1 <= K <= N")
+    return k, n
+
+
+def select_folds(
+    folds: list[Fold], names: list[str] | None = None, shard: tuple[int, int] | None = None
+) -> list[Fold]:
+    """Restrict folds to the named ones and/or to shard K of N (folds K, K+N, ... by name)."""
+    if names:
+        known = {fold.name for fold in folds}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"--folds: unknown fold(s) {unknown}; known: {sorted(known)}")
+        folds = [fold for fold in folds if fold.name in names]
+    if shard:
+        k, n = shard
+        folds = [fold for i, fold in enumerate(folds) if i % n == k - 1]
+    return folds
+
+
+def fold_seed(seed: int, fold_name: str) -> int:
+    """A seed that depends only on the run seed and the fold's name (stable across processes)."""
+    return (seed * 1_000_003 + zlib.crc32(fold_name.encode())) % 2**31
+
+
+def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
+    """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
+
+    Raises:
+        ValueError: If no AU is left, or a dataset has no published set and ``data.aus`` is empty.
+    """
+    if cfg.data.aus:
+        return sorted(set(cfg.data.aus))
+    unknown = sorted(set(datasets) - set(DATASET_AUS))
+    if unknown:
+        raise ValueError(
+            f"datasets {unknown} have no default AU set; set data.aus in the config "
+            f"(known defaults: {sorted(DATASET_AUS)})"
+        )
+    shared = set.intersection(*(set(DATASET_AUS[d]) for d in datasets))
+    if not shared:
+        raise ValueError(f"datasets {datasets} share no AU; set data.aus")
+    return sorted(shared)
+
+
+def _read_manifests(paths: list[str]) -> pd.DataFrame:
+    frames = [read_manifest(Path(p)) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) -> PreparedData:
+    """Read manifests, align and cache every clip, and exclude the clips that failed.
+
+    The per-clip preprocessing report is written to ``run_dir/preprocess_report.csv``.
+    """
+    if not cfg.data.manifests:
+        raise ValueError("data.manifests is empty: give at least one manifest CSV")
+    source = _read_manifests(cfg.data.manifests)
+    target = _read_manifests(cfg.data.target_manifests) if cfg.data.target_manifests else None
+    everything = pd.concat([source, target], ignore_index=True) if target is not None else source
+    everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
+    cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
+    report = preprocess_manifest(
+        everything, cfg.preprocess, Path(cfg.data.cache_dir), strict=cfg.strict, progress=progress
+    )
+    write_report(report, run_dir / "preprocess_report.csv")
+    failed = report[report["status"] == "failed"]
+    excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        return exclude_failed(frame, report)
+
+    datasets = sorted(
+        set(source["dataset"]) | (set(target["dataset"]) if target is not None else set())
+    )
+    aus = _drop_rare_aus(resolve_aus(cfg, datasets), keep(source), cfg.data.min_positives)
+    return PreparedData(
+        keep(source),
+        keep(target) if target is not None else None,
+        aus,
+        cache,
+        excluded.reset_index(drop=True),
+    )
+
+
+def _drop_rare_aus(aus: list[int], source: pd.DataFrame, min_positives: int) -> list[int]:
+    counts = au_label_matrix(source, aus).sum(axis=0)
+    kept = [au for au, n in zip(aus, counts, strict=True) if n >= min_positives]
+    for au, n in zip(aus, counts, strict=True):
+        if n < min_positives:
+            log.warning("AU%d has %d positive training clips (< %d): dropped", au, n, min_positives)
+    if not kept:
+        raise ValueError(f"no AU has at least data.min_positives = {min_positives} positives")
+    return kept
+
+
+class ModelHolder:
+    """Builds the model once per process and re-initialises only its trainable parts per fold."""
+
+    def __init__(self, cfg: ExperimentConfig, n_aus: int) -> None:
+        self.cfg = cfg
+        self.n_aus = n_aus
+        self.device = resolve_device(cfg.train.device)
+        self._model: AULLM | None = None
+
+    def fresh(self, seed: int) -> AULLM:
+        """The model with trainable weights initialised from ``seed`` (the base LLM is reused)."""
+        if self._model is None:
+            self._model = build_au_llm(
+                self.cfg.model,
+                self.n_aus,
+                self.cfg.preprocess.channels,
+                self.cfg.sampling.n_frames,
+                self.cfg.preprocess.size,
+                seed,
+            ).to(self.device)
+        else:
+            self._model.reset_trainable(seed)
+            self._model.to(self.device)
+        return self._model
+
+
+def _inner_split(
+    train: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a fraction of the training subjects (at least one) as a validation split."""
+    subjects = sorted(_subject_ids(train))
+    rng = np.random.default_rng(seed)
+    n_val = max(1, round(fraction * len(subjects)))
+    chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
+    is_val = np.array(
+        [key in chosen for key in zip(train["dataset"], train["subject"], strict=True)]
+    )
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+def _thresholds(
+    cfg: ExperimentConfig, model: AULLM, train_set: ClipDataset, n_aus: int
+) -> np.ndarray:
+    """Per-AU decision thresholds under the configured policy, never from test labels.
+
+    ``test-oracle`` thresholds are chosen later, on pooled test predictions, by
+    :func:`build_report`; until then the fixed threshold stands in.
+    """
+    if cfg.eval.threshold == "train":
+        probs, _ = predict_probs(model, train_set, cfg.train.batch_size, cfg.train.bf16)
+        grid = threshold_grid(*cfg.eval.oracle_grid)
+        return best_thresholds(train_set.labels.numpy(), probs, grid)
+    return np.full(n_aus, cfg.eval.fixed_threshold)
+
+
+def prediction_frame(
+    metas: list[dict],
+    probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: np.ndarray,
+    aus: list[int],
+    fold: str,
+    seed: int,
+) -> pd.DataFrame:
+    """The per-clip AU table: key columns, then ``AUxx_prob, AUxx_pred, AUxx_true`` per AU."""
+    frame = pd.DataFrame(
+        {
+            "dataset": [m["dataset"] for m in metas],
+            "subject": [str(m["subject"]) for m in metas],
+            "clip": [m["clip"] for m in metas],
+            "fold": fold,
+            "seed": seed,
+        }
+    )
+    preds = apply_thresholds(probs, thresholds)
+    for j, au in enumerate(aus):
+        frame[au_column(au, "prob")] = probs[:, j]
+        frame[au_column(au, "pred")] = preds[:, j]
+        frame[au_column(au, "true")] = labels[:, j].astype(int)
+    return frame
+
+
+def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
+    """Paths of a fold's predictions CSV (its completion marker) and its JSON record."""
+    folder = run_dir / "folds" / f"seed{seed}"
+    return folder / f"{fold}.csv", folder / f"{fold}.json"
+
+
+def run_fold(
+    fold: Fold,
+    seed: int,
+    cfg: ExperimentConfig,
+    data: PreparedData,
+    holder: ModelHolder,
+    run_dir: Path,
+) -> Path:
+    """Train a fresh model on ``fold.train``, predict ``fold.test`` and write both files atomically.
+
+    Returns:
+        The fold's predictions CSV.
+    """
+    check_no_subject_leak(fold) if cfg.protocol == "loso" else check_no_clip_leak(fold)
+    fseed = fold_seed(seed, fold.name)
+    model = holder.fresh(fseed)
+    seed_everything(fseed)
+    train, val = fold.train, None
+    if cfg.train.val_fraction > 0:
+        train, val = _inner_split(fold.train, cfg.train.val_fraction, fseed)
+    n, strategy = cfg.sampling.n_frames, cfg.sampling.train
+    train_set = ClipDataset(train, data.cache, data.aus, n, strategy, seed=fseed)
+    val_set = (
+        ClipDataset(val, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
+        if val is not None
+        else None
+    )
+    result = train_model(model, train_set, cfg.train, fseed, val_set, desc=f"fold {fold.name}")
+    eval_train = ClipDataset(train, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
+    thresholds = _thresholds(cfg, model, eval_train, len(data.aus))
+    test_set = ClipDataset(fold.test, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
+    probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
+    frame = prediction_frame(
+        metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
+    )
+    csv_path, json_path = fold_paths(run_dir, seed, fold.name)
+    record = {
+        "fold": fold.name,
+        "seed": seed,
+        "fold_seed": fseed,
+        "n_train": len(train),
+        "n_val": 0 if val is None else len(val),
+        "n_test": len(fold.test),
+        "thresholds": dict(zip(map(str, data.aus), map(float, thresholds), strict=True)),
+        "train_loss": result.train_loss,
+        "val_loss": result.val_loss,
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+    }
+    atomic_write_text(json_path, json.dumps(record, indent=2))
+    atomic_write_csv(csv_path, frame)
+    return csv_path
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git commit and device, for ``env.json``."""
+    import peft
+    import transformers
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "git_commit": commit,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def start_run(cfg: ExperimentConfig) -> Path:
+    """Create (or reopen) the run directory, refusing to mix two configs in one run.
+
+    Returns:
+        ``<out_dir>/<name>``, holding ``config.yaml`` and ``env.json``.
+    """
+    run_dir = Path(cfg.out_dir) / cfg.name
+    saved = run_dir / "config.yaml"
+    if saved.exists():
+        previous = load_config(saved)
+        if previous.to_dict() != cfg.to_dict():
+            raise ValueError(
+                f"{run_dir} holds a run with a different config ({saved}); "
+                "use another name= or remove the folder"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, saved)
+    atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
+    return run_dir
+
+
+def run_protocol(
+    cfg: ExperimentConfig,
+    fold_names: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> tuple[Path, RunTables]:
+    """Run (or resume) every selected fold of every seed, then rebuild the outputs.
+
+    Args:
+        cfg: The experiment.
+        fold_names: Only these folds (``--folds``).
+        shard: Only shard K of N of the folds (``--shard K/N``).
+        progress: Show progress bars.
+
+    Returns:
+        The run directory and its metric tables.
+    """
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    run_dir = start_run(cfg)
+    data = prepare_data(cfg, run_dir, progress)
+    atomic_write_text(
+        run_dir / "run.json",
+        json.dumps({"aus": data.aus, "excluded": data.excluded.to_dict("records")}, indent=2),
+    )
+    if cfg.protocol == "loso":
+        folds = loso_folds(data.source)
+    else:
+        assert data.target is not None
+        folds = cross_folds(data.source, data.target)
+    folds = select_folds(folds, fold_names, shard)
+    holder = ModelHolder(cfg, len(data.aus))
+    todo = [(seed, fold) for seed in cfg.seeds for fold in folds]
+    for seed, fold in tqdm(todo, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
+        if fold_paths(run_dir, seed, fold.name)[0].exists():
+            log.info("seed %d fold %s: already finished, skipped", seed, fold.name)
+            continue
+        run_fold(fold, seed, cfg, data, holder, run_dir)
+    return run_dir, build_report(run_dir)
+
+
+def collect_predictions(run_dir: Path) -> pd.DataFrame:
+    """Concatenate every finished fold's predictions in a canonical order (seed, fold, clip)."""
+    files = sorted((run_dir / "folds").glob("seed*/*.csv"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no finished fold (folds/seed*/*.csv)")
+    frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
+
+
+def apply_oracle_thresholds(frame: pd.DataFrame, aus: list[int], grid: np.ndarray) -> pd.DataFrame:
+    """Re-threshold each seed's pooled test predictions per AU on the test labels (optimistic)."""
+    frame = frame.copy()
+    probs = [au_column(au, "prob") for au in aus]
+    trues = [au_column(au, "true") for au in aus]
+    preds = [au_column(au, "pred") for au in aus]
+    for _, rows in frame.groupby("seed"):
+        scores = rows[probs].to_numpy()
+        thresholds = best_thresholds(rows[trues].to_numpy(), scores, grid)
+        frame.loc[rows.index, preds] = apply_thresholds(scores, thresholds)
+    return frame
+
+
+def build_report(run_dir: Path) -> RunTables:
+    """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    run_info = json.loads((run_dir / "run.json").read_text())
+    aus = [int(a) for a in run_info["aus"]]
+    frame = collect_predictions(run_dir)
+    optimistic = cfg.eval.threshold == "test-oracle"
+    if optimistic:
+        frame = apply_oracle_thresholds(frame, aus, threshold_grid(*cfg.eval.oracle_grid))
+    atomic_write_csv(run_dir / "predictions.csv", frame)
+    tables = compute_tables(frame, aus)
+    write_metric_files(tables, run_dir, optimistic)
+    datasets = sorted(frame["dataset"].unique())
+    plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
+    write_markdown_report(
+        tables,
+        run_dir,
+        title=f"au-llm run: {cfg.name}",
+        protocol=cfg.protocol,
+        config_summary=config_summary(cfg, aus),
+        excluded_clips=run_info["excluded"],
+        plots=plots,
+        optimistic=optimistic,
+    )
+    return tables
+
+
+def config_summary(cfg: ExperimentConfig, aus: list[int]) -> dict[str, Any]:
+    """The settings a reader of a report needs first."""
+    return {
+        "protocol": cfg.protocol,
+        "manifests": ", ".join(cfg.data.manifests),
+        "target": ", ".join(cfg.data.target_manifests) or "-",
+        "AUs": ", ".join(f"AU{a}" for a in aus),
+        "frames": f"{cfg.sampling.n_frames} x {cfg.preprocess.size}px {cfg.preprocess.color}",
+        "backbone": cfg.model.backbone.name,
+        "LLM": cfg.model.llm.source if cfg.model.llm.source != "path" else cfg.model.llm.path,
+        "LoRA": f"r={cfg.model.llm.lora.r}, alpha={cfg.model.llm.lora.alpha}",
+        "loss": cfg.train.loss,
+        "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
+        "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
+        "threshold": cfg.eval.threshold,
+        "seeds": ", ".join(map(str, cfg.seeds)),
+    }
+
+
+def print_headline(run_dir: Path, tables: RunTables) -> str:
+    """The text printed at the end of a run: where outputs are and the headline table."""
+    optimistic = json.loads((Path(run_dir) / "summary.json").read_text())["optimistic"]
+    return f"Run directory: {run_dir}\n{headline_table(tables, optimistic)}"

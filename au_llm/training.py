@@ -1,0 +1,228 @@
+"""Training and inference of one AU-LLM model on one split (one fold).
+
+``train_model`` fits the trainable parts of a model (backbone, projector, LoRA, head) on a
+:class:`~au_llm.preprocess.dataset.ClipDataset`; ``predict_probs`` returns per-clip AU
+probabilities. Both are deterministic for a given seed on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from au_llm.config import TrainConfig
+from au_llm.model.losses import build_loss
+from au_llm.preprocess.dataset import ClipDataset, collate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What happened while training one model.
+
+    Attributes:
+        train_loss: Mean training loss per epoch.
+        val_loss: Mean inner-validation loss per epoch (empty without a validation split).
+        best_epoch: Epoch whose weights were kept (the last one without early stopping).
+        seconds: Wall-clock training time.
+    """
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) random generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map ``auto``/``cpu``/``cuda`` to a torch device (``auto`` picks CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on CUDA when enabled; a disabled context elsewhere."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
+    )
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (the paper's preset) or AdamW over the trainable parameters."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate schedule: linear warm-up, then constant, cosine or linear decay."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if cfg.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        if cfg.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate,
+        num_workers=0,
+        generator=generator,
+    )
+
+
+def _epoch_loss(
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, bf16: bool
+) -> float:
+    """Mean loss over a loader without gradients (model left in eval mode)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for clips, labels, _ in loader:
+            with _autocast(device, bf16):
+                logits = model(clips.to(device))
+            total += float(loss_fn(logits.float(), labels.to(device))) * len(labels)
+            count += len(labels)
+    return total / max(1, count)
+
+
+def train_model(
+    model: nn.Module,
+    train_set: ClipDataset,
+    cfg: TrainConfig,
+    seed: int,
+    val_set: ClipDataset | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Fit the model's trainable parameters on ``train_set``.
+
+    Args:
+        model: An AU-LLM model (``forward(clips [B,C,T,H,W]) -> logits [B, n_aus]``) already on
+            the target device, with ``trainable_parameters()``.
+        train_set: Training clips; its random temporal sampling is re-seeded every epoch.
+        cfg: Optimiser, schedule, loss and epoch settings.
+        seed: Seed of shuffling and sampling (the fold's seed).
+        val_set: Optional inner validation split (training subjects only) used for early
+            stopping when ``cfg.patience > 0``; the best epoch's weights are restored.
+        desc: Label of the epoch progress bar.
+
+    Returns:
+        Loss curves and timing.
+    """
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    params = list(model.trainable_parameters())
+    loss_fn = build_loss(cfg, train_set.labels).to(device)
+    loader = _loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
+    optimizer = make_optimizer(params, cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    val_loader = _loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
+    result = TrainResult()
+    best_loss, best_state, since_best = math.inf, None, 0
+    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch")
+    for epoch in bar:
+        train_set.set_epoch(epoch)
+        model.train()
+        total, count = 0.0, 0
+        for clips, labels, _ in loader:
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, cfg.bf16):
+                logits = model(clips.to(device))
+            loss = loss_fn(logits.float(), labels.to(device))
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(labels)
+            count += len(labels)
+        result.train_loss.append(total / max(1, count))
+        postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
+        if val_loader is not None:
+            val_loss = _epoch_loss(model, val_loader, loss_fn, device, cfg.bf16)
+            result.val_loss.append(val_loss)
+            postfix["val"] = f"{val_loss:.4f}"
+            if cfg.patience > 0:
+                if val_loss < best_loss:
+                    best_loss, since_best, result.best_epoch = val_loss, 0, epoch
+                    best_state = {
+                        k: v.detach().clone() for k, v in model.trainable_state_dict().items()
+                    }
+                else:
+                    since_best += 1
+                    if since_best >= cfg.patience:
+                        log.info("%s: early stop at epoch %d", desc, epoch)
+                        break
+        bar.set_postfix(postfix)
+    if best_state is not None:
+        model.load_trainable_state_dict(best_state)
+    else:
+        result.best_epoch = len(result.train_loss) - 1
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def predict_probs(
+    model: nn.Module, dataset: ClipDataset, batch_size: int, bf16: bool = True
+) -> tuple[np.ndarray, list[dict]]:
+    """Per-clip AU probabilities in eval mode.
+
+    Args:
+        model: A trained model.
+        dataset: Clips to score (deterministic sampling).
+        batch_size: Clips per forward pass.
+        bf16: bfloat16 autocast on CUDA.
+
+    Returns:
+        ``(probs [N, n_aus] float64, metas)`` with one meta dict (dataset, subject, clip) per clip,
+        in dataset order.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    probs, metas = [], []
+    with torch.inference_mode():
+        for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
+            with _autocast(device, bf16):
+                logits = model(clips.to(device))
+            probs.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
+            metas.extend(
+                {key: meta[key][i] for key in meta} for i in range(len(next(iter(meta.values()))))
+            )
+    if not probs:
+        return np.zeros((0, len(dataset.aus))), []
+    return np.concatenate(probs), metas

@@ -1,0 +1,1 @@
+"""Runnable protocols: thin scripts over the ``au_llm`` library (``python -m pipelines.loso``)."""

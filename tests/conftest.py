@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny synthetic dataset in both formats, its manifests, and a tiny config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from au_llm.config import ExperimentConfig, load_config
+from au_llm.data.manifest import build_manifest, write_manifest
+from au_llm.synth import write_synthetic
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class TinyData:
+    """Manifests of a tiny synthetic CASME II-style and SAMM-style dataset."""
+
+    root: Path
+    casme2: Path
+    samm: Path
+    cache_dir: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
+    root = tmp_path_factory.mktemp("tiny_data")
+    manifests = {}
+    for style, subjects in (("casme2", 3), ("samm", 2)):
+        synth = write_synthetic(style, root / style, subjects, 3, seed=5, frames_per_clip=8)
+        result = build_manifest(style, root=synth.root, coding=synth.coding, strict=True)
+        manifests[style] = root / f"{style}.csv"
+        write_manifest(result.frame, manifests[style])
+    return TinyData(root, manifests["casme2"], manifests["samm"], root / "cache")
+
+
+def tiny_config(
+    data: TinyData, out_dir: Path, name: str, protocol: str = "loso", *extra: str
+) -> ExperimentConfig:
+    """The tiny CPU config pointed at the tiny data and ``out_dir``."""
+    overrides = [
+        f"name={name}",
+        f"out_dir='{out_dir}'",
+        f"data.cache_dir='{data.cache_dir}'",
+        f"data.manifests=['{data.casme2}']",
+    ]
+    if protocol == "cross":
+        overrides.append(f"data.target_manifests=['{data.samm}']")
+    return load_config(CONFIG_DIR / f"tiny_cpu_{protocol}.yaml", [*overrides, *extra])

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from au_llm.config import BackboneConfig
+from au_llm.model.backbones import LearnableEulerianDynamics, build_backbone
+from tests.model import clips, one_torch_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+def _iir(signal: torch.Tensor, r: float) -> torch.Tensor:
+    """Reference first-order low-pass over dim 0: y0 = x0, y_t = (1 - r) y_{t-1} + r x_t."""
+    out = [signal[0]]
+    for t in range(1, signal.shape[0]):
+        out.append((1 - r) * out[-1] + r * signal[t])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("add_input", [False, True])
+def test_led_equals_recursive_filters_with_normalisation(add_input: bool) -> None:
+    led = LearnableEulerianDynamics(add_input=add_input).double()
+    x = torch.rand(2, 1, 6, 4, 4, dtype=torch.float64)
+    frames = x.permute(2, 0, 1, 3, 4)  # time first
+    band = 10.0 * (_iir(frames, 0.4) - _iir(frames, 0.05))
+    if add_input:
+        band = band + frames
+    # the normaliser: the same filters with |weights| applied to |x|
+    weights = led.matrix(6).abs()
+    norm = torch.einsum("ti,ibchw->tbchw", weights, frames.abs())
+    expected = (band / (norm + 1e-8)).permute(1, 2, 0, 3, 4)[:, :, 1:]
+    out = led(x)
+    assert out.shape == (2, 1, 5, 4, 4)
+    torch.testing.assert_close(out, expected)
+    assert out.abs().max() <= 1.0
+
+
+def test_led_parameters_learn_and_reset() -> None:
+    led = LearnableEulerianDynamics(add_input=True)
+    led(torch.rand(1, 1, 5, 3, 3)).sum().backward()
+    assert led.log_r1.grad is not None and led.log_r1.grad.abs() > 0
+    with torch.no_grad():
+        led.log_r1.add_(1.0)
+    led.reset_parameters()
+    assert torch.isclose(led.log_r1.exp(), torch.tensor(0.4))
+
+
+@pytest.mark.parametrize("frames", [3, 4, 6, 8])
+@pytest.mark.parametrize("size", [48, 64, 112])
+def test_led3dcnn_shapes(frames: int, size: int) -> None:
+    backbone = build_backbone(BackboneConfig(high_dim=16), 1, frames, size)
+    feats = backbone.get_clip_features(clips(2, frames, size))
+    assert feats["mid"].shape == (2, backbone.mid_dim)
+    assert feats["high"].shape == (2, 16)
+    if (frames, size) == (6, 64):
+        assert backbone.mid_dim == 64 * 2 * 9 * 9  # the paper's 10368
+
+
+def test_led3dcnn_rgb_and_mid_pool() -> None:
+    cfg = BackboneConfig(high_dim=16, mid_pool=[1, 3, 3])
+    backbone = build_backbone(cfg, 3, 6, 64)
+    feats = backbone.get_clip_features(clips(2, channels=3))
+    assert backbone.mid_dim == 64 * 9
+    assert feats["mid"].shape == (2, 64 * 9)
+    assert backbone.fc_high.in_features == 10368  # high reads the full map
+
+
+def test_led3dcnn_rejects_two_frames() -> None:
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        build_backbone(BackboneConfig(), 1, 2, 64)
+
+
+TINY_WIDTHS = {
+    "x3d": {"width_factor": 0.5, "depth_factor": 0.5},
+    "r2plus1d": {"stem_dim_out": 8},
+    "slow": {"stem_dim_out": 8},
+    "csn": {"stem_dim_out": 8},
+}
+
+
+@pytest.mark.parametrize("name", ["led3dcnn", "x3d", "r2plus1d", "slow", "csn"])
+def test_every_backbone_trains(name: str) -> None:
+    torch.manual_seed(0)
+    cfg = BackboneConfig(name=name, high_dim=16, builder_kwargs=TINY_WIDTHS.get(name, {}))
+    channels, frames, size = (1, 6, 64) if name == "led3dcnn" else (3, 8, 64)
+    backbone = build_backbone(cfg, channels, frames, size)
+    head = torch.nn.Linear(backbone.mid_dim + backbone.high_dim, 2)
+    params = [*backbone.parameters(), *head.parameters()]
+    before = {n: p.detach().clone() for n, p in backbone.named_parameters()}
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    feats = backbone.get_clip_features(clips(2, frames, size, channels))
+    logits = head(torch.cat([feats["mid"], feats["high"]], dim=1))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    changed = {n for n, p in backbone.named_parameters() if not torch.equal(p, before[n])}
+    # the first and the last layers learn (the stem / LED convolution, the stage-4 / fc layer)
+    first, last = ("conv1.", "fc_high.") if name == "led3dcnn" else ("blocks.0.", "blocks.4.")
+    assert any(n.startswith(first) for n in changed), sorted(changed)
+    assert any(n.startswith(last) for n in changed), sorted(changed)
+
+
+def test_backbone_reset_restores_initial_weights() -> None:
+    cfg = BackboneConfig(name="x3d", builder_kwargs=TINY_WIDTHS["x3d"])
+    torch.manual_seed(3)
+    backbone = build_backbone(cfg, 3, 4, 32)
+    torch.manual_seed(3)
+    backbone.reset_parameters()
+    first = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.get_clip_features(clips(2, 4, 32, 3))  # updates BatchNorm statistics
+    torch.manual_seed(3)
+    backbone.reset_parameters()
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, first[key], msg=key)
+
+
+def test_pretrained_path_loads_strictly(tmp_path) -> None:
+    cfg = BackboneConfig(name="slow", builder_kwargs=TINY_WIDTHS["slow"])
+    source = build_backbone(cfg, 3, 4, 32)
+    path = tmp_path / "slow.pt"
+    # a pytorchvideo-style file: wrapped, with head keys that the backbone drops
+    state = dict(source.state_dict())
+    state["blocks.5.proj.weight"] = torch.zeros(3, 3)
+    torch.save({"model_state": state}, path)
+    cfg.pretrained_path = str(path)
+    loaded = build_backbone(cfg, 3, 4, 32).eval()
+    x = clips(1, 4, 32, 3)
+    torch.testing.assert_close(
+        loaded.get_clip_features(x)["high"], source.eval().get_clip_features(x)["high"]
+    )
+    torch.save({"blocks.0.conv.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="slow.pt.*missing keys"):
+        build_backbone(cfg, 3, 4, 32)
+
+
+def test_pytorchvideo_shim_leaves_no_fake_torchvision() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from au_llm.model.pytorchvideo_compat import (
+            fake_torchvision_loaded, import_pytorchvideo_models,
+        )
+        builders = import_pytorchvideo_models()
+        assert set(builders) == {"x3d", "r2plus1d", "resnet", "csn"}, builders
+        assert callable(builders["x3d"].create_x3d)
+        assert not fake_torchvision_loaded()
+        import transformers
+        from transformers import AutoModelForCausalLM
+        assert not fake_torchvision_loaded()
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

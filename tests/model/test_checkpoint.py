@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from au_llm.config import LLMConfig
+from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.llm import clear_base_cache, load_base_llm
+from au_llm.model.modeling_au_llm import build_au_llm
+from tests.model import clips, one_torch_thread, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+def _trained_model(cfg):
+    model = build_au_llm(cfg, 3, 1, 6, 64, seed=2)
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(clips(4)).sum().backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _trained_model(tiny_config())
+    x = clips(3, seed=1)
+    with torch.no_grad():
+        expected = model(x)
+    cfg_dict = {"name": "demo", "train": {"lr": 0.01}}
+    save_checkpoint(model, cfg_dict, tmp_path / "ckpt", extra={"aus": [2, 4, 7]})
+    weights = load_file(tmp_path / "ckpt" / "weights.safetensors")
+    base_keys = [k for k in weights if k.startswith("llm.") and "lora_" not in k]
+    assert not base_keys and any("lora_B" in k for k in weights)
+    assert any(k.endswith("bn1.running_mean") for k in weights)
+    loaded, info = load_checkpoint(tmp_path / "ckpt")
+    assert not loaded.training
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+    assert info["extra"] == {"aus": [2, 4, 7]} and info["config"] == cfg_dict
+    assert info["n_aus"] == 3 and info["base_identity"] == model.base_identity
+
+
+def test_none_ablation_round_trip(tmp_path: Path) -> None:
+    model = _trained_model(tiny_config(source="none"))
+    x = clips(2, seed=3)
+    save_checkpoint(model, {}, tmp_path)
+    loaded, info = load_checkpoint(tmp_path)
+    assert info["base_identity"] is None
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_mismatched_base_raises(tmp_path: Path) -> None:
+    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    save_checkpoint(model, {}, tmp_path)
+    meta_path = tmp_path / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["base_identity"]["config_sha256"] = "0" * 64  # trained on some other base
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="trained on base LLM .*0000.* loaded now is"):
+        load_checkpoint(tmp_path)
+
+
+def test_incomplete_checkpoint_raises(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="model.json missing"):
+        load_checkpoint(tmp_path)
+
+
+def _save_local_hf_model(directory: Path, layers: int) -> None:
+    """A tiny Qwen2 causal LM with a word-level tokenizer, saved as a local HF directory."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "analyse", "the", "following", "features", "."]
+    word_model = models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
+    tokenizer = Tokenizer(word_model)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(directory)
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+
+
+def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
+    model_dir = tmp_path / "llm"
+    _save_local_hf_model(model_dir, layers=1)
+    cfg = tiny_config()
+    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, bf16=False)
+    clear_base_cache()
+    model = _trained_model(cfg)
+    assert model.base_identity["path"] == str(model_dir.resolve())
+    assert max(model.prompt_ids.tolist()) < 64
+    x = clips(2)
+    with torch.no_grad():
+        expected = model(x)
+    save_checkpoint(model, {}, tmp_path / "ckpt")
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")  # takes over the cached base's adapters
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+    # the directory now holds a different model: its config hash no longer matches
+    _save_local_hf_model(model_dir, layers=2)
+    clear_base_cache()
+    with pytest.raises(ValueError, match="only fit the original base"):
+        load_checkpoint(tmp_path / "ckpt")
+    clear_base_cache()
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_base_llm(LLMConfig(source="path", path=str(tmp_path / "absent")))

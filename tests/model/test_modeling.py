@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from au_llm.model.llm import (
+    WordTokenizer,
+    base_cache_info,
+    cast_frozen_base,
+    clear_base_cache,
+    load_base_llm,
+    lora_parameters,
+)
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm, merge_visual_tokens
+from tests.model import clips, one_torch_thread, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+PLACEHOLDER_PROMPT = "Frames <video> show a face ; the onset <video> is subtle . Which AUs ?"
+
+
+def _perturb_lora(model: AULLM, seed: int = 0) -> None:
+    """LoRA B starts at zero (so A gets no gradient); give both non-trivial values."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in lora_parameters(model.llm):
+            param.add_(0.1 * torch.randn(param.shape, generator=generator))
+
+
+def _logits_and_grads(model: AULLM, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    (logits * torch.arange(1, logits.shape[1] + 1)).mean().backward()  # gradients of order 0.1
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logits.detach(), grads
+
+
+def test_shapes_and_projector_width() -> None:
+    model = build_au_llm(tiny_config(), n_aus=4, in_channels=1, n_frames=6, size=64, seed=0)
+    x = clips(3)
+    feats = model.get_clip_features(x)
+    assert model.projector.in_dim == feats["mid"].shape[1] + feats["high"].shape[1]
+    assert feats["mid"].shape == (3, 10368)
+    assert model.get_visual_tokens(x).shape == (3, 1, 32)
+    assert model(x).shape == (3, 4)
+    with pytest.raises(ValueError, match=r"expected \[B, 1, 6, 64, 64\]"):
+        model(clips(3, frames=5))
+
+
+def test_gradients_reach_trainable_parts_but_not_base() -> None:
+    model = build_au_llm(tiny_config(), 3, 1, 6, 64, seed=0)
+    _perturb_lora(model)
+    _, grads = _logits_and_grads(model, clips(2))
+    for prefix in ("backbone.conv1.", "backbone.fc_high.", "projector.", "head.", "llm."):
+        assert any(n.startswith(prefix) and g.abs().sum() > 0 for n, g in grads.items()), prefix
+    lora_names = {n for n in grads if n.startswith("llm.")}
+    assert lora_names and all("lora_A" in n or "lora_B" in n for n in lora_names)
+    frozen = [p for n, p in model.llm.named_parameters() if "lora_" not in n]
+    assert frozen and all(p.grad is None and not p.requires_grad for p in frozen)
+    trainable = {id(p) for p in model.trainable_parameters()}
+    assert not trainable & {id(p) for p in frozen}
+    assert {id(p) for p in lora_parameters(model.llm)} <= trainable
+
+
+@pytest.mark.parametrize(
+    ("arch", "prompt", "n_tokens"),
+    [("qwen2", None, 1), ("llama", None, 1), ("qwen2", PLACEHOLDER_PROMPT, 2)],
+)
+def test_fast_path_equals_straightforward_path(
+    arch: str, prompt: str | None, n_tokens: int
+) -> None:
+    model = build_au_llm(tiny_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4, 1, 6, 64, 0)
+    _perturb_lora(model)
+    model.eval()  # dropout off, BatchNorm fixed; gradients still flow
+    x = clips(3)
+    model.cfg.llm.fast_path = True
+    fast_logits, fast_grads = _logits_and_grads(model, x)
+    model.cfg.llm.fast_path = False
+    slow_logits, slow_grads = _logits_and_grads(model, x)
+    assert (fast_logits - slow_logits).abs().max() <= 1e-5
+    assert fast_grads.keys() == slow_grads.keys()
+    assert {n for n in fast_grads if "lora_" in n}, "LoRA gets no gradient"
+    for name, grad in fast_grads.items():
+        assert (grad - slow_grads[name]).abs().max() <= 1e-5, name
+
+
+class _NoBosTokenizer(WordTokenizer):
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return super().encode(text, add_special_tokens=False)
+
+
+def test_fast_path_without_prefix_equals_straightforward_path(monkeypatch) -> None:
+    cfg = tiny_config(prompt="<video> then a question ?")
+    base = load_base_llm(cfg.llm)
+    monkeypatch.setattr(base, "tokenizer", _NoBosTokenizer(cfg.llm.tiny.vocab_size))
+    model = build_au_llm(cfg, 2, 1, 6, 64, seed=0)
+    assert model._segment_lengths[0] == 0  # nothing to cache: the visual token comes first
+    _perturb_lora(model)
+    model.eval()
+    fast_logits, fast_grads = _logits_and_grads(model, clips(2))
+    model.cfg.llm.fast_path = False
+    slow_logits, slow_grads = _logits_and_grads(model, clips(2))
+    assert (fast_logits - slow_logits).abs().max() <= 1e-5
+    for name, grad in fast_grads.items():
+        assert (grad - slow_grads[name]).abs().max() <= 1e-5, name
+
+
+def test_visual_token_count_is_checked_where_tokens_enter_the_llm() -> None:
+    text = [torch.zeros(3, 8), torch.zeros(0, 8)]  # one visual slot
+    assert merge_visual_tokens(text, torch.ones(2, 1, 8)).shape == (2, 4, 8)
+    with pytest.raises(ValueError, match="2 visual token\\(s\\) per clip but the prompt has 1"):
+        merge_visual_tokens(text, torch.ones(2, 2, 8))
+
+
+def test_inference_prompt_cache_is_reused_and_invalidated() -> None:
+    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    _perturb_lora(model)
+    model.eval()
+    x = clips(2)
+    with torch.no_grad():
+        first = model(x)
+        cached = model._prefix_cache
+        again = model(x)
+        assert model._prefix_cache is cached and cached is not None  # reused
+    recomputed = model(x).detach()  # with gradients enabled: no cache
+    torch.testing.assert_close(first, recomputed, rtol=0, atol=1e-6)
+    torch.testing.assert_close(again, recomputed, rtol=0, atol=1e-6)
+    # an in-place LoRA update (e.g. an optimizer step) must not reuse the stale prompt cache
+    with torch.no_grad():
+        model(x)
+    assert model._prefix_cache is not None
+    _perturb_lora(model, seed=1)
+    with torch.no_grad():
+        updated = model(x)
+    model.cfg.llm.fast_path = False
+    with torch.no_grad():
+        reference = model(x)
+    torch.testing.assert_close(updated, reference, rtol=0, atol=1e-5)
+    assert (updated - first).abs().max() > 1e-4
+    model.train()
+    assert model._prefix_cache is None
+
+
+def test_reset_trainable_equals_fresh_build() -> None:
+    cfg = tiny_config(dropout=0.1)
+    model = build_au_llm(cfg, 3, 1, 6, 64, seed=5)
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
+    model(clips(2)).sum().backward()
+    optimizer.step()  # changes every trainable weight and the BatchNorm statistics
+    model.reset_trainable(7)
+    reset_state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    fresh = build_au_llm(cfg, 3, 1, 6, 64, seed=7)
+    fresh_state = fresh.trainable_state_dict()
+    assert reset_state.keys() == fresh_state.keys()
+    assert any("lora_A" in k for k in fresh_state) and any("running_mean" in k for k in fresh_state)
+    for key, value in fresh_state.items():
+        assert torch.equal(value, reset_state[key]), key
+    other = build_au_llm(cfg, 3, 1, 6, 64, seed=8).trainable_state_dict()
+    assert not torch.equal(other["projector.mlp.0.weight"], fresh_state["projector.mlp.0.weight"])
+
+
+def test_base_loaded_once_and_older_model_refuses_to_run() -> None:
+    clear_base_cache()
+    cfg = tiny_config()
+    first = build_au_llm(cfg, 2, 1, 6, 64, seed=0)
+    second = build_au_llm(cfg, 2, 1, 6, 64, seed=1)
+    info = base_cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert first.llm is second.llm is load_base_llm(cfg.llm).model
+    assert second(clips(1)).shape == (1, 2)
+    with pytest.raises(RuntimeError, match="adapters were replaced"):
+        first(clips(1))
+
+
+def test_tiny_base_is_deterministic_and_identified() -> None:
+    cfg = tiny_config()
+    base = load_base_llm(cfg.llm)
+    clear_base_cache()
+    again = load_base_llm(cfg.llm)
+    assert again is not base
+    # the first base may carry LoRA layers (q_proj -> q_proj.base_layer): compare by clean name
+    first = {
+        n.replace(".base_layer.", "."): v
+        for n, v in base.model.state_dict().items()
+        if "lora_" not in n
+    }
+    second = again.model.state_dict()
+    assert first.keys() == second.keys()
+    for name, value in second.items():
+        assert torch.equal(value, first[name]), name
+    assert again.identity == base.identity
+    assert (
+        again.identity["seed"] == cfg.llm.tiny.seed and len(again.identity["config_sha256"]) == 64
+    )
+
+
+def test_placeholder_count_must_match_visual_tokens() -> None:
+    cfg = tiny_config(prompt="a <video> b <video> c", n_visual_tokens=1)
+    with pytest.raises(ValueError, match="2 '<video>' placeholder.*n_visual_tokens = 1"):
+        build_au_llm(cfg, 2, 1, 6, 64, seed=0)
+
+
+def test_visual_token_goes_after_the_prompt() -> None:
+    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    expected = WordTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
+    assert model.prompt_ids.tolist() == expected and expected[0] == WordTokenizer.bos_id
+    assert model._segment_lengths == (len(expected), 0)
+
+
+def test_none_ablation_trains_without_llm() -> None:
+    before = base_cache_info()
+    model = build_au_llm(tiny_config(source="none"), 3, 1, 6, 64, seed=0)
+    assert model.llm is None and base_cache_info().misses == before.misses
+    assert model.projector.out_dim == 32 and model.head.in_features == 32
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
+    logits = model(clips(2))
+    logits.sum().backward()
+    optimizer.step()
+    assert logits.shape == (2, 3)
+    assert all(p.grad is not None for p in model.trainable_parameters())
+
+
+def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
+    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    _perturb_lora(model)
+    model.eval()
+    cast_frozen_base(model.llm, torch.bfloat16)  # what .to("cuda") does with llm.bf16
+    assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    logits, grads = _logits_and_grads(model, clips(2))
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
+    assert any("lora_B" in n for n in grads)
+    model.to("cpu")  # on the CPU the base goes back to float32
+    assert model.llm.get_input_embeddings().weight.dtype == torch.float32

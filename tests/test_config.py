@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from au_llm.config import ConfigError, ExperimentConfig, load_config, save_config
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_configs_folder_is_not_empty():
+    assert len(CONFIG_FILES) >= 6
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_every_config_loads_and_opens_with_its_launch_command(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Launch: au-llm ")
+    assert f"--config configs/{path.name}" in first
+
+
+@pytest.mark.parametrize("name", ["casme2_loso.yaml", "samm_loso.yaml"])
+def test_paper_presets_match_the_published_settings(name):
+    cfg = load_config(CONFIG_DIR / name)
+    assert (cfg.sampling.n_frames, cfg.preprocess.size, cfg.preprocess.color) == (6, 64, "gray")
+    assert cfg.model.backbone.name == "led3dcnn" and cfg.model.backbone.dropout == 0.3
+    lora = cfg.model.llm.lora
+    assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (
+        16,
+        32,
+        0.1,
+        ["q_proj", "v_proj"],
+    )
+    t = cfg.train
+    assert (t.optimizer, t.lr, t.weight_decay, t.epochs, t.batch_size) == (
+        "adam",
+        3e-5,
+        0.005,
+        350,
+        256,
+    )
+    assert (t.loss, t.asl_gamma_neg, t.asl_gamma_pos, t.asl_clip) == ("asl", 4.0, 0.0, 0.05)
+    assert cfg.seeds == [1]
+    assert cfg.eval.threshold == "fixed"
+
+
+def test_cross_presets_use_the_shared_aus():
+    for name in ("casme2_to_samm.yaml", "samm_to_casme2.yaml"):
+        cfg = load_config(CONFIG_DIR / name)
+        assert cfg.protocol == "cross" and cfg.data.aus == [2, 4, 7, 12]
+
+
+def test_overrides_are_typed():
+    cfg = load_config(CONFIG_DIR / "demo_casme2_loso.yaml", ["train.lr=1e-4", "seeds=[1,2]"])
+    assert cfg.train.lr == 1e-4 and cfg.seeds == [1, 2]
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.lrr"):
+        load_config(bad)
+
+
+def test_wrong_type_names_key_and_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.epochs"):
+        load_config(bad)
+
+
+def test_unknown_override_key_names_the_key():
+    with pytest.raises(ConfigError, match=r"command line.*model\.llm\.nope"):
+        load_config(None, ["model.llm.nope=1"])
+
+
+def test_invalid_value_is_rejected_by_validation():
+    with pytest.raises(ConfigError, match="train.loss"):
+        load_config(None, ["train.loss=mse"])
+    with pytest.raises(ConfigError, match="model.llm.path"):
+        load_config(None, ["model.llm.source=path"])
+    with pytest.raises(ConfigError, match="target_manifests"):
+        load_config(None, ["protocol=cross"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(CONFIG_DIR / "samm_to_casme2.yaml", ["train.epochs=3"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg

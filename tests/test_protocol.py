@@ -1,0 +1,225 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from au_llm.config import save_config
+from au_llm.data.manifest import read_manifest
+from au_llm.metrics import au_column
+from au_llm.protocol import (
+    Fold,
+    LeakageError,
+    build_report,
+    check_no_clip_leak,
+    check_no_subject_leak,
+    cross_folds,
+    loso_folds,
+    parse_shard,
+    run_protocol,
+    select_folds,
+)
+from au_llm.reports import compute_tables
+from tests.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "predictions.csv", dtype={"subject": str, "clip": str})
+
+
+@pytest.fixture(scope="module")
+def loso_run(tiny_data, tmp_path_factory):
+    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("runs"), "loso")
+    run_dir, tables = run_protocol(cfg, progress=False)
+    return cfg, run_dir, tables
+
+
+def test_loso_writes_every_output(loso_run, tiny_data):
+    _, run_dir, _ = loso_run
+    for name in (
+        "config.yaml",
+        "env.json",
+        "predictions.csv",
+        "metrics_per_au.csv",
+        "metrics_per_fold.csv",
+        "summary.json",
+        "report.md",
+        "f1_per_au.png",
+        "f1_fold_heatmap.png",
+        "preprocess_report.csv",
+    ):
+        assert (run_dir / name).is_file(), name
+    env = json.loads((run_dir / "env.json").read_text())
+    assert {"torch", "transformers", "git_commit", "device"} <= env.keys()
+
+
+def test_predictions_have_one_row_per_clip_and_the_documented_columns(loso_run, tiny_data):
+    _, run_dir, _ = loso_run
+    manifest = read_manifest(tiny_data.casme2)
+    preds = read_predictions(run_dir)
+    aus = [1, 2, 4, 7, 12, 14, 15, 17]
+    expected = ["dataset", "subject", "clip", "fold", "seed"]
+    for au in aus:
+        expected += [f"AU{au:02d}_prob", f"AU{au:02d}_pred", f"AU{au:02d}_true"]
+    assert list(preds.columns) == expected
+    assert sorted(preds["clip"]) == sorted(manifest["clip"])
+    assert (preds["fold"] == preds["subject"]).all()
+    for au in aus:
+        truth = manifest.set_index("clip")["aus"].map(
+            lambda s, a=au: a in {int(x) for x in s.split("+") if x}
+        )
+        assert (preds.set_index("clip")[f"AU{au:02d}_true"] == truth.astype(int)).all()
+        assert ((preds[f"AU{au:02d}_prob"] >= 0.5).astype(int) == preds[f"AU{au:02d}_pred"]).all()
+
+
+def test_metrics_equal_a_recomputation_from_predictions(loso_run):
+    _, run_dir, _ = loso_run
+    preds = read_predictions(run_dir)
+    recomputed = compute_tables(preds, [1, 2, 4, 7, 12, 14, 15, 17])
+    saved = pd.read_csv(run_dir / "metrics_per_au.csv")
+    for column in ("binary_f1", "macro_f1", "precision", "recall", "roc_auc"):
+        np.testing.assert_allclose(
+            saved[column].to_numpy(float), recomputed.per_au[column].to_numpy(float), equal_nan=True
+        )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["optimistic"] is False
+
+
+def test_loso_folds_never_share_a_subject(tiny_data):
+    manifest = read_manifest(tiny_data.casme2)
+    folds = loso_folds(manifest)
+    assert [f.name for f in folds] == sorted(manifest["subject"].unique())
+    for fold in folds:
+        assert set(fold.test["subject"]) == {fold.name}
+        assert fold.name not in set(fold.train["subject"])
+        assert len(fold.train) + len(fold.test) == len(manifest)
+
+
+def test_leakage_guards_raise(tiny_data):
+    manifest = read_manifest(tiny_data.casme2)
+    subject = manifest["subject"].iloc[0]
+    leaky = Fold(subject, manifest, manifest[manifest["subject"] == subject])
+    with pytest.raises(LeakageError, match=subject):
+        check_no_subject_leak(leaky)
+    with pytest.raises(LeakageError, match="clips in both"):
+        check_no_clip_leak(leaky)
+    with pytest.raises(LeakageError):
+        cross_folds(manifest, manifest)
+
+
+def test_fold_selection_and_shards(tiny_data):
+    folds = loso_folds(read_manifest(tiny_data.casme2))
+    names = [f.name for f in folds]
+    shards = [select_folds(folds, shard=(k, 2)) for k in (1, 2)]
+    assert sorted(f.name for s in shards for f in s) == names
+    assert not {f.name for f in shards[0]} & {f.name for f in shards[1]}
+    assert [f.name for f in select_folds(folds, [names[1]])] == [names[1]]
+    with pytest.raises(ValueError, match="unknown fold"):
+        select_folds(folds, ["nobody"])
+    with pytest.raises(ValueError):
+        parse_shard("3/2")
+
+
+def test_shards_merge_into_the_same_result(loso_run, tiny_data, tmp_path):
+    cfg, run_dir, _ = loso_run
+    sharded = tiny_config(tiny_data, tmp_path, "loso")
+    for k in (1, 2):
+        run_protocol(sharded, shard=(k, 2), progress=False)
+    pd.testing.assert_frame_equal(read_predictions(tmp_path / "loso"), read_predictions(run_dir))
+
+
+def test_report_rebuilds_from_finished_folds_only(loso_run, tiny_data, tmp_path):
+    partial = tiny_config(tiny_data, tmp_path, "loso")
+    first = loso_folds(read_manifest(tiny_data.casme2))[0].name
+    run_protocol(partial, fold_names=[first], progress=False)
+    tables = build_report(tmp_path / "loso")
+    preds = read_predictions(tmp_path / "loso")
+    assert set(preds["fold"]) == {first}
+    assert tables.summary["n_folds"] == 1
+
+
+def test_a_run_directory_refuses_a_different_config(loso_run, tiny_data):
+    cfg, run_dir, _ = loso_run
+    changed = tiny_config(tiny_data, run_dir.parent, "loso", "loso", "train.epochs=3")
+    with pytest.raises(ValueError, match="different config"):
+        run_protocol(changed, progress=False)
+
+
+def test_test_oracle_outputs_say_optimistic(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, "oracle", "loso", "eval.threshold=test-oracle")
+    run_dir, _ = run_protocol(cfg, progress=False)
+    note = "optimistic: thresholds tuned on test labels"
+    assert note in (run_dir / "report.md").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["optimistic"] is True and note in json.dumps(summary)
+
+
+def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
+    manifest = read_manifest(tiny_data.casme2)
+    flipped = manifest.copy()
+    subject = sorted(manifest["subject"].unique())[0]
+    flipped.loc[flipped["subject"] == subject, "aus"] = "1+2+4+7+12+14+15+17"
+    flipped_path = tmp_path / "flipped.csv"
+    flipped.to_csv(flipped_path, index=False)
+    outputs = []
+    for name, path in (("orig", tiny_data.casme2), ("flip", flipped_path)):
+        cfg = tiny_config(
+            tiny_data, tmp_path, name, "loso", "eval.threshold=train", f"data.manifests=['{path}']"
+        )
+        run_dir, _ = run_protocol(cfg, fold_names=[subject], progress=False)
+        preds = read_predictions(run_dir)
+        outputs.append(preds.filter(regex="_(prob|pred)$"))
+    pd.testing.assert_frame_equal(outputs[0], outputs[1])
+
+
+def test_cross_domain_end_to_end(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, "cross", "cross")
+    run_dir, tables = run_protocol(cfg, progress=False)
+    preds = read_predictions(run_dir)
+    assert sorted(preds["clip"]) == sorted(read_manifest(tiny_data.samm)["clip"])
+    assert set(preds["fold"]) == {"casme2_to_samm"}
+    assert [c for c in preds.columns if c.endswith("_prob")] == [
+        au_column(a, "prob") for a in (2, 4, 7, 12)
+    ]
+    assert (run_dir / "report.md").is_file()
+
+
+def _run_loso_subprocess(config: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.loso", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+
+
+def test_sigkill_mid_fold_then_rerun_equals_an_uninterrupted_run(loso_run, tiny_data, tmp_path):
+    _, reference, _ = loso_run
+    cfg = tiny_config(tiny_data, tmp_path, "loso", "loso", "train.epochs=2")
+    config_file = tmp_path / "killed.yaml"
+    save_config(cfg, config_file)
+    folds_dir = tmp_path / "loso" / "folds" / "seed1"
+    proc = _run_loso_subprocess(config_file)
+    deadline = time.monotonic() + 240
+    while not any(folds_dir.glob("*.csv")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(p.stem for p in folds_dir.glob("*.csv"))
+    assert 1 <= len(finished) < 3, finished
+    assert _run_loso_subprocess(config_file).wait(timeout=300) == 0
+    pd.testing.assert_frame_equal(read_predictions(tmp_path / "loso"), read_predictions(reference))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "loso" / "metrics_per_au.csv"),
+        pd.read_csv(reference / "metrics_per_au.csv"),
+    )

@@ -1,0 +1,244 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from au_llm import metrics as M
+from au_llm import reports as R
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+AUS = [1, 12]
+
+
+def _frame(seed: int = 1, flip: int | None = None) -> pd.DataFrame:
+    """Two LOSO folds (s1: 3 clips, s2: 4 clips), AUs 1 and 12; AU12 has no positive in s1."""
+    true1 = [1, 0, 1, 1, 0, 0, 1]
+    prob1 = [0.9, 0.4, 0.3, 0.8, 0.6, 0.1, 0.7]
+    true12 = [0, 0, 0, 1, 0, 1, 0]
+    prob12 = [0.2, 0.1, 0.3, 0.9, 0.2, 0.4, 0.1]
+    # Decisions deliberately differ from prob >= 0.5 in one place (row 2 of AU12): the table must
+    # use them as given.
+    pred1 = [1, 0, 0, 1, 1, 0, 1]
+    pred12 = [0, 0, 0, 1, 0, 0, 1]
+    if flip is not None:
+        pred1[flip] = 1 - pred1[flip]
+    subjects = ["s1"] * 3 + ["s2"] * 4
+    return pd.DataFrame(
+        {
+            "dataset": "casme2",
+            "subject": subjects,
+            "clip": [f"c{i}" for i in range(7)],
+            "fold": subjects,
+            "seed": seed,
+            "AU01_prob": prob1,
+            "AU01_pred": pred1,
+            "AU01_true": true1,
+            "AU12_prob": prob12,
+            "AU12_pred": pred12,
+            "AU12_true": true12,
+        }
+    )
+
+
+def _arrays(frame: pd.DataFrame, kind: str) -> np.ndarray:
+    return np.stack([frame[M.au_column(a, kind)].to_numpy() for a in AUS], 1)
+
+
+def test_compute_tables_matches_metric_functions():
+    frame = _frame()
+    tables = R.compute_tables(frame, AUS)
+    y, probs, preds = _arrays(frame, "true"), _arrays(frame, "prob"), _arrays(frame, "pred")
+    expected = M.per_au_metrics(y, probs, preds, AUS)
+    baseline = M.always_positive_metrics(y, AUS)
+    per_au = tables.per_au.set_index("au")
+    for row, base in zip(expected, baseline, strict=True):
+        got = per_au.loc[row["au"]]
+        for key in ("binary_f1", "macro_f1", "precision", "recall", "roc_auc"):
+            assert got[key] == pytest.approx(row[key], nan_ok=True), key
+        for key in ("n_pos", "n_neg", "n_pred_pos", "tp", "fp", "fn", "tn", "n_clips"):
+            assert got[key] == row[key], key
+        assert got["baseline_binary_f1"] == pytest.approx(base["binary_f1"])
+        assert got["baseline_macro_f1"] == pytest.approx(base["macro_f1"])
+    # AU12 by hand: pred [0,0,0,1,0,0,1] vs true [0,0,0,1,0,1,0] -> TP1 FP1 FN1 -> 0.5.
+    assert per_au.loc[12, "binary_f1"] == pytest.approx(0.5)
+    # AU12 per fold: s1 has no positive and no positive decision (undefined); s2: TP1 FP1 FN1.
+    assert per_au.loc[12, "binary_f1_fold_mean"] == pytest.approx(0.5)
+    assert per_au.loc[12, "binary_f1_n_folds"] == 1
+    expected_cols = {
+        "seed",
+        "au",
+        "binary_f1",
+        "macro_f1",
+        "precision",
+        "recall",
+        "roc_auc",
+        "binary_f1_fold_mean",
+        "macro_f1_fold_mean",
+        "n_pos",
+        "n_neg",
+        "n_pred_pos",
+        "baseline_binary_f1",
+        "baseline_macro_f1",
+    }
+    assert expected_cols <= set(tables.per_au.columns)
+    assert {"seed", "fold", "au", "binary_f1", "macro_f1", "n_pos", "n_clips"} <= set(
+        tables.per_fold.columns
+    )
+    assert len(tables.per_fold) == 2 * len(AUS)
+    assert math.isnan(tables.per_fold.query("fold == 's1' and au == 12")["binary_f1"].item())
+
+
+def test_summary_values():
+    tables = R.compute_tables(_frame(), AUS)
+    s = tables.summary
+    per_au = tables.per_au
+    assert s["aus"] == AUS and s["seeds"] == [1] and s["n_seeds"] == 1
+    assert s["folds"] == ["s1", "s2"] and s["n_folds"] == 2 and s["n_clips"] == 7
+    assert s["metrics"]["pooled_binary_f1"] == pytest.approx(per_au["binary_f1"].mean())
+    assert s["metrics"]["pooled_macro_f1"] == pytest.approx(per_au["macro_f1"].mean())
+    assert s["metrics"]["baseline_binary_f1"] == pytest.approx(per_au["baseline_binary_f1"].mean())
+    assert s["metrics"]["fold_mean_binary_f1"] == pytest.approx(
+        per_au["binary_f1_fold_mean"].mean()
+    )
+    assert math.isnan(s["metrics_std"]["pooled_binary_f1"])  # one seed: no spread
+
+
+def test_aus_inferred_from_columns():
+    assert R.compute_tables(_frame()).aus == AUS
+
+
+def test_several_seeds_mean_and_std():
+    frame = pd.concat([_frame(1), _frame(2, flip=2), _frame(3, flip=1)], ignore_index=True)
+    tables = R.compute_tables(frame, AUS)
+    per_seed = [
+        R.compute_tables(_frame(1), AUS).summary["metrics"]["pooled_binary_f1"],
+        R.compute_tables(_frame(2, flip=2), AUS).summary["metrics"]["pooled_binary_f1"],
+        R.compute_tables(_frame(3, flip=1), AUS).summary["metrics"]["pooled_binary_f1"],
+    ]
+    assert len(set(np.round(per_seed, 9))) == 3
+    s = tables.summary
+    assert s["seeds"] == [1, 2, 3]
+    assert s["metrics"]["pooled_binary_f1"] == pytest.approx(np.mean(per_seed))
+    assert s["metrics_std"]["pooled_binary_f1"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert len(tables.per_au) == 3 * len(AUS)
+    au1 = tables.per_au[tables.per_au["au"] == 1]["binary_f1"]
+    mean_row = tables.per_au_mean.set_index("au").loc[1]
+    assert mean_row["binary_f1"] == pytest.approx(au1.mean())
+    assert mean_row["binary_f1_std"] == pytest.approx(au1.std(ddof=1))
+    assert "(means over 3 seeds)" in R.headline_table(tables)
+
+
+def test_invalid_predictions_name_the_problem():
+    frame = _frame()
+    with pytest.raises(ValueError, match="AU12_true"):
+        R.compute_tables(frame.drop(columns="AU12_true"), AUS)
+    bad = frame.copy()
+    bad.loc[4, "AU01_pred"] = 2
+    with pytest.raises(ValueError, match=r"row 4 \(casme2/s2/c4\).*AU01_pred"):
+        R.compute_tables(bad, AUS)
+    bad = frame.copy()
+    bad.loc[1, "AU12_prob"] = np.nan
+    with pytest.raises(ValueError, match="AU12_prob"):
+        R.compute_tables(bad, AUS)
+    with pytest.raises(ValueError, match="duplicate"):
+        R.compute_tables(pd.concat([frame, frame.iloc[[0]]], ignore_index=True), AUS)
+
+
+def _png_ok(path):
+    data = path.read_bytes()
+    return len(data) > 1000 and data.startswith(PNG_MAGIC)
+
+
+def test_write_plots(tmp_path):
+    tables = R.compute_tables(_frame(), AUS)
+    with_ref = R.write_plots(tables, tmp_path / "a", "SAMM", optimistic=True)
+    without = R.write_plots(tables, tmp_path / "b", None, optimistic=True)
+    assert [p.name for p in with_ref] == ["f1_per_au.png", "f1_fold_heatmap.png"]
+    assert all(_png_ok(p) for p in with_ref + without)
+    # The reference line changes the bar figure only when the dataset matches.
+    other = R.write_plots(tables, tmp_path / "c", "SAMM", optimistic=True)
+    assert other[0].read_bytes() == with_ref[0].read_bytes()
+    assert with_ref[0].read_bytes() != without[0].read_bytes()
+    plain = R.write_plots(tables, tmp_path / "d", None, optimistic=False)
+    assert plain[1].read_bytes() != without[1].read_bytes()
+
+
+def _report(tables, tmp_path, optimistic):
+    plots = R.write_plots(tables, tmp_path / "plots", "casme2", optimistic)
+    return R.write_report(
+        tables,
+        tmp_path,
+        title="LOSO on CASME II",
+        protocol="loso",
+        config_summary={"eval": {"threshold": "test-oracle" if optimistic else "train"}},
+        excluded_clips=[{"dataset": "casme2", "subject": "s3", "clip": "c9", "reason": "no face"}],
+        plots=plots,
+        optimistic=optimistic,
+        notes=["tiny synthetic run"],
+    ).read_text()
+
+
+def test_write_report_optimistic(tmp_path):
+    frame = pd.concat([_frame(1), _frame(2, flip=2)], ignore_index=True)
+    text = _report(R.compute_tables(frame, AUS), tmp_path, optimistic=True)
+    lines = text.splitlines()
+    assert R.OPTIMISTIC_NOTE in "\n".join(lines[:4])
+    # Every table of numbers (headline, per AU, per fold, seeds) carries the note.
+    for heading in ("## Headline", "## Per-AU", "## Per-fold", "## Seeds"):
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        assert R.OPTIMISTIC_NOTE in section, heading
+    assert "(plots/f1_per_au.png)" in text and "(plots/f1_fold_heatmap.png)" in text
+    assert "no face" in text and "c9" in text
+    assert "test-oracle" in text
+    assert "± " in text
+
+
+def test_write_report_not_optimistic(tmp_path):
+    tables = R.compute_tables(_frame(), AUS)
+    text = _report(tables, tmp_path, optimistic=False)
+    assert "optimistic" not in text
+    assert "Binary F1 (positive class)" in text and '"Macro" F1' in text
+    assert f"{tables.summary['metrics']['pooled_binary_f1']:.3f}" in text
+    assert "0.814" in text  # the paper's CASME II average, shown as a labelled reference
+    assert "## Seeds" not in text
+    assert "`train`" in text
+
+
+def test_write_metric_files_nan_as_null(tmp_path):
+    frame = _frame()
+    for au in AUS:  # no positive label and no positive decision: binary F1 undefined everywhere
+        frame[M.au_column(au, "true")] = 0
+        frame[M.au_column(au, "pred")] = 0
+    tables = R.compute_tables(frame, AUS)
+    R.write_metric_files(tables, tmp_path, optimistic=True)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["optimistic"] is True and summary["note"] == R.OPTIMISTIC_NOTE
+    assert summary["metrics"]["pooled_binary_f1"] is None
+    assert summary["per_seed"]["1"]["pooled_roc_auc"] is None
+    assert summary["metrics_std"]["pooled_macro_f1"] is None  # one seed
+    assert summary["n_aus_defined"]["pooled_binary_f1"] == 0
+    assert summary["metrics"]["pooled_macro_f1"] == 1.0  # only the negative class, all correct
+    per_au = pd.read_csv(tmp_path / "metrics_per_au.csv")
+    assert per_au["binary_f1"].isna().all()
+    assert list(per_au.columns) == list(tables.per_au.columns)
+    assert len(pd.read_csv(tmp_path / "metrics_per_fold.csv")) == len(tables.per_fold)
+    R.write_metric_files(R.compute_tables(_frame(), AUS), tmp_path / "plain", optimistic=False)
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert plain["optimistic"] is False and "note" not in plain
+    assert plain["metrics"]["pooled_binary_f1"] == pytest.approx(
+        pd.read_csv(tmp_path / "plain" / "metrics_per_au.csv")["binary_f1"].mean()
+    )
+
+
+def test_headline_table():
+    tables = R.compute_tables(_frame(), AUS)
+    text = R.headline_table(tables)
+    lines = text.splitlines()
+    au12 = next(line for line in lines if line.startswith("AU12"))
+    assert au12.split()[1] == "0.500"
+    mean = next(line for line in lines if line.startswith("mean"))
+    assert mean.split()[1] == f"{tables.summary['metrics']['pooled_binary_f1']:.3f}"
+    assert R.OPTIMISTIC_NOTE in R.headline_table(tables, optimistic=True)
+    assert R.OPTIMISTIC_NOTE not in text
