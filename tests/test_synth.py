@@ -20,8 +20,10 @@ from au_llm.synth import (
     AUAction,
     SynthResult,
     apex_motion,
+    plan,
     plan_clips,
     render_frame,
+    write,
     write_synthetic,
 )
 
@@ -76,7 +78,7 @@ def test_casme2_files_and_sheet(written: dict[str, SynthResult]) -> None:
 
     sheet = openpyxl.load_workbook(result.coding).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == synth._CASME_HEADER
+    assert rows[0] == write.CASME_HEADER
     by_name = {(row[0], row[1]): row for row in rows[1:]}
     assert len(by_name) == len(rows) - 1 == len(result.clips)
     for clip in result.clips:
@@ -101,7 +103,7 @@ def test_samm_files_and_sheet(written: dict[str, SynthResult]) -> None:
     assert image.ndim == 2 and image.shape == (363, 680)  # grayscale, 2040x1088 / 3
 
     table = pd.read_excel(result.coding, header=13)
-    assert list(table.columns) == list(synth._SAMM_HEADER)
+    assert list(table.columns) == list(write.SAMM_HEADER)
     assert len(table) == len(result.clips)
     preamble = pd.read_excel(result.coding, header=None, nrows=13)[0].dropna().str.cat(sep=" ")
     assert "/ = or" in preamble and "? = unclear offset" in preamble
@@ -132,9 +134,9 @@ def test_default_plan_covers_every_au() -> None:
 
 def test_timing_and_names_do_not_depend_on_aus(monkeypatch: pytest.MonkeyPatch) -> None:
     before = plan_clips("casme2", 4, 4, seed=3)
-    spec = synth._STYLES["casme2"]
+    spec = plan.STYLE_SPECS["casme2"]
     shuffled = tuple(reversed(spec.combos))
-    monkeypatch.setitem(synth._STYLES, "casme2", replace(spec, combos=shuffled))
+    monkeypatch.setitem(plan.STYLE_SPECS, "casme2", replace(spec, combos=shuffled))
     after = plan_clips("casme2", 4, 4, seed=3)
     assert [c.aus for c in before] != [c.aus for c in after]
     key = [(c.subject, c.index, c.clip, c.onset, c.apex, c.offset) for c in before]
@@ -154,7 +156,7 @@ def test_apex_differs_from_onset_only_in_au_regions(
     motion = apex_motion(clip)
     assert 3.0 < motion.max() < 15.0  # a few frame pixels at the apex
     assert (motion > 0.1 * motion.max()).mean() < 0.08  # the face alone is ~13 % of the frame
-    region = cv2.dilate((motion > 0.02).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    region = cv2.dilate((motion > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     diff = np.abs(_clean(clip, clip.apex) - _clean(clip, clip.onset))
     assert diff[~region].max() <= 3
     assert diff[region].max() > 40
@@ -175,7 +177,7 @@ def test_each_au_moves_its_facial_region(written: dict[str, SynthResult]) -> Non
     for au in synth.ANIMATED_AUS:
         motion = apex_motion(replace(base, actions=(AUAction(au, "", 1.0),)))
         moving = motion > 0.1 * motion.max()
-        assert moving.mean() < 0.03, au
+        assert moving.mean() < 0.05, au
         rows[au] = np.nonzero(moving)[0].mean()
     # Top to bottom: brows, lower lids, lip corners, chin.
     assert max(rows[1], rows[2], rows[4]) < rows[7] < min(rows[12], rows[14], rows[15])
