@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from au_llm.config import ConfigError, ExperimentConfig, load_config
+from au_llm.config import ExperimentConfig, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one deployable model on all clips")
     _add_config_args(train)
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
+    train.add_argument("--strict", action="store_true", help="fail on any bad clip")
 
     predict = sub.add_parser("predict", help="AU predictions for new recordings")
     predict.add_argument("--model", type=Path, required=True, help="model directory")
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
     predict.add_argument("--fps", type=float, default=200.0, help="frame rate of frame folders")
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
+    predict.add_argument("--strict", action="store_true", help="stop at the first failed input")
     return parser
 
 
@@ -131,10 +133,8 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     print(report["status"].value_counts().to_string())
     print(f"report: {report_path}")
     if args.preview:
-        ok = report[report["status"] != "failed"]
-        keep = manifest[manifest["clip"].isin(ok["clip"])]
         png = write_contact_sheet(
-            keep,
+            manifest,
             ClipCache(cache_dir, cfg.preprocess),
             args.preview,
             report_path.with_name("preview.png"),
@@ -187,8 +187,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from au_llm.deploy import train_deployable
 
-    model_dir = train_deployable(load_config(args.config, args.overrides), args.out)
-    print(f"model written: {model_dir}")
+    overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
+    train_deployable(load_config(args.config, overrides), args.out)
+    print(f"model written: {args.out}")
     return 0
 
 
@@ -203,6 +204,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         stride=args.stride,
         fps=args.fps,
         plot=args.plot,
+        strict=args.strict,
     )
     print(f"predictions written: {out}")
     return 0
@@ -228,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:
+        if args.verbose:
+            raise
         print(f"au-llm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

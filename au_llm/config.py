@@ -50,21 +50,17 @@ class DataConfig:
         aus: AU numbers to detect. Empty means the dataset's published set (``DATASET_AUS``), or
             for ``cross`` the AUs shared by source and target sets.
         cache_dir: Folder of the aligned-clip cache.
-        min_positives: AUs with fewer positive clips than this in the training manifests are
-            reported and dropped (0 keeps every requested AU).
     """
 
     manifests: list[str] = field(default_factory=list)
     target_manifests: list[str] = field(default_factory=list)
     aus: list[int] = field(default_factory=list)
     cache_dir: str = ".cache/clips"
-    min_positives: int = 0
 
     def __post_init__(self) -> None:
         for au in self.aus:
             if not 1 <= au <= 99:
                 raise ConfigError(f"data.aus: AU {au} is not an AU number (1-99)")
-        _check_positive("data", "min_positives", self.min_positives, allow_zero=True)
 
 
 @dataclass
@@ -371,6 +367,11 @@ class TrainConfig:
         _check_positive("train", "grad_clip", self.grad_clip, allow_zero=True)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"train.val_fraction = {self.val_fraction}: expected 0 <= f < 1")
+        if self.patience > 0 and self.val_fraction == 0:
+            raise ConfigError(
+                f"train.patience = {self.patience} needs an inner validation split: "
+                "set train.val_fraction > 0"
+            )
 
 
 @dataclass

@@ -6,6 +6,7 @@ CASME II-style set -> cross-domain CASME II-style -> SAMM-style -> reports, plot
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -19,13 +20,15 @@ DEMO_CONFIGS = ("demo_casme2_loso.yaml", "demo_casme2_to_samm.yaml")
 STYLE_SEEDS = {"casme2": 0, "samm": 1}
 
 
-def write_demo_data(out: Path, subjects: int, clips_per_subject: int) -> dict[str, Path]:
+def write_demo_data(
+    out: Path, subjects: int, clips_per_subject: int
+) -> tuple[dict[str, Path], bool]:
     """Write both synthetic datasets and their manifests (kept when already complete).
 
     Returns:
-        Manifest CSV path per style (``casme2``, ``samm``).
+        Manifest CSV path per style (``casme2``, ``samm``), and whether any data was (re)written.
     """
-    manifests = {}
+    manifests, written = {}, False
     for style, seed in STYLE_SEEDS.items():
         manifest = out / "manifests" / f"{style}.csv"
         if not manifest.exists() or len(read_manifest(manifest)) != subjects * clips_per_subject:
@@ -33,8 +36,9 @@ def write_demo_data(out: Path, subjects: int, clips_per_subject: int) -> dict[st
             result = build_manifest(style, root=synth.root, coding=synth.coding, strict=True)
             write_manifest(result.frame, manifest)
             print(result.summary())
+            written = True
         manifests[style] = manifest
-    return manifests
+    return manifests, written
 
 
 def demo_config(
@@ -66,14 +70,18 @@ def run_demo(
         clips_per_subject: Synthetic clips per subject.
 
     Returns:
-        The run directories (LOSO, then cross-domain).
+        The run directories (LOSO, then cross-domain). Runs made on earlier demo data are
+        removed when the data is rewritten (e.g. another ``subjects``); otherwise finished folds
+        are kept and a re-run resumes.
     """
     start = time.perf_counter()
-    manifests = write_demo_data(Path(out), subjects, clips_per_subject)
+    manifests, written = write_demo_data(Path(out), subjects, clips_per_subject)
     print(f"[demo] synthetic data and manifests ready ({time.perf_counter() - start:.0f} s)")
     runs, texts = [], []
     for name in DEMO_CONFIGS:
         cfg = demo_config(CONFIG_DIR / name, Path(out), manifests, no_llm)
+        if written:
+            shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
         run_dir, tables = run_protocol(cfg)
         runs.append(run_dir)
         texts.append(f"== {cfg.name} ({cfg.protocol}) ==\n{print_headline(run_dir, tables)}")

@@ -33,8 +33,14 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
-from au_llm.protocol import prepare_data
-from au_llm.training import predict_probs, resolve_device, seed_everything, train_model
+from au_llm.protocol import inner_split, prepare_data
+from au_llm.training import (
+    clip_probs,
+    predict_probs,
+    resolve_device,
+    seed_everything,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +57,24 @@ class DeployedModel:
         cfg: The resolved configuration it was trained with.
         aus: AU numbers, in output order.
         thresholds: Per-AU decision thresholds.
-        window: Default sliding-window length in frames (median training clip length).
+        clip_seconds: Median duration of the training clips (onset..offset) in seconds: the
+            default sliding window of a recording, converted to frames at its own frame rate.
     """
 
     model: AULLM
     cfg: ExperimentConfig
     aus: list[int]
     thresholds: np.ndarray
-    window: int
+    clip_seconds: float
 
 
 def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     """Train one model on every clip of ``data.manifests`` and save it to ``out``.
 
-    The threshold policy ``train`` picks per-AU thresholds on the training clips' own
-    predictions; ``fixed`` uses ``eval.fixed_threshold``; ``test-oracle`` has no test set here and
-    falls back to ``fixed`` with a warning.
+    Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
+    subjects when ``train.val_fraction > 0``). The threshold policy ``train`` picks per-AU
+    thresholds on the training clips' own predictions; ``fixed`` uses ``eval.fixed_threshold``;
+    ``test-oracle`` has no test set here and falls back to ``fixed`` with a warning.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -77,28 +85,36 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
         cfg.model, len(data.aus), cfg.preprocess.channels, n_frames, size, seed
     ).to(resolve_device(cfg.train.device))
     seed_everything(seed)
-    train_set = ClipDataset(data.source, data.cache, data.aus, n_frames, cfg.sampling.train, seed)
-    result = train_model(model, train_set, cfg.train, seed, desc="train")
+    train, val = data.source, None
+    if cfg.train.val_fraction > 0:
+        train, val = inner_split(data.source, cfg.train.val_fraction, seed)
+    train_set = ClipDataset(train, data.cache, data.aus, n_frames, cfg.sampling.train, seed)
+    val_set = (
+        ClipDataset(val, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
+        if val is not None
+        else None
+    )
+    result = train_model(model, train_set, cfg.train, seed, val_set, desc="train")
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
     if cfg.eval.threshold == "train":
-        eval_set = ClipDataset(data.source, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
+        eval_set = ClipDataset(train, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
         probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
         grid = threshold_grid(*cfg.eval.oracle_grid)
         thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
     elif cfg.eval.threshold == "test-oracle":
         log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
-    lengths = data.source["offset"] - data.source["onset"] + 1
-    window = int(np.median(lengths))
+    seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
+    clip_seconds = float(np.median(seconds))
     extra = {
         "aus": data.aus,
         "thresholds": [float(t) for t in thresholds],
-        "window": window,
-        "train_clips": len(data.source),
+        "clip_seconds": clip_seconds,
+        "train_clips": len(train),
         "train_loss": result.train_loss,
         "excluded": data.excluded.to_dict("records"),
     }
     save_checkpoint(model, cfg.to_dict(), out, extra=extra)
-    return DeployedModel(model.eval(), cfg, data.aus, thresholds, window)
+    return DeployedModel(model.eval(), cfg, data.aus, thresholds, clip_seconds)
 
 
 def load_deployed(model_dir: Path) -> DeployedModel:
@@ -111,7 +127,7 @@ def load_deployed(model_dir: Path) -> DeployedModel:
         cfg,
         [int(a) for a in extra["aus"]],
         np.asarray(extra["thresholds"], dtype=np.float64),
-        int(extra["window"]),
+        float(extra["clip_seconds"]),
     )
 
 
@@ -179,22 +195,31 @@ class Predictor:
 
     Args:
         deployed: The model and its settings.
-        window: Sliding-window length in frames (default: the model's training clip length).
+        window: Sliding-window length in frames (default: the model's median training clip
+            duration at the recording's frame rate).
         stride: Window stride in frames (default: half the window).
         fps: Frame rate of frame folders (videos use their own).
+        strict: Raise on the first input or window that fails instead of reporting it.
     """
 
     deployed: DeployedModel
     window: int | None = None
     stride: int | None = None
     fps: float = 200.0
+    strict: bool = False
     failures: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.window = self.window or self.deployed.window
-        self.stride = self.stride or max(1, self.window // 2)
-        check_window(self.window, self.stride)
+        if self.window is not None:
+            check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
+
+    def window_for(self, fps: float) -> tuple[int, int]:
+        """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
+        window = self.window or max(2, round(self.deployed.clip_seconds * fps))
+        stride = self.stride or max(1, window // 2)
+        check_window(window, stride)
+        return window, stride
 
     @property
     def landmarker(self) -> Landmarker | None:
@@ -205,6 +230,8 @@ class Predictor:
         return self._landmarker
 
     def _fail(self, source: Path | str, reason: str, clip: str = "") -> None:
+        if self.strict:
+            raise ValueError(f"{source} {clip}: {reason}")
         log.warning("%s %s: %s", source, clip, reason)
         self.failures.append({"input": str(source), "clip": clip, "reason": reason})
 
@@ -219,17 +246,15 @@ class Predictor:
     def _scores(self, clips: torch.Tensor) -> np.ndarray:
         """AU probabilities ``[B, n_aus]`` of aligned clips ``[B, C, T, H, W]`` in batches."""
         model = self.deployed.model.eval()
-        device = next(model.parameters()).device
-        batch = self.deployed.cfg.train.batch_size
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(clips), batch):
-                logits = model(clips[i : i + batch].to(device))
-                out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
-        return np.concatenate(out) if out else np.zeros((0, len(self.deployed.aus)))
+        train = self.deployed.cfg.train
+        batches = torch.split(clips, train.batch_size)
+        return np.concatenate([clip_probs(model, batch, train.bf16) for batch in batches])
 
     def predict_manifest(self, path: Path) -> pd.DataFrame:
-        """One row per annotated clip: ``source, clip, onset, offset`` and the AU columns."""
+        """One row per annotated clip: ``source, dataset, subject, clip, onset, offset``, AUs.
+
+        ``dataset`` and ``subject`` are kept because CASME II reuses clip names across subjects.
+        """
         cfg = self.deployed.cfg
         manifest = read_manifest(path)
         cache_dir = Path(cfg.data.cache_dir)
@@ -256,6 +281,8 @@ class Predictor:
         frame = pd.DataFrame(
             {
                 "source": str(path),
+                "dataset": rows["dataset"],
+                "subject": rows["subject"],
                 "clip": rows["clip"],
                 "onset": rows["onset"],
                 "offset": rows["offset"],
@@ -277,9 +304,12 @@ class Predictor:
             del reader
         if not numbers:
             raise ClipReadError(f"{path}: no frames", path)
+        window, stride = self.window_for(fps)
+        sampling = cfg.sampling.test
+        rng = np.random.default_rng(0)
         windows = []
-        for start in window_starts(len(numbers), self.window, self.stride):
-            first, last = numbers[start], numbers[min(start + self.window, len(numbers)) - 1]
+        for start in window_starts(len(numbers), window, stride):
+            first, last = numbers[start], numbers[min(start + window, len(numbers)) - 1]
             opener = FolderSource if kind == "frames" else VideoSource
             source = opener(path, first, last, f"{path.name}[{first}-{last}]")
             try:
@@ -290,7 +320,7 @@ class Predictor:
                 self._fail(path, "no face found", f"frames {first}-{last}")
                 continue
             idx = sample_indices(
-                aligned.numbers, first, None, last, cfg.sampling.n_frames, "uniform"
+                aligned.numbers, first, None, last, cfg.sampling.n_frames, sampling, rng
             )
             clip = torch.from_numpy(aligned.frames[idx]).permute(3, 0, 1, 2).float() / 255.0
             t0, t1 = (first - numbers[0]) / fps, (last - numbers[0]) / fps
@@ -359,6 +389,7 @@ def predict_inputs(
     stride: int | None = None,
     fps: float = 200.0,
     plot: bool = False,
+    strict: bool = False,
 ) -> Path:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
@@ -370,12 +401,13 @@ def predict_inputs(
         stride: Window stride (default: half the window).
         fps: Frame rate of frame folders.
         plot: Also write ``<out stem>_<recording>.png`` per recording.
+        strict: Stop at the first input that cannot be read or shows no face.
 
     Returns:
         The predictions CSV path.
     """
     seed_everything(0)
-    predictor = Predictor(load_deployed(model_dir), window, stride, fps)
+    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict)
     frames = []
     for path in tqdm(inputs, desc="predict", unit="input"):
         frame = predictor.predict(Path(path))
@@ -396,7 +428,7 @@ def predict_inputs(
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
     """Key columns first (those present), then ``AUxx_prob, AUxx_pred`` per AU."""
-    keys = ["source", "clip", "onset", "offset", "frame_start", "frame_end"]
+    keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
     au_cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
     if table.empty:

@@ -12,6 +12,7 @@ The steps, in order: :func:`prepare_data` (manifests -> aligned-clip cache, fail
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -32,7 +33,7 @@ from au_llm.config import (
     load_config,
     save_config,
 )
-from au_llm.data.manifest import au_label_matrix, read_manifest
+from au_llm.data.manifest import read_manifest
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
@@ -40,9 +41,11 @@ from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_report
 from au_llm.reports import (
+    OPTIMISTIC_NOTE,
     RunTables,
     compute_tables,
     headline_table,
+    mark_optimistic,
     write_metric_files,
     write_plots,
 )
@@ -225,7 +228,7 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
     datasets = sorted(
         set(source["dataset"]) | (set(target["dataset"]) if target is not None else set())
     )
-    aus = _drop_rare_aus(resolve_aus(cfg, datasets), keep(source), cfg.data.min_positives)
+    aus = resolve_aus(cfg, datasets)
     return PreparedData(
         keep(source),
         keep(target) if target is not None else None,
@@ -233,17 +236,6 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
         cache,
         excluded.reset_index(drop=True),
     )
-
-
-def _drop_rare_aus(aus: list[int], source: pd.DataFrame, min_positives: int) -> list[int]:
-    counts = au_label_matrix(source, aus).sum(axis=0)
-    kept = [au for au, n in zip(aus, counts, strict=True) if n >= min_positives]
-    for au, n in zip(aus, counts, strict=True):
-        if n < min_positives:
-            log.warning("AU%d has %d positive training clips (< %d): dropped", au, n, min_positives)
-    if not kept:
-        raise ValueError(f"no AU has at least data.min_positives = {min_positives} positives")
-    return kept
 
 
 class ModelHolder:
@@ -272,13 +264,22 @@ class ModelHolder:
         return self._model
 
 
-def _inner_split(
+def inner_split(
     train: pd.DataFrame, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a fraction of the training subjects (at least one) as a validation split."""
+    """Hold out a fraction of the training subjects (at least one, never all) for validation.
+
+    Raises:
+        ValueError: If fewer than two training subjects are available.
+    """
     subjects = sorted(_subject_ids(train))
+    if len(subjects) < 2:
+        raise ValueError(
+            f"train.val_fraction = {fraction} needs at least 2 training subjects, "
+            f"got {len(subjects)}"
+        )
     rng = np.random.default_rng(seed)
-    n_val = max(1, round(fraction * len(subjects)))
+    n_val = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
     chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
     is_val = np.array(
         [key in chosen for key in zip(train["dataset"], train["subject"], strict=True)]
@@ -341,6 +342,7 @@ def run_fold(
     data: PreparedData,
     holder: ModelHolder,
     run_dir: Path,
+    progress: bool = True,
 ) -> Path:
     """Train a fresh model on ``fold.train``, predict ``fold.test`` and write both files atomically.
 
@@ -353,7 +355,7 @@ def run_fold(
     seed_everything(fseed)
     train, val = fold.train, None
     if cfg.train.val_fraction > 0:
-        train, val = _inner_split(fold.train, cfg.train.val_fraction, fseed)
+        train, val = inner_split(fold.train, cfg.train.val_fraction, fseed)
     n, strategy = cfg.sampling.n_frames, cfg.sampling.train
     train_set = ClipDataset(train, data.cache, data.aus, n, strategy, seed=fseed)
     val_set = (
@@ -361,7 +363,9 @@ def run_fold(
         if val is not None
         else None
     )
-    result = train_model(model, train_set, cfg.train, fseed, val_set, desc=f"fold {fold.name}")
+    result = train_model(
+        model, train_set, cfg.train, fseed, val_set, desc=f"fold {fold.name}", progress=progress
+    )
     eval_train = ClipDataset(train, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
     thresholds = _thresholds(cfg, model, eval_train, len(data.aus))
     test_set = ClipDataset(fold.test, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
@@ -417,25 +421,73 @@ def environment() -> dict[str, Any]:
     }
 
 
+# Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
+RUNTIME_KEYS = (("strict",), ("out_dir",), ("preprocess", "workers"), ("train", "num_threads"))
+
+
+def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as a dict without :data:`RUNTIME_KEYS`."""
+    data = cfg.to_dict()
+    for path in RUNTIME_KEYS:
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1])
+    return data
+
+
 def start_run(cfg: ExperimentConfig) -> Path:
     """Create (or reopen) the run directory, refusing to mix two configs in one run.
+
+    Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
+    machine of a job array) may share a run.
 
     Returns:
         ``<out_dir>/<name>``, holding ``config.yaml`` and ``env.json``.
     """
     run_dir = Path(cfg.out_dir) / cfg.name
     saved = run_dir / "config.yaml"
-    if saved.exists():
-        previous = load_config(saved)
-        if previous.to_dict() != cfg.to_dict():
-            raise ValueError(
-                f"{run_dir} holds a run with a different config ({saved}); "
-                "use another name= or remove the folder"
-            )
+    if saved.exists() and _comparable(load_config(saved)) != _comparable(cfg):
+        raise ValueError(
+            f"{run_dir} holds a run with a different config ({saved}); "
+            "use another name= or remove the folder"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, saved)
     atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
     return run_dir
+
+
+def data_fingerprint(data: PreparedData) -> str:
+    """SHA-256 of the AU list and every clip's identity, frame range and labels."""
+    columns = ["dataset", "subject", "clip", "onset", "offset", "aus"]
+    frames = [data.source] + ([data.target] if data.target is not None else [])
+    text = json.dumps(data.aus) + "".join(f[columns].to_csv(index=False) for f in frames)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_data(run_dir: Path, data: PreparedData) -> None:
+    """Write ``run.json`` (AUs, excluded clips, data fingerprint), refusing changed data.
+
+    Raises:
+        ValueError: If finished folds exist that were computed on different clips or labels
+            (a manifest rebuilt at the same path), since merging them would mix two datasets.
+    """
+    path = run_dir / "run.json"
+    fingerprint = data_fingerprint(data)
+    if path.exists() and any((run_dir / "folds").glob("seed*/*.csv")):
+        previous = json.loads(path.read_text()).get("data_fingerprint")
+        if previous != fingerprint:
+            raise ValueError(
+                f"{run_dir}: the manifests' clips, frame ranges or labels changed since its "
+                "finished folds were computed; use another name= or remove the folder"
+            )
+    info = {
+        "aus": data.aus,
+        "excluded": data.excluded.to_dict("records"),
+        "data_fingerprint": fingerprint,
+    }
+    atomic_write_text(path, json.dumps(info, indent=2))
 
 
 def run_protocol(
@@ -459,10 +511,7 @@ def run_protocol(
         torch.set_num_threads(cfg.train.num_threads)
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
-    atomic_write_text(
-        run_dir / "run.json",
-        json.dumps({"aus": data.aus, "excluded": data.excluded.to_dict("records")}, indent=2),
-    )
+    record_data(run_dir, data)
     if cfg.protocol == "loso":
         folds = loso_folds(data.source)
     else:
@@ -475,7 +524,7 @@ def run_protocol(
         if fold_paths(run_dir, seed, fold.name)[0].exists():
             log.info("seed %d fold %s: already finished, skipped", seed, fold.name)
             continue
-        run_fold(fold, seed, cfg, data, holder, run_dir)
+        run_fold(fold, seed, cfg, data, holder, run_dir, progress)
     return run_dir, build_report(run_dir)
 
 
@@ -489,21 +538,34 @@ def collect_predictions(run_dir: Path) -> pd.DataFrame:
     return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
 
 
-def apply_oracle_thresholds(frame: pd.DataFrame, aus: list[int], grid: np.ndarray) -> pd.DataFrame:
-    """Re-threshold each seed's pooled test predictions per AU on the test labels (optimistic)."""
+def apply_oracle_thresholds(
+    frame: pd.DataFrame, aus: list[int], grid: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """Re-threshold each seed's pooled test predictions per AU on the test labels (optimistic).
+
+    Returns:
+        The re-thresholded predictions and the thresholds per seed (in ``aus`` order).
+    """
     frame = frame.copy()
     probs = [au_column(au, "prob") for au in aus]
     trues = [au_column(au, "true") for au in aus]
     preds = [au_column(au, "pred") for au in aus]
-    for _, rows in frame.groupby("seed"):
+    chosen = {}
+    for seed, rows in frame.groupby("seed"):
         scores = rows[probs].to_numpy()
         thresholds = best_thresholds(rows[trues].to_numpy(), scores, grid)
         frame.loc[rows.index, preds] = apply_thresholds(scores, thresholds)
-    return frame
+        chosen[str(seed)] = [float(t) for t in thresholds]
+    return frame, chosen
 
 
 def build_report(run_dir: Path) -> RunTables:
-    """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds."""
+    """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds.
+
+    Under ``eval.threshold: test-oracle`` the decisions are re-made with thresholds tuned on the
+    pooled test labels; every file then says so (a ``note`` column in each CSV, ``optimistic`` in
+    summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
+    """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     run_info = json.loads((run_dir / "run.json").read_text())
@@ -511,9 +573,11 @@ def build_report(run_dir: Path) -> RunTables:
     frame = collect_predictions(run_dir)
     optimistic = cfg.eval.threshold == "test-oracle"
     if optimistic:
-        frame = apply_oracle_thresholds(frame, aus, threshold_grid(*cfg.eval.oracle_grid))
-    atomic_write_csv(run_dir / "predictions.csv", frame)
+        frame, chosen = apply_oracle_thresholds(frame, aus, threshold_grid(*cfg.eval.oracle_grid))
+        oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
+        atomic_write_text(run_dir / "oracle_thresholds.json", json.dumps(oracle, indent=2))
     tables = compute_tables(frame, aus)
+    atomic_write_csv(run_dir / "predictions.csv", mark_optimistic(frame) if optimistic else frame)
     write_metric_files(tables, run_dir, optimistic)
     datasets = sorted(frame["dataset"].unique())
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)

@@ -768,6 +768,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def mark_optimistic(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` with a last column ``note`` saying the thresholds saw test labels."""
+    return table.assign(note=OPTIMISTIC_NOTE)
+
+
 def write_metric_files(tables: RunTables, out_dir: Path, optimistic: bool) -> None:
     """Write the metric tables and ``summary.json`` (all atomically).
 
@@ -777,12 +782,16 @@ def write_metric_files(tables: RunTables, out_dir: Path, optimistic: bool) -> No
     Args:
         tables: Output of :func:`compute_tables`.
         out_dir: Folder for the files (created when missing).
-        optimistic: Recorded as ``"optimistic"`` in summary.json, with ``"note"`` when true.
+        optimistic: Recorded as ``"optimistic"`` in summary.json, with ``"note"`` when true;
+            every CSV then also gets a last column ``note`` holding :data:`OPTIMISTIC_NOTE`.
     """
     out_dir = Path(out_dir)
-    atomic_write_csv(out_dir / "metrics_per_au.csv", tables.per_au)
-    atomic_write_csv(out_dir / "metrics_per_au_seed_mean.csv", tables.per_au_mean)
-    atomic_write_csv(out_dir / "metrics_per_fold.csv", tables.per_fold)
+    for name, table in (
+        ("metrics_per_au.csv", tables.per_au),
+        ("metrics_per_au_seed_mean.csv", tables.per_au_mean),
+        ("metrics_per_fold.csv", tables.per_fold),
+    ):
+        atomic_write_csv(out_dir / name, mark_optimistic(table) if optimistic else table)
     summary: dict[str, Any] = {"optimistic": bool(optimistic)}
     if optimistic:
         summary["note"] = OPTIMISTIC_NOTE

@@ -127,6 +127,7 @@ def train_model(
     seed: int,
     val_set: ClipDataset | None = None,
     desc: str = "train",
+    progress: bool = True,
 ) -> TrainResult:
     """Fit the model's trainable parameters on ``train_set``.
 
@@ -139,6 +140,7 @@ def train_model(
         val_set: Optional inner validation split (training subjects only) used for early
             stopping when ``cfg.patience > 0``; the best epoch's weights are restored.
         desc: Label of the epoch progress bar.
+        progress: Show the epoch progress bar.
 
     Returns:
         Loss curves and timing.
@@ -153,7 +155,7 @@ def train_model(
     val_loader = _loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
     result = TrainResult()
     best_loss, best_state, since_best = math.inf, None, 0
-    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch")
+    bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch", disable=not progress)
     for epoch in bar:
         train_set.set_epoch(epoch)
         model.train()
@@ -197,6 +199,18 @@ def train_model(
     return result
 
 
+def clip_probs(model: nn.Module, clips: torch.Tensor, bf16: bool = True) -> np.ndarray:
+    """AU probabilities ``[B, n_aus]`` (float64) of clips ``[B, C, T, H, W]``, without gradients.
+
+    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast on CUDA when
+    ``bf16``, exactly as during training.
+    """
+    device = next(model.parameters()).device
+    with torch.inference_mode(), _autocast(device, bf16):
+        logits = model(clips.to(device))
+    return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+
+
 def predict_probs(
     model: nn.Module, dataset: ClipDataset, batch_size: int, bf16: bool = True
 ) -> tuple[np.ndarray, list[dict]]:
@@ -212,17 +226,11 @@ def predict_probs(
         ``(probs [N, n_aus] float64, metas)`` with one meta dict (dataset, subject, clip) per clip,
         in dataset order.
     """
-    device = next(model.parameters()).device
     model.eval()
     probs, metas = [], []
-    with torch.inference_mode():
-        for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
-            with _autocast(device, bf16):
-                logits = model(clips.to(device))
-            probs.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
-            metas.extend(
-                {key: meta[key][i] for key in meta} for i in range(len(next(iter(meta.values()))))
-            )
+    for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
+        probs.append(clip_probs(model, clips, bf16))
+        metas.extend({key: values[i] for key, values in meta.items()} for i in range(len(clips)))
     if not probs:
         return np.zeros((0, len(dataset.aus))), []
     return np.concatenate(probs), metas

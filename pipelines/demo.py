@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipelines.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--no-llm", action="store_true", help="the ablation without the LLM")
+    parser.add_argument("--subjects", type=int, default=8, help="synthetic subjects per dataset")
+    parser.add_argument("--clips-per-subject", type=int, default=8)
     args = parser.parse_args(argv)
-    run_demo(args.out, no_llm=args.no_llm)
+    run_demo(args.out, args.no_llm, args.subjects, args.clips_per_subject)
     return 0
 
 

@@ -30,6 +30,14 @@ def test_window_starts_cover_the_recording_end():
         window_starts(10, 1, 1)
 
 
+def test_default_window_is_the_training_clip_duration_at_the_input_frame_rate(deployed):
+    model, _, _ = deployed
+    assert model.clip_seconds == pytest.approx(8 / 200)
+    assert Predictor(model).window_for(200.0) == (8, 4)
+    assert Predictor(model).window_for(100.0) == (4, 2)
+    assert Predictor(model, window=6, stride=1).window_for(30.0) == (6, 1)
+
+
 def test_model_directory_holds_weights_config_and_aus(deployed):
     model, model_dir, _ = deployed
     assert {"config.json", "model.json"} <= {p.name for p in model_dir.iterdir()}
@@ -75,8 +83,8 @@ def predictions(deployed, tiny_data, tmp_path_factory):
     again = tmp / "again.csv"
     predict_inputs(model_dir, inputs, again, window=4, stride=3)
     return {
-        "table": pd.read_csv(out, dtype={"clip": str}),
-        "again": pd.read_csv(again, dtype={"clip": str}),
+        "table": pd.read_csv(out, dtype={"clip": str, "subject": str}),
+        "again": pd.read_csv(again, dtype={"clip": str, "subject": str}),
         "failures": pd.read_csv(tmp / "failures.csv"),
         "folder": folder,
         "video": video,
@@ -87,7 +95,8 @@ def predictions(deployed, tiny_data, tmp_path_factory):
 
 def test_prediction_csv_columns(predictions):
     table = predictions["table"]
-    keys = ["source", "clip", "onset", "offset", "frame_start", "frame_end"]
+    keys = ["source", "dataset", "subject", "clip", "onset", "offset"]
+    keys += ["frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
     au_cols = [au_column(au, kind) for au in AUS for kind in ("prob", "pred")]
     assert list(table.columns) == keys + au_cols
@@ -98,7 +107,10 @@ def test_manifest_input_gives_one_row_per_clip(predictions, tiny_data):
     table = predictions["table"]
     rows = table[table["source"] == str(tiny_data.casme2)]
     manifest = read_manifest(tiny_data.casme2)
-    assert sorted(rows["clip"]) == sorted(manifest["clip"])
+    key = ["dataset", "subject", "clip"]
+    assert sorted(map(tuple, rows[key].astype(str).to_numpy())) == sorted(
+        map(tuple, manifest[key].to_numpy())
+    )
     assert rows["frame_start"].isna().all()
 
 

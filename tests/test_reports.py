@@ -222,9 +222,12 @@ def test_write_metric_files_nan_as_null(tmp_path):
     assert summary["metrics"]["pooled_macro_f1"] == 1.0  # only the negative class, all correct
     per_au = pd.read_csv(tmp_path / "metrics_per_au.csv")
     assert per_au["binary_f1"].isna().all()
-    assert list(per_au.columns) == list(tables.per_au.columns)
+    assert list(per_au.columns) == [*tables.per_au.columns, "note"]
+    assert (per_au["note"] == R.OPTIMISTIC_NOTE).all()
     assert len(pd.read_csv(tmp_path / "metrics_per_fold.csv")) == len(tables.per_fold)
     R.write_metric_files(R.compute_tables(_frame(), AUS), tmp_path / "plain", optimistic=False)
+    plain_au = pd.read_csv(tmp_path / "plain" / "metrics_per_au.csv")
+    assert list(plain_au.columns) == list(tables.per_au.columns)
     plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
     assert plain["optimistic"] is False and "note" not in plain
     assert plain["metrics"]["pooled_binary_f1"] == pytest.approx(

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import cv2
+import pandas as pd
+
+from au_llm.cli import main
+from au_llm.data.frames import index_frames
+from au_llm.data.manifest import read_manifest
+from au_llm.protocol import run_protocol
+from tests.conftest import CONFIG_DIR, tiny_config
+
+
+def test_manifest_csv_accepts_frame_folders_and_videos(tiny_data, tmp_path, capsys):
+    row = read_manifest(tiny_data.casme2).iloc[0]
+    frames = [cv2.imread(str(p)) for _, p in sorted(index_frames(Path(row["frames_dir"])).items())]
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(
+        str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, frames[0].shape[1::-1]
+    )
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    table = pd.DataFrame(
+        {
+            "subject": ["s1", "s2"],
+            "clip": ["from_frames", "from_video"],
+            "frames_dir": [row["frames_dir"], ""],
+            "video": ["", "clip.mp4"],
+            "onset": [row["onset"], 0],
+            "offset": [row["offset"], len(frames) - 1],
+            "aus": ["1+2", "12"],
+        }
+    )
+    table.to_csv(tmp_path / "mine.csv", index=False)
+    out = tmp_path / "manifest.csv"
+    assert main(["manifest", "csv", "--table", str(tmp_path / "mine.csv"), "--out", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert list(manifest["clip"]) == ["from_frames", "from_video"]
+    assert manifest.loc[1, "video"] == str(video) and manifest.loc[1, "n_frames"] == len(frames)
+    assert "2 clips written" in capsys.readouterr().out
+
+
+def test_preprocess_writes_report_and_preview(tiny_data, tmp_path):
+    report = tmp_path / "report.csv"
+    args = ["preprocess", "--manifest", str(tiny_data.casme2), "--config"]
+    args += [str(CONFIG_DIR / "tiny_cpu_loso.yaml"), "--report", str(report), "--preview", "2"]
+    assert main([*args, f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+    statuses = pd.read_csv(report)["status"]
+    assert len(statuses) == len(read_manifest(tiny_data.casme2))
+    assert set(statuses) <= {"ok", "fallback"}
+    assert (tmp_path / "preview.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_rebuilds_outputs_of_a_run(tiny_data, tmp_path, capsys):
+    first = sorted(read_manifest(tiny_data.casme2)["subject"])[0]
+    run_dir, _ = run_protocol(tiny_config(tiny_data, tmp_path, "r"), [first], progress=False)
+    (run_dir / "predictions.csv").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "predictions.csv").is_file()
+    assert "binF1" in capsys.readouterr().out
+
+
+def test_errors_are_reported_with_the_file_not_a_traceback(tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    args = ["loso", "--config", str(CONFIG_DIR / "tiny_cpu_loso.yaml")]
+    assert main([*args, f"data.manifests=['{missing}']", f"out_dir={tmp_path}"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert main(["loso", "--config", str(CONFIG_DIR / "tiny_cpu_loso.yaml"), "train.lrr=1"]) == 2
+    assert "train.lrr" in capsys.readouterr().err

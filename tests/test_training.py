@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from au_llm.config import TrainConfig
+from au_llm.data.manifest import read_manifest
+from au_llm.model.losses import build_loss
+from au_llm.model.modeling_au_llm import build_au_llm
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.run import preprocess_manifest
+from au_llm.protocol import inner_split
+from au_llm.training import _epoch_loss, _loader, make_scheduler, train_model
+from tests.conftest import tiny_config
+
+
+def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=cfg.lr)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    lrs = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_warmup_then_cosine_decay():
+    lrs = _lrs(TrainConfig(lr=1.0, epochs=4, warmup_epochs=1, scheduler="cosine"), 2)
+    assert lrs[:2] == pytest.approx([0.5, 1.0])
+    assert lrs[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False))
+    assert lrs[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 5 / 6)))
+
+
+def test_constant_and_linear_schedules():
+    assert _lrs(TrainConfig(lr=0.1, epochs=3, scheduler="constant"), 1) == pytest.approx([0.1] * 3)
+    linear = _lrs(TrainConfig(lr=1.0, epochs=4, scheduler="linear"), 1)
+    assert linear == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def test_inner_split_holds_out_whole_training_subjects(tiny_data):
+    manifest = read_manifest(tiny_data.casme2)
+    train, val = inner_split(manifest, 0.34, seed=3)
+    assert len(val) and len(train)
+    assert not set(train["subject"]) & set(val["subject"])
+    assert len(train) + len(val) == len(manifest)
+    train, val = inner_split(manifest, 0.99, seed=3)
+    assert train["subject"].nunique() == 1
+    one = manifest[manifest["subject"] == manifest["subject"].iloc[0]]
+    with pytest.raises(ValueError, match="at least 2 training subjects"):
+        inner_split(one, 0.5, seed=0)
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "es",
+        "loso",
+        "train.val_fraction=0.34",
+        "train.patience=2",
+        "train.epochs=8",
+        "train.lr=0.05",
+    )
+    manifest = read_manifest(tiny_data.casme2)
+    preprocess_manifest(manifest, cfg.preprocess, tiny_data.cache_dir, progress=False)
+    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    train, val = inner_split(manifest, cfg.train.val_fraction, seed=1)
+    aus = [1, 2, 4, 7, 12, 14, 15, 17]
+    train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
+    val_set = ClipDataset(val, cache, aus, 4, "uniform", seed=1)
+    model = build_au_llm(cfg.model, len(aus), 1, 4, 32, seed=1)
+    result = train_model(model, train_set, cfg.train, 1, val_set, progress=False)
+    assert result.best_epoch == int(np.argmin(result.val_loss))
+    assert result.best_epoch < len(result.val_loss) - 1, "the restore path must be exercised"
+    loss_fn = build_loss(cfg.train, train_set.labels)
+    loader = _loader(val_set, 8, shuffle=False, seed=0)
+    restored = _epoch_loss(model, loader, loss_fn, torch.device("cpu"), bf16=False)
+    assert restored == pytest.approx(min(result.val_loss), rel=1e-5)
