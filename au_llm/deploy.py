@@ -28,7 +28,7 @@ from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import ClipCache
-from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
 from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
 from au_llm.preprocess.run import preprocess_manifest
@@ -322,7 +322,7 @@ class Predictor:
             idx = sample_indices(
                 aligned.numbers, first, None, last, cfg.sampling.n_frames, sampling, rng
             )
-            clip = torch.from_numpy(aligned.frames[idx]).permute(3, 0, 1, 2).float() / 255.0
+            clip = to_clip_tensor(aligned.frames[idx])
             t0, t1 = (first - numbers[0]) / fps, (last - numbers[0]) / fps
             windows.append(_Window(str(path), first, last, t0, t1, clip))
         return windows

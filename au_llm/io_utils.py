@@ -12,6 +12,13 @@ from typing import IO
 import pandas as pd
 
 
+def _umask() -> int:
+    """The process umask (mkstemp creates 0600 files; results should get the usual mode)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path`` and rename it onto ``path`` on success.
@@ -27,6 +34,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -199,8 +199,7 @@ def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
 
 
 def _read_manifests(paths: list[str]) -> pd.DataFrame:
-    frames = [read_manifest(Path(p)) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat([read_manifest(Path(p)) for p in paths], ignore_index=True)
 
 
 def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -221,18 +220,16 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
     write_report(report, run_dir / "preprocess_report.csv")
     failed = report[report["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
-
-    def keep(frame: pd.DataFrame) -> pd.DataFrame:
-        return exclude_failed(frame, report)
-
-    datasets = sorted(
-        set(source["dataset"]) | (set(target["dataset"]) if target is not None else set())
-    )
-    aus = resolve_aus(cfg, datasets)
+    usable = exclude_failed(source, report)
+    if usable.empty:
+        raise ValueError(
+            f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
+            f"(see {run_dir / 'preprocess_report.csv'})"
+        )
     return PreparedData(
-        keep(source),
-        keep(target) if target is not None else None,
-        aus,
+        usable,
+        exclude_failed(target, report) if target is not None else None,
+        resolve_aus(cfg, sorted(everything["dataset"].unique())),
         cache,
         excluded.reset_index(drop=True),
     )

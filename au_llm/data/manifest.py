@@ -532,7 +532,7 @@ def _row_identity(
 def _build_coded(
     dataset: str, root: Path, coding: Path, strict: bool, errata: Errata | None
 ) -> ManifestResult:
-    root, coding = Path(root), Path(coding)
+    root, coding = Path(root).resolve(), Path(coding)
     if not coding.is_file():
         raise ManifestError(f"{coding}: annotation file not found")
     if not root.is_dir():
@@ -738,7 +738,7 @@ def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
     base = table.parent.resolve()
     report = _Report(table, strict)
     records: list[dict[str, object]] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     for index, row in enumerate(data.to_dict("records")):
         number = index + 2
         if not any(str(value).strip() for value in row.values()):
@@ -748,13 +748,14 @@ def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
             missing = " and ".join(name for name in ("subject", "clip") if not row[name].strip())
             report.skip(BAD_ROW, f"row has no {missing}", subject, clip, number)
             continue
-        if (subject, clip) in seen:
-            first = seen[(subject, clip)]
+        identity = (row.get("dataset", "").strip() or DEFAULT_DATASET, subject, clip)
+        if identity in seen:
+            first = seen[identity]
             report.skip(
                 DUPLICATE, f"clip listed again (first at row {first})", subject, clip, number
             )
             continue
-        seen[(subject, clip)] = number
+        seen[identity] = number
         log = _ClipLog()
         try:
             record = _table_record(row, columns, base, subject, clip, log)

@@ -37,6 +37,12 @@ def _apex(row: dict[str, Any]) -> float | None:
     return None if math.isnan(apex) else apex
 
 
+def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
+    """Sampled uint8 frames ``[T, H, W, C]`` -> model input ``[C, T, H, W]`` float32 in [0, 1]."""
+    clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 255.0
+    return clip.contiguous()
+
+
 class ClipDataset(Dataset):
     """Sampled aligned clips with their AU labels.
 
@@ -115,11 +121,10 @@ class ClipDataset(Dataset):
 
         ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings).
         """
-        frames = self.clip(i).frames[self.indices(i)]
-        clip = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 255.0
+        clip = to_clip_tensor(self.clip(i).frames[self.indices(i)])
         row = self.rows[i]
         meta = {k: text_field(row, k) for k in ("dataset", "subject", "clip")}
-        return clip.contiguous(), self.labels[i].clone(), meta
+        return clip, self.labels[i].clone(), meta
 
 
 def collate(batch: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]]:

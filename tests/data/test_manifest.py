@@ -498,3 +498,36 @@ def test_table_fps_column(tmp_path):
     result = build_from_table(tmp_path / "t.csv")
     assert result.frame["fps"].tolist() == [30.0, 200.0]
     assert result.warnings == ["2/y (row 3): fps 'fast' is not a positive number; 200 used"]
+
+
+def test_relative_root_is_stored_absolute_so_the_manifest_reads_back_anywhere(
+    tmp_path, casme2, monkeypatch
+):
+    root, coding = casme2
+    monkeypatch.chdir(root.parent)
+    frame = build_casme2(Path(root.name), coding).frame
+    assert all(Path(p).is_absolute() for p in frame["frames_dir"])
+    out = tmp_path / "elsewhere" / "casme2.csv"
+    write_manifest(frame, out)
+    back = read_manifest(out)
+    assert all(Path(p).is_dir() for p in back["frames_dir"])
+
+
+def test_table_duplicates_are_per_dataset(tmp_path):
+    write_frames(tmp_path / "f", range(1, 4))
+    rows = [
+        {
+            "dataset": d,
+            "subject": "s1",
+            "clip": "c1",
+            "frames_dir": "f",
+            "onset": 1,
+            "offset": 3,
+            "aus": "12",
+        }
+        for d in ("a", "b", "a")
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    result = build_from_table(tmp_path / "t.csv")
+    assert sorted(result.frame["dataset"]) == ["a", "b"]
+    assert [s.reason for s in result.skipped] == ["clip listed again (first at row 2)"]
