@@ -23,7 +23,7 @@ from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
 from au_llm.io_utils import atomic_write_csv
-from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.metrics import apply_thresholds, au_column
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.preprocess.align import align_source
@@ -33,13 +33,12 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
-from au_llm.protocol import inner_split, prepare_data
+from au_llm.protocol import fit, prepare_data
 from au_llm.training import (
     clip_probs,
     predict_probs,
     resolve_device,
     seed_everything,
-    train_model,
 )
 
 log = logging.getLogger(__name__)
@@ -85,36 +84,21 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
         cfg.model, len(data.aus), cfg.preprocess.channels, n_frames, size, seed
     ).to(resolve_device(cfg.train.device))
     seed_everything(seed)
-    train, val = data.source, None
-    if cfg.train.val_fraction > 0:
-        train, val = inner_split(data.source, cfg.train.val_fraction, seed)
-    train_set = ClipDataset(train, data.cache, data.aus, n_frames, cfg.sampling.train, seed)
-    val_set = (
-        ClipDataset(val, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
-        if val is not None
-        else None
-    )
-    result = train_model(model, train_set, cfg.train, seed, val_set, desc="train")
-    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
-    if cfg.eval.threshold == "train":
-        eval_set = ClipDataset(train, data.cache, data.aus, n_frames, cfg.sampling.test, seed)
-        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
-        grid = threshold_grid(*cfg.eval.oracle_grid)
-        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
-    elif cfg.eval.threshold == "test-oracle":
+    fitted = fit(model, data.source, cfg, data, seed)
+    if cfg.eval.threshold == "test-oracle":
         log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
     seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
     clip_seconds = float(np.median(seconds))
     extra = {
         "aus": data.aus,
-        "thresholds": [float(t) for t in thresholds],
+        "thresholds": [float(t) for t in fitted.thresholds],
         "clip_seconds": clip_seconds,
-        "train_clips": len(train),
-        "train_loss": result.train_loss,
+        "train_clips": len(fitted.train),
+        "train_loss": fitted.result.train_loss,
         "excluded": data.excluded.to_dict("records"),
     }
     save_checkpoint(model, cfg.to_dict(), out, extra=extra)
-    return DeployedModel(model.eval(), cfg, data.aus, thresholds, clip_seconds)
+    return DeployedModel(model.eval(), cfg, data.aus, fitted.thresholds, clip_seconds)
 
 
 def load_deployed(model_dir: Path) -> DeployedModel:

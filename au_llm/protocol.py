@@ -52,7 +52,13 @@ from au_llm.reports import (
 from au_llm.reports import (
     write_report as write_markdown_report,
 )
-from au_llm.training import predict_probs, resolve_device, seed_everything, train_model
+from au_llm.training import (
+    TrainResult,
+    predict_probs,
+    resolve_device,
+    seed_everything,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -284,19 +290,57 @@ def inner_split(
     return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
 
 
-def _thresholds(
-    cfg: ExperimentConfig, model: AULLM, train_set: ClipDataset, n_aus: int
-) -> np.ndarray:
-    """Per-AU decision thresholds under the configured policy, never from test labels.
+@dataclass
+class FitResult:
+    """One trained model's record.
 
-    ``test-oracle`` thresholds are chosen later, on pooled test predictions, by
-    :func:`build_report`; until then the fixed threshold stands in.
+    Attributes:
+        train: The rows trained on (the inner validation split removed).
+        n_val: Clips in the inner validation split (0 without one).
+        thresholds: Per-AU decision thresholds ``[n_aus]``.
+        result: Loss curves and timing.
     """
+
+    train: pd.DataFrame
+    n_val: int
+    thresholds: np.ndarray
+    result: TrainResult
+
+
+def fit(
+    model: AULLM,
+    rows: pd.DataFrame,
+    cfg: ExperimentConfig,
+    data: PreparedData,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
+
+    An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
+    ``train`` policy picks per-AU thresholds on the training clips' own predictions; the others
+    use ``eval.fixed_threshold`` (``test-oracle`` thresholds are chosen later, on pooled test
+    predictions, by :func:`build_report`).
+    """
+    train, val = rows, None
+    if cfg.train.val_fraction > 0:
+        train, val = inner_split(rows, cfg.train.val_fraction, seed)
+    n, sampling = cfg.sampling.n_frames, cfg.sampling
+    train_set = ClipDataset(train, data.cache, data.aus, n, sampling.train, seed=seed)
+    val_set = (
+        ClipDataset(val, data.cache, data.aus, n, sampling.test, seed=seed)
+        if val is not None
+        else None
+    )
+    result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
+    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
     if cfg.eval.threshold == "train":
-        probs, _ = predict_probs(model, train_set, cfg.train.batch_size, cfg.train.bf16)
+        eval_set = ClipDataset(train, data.cache, data.aus, n, sampling.test, seed=seed)
+        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
         grid = threshold_grid(*cfg.eval.oracle_grid)
-        return best_thresholds(train_set.labels.numpy(), probs, grid)
-    return np.full(n_aus, cfg.eval.fixed_threshold)
+        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
+    return FitResult(train, 0 if val is None else len(val), thresholds, result)
 
 
 def prediction_frame(
@@ -350,22 +394,10 @@ def run_fold(
     fseed = fold_seed(seed, fold.name)
     model = holder.fresh(fseed)
     seed_everything(fseed)
-    train, val = fold.train, None
-    if cfg.train.val_fraction > 0:
-        train, val = inner_split(fold.train, cfg.train.val_fraction, fseed)
-    n, strategy = cfg.sampling.n_frames, cfg.sampling.train
-    train_set = ClipDataset(train, data.cache, data.aus, n, strategy, seed=fseed)
-    val_set = (
-        ClipDataset(val, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
-        if val is not None
-        else None
-    )
-    result = train_model(
-        model, train_set, cfg.train, fseed, val_set, desc=f"fold {fold.name}", progress=progress
-    )
-    eval_train = ClipDataset(train, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
-    thresholds = _thresholds(cfg, model, eval_train, len(data.aus))
-    test_set = ClipDataset(fold.test, data.cache, data.aus, n, cfg.sampling.test, seed=fseed)
+    fitted = fit(model, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
+    thresholds, result = fitted.thresholds, fitted.result
+    n, strategy = cfg.sampling.n_frames, cfg.sampling.test
+    test_set = ClipDataset(fold.test, data.cache, data.aus, n, strategy, seed=fseed)
     probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
@@ -375,8 +407,8 @@ def run_fold(
         "fold": fold.name,
         "seed": seed,
         "fold_seed": fseed,
-        "n_train": len(train),
-        "n_val": 0 if val is None else len(val),
+        "n_train": len(fitted.train),
+        "n_val": fitted.n_val,
         "n_test": len(fold.test),
         "thresholds": dict(zip(map(str, data.aus), map(float, thresholds), strict=True)),
         "train_loss": result.train_loss,
