@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from au_llm.config import ExperimentConfig, load_config
+from au_llm.config import ConfigError, ExperimentConfig, load_config
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -27,11 +27,6 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--shard", help="run shard K of N of the folds, e.g. 2/4")
     parser.add_argument("--strict", action="store_true", help="fail on any bad clip")
     return parser
-
-
-def protocol_parser(prog: str) -> argparse.ArgumentParser:
-    """The arguments of a protocol run (``--config``, overrides, ``--folds``, ``--shard``)."""
-    return _add_protocol_args(argparse.ArgumentParser(prog=prog))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +122,8 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache_dir = Path(cfg.data.cache_dir)
-    report = preprocess_manifest(manifest, cfg.preprocess, cache_dir, strict=args.strict)
+    cache = ClipCache(cache_dir, cfg.preprocess)
+    report = preprocess_manifest(manifest, cache, strict=args.strict)
     report_path = args.report or cache_dir / "preprocess_report.csv"
     write_report(report, report_path)
     print(report["status"].value_counts().to_string())
@@ -135,7 +131,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     if args.preview:
         png = write_contact_sheet(
             manifest,
-            ClipCache(cache_dir, cfg.preprocess),
+            cache,
             args.preview,
             report_path.with_name("preview.png"),
         )
@@ -146,13 +142,20 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def protocol_request(
     args: argparse.Namespace, protocol: str
 ) -> tuple[ExperimentConfig, list[str] | None, tuple[int, int] | None]:
-    """Turn parsed protocol arguments into ``(config, fold names, shard)``."""
+    """Turn parsed protocol arguments into ``(config, fold names, shard)``.
+
+    Raises:
+        ConfigError: If the config's ``protocol`` is not the sub-command's.
+    """
     from au_llm.protocol import parse_shard
 
-    overrides = [*args.overrides, f"protocol={protocol}"]
-    if args.strict:
-        overrides.append("strict=true")
+    overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     cfg = load_config(args.config, overrides)
+    if cfg.protocol != protocol:
+        raise ConfigError(
+            f"{args.config}: protocol is {cfg.protocol!r}, but the command is "
+            f"`au-llm {protocol}`; run `au-llm {cfg.protocol}` or set protocol: {protocol}"
+        )
     folds = args.folds.split(",") if args.folds else None
     return cfg, folds, parse_shard(args.shard) if args.shard else None
 

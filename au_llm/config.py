@@ -8,6 +8,8 @@ the key and the file. ``load_config("configs/x.yaml", ["train.lr=1e-4"])`` retur
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,10 @@ DATASET_AUS: dict[str, list[int]] = {
     "casme2": [1, 2, 4, 7, 12, 14, 15, 17],
     "samm": [2, 4, 7, 12],
 }
+
+
+# Temporal sampling strategies (see au_llm.preprocess.sampling).
+SAMPLING_STRATEGIES = ("uniform", "onset_apex", "random_end")
 
 
 class ConfigError(ValueError):
@@ -121,22 +127,23 @@ class SamplingConfig:
     """Temporal sampling of cached clips, done when clips are loaded.
 
     Attributes:
-        n_frames: Frames per sampled clip.
+        frames_per_clip: Frames per sampled clip (the model's input length ``T``).
         train: Strategy for training clips: ``uniform`` (over onset..offset), ``onset_apex``, or
             ``random_end`` (onset to a random end frame, AU-LLM's augmentation).
         test: Strategy for evaluation clips (``uniform`` in AU-LLM).
     """
 
-    n_frames: int = 6
+    frames_per_clip: int = 6
     train: str = "random_end"
     test: str = "uniform"
 
     def __post_init__(self) -> None:
-        strategies = ("uniform", "onset_apex", "random_end")
-        _check_choice("sampling", "train", self.train, strategies)
-        _check_choice("sampling", "test", self.test, strategies)
-        if self.n_frames < 2:
-            raise ConfigError(f"sampling.n_frames = {self.n_frames}: expected at least 2")
+        _check_choice("sampling", "train", self.train, SAMPLING_STRATEGIES)
+        _check_choice("sampling", "test", self.test, SAMPLING_STRATEGIES)
+        if self.frames_per_clip < 2:
+            raise ConfigError(
+                f"sampling.frames_per_clip = {self.frames_per_clip}: expected at least 2"
+            )
 
 
 @dataclass
@@ -381,23 +388,23 @@ class EvalConfig:
     Attributes:
         threshold: ``fixed`` (``fixed_threshold`` for every AU), ``train`` (per AU, chosen on the
             training clips' own predictions), or ``test-oracle`` (per AU, chosen on the pooled test
-            predictions over ``oracle_grid``: AU-LLM's reference code; optimistic).
+            predictions over ``threshold_grid``: AU-LLM's reference code; optimistic).
         fixed_threshold: Threshold of the ``fixed`` policy.
-        oracle_grid: Start, stop (inclusive) and step of the threshold grid of ``train`` and
+        threshold_grid: Start, stop (inclusive) and step of the threshold grid of ``train`` and
             ``test-oracle``.
     """
 
     threshold: str = "fixed"
     fixed_threshold: float = 0.5
-    oracle_grid: list[float] = field(default_factory=lambda: [0.10, 0.85, 0.05])
+    threshold_grid: list[float] = field(default_factory=lambda: [0.10, 0.85, 0.05])
 
     def __post_init__(self) -> None:
         _check_choice("eval", "threshold", self.threshold, ("fixed", "train", "test-oracle"))
         if not 0 < self.fixed_threshold < 1:
             raise ConfigError(f"eval.fixed_threshold = {self.fixed_threshold}: expected (0, 1)")
-        if len(self.oracle_grid) != 3:
+        if len(self.threshold_grid) != 3:
             raise ConfigError(
-                f"eval.oracle_grid = {self.oracle_grid}: expected [start, stop, step]"
+                f"eval.threshold_grid = {self.threshold_grid}: expected [start, stop, step]"
             )
 
 
@@ -438,8 +445,33 @@ class ExperimentConfig:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def _blame(source: str) -> Iterator[None]:
+    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+
+
+def _validated(merged: Any, source: str) -> ExperimentConfig:
+    with _blame(source):
+        cfg = OmegaConf.to_object(merged)
+    assert isinstance(cfg, ExperimentConfig)
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load an experiment config from YAML and apply ``key=value`` overrides.
+
+    The file is validated on its own first, so an error in it is reported against the file even
+    when overrides are given; the overrides are then applied and validated.
 
     Args:
         path: YAML file, or None to start from the defaults.
@@ -452,30 +484,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         ConfigError: For an unreadable file, an unknown key, a wrong type or an invalid value; the
             message names the file (or "command line") and the key.
     """
-    schema = OmegaConf.structured(ExperimentConfig)
+    merged = OmegaConf.structured(ExperimentConfig)
     source = "defaults"
-    try:
-        merged = schema
-        if path is not None:
-            source = str(path)
-            loaded = OmegaConf.load(path)
-            merged = OmegaConf.merge(merged, loaded)
-        if overrides:
-            source = "command line"
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise ConfigError(f"override {bad[0]!r}: expected key=value")
+    if path is not None:
+        source = str(path)
+        with _blame(source):
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        cfg = _validated(merged, source)
+    if overrides:
+        source = "command line"
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"{source}: override {bad[0]!r}: expected key=value")
+        with _blame(source):
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        cfg = OmegaConf.to_object(merged)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
-    assert isinstance(cfg, ExperimentConfig)
+    if path is None or overrides:
+        cfg = _validated(merged, source)
     return cfg
 
 

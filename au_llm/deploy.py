@@ -20,22 +20,26 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, config_from_dict
-from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
 from au_llm.io_utils import atomic_write_csv
-from au_llm.metrics import apply_thresholds, au_column
+from au_llm.metrics import au_column, au_prediction_columns
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.engine import PromptCache
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
-from au_llm.preprocess.align import align_source
+from au_llm.model.spec import ModelSpec
+from au_llm.prepare import prepare_data
+from au_llm.preprocess.align import NO_FACE
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
+from au_llm.preprocess.readers import ClipReadError
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
-from au_llm.protocol import fit, prepare_data
+from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts
 from au_llm.training import (
     clip_probs,
+    fit,
+    inference_prompt_cache,
     predict_probs,
     resolve_device,
     seed_everything,
@@ -44,7 +48,6 @@ from au_llm.training import (
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
-NO_FACE = "centre_crop"
 
 
 @dataclass
@@ -79,10 +82,8 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(cfg, out)
     seed = cfg.seeds[0]
-    size, n_frames = cfg.preprocess.size, cfg.sampling.n_frames
-    model = build_au_llm(
-        cfg.model, len(data.aus), cfg.preprocess.channels, n_frames, size, seed
-    ).to(resolve_device(cfg.train.device))
+    spec = ModelSpec.from_experiment(cfg, data.aus)
+    model = build_au_llm(spec, seed, resolve_device(cfg.train.device))
     seed_everything(seed)
     fitted = fit(model, data.source, cfg, data, seed)
     if cfg.eval.threshold == "test-oracle":
@@ -90,7 +91,6 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
     clip_seconds = float(np.median(seconds))
     extra = {
-        "aus": data.aus,
         "thresholds": [float(t) for t in fitted.thresholds],
         "clip_seconds": clip_seconds,
         "train_clips": len(fitted.train),
@@ -107,39 +107,12 @@ def load_deployed(model_dir: Path) -> DeployedModel:
     cfg = config_from_dict(info["config"])
     extra = info["extra"]
     return DeployedModel(
-        model.to(resolve_device(cfg.train.device)),
+        model.place(resolve_device(cfg.train.device)),
         cfg,
-        [int(a) for a in extra["aus"]],
+        list(model.spec.aus),
         np.asarray(extra["thresholds"], dtype=np.float64),
         float(extra["clip_seconds"]),
     )
-
-
-def check_window(window: int, stride: int) -> None:
-    """Raise ValueError unless ``window >= 2`` and ``stride >= 1``."""
-    if window < 2 or stride < 1:
-        raise ValueError(f"window = {window}, stride = {stride}: expected window >= 2, stride >= 1")
-
-
-def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
-    """Start positions of sliding windows over a recording of ``n_frames`` frames.
-
-    Windows start at 0, stride, 2*stride, ... while they fit; when the last one stops short of the
-    recording's end, one more window ending on the last frame is added, so every frame is covered.
-    A recording shorter than ``window`` gives a single window over all of it.
-
-    Raises:
-        ValueError: If ``window < 2``, ``stride < 1`` or the recording is empty.
-    """
-    check_window(window, stride)
-    if n_frames < 1:
-        raise ValueError("the recording has no frame")
-    if n_frames <= window:
-        return [0]
-    starts = list(range(0, n_frames - window + 1, stride))
-    if starts[-1] + window < n_frames:
-        starts.append(n_frames - window)
-    return starts
 
 
 def input_kind(path: Path) -> str:
@@ -197,6 +170,10 @@ class Predictor:
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
+        train = self.deployed.cfg.train
+        self._prompt_cache: PromptCache | None = inference_prompt_cache(
+            self.deployed.model.eval(), train.bf16
+        )
 
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
@@ -220,19 +197,18 @@ class Predictor:
         self.failures.append({"input": str(source), "clip": clip, "reason": reason})
 
     def _au_columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
-        preds = apply_thresholds(probs, self.deployed.thresholds)
-        columns = {}
-        for j, au in enumerate(self.deployed.aus):
-            columns[au_column(au, "prob")] = probs[:, j]
-            columns[au_column(au, "pred")] = preds[:, j]
-        return columns
+        return au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds)
 
     def _scores(self, clips: torch.Tensor) -> np.ndarray:
         """AU probabilities ``[B, n_aus]`` of aligned clips ``[B, C, T, H, W]`` in batches."""
         model = self.deployed.model.eval()
         train = self.deployed.cfg.train
-        batches = torch.split(clips, train.batch_size)
-        return np.concatenate([clip_probs(model, batch, train.bf16) for batch in batches])
+        return np.concatenate(
+            [
+                clip_probs(model, batch, train.bf16, self._prompt_cache)
+                for batch in torch.split(clips, train.batch_size)
+            ]
+        )
 
     def predict_manifest(self, path: Path) -> pd.DataFrame:
         """One row per annotated clip: ``source, dataset, subject, clip, onset, offset``, AUs.
@@ -241,8 +217,8 @@ class Predictor:
         """
         cfg = self.deployed.cfg
         manifest = read_manifest(path)
-        cache_dir = Path(cfg.data.cache_dir)
-        report = preprocess_manifest(manifest, cfg.preprocess, cache_dir, progress=False)
+        cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
+        report = preprocess_manifest(manifest, cache, progress=False)
         usable = []
         for row, rec in zip(manifest.to_dict("records"), report.to_dict("records"), strict=True):
             if rec["status"] == "failed":
@@ -255,11 +231,7 @@ class Predictor:
         if rows.empty:
             return pd.DataFrame()
         data = ClipDataset(
-            rows,
-            ClipCache(cache_dir, cfg.preprocess),
-            self.deployed.aus,
-            cfg.sampling.n_frames,
-            cfg.sampling.test,
+            rows, cache, self.deployed.aus, cfg.sampling.frames_per_clip, cfg.sampling.test
         )
         probs, _ = predict_probs(self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16)
         frame = pd.DataFrame(
@@ -277,34 +249,20 @@ class Predictor:
     def _windows(self, path: Path, kind: str) -> list[_Window]:
         """Aligned, sampled windows of a recording (windows without a face are reported)."""
         cfg = self.deployed.cfg
-        if kind == "frames":
-            numbers = sorted(index_frames(path))
-            fps = self.fps
-        else:
-            import decord
-
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-            numbers, fps = list(range(len(reader))), float(reader.get_avg_fps()) or self.fps
-            del reader
-        if not numbers:
-            raise ClipReadError(f"{path}: no frames", path)
+        numbers, own_fps = recording_frames(path, kind)
+        fps = own_fps or self.fps
         window, stride = self.window_for(fps)
         sampling = cfg.sampling.test
         rng = np.random.default_rng(0)
         windows = []
         for start in window_starts(len(numbers), window, stride):
             first, last = numbers[start], numbers[min(start + window, len(numbers)) - 1]
-            opener = FolderSource if kind == "frames" else VideoSource
-            source = opener(path, first, last, f"{path.name}[{first}-{last}]")
-            try:
-                aligned = align_source(source, cfg.preprocess, self.landmarker)
-            finally:
-                source.close()
+            aligned = align_window(path, kind, first, last, cfg.preprocess, self.landmarker)
             if aligned.fallback == NO_FACE:
                 self._fail(path, "no face found", f"frames {first}-{last}")
                 continue
             idx = sample_indices(
-                aligned.numbers, first, None, last, cfg.sampling.n_frames, sampling, rng
+                aligned.numbers, first, None, last, cfg.sampling.frames_per_clip, sampling, rng
             )
             clip = to_clip_tensor(aligned.frames[idx])
             t0, t1 = (first - numbers[0]) / fps, (last - numbers[0]) / fps

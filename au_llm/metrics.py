@@ -261,6 +261,33 @@ def apply_thresholds(probs: np.ndarray, thresholds: np.ndarray | float) -> np.nd
     return (np.asarray(probs, dtype=float) >= np.asarray(thresholds, dtype=float)).astype(int)
 
 
+def au_prediction_columns(
+    aus: Sequence[int],
+    probs: np.ndarray,
+    thresholds: np.ndarray | float,
+    labels: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The AU columns of every per-clip table (``predictions.csv`` and ``au-llm predict``).
+
+    Args:
+        aus: AU numbers, in the column order of ``probs``.
+        probs: [N, A] probabilities.
+        thresholds: [A] per-AU thresholds (or one scalar).
+        labels: Optional [N, A] 0/1 ground truth.
+
+    Returns:
+        ``AUxx_prob, AUxx_pred`` (and ``AUxx_true`` with labels) per AU, in AU order.
+    """
+    preds = apply_thresholds(probs, thresholds)
+    columns: dict[str, np.ndarray] = {}
+    for j, au in enumerate(aus):
+        columns[au_column(au, "prob")] = probs[:, j]
+        columns[au_column(au, "pred")] = preds[:, j]
+        if labels is not None:
+            columns[au_column(au, "true")] = np.asarray(labels)[:, j].astype(int)
+    return columns
+
+
 def _check_matrix(name: str, arr: np.ndarray, n_aus: int | None = None) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim != 2:

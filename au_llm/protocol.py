@@ -5,9 +5,9 @@ atomically to ``folds/seed<S>/<fold>.csv`` (with a ``.json`` of thresholds and l
 run resumes where it stopped, ``--folds``/``--shard`` runs of the same config merge into one run
 directory, and :func:`build_report` rebuilds every output from whatever folds are finished.
 
-The steps, in order: :func:`prepare_data` (manifests -> aligned-clip cache, failed clips excluded)
--> :func:`loso_folds` / :func:`cross_folds` -> :func:`select_folds` -> :func:`run_fold` per fold
--> :func:`build_report`.
+The steps, in order: :func:`~au_llm.prepare.prepare_data` (manifests -> aligned-clip cache, failed
+clips excluded) -> :func:`loso_folds` / :func:`cross_folds` -> :func:`select_folds` ->
+:func:`run_fold` per fold (:func:`~au_llm.training.fit`, then test predictions) -> the report.
 """
 
 from __future__ import annotations
@@ -27,19 +27,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from au_llm.config import (
-    DATASET_AUS,
-    ExperimentConfig,
-    load_config,
-    save_config,
-)
-from au_llm.data.manifest import read_manifest
+from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
-from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
-from au_llm.preprocess.cache import ClipCache
+from au_llm.metrics import (
+    apply_thresholds,
+    au_column,
+    au_prediction_columns,
+    best_thresholds,
+    threshold_grid,
+)
+from au_llm.model.spec import ModelSpec
+from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
-from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_report
 from au_llm.reports import (
     OPTIMISTIC_NOTE,
     RunTables,
@@ -52,13 +51,7 @@ from au_llm.reports import (
 from au_llm.reports import (
     write_report as write_markdown_report,
 )
-from au_llm.training import (
-    TrainResult,
-    predict_probs,
-    resolve_device,
-    seed_everything,
-    train_model,
-)
+from au_llm.training import ModelHolder, fit, predict_probs, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -80,25 +73,6 @@ class Fold:
     name: str
     train: pd.DataFrame
     test: pd.DataFrame
-
-
-@dataclass
-class PreparedData:
-    """Clips ready for a protocol.
-
-    Attributes:
-        source: Clips of ``data.manifests`` whose preprocessing succeeded.
-        target: Clips of ``data.target_manifests`` (cross-domain), else None.
-        aus: AU numbers the run detects.
-        cache: The aligned-clip cache holding every clip above.
-        excluded: Clips left out (dataset, subject, clip, reason).
-    """
-
-    source: pd.DataFrame
-    target: pd.DataFrame | None
-    aus: list[int]
-    cache: ClipCache
-    excluded: pd.DataFrame
 
 
 def _subject_ids(frame: pd.DataFrame) -> set[tuple[str, str]]:
@@ -184,165 +158,6 @@ def fold_seed(seed: int, fold_name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(fold_name.encode())) % 2**31
 
 
-def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
-    """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
-
-    Raises:
-        ValueError: If no AU is left, or a dataset has no published set and ``data.aus`` is empty.
-    """
-    if cfg.data.aus:
-        return sorted(set(cfg.data.aus))
-    unknown = sorted(set(datasets) - set(DATASET_AUS))
-    if unknown:
-        raise ValueError(
-            f"datasets {unknown} have no default AU set; set data.aus in the config "
-            f"(known defaults: {sorted(DATASET_AUS)})"
-        )
-    shared = set.intersection(*(set(DATASET_AUS[d]) for d in datasets))
-    if not shared:
-        raise ValueError(f"datasets {datasets} share no AU; set data.aus")
-    return sorted(shared)
-
-
-def _read_manifests(paths: list[str]) -> pd.DataFrame:
-    return pd.concat([read_manifest(Path(p)) for p in paths], ignore_index=True)
-
-
-def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) -> PreparedData:
-    """Read manifests, align and cache every clip, and exclude the clips that failed.
-
-    The per-clip preprocessing report is written to ``run_dir/preprocess_report.csv``.
-    """
-    if not cfg.data.manifests:
-        raise ValueError("data.manifests is empty: give at least one manifest CSV")
-    source = _read_manifests(cfg.data.manifests)
-    target = _read_manifests(cfg.data.target_manifests) if cfg.data.target_manifests else None
-    everything = pd.concat([source, target], ignore_index=True) if target is not None else source
-    everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
-    cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
-    report = preprocess_manifest(
-        everything, cfg.preprocess, Path(cfg.data.cache_dir), strict=cfg.strict, progress=progress
-    )
-    write_report(report, run_dir / "preprocess_report.csv")
-    failed = report[report["status"] == "failed"]
-    excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
-    usable = exclude_failed(source, report)
-    if usable.empty:
-        raise ValueError(
-            f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
-            f"(see {run_dir / 'preprocess_report.csv'})"
-        )
-    return PreparedData(
-        usable,
-        exclude_failed(target, report) if target is not None else None,
-        resolve_aus(cfg, sorted(everything["dataset"].unique())),
-        cache,
-        excluded.reset_index(drop=True),
-    )
-
-
-class ModelHolder:
-    """Builds the model once per process and re-initialises only its trainable parts per fold."""
-
-    def __init__(self, cfg: ExperimentConfig, n_aus: int) -> None:
-        self.cfg = cfg
-        self.n_aus = n_aus
-        self.device = resolve_device(cfg.train.device)
-        self._model: AULLM | None = None
-
-    def fresh(self, seed: int) -> AULLM:
-        """The model with trainable weights initialised from ``seed`` (the base LLM is reused)."""
-        if self._model is None:
-            self._model = build_au_llm(
-                self.cfg.model,
-                self.n_aus,
-                self.cfg.preprocess.channels,
-                self.cfg.sampling.n_frames,
-                self.cfg.preprocess.size,
-                seed,
-            ).to(self.device)
-        else:
-            self._model.reset_trainable(seed)
-            self._model.to(self.device)
-        return self._model
-
-
-def inner_split(
-    train: pd.DataFrame, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a fraction of the training subjects (at least one, never all) for validation.
-
-    Raises:
-        ValueError: If fewer than two training subjects are available.
-    """
-    subjects = sorted(_subject_ids(train))
-    if len(subjects) < 2:
-        raise ValueError(
-            f"train.val_fraction = {fraction} needs at least 2 training subjects, "
-            f"got {len(subjects)}"
-        )
-    rng = np.random.default_rng(seed)
-    n_val = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
-    chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
-    is_val = np.array(
-        [key in chosen for key in zip(train["dataset"], train["subject"], strict=True)]
-    )
-    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
-
-
-@dataclass
-class FitResult:
-    """One trained model's record.
-
-    Attributes:
-        train: The rows trained on (the inner validation split removed).
-        n_val: Clips in the inner validation split (0 without one).
-        thresholds: Per-AU decision thresholds ``[n_aus]``.
-        result: Loss curves and timing.
-    """
-
-    train: pd.DataFrame
-    n_val: int
-    thresholds: np.ndarray
-    result: TrainResult
-
-
-def fit(
-    model: AULLM,
-    rows: pd.DataFrame,
-    cfg: ExperimentConfig,
-    data: PreparedData,
-    seed: int,
-    desc: str = "train",
-    progress: bool = True,
-) -> FitResult:
-    """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
-
-    An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
-    ``train`` policy picks per-AU thresholds on the training clips' own predictions; the others
-    use ``eval.fixed_threshold`` (``test-oracle`` thresholds are chosen later, on pooled test
-    predictions, by :func:`build_report`).
-    """
-    train, val = rows, None
-    if cfg.train.val_fraction > 0:
-        train, val = inner_split(rows, cfg.train.val_fraction, seed)
-    n, sampling = cfg.sampling.n_frames, cfg.sampling
-    train_set = ClipDataset(train, data.cache, data.aus, n, sampling.train, seed=seed)
-    val_set = (
-        ClipDataset(val, data.cache, data.aus, n, sampling.test, seed=seed)
-        if val is not None
-        else None
-    )
-    result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
-    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
-    if cfg.eval.threshold == "train":
-        eval_set = ClipDataset(train, data.cache, data.aus, n, sampling.test, seed=seed)
-        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
-        grid = threshold_grid(*cfg.eval.oracle_grid)
-        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
-    return FitResult(train, 0 if val is None else len(val), thresholds, result)
-
-
 def prediction_frame(
     metas: list[dict],
     probs: np.ndarray,
@@ -353,7 +168,7 @@ def prediction_frame(
     seed: int,
 ) -> pd.DataFrame:
     """The per-clip AU table: key columns, then ``AUxx_prob, AUxx_pred, AUxx_true`` per AU."""
-    frame = pd.DataFrame(
+    keys = pd.DataFrame(
         {
             "dataset": [m["dataset"] for m in metas],
             "subject": [str(m["subject"]) for m in metas],
@@ -362,12 +177,7 @@ def prediction_frame(
             "seed": seed,
         }
     )
-    preds = apply_thresholds(probs, thresholds)
-    for j, au in enumerate(aus):
-        frame[au_column(au, "prob")] = probs[:, j]
-        frame[au_column(au, "pred")] = preds[:, j]
-        frame[au_column(au, "true")] = labels[:, j].astype(int)
-    return frame
+    return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
 def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
@@ -396,8 +206,8 @@ def run_fold(
     seed_everything(fseed)
     fitted = fit(model, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
     thresholds, result = fitted.thresholds, fitted.result
-    n, strategy = cfg.sampling.n_frames, cfg.sampling.test
-    test_set = ClipDataset(fold.test, data.cache, data.aus, n, strategy, seed=fseed)
+    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
+    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, seed=fseed)
     probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
@@ -547,7 +357,7 @@ def run_protocol(
         assert data.target is not None
         folds = cross_folds(data.source, data.target)
     folds = select_folds(folds, fold_names, shard)
-    holder = ModelHolder(cfg, len(data.aus))
+    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
     todo = [(seed, fold) for seed in cfg.seeds for fold in folds]
     for seed, fold in tqdm(todo, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
         if fold_paths(run_dir, seed, fold.name)[0].exists():
@@ -602,7 +412,9 @@ def build_report(run_dir: Path) -> RunTables:
     frame = collect_predictions(run_dir)
     optimistic = cfg.eval.threshold == "test-oracle"
     if optimistic:
-        frame, chosen = apply_oracle_thresholds(frame, aus, threshold_grid(*cfg.eval.oracle_grid))
+        frame, chosen = apply_oracle_thresholds(
+            frame, aus, threshold_grid(*cfg.eval.threshold_grid)
+        )
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
         atomic_write_text(run_dir / "oracle_thresholds.json", json.dumps(oracle, indent=2))
     tables = compute_tables(frame, aus)
@@ -630,7 +442,7 @@ def config_summary(cfg: ExperimentConfig, aus: list[int]) -> dict[str, Any]:
         "manifests": ", ".join(cfg.data.manifests),
         "target": ", ".join(cfg.data.target_manifests) or "-",
         "AUs": ", ".join(f"AU{a}" for a in aus),
-        "frames": f"{cfg.sampling.n_frames} x {cfg.preprocess.size}px {cfg.preprocess.color}",
+        "frames": f"{cfg.sampling.frames_per_clip} x {cfg.preprocess.size}px {cfg.preprocess.color}",
         "backbone": cfg.model.backbone.name,
         "LLM": cfg.model.llm.source if cfg.model.llm.source != "path" else cfg.model.llm.path,
         "LoRA": f"r={cfg.model.llm.lora.r}, alpha={cfg.model.llm.lora.alpha}",

@@ -1,8 +1,9 @@
 """Training and inference of one AU-LLM model on one split (one fold).
 
-``train_model`` fits the trainable parts of a model (backbone, projector, LoRA, head) on a
-:class:`~au_llm.preprocess.dataset.ClipDataset`; ``predict_probs`` returns per-clip AU
-probabilities. Both are deterministic for a given seed on CPU.
+:class:`ModelHolder` keeps one model per process and gives it fresh trainable weights per fold;
+:func:`fit` trains it on manifest rows (inner validation split, thresholds never from test
+labels) through :func:`train_model`; :func:`predict_probs` returns per-clip AU probabilities,
+computing the prompt cache once per call. All are deterministic for a given seed on CPU.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from au_llm.config import TrainConfig
+from au_llm.config import ExperimentConfig, TrainConfig
+from au_llm.metrics import best_thresholds, threshold_grid
+from au_llm.model.engine import PromptCache
 from au_llm.model.losses import build_loss
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.spec import ModelSpec
+from au_llm.prepare import PreparedData
 from au_llm.preprocess.dataset import ClipDataset, collate
 
 log = logging.getLogger(__name__)
@@ -199,20 +206,33 @@ def train_model(
     return result
 
 
-def clip_probs(model: nn.Module, clips: torch.Tensor, bf16: bool = True) -> np.ndarray:
-    """AU probabilities ``[B, n_aus]`` (float64) of clips ``[B, C, T, H, W]``, without gradients.
+def inference_prompt_cache(model: AULLM, bf16: bool = True) -> PromptCache | None:
+    """The model's prompt cache for inference, under the same autocast as :func:`clip_probs`.
 
-    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast on CUDA when
-    ``bf16``, exactly as during training.
+    Call it after training or loading (the cache belongs to the current weights), in eval mode.
     """
     device = next(model.parameters()).device
     with torch.inference_mode(), _autocast(device, bf16):
-        logits = model(clips.to(device))
+        return model.prompt_cache()
+
+
+def clip_probs(
+    model: AULLM, clips: torch.Tensor, bf16: bool = True, prompt_cache: PromptCache | None = None
+) -> np.ndarray:
+    """AU probabilities ``[B, n_aus]`` (float64) of clips ``[B, C, T, H, W]``, without gradients.
+
+    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast on CUDA when
+    ``bf16``, exactly as during training. ``prompt_cache`` comes from
+    :func:`inference_prompt_cache` on the same weights.
+    """
+    device = next(model.parameters()).device
+    with torch.inference_mode(), _autocast(device, bf16):
+        logits = model(clips.to(device), prompt_cache=prompt_cache)
     return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
 
 
 def predict_probs(
-    model: nn.Module, dataset: ClipDataset, batch_size: int, bf16: bool = True
+    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
 ) -> tuple[np.ndarray, list[dict]]:
     """Per-clip AU probabilities in eval mode.
 
@@ -227,10 +247,107 @@ def predict_probs(
         in dataset order.
     """
     model.eval()
+    cache = inference_prompt_cache(model, bf16)
     probs, metas = [], []
     for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
-        probs.append(clip_probs(model, clips, bf16))
+        probs.append(clip_probs(model, clips, bf16, cache))
         metas.extend({key: values[i] for key, values in meta.items()} for i in range(len(clips)))
     if not probs:
         return np.zeros((0, len(dataset.aus))), []
     return np.concatenate(probs), metas
+
+
+class ModelHolder:
+    """Holds one model per process and re-initialises only its trainable parts per fold.
+
+    Building a model loads its base LLM; every later fold calls ``reset_trainable`` instead,
+    which gives the same weights as a fresh build (see ``bench/model_speed.py`` for the gain).
+    """
+
+    def __init__(self, spec: ModelSpec, device: torch.device) -> None:
+        self.spec = spec
+        self.device = device
+        self._model: AULLM | None = None
+
+    def fresh(self, seed: int) -> AULLM:
+        """The model with trainable weights initialised from ``seed`` (the base LLM is reused)."""
+        if self._model is None:
+            self._model = build_au_llm(self.spec, seed, self.device)
+        else:
+            self._model.reset_trainable(seed)
+        return self._model
+
+
+def inner_split(
+    train: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a fraction of the training subjects (at least one, never all) for validation.
+
+    Raises:
+        ValueError: If fewer than two training subjects are available.
+    """
+    keys = list(zip(train["dataset"], train["subject"], strict=True))
+    subjects = sorted(set(keys))
+    if len(subjects) < 2:
+        raise ValueError(
+            f"train.val_fraction = {fraction} needs at least 2 training subjects, "
+            f"got {len(subjects)}"
+        )
+    rng = np.random.default_rng(seed)
+    n_val = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
+    chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
+    is_val = np.array([key in chosen for key in keys])
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+@dataclass
+class FitResult:
+    """One trained model's record.
+
+    Attributes:
+        train: The rows trained on (the inner validation split removed).
+        n_val: Clips in the inner validation split (0 without one).
+        thresholds: Per-AU decision thresholds ``[n_aus]``.
+        result: Loss curves and timing.
+    """
+
+    train: pd.DataFrame
+    n_val: int
+    thresholds: np.ndarray
+    result: TrainResult
+
+
+def fit(
+    model: AULLM,
+    rows: pd.DataFrame,
+    cfg: ExperimentConfig,
+    data: PreparedData,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
+
+    An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
+    ``train`` policy picks per-AU thresholds on the training clips' own predictions; the others
+    use ``eval.fixed_threshold`` (``test-oracle`` thresholds are chosen later, on pooled test
+    predictions, when the report is built).
+    """
+    train, val = rows, None
+    if cfg.train.val_fraction > 0:
+        train, val = inner_split(rows, cfg.train.val_fraction, seed)
+    frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
+    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed=seed)
+    val_set = (
+        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed=seed)
+        if val is not None
+        else None
+    )
+    result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
+    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
+    if cfg.eval.threshold == "train":
+        eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
+        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
+        grid = threshold_grid(*cfg.eval.threshold_grid)
+        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
+    return FitResult(train, 0 if val is None else len(val), thresholds, result)

@@ -1,24 +1,12 @@
 """Cross-domain transfer: ``python -m pipelines.cross --config configs/casme2_to_samm.yaml``.
 
 Train on every clip of ``data.manifests`` (the source domain) and test on every clip of
-``data.target_manifests``, on the AUs both datasets share.
+``data.target_manifests``, on the AUs both datasets share. The same as ``au-llm cross``.
 """
-
-from __future__ import annotations
 
 import sys
 
-from au_llm.cli import protocol_parser, protocol_request
-from au_llm.protocol import print_headline, run_protocol
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run (or resume) the cross-domain fold, print the headline table."""
-    args = protocol_parser("pipelines.cross").parse_args(argv)
-    run_dir, tables = run_protocol(*protocol_request(args, "cross"))
-    print(print_headline(run_dir, tables))
-    return 0
-
+from au_llm.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["cross", *sys.argv[1:]]))

@@ -1,29 +1,13 @@
-"""The demo: ``python -m pipelines.demo [--out runs/demo] [--no-llm]`` (what ``make demo`` runs).
+"""The demo: ``python -m pipelines.demo [--out runs/demo] [--no-llm]``, the same as ``au-llm demo``.
 
-Synthetic CASME II- and SAMM-style data -> manifests -> alignment -> LOSO -> cross-domain ->
-reports, plots and per-clip AU CSVs, with a tiny random LLM on CPU.
+``make demo`` runs ``au-llm demo``: synthetic CASME II- and SAMM-style data -> manifests ->
+alignment -> LOSO -> cross-domain -> reports, plots and per-clip AU CSVs (see
+:func:`au_llm.demo.run_demo` for every step it takes).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from au_llm.demo import run_demo
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and run the demo."""
-    parser = argparse.ArgumentParser(prog="pipelines.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--no-llm", action="store_true", help="the ablation without the LLM")
-    parser.add_argument("--subjects", type=int, default=8, help="synthetic subjects per dataset")
-    parser.add_argument("--clips-per-subject", type=int, default=8)
-    args = parser.parse_args(argv)
-    run_demo(args.out, args.no_llm, args.subjects, args.clips_per_subject)
-    return 0
-
+from au_llm.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["demo", *sys.argv[1:]]))

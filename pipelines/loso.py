@@ -1,24 +1,13 @@
 """Leave-one-subject-out: ``python -m pipelines.loso --config configs/casme2_loso.yaml``.
 
 One fold per subject of the manifest(s), a fresh model per fold, no decision made on the test
-subject's labels. Finished folds are kept, so re-running the same command resumes.
+subject's labels. Finished folds are kept, so re-running the same command resumes. The same as
+``au-llm loso``.
 """
-
-from __future__ import annotations
 
 import sys
 
-from au_llm.cli import protocol_parser, protocol_request
-from au_llm.protocol import print_headline, run_protocol
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run (or resume) the LOSO folds, print the headline table."""
-    args = protocol_parser("pipelines.loso").parse_args(argv)
-    run_dir, tables = run_protocol(*protocol_request(args, "loso"))
-    print(print_headline(run_dir, tables))
-    return 0
-
+from au_llm.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["loso", *sys.argv[1:]]))

@@ -1,13 +1,18 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import pandas as pd
+import pytest
 
 from au_llm.cli import main
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
 from au_llm.protocol import run_protocol
 from tests.conftest import CONFIG_DIR, tiny_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_manifest_csv_accepts_frame_folders_and_videos(tiny_data, tmp_path, capsys):
@@ -67,3 +72,45 @@ def test_errors_are_reported_with_the_file_not_a_traceback(tmp_path, capsys):
     assert str(missing) in capsys.readouterr().err
     assert main(["loso", "--config", str(CONFIG_DIR / "tiny_cpu_loso.yaml"), "train.lrr=1"]) == 2
     assert "train.lrr" in capsys.readouterr().err
+
+
+def _bad_yaml(tmp_path: Path) -> Path:
+    text = (CONFIG_DIR / "tiny_cpu_loso.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("color: gray", "color: purple"))
+    assert "purple" in bad.read_text()
+    return bad
+
+
+def test_an_error_in_the_file_is_blamed_on_the_file_even_with_overrides(tmp_path, capsys):
+    bad = _bad_yaml(tmp_path)
+    assert main(["loso", "--config", str(bad), "train.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: preprocess.color = 'purple'" in err and "command line" not in err
+
+
+def test_the_files_protocol_must_match_the_sub_command(capsys):
+    assert main(["cross", "--config", str(CONFIG_DIR / "tiny_cpu_loso.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "protocol is 'loso', but the command is `au-llm cross`" in err
+
+
+@pytest.mark.parametrize("script", ["loso", "cross", "demo"])
+def test_pipeline_scripts_are_the_cli(script, tmp_path):
+    help_run = subprocess.run(
+        [sys.executable, "-m", f"pipelines.{script}", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert help_run.returncode == 0 and f"usage: au-llm {script}" in help_run.stdout
+    if script == "demo":
+        return
+    bad = subprocess.run(
+        [sys.executable, "-m", f"pipelines.{script}", "--config", str(_bad_yaml(tmp_path))],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "preprocess.color = 'purple'" in bad.stderr

@@ -24,7 +24,11 @@ def test_every_config_loads_and_opens_with_its_launch_command(path):
 @pytest.mark.parametrize("name", ["casme2_loso.yaml", "samm_loso.yaml"])
 def test_paper_presets_match_the_published_settings(name):
     cfg = load_config(CONFIG_DIR / name)
-    assert (cfg.sampling.n_frames, cfg.preprocess.size, cfg.preprocess.color) == (6, 64, "gray")
+    assert (cfg.sampling.frames_per_clip, cfg.preprocess.size, cfg.preprocess.color) == (
+        6,
+        64,
+        "gray",
+    )
     assert cfg.model.backbone.name == "led3dcnn" and cfg.model.backbone.dropout == 0.3
     lora = cfg.model.llm.lora
     assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (

@@ -6,11 +6,11 @@ from au_llm.config import TrainConfig
 from au_llm.data.manifest import read_manifest
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import build_au_llm
+from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.run import preprocess_manifest
-from au_llm.protocol import inner_split
-from au_llm.training import _epoch_loss, _loader, make_scheduler, train_model
+from au_llm.training import _epoch_loss, _loader, inner_split, make_scheduler, train_model
 from tests.conftest import tiny_config
 
 
@@ -65,13 +65,13 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
         "train.lr=0.05",
     )
     manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, cfg.preprocess, tiny_data.cache_dir, progress=False)
+    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
     cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
     train, val = inner_split(manifest, cfg.train.val_fraction, seed=1)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
     val_set = ClipDataset(val, cache, aus, 4, "uniform", seed=1)
-    model = build_au_llm(cfg.model, len(aus), 1, 4, 32, seed=1)
+    model = build_au_llm(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
     result = train_model(model, train_set, cfg.train, 1, val_set, progress=False)
     assert result.best_epoch == int(np.argmin(result.val_loss))
     assert result.best_epoch < len(result.val_loss) - 1, "the restore path must be exercised"

@@ -1,12 +1,13 @@
 """The AU-LLM model: 3D-CNN backbone -> Enhanced Fusion Projector -> LoRA-tuned LLM -> AU head.
 
-Entry points: :func:`build_au_llm` (model on the cached base LLM), :class:`AULLM`
-(``forward``, ``reset_trainable``, ``trainable_parameters``), :func:`build_loss`, and
-:func:`save_checkpoint` / :func:`load_checkpoint`.
+Entry points: :class:`ModelSpec` (what to build), :func:`build_au_llm`, :class:`AULLM`
+(``forward``, ``prompt_cache``, ``reset_trainable``, ``trainable_parameters``, ``place``),
+:func:`build_loss`, and :func:`save_checkpoint` / :func:`load_checkpoint`.
 """
 
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.spec import ModelSpec
 
-__all__ = ["AULLM", "build_au_llm", "build_loss", "load_checkpoint", "save_checkpoint"]
+__all__ = ["AULLM", "ModelSpec", "build_au_llm", "build_loss", "load_checkpoint", "save_checkpoint"]

@@ -5,9 +5,10 @@ A checkpoint folder holds:
 * ``weights.safetensors``: backbone (with BatchNorm statistics), projector, head and LoRA adapter
   weights; the frozen base LLM is never saved.
 * ``config.json``: the resolved experiment configuration, as given by the caller.
-* ``model.json``: the model configuration, the clip shape, the number of AUs, the base LLM's
-  identity (source, path, config hash, seed of a tiny base) and the caller's ``extra`` (e.g. the AU
-  list). It is written last, so a folder with ``model.json`` is complete.
+* ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
+  the base LLM's identity (source, path, config hash, seed of a tiny base) and the caller's
+  ``extra`` (e.g. decision thresholds). It is written last, so a folder with ``model.json`` is
+  complete.
 
 Every file is written atomically.
 """
@@ -16,23 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from au_llm.config import ModelConfig
 from au_llm.io_utils import atomic_write_bytes, atomic_write_text
-from au_llm.model.llm import load_base_llm
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "au-llm-checkpoint"
-VERSION = 1
+VERSION = 2
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
@@ -50,7 +48,7 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
         model: The trained model.
         cfg_dict: The resolved experiment configuration (plain dicts/lists), saved as given.
         out_dir: Checkpoint folder (created if needed; existing files are replaced).
-        extra: JSON-serialisable extras, e.g. ``{"aus": [1, 2, 4]}``; returned by
+        extra: JSON-serialisable extras, e.g. ``{"thresholds": [0.5, 0.5]}``; returned by
             :func:`load_checkpoint`.
     """
     out_dir = Path(out_dir)
@@ -60,29 +58,14 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
     }
     atomic_write_bytes(out_dir / WEIGHTS_FILE, save_safetensors(tensors))
     atomic_write_text(out_dir / CONFIG_FILE, _json_text(cfg_dict))
-    channels, frames, size, _ = model.clip_shape
     info = {
         "format": FORMAT,
         "version": VERSION,
-        "model_config": asdict(model.cfg),
-        "n_aus": model.n_aus,
-        "in_channels": channels,
-        "n_frames": frames,
-        "size": size,
+        "spec": model.spec.to_dict(),
         "base_identity": model.base_identity,
         "extra": extra or {},
     }
     atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
-
-
-def _model_config(data: dict, path: Path) -> ModelConfig:
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(data))
-        cfg = OmegaConf.to_object(merged)
-    except Exception as exc:
-        raise ValueError(f"{path}: invalid model_config: {exc}") from exc
-    assert isinstance(cfg, ModelConfig)
-    return cfg
 
 
 def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -> None:
@@ -105,15 +88,15 @@ def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -
 
 
 def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
-    """Rebuild a model saved by :func:`save_checkpoint` (base LLM from the per-process cache).
+    """Rebuild a model saved by :func:`save_checkpoint` (its base LLM is loaded again).
 
     Args:
         model_dir: Checkpoint folder.
 
     Returns:
         ``(model, info)``: the model in eval mode on the CPU, and ``info`` with keys ``config``
-        (the saved experiment configuration), ``extra``, ``base_identity``, ``n_aus``,
-        ``in_channels``, ``n_frames`` and ``size``.
+        (the saved experiment configuration), ``extra`` and ``base_identity``; the model's
+        ``spec`` holds the rest.
 
     Raises:
         FileNotFoundError: If the folder is not a complete checkpoint.
@@ -129,15 +112,15 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
             f"{meta_path}: expected format {FORMAT!r} version {VERSION}, got "
             f"{meta.get('format')!r} version {meta.get('version')!r}"
         )
-    cfg = _model_config(meta["model_config"], meta_path)
-    base = None if cfg.llm.source == "none" else load_base_llm(cfg.llm)
-    _check_identity(meta["base_identity"], base.identity if base else None, model_dir)
-    model = build_au_llm(
-        cfg, meta["n_aus"], meta["in_channels"], meta["n_frames"], meta["size"], seed=0
-    )
+    try:
+        spec = ModelSpec.from_dict(meta["spec"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: {exc}") from exc
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{model_dir}: {WEIGHTS_FILE} missing")
+    model = build_au_llm(spec, seed=0)
+    _check_identity(meta["base_identity"], model.base_identity, model_dir)
     try:
         model.load_trainable_state_dict(load_safetensors(weights_path.read_bytes()))
     except ValueError as exc:
@@ -148,6 +131,5 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
         "config": json.loads(config_path.read_text()) if config_path.is_file() else {},
         "extra": meta.get("extra", {}),
         "base_identity": meta["base_identity"],
-        **{key: meta[key] for key in ("n_aus", "in_channels", "n_frames", "size")},
     }
     return model, info

@@ -1,23 +1,21 @@
-"""The frozen causal LLM: loading (once per process), a built-in tokenizer, and LoRA adapters.
+"""The frozen causal LLM: loading, a built-in tokenizer, and LoRA adapters.
 
-``load_base_llm`` returns a :class:`BaseLLM`: the frozen causal LM, its tokenizer, its hidden size
-and an identity record. Bases are cached per process (``functools.lru_cache`` keyed by the parts of
-the config that define the base), so every fold and every ``build_au_llm`` call reuses the same
-weights. LoRA adapters are injected *into* the cached base (peft), so one :class:`AULLM` owns the
-adapters of a base at a time: building a second model on the same base replaces the adapters, and
-the first model then refuses to run (:func:`attach_lora` hands out an owner token).
+``load_base_llm`` returns a :class:`BaseLLM`: a freshly loaded frozen causal LM, its tokenizer, its
+hidden size and an identity record. Nothing is cached here: the model that owns the LLM
+(:class:`~au_llm.model.modeling_au_llm.AULLM`) loads it once in its constructor, and whoever needs
+reuse across folds or inputs holds that model and calls its ``reset_trainable``.
+:func:`attach_lora` injects LoRA adapters into the owned LLM (peft).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import math
 import re
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,21 +77,19 @@ class HFTokenizer:
 
 @dataclass(eq=False)
 class BaseLLM:
-    """A frozen causal LM shared by every model built on it in this process.
+    """A frozen causal LM and what goes with it.
 
     Attributes:
         model: The Hugging Face causal LM (frozen; LoRA adapters are injected into it).
         tokenizer: Prompt tokenizer.
         hidden_size: Width of the LM's hidden states.
         identity: ``{"source", "path", "config_sha256", "seed"}``; checkpoints record it.
-        owner: Token of the model that currently owns the LoRA adapters (see :func:`attach_lora`).
     """
 
     model: nn.Module
     tokenizer: PromptTokenizer
     hidden_size: int
     identity: dict[str, Any]
-    owner: object | None = field(default=None, repr=False)
 
 
 def config_sha256(config: Any) -> str:
@@ -142,23 +138,33 @@ def _load_path_model(path: Path, dtype: torch.dtype) -> tuple[nn.Module, PromptT
     return model, HFTokenizer(tokenizer)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_base_cached(key: tuple[Any, ...]) -> BaseLLM:
-    source, path, tiny_fields, load_bf16 = key
-    if source == "tiny":
-        tiny = TinyLLMConfig(**dict(tiny_fields))
-        model = _tiny_model(tiny)
-        tokenizer: PromptTokenizer = WordTokenizer(tiny.vocab_size)
-        seed: int | None = tiny.seed
-    else:
-        dtype = torch.bfloat16 if load_bf16 else torch.float32
-        model, tokenizer = _load_path_model(Path(path), dtype)
+def load_base_llm(cfg: LLMConfig) -> BaseLLM:
+    """Load the frozen base LLM described by ``cfg`` (a new object on every call).
+
+    ``source: tiny`` builds a random Qwen2/Llama from ``cfg.tiny`` (seeded, identical in every
+    process) with :class:`WordTokenizer`; ``source: path`` loads a local Hugging Face directory
+    (``local_files_only``) in float32. The caller casts the frozen weights for its device (see
+    :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
+
+    Raises:
+        ValueError: For ``source: none`` or a directory that holds no loadable causal LM.
+        FileNotFoundError: If ``cfg.path`` is not a directory.
+    """
+    if cfg.source == "tiny":
+        model = _tiny_model(cfg.tiny)
+        tokenizer: PromptTokenizer = WordTokenizer(cfg.tiny.vocab_size)
+        path, seed = None, cfg.tiny.seed
+    elif cfg.source == "path":
+        path = str(Path(str(cfg.path)).expanduser().resolve())
+        model, tokenizer = _load_path_model(Path(path), torch.float32)
         seed = None
+    else:
+        raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
     model.eval()
     model.requires_grad_(False)
     config = model.config
     identity = {
-        "source": source,
+        "source": cfg.source,
         "path": path,
         "config_sha256": config_sha256(config),
         "seed": seed,
@@ -167,54 +173,10 @@ def _load_base_cached(key: tuple[Any, ...]) -> BaseLLM:
     return BaseLLM(model, tokenizer, int(config.hidden_size), identity)
 
 
-def base_key(cfg: LLMConfig) -> tuple[Any, ...]:
-    """Return the hashable part of ``cfg`` that defines the base LLM (the cache key)."""
-    if cfg.source == "tiny":
-        return ("tiny", None, tuple(sorted(asdict(cfg.tiny).items())), False)
-    if cfg.source == "path":
-        path = str(Path(str(cfg.path)).expanduser().resolve())
-        return ("path", path, None, bool(cfg.bf16 and torch.cuda.is_available()))
-    raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
-
-
-def load_base_llm(cfg: LLMConfig) -> BaseLLM:
-    """Load (or fetch from the per-process cache) the frozen base LLM described by ``cfg``.
-
-    ``source: tiny`` builds a random Qwen2/Llama from ``cfg.tiny`` (seeded, identical in every
-    process) with :class:`WordTokenizer`; ``source: path`` loads a local Hugging Face directory
-    (``local_files_only``; in bfloat16 when ``cfg.bf16`` and CUDA is available, else float32).
-
-    Raises:
-        ValueError: For ``source: none`` or a directory that holds no loadable causal LM.
-        FileNotFoundError: If ``cfg.path`` is not a directory.
-    """
-    return _load_base_cached(base_key(cfg))
-
-
-def base_cache_info() -> Any:
-    """Return the ``functools`` cache statistics of :func:`load_base_llm` (hits, misses, size)."""
-    return _load_base_cached.cache_info()
-
-
-def clear_base_cache() -> None:
-    """Forget every cached base LLM (the next :func:`load_base_llm` loads again)."""
-    _load_base_cached.cache_clear()
-
-
 def _lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     from peft.tuners.lora import LoraLayer
 
     return [(name, m) for name, m in model.named_modules() if isinstance(m, LoraLayer)]
-
-
-def remove_lora(model: nn.Module) -> None:
-    """Replace every peft LoRA layer in ``model`` by its original base layer."""
-    for name, layer in _lora_layers(model):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.get_base_layer())
-    if hasattr(model, "peft_config"):
-        del model.peft_config
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -243,23 +205,19 @@ def reset_lora(model: nn.Module) -> None:
                 adapter.weight.zero_()
 
 
-def attach_lora(base: BaseLLM, cfg: LoraConfig) -> object:
-    """Remove any adapters from ``base.model`` and inject fresh LoRA adapters (float32).
+def attach_lora(model: nn.Module, cfg: LoraConfig) -> None:
+    """Inject fresh float32 LoRA adapters into the frozen ``model`` (in place).
 
     Args:
-        base: The shared base LLM.
+        model: A frozen causal LM without adapters.
         cfg: Rank, alpha, dropout and target module names.
 
-    Returns:
-        An owner token; ``base.owner`` is set to it, so earlier owners can detect the takeover.
-
     Raises:
-        ValueError: If no module of the base matches ``cfg.target_modules``.
+        ValueError: If no module of ``model`` matches ``cfg.target_modules``.
     """
     from peft import LoraConfig as PeftLoraConfig
     from peft import inject_adapter_in_model
 
-    remove_lora(base.model)
     peft_cfg = PeftLoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
@@ -268,18 +226,15 @@ def attach_lora(base: BaseLLM, cfg: LoraConfig) -> object:
         bias="none",
     )
     try:
-        inject_adapter_in_model(peft_cfg, base.model)
+        inject_adapter_in_model(peft_cfg, model)
     except ValueError as exc:
         raise ValueError(
             f"model.llm.lora.target_modules = {list(cfg.target_modules)}: {exc}"
         ) from exc
-    base.model.requires_grad_(False)
-    for param in lora_parameters(base.model):
+    model.requires_grad_(False)
+    for param in lora_parameters(model):
         param.data = param.data.float()
         param.requires_grad_(True)
-    token = object()
-    base.owner = token
-    return token
 
 
 def cast_frozen_base(model: nn.Module, dtype: torch.dtype) -> None:

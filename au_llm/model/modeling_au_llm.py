@@ -18,10 +18,14 @@ Two equivalent LLM paths:
   once per forward with batch size 1 and ``use_cache``; its key/value cache is expanded to the batch
   and only the visual token(s) and any later text run per sample, at positions after the prefix.
   During training the prefix pass runs every step with gradients (LoRA changes its keys/values; its
-  LoRA-dropout mask is then shared by the batch). In eval mode without gradients the prefix
-  keys/values are kept and reused until the LoRA weights change (tracked by their version
-  counters) or ``train()``, ``reset_trainable`` or ``load_state_dict`` is called. Each forward
-  builds a fresh cache object, since appending to a cache mutates it.
+  LoRA-dropout mask is then shared by the batch). At inference the caller computes the prefix
+  once with :meth:`AULLM.prompt_cache` and passes it to every forward call
+  (:class:`~au_llm.model.engine.PromptCache`); the model itself keeps no cache.
+
+The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
+LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
+device and casts the frozen base (bfloat16 on GPU when ``llm.bf16``): an explicit step, not a side
+effect of ``.to()``.
 
 ``llm.source: none`` is the ablation without an LLM: the same projector (output width
 ``llm.tiny.hidden_size``) feeds a linear head directly.
@@ -36,10 +40,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from au_llm.config import ModelConfig
+from au_llm.config import LLMConfig
 from au_llm.model.backbones import build_backbone, reset_backbone
+from au_llm.model.engine import PromptCache
 from au_llm.model.llm import (
-    BaseLLM,
+    PromptTokenizer,
     attach_lora,
     cast_frozen_base,
     load_base_llm,
@@ -47,6 +52,7 @@ from au_llm.model.llm import (
     reset_lora,
 )
 from au_llm.model.projector import EnhancedFusionProjector
+from au_llm.model.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -104,65 +110,53 @@ def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
+def frozen_base_dtype(cfg: LLMConfig, device: torch.device) -> torch.dtype:
+    """Dtype of the frozen base on ``device``: bfloat16 on GPU when ``llm.bf16``, else float32."""
+    return torch.bfloat16 if cfg.bf16 and device.type == "cuda" else torch.float32
+
+
 class AULLM(nn.Module):
     """The AU-LLM model: backbone -> projector -> (LoRA LLM) -> linear head, one score per AU.
 
     Args:
-        cfg: Model configuration.
-        n_aus: Number of AUs (outputs).
-        in_channels: Clip channels (1 gray, 3 RGB).
-        n_frames: Frames per clip.
-        size: Frame side in pixels.
-        base: The shared frozen base LLM, or None when ``cfg.llm.source == "none"``. Building the
-            model injects fresh LoRA adapters into ``base`` (any earlier model on it stops working).
+        spec: What to build (model config, AUs, clip shape). With an LLM, its frozen base is
+            loaded here and gets this model's own LoRA adapters.
     """
 
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        n_aus: int,
-        in_channels: int,
-        n_frames: int,
-        size: int,
-        base: BaseLLM | None,
-    ) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
-        if (base is None) != (cfg.llm.source == "none"):
-            raise ValueError(
-                f"model.llm.source = {cfg.llm.source!r} but base LLM is "
-                f"{'missing' if base is None else 'given'}"
-            )
-        if n_aus < 1:
-            raise ValueError(f"n_aus = {n_aus}: expected at least one AU")
+        cfg = spec.model
+        self.spec = spec
         self.cfg = cfg
-        self.n_aus = n_aus
-        self.clip_shape = (in_channels, n_frames, size, size)
+        self.n_aus = spec.n_aus
+        self.clip_shape = spec.clip_shape
         n_tokens = cfg.llm.n_visual_tokens
-        hidden = base.hidden_size if base is not None else cfg.llm.tiny.hidden_size
-        self.backbone = build_backbone(cfg.backbone, in_channels, n_frames, size)
+        self.backbone = build_backbone(
+            cfg.backbone, spec.in_channels, spec.frames_per_clip, spec.size
+        )
+        self.tokenizer: PromptTokenizer | None = None
+        self._identity: dict[str, Any] | None = None
+        self._segment_lengths: tuple[int, ...] = ()
+        if cfg.llm.source == "none":
+            hidden = cfg.llm.tiny.hidden_size
+            self.llm: nn.Module | None = None
+        else:
+            base = load_base_llm(cfg.llm)
+            attach_lora(base.model, cfg.llm.lora)
+            self.llm, self.tokenizer, self._identity = base.model, base.tokenizer, base.identity
+            hidden = base.hidden_size
+            ids = self._tokenize(split_prompt(cfg.llm.prompt, cfg.llm.placeholder, n_tokens))
+            self.register_buffer("prompt_ids", torch.cat(ids), persistent=False)
+            self._segment_lengths = tuple(len(seg) for seg in ids)
         self.projector = EnhancedFusionProjector(
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
-        self._base = base
-        self._owner: object | None = None
-        self._segment_lengths: tuple[int, ...] = ()
-        self._prefix_cache: tuple[tuple[Any, ...], list[tuple[Tensor, Tensor]]] | None = None
-        if base is None:
-            self.llm: nn.Module | None = None
-            self.head = nn.Linear(n_tokens * hidden, n_aus)
-            return
-        segments = split_prompt(cfg.llm.prompt, cfg.llm.placeholder, n_tokens)
-        ids = self._tokenize(segments)
-        self.register_buffer("prompt_ids", torch.cat(ids), persistent=False)
-        self._segment_lengths = tuple(len(seg) for seg in ids)
-        self._owner = attach_lora(base, cfg.llm.lora)
-        self.llm = base.model
-        self.head = nn.Linear(hidden, n_aus)
+        self.head = nn.Linear(hidden if self.llm is not None else n_tokens * hidden, spec.n_aus)
 
     @property
     def base_identity(self) -> dict[str, Any] | None:
         """Identity of the base LLM (source, path, config hash, seed), None without an LLM."""
-        return dict(self._base.identity) if self._base is not None else None
+        return dict(self._identity) if self._identity is not None else None
 
     # ----------------------------------------------------------------------------- vision side
     def get_clip_features(self, clips: Tensor) -> dict[str, Tensor]:
@@ -176,21 +170,28 @@ class AULLM(nn.Module):
         return self.projector(features["mid"], features["high"])
 
     # ----------------------------------------------------------------------------- forward
-    def forward(self, clips: Tensor) -> Tensor:
+    def forward(self, clips: Tensor, prompt_cache: PromptCache | None = None) -> Tensor:
         """Score every AU for a batch of clips.
 
         Args:
             clips: ``[B, C, T, H, W]`` float32 clips in [0, 1].
+            prompt_cache: The prompt prefix's keys/values from :meth:`prompt_cache`, computed with
+                the current weights (inference only; without it the prefix is recomputed).
 
         Returns:
             ``[B, n_aus]`` logits.
+
+        Raises:
+            ValueError: If a prompt cache is given while gradients are enabled (training must
+                recompute the prefix, whose keys/values depend on the LoRA weights).
         """
         tokens = self.get_visual_tokens(clips)
         if self.llm is None:
             return self.head(tokens.flatten(1))
-        self._check_owner()
+        if prompt_cache is not None and torch.is_grad_enabled():
+            raise ValueError("a prompt cache is for inference: run under torch.no_grad()")
         if self.cfg.llm.fast_path:
-            hidden = self._last_hidden_fast(tokens)
+            hidden = self._last_hidden_fast(tokens, prompt_cache)
         else:
             hidden = self._last_hidden_straightforward(tokens)
         return self.head(hidden.to(self.head.weight.dtype))
@@ -205,10 +206,8 @@ class AULLM(nn.Module):
         outputs = self.llm(inputs_embeds=inputs, output_hidden_states=True)
         return outputs.hidden_states[-1][:, -1]
 
-    def _last_hidden_fast(self, tokens: Tensor) -> Tensor:
-        """Decoder body with a shared prompt cache; returns the last final hidden state [B, H]."""
-        from transformers import DynamicCache
-
+    def _last_hidden_fast(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Tensor:
+        """Decoder body after the prompt prefix; returns the last final hidden state [B, H]."""
         decoder = self.llm.get_decoder()
         embed = self.llm.get_input_embeddings()
         text = list(torch.split(embed(self.prompt_ids), self._segment_lengths))
@@ -219,42 +218,51 @@ class AULLM(nn.Module):
         batch, length = suffix.shape[:2]
         if prefix_len == 0:
             return decoder(inputs_embeds=suffix, use_cache=False).last_hidden_state[:, -1]
-        prefix_kv = self._prefix_key_values(decoder, text[0])
-        cache = DynamicCache(
-            ddp_cache_data=[
-                (k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix_kv
-            ],
-            config=decoder.config,
-        )
+        if prompt_cache is None:
+            prompt_cache = self._prefix_cache(decoder, text[0])
+        elif prompt_cache.length != prefix_len:
+            raise ValueError(
+                f"prompt cache of {prompt_cache.length} tokens, but the prompt prefix has "
+                f"{prefix_len}: it was computed for another model"
+            )
         positions = torch.arange(prefix_len, prefix_len + length, device=suffix.device)
         outputs = decoder(
             inputs_embeds=suffix,
-            past_key_values=cache,
+            past_key_values=prompt_cache.for_batch(batch, decoder.config),
             position_ids=positions.unsqueeze(0).expand(batch, -1),
             use_cache=True,
         )
         return outputs.last_hidden_state[:, -1]
 
-    def _prefix_key_values(self, decoder: nn.Module, prefix: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Keys/values ``[1, kv_heads, P, d]`` per layer of the prompt prefix ``[P, H]``."""
-        reusable = not self.training and not torch.is_grad_enabled()
-        key = self._prefix_cache_key(prefix) if reusable else None
-        if reusable and self._prefix_cache is not None and self._prefix_cache[0] == key:
-            return self._prefix_cache[1]
+    def _prefix_cache(self, decoder: nn.Module, prefix: Tensor) -> PromptCache:
+        """Run the prompt prefix ``[P, H]`` once (batch 1) and keep its keys/values."""
         positions = torch.arange(prefix.shape[0], device=prefix.device).unsqueeze(0)
         outputs = decoder(inputs_embeds=prefix.unsqueeze(0), position_ids=positions, use_cache=True)
-        key_values = [(layer.keys, layer.values) for layer in outputs.past_key_values.layers]
-        self._prefix_cache = (key, key_values) if reusable else None
-        return key_values
+        key_values = tuple((layer.keys, layer.values) for layer in outputs.past_key_values.layers)
+        return PromptCache(key_values, prefix.shape[0])
 
-    def _prefix_cache_key(self, prefix: Tensor) -> tuple[Any, ...]:
-        versions = tuple(p._version for p in lora_parameters(self.llm))
-        return (prefix.device, prefix.dtype, id(self._owner), versions)
+    def prompt_cache(self) -> PromptCache | None:
+        """The prompt prefix's keys/values for the current weights, for inference.
+
+        Returns:
+            The cache to pass to :meth:`forward`, or None when there is nothing to cache (no LLM,
+            the straightforward path, or a prompt that starts with the visual token).
+
+        Raises:
+            RuntimeError: In training mode (LoRA dropout would make the cache random).
+        """
+        if self.llm is None or not self.cfg.llm.fast_path or self._segment_lengths[0] == 0:
+            return None
+        if self.training:
+            raise RuntimeError("prompt_cache() needs eval mode: call model.eval() first")
+        with torch.no_grad():
+            embed = self.llm.get_input_embeddings()
+            prefix = embed(self.prompt_ids[: self._segment_lengths[0]])
+            return self._prefix_cache(self.llm.get_decoder(), prefix)
 
     # ----------------------------------------------------------------------------- training API
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Backbone, projector, head and LoRA parameters (the frozen base is excluded)."""
-        self._check_owner()
         return [p for p in self.parameters() if p.requires_grad]
 
     def reset_trainable(self, seed: int) -> None:
@@ -264,7 +272,6 @@ class AULLM(nn.Module):
         the device; the global RNG state is left untouched. ``backbone.pretrained_path`` is
         reloaded.
         """
-        self._check_owner()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for module, reset in (
@@ -275,7 +282,6 @@ class AULLM(nn.Module):
                 _reset_on_cpu(module, reset)
             if self.llm is not None:
                 reset_lora(self.llm)
-        self._prefix_cache = None
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Every trainable weight and backbone buffer, keyed as in ``state_dict()`` (no base)."""
@@ -307,38 +313,29 @@ class AULLM(nn.Module):
         with torch.no_grad():
             for key, value in own.items():
                 value.copy_(state[key])
-        self._prefix_cache = None
 
-    # ----------------------------------------------------------------------------- nn.Module hooks
-    def train(self, mode: bool = True) -> AULLM:
-        """Set train/eval mode; drops the inference prompt cache."""
-        self._prefix_cache = None
-        return super().train(mode)
+    def place(self, device: torch.device | str, base_dtype: torch.dtype | None = None) -> AULLM:
+        """Move the model to ``device`` and cast its frozen base (the trainable weights stay fp32).
 
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
-        """``nn.Module.load_state_dict`` that also drops the inference prompt cache."""
-        self._prefix_cache = None
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        Args:
+            device: Target device.
+            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (bfloat16 on
+                GPU when ``llm.bf16``, else float32).
 
-    def _apply(self, fn: Any, recurse: bool = True) -> AULLM:
-        """After ``.to()``/``.cuda()``: keep the frozen base in bf16 on GPU (if ``llm.bf16``)."""
-        super()._apply(fn, recurse)
-        self._prefix_cache = None
+        Returns:
+            The model itself.
+        """
+        device = torch.device(device)
+        self.to(device)
         if self.llm is not None:
-            weight = self.head.weight
-            use_bf16 = weight.device.type == "cuda" and self.cfg.llm.bf16
-            cast_frozen_base(self.llm, torch.bfloat16 if use_bf16 else weight.dtype)
+            cast_frozen_base(self.llm, base_dtype or frozen_base_dtype(self.cfg.llm, device))
         return self
 
     # ----------------------------------------------------------------------------- helpers
     def _tokenize(self, segments: list[str]) -> list[Tensor]:
-        assert self._base is not None
+        assert self.tokenizer is not None
         return [
-            torch.tensor(
-                self._base.tokenizer.encode(seg, add_special_tokens=i == 0), dtype=torch.long
-            )
+            torch.tensor(self.tokenizer.encode(seg, add_special_tokens=i == 0), dtype=torch.long)
             for i, seg in enumerate(segments)
         ]
 
@@ -347,14 +344,6 @@ class AULLM(nn.Module):
             c, t, h, w = self.clip_shape
             raise ValueError(
                 f"clips: expected [B, {c}, {t}, {h}, {w}] (B, C, T, H, W), got {tuple(clips.shape)}"
-            )
-
-    def _check_owner(self) -> None:
-        if self._base is not None and self._base.owner is not self._owner:
-            raise RuntimeError(
-                "this AULLM's LoRA adapters were replaced: a newer model was built on the same "
-                "cached base LLM (one model per base at a time); use the newer model, or "
-                "reset_trainable() instead of building a second one"
             )
 
 
@@ -370,25 +359,19 @@ def _reset_on_cpu(module: nn.Module, reset: Any) -> None:
     module.to(device)
 
 
-def build_au_llm(
-    cfg: ModelConfig, n_aus: int, in_channels: int, n_frames: int, size: int, seed: int
-) -> AULLM:
-    """Build an AU-LLM model on the cached base LLM, with trainable weights drawn from ``seed``.
+def build_au_llm(spec: ModelSpec, seed: int, device: torch.device | str = "cpu") -> AULLM:
+    """Build an AU-LLM model (its own base LLM) with trainable weights drawn from ``seed``.
 
     Args:
-        cfg: Model configuration.
-        n_aus: Number of AUs.
-        in_channels: Clip channels (1 or 3).
-        n_frames: Frames per clip.
-        size: Frame side in pixels.
+        spec: What to build.
         seed: Seed of the trainable weights (equal to ``reset_trainable(seed)``).
+        device: Where to place it (see :meth:`AULLM.place`).
 
     Returns:
-        The model on the CPU, in training mode.
+        The model on ``device``, in training mode.
     """
-    base = None if cfg.llm.source == "none" else load_base_llm(cfg.llm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AULLM(cfg, n_aus, in_channels, n_frames, size, base)
+        model = AULLM(spec)
     model.reset_trainable(seed)
-    return model
+    return model.place(device)

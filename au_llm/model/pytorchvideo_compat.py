@@ -88,12 +88,3 @@ def import_pytorchvideo_models() -> dict[str, ModuleType]:
             if sys.modules.get(name) is module:
                 del sys.modules[name]
     return modules
-
-
-def fake_torchvision_loaded() -> bool:
-    """Return whether a stub torchvision module is in ``sys.modules`` (it never should be)."""
-    return any(
-        getattr(module, _STUB_MARK, False)
-        for name, module in list(sys.modules.items())
-        if name == "torchvision" or name.startswith("torchvision.")
-    )

@@ -58,6 +58,9 @@ _FACE_TOP, _FACE_BOTTOM, _FACE_HALF_WIDTH = -8.261778, 9.403378, 7.743095
 _FACE_SIDE = max(_FACE_BOTTOM - _FACE_TOP, 2 * _FACE_HALF_WIDTH)
 _FACE_CENTRE = np.array([0.0, (_FACE_TOP + _FACE_BOTTOM) / 2])
 
+# The fallback marker of a clip in which no face was found (centre-cropped instead).
+NO_FACE = "centre_crop"
+
 # Frame mode keeps decoded frames in memory up to this size, and decodes twice beyond it.
 _FRAME_MEMORY_BYTES = 256 * 2**20
 
@@ -310,7 +313,7 @@ def _clip_transforms(
         if len(found) == cfg.ref_frames:
             break
     if not found:
-        return np.zeros((count, 2, 3)), "centre_crop", math.nan, 0
+        return np.zeros((count, 2, 3)), NO_FACE, math.nan, 0
     reference = np.median(np.stack([f.points for f in found]), axis=0)
     matrix = landmark_transform(reference, cfg.size, cfg.margin)
     fallback = "next_frame" if first_face > 0 else ""
@@ -331,7 +334,7 @@ def _frame_transforms(
             valid[i] = True
             found.append(face)
     if not found:
-        return transforms, "centre_crop", math.nan, 0
+        return transforms, NO_FACE, math.nan, 0
     fallback = "" if valid.all() else "interpolated"
     smoothed = smooth_transforms(transforms, valid, cfg.smooth)
     return smoothed, fallback, _mean_confidence(found), len(found)

@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from au_llm.config import SAMPLING_STRATEGIES
 from au_llm.data.manifest import au_label_matrix
 from au_llm.preprocess.cache import CachedClip, ClipCache
 from au_llm.preprocess.readers import int_field, text_field
-from au_llm.preprocess.sampling import STRATEGIES, sample_indices
+from au_llm.preprocess.sampling import sample_indices
 
 Meta = dict[str, str]
 Item = tuple[torch.Tensor, torch.Tensor, Meta]
@@ -51,7 +52,7 @@ class ClipDataset(Dataset):
             :func:`au_llm.preprocess.run.exclude_failed`).
         cache: The cache the clips were preprocessed into.
         aus: AU numbers, in label order.
-        n_frames: Frames per sample.
+        frames_per_clip: Frames per sample.
         strategy: ``uniform``, ``onset_apex`` or ``random_end`` (see
             :mod:`au_llm.preprocess.sampling`).
         seed: Seed of the random strategies.
@@ -64,19 +65,21 @@ class ClipDataset(Dataset):
         manifest: pd.DataFrame,
         cache: ClipCache,
         aus: Sequence[int],
-        n_frames: int,
+        frames_per_clip: int,
         strategy: str,
         seed: int = 0,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"sampling strategy {strategy!r}: expected one of {STRATEGIES}")
-        if n_frames < 1:
-            raise ValueError(f"n_frames = {n_frames}: expected at least 1")
+        if strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(
+                f"sampling strategy {strategy!r}: expected one of {SAMPLING_STRATEGIES}"
+            )
+        if frames_per_clip < 1:
+            raise ValueError(f"frames_per_clip = {frames_per_clip}: expected at least 1")
         frame = manifest.reset_index(drop=True)
         self.rows: list[dict[str, Any]] = frame.to_dict("records")
         self.cache = cache
         self.aus = [int(a) for a in aus]
-        self.n_frames = n_frames
+        self.frames_per_clip = frames_per_clip
         self.strategy = strategy
         self.seed = seed
         self.epoch = 0
@@ -100,7 +103,7 @@ class ClipDataset(Dataset):
         return self._clips[i]
 
     def indices(self, i: int) -> np.ndarray:
-        """``[n_frames]`` frame indices of the next sample of item ``i``."""
+        """``[frames_per_clip]`` frame indices of the next sample of item ``i``."""
         row = self.rows[i]
         rng = None
         if self.strategy == "random_end":
@@ -111,7 +114,7 @@ class ClipDataset(Dataset):
             int_field(row, "onset"),
             _apex(row),
             int_field(row, "offset"),
-            self.n_frames,
+            self.frames_per_clip,
             self.strategy,
             rng,
         )

@@ -21,7 +21,6 @@ import cv2
 import pandas as pd
 from tqdm.auto import tqdm
 
-from au_llm.config import PreprocessConfig
 from au_llm.io_utils import atomic_write_csv
 from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import CacheError, ClipCache, read_meta
@@ -48,7 +47,7 @@ class PreprocessError(RuntimeError):
     """A clip failed in ``strict`` mode; the message names the clip and the cause."""
 
 
-_worker_cfg: PreprocessConfig | None = None
+_worker_cache: ClipCache | None = None
 _worker_landmarker: Landmarker | None = None
 
 
@@ -69,17 +68,13 @@ def _record(row: Mapping[str, Any], status: str, **values: Any) -> dict[str, Any
 
 
 def process_clip(
-    row: Mapping[str, Any],
-    cfg: PreprocessConfig,
-    cache_root: str | Path,
-    landmarker: Landmarker | None,
+    row: Mapping[str, Any], cache: ClipCache, landmarker: Landmarker | None
 ) -> dict[str, Any]:
     """Read, align and cache one clip; never raises for a bad clip.
 
     Args:
         row: Manifest row.
-        cfg: Preprocessing settings.
-        cache_root: Cache root folder.
+        cache: The cache to write into (its ``cfg`` holds the preprocessing settings).
         landmarker: Landmarker (None only for ``mode: none``).
 
     Returns:
@@ -89,7 +84,7 @@ def process_clip(
     try:
         source = open_clip(row)
         try:
-            result = align_source(source, cfg, landmarker)
+            result = align_source(source, cache.cfg, landmarker)
         finally:
             source.close()
         info = {
@@ -98,7 +93,6 @@ def process_clip(
             "detections": result.detections,
             "frames": len(result.numbers),
         }
-        cache = ClipCache(cache_root, cfg)
         cache.save(row, result.frames, result.numbers, info, result.transforms)
     except ClipReadError as exc:
         logger.warning("%s", exc)
@@ -119,19 +113,19 @@ def process_clip(
     )
 
 
-def _init_worker(cfg: PreprocessConfig) -> None:
-    """Pool initializer: one landmarker per worker process, single-threaded OpenCV."""
-    global _worker_cfg, _worker_landmarker
+def _init_worker(cache: ClipCache) -> None:
+    """Pool initializer: the run's cache and one landmarker per worker, single-threaded OpenCV."""
+    global _worker_cache, _worker_landmarker
     cv2.setNumThreads(1)
-    _worker_cfg = cfg
-    _worker_landmarker = None if cfg.mode == "none" else Landmarker.from_config(cfg)
+    _worker_cache = cache
+    _worker_landmarker = None if cache.cfg.mode == "none" else Landmarker.from_config(cache.cfg)
 
 
-def _worker_task(row: dict[str, Any], cache_root: str) -> dict[str, Any]:
+def _worker_task(row: dict[str, Any]) -> dict[str, Any]:
     """Pool task (top level, so it pickles under ``spawn``)."""
-    if _worker_cfg is None:
+    if _worker_cache is None:
         raise RuntimeError("preprocess worker was not initialised")
-    return process_clip(row, _worker_cfg, cache_root, _worker_landmarker)
+    return process_clip(row, _worker_cache, _worker_landmarker)
 
 
 def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
@@ -159,18 +153,14 @@ def _check_strict(record: dict[str, Any], strict: bool) -> None:
 
 
 def preprocess_manifest(
-    manifest: pd.DataFrame,
-    cfg: PreprocessConfig,
-    cache_dir: str | Path,
-    strict: bool = False,
-    progress: bool = True,
+    manifest: pd.DataFrame, cache: ClipCache, strict: bool = False, progress: bool = True
 ) -> pd.DataFrame:
     """Align every clip of a manifest into the cache.
 
     Args:
         manifest: Manifest rows (dataset, subject, clip, frames_dir or video, onset, offset, ...).
-        cfg: Preprocessing settings (``workers`` processes; 0 runs here).
-        cache_dir: Cache root folder.
+        cache: The run's clip cache; its ``cfg`` holds the preprocessing settings
+            (``workers`` processes; 0 runs here).
         strict: Raise :class:`PreprocessError` on the first failed clip instead of going on.
         progress: Show a tqdm progress bar.
 
@@ -179,7 +169,7 @@ def preprocess_manifest(
         ``status`` is ``ok``, ``fallback`` (aligned with a fallback, see ``fallback``),
         ``failed`` (not cached; see ``error``) or ``cached`` (already in the cache).
     """
-    cache = ClipCache(cache_dir, cfg)
+    cfg = cache.cfg
     rows = manifest.to_dict("records")
     records: list[dict[str, Any] | None] = [None] * len(rows)
     todo: list[int] = []
@@ -203,9 +193,9 @@ def preprocess_manifest(
         unit="clip",
     ) as bar:
         if cfg.workers == 0 or len(todo) < 2:
-            _run_here(rows, todo, records, cfg, cache, strict, bar)
+            _run_here(rows, todo, records, cache, strict, bar)
         else:
-            _run_pool(rows, todo, records, cfg, cache, strict, bar)
+            _run_pool(rows, todo, records, cache, strict, bar)
     if todo:
         cache.write_index()
     return pd.DataFrame(records, columns=list(REPORT_COLUMNS))
@@ -215,7 +205,6 @@ def _run_here(
     rows: list[dict[str, Any]],
     todo: list[int],
     records: list[dict[str, Any] | None],
-    cfg: PreprocessConfig,
     cache: ClipCache,
     strict: bool,
     bar: tqdm,
@@ -223,9 +212,9 @@ def _run_here(
     landmarker: Landmarker | None = None
     try:
         for i in todo:
-            if landmarker is None and cfg.mode != "none":
-                landmarker = Landmarker.from_config(cfg)
-            records[i] = process_clip(rows[i], cfg, cache.root, landmarker)
+            if landmarker is None and cache.cfg.mode != "none":
+                landmarker = Landmarker.from_config(cache.cfg)
+            records[i] = process_clip(rows[i], cache, landmarker)
             bar.update(1)
             _check_strict(records[i], strict)
     finally:
@@ -237,21 +226,18 @@ def _run_pool(
     rows: list[dict[str, Any]],
     todo: list[int],
     records: list[dict[str, Any] | None],
-    cfg: PreprocessConfig,
     cache: ClipCache,
     strict: bool,
     bar: tqdm,
 ) -> None:
     executor = ProcessPoolExecutor(
-        max_workers=min(cfg.workers, len(todo)),
+        max_workers=min(cache.cfg.workers, len(todo)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(cfg,),
+        initargs=(cache,),
     )
     try:
-        futures: dict[Future, int] = {
-            executor.submit(_worker_task, rows[i], str(cache.root)): i for i in todo
-        }
+        futures: dict[Future, int] = {executor.submit(_worker_task, rows[i]): i for i in todo}
         for future in as_completed(futures):
             i = futures[future]
             try:

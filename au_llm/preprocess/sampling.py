@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-STRATEGIES = ("uniform", "onset_apex", "random_end")
+from au_llm.config import SAMPLING_STRATEGIES
 
 
 def nearest_position(numbers: np.ndarray, frame: float) -> int:
@@ -61,8 +61,8 @@ def sample_indices(
         ValueError: For an unknown strategy, ``n_frames < 1``, an empty clip, or ``random_end``
             without ``rng``.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"sampling strategy {strategy!r}: expected one of {STRATEGIES}")
+    if strategy not in SAMPLING_STRATEGIES:
+        raise ValueError(f"sampling strategy {strategy!r}: expected one of {SAMPLING_STRATEGIES}")
     if n_frames < 1:
         raise ValueError(f"n_frames = {n_frames}: expected at least 1")
     if len(numbers) == 0:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from au_llm.config import LLMConfig, LoraConfig, ModelConfig, ProjectorConfig, TinyLLMConfig
+from au_llm.model.spec import ModelSpec
 
 
 @contextlib.contextmanager
@@ -52,3 +53,10 @@ def clips(batch: int = 2, frames: int = 6, size: int = 64, channels: int = 1, se
     """Random clips [B, C, T, H, W] in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, channels, frames, size, size, generator=generator)
+
+
+def tiny_spec(
+    cfg: ModelConfig, n_aus: int, frames: int = 6, size: int = 64, channels: int = 1
+) -> ModelSpec:
+    """A spec for ``cfg`` with AUs 1..n_aus on gray 6x64x64 clips (the shape of :func:`clips`)."""
+    return ModelSpec(cfg, tuple(range(1, n_aus + 1)), channels, frames, size)

@@ -147,9 +147,15 @@ def test_pytorchvideo_shim_leaves_no_fake_torchvision() -> None:
     code = textwrap.dedent(
         """
         import sys
-        from au_llm.model.pytorchvideo_compat import (
-            fake_torchvision_loaded, import_pytorchvideo_models,
-        )
+        from au_llm.model.pytorchvideo_compat import _STUB_MARK, import_pytorchvideo_models
+
+        def fake_torchvision_loaded():
+            return any(
+                getattr(module, _STUB_MARK, False)
+                for name, module in list(sys.modules.items())
+                if name == "torchvision" or name.startswith("torchvision.")
+            )
+
         builders = import_pytorchvideo_models()
         assert set(builders) == {"x3d", "r2plus1d", "resnet", "csn"}, builders
         assert callable(builders["x3d"].create_x3d)

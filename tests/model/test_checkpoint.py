@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 
 from au_llm.config import LLMConfig
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
-from au_llm.model.llm import clear_base_cache, load_base_llm
+from au_llm.model.llm import load_base_llm
 from au_llm.model.modeling_au_llm import build_au_llm
-from tests.model import clips, one_torch_thread, tiny_config
+from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _one_thread():
 
 
 def _trained_model(cfg):
-    model = build_au_llm(cfg, 3, 1, 6, 64, seed=2)
+    model = build_au_llm(tiny_spec(cfg, 3), seed=2)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
     for _ in range(2):
         optimizer.zero_grad()
@@ -36,7 +36,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model(x)
     cfg_dict = {"name": "demo", "train": {"lr": 0.01}}
-    save_checkpoint(model, cfg_dict, tmp_path / "ckpt", extra={"aus": [2, 4, 7]})
+    save_checkpoint(model, cfg_dict, tmp_path / "ckpt", extra={"thresholds": [0.4, 0.5, 0.6]})
     weights = load_file(tmp_path / "ckpt" / "weights.safetensors")
     base_keys = [k for k in weights if k.startswith("llm.") and "lora_" not in k]
     assert not base_keys and any("lora_B" in k for k in weights)
@@ -45,8 +45,9 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
     assert not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
-    assert info["extra"] == {"aus": [2, 4, 7]} and info["config"] == cfg_dict
-    assert info["n_aus"] == 3 and info["base_identity"] == model.base_identity
+    assert info["extra"] == {"thresholds": [0.4, 0.5, 0.6]} and info["config"] == cfg_dict
+    assert loaded.spec == model.spec and loaded.spec.aus == (1, 2, 3)
+    assert info["base_identity"] == model.base_identity
 
 
 def test_none_ablation_round_trip(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def test_none_ablation_round_trip(tmp_path: Path) -> None:
 
 
 def test_mismatched_base_raises(tmp_path: Path) -> None:
-    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
     save_checkpoint(model, {}, tmp_path)
     meta_path = tmp_path / "model.json"
     meta = json.loads(meta_path.read_text())
@@ -104,7 +105,6 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     _save_local_hf_model(model_dir, layers=1)
     cfg = tiny_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, bf16=False)
-    clear_base_cache()
     model = _trained_model(cfg)
     assert model.base_identity["path"] == str(model_dir.resolve())
     assert max(model.prompt_ids.tolist()) < 64
@@ -112,15 +112,13 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = model(x)
     save_checkpoint(model, {}, tmp_path / "ckpt")
-    loaded, _ = load_checkpoint(tmp_path / "ckpt")  # takes over the cached base's adapters
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     # the directory now holds a different model: its config hash no longer matches
     _save_local_hf_model(model_dir, layers=2)
-    clear_base_cache()
     with pytest.raises(ValueError, match="only fit the original base"):
         load_checkpoint(tmp_path / "ckpt")
-    clear_base_cache()
 
 
 def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:

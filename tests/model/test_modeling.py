@@ -3,16 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from au_llm.model.llm import (
-    WordTokenizer,
-    base_cache_info,
-    cast_frozen_base,
-    clear_base_cache,
-    load_base_llm,
-    lora_parameters,
-)
+from au_llm.model.llm import WordTokenizer, load_base_llm, lora_parameters
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm, merge_visual_tokens
-from tests.model import clips, one_torch_thread, tiny_config
+from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +34,7 @@ def _logits_and_grads(model: AULLM, x: torch.Tensor) -> tuple[torch.Tensor, dict
 
 
 def test_shapes_and_projector_width() -> None:
-    model = build_au_llm(tiny_config(), n_aus=4, in_channels=1, n_frames=6, size=64, seed=0)
+    model = build_au_llm(tiny_spec(tiny_config(), 4), seed=0)
     x = clips(3)
     feats = model.get_clip_features(x)
     assert model.projector.in_dim == feats["mid"].shape[1] + feats["high"].shape[1]
@@ -53,7 +46,7 @@ def test_shapes_and_projector_width() -> None:
 
 
 def test_gradients_reach_trainable_parts_but_not_base() -> None:
-    model = build_au_llm(tiny_config(), 3, 1, 6, 64, seed=0)
+    model = build_au_llm(tiny_spec(tiny_config(), 3), seed=0)
     _perturb_lora(model)
     _, grads = _logits_and_grads(model, clips(2))
     for prefix in ("backbone.conv1.", "backbone.fc_high.", "projector.", "head.", "llm."):
@@ -74,7 +67,9 @@ def test_gradients_reach_trainable_parts_but_not_base() -> None:
 def test_fast_path_equals_straightforward_path(
     arch: str, prompt: str | None, n_tokens: int
 ) -> None:
-    model = build_au_llm(tiny_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4, 1, 6, 64, 0)
+    model = build_au_llm(
+        tiny_spec(tiny_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4), seed=0
+    )
     _perturb_lora(model)
     model.eval()  # dropout off, BatchNorm fixed; gradients still flow
     x = clips(3)
@@ -89,16 +84,15 @@ def test_fast_path_equals_straightforward_path(
         assert (grad - slow_grads[name]).abs().max() <= 1e-5, name
 
 
-class _NoBosTokenizer(WordTokenizer):
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return super().encode(text, add_special_tokens=False)
-
-
 def test_fast_path_without_prefix_equals_straightforward_path(monkeypatch) -> None:
     cfg = tiny_config(prompt="<video> then a question ?")
-    base = load_base_llm(cfg.llm)
-    monkeypatch.setattr(base, "tokenizer", _NoBosTokenizer(cfg.llm.tiny.vocab_size))
-    model = build_au_llm(cfg, 2, 1, 6, 64, seed=0)
+    encode = WordTokenizer.encode
+    monkeypatch.setattr(
+        WordTokenizer,
+        "encode",
+        lambda self, text, add_special_tokens=True: encode(self, text, False),
+    )
+    model = build_au_llm(tiny_spec(cfg, 2), seed=0)
     assert model._segment_lengths[0] == 0  # nothing to cache: the visual token comes first
     _perturb_lora(model)
     model.eval()
@@ -117,78 +111,86 @@ def test_visual_token_count_is_checked_where_tokens_enter_the_llm() -> None:
         merge_visual_tokens(text, torch.ones(2, 2, 8))
 
 
-def test_inference_prompt_cache_is_reused_and_invalidated() -> None:
-    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+def test_explicit_prompt_cache_gives_the_same_logits_and_belongs_to_its_weights() -> None:
+    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
     x = clips(2)
+    cache = model.prompt_cache()
+    assert cache is not None and cache.length == model._segment_lengths[0]
     with torch.no_grad():
-        first = model(x)
-        cached = model._prefix_cache
-        again = model(x)
-        assert model._prefix_cache is cached and cached is not None  # reused
-    recomputed = model(x).detach()  # with gradients enabled: no cache
-    torch.testing.assert_close(first, recomputed, rtol=0, atol=1e-6)
-    torch.testing.assert_close(again, recomputed, rtol=0, atol=1e-6)
-    # an in-place LoRA update (e.g. an optimizer step) must not reuse the stale prompt cache
-    with torch.no_grad():
-        model(x)
-    assert model._prefix_cache is not None
+        cached = model(x, prompt_cache=cache)
+        again = model(x, prompt_cache=cache)  # one cache serves any number of calls
+        recomputed = model(x)
+    torch.testing.assert_close(cached, recomputed, rtol=0, atol=1e-6)
+    torch.testing.assert_close(again, cached, rtol=0, atol=0)
+    # after a LoRA update (an optimizer step), the old cache is stale and a new one is needed
     _perturb_lora(model, seed=1)
     with torch.no_grad():
-        updated = model(x)
+        stale = model(x, prompt_cache=cache)
+        fresh = model(x, prompt_cache=model.prompt_cache())
     model.cfg.llm.fast_path = False
     with torch.no_grad():
         reference = model(x)
-    torch.testing.assert_close(updated, reference, rtol=0, atol=1e-5)
-    assert (updated - first).abs().max() > 1e-4
+    torch.testing.assert_close(fresh, reference, rtol=0, atol=1e-5)
+    assert (stale - reference).abs().max() > 1e-4
+    model.cfg.llm.fast_path = True
+    with pytest.raises(ValueError, match="for inference"):
+        model(x, prompt_cache=cache)  # gradients enabled: training recomputes the prefix
     model.train()
-    assert model._prefix_cache is None
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model.prompt_cache()
 
 
 def test_reset_trainable_equals_fresh_build() -> None:
     cfg = tiny_config(dropout=0.1)
-    model = build_au_llm(cfg, 3, 1, 6, 64, seed=5)
+    model = build_au_llm(tiny_spec(cfg, 3), seed=5)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
     model(clips(2)).sum().backward()
     optimizer.step()  # changes every trainable weight and the BatchNorm statistics
     model.reset_trainable(7)
     reset_state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
-    fresh = build_au_llm(cfg, 3, 1, 6, 64, seed=7)
+    fresh = build_au_llm(tiny_spec(cfg, 3), seed=7)
     fresh_state = fresh.trainable_state_dict()
     assert reset_state.keys() == fresh_state.keys()
     assert any("lora_A" in k for k in fresh_state) and any("running_mean" in k for k in fresh_state)
     for key, value in fresh_state.items():
         assert torch.equal(value, reset_state[key]), key
-    other = build_au_llm(cfg, 3, 1, 6, 64, seed=8).trainable_state_dict()
+    other = build_au_llm(tiny_spec(cfg, 3), seed=8).trainable_state_dict()
     assert not torch.equal(other["projector.mlp.0.weight"], fresh_state["projector.mlp.0.weight"])
 
 
-def test_base_loaded_once_and_older_model_refuses_to_run() -> None:
-    clear_base_cache()
+def test_two_models_in_one_process_both_work() -> None:
     cfg = tiny_config()
-    first = build_au_llm(cfg, 2, 1, 6, 64, seed=0)
-    second = build_au_llm(cfg, 2, 1, 6, 64, seed=1)
-    info = base_cache_info()
-    assert (info.misses, info.hits) == (1, 1)
-    assert first.llm is second.llm is load_base_llm(cfg.llm).model
-    assert second(clips(1)).shape == (1, 2)
-    with pytest.raises(RuntimeError, match="adapters were replaced"):
-        first(clips(1))
+    first = build_au_llm(tiny_spec(cfg, 2), seed=0)
+    _perturb_lora(first, seed=0)
+    first.eval()
+    x = clips(1)
+    with torch.no_grad():
+        before = first(x)
+    second = build_au_llm(tiny_spec(cfg, 2), seed=1)
+    _perturb_lora(second, seed=1)
+    second.eval()
+    assert first.llm is not second.llm
+    with torch.no_grad():
+        other = second(x)
+        after = first(x)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)  # the second build changed nothing
+    assert (other - before).abs().max() > 1e-4
+    optimizer = torch.optim.SGD(second.trainable_parameters(), lr=0.5)
+    second.train()
+    second(clips(2)).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        torch.testing.assert_close(first(x), before, rtol=0, atol=0)
 
 
 def test_tiny_base_is_deterministic_and_identified() -> None:
     cfg = tiny_config()
     base = load_base_llm(cfg.llm)
-    clear_base_cache()
     again = load_base_llm(cfg.llm)
-    assert again is not base
-    # the first base may carry LoRA layers (q_proj -> q_proj.base_layer): compare by clean name
-    first = {
-        n.replace(".base_layer.", "."): v
-        for n, v in base.model.state_dict().items()
-        if "lora_" not in n
-    }
+    assert again is not base and again.model is not base.model
+    first = base.model.state_dict()
     second = again.model.state_dict()
     assert first.keys() == second.keys()
     for name, value in second.items():
@@ -202,20 +204,19 @@ def test_tiny_base_is_deterministic_and_identified() -> None:
 def test_placeholder_count_must_match_visual_tokens() -> None:
     cfg = tiny_config(prompt="a <video> b <video> c", n_visual_tokens=1)
     with pytest.raises(ValueError, match="2 '<video>' placeholder.*n_visual_tokens = 1"):
-        build_au_llm(cfg, 2, 1, 6, 64, seed=0)
+        build_au_llm(tiny_spec(cfg, 2), seed=0)
 
 
 def test_visual_token_goes_after_the_prompt() -> None:
-    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
     expected = WordTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
     assert model.prompt_ids.tolist() == expected and expected[0] == WordTokenizer.bos_id
     assert model._segment_lengths == (len(expected), 0)
 
 
 def test_none_ablation_trains_without_llm() -> None:
-    before = base_cache_info()
-    model = build_au_llm(tiny_config(source="none"), 3, 1, 6, 64, seed=0)
-    assert model.llm is None and base_cache_info().misses == before.misses
+    model = build_au_llm(tiny_spec(tiny_config(source="none"), 3), seed=0)
+    assert model.llm is None and model.tokenizer is None and model.base_identity is None
     assert model.projector.out_dim == 32 and model.head.in_features == 32
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
     logits = model(clips(2))
@@ -226,14 +227,16 @@ def test_none_ablation_trains_without_llm() -> None:
 
 
 def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
-    model = build_au_llm(tiny_config(), 2, 1, 6, 64, seed=0)
+    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
-    cast_frozen_base(model.llm, torch.bfloat16)  # what .to("cuda") does with llm.bf16
+    model.place("cpu", base_dtype=torch.bfloat16)  # what placing on a GPU does with llm.bf16
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     logits, grads = _logits_and_grads(model, clips(2))
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
     assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
     assert any("lora_B" in n for n in grads)
-    model.to("cpu")  # on the CPU the base goes back to float32
+    model.to("cpu")  # .to() alone never changes the base's dtype
+    assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    model.place("cpu")  # on the CPU the default frozen dtype is float32
     assert model.llm.get_input_embeddings().weight.dtype == torch.float32

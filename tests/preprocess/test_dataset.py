@@ -22,13 +22,13 @@ def cached(
 ) -> tuple[pd.DataFrame, ClipCache]:
     cfg = PreprocessConfig(size=32, color="gray", mode="clip", workers=0)
     root = tmp_path_factory.mktemp("ds_cache")
-    report = preprocess_manifest(clips.manifest(), cfg, root, progress=False)
+    report = preprocess_manifest(clips.manifest(), ClipCache(root, cfg), progress=False)
     return exclude_failed(clips.manifest(), report), ClipCache(root, cfg)
 
 
 def test_items_have_clip_labels_and_meta(cached) -> None:
     manifest, cache = cached
-    data = ClipDataset(manifest, cache, AUS, n_frames=6, strategy="uniform")
+    data = ClipDataset(manifest, cache, AUS, frames_per_clip=6, strategy="uniform")
     assert len(data) == 3
     clip, labels, meta = data[0]
     assert clip.shape == (1, 6, 32, 32) and clip.dtype == torch.float32
@@ -44,7 +44,7 @@ def test_items_have_clip_labels_and_meta(cached) -> None:
 
 def test_collate_and_dataloader(cached) -> None:
     manifest, cache = cached
-    data = ClipDataset(manifest, cache, AUS, n_frames=4, strategy="random_end", seed=3)
+    data = ClipDataset(manifest, cache, AUS, frames_per_clip=4, strategy="random_end", seed=3)
     clips, labels, meta = next(iter(DataLoader(data, batch_size=3, collate_fn=collate)))
     assert clips.shape == (3, 1, 4, 32, 32) and labels.shape == (3, 4)
     assert meta["clip"] == ["still", "still_video", "noface"]
@@ -55,7 +55,9 @@ def test_random_strategy_is_reproducible_per_seed_and_epoch(cached) -> None:
     manifest, cache = cached
 
     def draws(seed: int, epoch: int, order: list[int]) -> dict[int, list[int]]:
-        data = ClipDataset(manifest, cache, AUS, n_frames=4, strategy="random_end", seed=seed)
+        data = ClipDataset(
+            manifest, cache, AUS, frames_per_clip=4, strategy="random_end", seed=seed
+        )
         data.set_epoch(epoch)
         return {i: data.indices(i).tolist() for i in order}
 
@@ -63,26 +65,28 @@ def test_random_strategy_is_reproducible_per_seed_and_epoch(cached) -> None:
     runs = [draws(seed, epoch, [0, 1, 2]) for seed in range(4) for epoch in range(4)]
     ends = {tuple(run[0]) for run in runs}
     assert len(ends) > 1  # different seeds/epochs give different draws
-    data = ClipDataset(manifest, cache, AUS, n_frames=4, strategy="random_end", seed=1)
+    data = ClipDataset(manifest, cache, AUS, frames_per_clip=4, strategy="random_end", seed=1)
     first, second = data.indices(0).tolist(), data.indices(0).tolist()
     data.set_epoch(0)
     assert data.indices(0).tolist() == first and data.indices(0).tolist() == second
 
 
-def test_clips_stay_in_memory_and_n_frames_needs_no_new_cache(cached, tmp_path: Path) -> None:
+def test_clips_stay_in_memory_and_frames_per_clip_needs_no_new_cache(
+    cached, tmp_path: Path
+) -> None:
     manifest, cache = cached
     row = manifest.iloc[[0]]
     path = cache.path(row.iloc[0].to_dict())
     copy = ClipCache(tmp_path, cache.cfg)
     copy.save(row.iloc[0].to_dict(), *_arrays(cache, row))
     assert copy.path(row.iloc[0].to_dict()).name == path.name  # same key, other root
-    data = ClipDataset(row, copy, AUS, n_frames=8, strategy="uniform")
+    data = ClipDataset(row, copy, AUS, frames_per_clip=8, strategy="uniform")
     assert data[0][0].shape == (1, 8, 32, 32)
     copy.path(row.iloc[0].to_dict()).unlink()
-    assert ClipDataset(row, cache, AUS, n_frames=3, strategy="uniform")[0][0].shape[1] == 3
+    assert ClipDataset(row, cache, AUS, frames_per_clip=3, strategy="uniform")[0][0].shape[1] == 3
     assert data[0][0].shape == (1, 8, 32, 32)  # served from memory after the file is gone
     with pytest.raises(CacheError, match="not in the cache"):
-        ClipDataset(row, copy, AUS, n_frames=8, strategy="uniform")[0]
+        ClipDataset(row, copy, AUS, frames_per_clip=8, strategy="uniform")[0]
 
 
 def _arrays(cache: ClipCache, row: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -93,4 +97,4 @@ def _arrays(cache: ClipCache, row: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
 def test_bad_arguments(cached) -> None:
     manifest, cache = cached
     with pytest.raises(ValueError, match="strategy"):
-        ClipDataset(manifest, cache, AUS, n_frames=4, strategy="middle")
+        ClipDataset(manifest, cache, AUS, frames_per_clip=4, strategy="middle")

@@ -14,7 +14,7 @@ from .conftest import Clips
 def test_contact_sheet(clips: Clips, tmp_path: Path) -> None:
     cfg = PreprocessConfig(size=48, color="rgb", mode="clip", workers=0)
     manifest = clips.manifest()
-    preprocess_manifest(manifest, cfg, tmp_path / "cache", progress=False)
+    preprocess_manifest(manifest, ClipCache(tmp_path / "cache", cfg), progress=False)
     cache = ClipCache(tmp_path / "cache", cfg)
     out = write_contact_sheet(manifest, cache, 2, tmp_path / "sheet" / "preview.png")
     image = cv2.imread(str(out))

@@ -29,7 +29,7 @@ def first_run(
 ) -> tuple[Path, pd.DataFrame, float]:
     cache_dir = tmp_path_factory.mktemp("cache")
     start = time.perf_counter()
-    report = preprocess_manifest(clips.manifest(), CFG, cache_dir, progress=False)
+    report = preprocess_manifest(clips.manifest(), ClipCache(cache_dir, CFG), progress=False)
     return cache_dir, report, time.perf_counter() - start
 
 
@@ -77,9 +77,8 @@ def test_second_run_uses_the_cache(clips: Clips, first_run, monkeypatch) -> None
     monkeypatch.setattr(run.Landmarker, "from_config", no_landmarker)
     manifest = clips.manifest().iloc[:3]  # the failed clip would be retried
     start = time.perf_counter()
-    again = preprocess_manifest(
-        manifest, dataclasses.replace(CFG, workers=3), cache_dir, progress=False
-    )
+    cache = ClipCache(cache_dir, dataclasses.replace(CFG, workers=3))
+    again = preprocess_manifest(manifest, cache, progress=False)
     assert time.perf_counter() - start < seconds / 2
     assert again["status"].tolist() == ["cached"] * 3
     assert again["fallback"].tolist() == report["fallback"].tolist()[:3]
@@ -91,16 +90,15 @@ def test_second_run_uses_the_cache(clips: Clips, first_run, monkeypatch) -> None
 def test_strict_names_the_failed_clip(clips: Clips, tmp_path: Path) -> None:
     manifest = clips.manifest().iloc[[3]]
     with pytest.raises(PreprocessError, match=r"sub02/corrupt.*img5\.jpg"):
-        preprocess_manifest(manifest, CFG, tmp_path, strict=True, progress=False)
+        preprocess_manifest(manifest, ClipCache(tmp_path, CFG), strict=True, progress=False)
 
 
 def test_bad_row_fails_without_stopping(clips: Clips, tmp_path: Path) -> None:
     manifest = clips.manifest().iloc[[0]].copy()
     manifest.loc[:, "frames_dir"] = np.nan
     manifest = pd.concat([manifest, clips.manifest().iloc[[2]]], ignore_index=True)
-    report = preprocess_manifest(
-        manifest, dataclasses.replace(CFG, mode="none"), tmp_path, progress=False
-    )
+    cache = ClipCache(tmp_path, dataclasses.replace(CFG, mode="none"))
+    report = preprocess_manifest(manifest, cache, progress=False)
     assert report["status"].tolist() == ["failed", "ok"]
     assert "neither frames_dir nor video" in report["error"][0]
 
@@ -117,10 +115,12 @@ def test_report_helpers(clips: Clips, first_run, tmp_path: Path) -> None:
 def test_worker_pool(clips: Clips, tmp_path: Path) -> None:
     cfg = dataclasses.replace(CFG, workers=2)
     manifest = clips.manifest().iloc[[0, 3, 2]]
-    report = preprocess_manifest(manifest, cfg, tmp_path, progress=False)
+    report = preprocess_manifest(manifest, ClipCache(tmp_path, cfg), progress=False)
     assert report["clip"].tolist() == ["still", "corrupt", "noface"]
     assert report["status"].tolist() == ["ok", "failed", "fallback"]
-    here = preprocess_manifest(manifest.iloc[[0]], CFG, tmp_path / "here", progress=False)
+    here = preprocess_manifest(
+        manifest.iloc[[0]], ClipCache(tmp_path / "here", CFG), progress=False
+    )
     assert here["status"].tolist() == ["ok"]
     row = manifest.iloc[0].to_dict()
     pooled = ClipCache(tmp_path, cfg).load(row).frames

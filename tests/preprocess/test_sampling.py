@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from au_llm.preprocess.sampling import STRATEGIES, sample_indices
+from au_llm.config import SAMPLING_STRATEGIES
+from au_llm.preprocess.sampling import sample_indices
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", SAMPLING_STRATEGIES)
 @pytest.mark.parametrize("length", [1, 3, 6, 40])
 def test_exactly_n_indices_in_range_starting_at_onset(strategy: str, length: int) -> None:
     numbers = np.arange(100, 100 + length)
