@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    from au_llm.data.manifest import build_manifest, write_manifest
+    from au_llm.data.build import build_manifest
+    from au_llm.data.manifest import write_manifest
 
     result = build_manifest(
         args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
@@ -122,14 +123,14 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from au_llm.data.manifest import read_manifest
     from au_llm.preprocess.cache import ClipCache
     from au_llm.preprocess.preview import write_contact_sheet
-    from au_llm.preprocess.run import preprocess_manifest, write_report
+    from au_llm.preprocess.run import preprocess_manifest, write_preprocess_report
 
     cfg = load_config(args.config, args.overrides)
     manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache_dir = Path(cfg.data.cache_dir)
     report = preprocess_manifest(manifest, cfg.preprocess, cache_dir, strict=args.strict)
     report_path = args.report or cache_dir / "preprocess_report.csv"
-    write_report(report, report_path)
+    write_preprocess_report(report, report_path)
     print(report["status"].value_counts().to_string())
     print(f"report: {report_path}")
     if args.preview:

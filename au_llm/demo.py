@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from au_llm.config import ExperimentConfig, load_config
-from au_llm.data.manifest import build_manifest, read_manifest, write_manifest
+from au_llm.data.build import build_manifest
+from au_llm.data.manifest import read_manifest, write_manifest
 from au_llm.protocol import print_headline, run_protocol
 from au_llm.synth import write_synthetic
 

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, config_from_dict
+from au_llm.data.fields import ClipReadError
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
 from au_llm.io_utils import atomic_write_csv
@@ -30,7 +31,7 @@ from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
+from au_llm.preprocess.readers import FolderSource, VideoSource
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.protocol import fit, prepare_data
