@@ -159,17 +159,18 @@ def protocol_request(
 
 
 def _cmd_protocol(args: argparse.Namespace, protocol: str) -> int:
-    from au_llm.protocol import print_headline, run_protocol
+    from au_llm.protocol import run_protocol
+    from au_llm.reports.rebuild import headline_text
 
     run_dir, tables = run_protocol(*protocol_request(args, protocol))
-    print(print_headline(run_dir, tables))
+    print(headline_text(run_dir, tables))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from au_llm.protocol import build_report, print_headline
+    from au_llm.reports.rebuild import build_report, headline_text
 
-    print(print_headline(args.run_dir, build_report(args.run_dir)))
+    print(headline_text(args.run_dir, build_report(args.run_dir)))
     return 0
 
 

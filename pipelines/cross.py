@@ -9,14 +9,15 @@ from __future__ import annotations
 import sys
 
 from au_llm.cli import protocol_parser, protocol_request
-from au_llm.protocol import print_headline, run_protocol
+from au_llm.protocol import run_protocol
+from au_llm.reports.rebuild import headline_text
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run (or resume) the cross-domain fold, print the headline table."""
     args = protocol_parser("pipelines.cross").parse_args(argv)
     run_dir, tables = run_protocol(*protocol_request(args, "cross"))
-    print(print_headline(run_dir, tables))
+    print(headline_text(run_dir, tables))
     return 0
 
 
