@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_manifest(args: argparse.Namespace) -> int:
-    from au_llm.data.manifest import build_manifest, write_manifest
+    from au_llm.data.build import build_manifest
+    from au_llm.data.manifest import write_manifest
 
     result = build_manifest(
         args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
@@ -117,7 +118,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from au_llm.data.manifest import read_manifest
     from au_llm.preprocess.cache import ClipCache
     from au_llm.preprocess.preview import write_contact_sheet
-    from au_llm.preprocess.run import preprocess_manifest, write_report
+    from au_llm.preprocess.run import preprocess_manifest, write_preprocess_report
 
     cfg = load_config(args.config, args.overrides)
     manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
@@ -125,7 +126,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     cache = ClipCache(cache_dir, cfg.preprocess)
     report = preprocess_manifest(manifest, cache, strict=args.strict)
     report_path = args.report or cache_dir / "preprocess_report.csv"
-    write_report(report, report_path)
+    write_preprocess_report(report, report_path)
     print(report["status"].value_counts().to_string())
     print(f"report: {report_path}")
     if args.preview:
@@ -161,17 +162,18 @@ def protocol_request(
 
 
 def _cmd_protocol(args: argparse.Namespace, protocol: str) -> int:
-    from au_llm.protocol import print_headline, run_protocol
+    from au_llm.protocol import run_protocol
+    from au_llm.reports.rebuild import headline_text
 
     run_dir, tables = run_protocol(*protocol_request(args, protocol))
-    print(print_headline(run_dir, tables))
+    print(headline_text(run_dir, tables))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from au_llm.protocol import build_report, print_headline
+    from au_llm.reports.rebuild import build_report, headline_text
 
-    print(print_headline(args.run_dir, build_report(args.run_dir)))
+    print(headline_text(args.run_dir, build_report(args.run_dir)))
     return 0
 
 

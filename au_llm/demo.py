@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 from au_llm.config import ExperimentConfig, load_config
-from au_llm.data.manifest import build_manifest, read_manifest, write_manifest
-from au_llm.protocol import print_headline, run_protocol
+from au_llm.data.build import build_manifest
+from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.protocol import run_protocol
+from au_llm.reports.rebuild import headline_text
 from au_llm.synth import write_synthetic
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -84,7 +86,7 @@ def run_demo(
             shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
         run_dir, tables = run_protocol(cfg)
         runs.append(run_dir)
-        texts.append(f"== {cfg.name} ({cfg.protocol}) ==\n{print_headline(run_dir, tables)}")
+        texts.append(f"== {cfg.name} ({cfg.protocol}) ==\n{headline_text(run_dir, tables)}")
         print(f"[demo] {cfg.name} done ({time.perf_counter() - start:.0f} s)")
     print("\n\n".join(texts))
     print(

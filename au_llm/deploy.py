@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, config_from_dict
+from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
 from au_llm.io_utils import atomic_write_csv
 from au_llm.metrics import au_column, au_prediction_columns
@@ -32,7 +33,6 @@ from au_llm.preprocess.align import NO_FACE
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import ClipReadError
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts

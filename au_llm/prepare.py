@@ -15,7 +15,7 @@ import pandas as pd
 from au_llm.config import DATASET_AUS, ExperimentConfig
 from au_llm.data.manifest import read_manifest
 from au_llm.preprocess.cache import ClipCache
-from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_report
+from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
 
 
 @dataclass
@@ -75,7 +75,7 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
     everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
     cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
     report = preprocess_manifest(everything, cache, strict=cfg.strict, progress=progress)
-    write_report(report, run_dir / "preprocess_report.csv")
+    write_preprocess_report(report, run_dir / "preprocess_report.csv")
     failed = report[report["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
     usable = exclude_failed(source, report)

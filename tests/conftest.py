@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from au_llm.config import ExperimentConfig, load_config
-from au_llm.data.manifest import build_manifest, write_manifest
+from au_llm.data.build import build_manifest
+from au_llm.data.manifest import write_manifest
 from au_llm.synth import write_synthetic
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

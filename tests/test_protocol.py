@@ -16,7 +16,6 @@ from au_llm.metrics import au_column
 from au_llm.protocol import (
     Fold,
     LeakageError,
-    build_report,
     check_no_clip_leak,
     check_no_subject_leak,
     cross_folds,
@@ -25,7 +24,7 @@ from au_llm.protocol import (
     run_protocol,
     select_folds,
 )
-from au_llm.reports import compute_tables
+from au_llm.reports.tables import compute_tables
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,16 +145,6 @@ def test_shards_merge_into_the_same_result(loso_run, tiny_data, tmp_path):
     for k in (1, 2):
         run_protocol(sharded, shard=(k, 2), progress=False)
     pd.testing.assert_frame_equal(read_predictions(tmp_path / "loso"), read_predictions(run_dir))
-
-
-def test_report_rebuilds_from_finished_folds_only(loso_run, tiny_data, tmp_path):
-    partial = tiny_config(tiny_data, tmp_path, "loso")
-    first = loso_folds(read_manifest(tiny_data.casme2))[0].name
-    run_protocol(partial, fold_names=[first], progress=False)
-    tables = build_report(tmp_path / "loso")
-    preds = read_predictions(tmp_path / "loso")
-    assert set(preds["fold"]) == {first}
-    assert tables.summary["n_folds"] == 1
 
 
 def test_a_run_directory_refuses_a_different_config(loso_run, tiny_data):

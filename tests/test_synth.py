@@ -15,7 +15,7 @@ import pytest
 
 from au_llm import synth
 from au_llm.config import DATASET_AUS
-from au_llm.data.manifest import build_manifest
+from au_llm.data.build import build_manifest
 from au_llm.synth import (
     AUAction,
     SynthResult,

@@ -3,7 +3,7 @@
 The table has the columns ``dataset,subject,clip,field,value,source,note``; ``field`` is one of
 ``onset``, ``apex``, ``offset`` (``value`` is a frame number) or ``aus`` (``value`` is an AU string
 such as ``R12+R15``). Entries are keyed by dataset + subject + clip, with the subject written as in
-the manifest (``sub04``, ``006``). How they are applied is decided by :mod:`au_llm.data.manifest`:
+the manifest (``sub04``, ``006``). How they are applied is decided by :mod:`au_llm.data.rows`:
 a frame erratum only replaces a value that is missing or invalid in the file, an ``aus`` erratum
 only resolves AU alternatives.
 """

@@ -29,19 +29,6 @@ _TRAILING_NUMBER = re.compile(r"(\d+)$")
 _MAX_RANGES_SHOWN = 6
 
 
-def frame_number(name: str) -> int | None:
-    """Return the integer at the end of a file's stem.
-
-    Args:
-        name: A file name or path, e.g. ``img46.jpg``, ``reg_img46.jpg`` or ``006_05562.jpg``.
-
-    Returns:
-        The trailing integer (46, 46, 5562), or None when the stem does not end in digits.
-    """
-    match = _TRAILING_NUMBER.search(Path(name).stem)
-    return int(match.group(1)) if match else None
-
-
 @dataclass(frozen=True)
 class FrameScan:
     """The frames found in one folder.

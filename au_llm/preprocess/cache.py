@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from au_llm.config import PreprocessConfig
+from au_llm.data.fields import clip_name, frame_range, source_path, text_field
 from au_llm.io_utils import atomic_open, atomic_write_csv, atomic_write_text
-from au_llm.preprocess.readers import clip_name, frame_range, source_path, text_field
 
 # Bump when alignment code changes the pixels it writes, so old cache files are not reused.
 CACHE_VERSION = 1

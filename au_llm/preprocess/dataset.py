@@ -20,9 +20,9 @@ import torch
 from torch.utils.data import Dataset
 
 from au_llm.config import SAMPLING_STRATEGIES
+from au_llm.data.fields import int_field, text_field
 from au_llm.data.manifest import au_label_matrix
 from au_llm.preprocess.cache import CachedClip, ClipCache
-from au_llm.preprocess.readers import int_field, text_field
 from au_llm.preprocess.sampling import sample_indices
 
 Meta = dict[str, str]

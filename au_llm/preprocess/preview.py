@@ -17,9 +17,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from au_llm.data.fields import ClipReadError, clip_name, int_field, text_field
 from au_llm.io_utils import atomic_write_bytes
 from au_llm.preprocess.cache import ClipCache
-from au_llm.preprocess.readers import ClipReadError, clip_name, int_field, text_field
 from au_llm.preprocess.sampling import nearest_position
 
 

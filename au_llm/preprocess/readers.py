@@ -13,10 +13,7 @@ Images are returned as uint8 RGB; grayscale images are replicated to three chann
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,34 +22,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from au_llm.data.fields import ClipReadError, clip_name, frame_range, source_path
 from au_llm.data.frames import describe_missing, index_frames, missing_frames
-
-
-class ClipReadError(RuntimeError):
-    """A clip's frames cannot be read; the message names the clip, the file and the frame.
-
-    Attributes:
-        path: The file or folder that failed.
-        frame: The frame number that failed, or None when the whole source failed.
-    """
-
-    def __init__(self, message: str, path: str | Path, frame: int | None = None) -> None:
-        super().__init__(message)
-        self.path = str(path)
-        self.frame = frame
-
-
-@dataclass
-class Clip:
-    """Decoded frames of one clip.
-
-    Attributes:
-        frames: ``[T, H, W, 3]`` uint8 RGB.
-        numbers: ``[T]`` int64 frame numbers (onset..offset).
-    """
-
-    frames: np.ndarray
-    numbers: np.ndarray
 
 
 class FrameSource(Protocol):
@@ -68,63 +39,6 @@ class FrameSource(Protocol):
     def close(self) -> None:
         """Release the source."""
         ...
-
-
-def text_field(row: Mapping[str, Any], key: str) -> str:
-    """Return ``row[key]`` as a stripped string, ``""`` when missing, None or NaN."""
-    value = row.get(key)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value).strip()
-
-
-def int_field(row: Mapping[str, Any], key: str) -> int:
-    """Return ``row[key]`` as an int.
-
-    Raises:
-        ClipReadError: When the value is missing or not an integer.
-    """
-    value = text_field(row, key)
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if math.isnan(number) or number != int(number):
-        raise ClipReadError(
-            f"clip {clip_name(row)}: {key} = {value!r} is not a frame number", clip_name(row)
-        )
-    return int(number)
-
-
-def clip_name(row: Mapping[str, Any]) -> str:
-    """Return ``dataset/subject/clip`` for messages."""
-    return "/".join(text_field(row, k) or "?" for k in ("dataset", "subject", "clip"))
-
-
-def source_path(row: Mapping[str, Any]) -> tuple[str, str]:
-    """Return ``("frames", folder)`` or ``("video", file)`` for a manifest row.
-
-    Raises:
-        ClipReadError: When neither ``frames_dir`` nor ``video`` is set.
-    """
-    folder = text_field(row, "frames_dir")
-    if folder:
-        return "frames", os.path.normpath(os.path.expanduser(folder))
-    video = text_field(row, "video")
-    if video:
-        return "video", os.path.normpath(os.path.expanduser(video))
-    raise ClipReadError(f"clip {clip_name(row)}: neither frames_dir nor video is set", "")
-
-
-def frame_range(row: Mapping[str, Any]) -> tuple[int, int]:
-    """Return ``(onset, offset)`` of a row, checked to be ordered and non-negative."""
-    onset, offset = int_field(row, "onset"), int_field(row, "offset")
-    if onset < 0 or offset < onset:
-        raise ClipReadError(
-            f"clip {clip_name(row)}: expected 0 <= onset <= offset, got {onset}..{offset}",
-            clip_name(row),
-        )
-    return onset, offset
 
 
 class FolderSource:
@@ -240,36 +154,3 @@ def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:
     if kind == "frames":
         return FolderSource(path, onset, offset, clip_name(row))
     return VideoSource(path, onset, offset, clip_name(row))
-
-
-def iter_frames(source: FrameSource) -> Iterator[np.ndarray]:
-    """Yield every frame of ``source`` in order as ``[H, W, 3]`` uint8 RGB."""
-    for i in range(len(source.numbers)):
-        yield source.read(i)
-
-
-def read_clip(row: Mapping[str, Any]) -> Clip:
-    """Read all frames onset..offset of a manifest row.
-
-    Args:
-        row: A manifest row (``frames_dir`` or ``video``, ``onset``, ``offset``, names).
-
-    Returns:
-        The clip: ``frames [T, H, W, 3]`` uint8 RGB and ``numbers [T]``.
-
-    Raises:
-        ClipReadError: When a file is missing or cannot be decoded, or frames differ in size; the
-            message names the clip, the file and the frame.
-    """
-    source = open_clip(row)
-    try:
-        frames = list(iter_frames(source))
-    finally:
-        source.close()
-    shapes = {f.shape for f in frames}
-    if len(shapes) > 1:
-        raise ClipReadError(
-            f"clip {clip_name(row)}: frames differ in size ({sorted(shapes)}) in {source.path}",
-            source.path,
-        )
-    return Clip(frames=np.stack(frames), numbers=source.numbers.copy())

@@ -21,11 +21,12 @@ import cv2
 import pandas as pd
 from tqdm.auto import tqdm
 
+from au_llm.data.fields import ClipReadError, clip_name, text_field
 from au_llm.io_utils import atomic_write_csv
 from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import CacheError, ClipCache, read_meta
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import ClipReadError, clip_name, open_clip, text_field
+from au_llm.preprocess.readers import open_clip
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ def _run_pool(
     executor.shutdown(wait=True)
 
 
-def write_report(report: pd.DataFrame, path: str | Path) -> Path:
+def write_preprocess_report(report: pd.DataFrame, path: str | Path) -> Path:
     """Write a preprocessing report as CSV, atomically; returns the path."""
     atomic_write_csv(Path(path), report)
     return Path(path)

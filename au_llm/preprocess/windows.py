@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from au_llm.config import PreprocessConfig
+from au_llm.data.fields import ClipReadError
 from au_llm.data.frames import index_frames
 from au_llm.preprocess.align import AlignResult, align_source
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import ClipReadError, FolderSource, VideoSource
+from au_llm.preprocess.readers import FolderSource, VideoSource
 
 
 def check_window(window: int, stride: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.data.helpers import (
@@ -55,3 +56,28 @@ def samm(tmp_path: Path) -> tuple[Path, Path]:
     make_samm_frames(root)
     coding = write_samm_xlsx(tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx", samm_rows())
     return root, coding
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Path:
+    """A user table: c1 frames ok, c2 video ok, c3 video missing, c4 frame 3 gone, c5 no subject."""
+    write_frames(tmp_path / "frames" / "s1" / "c1", range(1, 6))
+    write_frames(tmp_path / "frames" / "s2" / "c4", [1, 2, 4])
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "c2.mp4").write_bytes(b"not opened")
+    data = pd.DataFrame(
+        {
+            "subject": ["s1", "s1", "s2", "s2", ""],
+            "clip": ["c1", "c2", "c3", "c4", "c5"],
+            "frames_dir": ["frames/s1/c1", "", "", "frames/s2/c4", "x"],
+            "video": ["", "videos/c2.mp4", "videos/missing.mp4", "", ""],
+            "onset": [1, 10, 1, 1, 1],
+            "apex": [3, "", 2, 2, 2],
+            "offset": [5, 20, 3, 4, 3],
+            "au_raw": ["AU1+AU2", "4+L7", "12", "4", "4"],
+            "emotion": ["happiness", "", "", "", ""],
+        }
+    )
+    path = tmp_path / "my_clips.csv"
+    data.to_csv(path, index=False)
+    return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 from openpyxl import Workbook
 
 CASME2_HEADER = [
@@ -151,3 +152,13 @@ def make_samm_frames(root: Path) -> None:
     write_frames(root / "014" / "014_5_2", range(20, 26), lambda k: f"014_{k:05d}.jpg")
     write_frames(root / "015" / "015_1_1", range(30, 34), lambda k: f"015_{k:05d}.jpg")
     write_frames(root / "016" / "016_2_2", range(1, 5), lambda k: f"016_{k:05d}.jpg")
+
+
+def by_clip(frame: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """Manifest rows keyed by clip name."""
+    return {row["clip"]: row for row in frame.to_dict("records")}
+
+
+def skipped_by_clip(result) -> dict[str, object]:
+    """Skipped clips keyed by clip name (``row N`` for rows without one)."""
+    return {item.clip or f"row {item.row}": item for item in result.skipped}

@@ -1,9 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from au_llm.data.frames import (
     describe_missing,
     format_ranges,
-    frame_number,
     index_frames,
     missing_frames,
     scan_frames,
@@ -24,8 +25,10 @@ from tests.data.helpers import write_frames
         ("img46_a.jpg", None),
     ],
 )
-def test_frame_number_is_the_trailing_integer(name, expected):
-    assert frame_number(name) == expected
+def test_frame_number_is_the_trailing_integer(tmp_path, name, expected):
+    (tmp_path / Path(name).name).write_bytes(b"x")
+    frames = index_frames(tmp_path)
+    assert frames == ({} if expected is None else {expected: tmp_path / Path(name).name})
 
 
 def test_index_frames_finds_images_by_number_any_case(tmp_path):

@@ -15,7 +15,7 @@ from au_llm.preprocess.run import (
     exclude_failed,
     failed_clips,
     preprocess_manifest,
-    write_report,
+    write_preprocess_report,
 )
 
 from .conftest import Clips
@@ -108,7 +108,7 @@ def test_report_helpers(clips: Clips, first_run, tmp_path: Path) -> None:
     assert failed_clips(report) == {("casme2", "sub02", "corrupt")}
     kept = exclude_failed(clips.manifest(), report)
     assert kept["clip"].tolist() == ["still", "still_video", "noface"]
-    path = write_report(report, tmp_path / "out" / "report.csv")
+    path = write_preprocess_report(report, tmp_path / "out" / "report.csv")
     assert pd.read_csv(path)["status"].tolist() == report["status"].tolist()
 
 

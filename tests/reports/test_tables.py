@@ -1,3 +1,5 @@
+"""Metric tables, metric files and the headline table of a predictions table."""
+
 import json
 import math
 
@@ -6,40 +8,13 @@ import pandas as pd
 import pytest
 
 from au_llm import metrics as M
-from au_llm import reports as R
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-AUS = [1, 12]
-
-
-def _frame(seed: int = 1, flip: int | None = None) -> pd.DataFrame:
-    """Two LOSO folds (s1: 3 clips, s2: 4 clips), AUs 1 and 12; AU12 has no positive in s1."""
-    true1 = [1, 0, 1, 1, 0, 0, 1]
-    prob1 = [0.9, 0.4, 0.3, 0.8, 0.6, 0.1, 0.7]
-    true12 = [0, 0, 0, 1, 0, 1, 0]
-    prob12 = [0.2, 0.1, 0.3, 0.9, 0.2, 0.4, 0.1]
-    # Decisions deliberately differ from prob >= 0.5 in one place (row 2 of AU12): the table must
-    # use them as given.
-    pred1 = [1, 0, 0, 1, 1, 0, 1]
-    pred12 = [0, 0, 0, 1, 0, 0, 1]
-    if flip is not None:
-        pred1[flip] = 1 - pred1[flip]
-    subjects = ["s1"] * 3 + ["s2"] * 4
-    return pd.DataFrame(
-        {
-            "dataset": "casme2",
-            "subject": subjects,
-            "clip": [f"c{i}" for i in range(7)],
-            "fold": subjects,
-            "seed": seed,
-            "AU01_prob": prob1,
-            "AU01_pred": pred1,
-            "AU01_true": true1,
-            "AU12_prob": prob12,
-            "AU12_pred": pred12,
-            "AU12_true": true12,
-        }
-    )
+from au_llm.reports.tables import (
+    OPTIMISTIC_NOTE,
+    compute_tables,
+    headline_table,
+    write_metric_files,
+)
+from tests.reports.helpers import AUS, predictions_frame
 
 
 def _arrays(frame: pd.DataFrame, kind: str) -> np.ndarray:
@@ -47,8 +22,8 @@ def _arrays(frame: pd.DataFrame, kind: str) -> np.ndarray:
 
 
 def test_compute_tables_matches_metric_functions():
-    frame = _frame()
-    tables = R.compute_tables(frame, AUS)
+    frame = predictions_frame()
+    tables = compute_tables(frame, AUS)
     y, probs, preds = _arrays(frame, "true"), _arrays(frame, "prob"), _arrays(frame, "pred")
     expected = M.per_au_metrics(y, probs, preds, AUS)
     baseline = M.always_positive_metrics(y, AUS)
@@ -91,7 +66,7 @@ def test_compute_tables_matches_metric_functions():
 
 
 def test_summary_values():
-    tables = R.compute_tables(_frame(), AUS)
+    tables = compute_tables(predictions_frame(), AUS)
     s = tables.summary
     per_au = tables.per_au
     assert s["aus"] == AUS and s["seeds"] == [1] and s["n_seeds"] == 1
@@ -106,16 +81,19 @@ def test_summary_values():
 
 
 def test_aus_inferred_from_columns():
-    assert R.compute_tables(_frame()).aus == AUS
+    assert compute_tables(predictions_frame()).aus == AUS
 
 
 def test_several_seeds_mean_and_std():
-    frame = pd.concat([_frame(1), _frame(2, flip=2), _frame(3, flip=1)], ignore_index=True)
-    tables = R.compute_tables(frame, AUS)
+    frame = pd.concat(
+        [predictions_frame(1), predictions_frame(2, flip=2), predictions_frame(3, flip=1)],
+        ignore_index=True,
+    )
+    tables = compute_tables(frame, AUS)
     per_seed = [
-        R.compute_tables(_frame(1), AUS).summary["metrics"]["pooled_binary_f1"],
-        R.compute_tables(_frame(2, flip=2), AUS).summary["metrics"]["pooled_binary_f1"],
-        R.compute_tables(_frame(3, flip=1), AUS).summary["metrics"]["pooled_binary_f1"],
+        compute_tables(predictions_frame(1), AUS).summary["metrics"]["pooled_binary_f1"],
+        compute_tables(predictions_frame(2, flip=2), AUS).summary["metrics"]["pooled_binary_f1"],
+        compute_tables(predictions_frame(3, flip=1), AUS).summary["metrics"]["pooled_binary_f1"],
     ]
     assert len(set(np.round(per_seed, 9))) == 3
     s = tables.summary
@@ -127,94 +105,34 @@ def test_several_seeds_mean_and_std():
     mean_row = tables.per_au_mean.set_index("au").loc[1]
     assert mean_row["binary_f1"] == pytest.approx(au1.mean())
     assert mean_row["binary_f1_std"] == pytest.approx(au1.std(ddof=1))
-    assert "(means over 3 seeds)" in R.headline_table(tables)
+    assert "(means over 3 seeds)" in headline_table(tables)
 
 
 def test_invalid_predictions_name_the_problem():
-    frame = _frame()
+    frame = predictions_frame()
     with pytest.raises(ValueError, match="AU12_true"):
-        R.compute_tables(frame.drop(columns="AU12_true"), AUS)
+        compute_tables(frame.drop(columns="AU12_true"), AUS)
     bad = frame.copy()
     bad.loc[4, "AU01_pred"] = 2
     with pytest.raises(ValueError, match=r"row 4 \(casme2/s2/c4\).*AU01_pred"):
-        R.compute_tables(bad, AUS)
+        compute_tables(bad, AUS)
     bad = frame.copy()
     bad.loc[1, "AU12_prob"] = np.nan
     with pytest.raises(ValueError, match="AU12_prob"):
-        R.compute_tables(bad, AUS)
+        compute_tables(bad, AUS)
     with pytest.raises(ValueError, match="duplicate"):
-        R.compute_tables(pd.concat([frame, frame.iloc[[0]]], ignore_index=True), AUS)
-
-
-def _png_ok(path):
-    data = path.read_bytes()
-    return len(data) > 1000 and data.startswith(PNG_MAGIC)
-
-
-def test_write_plots(tmp_path):
-    tables = R.compute_tables(_frame(), AUS)
-    with_ref = R.write_plots(tables, tmp_path / "a", "SAMM", optimistic=True)
-    without = R.write_plots(tables, tmp_path / "b", None, optimistic=True)
-    assert [p.name for p in with_ref] == ["f1_per_au.png", "f1_fold_heatmap.png"]
-    assert all(_png_ok(p) for p in with_ref + without)
-    # The reference line changes the bar figure only when the dataset matches.
-    other = R.write_plots(tables, tmp_path / "c", "SAMM", optimistic=True)
-    assert other[0].read_bytes() == with_ref[0].read_bytes()
-    assert with_ref[0].read_bytes() != without[0].read_bytes()
-    plain = R.write_plots(tables, tmp_path / "d", None, optimistic=False)
-    assert plain[1].read_bytes() != without[1].read_bytes()
-
-
-def _report(tables, tmp_path, optimistic):
-    plots = R.write_plots(tables, tmp_path / "plots", "casme2", optimistic)
-    return R.write_report(
-        tables,
-        tmp_path,
-        title="LOSO on CASME II",
-        protocol="loso",
-        config_summary={"eval": {"threshold": "test-oracle" if optimistic else "train"}},
-        excluded_clips=[{"dataset": "casme2", "subject": "s3", "clip": "c9", "reason": "no face"}],
-        plots=plots,
-        optimistic=optimistic,
-        notes=["tiny synthetic run"],
-    ).read_text()
-
-
-def test_write_report_optimistic(tmp_path):
-    frame = pd.concat([_frame(1), _frame(2, flip=2)], ignore_index=True)
-    text = _report(R.compute_tables(frame, AUS), tmp_path, optimistic=True)
-    lines = text.splitlines()
-    assert R.OPTIMISTIC_NOTE in "\n".join(lines[:4])
-    # Every table of numbers (headline, per AU, per fold, seeds) carries the note.
-    for heading in ("## Headline", "## Per-AU", "## Per-fold", "## Seeds"):
-        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
-        assert R.OPTIMISTIC_NOTE in section, heading
-    assert "(plots/f1_per_au.png)" in text and "(plots/f1_fold_heatmap.png)" in text
-    assert "no face" in text and "c9" in text
-    assert "test-oracle" in text
-    assert "± " in text
-
-
-def test_write_report_not_optimistic(tmp_path):
-    tables = R.compute_tables(_frame(), AUS)
-    text = _report(tables, tmp_path, optimistic=False)
-    assert "optimistic" not in text
-    assert "Binary F1 (positive class)" in text and '"Macro" F1' in text
-    assert f"{tables.summary['metrics']['pooled_binary_f1']:.3f}" in text
-    assert "0.814" in text  # the paper's CASME II average, shown as a labelled reference
-    assert "## Seeds" not in text
-    assert "`train`" in text
+        compute_tables(pd.concat([frame, frame.iloc[[0]]], ignore_index=True), AUS)
 
 
 def test_write_metric_files_nan_as_null(tmp_path):
-    frame = _frame()
+    frame = predictions_frame()
     for au in AUS:  # no positive label and no positive decision: binary F1 undefined everywhere
         frame[M.au_column(au, "true")] = 0
         frame[M.au_column(au, "pred")] = 0
-    tables = R.compute_tables(frame, AUS)
-    R.write_metric_files(tables, tmp_path, optimistic=True)
+    tables = compute_tables(frame, AUS)
+    write_metric_files(tables, tmp_path, optimistic=True)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["optimistic"] is True and summary["note"] == R.OPTIMISTIC_NOTE
+    assert summary["optimistic"] is True and summary["note"] == OPTIMISTIC_NOTE
     assert summary["metrics"]["pooled_binary_f1"] is None
     assert summary["per_seed"]["1"]["pooled_roc_auc"] is None
     assert summary["metrics_std"]["pooled_macro_f1"] is None  # one seed
@@ -223,9 +141,11 @@ def test_write_metric_files_nan_as_null(tmp_path):
     per_au = pd.read_csv(tmp_path / "metrics_per_au.csv")
     assert per_au["binary_f1"].isna().all()
     assert list(per_au.columns) == [*tables.per_au.columns, "note"]
-    assert (per_au["note"] == R.OPTIMISTIC_NOTE).all()
+    assert (per_au["note"] == OPTIMISTIC_NOTE).all()
     assert len(pd.read_csv(tmp_path / "metrics_per_fold.csv")) == len(tables.per_fold)
-    R.write_metric_files(R.compute_tables(_frame(), AUS), tmp_path / "plain", optimistic=False)
+    write_metric_files(
+        compute_tables(predictions_frame(), AUS), tmp_path / "plain", optimistic=False
+    )
     plain_au = pd.read_csv(tmp_path / "plain" / "metrics_per_au.csv")
     assert list(plain_au.columns) == list(tables.per_au.columns)
     plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
@@ -236,12 +156,12 @@ def test_write_metric_files_nan_as_null(tmp_path):
 
 
 def test_headline_table():
-    tables = R.compute_tables(_frame(), AUS)
-    text = R.headline_table(tables)
+    tables = compute_tables(predictions_frame(), AUS)
+    text = headline_table(tables)
     lines = text.splitlines()
     au12 = next(line for line in lines if line.startswith("AU12"))
     assert au12.split()[1] == "0.500"
     mean = next(line for line in lines if line.startswith("mean"))
     assert mean.split()[1] == f"{tables.summary['metrics']['pooled_binary_f1']:.3f}"
-    assert R.OPTIMISTIC_NOTE in R.headline_table(tables, optimistic=True)
-    assert R.OPTIMISTIC_NOTE not in text
+    assert OPTIMISTIC_NOTE in headline_table(tables, optimistic=True)
+    assert OPTIMISTIC_NOTE not in text

@@ -1,0 +1,52 @@
+"""Building a manifest of one kind: the ``au-llm manifest`` command's entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from au_llm.data.manifest import ManifestError
+from au_llm.data.rows import ManifestResult
+from au_llm.data.spreadsheets import build_casme2, build_samm
+from au_llm.data.table import build_from_table
+
+MANIFEST_KINDS = ("casme2", "samm", "csv")
+
+
+def build_manifest(
+    kind: str,
+    *,
+    root: Path | None = None,
+    coding: Path | None = None,
+    table: Path | None = None,
+    strict: bool = False,
+) -> ManifestResult:
+    """Build a manifest of one kind (the ``au-llm manifest`` command).
+
+    Args:
+        kind: ``casme2``, ``samm`` (need ``root`` and ``coding``) or ``csv`` (needs ``table``).
+        root: Frames root folder of a dataset.
+        coding: The dataset's annotation spreadsheet.
+        table: The user's CSV table.
+        strict: Raise on the first skipped clip or warning.
+
+    Returns:
+        The manifest with its report.
+
+    Raises:
+        ManifestError: Unknown kind, missing arguments, or as raised by the builder.
+    """
+    name = kind.strip().lower()
+    if name in ("casme2", "samm"):
+        if root is None or coding is None:
+            raise ManifestError(
+                f"manifest {name} needs root (the frames folder) and coding (the annotation file)"
+            )
+        builder = build_casme2 if name == "casme2" else build_samm
+        return builder(Path(root), Path(coding), strict=strict)
+    if name == "csv":
+        if table is None:
+            raise ManifestError("manifest csv needs table (the CSV file)")
+        return build_from_table(Path(table), strict=strict)
+    raise ManifestError(
+        f"unknown manifest kind {kind!r}: expected one of {', '.join(MANIFEST_KINDS)}"
+    )

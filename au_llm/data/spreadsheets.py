@@ -1,0 +1,283 @@
+"""CASME II and SAMM annotation spreadsheets (``.xlsx``, or a ``.csv`` export) -> manifests.
+
+The header row is searched for (the first row with ``Subject`` and ``Filename`` cells), so
+preambles and extra sheets do not matter. Errata (``data_manifests/errata.csv``) repair known
+mistakes of the files; how they apply is described in :mod:`au_llm.data.rows`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import openpyxl
+from openpyxl.utils.exceptions import InvalidFileException
+
+from au_llm.data.au_codes import cell_text
+from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
+from au_llm.data.manifest import ManifestError
+from au_llm.data.rows import (
+    BAD_ROW,
+    DUPLICATE,
+    BuildReport,
+    ClipLog,
+    ManifestResult,
+    SkipClipError,
+    count_frames,
+    read_aus,
+    read_timing,
+)
+
+DATASET_FPS = {"casme2": 200.0, "samm": 200.0}
+_HEADER_ROLES = {
+    "subject": "subject",
+    "filename": "clip",
+    "onsetframe": "onset",
+    "onset": "onset",
+    "apexframe": "apex",
+    "apex": "apex",
+    "offsetframe": "offset",
+    "offset": "offset",
+    "actionunits": "aus",
+    "actionunit": "aus",
+    "aus": "aus",
+    "estimatedemotion": "emotion",
+    "emotion": "emotion",
+}
+_SHEET_REQUIRED = {
+    "subject": "Subject",
+    "clip": "Filename",
+    "onset": "OnsetFrame",
+    "offset": "OffsetFrame",
+    "aus": "Action Units",
+}
+_SUBJECT_NUMBER = re.compile(r"^(?:sub)?\s*0*(\d+)$", re.IGNORECASE)
+
+
+def subject_id(dataset: str, value: object) -> str | None:
+    """Return the folder name of a subject: CASME II ``1`` -> ``sub01``, SAMM ``6`` -> ``006``.
+
+    Args:
+        dataset: ``casme2`` or ``samm``.
+        value: The ``Subject`` cell (int, float, or text such as ``"sub01"`` / ``"006"``).
+
+    Returns:
+        The subject id, or None when the cell holds no subject number.
+    """
+    match = _SUBJECT_NUMBER.match(cell_text(value).strip())
+    if match is None:
+        return None
+    number = int(match.group(1))
+    return f"sub{number:02d}" if dataset == "casme2" else f"{number:03d}"
+
+
+@dataclass(frozen=True)
+class _Sheet:
+    """The table part of an annotation file: role -> column index, rows with Excel row numbers."""
+
+    columns: dict[str, int]
+    rows: list[tuple[int, tuple[object, ...]]]
+
+
+def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values."""
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".xlsm", ".csv"):
+        raise ManifestError(f"{path}: expected an .xlsx or .csv annotation file")
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                return [(path.name, [tuple(row) for row in csv.reader(handle)])]
+        workbook = openpyxl.load_workbook(path, data_only=True)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(f"{path}: cannot read the annotation file ({exc})") from exc
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
+        raise ManifestError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
+    try:
+        return [
+            (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
+            for sheet in workbook.worksheets
+        ]
+    finally:
+        workbook.close()
+
+
+def _header_name(value: object) -> str:
+    return re.sub(r"[^a-z0-9]", "", value.lower()) if isinstance(value, str) else ""
+
+
+def _find_table(path: Path) -> _Sheet:
+    """Locate the header row (the first row with ``Subject`` and ``Filename`` cells)."""
+    for title, rows in _read_sheets(path):
+        for index, values in enumerate(rows):
+            names = [_header_name(value) for value in values]
+            if "subject" not in names or "filename" not in names:
+                continue
+            columns: dict[str, int] = {}
+            for column, name in enumerate(names):
+                role = _HEADER_ROLES.get(name)
+                if role is not None and role not in columns:
+                    columns[role] = column
+            missing = [label for role, label in _SHEET_REQUIRED.items() if role not in columns]
+            if missing:
+                raise ManifestError(
+                    f"{path}: the header (sheet {title!r}, row {index + 1}) has no "
+                    f"{missing[0]!r} column; expected the columns "
+                    f"{', '.join(_SHEET_REQUIRED.values())}"
+                )
+            data = [(number + 1, rows[number]) for number in range(index + 1, len(rows))]
+            return _Sheet(columns, data)
+    raise ManifestError(
+        f"{path}: no header row found (expected a row with 'Subject' and 'Filename' cells)"
+    )
+
+
+def _cell(values: tuple[object, ...], columns: dict[str, int], role: str) -> object:
+    column = columns.get(role)
+    return values[column] if column is not None and column < len(values) else None
+
+
+def _sheet_record(
+    dataset: str,
+    values: tuple[object, ...],
+    columns: dict[str, int],
+    root: Path,
+    errata: Errata,
+    subject: str,
+    clip: str,
+    log: ClipLog,
+) -> dict[str, object]:
+    def lookup(name: str) -> Erratum | None:
+        return errata.get(dataset, subject, clip, name)
+
+    onset, apex, offset, estimated = read_timing(
+        _cell(values, columns, "onset"),
+        _cell(values, columns, "apex"),
+        _cell(values, columns, "offset"),
+        lookup,
+        log,
+    )
+    folder = root / subject / clip
+    n_frames = count_frames(folder, onset, offset, log)
+    raw_aus = _cell(values, columns, "aus")
+    aus = read_aus(raw_aus, lookup("aus"), log)
+    return {
+        "dataset": dataset,
+        "subject": subject,
+        "clip": clip,
+        "frames_dir": str(folder),
+        "video": "",
+        "onset": onset,
+        "apex": apex,
+        "offset": offset,
+        "n_frames": n_frames,
+        "fps": DATASET_FPS[dataset],
+        "au_raw": cell_text(raw_aus),
+        "aus": aus,
+        "emotion": cell_text(_cell(values, columns, "emotion")).strip(),
+        "apex_estimated": estimated,
+        "notes": "; ".join(log.notes),
+    }
+
+
+def _row_identity(
+    dataset: str, values: tuple[object, ...], columns: dict[str, int]
+) -> tuple[str, str, str | None]:
+    """Return (subject id, clip, problem or None) of a spreadsheet row."""
+    raw_subject = _cell(values, columns, "subject")
+    clip = cell_text(_cell(values, columns, "clip")).strip()
+    subject = subject_id(dataset, raw_subject)
+    problems = []
+    if subject is None and cell_text(raw_subject).strip():
+        problems.append(f"subject {cell_text(raw_subject).strip()!r}, not a subject number")
+    elif subject is None:
+        problems.append("no subject")
+    if not clip:
+        problems.append("no filename")
+    return subject or cell_text(raw_subject).strip(), clip, "; ".join(problems) or None
+
+
+def _build_coded(
+    dataset: str, root: Path, coding: Path, strict: bool, errata: Errata | None
+) -> ManifestResult:
+    root, coding = Path(root).resolve(), Path(coding)
+    if not coding.is_file():
+        raise ManifestError(f"{coding}: annotation file not found")
+    if not root.is_dir():
+        raise ManifestError(f"{root}: frames root folder not found (for {coding})")
+    if errata is None:
+        try:
+            errata = load_errata()
+        except ErrataError as exc:
+            raise ManifestError(str(exc)) from exc
+    sheet = _find_table(coding)
+    report = BuildReport(coding, strict)
+    records: list[dict[str, object]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for row, values in sheet.rows:
+        if not any(cell_text(value).strip() for value in values):
+            continue
+        subject, clip, problem = _row_identity(dataset, values, sheet.columns)
+        if problem is not None:
+            report.skip(BAD_ROW, f"row has {problem}", subject, clip, row)
+            continue
+        if (subject, clip) in seen:
+            first = seen[(subject, clip)]
+            report.skip(DUPLICATE, f"clip listed again (first at row {first})", subject, clip, row)
+            continue
+        seen[(subject, clip)] = row
+        log = ClipLog()
+        try:
+            record = _sheet_record(dataset, values, sheet.columns, root, errata, subject, clip, log)
+        except SkipClipError as skip:
+            report.skip(skip.kind, skip.reason, subject, clip, row)
+            continue
+        for warning in log.warnings:
+            report.warn(warning, subject, clip, row)
+        records.append(record)
+    return report.result(records)
+
+
+def build_casme2(
+    root: Path, coding: Path, strict: bool = False, errata: Errata | None = None
+) -> ManifestResult:
+    """Build the CASME II manifest.
+
+    Args:
+        root: Folder holding ``sub01/EP02_01f/img46.jpg`` (or ``reg_img46.jpg``) frames.
+        coding: The ``CASME2-coding-*.xlsx`` annotation file (any revision).
+        strict: Raise :class:`ManifestError` on the first skipped clip or warning.
+        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv``
+            (pass ``Errata.empty()`` to apply none).
+
+    Returns:
+        The manifest with its report.
+
+    Raises:
+        ManifestError: Unreadable or missing files, no header row, or any problem when strict.
+    """
+    return _build_coded("casme2", root, coding, strict, errata)
+
+
+def build_samm(
+    root: Path, coding: Path, strict: bool = False, errata: Errata | None = None
+) -> ManifestResult:
+    """Build the SAMM manifest.
+
+    Args:
+        root: Folder holding ``006/006_1_2/006_05562.jpg`` frames (any zero padding).
+        coding: ``SAMM_Micro_FACS_Codes_v2.xlsx``; the header row is found wherever it is.
+        strict: Raise :class:`ManifestError` on the first skipped clip or warning.
+        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv``
+            (pass ``Errata.empty()`` to apply none).
+
+    Returns:
+        The manifest with its report.
+
+    Raises:
+        ManifestError: Unreadable or missing files, no header row, or any problem when strict.
+    """
+    return _build_coded("samm", root, coding, strict, errata)

@@ -1,0 +1,124 @@
+"""Every output of a run directory rebuilt from its finished folds.
+
+A protocol run writes one predictions CSV per finished fold (``folds/seed<S>/<fold>.csv``) next to
+its ``config.yaml`` and ``run.json``; :func:`build_report` turns whatever folds are finished into
+``predictions.csv``, the metric files, the plots and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from au_llm.config import ExperimentConfig, load_config
+from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.reports.markdown import write_markdown_report
+from au_llm.reports.plots import write_plots
+from au_llm.reports.tables import (
+    OPTIMISTIC_NOTE,
+    RunTables,
+    compute_tables,
+    headline_table,
+    mark_optimistic,
+    write_metric_files,
+)
+
+
+def collect_predictions(run_dir: Path) -> pd.DataFrame:
+    """Concatenate every finished fold's predictions in a canonical order (seed, fold, clip)."""
+    files = sorted((run_dir / "folds").glob("seed*/*.csv"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no finished fold (folds/seed*/*.csv)")
+    frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
+
+
+def apply_oracle_thresholds(
+    frame: pd.DataFrame, aus: list[int], grid: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """Re-threshold each seed's pooled test predictions per AU on the test labels (optimistic).
+
+    Returns:
+        The re-thresholded predictions and the thresholds per seed (in ``aus`` order).
+    """
+    frame = frame.copy()
+    probs = [au_column(au, "prob") for au in aus]
+    trues = [au_column(au, "true") for au in aus]
+    preds = [au_column(au, "pred") for au in aus]
+    chosen = {}
+    for seed, rows in frame.groupby("seed"):
+        scores = rows[probs].to_numpy()
+        thresholds = best_thresholds(rows[trues].to_numpy(), scores, grid)
+        frame.loc[rows.index, preds] = apply_thresholds(scores, thresholds)
+        chosen[str(seed)] = [float(t) for t in thresholds]
+    return frame, chosen
+
+
+def build_report(run_dir: Path) -> RunTables:
+    """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds.
+
+    Under ``eval.threshold: test-oracle`` the decisions are re-made with thresholds tuned on the
+    pooled test labels; every file then says so (a ``note`` column in each CSV, ``optimistic`` in
+    summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    run_info = json.loads((run_dir / "run.json").read_text())
+    aus = [int(a) for a in run_info["aus"]]
+    frame = collect_predictions(run_dir)
+    optimistic = cfg.eval.threshold == "test-oracle"
+    if optimistic:
+        frame, chosen = apply_oracle_thresholds(
+            frame, aus, threshold_grid(*cfg.eval.threshold_grid)
+        )
+        oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
+        atomic_write_text(run_dir / "oracle_thresholds.json", json.dumps(oracle, indent=2))
+    tables = compute_tables(frame, aus)
+    atomic_write_csv(run_dir / "predictions.csv", mark_optimistic(frame) if optimistic else frame)
+    write_metric_files(tables, run_dir, optimistic)
+    datasets = sorted(frame["dataset"].unique())
+    plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
+    write_markdown_report(
+        tables,
+        run_dir,
+        title=f"au-llm run: {cfg.name}",
+        protocol=cfg.protocol,
+        config_summary=config_summary(cfg, aus),
+        excluded_clips=run_info["excluded"],
+        plots=plots,
+        optimistic=optimistic,
+    )
+    return tables
+
+
+def config_summary(cfg: ExperimentConfig, aus: list[int]) -> dict[str, Any]:
+    """The settings a reader of a report needs first."""
+    return {
+        "protocol": cfg.protocol,
+        "manifests": ", ".join(cfg.data.manifests),
+        "target": ", ".join(cfg.data.target_manifests) or "-",
+        "AUs": ", ".join(f"AU{a}" for a in aus),
+        "frames": (
+            f"{cfg.sampling.frames_per_clip} x {cfg.preprocess.size}px {cfg.preprocess.color}"
+        ),
+        "backbone": cfg.model.backbone.name,
+        "LLM": cfg.model.llm.source if cfg.model.llm.source != "path" else cfg.model.llm.path,
+        "LoRA": f"r={cfg.model.llm.lora.r}, alpha={cfg.model.llm.lora.alpha}",
+        "loss": cfg.train.loss,
+        "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
+        "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
+        "threshold": cfg.eval.threshold,
+        "seeds": ", ".join(map(str, cfg.seeds)),
+    }
+
+
+def headline_text(run_dir: Path, tables: RunTables) -> str:
+    """Text for the end of a run (printed by the caller): the run directory and headline table."""
+    optimistic = json.loads((Path(run_dir) / "summary.json").read_text())["optimistic"]
+    return f"Run directory: {run_dir}\n{headline_table(tables, optimistic)}"

@@ -1,0 +1,98 @@
+"""The user's own clip table -> manifest."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from au_llm.data.manifest import ManifestError
+from au_llm.data.table import build_from_table
+from tests.data.helpers import by_clip, skipped_by_clip, write_frames
+
+
+def test_table_with_frames_dir_and_video_rows(table):
+    result = build_from_table(table)
+    rows = by_clip(result.frame)
+    assert sorted(rows) == ["c1", "c2"]
+    first = rows["c1"]
+    assert first["dataset"] == "custom"
+    assert Path(first["frames_dir"]) == table.parent / "frames" / "s1" / "c1"
+    assert first["n_frames"] == 5 and first["aus"] == "1+2" and first["au_raw"] == "AU1+AU2"
+    video = rows["c2"]
+    assert video["frames_dir"] == ""
+    assert Path(video["video"]) == table.parent / "videos" / "c2.mp4"
+    assert video["n_frames"] == 11
+    assert video["apex"] == 15 and video["apex_estimated"]
+    assert video["aus"] == "4+7"
+    skipped = skipped_by_clip(result)
+    assert skipped["c3"].kind == "video missing"
+    assert skipped["c4"].reason.startswith("frame 3 missing of 1-4")
+    assert skipped["c5"].reason == "row has no subject" and skipped["c5"].row == 6
+    assert any("s1/c2 (row 3)" in warning for warning in result.warnings)
+    with pytest.raises(ManifestError, match=r"my_clips\.csv.*row 3"):
+        build_from_table(table, strict=True)
+
+
+def test_minimal_table_gets_defaults(tmp_path):
+    (tmp_path / "a.avi").write_bytes(b"")
+    pd.DataFrame(
+        {
+            "subject": ["006"],
+            "clip": ["x"],
+            "video": ["a.avi"],
+            "onset": [0],
+            "offset": [9],
+            "aus": ["12"],
+        }
+    ).to_csv(tmp_path / "t.csv", index=False)
+    result = build_from_table(tmp_path / "t.csv", strict=True)
+    row = result.frame.iloc[0]
+    assert row["subject"] == "006"
+    assert (row["apex"], row["apex_estimated"], row["fps"], row["n_frames"]) == (4, True, 200.0, 10)
+    assert row["emotion"] == "" and row["aus"] == "12" and row["au_raw"] == "12"
+
+
+def test_table_missing_column_is_named(tmp_path):
+    pd.DataFrame(
+        {"subject": ["a"], "clip": ["b"], "onset": [1], "aus": ["1"], "video": ["v"]}
+    ).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ManifestError, match=r"t\.csv: missing column 'offset'"):
+        build_from_table(tmp_path / "t.csv")
+
+
+def test_table_fps_column(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    pd.DataFrame(
+        {
+            "subject": ["1", "2"],
+            "clip": ["x", "y"],
+            "video": ["a.mp4", "a.mp4"],
+            "onset": [0, 0],
+            "offset": [9, 9],
+            "aus": ["12", "4"],
+            "fps": ["30", "fast"],
+        }
+    ).to_csv(tmp_path / "t.csv", index=False)
+    result = build_from_table(tmp_path / "t.csv")
+    assert result.frame["fps"].tolist() == [30.0, 200.0]
+    assert result.warnings == ["2/y (row 3): fps 'fast' is not a positive number; 200 used"]
+
+
+def test_table_duplicates_are_per_dataset(tmp_path):
+    write_frames(tmp_path / "f", range(1, 4))
+    rows = [
+        {
+            "dataset": d,
+            "subject": "s1",
+            "clip": "c1",
+            "frames_dir": "f",
+            "onset": 1,
+            "offset": 3,
+            "aus": "12",
+        }
+        for d in ("a", "b", "a")
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    result = build_from_table(tmp_path / "t.csv")
+    assert sorted(result.frame["dataset"]) == ["a", "b"]
+    assert [s.reason for s in result.skipped] == ["clip listed again (first at row 2)"]
