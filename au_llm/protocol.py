@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from au_llm.answers import decisions, parse_answer
 from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import (
@@ -35,9 +36,17 @@ from au_llm.metrics import (
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
+from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
-from au_llm.training import ModelHolder, fit, predict_probs, resolve_device, seed_everything
+from au_llm.training import (
+    ModelHolder,
+    fit,
+    predict_answers,
+    predict_probs,
+    resolve_device,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +175,12 @@ def prediction_frame(
     return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
+def answer_decisions(answers: dict[str, list[str]], fmt: str, aus: list[int]) -> np.ndarray:
+    """``[N, A]`` 0/1 decisions (as float) parsed from the ``fmt`` answers (``head: text``)."""
+    parsed = [parse_answer(fmt, aus, text) for text in answers[fmt]]
+    return np.asarray(decisions(parsed, aus), dtype=np.float64).reshape(len(parsed), len(aus))
+
+
 def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
     """Paths of a fold's predictions CSV (its completion marker) and its JSON record."""
     folder = run_dir / "folds" / f"seed{seed}"
@@ -195,9 +210,14 @@ def run_fold(
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, seed=fseed)
     probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
+    answers: dict[str, list[str]] = {}
+    if cfg.model.head != "linear":
+        answers = predict_answers(model, test_set, cfg.train.batch_size, cfg.train.bf16)
+        if cfg.model.head == "text":
+            probs = answer_decisions(answers, cfg.model.text.formats[0], data.aus)
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
-    )
+    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
     csv_path, json_path = fold_paths(run_dir, seed, fold.name)
     record = {
         "fold": fold.name,

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, TrainConfig
 from au_llm.metrics import best_thresholds, threshold_grid
-from au_llm.model.engine import PromptCache
+from au_llm.model.engine import PromptCache, answer_trie, generate_answers
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.spec import ModelSpec
@@ -112,6 +112,42 @@ def _loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> 
     )
 
 
+def batch_loss(
+    model: AULLM, clips: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, step: int
+) -> torch.Tensor:
+    """The training loss of one batch for the model's head(s).
+
+    ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
+    the answer string (``model.text.weight``), each clip in one format (formats taken in turn,
+    shifted every step), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder
+    pass serves both heads.
+
+    Args:
+        model: The model.
+        clips: ``[B, C, T, H, W]`` clips on the model's device.
+        labels: ``[B, n_aus]`` 0/1 labels on the model's device.
+        loss_fn: The AU loss (see :func:`~au_llm.model.losses.build_loss`).
+        step: Step counter (chooses the formats).
+
+    Returns:
+        The scalar loss.
+    """
+    head = model.cfg.head
+    if head == "linear":
+        return loss_fn(model(clips).float(), labels)
+    text = model.cfg.text
+    n = len(labels)
+    formats = [text.formats[(step * n + i) % len(text.formats)] for i in range(n)]
+    ids, targets = model.text_targets(labels, formats)
+    au_logits, lm_logits = model.forward_text(clips, ids)
+    loss = text.weight * nn.functional.cross_entropy(
+        lm_logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
+    )
+    if head == "both":
+        loss = loss + text.linear_weight * loss_fn(au_logits.float(), labels)
+    return loss
+
+
 def _epoch_loss(
     model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, bf16: bool
 ) -> float:
@@ -119,10 +155,10 @@ def _epoch_loss(
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for clips, labels, _ in loader:
+        for step, (clips, labels, _) in enumerate(loader):
             with _autocast(device, bf16):
-                logits = model(clips.to(device))
-            total += float(loss_fn(logits.float(), labels.to(device))) * len(labels)
+                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step)
+            total += float(loss) * len(labels)
             count += len(labels)
     return total / max(1, count)
 
@@ -167,11 +203,10 @@ def train_model(
         train_set.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
-        for clips, labels, _ in loader:
+        for step, (clips, labels, _) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, cfg.bf16):
-                logits = model(clips.to(device))
-            loss = loss_fn(logits.float(), labels.to(device))
+                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -229,6 +264,33 @@ def clip_probs(
     with torch.inference_mode(), _autocast(device, bf16):
         logits = model(clips.to(device), prompt_cache=prompt_cache)
     return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+
+
+def predict_answers(
+    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
+) -> dict[str, list[str]]:
+    """Generated text answers of every clip in every format the model was trained on.
+
+    Greedy and deterministic; the prompt cache is computed once. With ``model.text.constrained``
+    only well-formed answers can be generated.
+
+    Returns:
+        Format -> one answer per clip, in dataset order.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    text = model.cfg.text
+    cache = inference_prompt_cache(model, bf16)
+    tries = {fmt: answer_trie(model, fmt) for fmt in text.formats} if text.constrained else {}
+    answers: dict[str, list[str]] = {fmt: [] for fmt in text.formats}
+    for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
+        with torch.inference_mode(), _autocast(device, bf16):
+            for fmt in text.formats:
+                ids = generate_answers(
+                    model, clips.to(device), fmt, cache, text.max_new_tokens, tries.get(fmt)
+                )
+                answers[fmt].extend(model.tokenizer.decode(seq) for seq in ids)
+    return answers
 
 
 def predict_probs(

@@ -42,3 +42,106 @@ class PromptCache:
             ],
             config=config,
         )
+
+
+class AnswerTrie:
+    """The token sequences of every well-formed answer, for constrained decoding.
+
+    Args:
+        sequences: Token ids of each allowed answer, each ending with the end token.
+    """
+
+    def __init__(self, sequences: list[list[int]]) -> None:
+        self.root: dict[int, dict] = {}
+        for sequence in sequences:
+            node = self.root
+            for token in sequence:
+                node = node.setdefault(token, {})
+
+    @staticmethod
+    def allowed(node: dict[int, dict]) -> list[int]:
+        """Tokens that may follow at ``node``."""
+        return list(node)
+
+
+def answer_trie(model: Any, fmt: str, max_answers: int = 1 << 16) -> AnswerTrie:
+    """The trie of every answer of format ``fmt`` over the model's AUs (all 2^A AU subsets).
+
+    Raises:
+        ValueError: If there are more than ``max_answers`` answers (too many AUs to enumerate).
+    """
+    from au_llm.answers import target_answer
+
+    aus = model.spec.aus
+    if 2 ** len(aus) > max_answers:
+        raise ValueError(f"constrained decoding over {len(aus)} AUs: too many answers to list")
+    sequences = []
+    for mask in range(2 ** len(aus)):
+        present = [au for j, au in enumerate(aus) if mask >> j & 1]
+        ids = model.tokenizer.encode(target_answer(fmt, aus, present), False)
+        sequences.append([*ids, model.tokenizer.eos_id])
+    return AnswerTrie(sequences)
+
+
+def generate_answers(
+    model: Any,
+    clips: Tensor,
+    fmt: str,
+    prompt_cache: PromptCache | None,
+    max_new_tokens: int,
+    trie: AnswerTrie | None = None,
+) -> list[list[int]]:
+    """Greedy, batched answers of format ``fmt`` for clips ``[B, C, T, H, W]``.
+
+    The prompt prefix comes from ``prompt_cache`` (shared by every clip and call); the visual token
+    and the format's instruction run once per batch, then one token per step with the key/value
+    cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer are chosen.
+
+    Args:
+        model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with a text head, in eval mode.
+        clips: The clips.
+        fmt: Answer format (one the model was built with).
+        prompt_cache: From ``model.prompt_cache()`` on the current weights (None recomputes it).
+        max_new_tokens: Longest answer.
+        trie: Optional constraint (see :func:`answer_trie`).
+
+    Returns:
+        The answer token ids of each clip, without the end token.
+    """
+    import torch
+
+    eos = model.tokenizer.eos_id
+    embed = model.llm.get_input_embeddings()
+    lm_head = model.llm.get_output_embeddings()
+    with torch.no_grad():
+        tokens = model.get_visual_tokens(clips)
+        instruction = embed(getattr(model, f"instruction_{fmt}"))
+        batch = tokens.shape[0]
+        embeds = torch.cat(
+            [model.suffix_embeds(tokens), instruction.unsqueeze(0).expand(batch, -1, -1)], dim=1
+        )
+        hidden, past = model.decode(embeds, model._past(tokens, prompt_cache))
+        answers: list[list[int]] = [[] for _ in range(batch)]
+        done = [False] * batch
+        nodes = [trie.root if trie else {} for _ in range(batch)]
+        for _ in range(max_new_tokens):
+            logits = lm_head(hidden[:, -1]).float()
+            if trie is not None:
+                mask = torch.full_like(logits, float("-inf"))
+                for i, node in enumerate(nodes):
+                    mask[i, AnswerTrie.allowed(node) or [eos]] = 0.0
+                logits = logits + mask
+            chosen = logits.argmax(-1)
+            for i, token in enumerate(chosen.tolist()):
+                if done[i]:
+                    continue
+                if token == eos:
+                    done[i] = True
+                else:
+                    answers[i].append(token)
+                if trie is not None:
+                    nodes[i] = nodes[i].get(token, {})
+            if all(done):
+                break
+            hidden, past = model.decode(embed(chosen).unsqueeze(1), past)
+    return answers

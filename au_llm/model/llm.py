@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,49 +28,66 @@ _VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "dtype", "torc
 
 
 class PromptTokenizer(Protocol):
-    """Turns prompt text into token ids."""
+    """Turns text into token ids and back."""
+
+    eos_id: int
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Return the ids of ``text`` (with BOS etc. when ``add_special_tokens``)."""
         ...
 
+    def decode(self, ids: list[int]) -> str:
+        """Return the text of ``ids``, special tokens left out."""
+        ...
 
-class WordTokenizer:
-    """A deterministic word-level tokenizer for the random tiny LLM (no vocabulary file).
 
-    Text is lower-cased and split into words and single punctuation marks; each piece maps to
-    ``n_special + crc32(piece) % (vocab_size - n_special)``. Ids 0, 1, 2 are PAD, BOS and EOS;
-    ``encode`` prepends BOS when ``add_special_tokens``.
+class ByteTokenizer:
+    """A byte-level tokenizer for the random tiny LLM: exact round trip, no vocabulary file.
+
+    Ids 0, 1, 2 are PAD, BOS and EOS; byte ``b`` of the UTF-8 text is id ``3 + b``. ``encode``
+    prepends BOS when ``add_special_tokens``.
     """
 
     pad_id, bos_id, eos_id = 0, 1, 2
     n_special = 3
-    _pattern = re.compile(r"\w+|[^\w\s]")
+    min_vocab = n_special + 256
 
     def __init__(self, vocab_size: int) -> None:
-        if vocab_size <= self.n_special:
-            raise ValueError(f"WordTokenizer: vocab_size {vocab_size} must exceed {self.n_special}")
+        if vocab_size < self.min_vocab:
+            raise ValueError(f"ByteTokenizer: vocab_size {vocab_size} < {self.min_vocab}")
         self.vocab_size = vocab_size
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Return the ids of ``text``, with BOS first when ``add_special_tokens``."""
-        span = self.vocab_size - self.n_special
-        ids = [
-            self.n_special + zlib.crc32(piece.encode("utf-8")) % span
-            for piece in self._pattern.findall(text.lower())
-        ]
+        ids = [self.n_special + b for b in text.encode("utf-8")]
         return [self.bos_id, *ids] if add_special_tokens else ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Return the text of ``ids`` (special and out-of-range ids are skipped)."""
+        data = bytes(i - self.n_special for i in ids if self.n_special <= i < self.min_vocab)
+        return data.decode("utf-8", errors="replace")
 
 
 class HFTokenizer:
-    """Adapter of a Hugging Face tokenizer to :class:`PromptTokenizer`."""
+    """Adapter of a Hugging Face tokenizer to :class:`PromptTokenizer`.
+
+    A model without a BOS token (SmolLM2) gets none; its end-of-sequence token (``<|im_end|>``
+    for SmolLM2) ends generated answers.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the model's tokenizer has no end-of-sequence token")
         self.tokenizer = tokenizer
+        self.eos_id = int(tokenizer.eos_token_id)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Return the ids of ``text`` as the model's own tokenizer produces them."""
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        """Return the text of ``ids`` without special tokens."""
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
 
 @dataclass(eq=False)
@@ -111,10 +126,11 @@ def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
         "num_attention_heads": tiny.num_heads,
         "num_key_value_heads": tiny.num_kv_heads,
         "max_position_embeddings": 2048,
+        "initializer_range": tiny.init_std,
         "tie_word_embeddings": True,
-        "pad_token_id": WordTokenizer.pad_id,
-        "bos_token_id": WordTokenizer.bos_id,
-        "eos_token_id": WordTokenizer.eos_id,
+        "pad_token_id": ByteTokenizer.pad_id,
+        "bos_token_id": ByteTokenizer.bos_id,
+        "eos_token_id": ByteTokenizer.eos_id,
     }
     config_cls, model_cls = (
         (Qwen2Config, Qwen2ForCausalLM) if tiny.arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
@@ -142,8 +158,10 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     """Load the frozen base LLM described by ``cfg`` (a new object on every call).
 
     ``source: tiny`` builds a random Qwen2/Llama from ``cfg.tiny`` (seeded, identical in every
-    process) with :class:`WordTokenizer`; ``source: path`` loads a local Hugging Face directory
-    (``local_files_only``) in float32. The caller casts the frozen weights for its device (see
+    process) with :class:`ByteTokenizer`; ``source: smollm2`` loads the built-in SmolLM2-135M
+    (see :mod:`au_llm.model.smollm2`); ``source: path`` loads a local Hugging Face directory
+    (``local_files_only``), or a ``.gguf`` file converted once into the cache; all in float32.
+    The caller casts the frozen weights for its device (see
     :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
 
     Raises:
@@ -152,11 +170,20 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     """
     if cfg.source == "tiny":
         model = _tiny_model(cfg.tiny)
-        tokenizer: PromptTokenizer = WordTokenizer(cfg.tiny.vocab_size)
+        tokenizer: PromptTokenizer = ByteTokenizer(cfg.tiny.vocab_size)
         path, seed = None, cfg.tiny.seed
-    elif cfg.source == "path":
-        path = str(Path(str(cfg.path)).expanduser().resolve())
-        model, tokenizer = _load_path_model(Path(path), torch.float32)
+    elif cfg.source in ("path", "smollm2"):
+        from au_llm.model.smollm2 import gguf_model_dir, smollm2_dir
+
+        given = Path(str(cfg.path)).expanduser().resolve() if cfg.source == "path" else None
+        if given is None:
+            folder = smollm2_dir()
+        elif given.suffix == ".gguf":
+            folder = gguf_model_dir(given)
+        else:
+            folder = given
+        path = str(folder)
+        model, tokenizer = _load_path_model(folder, torch.float32)
         seed = None
     else:
         raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")

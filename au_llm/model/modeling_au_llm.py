@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from au_llm.answers import INSTRUCTIONS, target_answer
 from au_llm.config import LLMConfig
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
@@ -67,7 +68,8 @@ def split_prompt(prompt: str, placeholder: str, n_visual_tokens: int) -> list[st
 
     Returns:
         ``n_visual_tokens + 1`` segments: text before the first visual token, between tokens, and
-        after the last one (empty strings where nothing is there).
+        after the last one (empty strings where nothing is there); whitespace around each
+        placeholder is dropped, so no lone space token sits beside a visual token.
 
     Raises:
         ValueError: If the prompt has placeholders but not exactly ``n_visual_tokens`` of them.
@@ -79,8 +81,8 @@ def split_prompt(prompt: str, placeholder: str, n_visual_tokens: int) -> list[st
                 f"model.llm.prompt has {len(parts) - 1} {placeholder!r} placeholder(s) but "
                 f"model.llm.n_visual_tokens = {n_visual_tokens}; they must be equal"
             )
-        return parts
-    return [prompt] + [""] * n_visual_tokens
+        return [part.strip() for part in parts]
+    return [prompt.strip()] + [""] * n_visual_tokens
 
 
 def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
@@ -148,6 +150,11 @@ class AULLM(nn.Module):
             ids = self._tokenize(split_prompt(cfg.llm.prompt, cfg.llm.placeholder, n_tokens))
             self.register_buffer("prompt_ids", torch.cat(ids), persistent=False)
             self._segment_lengths = tuple(len(seg) for seg in ids)
+            if cfg.head != "linear":
+                for fmt in cfg.text.formats:
+                    text = f"\n{INSTRUCTIONS[fmt]}\n"
+                    ids = torch.tensor(self.tokenizer.encode(text, False), dtype=torch.long)
+                    self.register_buffer(f"instruction_{fmt}", ids, persistent=False)
         self.projector = EnhancedFusionProjector(
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
@@ -208,31 +215,107 @@ class AULLM(nn.Module):
 
     def _last_hidden_fast(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Tensor:
         """Decoder body after the prompt prefix; returns the last final hidden state [B, H]."""
-        decoder = self.llm.get_decoder()
+        hidden, _ = self.decode(self.suffix_embeds(tokens), self._past(tokens, prompt_cache))
+        return hidden[:, -1]
+
+    def suffix_embeds(self, tokens: Tensor) -> Tensor:
+        """``[B, S, H]``: the visual tokens ``[B, n, H]`` merged with the prompt text after them."""
         embed = self.llm.get_input_embeddings()
         text = list(torch.split(embed(self.prompt_ids), self._segment_lengths))
+        return merge_visual_tokens([text[0][:0], *text[1:]], tokens.to(embed.weight.dtype))
+
+    def _past(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Any:
+        """The prefix's key/value cache for a batch (computed now when not given), or None."""
         prefix_len = self._segment_lengths[0]
-        suffix = merge_visual_tokens(
-            [text[0][:0], *text[1:]], tokens.to(embed.weight.dtype)
-        )  # [B, S, H]
-        batch, length = suffix.shape[:2]
         if prefix_len == 0:
-            return decoder(inputs_embeds=suffix, use_cache=False).last_hidden_state[:, -1]
+            return None
         if prompt_cache is None:
-            prompt_cache = self._prefix_cache(decoder, text[0])
+            embed = self.llm.get_input_embeddings()
+            prompt_cache = self._prefix_cache(
+                self.llm.get_decoder(), embed(self.prompt_ids[:prefix_len])
+            )
         elif prompt_cache.length != prefix_len:
             raise ValueError(
                 f"prompt cache of {prompt_cache.length} tokens, but the prompt prefix has "
                 f"{prefix_len}: it was computed for another model"
             )
-        positions = torch.arange(prefix_len, prefix_len + length, device=suffix.device)
-        outputs = decoder(
-            inputs_embeds=suffix,
-            past_key_values=prompt_cache.for_batch(batch, decoder.config),
+        return prompt_cache.for_batch(tokens.shape[0], self.llm.config)
+
+    def decode(self, embeds: Tensor, past: Any) -> tuple[Tensor, Any]:
+        """Run the decoder body on ``embeds`` ``[B, L, H]`` after what ``past`` holds.
+
+        Args:
+            embeds: Input embeddings, continuing the sequences in ``past``.
+            past: A transformers cache of earlier positions (extended in place), or None.
+
+        Returns:
+            ``(hidden [B, L, H], cache)``: final (post-norm) hidden states and the cache.
+        """
+        start = 0 if past is None else past.get_seq_length()
+        batch, length = embeds.shape[:2]
+        positions = torch.arange(start, start + length, device=embeds.device)
+        outputs = self.llm.get_decoder()(
+            inputs_embeds=embeds,
+            past_key_values=past,
             position_ids=positions.unsqueeze(0).expand(batch, -1),
             use_cache=True,
         )
-        return outputs.last_hidden_state[:, -1]
+        return outputs.last_hidden_state, outputs.past_key_values
+
+    # ----------------------------------------------------------------------------- text answers
+    def text_targets(
+        self, labels: Tensor, formats: list[str], aus: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Teacher-forcing inputs for text answers: instruction, answer and end token per clip.
+
+        Args:
+            labels: ``[B, n_aus]`` 0/1 AU labels.
+            formats: One answer format per clip.
+            aus: The AUs of the label columns (default: the model's).
+
+        Returns:
+            ``(ids [B, L], targets [B, L])``: right-padded token ids, and the same ids with -100
+            wherever no loss is taken (the instruction and the padding).
+        """
+        aus = aus or self.spec.aus
+        rows, masks = [], []
+        for row, fmt in zip(labels.tolist(), formats, strict=True):
+            present = [au for au, on in zip(aus, row, strict=True) if on > 0.5]
+            instruction = getattr(self, f"instruction_{fmt}").tolist()
+            answer = self.tokenizer.encode(target_answer(fmt, aus, present), False)
+            rows.append(instruction + answer + [self.tokenizer.eos_id])
+            masks.append([False] * len(instruction) + [True] * (len(answer) + 1))
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.eos_id, dtype=torch.long)
+        targets = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
+            ids[i, : len(row)] = torch.tensor(row)
+            targets[i, : len(row)] = torch.where(torch.tensor(mask), torch.tensor(row), -100)
+        device = self.prompt_ids.device
+        return ids.to(device), targets.to(device)
+
+    def forward_text(self, clips: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """One decoder pass for both heads, teacher-forced on ``text_ids``.
+
+        Args:
+            clips: ``[B, C, T, H, W]`` clips.
+            text_ids: ``[B, L]`` instruction + answer ids (see :meth:`text_targets`).
+
+        Returns:
+            ``(au_logits [B, n_aus], lm_logits [B, L, V])``: the linear head on the visual
+            position's hidden state (what :meth:`forward` gives; later text cannot change it in
+            a causal LM), and the LM head's next-token logits for every position of ``text_ids``.
+        """
+        tokens = self.get_visual_tokens(clips)
+        suffix = self.suffix_embeds(tokens)
+        embed = self.llm.get_input_embeddings()
+        hidden, _ = self.decode(
+            torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
+        )
+        last = suffix.shape[1] - 1
+        au_logits = self.head(hidden[:, last].to(self.head.weight.dtype))
+        lm_logits = self.llm.get_output_embeddings()(hidden[:, last : last + text_ids.shape[1]])
+        return au_logits, lm_logits
 
     def _prefix_cache(self, decoder: nn.Module, prefix: Tensor) -> PromptCache:
         """Run the prompt prefix ``[P, H]`` once (batch 1) and keep its keys/values."""

@@ -17,6 +17,7 @@ import pandas as pd
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.reports.answers import answer_notes, answer_tables
 from au_llm.reports.markdown import write_markdown_report
 from au_llm.reports.plots import write_plots
 from au_llm.reports.tables import (
@@ -80,8 +81,13 @@ def build_report(run_dir: Path) -> RunTables:
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
         atomic_write_text(run_dir / "oracle_thresholds.json", json.dumps(oracle, indent=2))
     tables = compute_tables(frame, aus)
+    text_per_au, text_summary = answer_tables(frame, aus)
+    notes = []
+    if text_summary:
+        tables.summary["text_answers"] = text_summary
+        notes = answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
     atomic_write_csv(run_dir / "predictions.csv", mark_optimistic(frame) if optimistic else frame)
-    write_metric_files(tables, run_dir, optimistic)
+    write_metric_files(tables, run_dir, optimistic, text_per_au)
     datasets = sorted(frame["dataset"].unique())
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
     write_markdown_report(
@@ -93,6 +99,7 @@ def build_report(run_dir: Path) -> RunTables:
         excluded_clips=run_info["excluded"],
         plots=plots,
         optimistic=optimistic,
+        notes=notes,
     )
     return tables
 

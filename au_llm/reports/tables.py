@@ -336,7 +336,12 @@ def mark_optimistic(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(note=OPTIMISTIC_NOTE)
 
 
-def write_metric_files(tables: RunTables, out_dir: Path, optimistic: bool) -> None:
+def write_metric_files(
+    tables: RunTables,
+    out_dir: Path,
+    optimistic: bool,
+    text_per_au: pd.DataFrame | None = None,
+) -> None:
     """Write the metric tables and ``summary.json`` (all atomically).
 
     Files: ``metrics_per_au.csv`` (per seed and AU), ``metrics_per_au_seed_mean.csv`` (per AU,
@@ -347,10 +352,18 @@ def write_metric_files(tables: RunTables, out_dir: Path, optimistic: bool) -> No
         out_dir: Folder for the files (created when missing).
         optimistic: Recorded as ``"optimistic"`` in summary.json, with ``"note"`` when true;
             every CSV then also gets a last column ``note`` holding :data:`OPTIMISTIC_NOTE`.
+        text_per_au: Metrics of text answers (:func:`au_llm.reports.answers.answer_tables`);
+            appended to ``metrics_per_au.csv``, whose first column ``head`` then tells the
+            linear head's rows (``linear``) from each format's (``text:<format>``).
     """
     out_dir = Path(out_dir)
+    per_au = tables.per_au
+    if text_per_au is not None and not text_per_au.empty:
+        linear = per_au.assign(head="linear")
+        per_au = pd.concat([linear, text_per_au], ignore_index=True)
+        per_au = per_au[["head", *[c for c in per_au.columns if c != "head"]]]
     for name, table in (
-        ("metrics_per_au.csv", tables.per_au),
+        ("metrics_per_au.csv", per_au),
         ("metrics_per_au_seed_mean.csv", tables.per_au_mean),
         ("metrics_per_fold.csv", tables.per_fold),
     ):

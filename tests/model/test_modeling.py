@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from au_llm.model.llm import WordTokenizer, load_base_llm, lora_parameters
+from au_llm.model.llm import ByteTokenizer, load_base_llm, lora_parameters
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm, merge_visual_tokens
 from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
 
@@ -86,9 +86,9 @@ def test_fast_path_equals_straightforward_path(
 
 def test_fast_path_without_prefix_equals_straightforward_path(monkeypatch) -> None:
     cfg = tiny_config(prompt="<video> then a question ?")
-    encode = WordTokenizer.encode
+    encode = ByteTokenizer.encode
     monkeypatch.setattr(
-        WordTokenizer,
+        ByteTokenizer,
         "encode",
         lambda self, text, add_special_tokens=True: encode(self, text, False),
     )
@@ -209,8 +209,8 @@ def test_placeholder_count_must_match_visual_tokens() -> None:
 
 def test_visual_token_goes_after_the_prompt() -> None:
     model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
-    expected = WordTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
-    assert model.prompt_ids.tolist() == expected and expected[0] == WordTokenizer.bos_id
+    expected = ByteTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
+    assert model.prompt_ids.tolist() == expected and expected[0] == ByteTokenizer.bos_id
     assert model._segment_lengths == (len(expected), 0)
 
 

