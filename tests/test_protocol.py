@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from au_llm.answers import parse_answer
 from au_llm.config import save_config
 from au_llm.data.manifest import read_manifest
 from au_llm.metrics import au_column
@@ -266,3 +267,28 @@ def test_changed_manifest_is_refused_instead_of_mixing_stale_folds(tiny_data, tm
     manifest.to_csv(path, index=False)
     with pytest.raises(ValueError, match="changed"):
         run_protocol(cfg, progress=False)
+
+
+def test_text_answers_are_written_parsed_and_reported_beside_the_linear_head(tiny_data, tmp_path):
+    first = sorted(read_manifest(tiny_data.casme2)["subject"])[0]
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "text",
+        "loso",
+        "model.head=both",
+        "model.text.formats=[list,json]",
+        "model.text.max_new_tokens=24",
+    )
+    run_dir, tables = run_protocol(cfg, [first], progress=False)
+    predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    assert {"answer_list", "answer_json"} <= set(predictions.columns)
+    summary = json.loads((run_dir / "summary.json").read_text())["text_answers"]
+    aus = tables.aus
+    for fmt in ("list", "json"):
+        failures = sum(not parse_answer(fmt, aus, text).ok for text in predictions[f"answer_{fmt}"])
+        assert summary[fmt]["parse_failures"] == failures  # counted, not raised
+        assert summary[fmt]["n_answers"] == len(predictions)
+    per_au = pd.read_csv(run_dir / "metrics_per_au.csv")
+    assert set(per_au["head"]) == {"linear", "text:list", "text:json"}
+    assert "Text answers, format `list`" in (run_dir / "report.md").read_text()
