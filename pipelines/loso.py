@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import sys
 
-from au_llm.cli import protocol_parser, protocol_request
-from au_llm.protocol import print_headline, run_protocol
+from au_llm.cli import execute_protocol, protocol_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run (or resume) the LOSO folds, print the headline table."""
     args = protocol_parser("pipelines.loso").parse_args(argv)
-    run_dir, tables = run_protocol(*protocol_request(args, "loso"))
-    print(print_headline(run_dir, tables))
-    return 0
+    return execute_protocol(args, "loso")
 
 
 if __name__ == "__main__":
