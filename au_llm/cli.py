@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
@@ -26,7 +27,25 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--folds", help="comma-separated fold names to run (e.g. sub01,sub05)")
     parser.add_argument("--shard", help="run shard K of N of the folds, e.g. 2/4")
     parser.add_argument("--strict", action="store_true", help="fail on any bad clip")
+    launch = parser.add_argument_group("launch (overrides the config's launch section)")
+    launch.add_argument("--launch", choices=["none", "local", "slurm"], help="where folds run")
+    launch.add_argument("--jobs", type=int, help="slurm: array tasks (0: one per fold x seed)")
+    launch.add_argument("--gpus-per-job", type=int, help="slurm: GPUs per task")
+    launch.add_argument("--partition", help="slurm: partition")
+    launch.add_argument("--time", help="slurm: time limit per task, HH:MM:SS or D-HH:MM:SS")
+    launch.add_argument("--devices", help="local: GPU indices (0,1,2,3) or cpu:N, one worker each")
     return parser
+
+
+# ``--option`` -> field of the config's launch section.
+LAUNCH_OPTIONS = {
+    "launch": "mode",
+    "jobs": "jobs",
+    "gpus_per_job": "gpus_per_job",
+    "partition": "partition",
+    "time": "time",
+    "devices": "devices",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild a run's outputs from its finished folds")
     report.add_argument("run_dir", type=Path)
+
+    status = sub.add_parser("status", help="each fold of a run: done, running, failed, pending")
+    status.add_argument("run_dir", type=Path)
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -157,16 +179,39 @@ def protocol_request(
             f"{args.config}: protocol is {cfg.protocol!r}, but the command is "
             f"`au-llm {protocol}`; run `au-llm {cfg.protocol}` or set protocol: {protocol}"
         )
+    launch = {key: getattr(args, opt) for opt, key in LAUNCH_OPTIONS.items()}
+    launch = {key: value for key, value in launch.items() if value is not None}
+    if launch:
+        cfg = replace(cfg, launch=replace(cfg.launch, **launch))
     folds = args.folds.split(",") if args.folds else None
     return cfg, folds, parse_shard(args.shard) if args.shard else None
 
 
-def _cmd_protocol(args: argparse.Namespace, protocol: str) -> int:
+def execute_protocol(args: argparse.Namespace, protocol: str) -> int:
+    """Run a protocol here, on local workers or on SLURM (``launch.mode``); print the outcome."""
     from au_llm.protocol import run_protocol
     from au_llm.reports.rebuild import headline_text
 
-    run_dir, tables = run_protocol(*protocol_request(args, protocol))
+    cfg, folds, shard = protocol_request(args, protocol)
+    if cfg.launch.mode == "slurm":
+        from au_llm.launch import submission_summary, submit_slurm
+
+        print(submission_summary(submit_slurm(cfg, folds, shard)))
+        return 0
+    if cfg.launch.mode == "local":
+        from au_llm.launch import run_local
+
+        run_dir, tables = run_local(cfg, folds, shard)
+    else:
+        run_dir, tables = run_protocol(cfg, folds, shard)
     print(headline_text(run_dir, tables))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from au_llm.run_status import describe_states, run_status
+
+    print(describe_states(args.run_dir, run_status(args.run_dir)))
     return 0
 
 
@@ -226,9 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "manifest": _cmd_manifest,
         "synth": _cmd_synth,
         "preprocess": _cmd_preprocess,
-        "loso": lambda a: _cmd_protocol(a, "loso"),
-        "cross": lambda a: _cmd_protocol(a, "cross"),
+        "loso": lambda a: execute_protocol(a, "loso"),
+        "cross": lambda a: execute_protocol(a, "cross"),
         "report": _cmd_report,
+        "status": _cmd_status,
         "demo": _cmd_demo,
         "train": _cmd_train,
         "predict": _cmd_predict,

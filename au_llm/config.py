@@ -470,6 +470,89 @@ class EvalConfig:
             )
 
 
+def slurm_minutes(text: str) -> int:
+    """Minutes (rounded up) of a SLURM time limit ``HH:MM:SS`` or ``D-HH:MM:SS``.
+
+    A bare number is refused: YAML reads an unquoted ``12:00:00`` as the number 43200.
+    """
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in [*parts, *([days] if days else [])]):
+        raise ConfigError(
+            f"launch.time = {text!r}: expected HH:MM:SS or D-HH:MM:SS, quoted in YAML "
+            "(time: '12:00:00'; unquoted, YAML reads 12:00:00 as the number 43200)"
+        )
+    hours, minutes, seconds = (int(p) for p in parts)
+    total = (int(days or 0) * 24 + hours) * 60 + minutes + (seconds + 59) // 60
+    if total <= 0:
+        raise ConfigError(f"launch.time = {text!r}: expected a positive time limit")
+    return total
+
+
+def parse_devices(text: str) -> list[int | None]:
+    """Local workers of ``launch.devices``: ``0,1,3`` -> GPU indices, ``cpu:2`` -> [None, None]."""
+    text = text.strip()
+    if text.startswith("cpu:") and text[4:].isdigit() and int(text[4:]) > 0:
+        return [None] * int(text[4:])
+    parts = [p.strip() for p in text.split(",")]
+    if not text or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(
+            f"launch.devices = {text!r}: expected distinct GPU indices (0,1,2,3) or cpu:N"
+        )
+    return [int(p) for p in parts]
+
+
+@dataclass
+class LaunchConfig:
+    """How the seeds x folds of a protocol are spread over processes (``--launch``).
+
+    Every process claims a fold with a lock file before training it: no fold is trained twice at
+    once, and finished folds are skipped.
+
+    Attributes:
+        mode: ``none`` (this process runs every fold), ``local`` (one worker per entry of
+            ``devices``, then the report here) or ``slurm`` (a SLURM job array through
+            submitit, then the report in a job that depends on it).
+        jobs: ``slurm``: array tasks the work items are dealt to round-robin (0: one per item).
+            A task that finished its items goes on with items nobody claimed.
+        devices: ``local``: GPU indices ``0,1,2,3`` (a worker pinned to each with
+            ``CUDA_VISIBLE_DEVICES``) or ``cpu:N`` (N CPU workers).
+        gpus_per_job: ``slurm``: GPUs per task (``--gres=gpu:N``); 0 for CPU-only tasks.
+        cpus_per_job: ``slurm``: CPUs per task (0: the cluster's default).
+        mem_gb: ``slurm``: memory per task in GB (0: the cluster's default).
+        partition: ``slurm``: partition (empty: the cluster's default).
+        time: ``slurm``: time limit per task, ``HH:MM:SS`` or ``D-HH:MM:SS`` (quoted in YAML).
+        array_parallelism: ``slurm``: most tasks running at once (0: no limit).
+        slurm_extra: ``slurm``: more ``#SBATCH`` options, e.g. ``{account: lab, qos: normal}``.
+        setup: ``slurm``: shell lines run before Python, e.g. ``["module load cuda/12.4"]``.
+        lock_timeout: Seconds without a refresh (done every ``lock_timeout / 10``) after which
+            a fold's claim is stale and taken over; a dead process's claim on the same host is
+            taken over at once.
+    """
+
+    mode: str = "none"
+    jobs: int = 0
+    devices: str = ""
+    gpus_per_job: int = 1
+    cpus_per_job: int = 0
+    mem_gb: float = 0.0
+    partition: str = ""
+    time: str = "12:00:00"
+    array_parallelism: int = 0
+    slurm_extra: dict[str, str] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+    lock_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        _check_choice("launch", "mode", self.mode, ("none", "local", "slurm"))
+        for key in ("jobs", "gpus_per_job", "cpus_per_job", "mem_gb", "array_parallelism"):
+            _check_positive("launch", key, getattr(self, key), allow_zero=True)
+        _check_positive("launch", "lock_timeout", self.lock_timeout)
+        slurm_minutes(self.time)
+        if self.devices or self.mode == "local":
+            parse_devices(self.devices)
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment: data, preprocessing, model, training, evaluation and protocol.
@@ -481,6 +564,8 @@ class ExperimentConfig:
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
+        launch: How the folds are spread over processes, GPUs and cluster nodes (settings that
+            change how a run executes, not what it computes).
     """
 
     name: str = "experiment"
@@ -494,6 +579,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def __post_init__(self) -> None:
         _check_choice("", "protocol", self.protocol, ("loso", "cross"))

@@ -18,6 +18,7 @@ import logging
 import platform
 import subprocess
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from au_llm.answers import decisions, parse_answer
 from au_llm.config import ExperimentConfig, load_config, save_config
+from au_llm.fold_lock import Owner, try_claim, write_plan
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import (
     au_prediction_columns,
@@ -267,7 +269,13 @@ def environment() -> dict[str, Any]:
 
 
 # Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
-RUNTIME_KEYS = (("strict",), ("out_dir",), ("preprocess", "workers"), ("train", "num_threads"))
+RUNTIME_KEYS = (
+    ("strict",),
+    ("out_dir",),
+    ("preprocess", "workers"),
+    ("train", "num_threads"),
+    ("launch",),
+)
 
 
 def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -357,17 +365,53 @@ def run_protocol(
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
     record_data(run_dir, data)
-    if cfg.protocol == "loso":
-        folds = loso_folds(data.source)
-    else:
-        assert data.target is not None
-        folds = cross_folds(data.source, data.target)
+    folds = protocol_folds(cfg, data)
+    write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     folds = select_folds(folds, fold_names, shard)
-    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
-    todo = [(seed, fold) for seed in cfg.seeds for fold in folds]
-    for seed, fold in tqdm(todo, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
-        if fold_paths(run_dir, seed, fold.name)[0].exists():
-            log.info("seed %d fold %s: already finished, skipped", seed, fold.name)
-            continue
-        run_fold(fold, seed, cfg, data, holder, run_dir, progress)
+    todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
+    run_work(cfg, run_dir, data, folds, todo, progress)
     return run_dir, build_report(run_dir)
+
+
+def protocol_folds(cfg: ExperimentConfig, data: PreparedData) -> list[Fold]:
+    """Every fold of ``cfg.protocol`` on the prepared clips (before ``--folds``/``--shard``)."""
+    if cfg.protocol == "loso":
+        return loso_folds(data.source)
+    assert data.target is not None
+    return cross_folds(data.source, data.target)
+
+
+def run_work(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    data: PreparedData,
+    folds: list[Fold],
+    items: Iterable[tuple[int, str]],
+    progress: bool = True,
+    owner: Owner | None = None,
+) -> None:
+    """Train the work items ``(seed, fold name)`` that are neither finished nor claimed.
+
+    Each fold is claimed (:mod:`au_llm.fold_lock`) while it trains, so processes sharing the run
+    directory never train the same fold at once. The model is built once for all the items.
+
+    Args:
+        cfg: The experiment.
+        run_dir: The run directory.
+        data: The prepared clips.
+        folds: The folds the items name.
+        items: Work items, in order (may be a generator that decides as it goes).
+        progress: Show progress bars.
+        owner: This process as recorded in its claims (default: host, pid and job id).
+    """
+    by_name = {fold.name: fold for fold in folds}
+    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
+    owner = owner or Owner.current()
+    for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
+        marker = fold_paths(run_dir, seed, name)[0]
+        claim = try_claim(marker, cfg.launch.lock_timeout, owner)
+        if claim is None:
+            log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
+            continue
+        with claim:
+            run_fold(by_name[name], seed, cfg, data, holder, run_dir, progress)
