@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--fps", type=float, default=200.0, help="frame rate of frame folders")
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
     predict.add_argument("--strict", action="store_true", help="stop at the first failed input")
+    predict.add_argument(
+        "--cache-dir", type=Path, help="aligned-clip cache for manifests (default: cache/ by --out)"
+    )
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     return parser
 
 
@@ -255,6 +259,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         fps=args.fps,
         plot=args.plot,
         strict=args.strict,
+        cache_dir=args.cache_dir,
+        overwrite=args.overwrite,
     )
     print(f"predictions written: {out}")
     return 0

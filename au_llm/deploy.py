@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
-from au_llm.io_utils import atomic_write_csv
+from au_llm.io_utils import OutputError, atomic_write_csv, probe_writable
 from au_llm.metrics import au_column, au_prediction_columns
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.engine import PromptCache
@@ -157,6 +157,8 @@ class Predictor:
         stride: Window stride in frames (default: half the window).
         fps: Frame rate of frame folders (videos use their own).
         strict: Raise on the first input or window that fails instead of reporting it.
+        cache_dir: Aligned-clip cache for manifest inputs (default: the model config's
+            ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
     """
 
     deployed: DeployedModel
@@ -164,6 +166,7 @@ class Predictor:
     stride: int | None = None
     fps: float = 200.0
     strict: bool = False
+    cache_dir: Path | None = None
     failures: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -217,7 +220,7 @@ class Predictor:
         """
         cfg = self.deployed.cfg
         manifest = read_manifest(path)
-        cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
+        cache = ClipCache(Path(self.cache_dir or cfg.data.cache_dir), cfg.preprocess)
         report = preprocess_manifest(manifest, cache, progress=False)
         usable = []
         for row, rec in zip(manifest.to_dict("records"), report.to_dict("records"), strict=True):
@@ -298,6 +301,8 @@ class Predictor:
             if kind == "manifest":
                 return self.predict_manifest(path)
             return self.predict_recording(path, kind)
+        except OutputError:
+            raise
         except (ClipReadError, ValueError, RuntimeError) as exc:
             self._fail(path, str(exc))
             return pd.DataFrame()
@@ -323,6 +328,27 @@ def plot_recording(frame: pd.DataFrame, aus: list[int], out_png: Path) -> Path:
     return out_png
 
 
+def prediction_files(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """The predictions CSV and its ``failures.csv``, checked before any work.
+
+    Raises:
+        ValueError: ``out`` is named ``failures.csv`` (the failure table would replace the
+            predictions), or ``out`` exists and ``overwrite`` is false.
+        OutputError: The folder of ``out`` cannot be written.
+    """
+    out = Path(out)
+    failures = out.with_name("failures.csv")
+    if out.name == failures.name:
+        raise ValueError(
+            f"--out {out}: failures.csv is the failure table written beside the predictions; "
+            "choose another file name"
+        )
+    if out.exists() and not overwrite:
+        raise ValueError(f"--out {out} exists; choose another file or pass --overwrite")
+    probe_writable(out.parent)
+    return out, failures
+
+
 def predict_inputs(
     model_dir: Path,
     inputs: list[Path],
@@ -332,8 +358,13 @@ def predict_inputs(
     fps: float = 200.0,
     plot: bool = False,
     strict: bool = False,
+    cache_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
+
+    Everything is written under the folder of ``out`` (or into ``cache_dir`` when given), never
+    where the model's config points.
 
     Args:
         model_dir: A model directory from ``au-llm train``.
@@ -344,12 +375,20 @@ def predict_inputs(
         fps: Frame rate of frame folders.
         plot: Also write ``<out stem>_<recording>.png`` per recording.
         strict: Stop at the first input that cannot be read or shows no face.
+        cache_dir: Aligned-clip cache for manifest inputs (default: ``cache`` beside ``out``).
+        overwrite: Replace an existing ``out``.
 
     Returns:
         The predictions CSV path.
+
+    Raises:
+        ValueError: See :func:`prediction_files`.
+        OutputError: The output folder (checked first) or the cache cannot be written.
     """
+    out, failures = prediction_files(Path(out), overwrite)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
-    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict)
+    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict, cache)
     frames = []
     for path in tqdm(inputs, desc="predict", unit="input"):
         frame = predictor.predict(Path(path))
@@ -362,8 +401,7 @@ def predict_inputs(
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
     atomic_write_csv(
-        out.with_name("failures.csv"),
-        pd.DataFrame(predictor.failures, columns=["input", "clip", "reason"]),
+        failures, pd.DataFrame(predictor.failures, columns=["input", "clip", "reason"])
     )
     return out
 

@@ -246,8 +246,8 @@ def prepare_launch(
     """Open the run, prepare the clips once, and record a submission of the unfinished items."""
     run_dir = start_run(cfg).resolve()
     data = prepare_data(cfg, run_dir, progress)
-    record_data(run_dir, data)
     folds = protocol_folds(cfg, data)
+    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, torch.get_num_threads())
     write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     selected = {fold.name for fold in select_folds(folds, fold_names, shard)}
     waiting = {(s.seed, s.fold) for s in run_status(run_dir) if s.state in ("pending", "failed")}

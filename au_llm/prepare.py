@@ -2,20 +2,26 @@
 
 :func:`prepare_data` reads the experiment's manifests, aligns every clip into the run's one
 :class:`~au_llm.preprocess.cache.ClipCache`, excludes the clips that failed and resolves the AU
-list. Protocols (LOSO, cross-domain) and ``au-llm train`` start from its :class:`PreparedData`.
+list. Manifests are validated before anything else (ids, a clip listed twice, even across files),
+so a bad manifest fails before any preprocessing or training. Protocols (LOSO, cross-domain) and
+``au-llm train`` start from its :class:`PreparedData`; its clips carry a ``fingerprint`` column
+(see :func:`~au_llm.preprocess.readers.content_fingerprint`) for the protocols' content guard.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from au_llm.config import DATASET_AUS, ExperimentConfig
-from au_llm.data.manifest import read_manifest
+from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,8 +29,9 @@ class PreparedData:
     """Clips ready for a protocol.
 
     Attributes:
-        source: Clips of ``data.manifests`` whose preprocessing succeeded.
-        target: Clips of ``data.target_manifests`` (cross-domain), else None.
+        source: Clips of ``data.manifests`` whose preprocessing succeeded, with their content
+            ``fingerprint`` column.
+        target: Clips of ``data.target_manifests`` (cross-domain), else None; same columns.
         aus: AU numbers the run detects.
         cache: The aligned-clip cache holding every clip above.
         excluded: Clips left out (dataset, subject, clip, reason).
@@ -58,8 +65,34 @@ def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
 
 
 def read_manifests(paths: list[str]) -> pd.DataFrame:
-    """The rows of several manifest CSVs, concatenated."""
-    return pd.concat([read_manifest(Path(p)) for p in paths], ignore_index=True)
+    """The rows of several manifest CSVs, concatenated and validated.
+
+    Raises:
+        ManifestError: A manifest is invalid (see :func:`~au_llm.data.manifest.read_manifest`)
+            or a clip appears in two of the files (both are named).
+    """
+    frames = [read_manifest(Path(p)) for p in paths]
+    first: dict[tuple[str, str, str], str] = {}
+    for path, frame in zip(paths, frames, strict=True):
+        for identity in zip(frame["dataset"], frame["subject"], frame["clip"], strict=True):
+            if identity in first:
+                raise ManifestError(
+                    f"{path}: clip {'/'.join(identity)} is also listed in {first[identity]}; "
+                    "each clip must appear once"
+                )
+            first[identity] = path
+    everything = pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        for warning in similar_subjects(everything):
+            logger.warning("%s: %s", ", ".join(paths), warning)
+    return everything
+
+
+def _with_fingerprints(frame: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the ``fingerprint`` of each clip from a preprocessing report."""
+    keys = ["dataset", "subject", "clip"]
+    prints = report[[*keys, "fingerprint"]].drop_duplicates(subset=keys)
+    return frame.drop(columns=["fingerprint"], errors="ignore").merge(prints, on=keys, how="left")
 
 
 def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) -> PreparedData:
@@ -78,7 +111,7 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
     write_preprocess_report(report, run_dir / "preprocess_report.csv")
     failed = report[report["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
-    usable = exclude_failed(source, report)
+    usable = _with_fingerprints(exclude_failed(source, report), report)
     if usable.empty:
         raise ValueError(
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
@@ -86,7 +119,7 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
         )
     return PreparedData(
         usable,
-        exclude_failed(target, report) if target is not None else None,
+        _with_fingerprints(exclude_failed(target, report), report) if target is not None else None,
         resolve_aus(cfg, sorted(everything["dataset"].unique())),
         cache,
         excluded.reset_index(drop=True),

@@ -1,7 +1,9 @@
 """Evaluation protocols: leave-one-subject-out (LOSO) and cross-domain transfer.
 
-A run lives in ``<out_dir>/<name>/``. Each finished fold writes its per-clip predictions
-atomically to ``folds/seed<S>/<fold>.csv`` (with a ``.json`` of thresholds and losses), so a killed
+A run lives in ``<out_dir>/<name>/`` (``name`` must be a single folder name). Each finished fold
+writes its per-clip predictions atomically to ``folds/seed<S>/<fold>.csv`` (with a ``.json`` of
+thresholds and losses; ``<fold>`` is the fold name as a safe file name, see
+:func:`~au_llm.io_utils.safe_component`), so a killed
 run resumes where it stopped, ``--folds``/``--shard`` runs of the same config merge into one run
 directory, and :func:`build_report` rebuilds every output from whatever folds are finished.
 
@@ -30,8 +32,15 @@ from tqdm.auto import tqdm
 
 from au_llm.answers import decisions, parse_answer
 from au_llm.config import ExperimentConfig, load_config, save_config
+from au_llm.data.manifest import id_problem
 from au_llm.fold_lock import Owner, try_claim, write_plan
-from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.io_utils import (
+    atomic_write_csv,
+    atomic_write_text,
+    probe_writable,
+    remove_stale_temporaries,
+    safe_component,
+)
 from au_llm.metrics import (
     au_prediction_columns,
 )
@@ -54,7 +63,7 @@ log = logging.getLogger(__name__)
 
 
 class LeakageError(RuntimeError):
-    """A subject or clip appears on both the training and the test side of a split."""
+    """A subject, a clip or a clip's pixels appear on both the training and the test side."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class Fold:
     name: str
     train: pd.DataFrame
     test: pd.DataFrame
+
+
+_ID_KEYS = ("dataset", "subject", "clip")
 
 
 def _subject_ids(frame: pd.DataFrame) -> set[tuple[str, str]]:
@@ -97,18 +109,45 @@ def check_no_clip_leak(fold: Fold) -> None:
         raise LeakageError(f"fold {fold.name}: clips in both train and test: {names}")
 
 
+def check_no_content_leak(fold: Fold) -> None:
+    """Raise :class:`LeakageError` if a train clip and a test clip have the same pixels.
+
+    Compares the ``fingerprint`` columns (content fingerprints from preprocessing; sides
+    without one are not compared), so a clip copied under another dataset, subject or clip name
+    is found; the message names both clips.
+    """
+    if "fingerprint" not in fold.train.columns or "fingerprint" not in fold.test.columns:
+        return
+    train = {}
+    for row in fold.train.to_dict("records"):
+        if isinstance(row["fingerprint"], str) and row["fingerprint"]:
+            train.setdefault(row["fingerprint"], "/".join(str(row[k]) for k in _ID_KEYS))
+    pairs = [
+        f"{train[row['fingerprint']]} (train) = {'/'.join(str(row[k]) for k in _ID_KEYS)} (test)"
+        for row in fold.test.to_dict("records")
+        if row["fingerprint"] in train
+    ]
+    if pairs:
+        raise LeakageError(
+            f"fold {fold.name}: clips with the same source pixels (onset and apex frames) on "
+            f"both sides: {'; '.join(pairs)}; remove the copies from the manifests"
+        )
+
+
 def loso_folds(manifest: pd.DataFrame) -> list[Fold]:
     """One fold per subject: that subject's clips are the test side, all others train.
 
-    Fold names are the subject ids; with several datasets they are ``<dataset>-<subject>``.
+    Fold names are the subject ids; with several datasets they are ``<dataset>/<subject>``
+    (ids hold no ``/``, so two folds never share a name).
     """
     several = manifest["dataset"].nunique() > 1
     folds = []
     for (dataset, subject), test in manifest.groupby(["dataset", "subject"], sort=True):
         train = manifest[(manifest["dataset"] != dataset) | (manifest["subject"] != subject)]
-        name = f"{dataset}-{subject}" if several else str(subject)
+        name = f"{dataset}/{subject}" if several else str(subject)
         fold = Fold(name, train.reset_index(drop=True), test.reset_index(drop=True))
         check_no_subject_leak(fold)
+        check_no_content_leak(fold)
         folds.append(fold)
     return folds
 
@@ -120,6 +159,7 @@ def cross_folds(source: pd.DataFrame, target: pd.DataFrame) -> list[Fold]:
     fold = Fold(name, source.reset_index(drop=True), target.reset_index(drop=True))
     check_no_clip_leak(fold)
     check_no_subject_leak(fold)
+    check_no_content_leak(fold)
     return [fold]
 
 
@@ -184,9 +224,14 @@ def answer_decisions(answers: dict[str, list[str]], fmt: str, aus: list[int]) ->
 
 
 def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
-    """Paths of a fold's predictions CSV (its completion marker) and its JSON record."""
+    """Paths of a fold's predictions CSV (its completion marker) and its JSON record.
+
+    The file name encodes the fold name injectively (:func:`~au_llm.io_utils.safe_component`),
+    so it stays in the folder and two folds never share a file.
+    """
     folder = run_dir / "folds" / f"seed{seed}"
-    return folder / f"{fold}.csv", folder / f"{fold}.json"
+    name = safe_component(fold)
+    return folder / f"{name}.csv", folder / f"{name}.json"
 
 
 def run_fold(
@@ -204,6 +249,7 @@ def run_fold(
         The fold's predictions CSV.
     """
     check_no_subject_leak(fold) if cfg.protocol == "loso" else check_no_clip_leak(fold)
+    check_no_content_leak(fold)
     fseed = fold_seed(seed, fold.name)
     model = holder.fresh(fseed)
     seed_everything(fseed)
@@ -233,6 +279,7 @@ def run_fold(
         "val_loss": result.val_loss,
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
+        "num_threads": torch.get_num_threads(),
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))
     atomic_write_csv(csv_path, frame)
@@ -295,9 +342,19 @@ def start_run(cfg: ExperimentConfig) -> Path:
     Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
     machine of a job array) may share a run.
 
+    Temporaries left by a killed write (older than a few minutes) are removed, and the folder
+    must be writable before any work starts.
+
     Returns:
         ``<out_dir>/<name>``, holding ``config.yaml`` and ``env.json``.
+
+    Raises:
+        ValueError: ``name`` is not a single folder name, or the folder holds another config.
+        OutputError: The run folder cannot be written.
     """
+    problem = id_problem("name", cfg.name)
+    if problem is not None:
+        raise ValueError(f"run {problem}: the run folder must lie directly in out_dir")
     run_dir = Path(cfg.out_dir) / cfg.name
     saved = run_dir / "config.yaml"
     if saved.exists() and _comparable(load_config(saved)) != _comparable(cfg):
@@ -305,7 +362,8 @@ def start_run(cfg: ExperimentConfig) -> Path:
             f"{run_dir} holds a run with a different config ({saved}); "
             "use another name= or remove the folder"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    probe_writable(run_dir)
+    remove_stale_temporaries(run_dir)
     save_config(cfg, saved)
     atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
     return run_dir
@@ -319,12 +377,34 @@ def data_fingerprint(data: PreparedData) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def record_data(run_dir: Path, data: PreparedData) -> None:
-    """Write ``run.json`` (AUs, excluded clips, data fingerprint), refusing changed data.
+def _fold_threads(run_dir: Path) -> dict[str, int]:
+    """``num_threads`` of each finished fold's record (``seed<S>/<fold file>`` -> threads)."""
+    threads = {}
+    for path in sorted((run_dir / "folds").glob("seed*/*.json")):
+        value = json.loads(path.read_text()).get("num_threads")
+        if value is not None:
+            threads[f"{path.parent.name}/{path.stem}"] = int(value)
+    return threads
+
+
+def record_data(
+    run_dir: Path, data: PreparedData, folds: list[str], seeds: list[int], num_threads: int
+) -> None:
+    """Write ``run.json`` (AUs, excluded clips, data fingerprint, folds, threads).
+
+    Args:
+        run_dir: The run folder.
+        data: The prepared clips.
+        folds: Every fold name of the protocol (before ``--folds``/``--shard``), so the report
+            can say when a run is partial.
+        seeds: The run's seeds.
+        num_threads: The CPU threads torch uses here; results depend on it, so a run's folds
+            must all use the same number.
 
     Raises:
         ValueError: If finished folds exist that were computed on different clips or labels
-            (a manifest rebuilt at the same path), since merging them would mix two datasets.
+            (a manifest rebuilt at the same path), or with another number of threads, since
+            merging them would mix two experiments.
     """
     path = run_dir / "run.json"
     fingerprint = data_fingerprint(data)
@@ -335,10 +415,21 @@ def record_data(run_dir: Path, data: PreparedData) -> None:
                 f"{run_dir}: the manifests' clips, frame ranges or labels changed since its "
                 "finished folds were computed; use another name= or remove the folder"
             )
+    other = {fold: n for fold, n in _fold_threads(run_dir).items() if n != num_threads}
+    if other:
+        fold, n = next(iter(other.items()))
+        raise ValueError(
+            f"{run_dir}: fold {fold} was computed with {n} CPU threads, this process uses "
+            f"{num_threads}; results depend on the thread count, so set train.num_threads: {n} "
+            "(or use another name=)"
+        )
     info = {
         "aus": data.aus,
         "excluded": data.excluded.to_dict("records"),
         "data_fingerprint": fingerprint,
+        "folds": folds,
+        "seeds": seeds,
+        "num_threads": num_threads,
     }
     atomic_write_text(path, json.dumps(info, indent=2))
 
@@ -364,8 +455,8 @@ def run_protocol(
         torch.set_num_threads(cfg.train.num_threads)
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
-    record_data(run_dir, data)
     folds = protocol_folds(cfg, data)
+    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, torch.get_num_threads())
     write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     folds = select_folds(folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]

@@ -1,11 +1,16 @@
+import dataclasses
+import errno
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from au_llm import deploy
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
 from au_llm.deploy import Predictor, load_deployed, predict_inputs, train_deployable, window_starts
+from au_llm.io_utils import OutputError
 from au_llm.metrics import au_column
 from tests.conftest import tiny_config
 
@@ -140,3 +145,38 @@ def test_unreadable_and_faceless_inputs_are_reported_not_fatal(predictions):
 def test_predictions_are_identical_across_runs_and_plots_written(predictions):
     pd.testing.assert_frame_equal(predictions["table"], predictions["again"])
     assert list(predictions["tmp"].glob("preds_*.png"))
+
+
+def test_prediction_output_is_checked_before_any_work(tmp_path, monkeypatch):
+    existing = tmp_path / "preds.csv"
+    existing.write_text("keep me")
+    with pytest.raises(ValueError, match=r"preds\.csv exists.*--overwrite"):
+        predict_inputs(tmp_path / "no_model", [], existing)
+    assert existing.read_text() == "keep me"
+    with pytest.raises(ValueError, match="failures.csv is the failure table"):
+        predict_inputs(tmp_path / "no_model", [], tmp_path / "failures.csv")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("au_llm.io_utils.tempfile.mkstemp", read_only)
+    with pytest.raises(OutputError, match=r"cannot write .*ro: Read-only file system"):
+        predict_inputs(tmp_path / "no_model", [], tmp_path / "ro" / "preds.csv")
+
+
+def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path, monkeypatch):
+    model, model_dir, _ = deployed
+    elsewhere = tmp_path / "config_cache"
+    cfg = dataclasses.replace(
+        model.cfg, data=dataclasses.replace(model.cfg.data, cache_dir=str(elsewhere))
+    )
+    monkeypatch.setattr(deploy, "load_deployed", lambda _: dataclasses.replace(model, cfg=cfg))
+    manifest = tmp_path / "one.csv"
+    read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
+    out = tmp_path / "out" / "preds.csv"
+    predict_inputs(model_dir, [manifest], out)
+    assert len(pd.read_csv(out)) == 1
+    assert not elsewhere.exists()
+    assert (tmp_path / "out" / "cache").is_dir()
+    predict_inputs(model_dir, [manifest], out, overwrite=True)
+    assert len(pd.read_csv(out)) == 1

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from au_llm.answers import parse_answer
 from au_llm.config import save_config
@@ -20,11 +22,14 @@ from au_llm.protocol import (
     check_no_clip_leak,
     check_no_subject_leak,
     cross_folds,
+    fold_paths,
     loso_folds,
     parse_shard,
     run_protocol,
     select_folds,
+    start_run,
 )
+from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import compute_tables
 from tests.conftest import tiny_config
 
@@ -292,3 +297,79 @@ def test_text_answers_are_written_parsed_and_reported_beside_the_linear_head(tin
     per_au = pd.read_csv(run_dir / "metrics_per_au.csv")
     assert set(per_au["head"]) == {"linear", "text:list", "text:json"}
     assert "Text answers, format `list`" in (run_dir / "report.md").read_text()
+
+
+def _keys(rows: list[tuple[str, str, str]], prints: list[str] | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["dataset", "subject", "clip"])
+    if prints is not None:
+        frame["fingerprint"] = prints
+    return frame
+
+
+def test_copied_clips_under_another_subject_are_refused_naming_both(tiny_data, tmp_path):
+    manifest = read_manifest(tiny_data.casme2)
+    subject = manifest["subject"].iloc[0]
+    copies = manifest[manifest["subject"] == subject].assign(subject=subject.upper() + "X")
+    copies["clip"] = copies["clip"] + "_renamed"
+    path = tmp_path / "leaky.csv"
+    pd.concat([manifest, copies]).to_csv(path, index=False)
+    cfg = tiny_config(tiny_data, tmp_path, "leaky", "loso", f"data.manifests=['{path}']")
+    clip = manifest["clip"].iloc[0]
+    both = rf"casme2/{subject}/{clip} \(train\) = casme2/{subject.upper()}X/{clip}_renamed \(test\)"
+    with pytest.raises(LeakageError, match=both):
+        run_protocol(cfg, progress=False)
+    assert not (tmp_path / "leaky" / "folds").exists()
+
+
+def test_cross_domain_target_made_of_renamed_source_clips_is_refused():
+    source = _keys([("casme2", "sub01", "a"), ("casme2", "sub02", "b")], ["p1", "p2"])
+    target = _keys([("samm", "006", "x"), ("samm", "007", "y")], ["p3", "p2"])
+    with pytest.raises(LeakageError, match=r"casme2/sub02/b \(train\) = samm/007/y \(test\)"):
+        cross_folds(source, target)
+    assert cross_folds(source, target.assign(fingerprint=["p3", "p4"]))[0].name == "casme2_to_samm"
+
+
+def test_fold_names_and_files_never_collide(tmp_path):
+    manifest = _keys([("x-y", "z", "a"), ("x", "y-z", "b"), ("x", "../../../../ESCAPED", "c")])
+    names = [fold.name for fold in loso_folds(manifest)]
+    assert len(set(names)) == 3
+    paths = [fold_paths(tmp_path, 1, name)[0] for name in names]
+    assert len(set(paths)) == 3
+    for path in paths:
+        assert path.parent == tmp_path / "folds" / "seed1"
+
+
+def test_run_name_must_be_one_folder_name(tiny_data, tmp_path):
+    for name in ("../../x", "a/b", ".."):
+        cfg = tiny_config(tiny_data, tmp_path / "runs", "x")
+        cfg.name = name
+        with pytest.raises(ValueError, match="run name .*must lie directly in out_dir"):
+            start_run(cfg)
+    assert not any(tmp_path.rglob("config.yaml"))
+
+
+def test_folds_with_another_thread_count_are_refused(loso_run, tiny_data, tmp_path):
+    _, run_dir, _ = loso_run
+    threads = torch.get_num_threads()
+    other = tiny_config(tiny_data, run_dir.parent, "loso", "loso", "train.num_threads=2")
+    try:
+        with pytest.raises(ValueError, match=r"computed with 1 CPU threads, this process uses 2"):
+            run_protocol(other, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    record = sorted((copy / "folds").glob("seed*/*.json"))[0]
+    record.write_text(json.dumps({**json.loads(record.read_text()), "num_threads": 3}))
+    with pytest.raises(ValueError, match="different CPU thread counts"):
+        build_report(copy)
+
+
+def test_stale_temporaries_of_a_run_are_removed_at_start(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, "tmp")
+    stale = tmp_path / "tmp" / "folds" / "seed1" / ".sub01.csv.k1ll3d.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    start_run(cfg)
+    assert not stale.exists()

@@ -6,6 +6,7 @@ one row per usable clip. Manifests are built by :func:`au_llm.data.build.build_m
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ import pandas as pd
 
 from au_llm.data.au_codes import format_aus, parse_aus
 from au_llm.io_utils import atomic_write_csv
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = [
     "dataset",
@@ -39,10 +42,60 @@ DEFAULT_FPS = 200.0
 DEFAULT_DATASET = "custom"
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
+ID_COLUMNS = ("dataset", "subject", "clip")
+_UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 class ManifestError(ValueError):
     """A manifest cannot be built or read; the message names the file, the row or clip, and why."""
+
+
+def id_problem(column: str, value: str) -> str | None:
+    """Why ``value`` cannot be a ``dataset``/``subject``/``clip`` id, or None when it can.
+
+    Ids name files and folders (cache entries, fold results), so each must be one safe name: not
+    empty, not ``.`` or ``..``, without a slash, a backslash or a control character.
+    """
+    text = value.strip()
+    if not text:
+        return f"{column} is empty"
+    if text in (".", ".."):
+        return f"{column} {value!r} is not a name"
+    if _UNSAFE_ID.search(value):
+        return (
+            f"{column} {value!r} contains a path separator or a control character; "
+            "expected a single name such as sub01"
+        )
+    return None
+
+
+def _subject_key(subject: str) -> str:
+    """``subject`` without case, spaces, a ``sub`` prefix and zero padding (``SUB 01`` -> ``1``)."""
+    text = re.sub(r"\s+", "", subject.lower())
+    text = re.sub(r"^sub(?=\d)", "", text)
+    return re.sub(r"\d+", lambda m: str(int(m.group())), text)
+
+
+def similar_subjects(frame: pd.DataFrame) -> list[str]:
+    """Warnings for subject ids of one dataset that differ only by case, padding or spaces.
+
+    LOSO treats ``sub1``, ``sub01`` and ``SUB01`` as three people: when they are one, their
+    clips leak between the train and test sides of a fold.
+    """
+    warnings = []
+    for dataset, rows in frame.groupby("dataset", sort=True):
+        groups: dict[str, set[str]] = {}
+        for subject in rows["subject"].astype(str).unique():
+            groups.setdefault(_subject_key(subject), set()).add(subject)
+        for names in groups.values():
+            if len(names) > 1:
+                listed = ", ".join(repr(name) for name in sorted(names))
+                warnings.append(
+                    f"dataset {dataset}: subjects {listed} differ only by case, padding or "
+                    "spaces; they are treated as different people (rename them to one id if "
+                    "they are the same person)"
+                )
+    return warnings
 
 
 def typed_frame(records: list[dict[str, object]]) -> pd.DataFrame:
@@ -135,7 +188,8 @@ def read_manifest(path: Path) -> pd.DataFrame:
         The manifest, columns :data:`MANIFEST_COLUMNS` first, extra columns after.
 
     Raises:
-        ManifestError: Missing file, missing column, or a value of the wrong type; the message
+        ManifestError: Missing file, missing column, a value of the wrong type, an id that is
+            not a single safe name (see :func:`id_problem`), or a clip listed twice; the message
             names the file, the row (header = row 1) and the column.
     """
     path = Path(path)
@@ -156,9 +210,21 @@ def read_manifest(path: Path) -> pd.DataFrame:
         data["au_raw"] = data["aus"]
     base = path.parent.resolve()
     records = []
+    seen: dict[tuple[str, ...], int] = {}
     for index, row in enumerate(data.to_dict("records")):
         number = index + 2
         record: dict[str, object] = dict(row)
+        for column in ID_COLUMNS:
+            problem = id_problem(column, row[column])
+            if problem is not None:
+                raise ManifestError(f"{path}, row {number}: {problem}")
+        identity = tuple(row[column] for column in ID_COLUMNS)
+        if identity in seen:
+            raise ManifestError(
+                f"{path}, row {number}: clip {'/'.join(identity)} is listed again (first at row "
+                f"{seen[identity]}); each clip must appear once"
+            )
+        seen[identity] = number
         for column in INT_COLUMNS:
             record[column] = _int_value(path, number, column, row[column])
         try:
@@ -184,6 +250,8 @@ def read_manifest(path: Path) -> pd.DataFrame:
     )
     for column in extra:
         frame[column] = [record[column] for record in records]
+    for warning in similar_subjects(frame):
+        logger.warning("%s: %s", path, warning)
     return frame
 
 

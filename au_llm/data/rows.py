@@ -22,7 +22,7 @@ import pandas as pd
 from au_llm.data.au_codes import cell_text, format_aus, parse_au_cell
 from au_llm.data.errata import FRAME_FIELDS, Erratum
 from au_llm.data.frames import describe_missing, missing_frames, scan_frames
-from au_llm.data.manifest import ManifestError, typed_frame
+from au_llm.data.manifest import ManifestError, similar_subjects, typed_frame
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,18 @@ class BuildReport:
         self.warnings.append(text)
 
     def result(self, records: list[dict[str, object]]) -> ManifestResult:
-        """The manifest of ``records`` with the skipped clips and warnings collected."""
-        return ManifestResult(typed_frame(records), self.skipped, self.warnings, str(self.source))
+        """The manifest of ``records`` with the skipped clips and warnings collected.
+
+        Subject ids that differ only by case, padding or spaces are warned about (raises when
+        strict).
+        """
+        frame = typed_frame(records)
+        for message in similar_subjects(frame):
+            if self.strict:
+                raise ManifestError(f"{self.source}: {message} (strict mode)")
+            logger.warning("%s: %s", self.source, message)
+            self.warnings.append(message)
+        return ManifestResult(frame, self.skipped, self.warnings, str(self.source))
 
 
 @dataclass

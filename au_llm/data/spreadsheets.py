@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from au_llm.data.au_codes import cell_text
 from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
-from au_llm.data.manifest import ManifestError
+from au_llm.data.manifest import ManifestError, id_problem
 from au_llm.data.rows import (
     BAD_ROW,
     DUPLICATE,
@@ -83,7 +84,12 @@ class _Sheet:
 
 
 def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
-    """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values."""
+    """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values.
+
+    Raises:
+        ManifestError: The file is missing, not a workbook, or damaged (e.g. a broken deflate
+            stream inside the .xlsx), naming the file.
+    """
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".xlsm", ".csv"):
         raise ManifestError(f"{path}: expected an .xlsx or .csv annotation file")
@@ -92,44 +98,77 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 return [(path.name, [tuple(row) for row in csv.reader(handle)])]
         workbook = openpyxl.load_workbook(path, data_only=True)
+        try:
+            return [
+                (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
+                for sheet in workbook.worksheets
+            ]
+        finally:
+            workbook.close()
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{path}: cannot read the annotation file ({exc})") from exc
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
-        raise ManifestError(f"{path}: not a readable .xlsx workbook ({exc})") from exc
-    try:
-        return [
-            (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
-            for sheet in workbook.worksheets
-        ]
-    finally:
-        workbook.close()
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        InvalidFileException,
+        KeyError,
+        ValueError,
+    ) as exc:
+        raise ManifestError(
+            f"{path}: not a readable .xlsx workbook, the file is damaged ({type(exc).__name__}: "
+            f"{exc}); expected an intact .xlsx, e.g. saved again from Excel"
+        ) from exc
 
 
 def _header_name(value: object) -> str:
     return re.sub(r"[^a-z0-9]", "", value.lower()) if isinstance(value, str) else ""
 
 
+def _sheet_table(path: Path, title: str, rows: list[tuple[object, ...]]) -> _Sheet | None:
+    """The table of one sheet from its header row, or None when the sheet has no header row."""
+    for index, values in enumerate(rows):
+        names = [_header_name(value) for value in values]
+        if "subject" not in names or "filename" not in names:
+            continue
+        columns: dict[str, int] = {}
+        for column, name in enumerate(names):
+            role = _HEADER_ROLES.get(name)
+            if role is not None and role not in columns:
+                columns[role] = column
+        missing = [label for role, label in _SHEET_REQUIRED.items() if role not in columns]
+        if missing:
+            raise ManifestError(
+                f"{path}: the header (sheet {title!r}, row {index + 1}) has no "
+                f"{missing[0]!r} column; expected the columns "
+                f"{', '.join(_SHEET_REQUIRED.values())}"
+            )
+        data = [(number + 1, rows[number]) for number in range(index + 1, len(rows))]
+        return _Sheet(columns, data)
+    return None
+
+
 def _find_table(path: Path) -> _Sheet:
-    """Locate the header row (the first row with ``Subject`` and ``Filename`` cells)."""
+    """Locate the annotation table: the first header row followed by at least one data row.
+
+    A header row has ``Subject`` and ``Filename`` cells; every sheet is searched.
+
+    Raises:
+        ManifestError: No sheet has a header row, or no header row is followed by data rows.
+    """
+    empty = []
     for title, rows in _read_sheets(path):
-        for index, values in enumerate(rows):
-            names = [_header_name(value) for value in values]
-            if "subject" not in names or "filename" not in names:
-                continue
-            columns: dict[str, int] = {}
-            for column, name in enumerate(names):
-                role = _HEADER_ROLES.get(name)
-                if role is not None and role not in columns:
-                    columns[role] = column
-            missing = [label for role, label in _SHEET_REQUIRED.items() if role not in columns]
-            if missing:
-                raise ManifestError(
-                    f"{path}: the header (sheet {title!r}, row {index + 1}) has no "
-                    f"{missing[0]!r} column; expected the columns "
-                    f"{', '.join(_SHEET_REQUIRED.values())}"
-                )
-            data = [(number + 1, rows[number]) for number in range(index + 1, len(rows))]
-            return _Sheet(columns, data)
+        table = _sheet_table(path, title, rows)
+        if table is None:
+            continue
+        if any(cell_text(value).strip() for _, values in table.rows for value in values):
+            return table
+        empty.append(repr(title))
+    if empty:
+        raise ManifestError(
+            f"{path}: the header row of sheet {', '.join(empty)} is followed by no data rows; "
+            "expected one row per clip below the header"
+        )
     raise ManifestError(
         f"{path}: no header row found (expected a row with 'Subject' and 'Filename' cells)"
     )
@@ -197,6 +236,8 @@ def _row_identity(
         problems.append("no subject")
     if not clip:
         problems.append("no filename")
+    elif id_problem("Filename", clip) is not None:
+        problems.append(f"Filename {clip!r} with a path separator or a control character")
     return subject or cell_text(raw_subject).strip(), clip, "; ".join(problems) or None
 
 

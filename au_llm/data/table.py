@@ -8,7 +8,9 @@ from pathlib import Path
 from au_llm.data.manifest import (
     DEFAULT_DATASET,
     DEFAULT_FPS,
+    ID_COLUMNS,
     ManifestError,
+    id_problem,
     parse_bool,
     read_csv_strings,
     resolve_path,
@@ -138,6 +140,10 @@ def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
             report.skip(BAD_ROW, f"row has no {missing}", subject, clip, number)
             continue
         identity = (row.get("dataset", "").strip() or DEFAULT_DATASET, subject, clip)
+        problems = [id_problem(c, v) for c, v in zip(ID_COLUMNS, identity, strict=True)]
+        if any(problems):
+            report.skip(BAD_ROW, next(p for p in problems if p), subject, clip, number)
+            continue
         if identity in seen:
             first = seen[identity]
             report.skip(

@@ -69,14 +69,19 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
 
 
 def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -> None:
-    """Raise if the base LLM available now is not the one the checkpoint was trained on."""
+    """Raise if the base LLM available now is not the one the checkpoint was trained on.
+
+    The weights fingerprint is compared when the checkpoint recorded one (weights replaced at
+    the same path with the same config are refused).
+    """
     if saved is None or current is None:
         if saved != current:
             raise ValueError(
                 f"{model_dir}: checkpoint base LLM {saved} does not match the current {current}"
             )
         return
-    if any(saved.get(key) != current.get(key) for key in _IDENTITY_KEYS):
+    keys = [*_IDENTITY_KEYS, *(["weights_sha256"] if saved.get("weights_sha256") else [])]
+    if any(saved.get(key) != current.get(key) for key in keys):
         raise ValueError(
             f"{model_dir}: the checkpoint was trained on base LLM {saved}, but the base LLM "
             f"loaded now is {current}; the LoRA adapters only fit the original base"

@@ -98,7 +98,9 @@ class BaseLLM:
         model: The Hugging Face causal LM (frozen; LoRA adapters are injected into it).
         tokenizer: Prompt tokenizer.
         hidden_size: Width of the LM's hidden states.
-        identity: ``{"source", "path", "config_sha256", "seed"}``; checkpoints record it.
+        identity: ``{"source", "path", "config_sha256", "seed", "weights_sha256"}`` (weights
+            fingerprint of a ``source: path`` LLM, see :func:`weights_sha256`); checkpoints record
+            it.
     """
 
     model: nn.Module
@@ -112,6 +114,21 @@ def config_sha256(config: Any) -> str:
     data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
     text = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def weights_sha256(model: nn.Module, samples: int = 64) -> str:
+    """Fingerprint of a model's weights (other weights at the same path give another one).
+
+    Hashes every tensor's name, shape and up to ``samples`` of its values taken at an even
+    stride, so it stays cheap for billions of weights.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        picked = flat[:: max(1, flat.numel() // samples)][:samples]
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(picked.to(torch.float64).cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
@@ -195,6 +212,7 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
         "path": path,
         "config_sha256": config_sha256(config),
         "seed": seed,
+        "weights_sha256": weights_sha256(model) if cfg.source == "path" else None,
     }
     logger.info("loaded base LLM %s", identity)
     return BaseLLM(model, tokenizer, int(config.hidden_size), identity)

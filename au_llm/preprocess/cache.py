@@ -6,6 +6,9 @@ Layout::
     <root>/<settings hash>/index.csv             one row per cached clip (see write_index)
     <root>/<settings hash>/<dataset>/<subject>_<clip>_<key[:16]>.npz
 
+(names made safe file names by :func:`~au_llm.io_utils.safe_component`, so every file stays
+inside the settings folder).
+
 Each file holds the FULL onset..offset range at the target size (``frames [T, H, W, C]`` uint8,
 ``numbers [T]`` int64, ``meta`` a JSON string, ``transforms [T, 2, 3]`` the alignment matrices), so
 temporal sampling happens when clips are loaded and changing the number of sampled frames needs no
@@ -16,13 +19,17 @@ settings that mode uses; never ``workers``) and its source: dataset, subject, cl
 the normalised ``frames_dir`` / ``video`` path string as written in the manifest, onset and
 offset. File contents and modification times are not hashed: after replacing source frames in
 place, delete the cache folder (or use another ``cache_dir``).
+
+Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, a hash of the
+decoded onset and apex source frames
+(:func:`~au_llm.preprocess.readers.content_fingerprint`): the protocols refuse a fold whose train
+and test sides share one, whatever the clips are called.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,10 +41,18 @@ import pandas as pd
 
 from au_llm.config import PreprocessConfig
 from au_llm.data.fields import clip_name, frame_range, source_path, text_field
-from au_llm.io_utils import atomic_open, atomic_write_csv, atomic_write_text
+from au_llm.io_utils import (
+    atomic_open,
+    atomic_write_csv,
+    atomic_write_text,
+    probe_writable,
+    remove_stale_temporaries,
+    safe_component,
+)
 
-# Bump when alignment code changes the pixels it writes, so old cache files are not reused.
-CACHE_VERSION = 1
+# Bump when alignment code changes the pixels or the metadata it writes, so old cache files are
+# not reused (2: the content fingerprint in each clip's meta).
+CACHE_VERSION = 2
 
 INDEX_COLUMNS = (
     "key",
@@ -48,6 +63,7 @@ INDEX_COLUMNS = (
     "frames",
     "fallback",
     "landmark_confidence",
+    "fingerprint",
 )
 
 
@@ -97,10 +113,6 @@ def _digest(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
-
-
 class ClipCache:
     """Aligned clips on disk, keyed by preprocessing settings and source.
 
@@ -133,9 +145,18 @@ class ClipCache:
 
     def path(self, row: Mapping[str, Any]) -> Path:
         """File of a row's cached clip (it may not exist yet)."""
-        name = f"{_safe(text_field(row, 'subject'))}_{_safe(text_field(row, 'clip'))}"
-        dataset = _safe(text_field(row, "dataset"))
-        return self.folder / dataset / f"{name}_{self.key(row)[:16]}.npz"
+        name = f"{text_field(row, 'subject')}_{text_field(row, 'clip')}_{self.key(row)[:16]}"
+        dataset = safe_component(text_field(row, "dataset"))
+        return self.folder / dataset / f"{safe_component(name)}.npz"
+
+    def prepare_writes(self) -> None:
+        """Check that the cache folder is writable and remove temporaries left by a killed write.
+
+        Raises:
+            OutputError: The folder cannot be written (read-only, full, no permission).
+        """
+        probe_writable(self.folder)
+        remove_stale_temporaries(self.folder)
 
     def has(self, row: Mapping[str, Any]) -> bool:
         """Whether the row's clip is cached with the current settings."""

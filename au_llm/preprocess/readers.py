@@ -8,11 +8,15 @@ Frame numbers:
 * Videos (mp4, avi, anything decord reads): ``onset`` and ``offset`` are **0-based frame
   indices** into the decoded stream (frame 0 is the first frame).
 
-Images are returned as uint8 RGB; grayscale images are replicated to three channels.
+Images are returned as uint8 RGB; grayscale images are replicated to three channels. A frame
+whose size differs from the clip's other frames, and a JPEG file cut short (no end-of-image marker
+after its last scan, which libjpeg only reports as "Premature end of JPEG file" and decodes with
+grey fill), raise :class:`~au_llm.data.fields.ClipReadError`: the clip is reported and excluded.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +28,20 @@ import numpy as np
 
 from au_llm.data.fields import ClipReadError, clip_name, frame_range, source_path
 from au_llm.data.frames import describe_missing, index_frames, missing_frames
+
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_JPEG_EOI = b"\xff\xd9"
+_JPEG_SOS = b"\xff\xda"
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """Whether JPEG bytes end their last scan with an end-of-image marker (not cut short).
+
+    Inside entropy-coded data every 0xFF byte is followed by 0x00 or a restart marker, so an
+    ``FF D9`` after the last ``FF DA`` (start of scan) can only be the real end of the image.
+    """
+    sos = data.rfind(_JPEG_SOS)
+    return sos >= 0 and data.rfind(_JPEG_EOI) > sos
 
 
 class FrameSource(Protocol):
@@ -69,16 +87,38 @@ class FolderSource:
                 missing[0],
             )
         self.files = [files[int(n)] for n in self.numbers]
+        self._size: tuple[int, int, int] | None = None
 
     def read(self, i: int) -> np.ndarray:
-        """Decode frame ``i`` (position in ``numbers``) as ``[H, W, 3]`` uint8 RGB."""
-        path = self.files[i]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        """Decode frame ``i`` (position in ``numbers``) as ``[H, W, 3]`` uint8 RGB.
+
+        Raises:
+            ClipReadError: The file cannot be decoded, is a truncated JPEG, or its size differs
+                from the clip's frames read before.
+        """
+        path, number = self.files[i], int(self.numbers[i])
+        where = f"clip {self.name}: frame {number} ({path})"
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ClipReadError(f"{where}: cannot read the file: {exc}", path, number) from exc
+        if Path(path).suffix.lower() in _JPEG_SUFFIXES and not jpeg_complete(data):
             raise ClipReadError(
-                f"clip {self.name}: cannot decode frame {int(self.numbers[i])}: {path}",
+                f"{where}: truncated JPEG (no end-of-image marker); expected a complete file",
                 path,
-                int(self.numbers[i]),
+                number,
+            )
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ClipReadError(f"{where}: cannot decode the image", path, number)
+        if self._size is None:
+            self._size = image.shape
+        elif image.shape != self._size:
+            raise ClipReadError(
+                f"{where}: size {image.shape[1]}x{image.shape[0]}, expected "
+                f"{self._size[1]}x{self._size[0]} like the clip's other frames",
+                path,
+                number,
             )
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -141,6 +181,26 @@ class VideoSource:
     def close(self) -> None:
         """Drop the decoder."""
         self._reader = None
+
+
+def content_fingerprint(source: FrameSource, apex: int) -> str:
+    """SHA-256 of a clip's decoded onset and apex frames: equal pixels give equal fingerprints.
+
+    Args:
+        source: The clip's frames.
+        apex: The apex frame number (the middle frame is used when it is outside the clip).
+
+    Returns:
+        The hex digest; clips copied under another dataset, subject or clip name share it.
+    """
+    numbers = [int(n) for n in source.numbers]
+    apex_index = numbers.index(apex) if apex in numbers else len(numbers) // 2
+    digest = hashlib.sha256()
+    for index in (0, apex_index):
+        frame = np.ascontiguousarray(source.read(index))
+        digest.update(str(frame.shape).encode())
+        digest.update(frame.tobytes())
+    return digest.hexdigest()
 
 
 def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:

@@ -1,9 +1,13 @@
 """Batch preprocessing of a manifest into the aligned-clip cache, with a per-clip report.
 
 Clips already cached with the same settings are skipped (status ``cached``), so an interrupted run
-resumes where it stopped; every cache file is written atomically. A clip whose frames cannot be
-read is reported ``failed`` and the batch goes on (unless ``strict``). Work runs in the calling
-process (``workers: 0``) or in ``workers`` spawned processes, each with its own landmarker.
+resumes where it stopped; every cache file is written atomically, and an unreadable cache file is
+preprocessed again. A clip whose frames cannot be read is reported ``failed`` and the batch goes on
+(unless ``strict``); a failure to write the cache itself (full disk, read-only folder) is not a
+problem of the clip and stops the batch with :class:`~au_llm.io_utils.OutputError`, and a cache
+folder that cannot be written fails before any clip is read. Work runs in the calling process
+(``workers: 0``) or in ``workers`` spawned processes, each with its own landmarker; a worker exits
+when its parent process dies.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -22,11 +28,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from au_llm.data.fields import ClipReadError, clip_name, text_field
-from au_llm.io_utils import atomic_write_csv
+from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import CacheError, ClipCache, read_meta
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import open_clip
+from au_llm.preprocess.readers import content_fingerprint, open_clip
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +46,10 @@ REPORT_COLUMNS = (
     "frames",
     "seconds",
     "error",
+    "fingerprint",
 )
 STATUSES = ("ok", "fallback", "failed", "cached")
+PARENT_CHECK_SECONDS = 1.0
 
 
 class PreprocessError(RuntimeError):
@@ -63,6 +71,7 @@ def _record(row: Mapping[str, Any], status: str, **values: Any) -> dict[str, Any
         "frames": 0,
         "seconds": 0.0,
         "error": "",
+        "fingerprint": "",
     }
     record.update(values)
     return record
@@ -80,12 +89,16 @@ def process_clip(
 
     Returns:
         A report record (keys ``REPORT_COLUMNS``) with status ``ok``, ``fallback`` or ``failed``.
+
+    Raises:
+        OutputError: The cache file cannot be written (a problem of the cache, not of the clip).
     """
     start = time.perf_counter()
     try:
         source = open_clip(row)
         try:
             result = align_source(source, cache.cfg, landmarker)
+            fingerprint = content_fingerprint(source, int(row["apex"]))
         finally:
             source.close()
         info = {
@@ -93,8 +106,11 @@ def process_clip(
             "landmark_confidence": result.confidence,
             "detections": result.detections,
             "frames": len(result.numbers),
+            "fingerprint": fingerprint,
         }
         cache.save(row, result.frames, result.numbers, info, result.transforms)
+    except OutputError:
+        raise
     except ClipReadError as exc:
         logger.warning("%s", exc)
         return _record(row, "failed", error=str(exc), seconds=time.perf_counter() - start)
@@ -111,12 +127,27 @@ def process_clip(
         fallback=result.fallback,
         frames=len(result.numbers),
         seconds=time.perf_counter() - start,
+        fingerprint=fingerprint,
     )
 
 
+def watch_parent(parent: int, interval: float = PARENT_CHECK_SECONDS) -> None:
+    """End this process at once when its parent ``parent`` is gone (it is reparented).
+
+    Runs forever; start it in a daemon thread.
+    """
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)
+
+
 def _init_worker(cache: ClipCache) -> None:
-    """Pool initializer: the run's cache and one landmarker per worker, single-threaded OpenCV."""
+    """Pool initializer: the run's cache and one landmarker per worker, single-threaded OpenCV.
+
+    A daemon thread ends the worker when the parent dies (a killed parent leaves no orphans).
+    """
     global _worker_cache, _worker_landmarker
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     cv2.setNumThreads(1)
     _worker_cache = cache
     _worker_landmarker = None if cache.cfg.mode == "none" else Landmarker.from_config(cache.cfg)
@@ -130,11 +161,14 @@ def _worker_task(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
-    try:
-        meta = read_meta(cache.path(row))
-    except CacheError as exc:
-        logger.warning("%s", exc)
-        meta = {}
+    """The report record of a cached clip.
+
+    Raises:
+        CacheError: The cache file is unreadable or has no fingerprint (it is then recomputed).
+    """
+    meta = read_meta(cache.path(row))
+    if not meta.get("fingerprint"):
+        raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint")
     confidence = meta.get("landmark_confidence")
     return _record(
         row,
@@ -142,6 +176,7 @@ def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
         landmark_confidence=math.nan if confidence is None else float(confidence),
         fallback=meta.get("fallback", ""),
         frames=int(meta.get("frames", 0)),
+        fingerprint=meta["fingerprint"],
     )
 
 
@@ -168,7 +203,12 @@ def preprocess_manifest(
     Returns:
         One report row per manifest row, in manifest order, with columns ``REPORT_COLUMNS``;
         ``status`` is ``ok``, ``fallback`` (aligned with a fallback, see ``fallback``),
-        ``failed`` (not cached; see ``error``) or ``cached`` (already in the cache).
+        ``failed`` (not cached; see ``error``) or ``cached`` (already in the cache);
+        ``fingerprint`` is the clip's content fingerprint (empty when failed).
+
+    Raises:
+        OutputError: The cache cannot be written (checked before any clip is read).
+        PreprocessError: A clip failed under ``strict``.
     """
     cfg = cache.cfg
     rows = manifest.to_dict("records")
@@ -182,10 +222,16 @@ def preprocess_manifest(
             logger.warning("%s", exc)
             _check_strict(records[i], strict)
             continue
-        if cached:
-            records[i] = _cached_record(row, cache)
-        else:
+        if not cached:
             todo.append(i)
+            continue
+        try:
+            records[i] = _cached_record(row, cache)
+        except CacheError as exc:
+            logger.warning("%s; the clip is preprocessed again", exc)
+            todo.append(i)
+    if todo:
+        cache.prepare_writes()
     with tqdm(
         total=len(rows),
         initial=len(rows) - len(todo),
@@ -243,6 +289,8 @@ def _run_pool(
             i = futures[future]
             try:
                 records[i] = future.result()
+            except OutputError:
+                raise
             except Exception as exc:  # a crashed worker process fails its clip, not the batch
                 message = f"clip {clip_name(rows[i])}: worker failed: {type(exc).__name__}: {exc}"
                 logger.warning("%s", message)

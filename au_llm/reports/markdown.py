@@ -17,6 +17,7 @@ from au_llm.reports.tables import (
     RunTables,
     format_metric,
     normalise_dataset,
+    partial_line,
 )
 
 
@@ -229,6 +230,11 @@ def _seeds_section(tables: RunTables, optimistic: bool) -> list[str]:
     return lines + _md_table(header, rows)
 
 
+def _partial_note(summary: Mapping[str, Any]) -> str:
+    """`` (partial: N of M folds ...)`` after the fold count of a partial run, else ``""``."""
+    return f" ({partial_line(summary['partial'])})" if summary.get("partial") else ""
+
+
 def _excluded_section(excluded_clips: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = ["## Excluded clips", ""]
     if not excluded_clips:
@@ -274,6 +280,11 @@ def write_markdown_report(
     out_dir = Path(out_dir)
     s = tables.summary
     lines = [f"# {title}", ""]
+    if s.get("partial"):
+        lines += [
+            f"> **{partial_line(s['partial'])}.** The numbers cover the finished folds only.",
+            "",
+        ]
     if optimistic:
         lines += [
             f"> **{OPTIMISTIC_NOTE}.** Per-AU decision thresholds were chosen on the pooled test "
@@ -284,8 +295,8 @@ def write_markdown_report(
     lines += [
         f"- Protocol: `{protocol}`; test datasets: {', '.join(s['datasets'])}",
         f"- AUs: {', '.join(f'AU{a}' for a in tables.aus)}",
-        f"- Folds: {s['n_folds']}; test clips: {s['n_clips']}; excluded clips: "
-        f"{len(excluded_clips)}",
+        f"- Folds: {s['n_folds']}{_partial_note(s)}; test clips: {s['n_clips']}; "
+        f"excluded clips: {len(excluded_clips)}",
         f"- Seeds: {', '.join(str(x) for x in s['seeds'])}",
         f"- Threshold policy: {_threshold_policy(config_summary, optimistic)}",
         "- Pooled metrics concatenate the test clips of all folds and compute each AU's metric "

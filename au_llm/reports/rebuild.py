@@ -2,7 +2,10 @@
 
 A protocol run writes one predictions CSV per finished fold (``folds/seed<S>/<fold>.csv``) next to
 its ``config.yaml`` and ``run.json``; :func:`build_report` turns whatever folds are finished into
-``predictions.csv``, the metric files, the plots and ``report.md``.
+``predictions.csv``, the metric files, the plots and ``report.md``. When some of the folds listed
+in ``run.json`` are not finished (a ``--shard``/``--folds`` run alone, or a run still going), the
+report, ``summary.json`` (``partial``) and the headline say "partial: N of M folds". Folds computed
+with different CPU thread counts are refused (their probabilities differ slightly).
 """
 
 from __future__ import annotations
@@ -40,6 +43,43 @@ def collect_predictions(run_dir: Path) -> pd.DataFrame:
     return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
 
 
+def check_threads(run_dir: Path) -> None:
+    """Refuse a run whose finished folds were computed with different CPU thread counts.
+
+    Raises:
+        ValueError: Naming one fold of each thread count.
+    """
+    seen: dict[int, str] = {}
+    for path in sorted((run_dir / "folds").glob("seed*/*.json")):
+        threads = json.loads(path.read_text()).get("num_threads")
+        if threads is not None:
+            seen.setdefault(int(threads), f"{path.parent.name}/{path.stem}")
+    if len(seen) > 1:
+        listed = ", ".join(f"{fold} with {n}" for n, fold in sorted(seen.items()))
+        raise ValueError(
+            f"{run_dir}: folds were computed with different CPU thread counts ({listed}); "
+            "results depend on it, so rerun the odd folds with the same train.num_threads"
+        )
+
+
+def partial_info(frame: pd.DataFrame, run_info: dict[str, Any]) -> dict[str, Any] | None:
+    """Finished vs expected (seed, fold) pairs when some are missing, else None.
+
+    Returns:
+        ``{"finished": N, "expected": M, "missing": ["seed<S>/<fold>", ...]}`` or None (all
+        finished, or ``run.json`` lists no folds).
+    """
+    folds, seeds = run_info.get("folds"), run_info.get("seeds")
+    if not folds or not seeds:
+        return None
+    expected = [(int(seed), str(fold)) for seed in seeds for fold in folds]
+    done = set(zip(frame["seed"].astype(int), frame["fold"].astype(str), strict=True))
+    missing = [f"seed{seed}/{fold}" for seed, fold in expected if (seed, fold) not in done]
+    if not missing:
+        return None
+    return {"finished": len(expected) - len(missing), "expected": len(expected), "missing": missing}
+
+
 def apply_oracle_thresholds(
     frame: pd.DataFrame, aus: list[int], grid: np.ndarray
 ) -> tuple[pd.DataFrame, dict[str, list[float]]]:
@@ -72,6 +112,7 @@ def build_report(run_dir: Path) -> RunTables:
     cfg = load_config(run_dir / "config.yaml")
     run_info = json.loads((run_dir / "run.json").read_text())
     aus = [int(a) for a in run_info["aus"]]
+    check_threads(run_dir)
     frame = collect_predictions(run_dir)
     optimistic = cfg.eval.threshold == "test-oracle"
     if optimistic:
@@ -86,6 +127,9 @@ def build_report(run_dir: Path) -> RunTables:
     if text_summary:
         tables.summary["text_answers"] = text_summary
         notes = answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
+    partial = partial_info(frame, run_info)
+    if partial is not None:
+        tables.summary["partial"] = partial
     atomic_write_csv(run_dir / "predictions.csv", mark_optimistic(frame) if optimistic else frame)
     write_metric_files(tables, run_dir, optimistic, text_per_au)
     datasets = sorted(frame["dataset"].unique())

@@ -376,6 +376,13 @@ def write_metric_files(
     atomic_write_text(out_dir / "summary.json", text + "\n")
 
 
+def partial_line(partial: dict[str, Any]) -> str:
+    """``partial: N of M folds (missing: ...)`` for a run's ``summary["partial"]``."""
+    missing = partial["missing"]
+    shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+    return f"partial: {partial['finished']} of {partial['expected']} folds (missing: {shown})"
+
+
 def headline_table(tables: RunTables, optimistic: bool = False) -> str:
     """A compact fixed-width table to print at the end of a run.
 
@@ -389,6 +396,8 @@ def headline_table(tables: RunTables, optimistic: bool = False) -> str:
     """
     header = f"{'AU':<6}{'binF1':>8}{'macroF1':>9}{'AUC':>8}{'alwaysPos':>11}{'pos':>7}"
     lines = [OPTIMISTIC_NOTE] if optimistic else []
+    if tables.summary.get("partial"):
+        lines.append(partial_line(tables.summary["partial"]))
     lines += [
         "binF1 = binary F1 (positive class); macroF1 = mean of pos./neg. class F1 (AU-LLM); "
         "alwaysPos = binary F1 of predicting every clip positive",

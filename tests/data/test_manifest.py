@@ -69,3 +69,53 @@ def test_au_label_matrix():
     assert au_label_matrix(frame, []).shape == (3, 0)
     with pytest.raises(ManifestError, match="clip b"):
         au_label_matrix(pd.DataFrame({"clip": ["b"], "aus": ["L12"]}), [12])
+
+
+def _manifest_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    """A minimal manifest CSV; each row overrides the defaults of one clip."""
+    base = {
+        "dataset": "custom",
+        "subject": "s1",
+        "clip": "c",
+        "frames_dir": "f",
+        "onset": "1",
+        "apex": "2",
+        "offset": "3",
+        "n_frames": "3",
+        "aus": "4",
+    }
+    pd.DataFrame([{**base, **row} for row in rows]).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("subject", "../../../../ESCAPED"),
+        ("subject", "grp/01"),
+        ("clip", "a\\b"),
+        ("dataset", ".."),
+        ("subject", ""),
+    ],
+)
+def test_ids_that_are_not_one_safe_name_are_rejected_naming_the_row(tmp_path, column, value):
+    path = _manifest_csv(tmp_path / "m.csv", [{}, {"clip": "d", column: value}])
+    with pytest.raises(ManifestError, match=rf"m\.csv, row 3: {column}"):
+        read_manifest(path)
+
+
+def test_duplicate_rows_are_rejected_naming_both_rows(tmp_path):
+    path = _manifest_csv(tmp_path / "m.csv", [{}, {"clip": "d"}, {}])
+    with pytest.raises(ManifestError, match=r"row 4: clip custom/s1/c is listed again.*row 2"):
+        read_manifest(path)
+
+
+def test_subject_ids_that_differ_only_by_case_or_padding_warn(tmp_path, caplog):
+    rows = [{"subject": "sub1"}, {"subject": "sub01"}, {"subject": "SUB 01"}, {"subject": "s2"}]
+    path = _manifest_csv(tmp_path / "m.csv", rows)
+    with caplog.at_level("WARNING"):
+        read_manifest(path)
+    assert "subjects 'SUB 01', 'sub01', 'sub1' differ only by case, padding or spaces" in (
+        caplog.text
+    )
+    assert "'s2'" not in caplog.text

@@ -1,5 +1,6 @@
 """CASME II and SAMM annotation spreadsheets -> manifests."""
 
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -10,6 +11,7 @@ from au_llm.data.errata import Errata, Erratum
 from au_llm.data.manifest import MANIFEST_COLUMNS, ManifestError, read_manifest, write_manifest
 from au_llm.data.spreadsheets import build_casme2, build_samm, subject_id
 from tests.data.helpers import (
+    CASME2_HEADER,
     by_clip,
     casme2_row,
     make_samm_frames,
@@ -318,3 +320,54 @@ def test_relative_root_is_stored_absolute_so_the_manifest_reads_back_anywhere(
     write_manifest(frame, out)
     back = read_manifest(out)
     assert all(Path(p).is_dir() for p in back["frames_dir"])
+
+
+def test_filename_with_a_path_separator_is_skipped_naming_the_row(tmp_path):
+    root = tmp_path / "root"
+    write_frames(root / "sub01" / "EP01", range(1, 4))
+    rows = [casme2_row(1, "EP01", 1, 2, 3, 4), casme2_row(1, "../sub02/EP01", 1, 2, 3, 4)]
+    result = build_casme2(root, write_casme2_xlsx(tmp_path / "c.xlsx", rows), errata=Errata.empty())
+    assert result.frame["clip"].tolist() == ["EP01"]
+    assert result.skipped[0].row == 3
+    assert "path separator" in result.skipped[0].reason
+
+
+def _damage_deflate(path: Path, member: str) -> None:
+    """Overwrite the start of ``member``'s deflate stream with an invalid block type."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30
+    name_length = int.from_bytes(data[start - 4 : start - 2], "little")
+    extra_length = int.from_bytes(data[start - 2 : start], "little")
+    start += name_length + extra_length
+    data[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_xlsx_is_a_clear_error_naming_the_file(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    coding = write_casme2_xlsx(tmp_path / "c.xlsx", [casme2_row(1, "EP01", 1, 2, 3, 4)])
+    _damage_deflate(coding, "xl/worksheets/sheet1.xml")
+    with pytest.raises(ManifestError, match=r"c\.xlsx: not a readable \.xlsx workbook.*damaged"):
+        build_casme2(root, coding)
+
+
+def test_the_sheet_with_header_and_rows_is_used_after_a_header_only_sheet(tmp_path):
+    root = tmp_path / "root"
+    write_frames(root / "sub01" / "EP01", range(1, 4))
+    workbook = openpyxl.Workbook()
+    workbook.active.append(CASME2_HEADER)
+    data = workbook.create_sheet("data")
+    data.append(CASME2_HEADER)
+    data.append(casme2_row(1, "EP01", 1, 2, 3, 4))
+    workbook.save(tmp_path / "two.xlsx")
+    result = build_casme2(root, tmp_path / "two.xlsx", errata=Errata.empty())
+    assert result.frame["clip"].tolist() == ["EP01"]
+    del workbook["data"]
+    workbook.save(tmp_path / "empty.xlsx")
+    with pytest.raises(
+        ManifestError, match=r"empty\.xlsx: the header row of sheet 'Sheet'.*no data"
+    ):
+        build_casme2(root, tmp_path / "empty.xlsx", errata=Errata.empty())

@@ -96,3 +96,18 @@ def test_table_duplicates_are_per_dataset(tmp_path):
     result = build_from_table(tmp_path / "t.csv")
     assert sorted(result.frame["dataset"]) == ["a", "b"]
     assert [s.reason for s in result.skipped] == ["clip listed again (first at row 2)"]
+
+
+def test_table_ids_with_path_separators_are_skipped_and_similar_subjects_warn(tmp_path):
+    write_frames(tmp_path / "f", range(1, 4))
+    base = {"dataset": "d", "clip": "c1", "frames_dir": "f", "onset": 1, "offset": 3, "aus": "4"}
+    subjects = ["../../../../ESCAPED", "grp/01", "sub1", "sub01"]
+    pd.DataFrame([{**base, "subject": s} for s in subjects]).to_csv(tmp_path / "t.csv", index=False)
+    result = build_from_table(tmp_path / "t.csv")
+    assert result.frame["subject"].tolist() == ["sub1", "sub01"]
+    assert [(s.subject, s.row) for s in result.skipped] == [
+        ("../../../../ESCAPED", 2),
+        ("grp/01", 3),
+    ]
+    assert all("path separator" in s.reason for s in result.skipped)
+    assert any("'sub01', 'sub1' differ only by case" in w for w in result.warnings)

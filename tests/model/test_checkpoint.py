@@ -76,7 +76,7 @@ def test_incomplete_checkpoint_raises(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
-def _save_local_hf_model(directory: Path, layers: int) -> None:
+def _save_local_hf_model(directory: Path, layers: int, seed: int = 0) -> None:
     """A tiny Qwen2 causal LM with a word-level tokenizer, saved as a local HF directory."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -96,7 +96,7 @@ def _save_local_hf_model(directory: Path, layers: int) -> None:
         num_attention_heads=4,
         num_key_value_heads=2,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     Qwen2ForCausalLM(config).save_pretrained(directory)
 
 
@@ -117,6 +117,19 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     # the directory now holds a different model: its config hash no longer matches
     _save_local_hf_model(model_dir, layers=2)
+    with pytest.raises(ValueError, match="only fit the original base"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
+    model_dir = tmp_path / "llm"
+    _save_local_hf_model(model_dir, layers=1)
+    cfg = tiny_config()
+    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, bf16=False)
+    model = _trained_model(cfg)
+    assert len(model.base_identity["weights_sha256"]) == 64
+    save_checkpoint(model, {}, tmp_path / "ckpt")
+    _save_local_hf_model(model_dir, layers=1, seed=1)  # same config, other weights
     with pytest.raises(ValueError, match="only fit the original base"):
         load_checkpoint(tmp_path / "ckpt")
 

@@ -95,3 +95,30 @@ def test_bmp_frames(tmp_path: Path) -> None:
     clip = read_clip(manifest_row("bmp", frames_dir=folder, onset=1, offset=3))
     assert clip.frames.shape == (3, 20, 24, 3)
     assert np.all(clip.frames == 7)
+
+
+def _tiny_folder(folder: Path, seed: int, count: int = 4, size: int = 24) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_folder(
+        folder, [rng.integers(0, 255, (size, size, 3), np.uint8) for _ in range(count)]
+    )
+
+
+def test_truncated_jpeg_fails_the_clip_naming_the_frame(tmp_path: Path) -> None:
+    folder = _tiny_folder(tmp_path / "clip", seed=1)
+    frame = folder / "img3.jpg"
+    data = frame.read_bytes()
+    frame.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(frame)) is not None  # libjpeg decodes it, grey-filled
+    row = manifest_row("clip", frames_dir=folder, onset=1, apex=2, offset=4)
+    with pytest.raises(ClipReadError, match=r"frame 3 .*img3\.jpg.*truncated JPEG"):
+        read_clip(row)
+
+
+def test_frame_of_another_size_fails_the_clip_naming_the_frame(tmp_path: Path) -> None:
+    folder = _tiny_folder(tmp_path / "clip", seed=1)
+    _tiny_folder(tmp_path / "big", seed=2, size=32)
+    (tmp_path / "big" / "img4.jpg").replace(folder / "img4.jpg")
+    row = manifest_row("clip", frames_dir=folder, onset=1, apex=2, offset=4)
+    with pytest.raises(ClipReadError, match=r"frame 4 .*size 32x32, expected 24x24"):
+        read_clip(row)

@@ -1,4 +1,8 @@
 import dataclasses
+import errno
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -7,6 +11,7 @@ import pandas as pd
 import pytest
 
 from au_llm.config import PreprocessConfig
+from au_llm.io_utils import OutputError
 from au_llm.preprocess import run
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import (
@@ -18,7 +23,7 @@ from au_llm.preprocess.run import (
     write_preprocess_report,
 )
 
-from .conftest import Clips
+from .conftest import Clips, manifest_row, write_folder
 
 CFG = PreprocessConfig(size=64, color="gray", mode="clip", workers=0)
 
@@ -125,3 +130,144 @@ def test_worker_pool(clips: Clips, tmp_path: Path) -> None:
     row = manifest.iloc[0].to_dict()
     pooled = ClipCache(tmp_path, cfg).load(row).frames
     assert np.array_equal(pooled, ClipCache(tmp_path / "here", CFG).load(row).frames)
+
+
+NONE = dataclasses.replace(CFG, size=16, mode="none")
+
+
+def _tiny_clips(root: Path, names: list[tuple[str, str, int]]) -> pd.DataFrame:
+    """Clips of 4 random 24x24 frames; ``(subject, clip, seed)``: equal seeds give equal pixels."""
+    rows = []
+    for subject, clip, seed in names:
+        rng = np.random.default_rng(seed)
+        frames = [rng.integers(0, 255, (24, 24, 3), np.uint8) for _ in range(4)]
+        folder = write_folder(root / subject / clip, frames, ext="png")
+        rows.append(
+            manifest_row(clip, frames_dir=folder, onset=1, apex=2, offset=4, subject=subject)
+        )
+    return pd.DataFrame(rows)
+
+
+def test_copied_clips_share_a_content_fingerprint_in_report_and_index(tmp_path: Path) -> None:
+    manifest = _tiny_clips(tmp_path, [("sub04", "a", 1), ("SUB4", "renamed", 1), ("sub05", "b", 2)])
+    cache = ClipCache(tmp_path / "cache", NONE)
+    report = preprocess_manifest(manifest, cache, progress=False)
+    prints = report["fingerprint"].tolist()
+    assert prints[0] == prints[1] != prints[2] and len(prints[0]) == 64
+    index = pd.read_csv(cache.folder / "index.csv")
+    assert sorted(index["fingerprint"]) == sorted(prints)
+    again = preprocess_manifest(manifest, cache, progress=False)
+    assert again["status"].tolist() == ["cached"] * 3
+    assert again["fingerprint"].tolist() == prints
+
+
+def test_full_disk_on_the_cache_is_fatal_naming_the_file(tmp_path: Path, monkeypatch) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1), ("s2", "b", 2)])
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("au_llm.io_utils.os.fsync", full)
+    monkeypatch.setattr("au_llm.io_utils.probe_writable", lambda folder: None)
+    monkeypatch.setattr("au_llm.preprocess.cache.probe_writable", lambda folder: None)
+    cache = ClipCache(tmp_path / "cache", NONE)
+    with pytest.raises(OutputError, match=rf"cannot write {cache.folder}/.*: No space left"):
+        preprocess_manifest(manifest, cache, progress=False)
+    assert len(calls) == 1  # stopped at the first write, not reported per clip
+
+
+def test_read_only_cache_fails_before_any_clip_is_read(tmp_path: Path, monkeypatch) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def never(*args, **kwargs):
+        raise AssertionError("a clip was read")
+
+    monkeypatch.setattr("au_llm.io_utils.tempfile.mkstemp", read_only)
+    monkeypatch.setattr(run, "open_clip", never)
+    cache = ClipCache(tmp_path / "cache", NONE)
+    with pytest.raises(OutputError, match=rf"cannot write {cache.folder}: Read-only file system"):
+        preprocess_manifest(manifest, cache, progress=False)
+
+
+def test_truncated_cache_file_is_recomputed(tmp_path: Path) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
+    cache = ClipCache(tmp_path / "cache", NONE)
+    preprocess_manifest(manifest, cache, progress=False)
+    path = cache.path(manifest.iloc[0].to_dict())
+    path.write_bytes(path.read_bytes()[:100])
+    report = preprocess_manifest(manifest, cache, progress=False)
+    assert report["status"].tolist() == ["ok"]
+    assert cache.load(manifest.iloc[0].to_dict()).frames.shape == (4, 16, 16, 1)
+
+
+def test_stale_temporaries_of_the_cache_are_removed_at_start(tmp_path: Path) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
+    cache = ClipCache(tmp_path / "cache", NONE)
+    stale = cache.folder / "casme2" / ".s1_a.npz.k1ll3d.tmp"
+    fresh = cache.folder / "casme2" / ".s1_b.npz.wr1t1ng.tmp"
+    for path in (stale, fresh):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    preprocess_manifest(manifest, cache, progress=False)
+    assert not stale.exists()
+    assert fresh.exists()  # may be another process's write in progress
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from au_llm.config import PreprocessConfig
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.run import _init_worker
+
+if __name__ == "__main__":
+    cache = ClipCache(sys.argv[1], PreprocessConfig(size=16, mode="none"))
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+        initargs=(cache,),
+    )
+    assert pool.submit(os.getpid).result() > 0
+    with open(sys.argv[2], "w") as handle:
+        handle.write(str(pool.submit(os.getpid).result()))
+    pool.submit(time.sleep, 120)
+    time.sleep(0.5)
+    os._exit(0)
+"""
+
+
+def test_workers_die_with_their_parent(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    pid_file = tmp_path / "worker.pid"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "cache"), str(pid_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    worker = int(pid_file.read_text())
+    deadline = time.time() + 10
+    while time.time() < deadline and _alive(worker):
+        time.sleep(0.2)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, 9)
+    assert not alive, "the worker outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
