@@ -51,6 +51,7 @@ from au_llm.model.llm import (
     lora_parameters,
     reset_lora,
 )
+from au_llm.model.packed import packed_last_hidden
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 
@@ -218,9 +219,9 @@ class AULLM(nn.Module):
         batch, length = suffix.shape[:2]
         if prefix_len == 0:
             return decoder(inputs_embeds=suffix, use_cache=False).last_hidden_state[:, -1]
-        if prompt_cache is None:
-            prompt_cache = self._prefix_cache(decoder, text[0])
-        elif prompt_cache.length != prefix_len:
+        if prompt_cache is None:  # one packed call: prefix and every sample's suffix
+            return packed_last_hidden(decoder, text[0], suffix)
+        if prompt_cache.length != prefix_len:
             raise ValueError(
                 f"prompt cache of {prompt_cache.length} tokens, but the prompt prefix has "
                 f"{prefix_len}: it was computed for another model"
