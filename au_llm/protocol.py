@@ -37,7 +37,14 @@ from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
-from au_llm.training import ModelHolder, fit, predict_probs, resolve_device, seed_everything
+from au_llm.training import (
+    ModelHolder,
+    fit,
+    predict_probs,
+    resolve_device,
+    seed_everything,
+    set_num_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +339,7 @@ def run_protocol(
     Returns:
         The run directory and its metric tables.
     """
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    set_num_threads(cfg.train)
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
     record_data(run_dir, data)

@@ -26,6 +26,7 @@ from au_llm.metrics import best_thresholds, threshold_grid
 from au_llm.model.engine import PromptCache
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.precision import bf16_native
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData
 from au_llm.preprocess.dataset import ClipDataset, collate
@@ -66,10 +67,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_num_threads(cfg: TrainConfig) -> int:
+    """Apply ``train.num_threads`` to torch (0 keeps torch's default); returns the count in use."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    return torch.get_num_threads()
+
+
 def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """bfloat16 autocast on CUDA when enabled; a disabled context elsewhere."""
+    """bfloat16 autocast when enabled and native on ``device``; a disabled context elsewhere."""
     return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda"
+        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and bf16_native(device)
     )
 
 
@@ -231,7 +239,7 @@ def clip_probs(
 ) -> np.ndarray:
     """AU probabilities ``[B, n_aus]`` (float64) of clips ``[B, C, T, H, W]``, without gradients.
 
-    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast on CUDA when
+    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast where native when
     ``bf16``, exactly as during training. ``prompt_cache`` comes from
     :func:`inference_prompt_cache` on the same weights.
     """
@@ -250,7 +258,7 @@ def predict_probs(
         model: A trained model.
         dataset: Clips to score (deterministic sampling).
         batch_size: Clips per forward pass.
-        bf16: bfloat16 autocast on CUDA.
+        bf16: bfloat16 autocast where native.
 
     Returns:
         ``(probs [N, n_aus] float64, metas)`` with one meta dict (dataset, subject, clip) per clip,

@@ -14,18 +14,19 @@ Two equivalent LLM paths:
   full causal LM on ``[prompt, visual]`` with ``output_hidden_states`` (vocabulary logits for every
   position included) and read ``hidden_states[-1]``.
 * fast (``fast_path: true``, default): the prompt ids are tokenised once (a buffer); only the
-  decoder body runs (no vocabulary logits); the text before the first visual token (the prefix) runs
-  once per forward with batch size 1 and ``use_cache``; its key/value cache is expanded to the batch
-  and only the visual token(s) and any later text run per sample, at positions after the prefix.
-  During training the prefix pass runs every step with gradients (LoRA changes its keys/values; its
-  LoRA-dropout mask is then shared by the batch). At inference the caller computes the prefix
-  once with :meth:`AULLM.prompt_cache` and passes it to every forward call
-  (:class:`~au_llm.model.engine.PromptCache`); the model itself keeps no cache.
+  decoder body runs (no vocabulary logits); the text before the first visual token (the prefix) is
+  computed once per forward, and only the visual token(s) and any later text run per sample, at
+  positions after the prefix. During training (no prompt cache) the prefix and all samples' suffixes
+  run as one packed sequence with a block attention mask (:mod:`au_llm.model.packed`; LoRA changes
+  the prefix's keys/values every step, and its LoRA-dropout mask is shared by the batch). At
+  inference the caller computes the prefix's keys/values once with :meth:`AULLM.prompt_cache` and
+  passes them to every forward call (:class:`~au_llm.model.engine.PromptCache`); the model itself
+  keeps no cache.
 
 The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
 LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
-device and casts the frozen base (bfloat16 on GPU when ``llm.bf16``): an explicit step, not a side
-effect of ``.to()``.
+device and casts the frozen base (``llm.dtype``; ``auto`` is bfloat16 where native): an explicit
+step, not a side effect of ``.to()``.
 
 ``llm.source: none`` is the ablation without an LLM: the same projector (output width
 ``llm.tiny.hidden_size``) feeds a linear head directly.
@@ -52,6 +53,7 @@ from au_llm.model.llm import (
     reset_lora,
 )
 from au_llm.model.packed import packed_last_hidden
+from au_llm.model.precision import bf16_native
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 
@@ -112,8 +114,10 @@ def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
 
 
 def frozen_base_dtype(cfg: LLMConfig, device: torch.device) -> torch.dtype:
-    """Dtype of the frozen base on ``device``: bfloat16 on GPU when ``llm.bf16``, else float32."""
-    return torch.bfloat16 if cfg.bf16 and device.type == "cuda" else torch.float32
+    """Dtype of the frozen base on ``device``: ``llm.dtype`` (``auto``: bfloat16 where native)."""
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if bf16_native(device) else torch.float32
+    return getattr(torch, cfg.dtype)
 
 
 class AULLM(nn.Module):
@@ -320,8 +324,8 @@ class AULLM(nn.Module):
 
         Args:
             device: Target device.
-            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (bfloat16 on
-                GPU when ``llm.bf16``, else float32).
+            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (from
+                ``llm.dtype``).
 
         Returns:
             The model itself.
