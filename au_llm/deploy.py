@@ -43,6 +43,7 @@ from au_llm.training import (
     predict_probs,
     resolve_device,
     seed_everything,
+    set_num_threads,
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    set_num_threads(cfg.train)
     data = prepare_data(cfg, out)
     seed = cfg.seeds[0]
     spec = ModelSpec.from_experiment(cfg, data.aus)

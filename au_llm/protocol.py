@@ -57,6 +57,7 @@ from au_llm.training import (
     predict_probs,
     resolve_device,
     seed_everything,
+    set_num_threads,
 )
 
 log = logging.getLogger(__name__)
@@ -451,8 +452,7 @@ def run_protocol(
     Returns:
         The run directory and its metric tables.
     """
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    set_num_threads(cfg.train)
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
     folds = protocol_folds(cfg, data)

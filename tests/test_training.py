@@ -10,7 +10,14 @@ from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.run import preprocess_manifest
-from au_llm.training import _epoch_loss, _loader, inner_split, make_scheduler, train_model
+from au_llm.training import (
+    _epoch_loss,
+    _loader,
+    inner_split,
+    make_optimizer,
+    make_scheduler,
+    train_model,
+)
 from tests.conftest import tiny_config
 
 
@@ -24,6 +31,28 @@ def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
         optimizer.step()
         scheduler.step()
     return lrs
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_fused_optimizer_equals_the_default_over_steps(name):
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(300, 40, generator=generator), torch.randn(40, generator=generator)]
+    grads = [[torch.randn(t.shape, generator=generator) for t in start] for _ in range(5)]
+    cfg = TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.05)
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    plain_params = [torch.nn.Parameter(t.clone()) for t in start]
+    fused = make_optimizer(fused_params, cfg)
+    assert fused.defaults["fused"]
+    plain_cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    plain = plain_cls(plain_params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    for step_grads in grads:
+        for params, optimizer in ((fused_params, fused), (plain_params, plain)):
+            for param, grad in zip(params, step_grads, strict=True):
+                param.grad = grad.clone()
+            optimizer.step()
+    for fused_param, plain_param, initial in zip(fused_params, plain_params, start, strict=True):
+        assert (fused_param - initial).abs().max() > 1e-2  # the steps moved the weights
+        torch.testing.assert_close(fused_param, plain_param, rtol=1e-5, atol=1e-6)
 
 
 def test_warmup_then_cosine_decay():

@@ -14,18 +14,19 @@ Two equivalent LLM paths:
   full causal LM on ``[prompt, visual]`` with ``output_hidden_states`` (vocabulary logits for every
   position included) and read ``hidden_states[-1]``.
 * fast (``fast_path: true``, default): the prompt ids are tokenised once (a buffer); only the
-  decoder body runs (no vocabulary logits); the text before the first visual token (the prefix) runs
-  once per forward with batch size 1 and ``use_cache``; its key/value cache is expanded to the batch
-  and only the visual token(s) and any later text run per sample, at positions after the prefix.
-  During training the prefix pass runs every step with gradients (LoRA changes its keys/values; its
-  LoRA-dropout mask is then shared by the batch). At inference the caller computes the prefix
-  once with :meth:`AULLM.prompt_cache` and passes it to every forward call
-  (:class:`~au_llm.model.engine.PromptCache`); the model itself keeps no cache.
+  decoder body runs (no vocabulary logits); the text before the first visual token (the prefix) is
+  computed once per forward, and only the visual token(s) and any later text run per sample, at
+  positions after the prefix. During training (no prompt cache) the prefix and all samples' suffixes
+  run as one packed sequence with a block attention mask (:mod:`au_llm.model.packed`; LoRA changes
+  the prefix's keys/values every step, and its LoRA-dropout mask is shared by the batch). At
+  inference the caller computes the prefix's keys/values once with :meth:`AULLM.prompt_cache` and
+  passes them to every forward call (:class:`~au_llm.model.engine.PromptCache`); the model itself
+  keeps no cache.
 
 The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
 LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
-device and casts the frozen base (bfloat16 on GPU when ``llm.bf16``): an explicit step, not a side
-effect of ``.to()``.
+device and casts the frozen base (``llm.dtype``; ``auto`` is bfloat16 where native): an explicit
+step, not a side effect of ``.to()``.
 
 ``llm.source: none`` is the ablation without an LLM: the same projector (output width
 ``llm.tiny.hidden_size``) feeds a linear head directly.
@@ -52,6 +53,8 @@ from au_llm.model.llm import (
     lora_parameters,
     reset_lora,
 )
+from au_llm.model.packed import packed_last_hidden
+from au_llm.model.precision import bf16_native
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 
@@ -113,8 +116,10 @@ def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
 
 
 def frozen_base_dtype(cfg: LLMConfig, device: torch.device) -> torch.dtype:
-    """Dtype of the frozen base on ``device``: bfloat16 on GPU when ``llm.bf16``, else float32."""
-    return torch.bfloat16 if cfg.bf16 and device.type == "cuda" else torch.float32
+    """Dtype of the frozen base on ``device``: ``llm.dtype`` (``auto``: bfloat16 where native)."""
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if bf16_native(device) else torch.float32
+    return getattr(torch, cfg.dtype)
 
 
 class AULLM(nn.Module):
@@ -214,8 +219,17 @@ class AULLM(nn.Module):
         return outputs.hidden_states[-1][:, -1]
 
     def _last_hidden_fast(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Tensor:
-        """Decoder body after the prompt prefix; returns the last final hidden state [B, H]."""
-        hidden, _ = self.decode(self.suffix_embeds(tokens), self._past(tokens, prompt_cache))
+        """Decoder body after the prompt prefix; returns the last final hidden state [B, H].
+
+        Without a prompt cache (training), the prefix and every sample's suffix run in one packed
+        decoder call (:func:`~au_llm.model.packed.packed_last_hidden`).
+        """
+        suffix = self.suffix_embeds(tokens)
+        prefix_len = self._segment_lengths[0]
+        if prompt_cache is None and prefix_len > 0:
+            prefix = self.llm.get_input_embeddings()(self.prompt_ids[:prefix_len])
+            return packed_last_hidden(self.llm.get_decoder(), prefix, suffix)
+        hidden, _ = self.decode(suffix, self._past(tokens, prompt_cache))
         return hidden[:, -1]
 
     def suffix_embeds(self, tokens: Tensor) -> Tensor:
@@ -402,8 +416,8 @@ class AULLM(nn.Module):
 
         Args:
             device: Target device.
-            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (bfloat16 on
-                GPU when ``llm.bf16``, else float32).
+            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (from
+                ``llm.dtype``).
 
         Returns:
             The model itself.

@@ -6,9 +6,10 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from au_llm.config import BackboneConfig
-from au_llm.model.backbones import LearnableEulerianDynamics, build_backbone
+from au_llm.model.backbones import LED3DCNN, LearnableEulerianDynamics, build_backbone
 from tests.model import clips, one_torch_thread
 
 
@@ -171,3 +172,17 @@ def test_pytorchvideo_shim_leaves_no_fake_torchvision() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 64), (3, 50)])
+def test_led3dcnn_per_frame_2d_conv_equals_the_3d_form(channels: int, size: int) -> None:
+    torch.manual_seed(0)
+    net = LED3DCNN(channels, 5, size, high_dim=16, dropout=0.0)
+    x = torch.randn(3, channels, 4, size, size, requires_grad=True)
+    fast = net._conv1_pool1(x)
+    (fast_grad,) = torch.autograd.grad((fast * fast.detach().sin()).sum(), x)
+    reference = net.pool1(F.relu(net.conv1(x)))
+    (reference_grad,) = torch.autograd.grad((reference * reference.detach().sin()).sum(), x)
+    assert fast.shape == reference.shape
+    assert torch.equal(fast, reference)
+    torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-5, atol=1e-6)
