@@ -218,6 +218,7 @@ def run_fold(
         "val_loss": result.val_loss,
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
+        "first_step_seconds": result.first_step_seconds,
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))
     atomic_write_csv(csv_path, frame)
