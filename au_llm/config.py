@@ -402,6 +402,9 @@ class TrainConfig:
         bf16: bfloat16 autocast where the device computes bfloat16 natively (GPUs, CPUs with
             AVX512-BF16/AMX); float32 elsewhere.
         device: ``auto``, ``cpu`` or ``cuda``.
+        compile: Compile the backbone and projector with ``torch.compile`` (opt-in; the first
+            training step then includes the compilation, logged and recorded as
+            ``first_step_seconds``).
         num_threads: CPU threads for torch. The default 1 is fast and reproducible on small
             shared machines (on a busy 2-core machine a second thread made a training step
             10-20x slower, and results change slightly with the thread count); 0 leaves torch's
@@ -426,6 +429,7 @@ class TrainConfig:
     patience: int = 0
     bf16: bool = True
     device: str = "auto"
+    compile: bool = False
     num_threads: int = 1
 
     def __post_init__(self) -> None:

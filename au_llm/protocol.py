@@ -281,6 +281,7 @@ def run_fold(
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
         "num_threads": torch.get_num_threads(),
+        "first_step_seconds": result.first_step_seconds,
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))
     atomic_write_csv(csv_path, frame)

@@ -43,12 +43,15 @@ class TrainResult:
         val_loss: Mean inner-validation loss per epoch (empty without a validation split).
         best_epoch: Epoch whose weights were kept (the last one without early stopping).
         seconds: Wall-clock training time.
+        first_step_seconds: Wall-clock time of the first step (with ``train.compile`` it includes
+            the compilation).
     """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
+    first_step_seconds: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -116,6 +119,16 @@ def make_scheduler(
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def compile_visual_path(model: AULLM) -> None:
+    """Compile the model's backbone + projector call (``get_visual_tokens``) in place.
+
+    ``torch.compile`` wraps the bound method on this model object (weights, state dict and
+    checkpoints are unchanged); compiling twice is a no-op. Compilation happens on the first call.
+    """
+    if "get_visual_tokens" not in vars(model):
+        model.get_visual_tokens = torch.compile(model.get_visual_tokens)
 
 
 def _loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -208,6 +221,8 @@ def train_model(
     """
     device = next(model.parameters()).device
     start = time.perf_counter()
+    if cfg.compile:
+        compile_visual_path(model)
     params = list(model.trainable_parameters())
     loss_fn = build_loss(cfg, train_set.labels).to(device)
     loader = _loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
@@ -230,6 +245,9 @@ def train_model(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            if not result.first_step_seconds:
+                result.first_step_seconds = time.perf_counter() - start
+                log.info("%s: first step %.1f s", desc, result.first_step_seconds)
             total += float(loss.detach()) * len(labels)
             count += len(labels)
         result.train_loss.append(total / max(1, count))

@@ -108,3 +108,26 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
     loader = _loader(val_set, 8, shuffle=False, seed=0)
     restored = _epoch_loss(model, loader, loss_fn, torch.device("cpu"), bf16=False)
     assert restored == pytest.approx(min(result.val_loss), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_visual_path_equals_eager():
+    from au_llm.training import compile_visual_path
+    from tests.model import clips, one_torch_thread, tiny_spec
+    from tests.model import tiny_config as tiny_model_config
+
+    with one_torch_thread():
+        model = build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0).eval()
+        x = clips(2)
+        with torch.no_grad():
+            eager = model(x)
+        compile_visual_path(model)
+        compiled_call = model.get_visual_tokens
+        compile_visual_path(model)  # a second call keeps the compiled function
+        assert model.get_visual_tokens is compiled_call
+        with torch.no_grad():
+            compiled = model(x)
+        assert set(model.trainable_state_dict()) == set(
+            build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0).trainable_state_dict()
+        )
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
