@@ -13,12 +13,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from au_llm.answers import decision_matrix
 from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
@@ -36,11 +38,13 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts
+from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.training import (
+    answer_tries,
+    clip_answers,
     clip_probs,
     fit,
     inference_prompt_cache,
-    predict_probs,
     resolve_device,
     seed_everything,
     set_num_threads,
@@ -176,9 +180,10 @@ class Predictor:
             check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
         train = self.deployed.cfg.train
-        self._prompt_cache: PromptCache | None = inference_prompt_cache(
-            self.deployed.model.eval(), train.bf16
-        )
+        model = self.deployed.model.eval()
+        self._prompt_cache: PromptCache | None = inference_prompt_cache(model, train.bf16)
+        self._text = model.cfg.head != "linear"
+        self._tries = answer_tries(model) if self._text else {}
 
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
@@ -201,19 +206,34 @@ class Predictor:
         log.warning("%s %s: %s", source, clip, reason)
         self.failures.append({"input": str(source), "clip": clip, "reason": reason})
 
-    def _au_columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
-        return au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds)
+    def _au_columns(
+        self, probs: np.ndarray, answers: dict[str, list[str]], labels: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """AU columns (``AUxx_true`` with labels) and one ``answer_<format>`` column per format.
 
-    def _scores(self, clips: torch.Tensor) -> np.ndarray:
-        """AU probabilities ``[B, n_aus]`` of aligned clips ``[B, C, T, H, W]`` in batches."""
+        With ``head: text`` the probabilities are the first format's parsed 0/1 decisions.
+        """
+        if self.deployed.model.cfg.head == "text":
+            first = self.deployed.model.cfg.text.formats[0]
+            probs = decision_matrix(first, self.deployed.aus, answers[first])
+        columns: dict[str, Any] = dict(
+            au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds, labels)
+        )
+        columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
+        return columns
+
+    def _scores(self, clips: torch.Tensor) -> tuple[np.ndarray, dict[str, list[str]]]:
+        """AU probabilities ``[B, n_aus]`` and text answers of aligned clips ``[B, C, T, H, W]``."""
         model = self.deployed.model.eval()
         train = self.deployed.cfg.train
-        return np.concatenate(
-            [
-                clip_probs(model, batch, train.bf16, self._prompt_cache)
-                for batch in torch.split(clips, train.batch_size)
-            ]
-        )
+        probs, answers = [], {}
+        for batch in torch.split(clips, train.batch_size):
+            probs.append(clip_probs(model, batch, train.bf16, self._prompt_cache))
+            if self._text:
+                texts = clip_answers(model, batch, train.bf16, self._prompt_cache, self._tries)
+                for fmt, values in texts.items():
+                    answers.setdefault(fmt, []).extend(values)
+        return np.concatenate(probs), answers
 
     def predict_manifest(self, path: Path) -> pd.DataFrame:
         """One row per annotated clip: ``source, dataset, subject, clip, onset, offset``, AUs.
@@ -238,7 +258,9 @@ class Predictor:
         data = ClipDataset(
             rows, cache, self.deployed.aus, cfg.sampling.frames_per_clip, cfg.sampling.test
         )
-        probs, _ = predict_probs(self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16)
+        clips = torch.stack([data[i][0] for i in range(len(data))])
+        probs, answers = self._scores(clips)
+        labelled = rows["aus"].fillna("").astype(str).str.strip().ne("").any()
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -249,7 +271,8 @@ class Predictor:
                 "offset": rows["offset"],
             }
         )
-        return frame.assign(**self._au_columns(probs))
+        labels = data.labels.numpy() if labelled else None
+        return frame.assign(**self._au_columns(probs, answers, labels))
 
     def _windows(self, path: Path, kind: str) -> list[_Window]:
         """Aligned, sampled windows of a recording (windows without a face are reported)."""
@@ -283,7 +306,7 @@ class Predictor:
         windows = self._windows(path, kind)
         if not windows:
             return pd.DataFrame()
-        probs = self._scores(torch.stack([w.clip for w in windows]))
+        probs, answers = self._scores(torch.stack([w.clip for w in windows]))
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -294,7 +317,7 @@ class Predictor:
                 "time_end": [w.time_end for w in windows],
             }
         )
-        return frame.assign(**self._au_columns(probs))
+        return frame.assign(**self._au_columns(probs, answers))
 
     def predict(self, path: Path) -> pd.DataFrame:
         """Predictions for one input; a failure is recorded and gives an empty frame."""
@@ -409,10 +432,13 @@ def predict_inputs(
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Key columns first (those present), then ``AUxx_prob, AUxx_pred`` per AU."""
+    """Key columns, then ``AUxx_prob, AUxx_pred`` (``AUxx_true`` when labelled), then answers."""
     keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
-    au_cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
     if table.empty:
-        return pd.DataFrame(columns=["source", "clip", *au_cols])
-    return table[[k for k in keys if k in table.columns] + au_cols]
+        cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
+        return pd.DataFrame(columns=["source", "clip", *cols])
+    kinds = ("prob", "pred", "true")
+    au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
+    answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
+    return table[[k for k in keys if k in table.columns] + au_cols + answers]

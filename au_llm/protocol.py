@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from au_llm.answers import decisions, parse_answer
+from au_llm.answers import decision_matrix
 from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.data.manifest import id_problem
 from au_llm.fold_lock import Owner, try_claim, write_plan
@@ -218,12 +218,6 @@ def prediction_frame(
     return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
-def answer_decisions(answers: dict[str, list[str]], fmt: str, aus: list[int]) -> np.ndarray:
-    """``[N, A]`` 0/1 decisions (as float) parsed from the ``fmt`` answers (``head: text``)."""
-    parsed = [parse_answer(fmt, aus, text) for text in answers[fmt]]
-    return np.asarray(decisions(parsed, aus), dtype=np.float64).reshape(len(parsed), len(aus))
-
-
 def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
     """Paths of a fold's predictions CSV (its completion marker) and its JSON record.
 
@@ -263,7 +257,8 @@ def run_fold(
     if cfg.model.head != "linear":
         answers = predict_answers(model, test_set, cfg.train.batch_size, cfg.train.bf16)
         if cfg.model.head == "text":
-            probs = answer_decisions(answers, cfg.model.text.formats[0], data.aus)
+            first = cfg.model.text.formats[0]
+            probs = decision_matrix(first, data.aus, answers[first])
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
     ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
