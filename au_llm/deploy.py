@@ -165,6 +165,8 @@ class Predictor:
         strict: Raise on the first input or window that fails instead of reporting it.
         cache_dir: Aligned-clip cache for manifest inputs (default: the model config's
             ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
+        constrained: Constrained decoding of text answers (default: the model's
+            ``model.text.constrained``).
     """
 
     deployed: DeployedModel
@@ -173,6 +175,7 @@ class Predictor:
     fps: float = 200.0
     strict: bool = False
     cache_dir: Path | None = None
+    constrained: bool | None = None
     failures: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -183,7 +186,7 @@ class Predictor:
         model = self.deployed.model.eval()
         self._prompt_cache: PromptCache | None = inference_prompt_cache(model, train.bf16)
         self._text = model.cfg.head != "linear"
-        self._tries = answer_tries(model) if self._text else {}
+        self._tries = answer_tries(model, self.constrained) if self._text else {}
 
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""

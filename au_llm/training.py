@@ -302,10 +302,11 @@ def clip_probs(
     return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
 
 
-def answer_tries(model: AULLM) -> dict[str, AnswerTrie]:
-    """Constraint tries per format when ``model.text.constrained`` (else none)."""
+def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, AnswerTrie]:
+    """Constraint tries per format when constrained (default ``model.text.constrained``)."""
     text = model.cfg.text
-    return {fmt: answer_trie(model, fmt) for fmt in text.formats} if text.constrained else {}
+    wanted = text.constrained if constrained is None else constrained
+    return {fmt: answer_trie(model, fmt) for fmt in text.formats} if wanted else {}
 
 
 def clip_answers(

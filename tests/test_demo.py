@@ -18,7 +18,7 @@ def test_no_llm_flag_gives_the_ablation_on_equal_terms(tmp_path):
 
 
 def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    runs = run_demo(tmp_path, subjects=3, clips_per_subject=4)
+    runs = run_demo(tmp_path, subjects=3, clips_per_subject=4, text=False)
     assert [r.name for r in runs] == ["demo_casme2_loso", "demo_casme2_to_samm"]
     for run in runs:
         for name in ("predictions.csv", "report.md", "f1_per_au.png", "summary.json"):
@@ -26,7 +26,7 @@ def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "alwaysPos" in out and str(runs[0]) in out
     start = time.perf_counter()
-    run_demo(tmp_path, subjects=3, clips_per_subject=4)
+    run_demo(tmp_path, subjects=3, clips_per_subject=4, text=False)
     assert time.perf_counter() - start < 30, "a finished demo re-run must only rebuild reports"
 
 
