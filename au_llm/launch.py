@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -123,12 +124,13 @@ def task_items(spec: TaskSpec, started: float) -> Iterator[Item]:
     Yields:
         Work items; the caller trains each one before asking for the next.
     """
-    yield from spec.own
+    others = [item for item in spec.shared if item not in spec.own]
     longest, last = 0.0, time.monotonic()
-    for item in (i for i in spec.shared if i not in spec.own):
+    for k, item in enumerate([*spec.own, *others]):
         now = time.monotonic()
         longest, last = max(longest, now - last), now
-        if spec.time_limit_s and now - started + 1.25 * longest > spec.time_limit_s:
+        late = spec.time_limit_s and now - started + 1.25 * longest > spec.time_limit_s
+        if k >= len(spec.own) and late:
             log.info("not starting more folds: the time limit would end this task first")
             return
         yield item
@@ -377,6 +379,13 @@ def _worker_threads(cfg: ExperimentConfig, n_workers: int) -> int:
     return cfg.train.num_threads or max(1, (os.cpu_count() or 1) // n_workers)
 
 
+def _error_line(exc: Exception) -> str:
+    """The line of a submitit job error that says what went wrong (the raised error if any)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    raised = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (raised or lines)[-1 if raised else 0].strip()
+
+
 def _wait(jobs: list[Any], run_dir: Path, todo: list[Item], progress: bool) -> list[str]:
     """Wait for local jobs, showing finished folds; return an error line per failed job."""
     with tqdm(total=len(todo), desc="folds", unit="fold", disable=not progress) as bar:
@@ -389,8 +398,7 @@ def _wait(jobs: list[Any], run_dir: Path, todo: list[Item], progress: bool) -> l
         try:
             job.result()
         except Exception as exc:  # noqa: BLE001 (a worker's failure is reported, not raised)
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            errors.append(f"worker {job.job_id}: {lines[-1]}")
+            errors.append(f"worker {job.job_id}: {_error_line(exc)}")
     return errors
 
 
