@@ -46,7 +46,7 @@ from au_llm.protocol import (
     start_run,
 )
 from au_llm.reports import RunTables
-from au_llm.run_status import describe_states, run_status
+from au_llm.run_status import describe_states, job_log, log_folder, run_status
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,6 @@ class TaskSpec:
         shared: Every work item of the submission, tried after ``own`` when unclaimed.
         probe: The submission record; a task that cannot read it does not see the run directory.
         submit_host: Host that submitted, for the error message.
-        log_dir: submitit's log folder.
         time_limit_s: The task's time limit (None: none); no item beyond ``own`` is started when
             the longest item so far says it would not end in time.
         threads: torch CPU threads (0 keeps ``train.num_threads``).
@@ -83,7 +82,6 @@ class TaskSpec:
     shared: list[Item]
     probe: str
     submit_host: str
-    log_dir: str
     time_limit_s: float | None = None
     threads: int = 0
 
@@ -102,16 +100,6 @@ def _submitit() -> Any:
             "--launch needs submitit: pip install 'au-llm[slurm]' (or pip install submitit)"
         ) from None
     return submitit
-
-
-def log_folder(run_dir: Path) -> Path:
-    """The folder of submitit's job scripts, pickles and logs inside a run directory."""
-    return Path(run_dir) / "launch" / "logs"
-
-
-def task_log(log_dir: str | Path, job_id: str) -> Path:
-    """The stderr log file of a submitit job (task 0), where tracebacks end up."""
-    return Path(log_dir) / f"{job_id}_0_log.err"
 
 
 def task_items(spec: TaskSpec, started: float) -> Iterator[Item]:
@@ -182,7 +170,7 @@ def run_task(spec: TaskSpec) -> list[Item]:
             "(manifests, cache or frames changed, or differ on this node)"
         )
     atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
-    owner = Owner.current(str(task_log(spec.log_dir, job_id_from_env())))
+    owner = Owner.current(str(job_log(run_dir, job_id_from_env())))
     log.info("task %s: %d own work item(s)", owner.describe(), len(spec.own))
     folds = protocol_folds(cfg, data)
     run_work(cfg, run_dir, data, folds, task_items(spec, started), progress=False, owner=owner)
@@ -282,7 +270,6 @@ def _specs(
         "shared": prepared.todo,
         "probe": str(prepared.record),
         "submit_host": socket.gethostname(),
-        "log_dir": str(log_folder(prepared.run_dir)),
     }
     return [TaskSpec(own=group, **common, **extra) for group in groups]
 

@@ -46,7 +46,7 @@ def test_items_are_dealt_round_robin_and_no_task_is_empty():
 def test_a_task_takes_other_items_only_while_its_time_limit_allows(tiny_data, tmp_path):
     items = [(1, "a"), (1, "b"), (1, "c")]
     cfg = tiny_config(tiny_data, tmp_path, "loso")
-    spec = TaskSpec(cfg, "run", items[:1], items, "probe", "login1", "logs")
+    spec = TaskSpec(cfg, "run", items[:1], items, "probe", "login1")
     assert list(task_items(spec, time.monotonic())) == items
     spec = replace(spec, time_limit_s=1.0)
     taken = task_items(spec, time.monotonic() - 0.5)
@@ -178,13 +178,15 @@ def test_slurm_submission_writes_the_expected_sbatch_scripts(
     status = capsys.readouterr().out
     assert "0 done, 0 running, 0 failed, 3 pending" in status
     assert "jobs 101_0, 101_1; report job 102" in status
+    assert "2 job(s) have written no log yet" in status
+    (logs / "101_0_0_log.out").write_text("started\n")
+    assert main(["status", str(run_dir)]) == 0
+    assert "1 job(s) have written no log yet" in capsys.readouterr().out
 
 
 def test_a_task_that_cannot_see_the_run_directory_says_so(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, "loso")
-    spec = TaskSpec(
-        cfg, str(tmp_path / "loso"), [], [], str(tmp_path / "gone.json"), "login1", str(tmp_path)
-    )
+    spec = TaskSpec(cfg, str(tmp_path / "loso"), [], [], str(tmp_path / "gone.json"), "login1")
     with pytest.raises(RuntimeError, match="does not see the run directory.*login1"):
         run_task(spec)
 
