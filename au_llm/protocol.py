@@ -456,7 +456,14 @@ def run_protocol(
     write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     folds = select_folds(folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
-    run_work(cfg, run_dir, data, folds, todo, progress)
+    elsewhere = run_work(cfg, run_dir, data, folds, todo, progress)
+    if elsewhere:
+        log.warning(
+            "%d fold(s) are being trained by another process (au-llm status %s); "
+            "the report holds the finished folds",
+            len(elsewhere),
+            run_dir,
+        )
     return run_dir, build_report(run_dir)
 
 
@@ -476,7 +483,7 @@ def run_work(
     items: Iterable[tuple[int, str]],
     progress: bool = True,
     owner: Owner | None = None,
-) -> None:
+) -> list[tuple[int, str]]:
     """Train the work items ``(seed, fold name)`` that are neither finished nor claimed.
 
     Each fold is claimed (:mod:`au_llm.fold_lock`) while it trains, so processes sharing the run
@@ -490,15 +497,22 @@ def run_work(
         items: Work items, in order (may be a generator that decides as it goes).
         progress: Show progress bars.
         owner: This process as recorded in its claims (default: host, pid and job id).
+
+    Returns:
+        The items left unfinished because another process holds them.
     """
     by_name = {fold.name: fold for fold in folds}
     holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
     owner = owner or Owner.current()
+    elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
         marker = fold_paths(run_dir, seed, name)[0]
         claim = try_claim(marker, cfg.launch.lock_timeout, owner)
         if claim is None:
+            if not marker.exists():
+                elsewhere.append((seed, name))
             log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
             continue
         with claim:
             run_fold(by_name[name], seed, cfg, data, holder, run_dir, progress)
+    return elsewhere
