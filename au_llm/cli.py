@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a run's outputs from its finished folds")
     report.add_argument("run_dir", type=Path)
 
+    assets = sub.add_parser("assets", help="verify and cache model files installed from PyPI")
+    assets.add_argument("names", nargs="*", help="assets to check (default: all)")
+
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
@@ -172,6 +175,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from au_llm.assets import main as assets_main
+
+    return assets_main(args.names)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.demo import run_demo
 
@@ -224,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loso": lambda a: _cmd_protocol(a, "loso"),
         "cross": lambda a: _cmd_protocol(a, "cross"),
         "report": _cmd_report,
+        "assets": _cmd_assets,
         "demo": _cmd_demo,
         "train": _cmd_train,
         "predict": _cmd_predict,

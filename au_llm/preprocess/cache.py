@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from au_llm.assets import FACE_LANDMARKER
 from au_llm.config import PreprocessConfig
 from au_llm.io_utils import atomic_open, atomic_write_csv, atomic_write_text
 from au_llm.preprocess.readers import clip_name, frame_range, source_path, text_field
 
 # Bump when alignment code changes the pixels it writes, so old cache files are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 INDEX_COLUMNS = (
     "key",
@@ -82,10 +83,11 @@ def pixel_settings(cfg: PreprocessConfig) -> dict[str, Any]:
     }
     if cfg.mode != "none":
         settings.update(
-            margin=cfg.margin, landmarker=cfg.landmarker, max_face_search=cfg.max_face_search
+            margin=cfg.margin,
+            landmarker_model=cfg.landmarker_model or FACE_LANDMARKER.sha256,
+            num_faces=cfg.num_faces,
+            max_face_search=cfg.max_face_search,
         )
-        if cfg.landmarker == "tasks":
-            settings["task_model"] = str(cfg.task_model)
         if cfg.mode == "clip":
             settings["ref_frames"] = cfg.ref_frames
         else:
