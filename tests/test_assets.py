@@ -17,6 +17,7 @@ from au_llm.assets import (
     ensure_asset,
     install_asset,
     locate_in_distribution,
+    verify_file,
 )
 
 PAYLOAD = b"model weights " * 100
@@ -76,14 +77,17 @@ def test_hash_mismatch_is_a_clear_error(tmp_path: Path) -> None:
     fake_dist(tmp_path / "site")
     wrong = fake_asset(sha256="0" * 64)
     with pytest.raises(
-        AssetError, match=f"expected sha256 {'0' * 64}.*got sha256 .*--install model"
+        AssetError,
+        match=f"expected sha256 {'0' * 64}.*got sha256 .*--force-reinstall carrier-pkg==1.0",
     ):
         ensure_asset(wrong, tmp_path / "cache", [str(tmp_path / "site")])
     with pytest.raises(
-        AssetError, match=r"\(1399 bytes\), got 1400 bytes.*au_llm.assets --install model"
+        AssetError, match=r"\(1399 bytes\), got 1400 bytes.*--force-reinstall carrier-pkg"
     ):
         ensure_asset(fake_asset(size=1399), tmp_path / "cache", [str(tmp_path / "site")])
     assert not cached_path(wrong, tmp_path / "cache").exists()
+    with pytest.raises(AssetError, match=r"nope does not exist .*--install model$"):
+        verify_file(tmp_path / "nope", fake_asset())
 
 
 def test_missing_distribution_or_member_names_install_command(tmp_path: Path) -> None:
