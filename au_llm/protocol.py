@@ -48,12 +48,14 @@ from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.reports.answers import ANSWER_PREFIX
+from au_llm.reports.explanations import EXPLANATION_COLUMN
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
 from au_llm.training import (
     ModelHolder,
     fit,
     predict_answers,
+    predict_explanations,
     predict_probs,
     resolve_device,
     seed_everything,
@@ -264,9 +266,15 @@ def run_fold(
         answers = predict_answers(model, test_set, cfg.train.batch_size, cfg.train.bf16)
         if cfg.model.head == "text":
             probs = answer_decisions(answers, cfg.model.text.formats[0], data.aus)
+    explained: dict[str, list[str]] = {}
+    if cfg.model.explain.weight > 0:
+        explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
+        explained[EXPLANATION_COLUMN] = predict_explanations(
+            model, test_set, cfg.train.batch_size, cfg.train.bf16
+        )
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
-    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
+    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()}, **explained)
     csv_path, json_path = fold_paths(run_dir, seed, fold.name)
     record = {
         "fold": fold.name,

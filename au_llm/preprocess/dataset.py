@@ -26,6 +26,7 @@ from au_llm.preprocess.cache import CachedClip, ClipCache
 from au_llm.preprocess.sampling import sample_indices
 
 Meta = dict[str, str]
+META_KEYS = ("dataset", "subject", "clip", "au_raw", "aus", "emotion")
 Item = tuple[torch.Tensor, torch.Tensor, Meta]
 
 
@@ -122,11 +123,12 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> Item:
         """Return ``(clip [C, T, H, W] float32 in [0, 1], labels [n_aus] float32, meta)``.
 
-        ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings).
+        ``meta`` holds the strings of :data:`META_KEYS`: the clip's ids and its annotation
+        (``au_raw``, ``aus``, ``emotion``; ``""`` where the manifest has none).
         """
         clip = to_clip_tensor(self.clip(i).frames[self.indices(i)])
         row = self.rows[i]
-        meta = {k: text_field(row, k) for k in ("dataset", "subject", "clip")}
+        meta = {k: text_field(row, k) for k in META_KEYS}
         return clip, self.labels[i].clone(), meta
 
 
