@@ -38,8 +38,10 @@ from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts
 from au_llm.training import (
     clip_probs,
+    explain_clips,
     fit,
     inference_prompt_cache,
+    predict_explanations,
     predict_probs,
     resolve_device,
     seed_everything,
@@ -161,6 +163,8 @@ class Predictor:
         strict: Raise on the first input or window that fails instead of reporting it.
         cache_dir: Aligned-clip cache for manifest inputs (default: the model config's
             ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
+        explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
+            trained with ``model.explain.weight > 0``.
     """
 
     deployed: DeployedModel
@@ -169,9 +173,15 @@ class Predictor:
     fps: float = 200.0
     strict: bool = False
     cache_dir: Path | None = None
+    explain: bool = False
     failures: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.explain and self.deployed.cfg.model.explain.weight <= 0:
+            raise ValueError(
+                "--explain: this model was not trained with explanations "
+                "(train it with model.explain.weight > 0)"
+            )
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
@@ -249,6 +259,11 @@ class Predictor:
                 "offset": rows["offset"],
             }
         )
+        if self.explain:
+            texts = predict_explanations(
+                self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16
+            )
+            frame = frame.assign(explanation=texts)
         return frame.assign(**self._au_columns(probs))
 
     def _windows(self, path: Path, kind: str) -> list[_Window]:
@@ -283,7 +298,8 @@ class Predictor:
         windows = self._windows(path, kind)
         if not windows:
             return pd.DataFrame()
-        probs = self._scores(torch.stack([w.clip for w in windows]))
+        clips = torch.stack([w.clip for w in windows])
+        probs = self._scores(clips)
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -294,7 +310,18 @@ class Predictor:
                 "time_end": [w.time_end for w in windows],
             }
         )
+        if self.explain:
+            frame = frame.assign(explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs))
+
+    def _explanations(self, clips: torch.Tensor) -> list[str]:
+        """Generated explanations of aligned clips ``[B, C, T, H, W]``, in batches."""
+        model, train = self.deployed.model.eval(), self.deployed.cfg.train
+        return [
+            text
+            for batch in torch.split(clips, train.batch_size)
+            for text in explain_clips(model, batch, self._prompt_cache, train.bf16)
+        ]
 
     def predict(self, path: Path) -> pd.DataFrame:
         """Predictions for one input; a failure is recorded and gives an empty frame."""
@@ -362,6 +389,7 @@ def predict_inputs(
     strict: bool = False,
     cache_dir: Path | None = None,
     overwrite: bool = False,
+    explain: bool = False,
 ) -> Path:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
@@ -379,6 +407,7 @@ def predict_inputs(
         strict: Stop at the first input that cannot be read or shows no face.
         cache_dir: Aligned-clip cache for manifest inputs (default: ``cache`` beside ``out``).
         overwrite: Replace an existing ``out``.
+        explain: Add a generated ``explanation`` column (see :class:`Predictor`).
 
     Returns:
         The predictions CSV path.
@@ -390,7 +419,7 @@ def predict_inputs(
     out, failures = prediction_files(Path(out), overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
-    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict, cache)
+    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict, cache, explain)
     frames = []
     for path in tqdm(inputs, desc="predict", unit="input"):
         frame = predictor.predict(Path(path))
@@ -409,10 +438,11 @@ def predict_inputs(
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Key columns first (those present), then ``AUxx_prob, AUxx_pred`` per AU."""
+    """Key columns first (those present), ``AUxx_prob, AUxx_pred`` per AU, the explanation."""
     keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
     au_cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
     if table.empty:
         return pd.DataFrame(columns=["source", "clip", *au_cols])
-    return table[[k for k in keys if k in table.columns] + au_cols]
+    extra = ["explanation"] if "explanation" in table.columns else []
+    return table[[k for k in keys if k in table.columns] + au_cols + extra]
