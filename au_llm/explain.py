@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -201,6 +202,16 @@ def describe_clip(row: Mapping[str, object], variant: int = 0) -> str:
     marks = annotation_marks(raw, text("aus"))
     seed = clip_seed(text("dataset"), text("subject"), text("clip"))
     return describe(marks, text("emotion"), [seed, variant])
+
+
+def printable(text: str) -> str:
+    """Generated text made safe for one CSV cell and one report line.
+
+    Control and format characters (a random model can emit a NUL byte) become spaces, runs of
+    whitespace become one space, and the ends are stripped.
+    """
+    kept = (" " if unicodedata.category(char) in ("Cc", "Cf") else char for char in text)
+    return " ".join("".join(kept).split())
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, TrainConfig
-from au_llm.explain import describe_clip
+from au_llm.explain import describe_clip, printable
 from au_llm.metrics import best_thresholds, threshold_grid
 from au_llm.model.engine import PromptCache, answer_trie, generate_answers
 from au_llm.model.losses import build_loss
@@ -372,6 +372,8 @@ def explain_clips(
 ) -> list[str]:
     """Greedy, deterministic explanations of clips ``[B, C, T, H, W]`` (eval mode).
 
+    Control characters are replaced and whitespace collapsed (:func:`au_llm.explain.printable`).
+
     Raises:
         ValueError: The model was not trained with explanations (``model.explain.weight`` 0).
     """
@@ -381,7 +383,7 @@ def explain_clips(
     limit = model.cfg.explain.max_new_tokens
     with torch.inference_mode(), _autocast(device, bf16):
         ids = generate_answers(model, clips.to(device), "explain", prompt_cache, limit)
-    return [model.tokenizer.decode(seq) for seq in ids]
+    return [printable(model.tokenizer.decode(seq)) for seq in ids]
 
 
 def predict_explanations(

@@ -180,3 +180,24 @@ def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path,
     assert (tmp_path / "out" / "cache").is_dir()
     predict_inputs(model_dir, [manifest], out, overwrite=True)
     assert len(pd.read_csv(out)) == 1
+
+
+def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_data, tmp_path):
+    from au_llm.cli import main
+
+    cfg = tiny_config(
+        tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",
+        "model.explain.max_new_tokens=12",
+    )  # fmt: skip
+    train_deployable(cfg, tmp_path / "model")
+    folder = read_manifest(tiny_data.casme2)["frames_dir"].iloc[0]
+    out = tmp_path / "preds.csv"
+    argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tiny_data.casme2)]
+    argv += [folder, "--out", str(out), "--window", "4", "--stride", "4", "--explain"]
+    assert main(argv) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table.columns[-1] == "explanation"
+    assert len(table) == len(read_manifest(tiny_data.casme2)) + 2  # clips, then 2 windows
+    assert all(isinstance(text, str) for text in table["explanation"])
+    with pytest.raises(ValueError, match="not trained with explanations"):
+        Predictor(deployed[0], explain=True)
