@@ -410,7 +410,8 @@ def predict_probs(
         bf16: bfloat16 autocast where native.
 
     Returns:
-        ``(probs [N, n_aus] float64, metas)`` with one meta dict (dataset, subject, clip) per clip,
+        ``(probs [N, n_aus] float64, metas)`` with one meta dict per clip (its ids and
+        annotation, see :class:`~au_llm.preprocess.dataset.ClipDataset`),
         in dataset order.
     """
     model.eval()
