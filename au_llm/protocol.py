@@ -259,7 +259,8 @@ def run_fold(
     fitted = fit(model, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
     thresholds, result = fitted.thresholds, fitted.result
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
-    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, seed=fseed)
+    explain = cfg.model.explain.weight > 0
+    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
     probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
     answers: dict[str, list[str]] = {}
     if cfg.model.head != "linear":
@@ -267,7 +268,7 @@ def run_fold(
         if cfg.model.head == "text":
             probs = answer_decisions(answers, cfg.model.text.formats[0], data.aus)
     explained: dict[str, list[str]] = {}
-    if cfg.model.explain.weight > 0:
+    if explain:
         explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
         explained[EXPLANATION_COLUMN] = predict_explanations(
             model, test_set, cfg.train.batch_size, cfg.train.bf16

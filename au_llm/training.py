@@ -180,8 +180,8 @@ def batch_loss(
         labels: ``[B, n_aus]`` 0/1 labels on the model's device.
         loss_fn: The AU loss (see :func:`~au_llm.model.losses.build_loss`).
         step: Step counter (chooses the formats and the explanations' phrasings).
-        meta: The batch's meta (see :class:`~au_llm.preprocess.dataset.ClipDataset`); needed
-            for explanations.
+        meta: The batch's meta (see :class:`~au_llm.preprocess.dataset.ClipDataset`); with
+            the annotation, needed for explanations.
 
     Returns:
         The scalar loss.
@@ -410,9 +410,8 @@ def predict_probs(
         bf16: bfloat16 autocast where native.
 
     Returns:
-        ``(probs [N, n_aus] float64, metas)`` with one meta dict per clip (its ids and
-        annotation, see :class:`~au_llm.preprocess.dataset.ClipDataset`),
-        in dataset order.
+        ``(probs [N, n_aus] float64, metas)`` with one meta dict per clip (see
+        :class:`~au_llm.preprocess.dataset.ClipDataset`), in dataset order.
     """
     model.eval()
     cache = inference_prompt_cache(model, bf16)
@@ -505,9 +504,10 @@ def fit(
     if cfg.train.val_fraction > 0:
         train, val = inner_split(rows, cfg.train.val_fraction, seed)
     frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
-    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed=seed)
+    explain = cfg.model.explain.weight > 0
+    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed, explain)
     val_set = (
-        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed=seed)
+        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed, explain)
         if val is not None
         else None
     )
