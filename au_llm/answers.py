@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from au_llm.config import ANSWER_FORMAT_NAMES as ANSWER_FORMATS
 from au_llm.data.facs import facs_entries
 
@@ -142,3 +144,9 @@ def parse_answer(fmt: str, aus: Sequence[int], text: str) -> ParsedAnswer:
 def decisions(parsed: Sequence[ParsedAnswer], aus: Sequence[int]) -> list[list[int]]:
     """``[N, A]`` 0/1 decisions of parsed answers; an answer that did not parse is all 0."""
     return [[int(p.ok and au in p.present) for au in aus] for p in parsed]  # type: ignore[operator]
+
+
+def decision_matrix(fmt: str, aus: Sequence[int], texts: Sequence[str]) -> np.ndarray:
+    """``[N, A]`` float 0/1 decisions parsed from answers of format ``fmt`` (``head: text``)."""
+    parsed = [parse_answer(fmt, aus, text) for text in texts]
+    return np.asarray(decisions(parsed, aus), dtype=np.float64).reshape(len(parsed), len(aus))

@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
     demo.add_argument("--subjects", type=int, default=8)
     demo.add_argument("--clips-per-subject", type=int, default=8)
+    demo.add_argument(
+        "--no-text", action="store_true", help="skip the text step (SmolLM2 answering in words)"
+    )
 
     train = sub.add_parser("train", help="train one deployable model on all clips")
     _add_config_args(train)
@@ -264,6 +267,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         no_llm=args.no_llm,
         subjects=args.subjects,
         clips_per_subject=args.clips_per_subject,
+        text=not args.no_text,
     )
     return 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.demo_text import TEXT_CONFIG, run_text_demo
 from au_llm.protocol import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth import write_synthetic
@@ -61,7 +62,11 @@ def demo_config(
 
 
 def run_demo(
-    out: Path, no_llm: bool = False, subjects: int = 8, clips_per_subject: int = 8
+    out: Path,
+    no_llm: bool = False,
+    subjects: int = 8,
+    clips_per_subject: int = 8,
+    text: bool = True,
 ) -> list[Path]:
     """Run the whole demo and print where everything is and the headline tables.
 
@@ -70,6 +75,8 @@ def run_demo(
         no_llm: Run the ablation without the LLM (``model.llm.source=none``).
         subjects: Synthetic subjects per dataset.
         clips_per_subject: Synthetic clips per subject.
+        text: End with the text step (SmolLM2 answering in words, see :mod:`au_llm.demo_text`);
+            never with ``no_llm``.
 
     Returns:
         The run directories (LOSO, then cross-domain). Runs made on earlier demo data are
@@ -93,5 +100,11 @@ def run_demo(
         "\nEach run directory holds predictions.csv (per-clip AUs), metrics_per_au.csv, "
         "metrics_per_fold.csv, summary.json, report.md and the plots."
     )
+    if text and not no_llm:
+        if written:
+            shutil.rmtree(Path(out) / "text", ignore_errors=True)
+        print("\n[demo] text answers with the built-in SmolLM2-135M (first run converts it once)")
+        run_text_demo(CONFIG_DIR / TEXT_CONFIG, Path(out), manifests["casme2"])
+        print(f"[demo] text step done, written under {Path(out) / 'text'}")
     print(f"[demo] finished in {time.perf_counter() - start:.0f} s")
     return runs

@@ -13,12 +13,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from au_llm.answers import decision_matrix
 from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
@@ -36,13 +38,14 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts
+from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.training import (
+    answer_tries,
+    clip_answers,
     clip_probs,
     explain_clips,
     fit,
     inference_prompt_cache,
-    predict_explanations,
-    predict_probs,
     resolve_device,
     seed_everything,
     set_num_threads,
@@ -163,6 +166,8 @@ class Predictor:
         strict: Raise on the first input or window that fails instead of reporting it.
         cache_dir: Aligned-clip cache for manifest inputs (default: the model config's
             ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
+        constrained: Constrained decoding of text answers (default: the model's
+            ``model.text.constrained``).
         explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
             trained with ``model.explain.weight > 0``.
     """
@@ -173,6 +178,7 @@ class Predictor:
     fps: float = 200.0
     strict: bool = False
     cache_dir: Path | None = None
+    constrained: bool | None = None
     explain: bool = False
     failures: list[dict] = field(default_factory=list)
 
@@ -186,9 +192,10 @@ class Predictor:
             check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
         train = self.deployed.cfg.train
-        self._prompt_cache: PromptCache | None = inference_prompt_cache(
-            self.deployed.model.eval(), train.bf16
-        )
+        model = self.deployed.model.eval()
+        self._prompt_cache: PromptCache | None = inference_prompt_cache(model, train.bf16)
+        self._text = model.cfg.head != "linear"
+        self._tries = answer_tries(model, self.constrained) if self._text else {}
 
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
@@ -211,19 +218,34 @@ class Predictor:
         log.warning("%s %s: %s", source, clip, reason)
         self.failures.append({"input": str(source), "clip": clip, "reason": reason})
 
-    def _au_columns(self, probs: np.ndarray) -> dict[str, np.ndarray]:
-        return au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds)
+    def _au_columns(
+        self, probs: np.ndarray, answers: dict[str, list[str]], labels: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """AU columns (``AUxx_true`` with labels) and one ``answer_<format>`` column per format.
 
-    def _scores(self, clips: torch.Tensor) -> np.ndarray:
-        """AU probabilities ``[B, n_aus]`` of aligned clips ``[B, C, T, H, W]`` in batches."""
+        With ``head: text`` the probabilities are the first format's parsed 0/1 decisions.
+        """
+        if self.deployed.model.cfg.head == "text":
+            first = self.deployed.model.cfg.text.formats[0]
+            probs = decision_matrix(first, self.deployed.aus, answers[first])
+        columns: dict[str, Any] = dict(
+            au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds, labels)
+        )
+        columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
+        return columns
+
+    def _scores(self, clips: torch.Tensor) -> tuple[np.ndarray, dict[str, list[str]]]:
+        """AU probabilities ``[B, n_aus]`` and text answers of aligned clips ``[B, C, T, H, W]``."""
         model = self.deployed.model.eval()
         train = self.deployed.cfg.train
-        return np.concatenate(
-            [
-                clip_probs(model, batch, train.bf16, self._prompt_cache)
-                for batch in torch.split(clips, train.batch_size)
-            ]
-        )
+        probs, answers = [], {}
+        for batch in torch.split(clips, train.batch_size):
+            probs.append(clip_probs(model, batch, train.bf16, self._prompt_cache))
+            if self._text:
+                texts = clip_answers(model, batch, train.bf16, self._prompt_cache, self._tries)
+                for fmt, values in texts.items():
+                    answers.setdefault(fmt, []).extend(values)
+        return np.concatenate(probs), answers
 
     def predict_manifest(self, path: Path) -> pd.DataFrame:
         """One row per annotated clip: ``source, dataset, subject, clip, onset, offset``, AUs.
@@ -248,7 +270,9 @@ class Predictor:
         data = ClipDataset(
             rows, cache, self.deployed.aus, cfg.sampling.frames_per_clip, cfg.sampling.test
         )
-        probs, _ = predict_probs(self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16)
+        clips = torch.stack([data[i][0] for i in range(len(data))])
+        probs, answers = self._scores(clips)
+        labelled = rows["aus"].fillna("").astype(str).str.strip().ne("").any()
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -259,12 +283,10 @@ class Predictor:
                 "offset": rows["offset"],
             }
         )
+        labels = data.labels.numpy() if labelled else None
         if self.explain:
-            texts = predict_explanations(
-                self.deployed.model, data, cfg.train.batch_size, cfg.train.bf16
-            )
-            frame = frame.assign(explanation=texts)
-        return frame.assign(**self._au_columns(probs))
+            frame = frame.assign(explanation=self._explanations(clips))
+        return frame.assign(**self._au_columns(probs, answers, labels))
 
     def _windows(self, path: Path, kind: str) -> list[_Window]:
         """Aligned, sampled windows of a recording (windows without a face are reported)."""
@@ -299,7 +321,7 @@ class Predictor:
         if not windows:
             return pd.DataFrame()
         clips = torch.stack([w.clip for w in windows])
-        probs = self._scores(clips)
+        probs, answers = self._scores(clips)
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -312,7 +334,7 @@ class Predictor:
         )
         if self.explain:
             frame = frame.assign(explanation=self._explanations(clips))
-        return frame.assign(**self._au_columns(probs))
+        return frame.assign(**self._au_columns(probs, answers))
 
     def _explanations(self, clips: torch.Tensor) -> list[str]:
         """Generated explanations of aligned clips ``[B, C, T, H, W]``, in batches."""
@@ -320,7 +342,7 @@ class Predictor:
         return [
             text
             for batch in torch.split(clips, train.batch_size)
-            for text in explain_clips(model, batch, self._prompt_cache, train.bf16)
+            for text in explain_clips(model, batch, train.bf16, self._prompt_cache)
         ]
 
     def predict(self, path: Path) -> pd.DataFrame:
@@ -419,7 +441,8 @@ def predict_inputs(
     out, failures = prediction_files(Path(out), overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
-    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict, cache, explain)
+    deployed = load_deployed(model_dir)
+    predictor = Predictor(deployed, window, stride, fps, strict, cache, explain=explain)
     frames = []
     for path in tqdm(inputs, desc="predict", unit="input"):
         frame = predictor.predict(Path(path))
@@ -438,11 +461,14 @@ def predict_inputs(
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Key columns first (those present), ``AUxx_prob, AUxx_pred`` per AU, the explanation."""
+    """Key columns, ``AUxx_prob, AUxx_pred`` (``AUxx_true`` when labelled), answers, explanation."""
     keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
-    au_cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
     if table.empty:
-        return pd.DataFrame(columns=["source", "clip", *au_cols])
-    extra = ["explanation"] if "explanation" in table.columns else []
-    return table[[k for k in keys if k in table.columns] + au_cols + extra]
+        cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
+        return pd.DataFrame(columns=["source", "clip", *cols])
+    kinds = ("prob", "pred", "true")
+    au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
+    answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
+    answers += ["explanation"] if "explanation" in table.columns else []
+    return table[[k for k in keys if k in table.columns] + au_cols + answers]

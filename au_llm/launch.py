@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -45,7 +46,7 @@ from au_llm.protocol import (
     start_run,
 )
 from au_llm.reports.tables import RunTables
-from au_llm.run_status import describe_states, run_status
+from au_llm.run_status import describe_states, job_log, log_folder, run_status
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class TaskSpec:
         shared: Every work item of the submission, tried after ``own`` when unclaimed.
         probe: The submission record; a task that cannot read it does not see the run directory.
         submit_host: Host that submitted, for the error message.
-        log_dir: submitit's log folder.
         time_limit_s: The task's time limit (None: none); no item beyond ``own`` is started when
             the longest item so far says it would not end in time.
         threads: torch CPU threads (0 keeps ``train.num_threads``).
@@ -82,7 +82,6 @@ class TaskSpec:
     shared: list[Item]
     probe: str
     submit_host: str
-    log_dir: str
     time_limit_s: float | None = None
     threads: int = 0
 
@@ -103,16 +102,6 @@ def _submitit() -> Any:
     return submitit
 
 
-def log_folder(run_dir: Path) -> Path:
-    """The folder of submitit's job scripts, pickles and logs inside a run directory."""
-    return Path(run_dir) / "launch" / "logs"
-
-
-def task_log(log_dir: str | Path, job_id: str) -> Path:
-    """The stderr log file of a submitit job (task 0), where tracebacks end up."""
-    return Path(log_dir) / f"{job_id}_0_log.err"
-
-
 def task_items(spec: TaskSpec, started: float) -> Iterator[Item]:
     """A task's items: its own, then the others while its time limit allows another one.
 
@@ -123,12 +112,13 @@ def task_items(spec: TaskSpec, started: float) -> Iterator[Item]:
     Yields:
         Work items; the caller trains each one before asking for the next.
     """
-    yield from spec.own
+    others = [item for item in spec.shared if item not in spec.own]
     longest, last = 0.0, time.monotonic()
-    for item in (i for i in spec.shared if i not in spec.own):
+    for k, item in enumerate([*spec.own, *others]):
         now = time.monotonic()
         longest, last = max(longest, now - last), now
-        if spec.time_limit_s and now - started + 1.25 * longest > spec.time_limit_s:
+        late = spec.time_limit_s and now - started + 1.25 * longest > spec.time_limit_s
+        if k >= len(spec.own) and late:
             log.info("not starting more folds: the time limit would end this task first")
             return
         yield item
@@ -180,7 +170,7 @@ def run_task(spec: TaskSpec) -> list[Item]:
             "(manifests, cache or frames changed, or differ on this node)"
         )
     atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
-    owner = Owner.current(str(task_log(spec.log_dir, job_id_from_env())))
+    owner = Owner.current(str(job_log(run_dir, job_id_from_env())))
     log.info("task %s: %d own work item(s)", owner.describe(), len(spec.own))
     folds = protocol_folds(cfg, data)
     run_work(cfg, run_dir, data, folds, task_items(spec, started), progress=False, owner=owner)
@@ -280,7 +270,6 @@ def _specs(
         "shared": prepared.todo,
         "probe": str(prepared.record),
         "submit_host": socket.gethostname(),
-        "log_dir": str(log_folder(prepared.run_dir)),
     }
     return [TaskSpec(own=group, **common, **extra) for group in groups]
 
@@ -377,6 +366,13 @@ def _worker_threads(cfg: ExperimentConfig, n_workers: int) -> int:
     return cfg.train.num_threads or max(1, (os.cpu_count() or 1) // n_workers)
 
 
+def _error_line(exc: Exception) -> str:
+    """The line of a submitit job error that says what went wrong (the raised error if any)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    raised = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (raised or lines)[-1 if raised else 0].strip()
+
+
 def _wait(jobs: list[Any], run_dir: Path, todo: list[Item], progress: bool) -> list[str]:
     """Wait for local jobs, showing finished folds; return an error line per failed job."""
     with tqdm(total=len(todo), desc="folds", unit="fold", disable=not progress) as bar:
@@ -389,8 +385,7 @@ def _wait(jobs: list[Any], run_dir: Path, todo: list[Item], progress: bool) -> l
         try:
             job.result()
         except Exception as exc:  # noqa: BLE001 (a worker's failure is reported, not raised)
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            errors.append(f"worker {job.job_id}: {lines[-1]}")
+            errors.append(f"worker {job.job_id}: {_error_line(exc)}")
     return errors
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from au_llm.answers import decisions, parse_answer
+from au_llm.answers import decision_matrix
 from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.data.manifest import id_problem
 from au_llm.fold_lock import Owner, try_claim, write_plan
@@ -220,12 +220,6 @@ def prediction_frame(
     return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
-def answer_decisions(answers: dict[str, list[str]], fmt: str, aus: list[int]) -> np.ndarray:
-    """``[N, A]`` 0/1 decisions (as float) parsed from the ``fmt`` answers (``head: text``)."""
-    parsed = [parse_answer(fmt, aus, text) for text in answers[fmt]]
-    return np.asarray(decisions(parsed, aus), dtype=np.float64).reshape(len(parsed), len(aus))
-
-
 def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
     """Paths of a fold's predictions CSV (its completion marker) and its JSON record.
 
@@ -266,7 +260,8 @@ def run_fold(
     if cfg.model.head != "linear":
         answers = predict_answers(model, test_set, cfg.train.batch_size, cfg.train.bf16)
         if cfg.model.head == "text":
-            probs = answer_decisions(answers, cfg.model.text.formats[0], data.aus)
+            first = cfg.model.text.formats[0]
+            probs = decision_matrix(first, data.aus, answers[first])
     explained: dict[str, list[str]] = {}
     if explain:
         explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
@@ -470,7 +465,14 @@ def run_protocol(
     write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     folds = select_folds(folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
-    run_work(cfg, run_dir, data, folds, todo, progress)
+    elsewhere = run_work(cfg, run_dir, data, folds, todo, progress)
+    if elsewhere:
+        log.warning(
+            "%d fold(s) are being trained by another process (au-llm status %s); "
+            "the report holds the finished folds",
+            len(elsewhere),
+            run_dir,
+        )
     return run_dir, build_report(run_dir)
 
 
@@ -490,7 +492,7 @@ def run_work(
     items: Iterable[tuple[int, str]],
     progress: bool = True,
     owner: Owner | None = None,
-) -> None:
+) -> list[tuple[int, str]]:
     """Train the work items ``(seed, fold name)`` that are neither finished nor claimed.
 
     Each fold is claimed (:mod:`au_llm.fold_lock`) while it trains, so processes sharing the run
@@ -504,15 +506,22 @@ def run_work(
         items: Work items, in order (may be a generator that decides as it goes).
         progress: Show progress bars.
         owner: This process as recorded in its claims (default: host, pid and job id).
+
+    Returns:
+        The items left unfinished because another process holds them.
     """
     by_name = {fold.name: fold for fold in folds}
     holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
     owner = owner or Owner.current()
+    elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
         marker = fold_paths(run_dir, seed, name)[0]
         claim = try_claim(marker, cfg.launch.lock_timeout, owner)
         if claim is None:
+            if not marker.exists():
+                elsewhere.append((seed, name))
             log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
             continue
         with claim:
             run_fold(by_name[name], seed, cfg, data, holder, run_dir, progress)
+    return elsewhere

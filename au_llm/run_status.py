@@ -124,15 +124,34 @@ def resubmit_command(run_dir: Path) -> str:
     return command
 
 
-def _latest_submission(run_dir: Path) -> str | None:
+def log_folder(run_dir: Path) -> Path:
+    """The folder of submitit's job scripts, pickles and logs inside a run directory."""
+    return Path(run_dir) / "launch" / "logs"
+
+
+def job_log(run_dir: Path, job_id: str, stream: str = "err") -> Path:
+    """The ``out`` or ``err`` log of a submitit job's first task (tracebacks go to ``err``)."""
+    return log_folder(run_dir) / f"{job_id}_0_log.{stream}"
+
+
+def _latest_submission(run_dir: Path) -> list[str]:
+    """Lines about the last launch: its jobs, and those that have written no log yet."""
     records = sorted((run_dir / "launch" / "submissions").glob("*.json"))
     if not records:
-        return None
+        return []
     info = json.loads(records[-1].read_text())
-    jobs = ", ".join(info.get("jobs", {})) or "none yet"
+    jobs = list(info.get("jobs", {}))
     report = f"; report job {info['report_job']}" if info.get("report_job") else ""
     when = _clock(info["time"])
-    return f"Last launch: {info['mode']} from {info['host']} at {when}, jobs {jobs}{report}"
+    listed = ", ".join(jobs) or "none"
+    lines = [f"Last launch: {info['mode']} from {info['host']} at {when}, jobs {listed}{report}"]
+    silent = [job for job in jobs if not job_log(run_dir, job, "out").exists()]
+    if silent:
+        lines.append(
+            f"{len(silent)} job(s) have written no log yet: still queued, or their node does not "
+            f"see {run_dir} (it must be on a filesystem that every node mounts)"
+        )
+    return lines
 
 
 def describe_states(run_dir: Path, states: list[FoldStatus]) -> str:
@@ -142,9 +161,7 @@ def describe_states(run_dir: Path, states: list[FoldStatus]) -> str:
     summary = ", ".join(f"{counts[state]} {state}" for state in STATES)
     shape = f"{len({s.fold for s in states})} fold(s) x {len({s.seed for s in states})} seed(s)"
     lines = [f"Run {run_dir}: {shape}: {summary}"]
-    submission = _latest_submission(run_dir)
-    if submission:
-        lines.append(submission)
+    lines += _latest_submission(run_dir)
     width = max(len(s.fold) for s in states) if states else 4
     lines.append(f"{'seed':>4}  {'fold':<{width}}  {'state':<7}  detail")
     for s in states:

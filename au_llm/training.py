@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from au_llm.config import ExperimentConfig, TrainConfig
 from au_llm.explain import describe_clip, printable
 from au_llm.metrics import best_thresholds, threshold_grid
-from au_llm.model.engine import PromptCache, answer_trie, generate_answers
+from au_llm.model.engine import AnswerTrie, PromptCache, answer_trie, generate_answers
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.precision import bf16_native
@@ -340,35 +340,63 @@ def clip_probs(
     return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
 
 
+def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, AnswerTrie]:
+    """Constraint tries per format when constrained (default ``model.text.constrained``)."""
+    text = model.cfg.text
+    wanted = text.constrained if constrained is None else constrained
+    return {fmt: answer_trie(model, fmt) for fmt in text.formats} if wanted else {}
+
+
+def clip_answers(
+    model: AULLM,
+    clips: torch.Tensor,
+    bf16: bool = True,
+    prompt_cache: PromptCache | None = None,
+    tries: dict[str, AnswerTrie] | None = None,
+) -> dict[str, list[str]]:
+    """Generated answers ``{format: [B texts]}`` of clips ``[B, C, T, H, W]`` (greedy).
+
+    ``prompt_cache`` comes from :func:`inference_prompt_cache` and ``tries`` from
+    :func:`answer_tries`, both on the same weights; the model is used as it is (eval mode).
+    """
+    device = next(model.parameters()).device
+    text = model.cfg.text
+    tries = tries or {}
+    answers = {}
+    with torch.inference_mode(), _autocast(device, bf16):
+        for fmt in text.formats:
+            ids = generate_answers(
+                model, clips.to(device), fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
+            )
+            answers[fmt] = [model.tokenizer.decode(seq) for seq in ids]
+    return answers
+
+
 def predict_answers(
     model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
 ) -> dict[str, list[str]]:
     """Generated text answers of every clip in every format the model was trained on.
 
-    Greedy and deterministic; the prompt cache is computed once. With ``model.text.constrained``
-    only well-formed answers can be generated.
+    Greedy and deterministic; the prompt cache (and, with ``model.text.constrained``, the tries
+    that allow only well-formed answers) are computed once.
 
     Returns:
         Format -> one answer per clip, in dataset order.
     """
     model.eval()
-    device = next(model.parameters()).device
-    text = model.cfg.text
-    cache = inference_prompt_cache(model, bf16)
-    tries = {fmt: answer_trie(model, fmt) for fmt in text.formats} if text.constrained else {}
-    answers: dict[str, list[str]] = {fmt: [] for fmt in text.formats}
+    cache, tries = inference_prompt_cache(model, bf16), answer_tries(model)
+    answers: dict[str, list[str]] = {fmt: [] for fmt in model.cfg.text.formats}
     for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
-        with torch.inference_mode(), _autocast(device, bf16):
-            for fmt in text.formats:
-                ids = generate_answers(
-                    model, clips.to(device), fmt, cache, text.max_new_tokens, tries.get(fmt)
-                )
-                answers[fmt].extend(model.tokenizer.decode(seq) for seq in ids)
+        for fmt, texts in clip_answers(model, clips, bf16, cache, tries).items():
+            answers[fmt].extend(texts)
     return answers
 
 
 def explain_clips(
-    model: AULLM, clips: torch.Tensor, prompt_cache: PromptCache | None, bf16: bool = True
+    model: AULLM,
+    clips: torch.Tensor,
+    bf16: bool = True,
+    prompt_cache: PromptCache | None = None,
 ) -> list[str]:
     """Greedy, deterministic explanations of clips ``[B, C, T, H, W]`` (eval mode).
 
@@ -394,7 +422,7 @@ def predict_explanations(
     cache = inference_prompt_cache(model, bf16)
     texts: list[str] = []
     for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
-        texts.extend(explain_clips(model, clips, cache, bf16))
+        texts.extend(explain_clips(model, clips, bf16, cache))
     return texts
 
 

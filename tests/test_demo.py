@@ -18,7 +18,7 @@ def test_no_llm_flag_gives_the_ablation_on_equal_terms(tmp_path):
 
 
 def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    runs = run_demo(tmp_path, subjects=3, clips_per_subject=4)
+    runs = run_demo(tmp_path, subjects=3, clips_per_subject=4, text=False)
     assert [r.name for r in runs] == ["demo_casme2_loso", "demo_casme2_to_samm"]
     for run in runs:
         for name in ("predictions.csv", "report.md", "f1_per_au.png", "summary.json"):
@@ -26,7 +26,7 @@ def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "alwaysPos" in out and str(runs[0]) in out
     start = time.perf_counter()
-    run_demo(tmp_path, subjects=3, clips_per_subject=4)
+    run_demo(tmp_path, subjects=3, clips_per_subject=4, text=False)
     assert time.perf_counter() - start < 30, "a finished demo re-run must only rebuild reports"
 
 
@@ -39,3 +39,26 @@ def test_full_demo_learns_within_ten_minutes(tmp_path):
         summary = json.loads((run / "summary.json").read_text())["metrics"]
         assert summary["pooled_binary_f1"] >= 0.6
         assert summary["pooled_binary_f1"] >= summary["baseline_binary_f1"] + 0.2
+
+
+def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tmp_path, capsys):
+    from au_llm.data.manifest import read_manifest
+    from au_llm.demo_text import run_text_demo
+
+    text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
+    text = text.replace("source: smollm2", "source: tiny\n    dtype: float32")
+    text = text.replace("epochs: 6", "epochs: 1").replace("size: 64", "size: 32")
+    assert "source: tiny" in text and "epochs: 1" in text
+    config = tmp_path / "text.yaml"
+    config.write_text(text)
+    scores = run_text_demo(config, tmp_path, tiny_data.casme2)
+    train = read_manifest(tmp_path / "text" / "train.csv")
+    test = read_manifest(tmp_path / "text" / "test.csv")
+    assert test["subject"].nunique() == 2 and not set(train["subject"]) & set(test["subject"])
+    for mode in ("free", "constrained"):
+        assert set(scores[mode]["formats"]) == {"list", "yesno", "json", "names"}
+    constrained = scores["constrained"]["formats"]
+    assert all(v["parse_failures"] == 0 for v in constrained.values() if v["n_answers"])
+    out = capsys.readouterr().out
+    assert "text:names" in out and "Example answers" in out
+    assert json.loads((tmp_path / "text" / "summary.json").read_text()) == scores

@@ -103,7 +103,8 @@ def test_prediction_csv_columns(predictions):
     keys = ["source", "dataset", "subject", "clip", "onset", "offset"]
     keys += ["frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
-    au_cols = [au_column(au, kind) for au in AUS for kind in ("prob", "pred")]
+    # the labelled manifest input keeps its ground truth beside the predictions
+    au_cols = [au_column(au, kind) for au in AUS for kind in ("prob", "pred", "true")]
     assert list(table.columns) == keys + au_cols
     assert table[[au_column(a, "prob") for a in AUS]].stack().between(0, 1).all()
 
@@ -180,6 +181,29 @@ def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path,
     assert (tmp_path / "out" / "cache").is_dir()
     predict_inputs(model_dir, [manifest], out, overwrite=True)
     assert len(pd.read_csv(out)) == 1
+
+
+def test_predict_writes_text_answers_and_constrained_answers_parse(tiny_data, tmp_path):
+    from au_llm.answers import parse_answer
+
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "text",
+        "loso",
+        "model.head=both",
+        "model.text.formats=[list,yesno]",
+        "model.text.max_new_tokens=120",  # byte tokens: a yesno answer over 8 AUs is ~72
+        "model.text.constrained=true",
+        "train.epochs=1",
+    )
+    model = train_deployable(cfg, tmp_path / "model")
+    table = Predictor(model).predict_manifest(tiny_data.casme2)
+    assert {"answer_list", "answer_yesno"} <= set(table.columns)
+    for fmt in ("list", "yesno"):
+        assert all(parse_answer(fmt, AUS, text).ok for text in table[f"answer_{fmt}"])
+    loaded = Predictor(load_deployed(tmp_path / "model")).predict_manifest(tiny_data.casme2)
+    pd.testing.assert_frame_equal(table, loaded)
 
 
 def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_data, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from au_llm.cli import main
 from au_llm.config import ConfigError, parse_devices, save_config
 from au_llm.data.manifest import read_manifest
 from au_llm.fold_lock import Owner, read_lock, try_claim
-from au_llm.launch import TaskSpec, deal, run_local, run_task, submit_slurm
+from au_llm.launch import TaskSpec, deal, run_local, run_task, submit_slurm, task_items
 from au_llm.protocol import fold_paths, run_protocol, start_run
 from au_llm.run_status import run_status
 from tests.conftest import CONFIG_DIR, tiny_config
@@ -40,6 +41,19 @@ def test_items_are_dealt_round_robin_and_no_task_is_empty():
     assert deal(items, 2) == [items[0::2], items[1::2]]
     assert deal(items, 0) == [[item] for item in items]
     assert deal(items, 9) == [[item] for item in items]
+
+
+def test_a_task_takes_other_items_only_while_its_time_limit_allows(tiny_data, tmp_path):
+    items = [(1, "a"), (1, "b"), (1, "c")]
+    cfg = tiny_config(tiny_data, tmp_path, "loso")
+    spec = TaskSpec(cfg, "run", items[:1], items, "probe", "login1")
+    assert list(task_items(spec, time.monotonic())) == items
+    spec = replace(spec, time_limit_s=1.0)
+    taken = task_items(spec, time.monotonic() - 0.5)
+    assert next(taken) == items[0]
+    time.sleep(0.3)  # the first item took 0.3 s: 0.5 + 0.3 + 1.25 * 0.3 > 1.0
+    assert list(taken) == []
+    assert list(task_items(spec, time.monotonic())) == items
 
 
 def test_launch_settings_are_validated_and_may_differ_within_a_run(tiny_data, tmp_path):
@@ -94,6 +108,18 @@ def test_a_task_killed_mid_fold_is_completed_by_the_resubmission(tiny_data, tmp_
     submission.report_job.result()
     assert (run_dir / "predictions.csv").read_bytes() == reference
     assert not list(run_dir.glob("folds/seed1/*.lock"))
+
+
+def test_a_plain_run_leaves_a_fold_claimed_elsewhere_and_says_so(tiny_data, tmp_path, caplog):
+    cfg = tiny_config(tiny_data, tmp_path, "loso")
+    second = subjects(tiny_data)[1]
+    busy = Owner("node7", 4242, "88_1")
+    assert try_claim(fold_paths(tmp_path / "loso", 1, second)[0], 600, busy) is not None
+    with caplog.at_level(logging.WARNING):
+        run_dir, tables = run_protocol(cfg, progress=False)
+    assert "1 fold(s) are being trained by another process" in caplog.text
+    assert tables.summary["n_folds"] == 2
+    assert [s.state for s in run_status(run_dir)] == ["done", "running", "done"]
 
 
 def _fake_slurm(folder: Path) -> Path:
@@ -152,13 +178,15 @@ def test_slurm_submission_writes_the_expected_sbatch_scripts(
     status = capsys.readouterr().out
     assert "0 done, 0 running, 0 failed, 3 pending" in status
     assert "jobs 101_0, 101_1; report job 102" in status
+    assert "2 job(s) have written no log yet" in status
+    (logs / "101_0_0_log.out").write_text("started\n")
+    assert main(["status", str(run_dir)]) == 0
+    assert "1 job(s) have written no log yet" in capsys.readouterr().out
 
 
 def test_a_task_that_cannot_see_the_run_directory_says_so(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, "loso")
-    spec = TaskSpec(
-        cfg, str(tmp_path / "loso"), [], [], str(tmp_path / "gone.json"), "login1", str(tmp_path)
-    )
+    spec = TaskSpec(cfg, str(tmp_path / "loso"), [], [], str(tmp_path / "gone.json"), "login1")
     with pytest.raises(RuntimeError, match="does not see the run directory.*login1"):
         run_task(spec)
 

@@ -53,6 +53,7 @@ class AnswerTrie:
 
     def __init__(self, sequences: list[list[int]]) -> None:
         self.root: dict[int, dict] = {}
+        self.longest = max((len(sequence) for sequence in sequences), default=0)
         for sequence in sequences:
             node = self.root
             for token in sequence:
@@ -95,7 +96,9 @@ def generate_answers(
 
     The prompt prefix comes from ``prompt_cache`` (shared by every clip and call); the visual token
     and the format's instruction run once per batch, then one token per step with the key/value
-    cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer are chosen.
+    cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer are chosen,
+    and generation may run past ``max_new_tokens`` up to the trie's longest answer, so every
+    answer is complete.
 
     Args:
         model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with a text head, in eval mode.
@@ -124,7 +127,8 @@ def generate_answers(
         answers: list[list[int]] = [[] for _ in range(batch)]
         done = [False] * batch
         nodes = [trie.root if trie else {} for _ in range(batch)]
-        for _ in range(max_new_tokens):
+        steps = max(max_new_tokens, trie.longest) if trie is not None else max_new_tokens
+        for _ in range(steps):
             logits = lm_head(hidden[:, -1]).float()
             if trie is not None:
                 mask = torch.full_like(logits, float("-inf"))

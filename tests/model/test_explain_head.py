@@ -83,8 +83,8 @@ def test_explanation_loss_decreases_on_a_tiny_overfit_set():
 def test_generated_explanations_are_deterministic_and_printable():
     model = _model(1.0).eval()
     cache = model.prompt_cache()
-    first = explain_clips(model, clips(2), cache, bf16=False)
-    assert first == explain_clips(model, clips(2), cache, bf16=False)
+    first = explain_clips(model, clips(2), False, cache)
+    assert first == explain_clips(model, clips(2), False, cache)
     assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
     with pytest.raises(ValueError, match="not trained with explanations"):
-        explain_clips(_model(0.0).eval(), clips(1), None)
+        explain_clips(_model(0.0).eval(), clips(1))

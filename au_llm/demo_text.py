@@ -1,0 +1,141 @@
+"""The demo's text step: SmolLM2-135M answers in words (AU-LLaVA's formats) beside the linear head.
+
+The synthetic CASME II-style subjects are split: the last two (by id) are the test subjects, the
+others train one ``head: both`` model (``configs/demo_smollm2_text.yaml``: the built-in pretrained
+SmolLM2-135M-Instruct, LoRA, the linear head and the text loss together). The test clips are then
+answered twice, greedy without and with constrained decoding, and the step prints binary F1 of the
+linear head and of every format's parsed answers, the parse rate, and three example answers per
+format. Everything is written under ``<out>/text/``; a finished model is reused on a re-run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from au_llm.config import ExperimentConfig, load_config
+from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.deploy import DeployedModel, Predictor, load_deployed, train_deployable
+from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.metrics import au_column, binary_f1
+from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
+
+TEXT_CONFIG = "demo_smollm2_text.yaml"
+TEST_SUBJECTS = 2
+EXAMPLES = 3
+
+
+def split_subjects(manifest: Path, out: Path, n_test: int = TEST_SUBJECTS) -> tuple[Path, Path]:
+    """Write ``train.csv`` (every subject but the last ``n_test``) and ``test.csv`` into ``out``.
+
+    Raises:
+        ValueError: If the manifest has no more than ``n_test`` subjects.
+    """
+    rows = read_manifest(manifest)
+    subjects = sorted(rows["subject"].unique())
+    if len(subjects) <= n_test:
+        raise ValueError(f"{manifest}: {len(subjects)} subjects; the text demo needs > {n_test}")
+    test = rows["subject"].isin(subjects[-n_test:])
+    paths = out / "train.csv", out / "test.csv"
+    write_manifest(rows[~test], paths[0])
+    write_manifest(rows[test], paths[1])
+    return paths
+
+
+def text_config(config_file: Path, out: Path, train: Path, test: Path) -> ExperimentConfig:
+    """The text step's config redirected to the demo folder ``out``."""
+    return load_config(
+        config_file,
+        [
+            f"out_dir='{out}'",
+            f"data.cache_dir='{out / 'cache'}'",
+            f"data.manifests=['{train}']",
+            f"data.target_manifests=['{test}']",
+        ],
+    )
+
+
+def _mean_f1(frame: pd.DataFrame, aus: list[int]) -> float:
+    scores = [
+        binary_f1(frame[au_column(au, "true")].to_numpy(), frame[au_column(au, "pred")].to_numpy())
+        for au in aus
+    ]
+    return float(np.nanmean(scores))
+
+
+def score_answers(frame: pd.DataFrame, aus: list[int]) -> dict[str, Any]:
+    """Linear-head and per-format binary F1 (mean over AUs) and parse rates of a predictions CSV."""
+    _, text = answer_tables(frame, aus)
+    return {"linear_binary_f1": _mean_f1(frame, aus), "formats": text}
+
+
+def results_table(scores: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table: one row per head/format, one column pair per decoding mode."""
+    modes = list(scores)
+    header = f"{'head':<14}" + "".join(f"{m + ' F1':>18}{'parsed':>10}" for m in modes)
+    first = scores[modes[0]]
+    lines = [header, "-" * len(header)]
+    linear = first["linear_binary_f1"]
+    lines.append(f"{'linear':<14}" + "".join(f"{linear:>18.3f}{'-':>10}" for _ in modes))
+    for fmt in first["formats"]:
+        row = f"{'text:' + fmt:<14}"
+        for mode in modes:
+            values = scores[mode]["formats"][fmt]
+            parsed = f"{values['n_answers'] - values['parse_failures']}/{values['n_answers']}"
+            row += f"{values['mean_binary_f1']:>18.3f}{parsed:>10}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def examples_text(frame: pd.DataFrame, aus: list[int], count: int = EXAMPLES) -> str:
+    """The first ``count`` test clips' true AUs and answers in every format."""
+    lines = []
+    for _, row in frame.head(count).iterrows():
+        truth = [f"AU{au}" for au in aus if row[au_column(au, "true")] == 1] or ["none"]
+        lines.append(f"clip {row['subject']}/{row['clip']} (annotated: {', '.join(truth)})")
+        for fmt in answer_formats(frame):
+            lines.append(f"  {fmt:<6} {row[ANSWER_PREFIX + fmt]!r}")
+    return "\n".join(lines)
+
+
+def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
+    if (model_dir / "model.json").is_file():
+        return load_deployed(model_dir)
+    return train_deployable(cfg, model_dir)
+
+
+def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[str, Any]:
+    """Train the SmolLM2 ``head: both`` model, answer the test clips, print and save the results.
+
+    Args:
+        config_file: ``configs/demo_smollm2_text.yaml``.
+        out: The demo folder (the step writes into ``out/text``).
+        casme2_manifest: The synthetic CASME II-style manifest.
+
+    Returns:
+        The scores per decoding mode (``free``, ``constrained``), as written to
+        ``out/text/summary.json``.
+    """
+    folder = out / "text"
+    train, test = split_subjects(casme2_manifest, folder)
+    cfg = text_config(config_file, out, train, test)
+    deployed = _deployed(cfg, folder / "model")
+    aus = deployed.aus
+    scores, frames = {}, {}
+    for mode, constrained in (("free", False), ("constrained", True)):
+        predictor = Predictor(deployed, cache_dir=out / "cache", constrained=constrained)
+        frames[mode] = predictor.predict_manifest(test)
+        atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
+        scores[mode] = score_answers(frames[mode], aus)
+    atomic_write_text(folder / "summary.json", json.dumps(scores, indent=2) + "\n")
+    print(
+        f"== SmolLM2-135M, head: both, {len(frames['free'])} test clips of 2 held-out subjects =="
+    )
+    print(results_table(scores))
+    print("\nExample answers (greedy, unconstrained):")
+    print(examples_text(frames["free"], aus))
+    return scores
