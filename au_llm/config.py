@@ -86,9 +86,9 @@ class PreprocessConfig:
             ``none`` only centre-crops and resizes.
         ref_frames: Number of early frames whose landmarks are combined (median) for ``clip``.
         smooth: Temporal smoothing window, in frames, of per-frame transforms for ``frame``.
-        landmarker: ``facemesh`` (mediapipe's bundled FaceMesh) or ``tasks`` (FaceLandmarker,
-            needs ``task_model``).
-        task_model: Path to a local ``face_landmarker.task`` file for ``landmarker: tasks``.
+        landmarker_model: A user's own mediapipe ``face_landmarker.task`` bundle; empty uses the
+            installed, sha256-verified copy (``python -m au_llm.assets``).
+        num_faces: Most faces the landmarker looks for in a frame; the largest one is aligned.
         max_face_search: Frames tried after the onset when no face is found, before falling back
             to a centre crop.
         workers: Parallel worker processes (0 runs in the calling process).
@@ -100,8 +100,8 @@ class PreprocessConfig:
     mode: str = "clip"
     ref_frames: int = 3
     smooth: int = 5
-    landmarker: str = "facemesh"
-    task_model: str | None = None
+    landmarker_model: str = ""
+    num_faces: int = 1
     max_face_search: int = 5
     workers: int = 2
 
@@ -110,9 +110,7 @@ class PreprocessConfig:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
         _check_choice("preprocess", "color", self.color, ("gray", "rgb"))
         _check_choice("preprocess", "mode", self.mode, ("clip", "frame", "none"))
-        _check_choice("preprocess", "landmarker", self.landmarker, ("facemesh", "tasks"))
-        if self.landmarker == "tasks" and not self.task_model:
-            raise ConfigError("preprocess.landmarker = 'tasks' needs preprocess.task_model")
+        _check_positive("preprocess", "num_faces", self.num_faces)
         if not 0 <= self.margin < 1:
             raise ConfigError(f"preprocess.margin = {self.margin}: expected 0 <= margin < 1")
         _check_positive("preprocess", "ref_frames", self.ref_frames)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from importlib import resources
 from pathlib import Path
 
 from au_llm.config import ExperimentConfig, load_config
@@ -18,7 +19,8 @@ from au_llm.protocol import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth import write_synthetic
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# The repository's configs/ folder, installed as the package au_llm.configs (see setup.py).
+CONFIG_DIR = Path(str(resources.files("au_llm.configs")))
 DEMO_CONFIGS = ("demo_casme2_loso.yaml", "demo_casme2_to_samm.yaml")
 STYLE_SEEDS = {"casme2": 0, "samm": 1}
 

@@ -13,7 +13,7 @@ reports, within one run:
 * clips/s of each mode (in-memory frames, so decoding is not timed) and the clip/frame ratio;
 * apex-onset residual motion outside the brows: mean absolute gray difference of the aligned apex
   and onset frames over the face region the brow raise does not touch, and the mean displacement
-  of the stable landmarks (FaceMesh run on the aligned apex and onset frames, converted back to
+  of the stable landmarks (landmarks found on the aligned apex and onset frames, converted back to
   source pixels); plus the mean gray difference inside the brow region (the signal that must
   survive).
 

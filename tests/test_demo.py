@@ -1,5 +1,7 @@
 import json
 import time
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,17 @@ def test_small_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     start = time.perf_counter()
     run_demo(tmp_path, subjects=3, clips_per_subject=4, text=False)
     assert time.perf_counter() - start < 30, "a finished demo re-run must only rebuild reports"
+
+
+def test_demo_configs_load_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert CONFIG_DIR.is_absolute()
+    assert Path(str(resources.files("au_llm.configs"))) == CONFIG_DIR
+    manifests = {"casme2": Path("c.csv"), "samm": Path("s.csv")}
+    names = [
+        demo_config(CONFIG_DIR / name, Path("out"), manifests, False).name for name in DEMO_CONFIGS
+    ]
+    assert names == ["demo_casme2_loso", "demo_casme2_to_samm"]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import skimage.data
 
 from au_llm import synth
 from au_llm.config import DATASET_AUS
@@ -251,6 +252,17 @@ def test_facemesh_finds_the_face(written: dict[str, SynthResult]) -> None:
         assert points is not None, clip.clip
         inside = (points[:, 0] > 0) & (points[:, 0] < image.shape[1]) & (points[:, 1] > 0)
         assert inside.all()
+
+
+def test_stored_source_landmarks_match_the_landmarker() -> None:
+    from au_llm.preprocess.landmarks import detect_landmarks
+    from au_llm.synth.render import source_landmarks
+
+    stored = source_landmarks()
+    found = detect_landmarks(skimage.data.astronaut())
+    assert stored.shape == (468, 2) and found is not None
+    error = np.linalg.norm(stored - found[:468], axis=1)
+    assert error.mean() < 1.5 and error.max() < 3.0  # pixels, on a face about 92 pixels wide
 
 
 def test_hard_level_has_smaller_movements_more_jitter_and_noise_and_au4_in_half() -> None:

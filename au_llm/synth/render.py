@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 import cv2  # before anything that may import decord (see the project notes)
 import numpy as np
@@ -23,6 +24,7 @@ from au_llm.synth.plan import (
 )
 
 _PAD = 192  # border added around the source photo, in source pixels
+_LANDMARKS_FILE = "astronaut_landmarks.csv"
 
 # FaceMesh indices used to describe the source face.
 _FOREHEAD, _CHIN, _NOSE_BRIDGE = 10, 152, 168
@@ -64,14 +66,15 @@ class _Source:
     right: np.ndarray  # [2] unit vector towards the image's right
 
 
-def _detect_source_landmarks(image: np.ndarray) -> np.ndarray:
-    from au_llm.preprocess.landmarks import detect_landmarks
+def source_landmarks() -> np.ndarray:
+    """The 468 face-mesh landmarks ``[468, 2]`` (x, y pixels) of ``skimage.data.astronaut()``.
 
-    points = detect_landmarks(image)
-    if points is None:
-        raise RuntimeError("mediapipe FaceMesh found no face on skimage.data.astronaut()")
-    # Rounded so that tiny numeric differences between runs cannot change the rendering.
-    return np.round(np.asarray(points, dtype=np.float64)[:468] * 8) / 8
+    They were found once with mediapipe's FaceMesh and are shipped in ``astronaut_landmarks.csv``,
+    so the synthetic datasets are the same whatever landmarker is installed.
+    """
+    text = resources.files("au_llm.synth").joinpath(_LANDMARKS_FILE).read_text()
+    rows = [line for line in text.splitlines() if line and not line.startswith(("#", "x,"))]
+    return np.loadtxt(rows, delimiter=",", dtype=np.float64).reshape(468, 2)
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +82,7 @@ def _source() -> _Source:
     from skimage import data as skdata
 
     photo = np.ascontiguousarray(skdata.astronaut()[:, :, :3])
-    points = _detect_source_landmarks(photo) + _PAD
+    points = source_landmarks() + _PAD
     padded = cv2.copyMakeBorder(photo, _PAD, _PAD, _PAD, _PAD, cv2.BORDER_REPLICATE)
     low, high = points.min(axis=0), points.max(axis=0)
     up = points[_FOREHEAD] - points[_CHIN]

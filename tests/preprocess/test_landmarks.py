@@ -1,7 +1,12 @@
+import shutil
+import zipfile
+
+import cv2
 import numpy as np
 import pytest
 import skimage.data
 
+from au_llm.assets import FACE_LANDMARKER, AssetError, ensure_asset
 from au_llm.preprocess.landmarks import Landmarker, detect_landmarks
 
 
@@ -34,11 +39,59 @@ def test_detect_landmarks_convenience() -> None:
         detect_landmarks(np.zeros((64, 64, 3), np.float32))
 
 
-def test_tasks_backend_needs_local_model(tmp_path) -> None:
-    with pytest.raises(ValueError, match="task"):
-        Landmarker(backend="tasks")
-    with pytest.raises(FileNotFoundError, match="missing.task"):
-        Landmarker(backend="tasks", task_model=tmp_path / "missing.task")
+def test_missing_or_wrong_model_names_hash_and_install_command(tmp_path) -> None:
+    with pytest.raises(
+        AssetError,
+        match=f"does not exist.*{FACE_LANDMARKER.sha256}.*assets --install face_landmarker",
+    ):
+        Landmarker(model=tmp_path / "missing.task")
+    not_a_bundle = tmp_path / "notes.task"
+    not_a_bundle.write_text("not a model")
+    with pytest.raises(AssetError, match=f"not a model bundle.*{FACE_LANDMARKER.sha256}"):
+        Landmarker(model=not_a_bundle)
+    other_bundle = tmp_path / "other.task"
+    with zipfile.ZipFile(other_bundle, "w") as bundle:
+        bundle.writestr("hand_landmarks_detector.tflite", b"x")
+    with pytest.raises(AssetError, match="lacks face_detector.tflite, face_landmarks_detector"):
+        Landmarker(model=other_bundle)
+
+
+def test_users_own_copy_of_the_bundle(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
+    own = tmp_path / "mine.task"
+    shutil.copyfile(ensure_asset(FACE_LANDMARKER), own)
+    with Landmarker(model=own, score=False) as marker:
+        assert marker.model == own
+        face = marker.detect(skimage.data.astronaut())
+    assert face is not None and face.points.shape == (478, 2) and np.isnan(face.confidence)
+    assert "not the verified bundle" not in caplog.text
+    # A re-packed bundle (another sha256) still works, with a warning naming both hashes.
+    repacked = tmp_path / "repacked.task"
+    with zipfile.ZipFile(own) as src, zipfile.ZipFile(repacked, "w") as dst:
+        for member in src.infolist():
+            dst.writestr(member.filename, src.read(member))
+    with Landmarker(model=repacked, score=False) as marker:
+        assert marker.detect(skimage.data.astronaut()) is not None
+    assert "not the verified bundle" in caplog.text and FACE_LANDMARKER.sha256 in caplog.text
+
+
+def test_several_faces_largest_first(landmarker: Landmarker) -> None:
+    face = skimage.data.astronaut()[0:320, 65:385]
+    smaller = cv2.resize(face, (240, 240))
+    pad = np.zeros_like(face)
+    pad[40:280, 40:280] = smaller[:, ::-1]
+    image = np.ascontiguousarray(np.concatenate([pad, face], axis=1))
+    with Landmarker(num_faces=3) as marker:
+        faces = marker.detect_all(image)
+        largest = marker.detect(image)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    assert faces[0].points[:, 0].min() > 320 > faces[1].points[:, 0].max()
+    assert all(0.5 < f.confidence <= 1.0 for f in faces)
+    assert largest is not None and np.array_equal(largest.points, faces[0].points)
+    # The default landmarker looks for one face only.
+    assert len(landmarker.detect_all(image)) == 1
+    with pytest.raises(ValueError, match="num_faces"):
+        Landmarker(num_faces=0)
 
 
 def test_closed_landmarker_refuses() -> None:

@@ -1,0 +1,1 @@
+"""Experiment configurations (YAML), installed with the package as ``au_llm.configs``."""
