@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--subjects", type=int, default=8)
     synth.add_argument("--clips-per-subject", type=int, default=8)
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--difficulty",
+        choices=["normal", "hard"],
+        default="normal",
+        help="hard: smaller movements, more jitter and noise, AU4 in about half the clips",
+    )
 
     prep = sub.add_parser("preprocess", help="align and cache the clips of a manifest")
     prep.add_argument("--manifest", type=Path, required=True, action="append")
@@ -80,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("loso", "leave-one-subject-out"), ("cross", "cross-domain transfer")):
         _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
+
+    ablate = sub.add_parser(
+        "ablate", help="one setting over several values (key=a,b,c) on identical folds and seeds"
+    )
+    _add_config_args(ablate)
+    ablate.add_argument("--folds", help="comma-separated fold names to run in every setting")
 
     report = sub.add_parser("report", help="rebuild a run's outputs from its finished folds")
     report.add_argument("run_dir", type=Path)
@@ -116,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, help="aligned-clip cache for manifests (default: cache/ by --out)"
     )
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    predict.add_argument(
+        "--explain", action="store_true", help="add a generated explanation per clip or window"
+    )
     return parser
 
 
@@ -136,7 +151,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.synth import write_synthetic
 
     result = write_synthetic(
-        args.style, args.out, args.subjects, args.clips_per_subject, seed=args.seed
+        args.style,
+        args.out,
+        args.subjects,
+        args.clips_per_subject,
+        seed=args.seed,
+        difficulty=args.difficulty,
     )
     print(f"{len(result.clips)} clips written under {result.root}")
     print(f"annotation file: {result.coding}")
@@ -217,6 +237,16 @@ def execute_protocol(args: argparse.Namespace, protocol: str) -> int:
     return 0
 
 
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    from au_llm.ablate import run_ablation
+
+    folds = args.folds.split(",") if args.folds else None
+    out_dir, text = run_ablation(args.config, list(args.overrides), folds)
+    print(text)
+    print(f"ablation written: {out_dir}")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from au_llm.run_status import describe_states, run_status
 
@@ -273,6 +303,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         strict=args.strict,
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,
+        explain=args.explain,
     )
     print(f"predictions written: {out}")
     return 0
@@ -291,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "preprocess": _cmd_preprocess,
         "loso": lambda a: execute_protocol(a, "loso"),
         "cross": lambda a: execute_protocol(a, "cross"),
+        "ablate": _cmd_ablate,
         "report": _cmd_report,
         "status": _cmd_status,
         "assets": _cmd_assets,

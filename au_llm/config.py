@@ -348,6 +348,24 @@ class TextConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Explanations: the LLM also learns to describe each clip's annotation (VL-FAU).
+
+    Attributes:
+        weight: Weight of the LM loss on the description target (see :mod:`au_llm.explain`),
+            added to the AU loss; 0 turns explanations off.
+        max_new_tokens: Longest generated explanation, in tokens.
+    """
+
+    weight: float = 0.0
+    max_new_tokens: int = 320
+
+    def __post_init__(self) -> None:
+        _check_positive("model.explain", "weight", self.weight, allow_zero=True)
+        _check_positive("model.explain", "max_new_tokens", self.max_new_tokens)
+
+
+@dataclass
 class ModelConfig:
     """The whole AU-LLM model: backbone -> projector -> LLM -> AU head(s).
 
@@ -359,6 +377,7 @@ class ModelConfig:
             LLM answers in words, AU-LLaVA's; the AU decisions are the first format's parsed
             answer), or ``both`` (trained together; the linear head gives the scores).
         text: Text-answer settings (``head: text`` or ``both``).
+        explain: Explanation settings (any head; needs an LLM when on).
     """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -366,11 +385,14 @@ class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     head: str = "linear"
     text: TextConfig = field(default_factory=TextConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self) -> None:
         _check_choice("model", "head", self.head, ("linear", "text", "both"))
         if self.head != "linear" and self.llm.source == "none":
             raise ConfigError(f"model.head = {self.head!r} needs an LLM (model.llm.source)")
+        if self.explain.weight > 0 and self.llm.source == "none":
+            raise ConfigError("model.explain.weight > 0 needs an LLM (model.llm.source)")
 
 
 @dataclass

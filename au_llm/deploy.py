@@ -43,6 +43,7 @@ from au_llm.training import (
     answer_tries,
     clip_answers,
     clip_probs,
+    explain_clips,
     fit,
     inference_prompt_cache,
     resolve_device,
@@ -167,6 +168,8 @@ class Predictor:
             ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
         constrained: Constrained decoding of text answers (default: the model's
             ``model.text.constrained``).
+        explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
+            trained with ``model.explain.weight > 0``.
     """
 
     deployed: DeployedModel
@@ -176,9 +179,15 @@ class Predictor:
     strict: bool = False
     cache_dir: Path | None = None
     constrained: bool | None = None
+    explain: bool = False
     failures: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.explain and self.deployed.cfg.model.explain.weight <= 0:
+            raise ValueError(
+                "--explain: this model was not trained with explanations "
+                "(train it with model.explain.weight > 0)"
+            )
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
         self._landmarker: Landmarker | None = None
@@ -275,6 +284,8 @@ class Predictor:
             }
         )
         labels = data.labels.numpy() if labelled else None
+        if self.explain:
+            frame = frame.assign(explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs, answers, labels))
 
     def _windows(self, path: Path, kind: str) -> list[_Window]:
@@ -309,7 +320,8 @@ class Predictor:
         windows = self._windows(path, kind)
         if not windows:
             return pd.DataFrame()
-        probs, answers = self._scores(torch.stack([w.clip for w in windows]))
+        clips = torch.stack([w.clip for w in windows])
+        probs, answers = self._scores(clips)
         frame = pd.DataFrame(
             {
                 "source": str(path),
@@ -320,7 +332,18 @@ class Predictor:
                 "time_end": [w.time_end for w in windows],
             }
         )
+        if self.explain:
+            frame = frame.assign(explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs, answers))
+
+    def _explanations(self, clips: torch.Tensor) -> list[str]:
+        """Generated explanations of aligned clips ``[B, C, T, H, W]``, in batches."""
+        model, train = self.deployed.model.eval(), self.deployed.cfg.train
+        return [
+            text
+            for batch in torch.split(clips, train.batch_size)
+            for text in explain_clips(model, batch, train.bf16, self._prompt_cache)
+        ]
 
     def predict(self, path: Path) -> pd.DataFrame:
         """Predictions for one input; a failure is recorded and gives an empty frame."""
@@ -388,6 +411,7 @@ def predict_inputs(
     strict: bool = False,
     cache_dir: Path | None = None,
     overwrite: bool = False,
+    explain: bool = False,
 ) -> Path:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
@@ -405,6 +429,7 @@ def predict_inputs(
         strict: Stop at the first input that cannot be read or shows no face.
         cache_dir: Aligned-clip cache for manifest inputs (default: ``cache`` beside ``out``).
         overwrite: Replace an existing ``out``.
+        explain: Add a generated ``explanation`` column (see :class:`Predictor`).
 
     Returns:
         The predictions CSV path.
@@ -416,7 +441,8 @@ def predict_inputs(
     out, failures = prediction_files(Path(out), overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
-    predictor = Predictor(load_deployed(model_dir), window, stride, fps, strict, cache)
+    deployed = load_deployed(model_dir)
+    predictor = Predictor(deployed, window, stride, fps, strict, cache, explain=explain)
     frames = []
     for path in tqdm(inputs, desc="predict", unit="input"):
         frame = predictor.predict(Path(path))
@@ -435,7 +461,7 @@ def predict_inputs(
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Key columns, then ``AUxx_prob, AUxx_pred`` (``AUxx_true`` when labelled), then answers."""
+    """Key columns, ``AUxx_prob, AUxx_pred`` (``AUxx_true`` when labelled), answers, explanation."""
     keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
     keys += ["time_start", "time_end"]
     if table.empty:
@@ -444,4 +470,5 @@ def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
     kinds = ("prob", "pred", "true")
     au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
     answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
+    answers += ["explanation"] if "explanation" in table.columns else []
     return table[[k for k in keys if k in table.columns] + au_cols + answers]

@@ -48,12 +48,14 @@ from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.reports.answers import ANSWER_PREFIX
+from au_llm.reports.explanations import EXPLANATION_COLUMN
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
 from au_llm.training import (
     ModelHolder,
     fit,
     predict_answers,
+    predict_explanations,
     predict_probs,
     resolve_device,
     seed_everything,
@@ -251,7 +253,8 @@ def run_fold(
     fitted = fit(model, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
     thresholds, result = fitted.thresholds, fitted.result
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
-    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, seed=fseed)
+    explain = cfg.model.explain.weight > 0
+    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
     probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
     answers: dict[str, list[str]] = {}
     if cfg.model.head != "linear":
@@ -259,9 +262,15 @@ def run_fold(
         if cfg.model.head == "text":
             first = cfg.model.text.formats[0]
             probs = decision_matrix(first, data.aus, answers[first])
+    explained: dict[str, list[str]] = {}
+    if explain:
+        explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
+        explained[EXPLANATION_COLUMN] = predict_explanations(
+            model, test_set, cfg.train.batch_size, cfg.train.bf16
+        )
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
-    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
+    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()}, **explained)
     csv_path, json_path = fold_paths(run_dir, seed, fold.name)
     record = {
         "fold": fold.name,

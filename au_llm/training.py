@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, TrainConfig
+from au_llm.explain import describe_clip, printable
 from au_llm.metrics import best_thresholds, threshold_grid
 from au_llm.model.engine import AnswerTrie, PromptCache, answer_trie, generate_answers
 from au_llm.model.losses import build_loss
@@ -143,39 +144,75 @@ def _loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> 
     )
 
 
+def _lm_loss(lm_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of next-token logits ``[B, L, V]`` on targets ``[B, L]`` (-100 skipped)."""
+    return nn.functional.cross_entropy(
+        lm_logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
+    )
+
+
+def meta_rows(meta: dict[str, list[str]]) -> list[dict[str, str]]:
+    """A collated batch's meta (key -> list) as one dict per clip."""
+    n = len(next(iter(meta.values()))) if meta else 0
+    return [{key: values[i] for key, values in meta.items()} for i in range(n)]
+
+
 def batch_loss(
-    model: AULLM, clips: torch.Tensor, labels: torch.Tensor, loss_fn: nn.Module, step: int
+    model: AULLM,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: nn.Module,
+    step: int,
+    meta: dict[str, list[str]] | None = None,
 ) -> torch.Tensor:
-    """The training loss of one batch for the model's head(s).
+    """The training loss of one batch for the model's head(s) and explanations.
 
     ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
     the answer string (``model.text.weight``), each clip in one format (formats taken in turn,
     shifted every step), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder
-    pass serves both heads.
+    pass serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
+    each clip's description target (:func:`au_llm.explain.describe_clip`, phrasing drawn from the
+    clip and ``step``) is added with that weight; the same visual tokens feed every pass.
 
     Args:
         model: The model.
         clips: ``[B, C, T, H, W]`` clips on the model's device.
         labels: ``[B, n_aus]`` 0/1 labels on the model's device.
         loss_fn: The AU loss (see :func:`~au_llm.model.losses.build_loss`).
-        step: Step counter (chooses the formats).
+        step: Step counter (chooses the formats and the explanations' phrasings).
+        meta: The batch's meta (see :class:`~au_llm.preprocess.dataset.ClipDataset`); with
+            the annotation, needed for explanations.
 
     Returns:
         The scalar loss.
+
+    Raises:
+        ValueError: Explanations are on and ``meta`` is missing.
     """
-    head = model.cfg.head
-    if head == "linear":
+    head, text, explain = model.cfg.head, model.cfg.text, model.cfg.explain
+    if head == "linear" and explain.weight == 0:
         return loss_fn(model(clips).float(), labels)
-    text = model.cfg.text
-    n = len(labels)
-    formats = [text.formats[(step * n + i) % len(text.formats)] for i in range(n)]
-    ids, targets = model.text_targets(labels, formats)
-    au_logits, lm_logits = model.forward_text(clips, ids)
-    loss = text.weight * nn.functional.cross_entropy(
-        lm_logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
-    )
-    if head == "both":
-        loss = loss + text.linear_weight * loss_fn(au_logits.float(), labels)
+    tokens = model.get_visual_tokens(clips)
+    loss = torch.zeros((), device=clips.device)
+    au_logits = None
+    if head != "linear":
+        n = len(labels)
+        formats = [text.formats[(step * n + i) % len(text.formats)] for i in range(n)]
+        ids, targets = model.text_targets(labels, formats)
+        au_logits, lm_logits = model.forward_text_tokens(tokens, ids)
+        loss = loss + text.weight * _lm_loss(lm_logits, targets)
+    if explain.weight > 0:
+        if meta is None:
+            raise ValueError("model.explain.weight > 0: batch_loss needs the batch's meta")
+        descriptions = [describe_clip(row, step) for row in meta_rows(meta)]
+        ids, targets = model.teacher_forcing(["explain"] * len(descriptions), descriptions)
+        explain_logits, lm_logits = model.forward_text_tokens(tokens, ids)
+        au_logits = explain_logits if au_logits is None else au_logits
+        loss = loss + explain.weight * _lm_loss(lm_logits, targets)
+    if head != "text":
+        assert au_logits is not None
+        weight = text.linear_weight if head == "both" else 1.0
+        loss = loss + weight * loss_fn(au_logits.float(), labels)
     return loss
 
 
@@ -186,9 +223,9 @@ def _epoch_loss(
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for step, (clips, labels, _) in enumerate(loader):
+        for step, (clips, labels, meta) in enumerate(loader):
             with _autocast(device, bf16):
-                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step)
+                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step, meta)
             total += float(loss) * len(labels)
             count += len(labels)
     return total / max(1, count)
@@ -236,10 +273,11 @@ def train_model(
         train_set.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
-        for step, (clips, labels, _) in enumerate(loader, start=epoch * len(loader)):
+        for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, cfg.bf16):
-                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step)
+                x, y = clips.to(device), labels.to(device)
+                loss = batch_loss(model, x, y, loss_fn, step, meta)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -354,6 +392,40 @@ def predict_answers(
     return answers
 
 
+def explain_clips(
+    model: AULLM,
+    clips: torch.Tensor,
+    bf16: bool = True,
+    prompt_cache: PromptCache | None = None,
+) -> list[str]:
+    """Greedy, deterministic explanations of clips ``[B, C, T, H, W]`` (eval mode).
+
+    Control characters are replaced and whitespace collapsed (:func:`au_llm.explain.printable`).
+
+    Raises:
+        ValueError: The model was not trained with explanations (``model.explain.weight`` 0).
+    """
+    if model.cfg.explain.weight <= 0:
+        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
+    device = next(model.parameters()).device
+    limit = model.cfg.explain.max_new_tokens
+    with torch.inference_mode(), _autocast(device, bf16):
+        ids = generate_answers(model, clips.to(device), "explain", prompt_cache, limit)
+    return [printable(model.tokenizer.decode(seq)) for seq in ids]
+
+
+def predict_explanations(
+    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
+) -> list[str]:
+    """One generated explanation per clip of ``dataset``, in order (see :func:`explain_clips`)."""
+    model.eval()
+    cache = inference_prompt_cache(model, bf16)
+    texts: list[str] = []
+    for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
+        texts.extend(explain_clips(model, clips, bf16, cache))
+    return texts
+
+
 def predict_probs(
     model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
 ) -> tuple[np.ndarray, list[dict]]:
@@ -366,8 +438,8 @@ def predict_probs(
         bf16: bfloat16 autocast where native.
 
     Returns:
-        ``(probs [N, n_aus] float64, metas)`` with one meta dict (dataset, subject, clip) per clip,
-        in dataset order.
+        ``(probs [N, n_aus] float64, metas)`` with one meta dict per clip (see
+        :class:`~au_llm.preprocess.dataset.ClipDataset`), in dataset order.
     """
     model.eval()
     cache = inference_prompt_cache(model, bf16)
@@ -460,9 +532,10 @@ def fit(
     if cfg.train.val_fraction > 0:
         train, val = inner_split(rows, cfg.train.val_fraction, seed)
     frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
-    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed=seed)
+    explain = cfg.model.explain.weight > 0
+    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed, explain)
     val_set = (
-        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed=seed)
+        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed, explain)
         if val is not None
         else None
     )

@@ -93,3 +93,12 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config(CONFIG_DIR / "samm_to_casme2.yaml", ["train.epochs=3"])
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_explain_settings_are_validated():
+    assert load_config(None).model.explain.weight == 0.0
+    assert load_config(None, ["model.explain.weight=0.5"]).model.explain.weight == 0.5
+    with pytest.raises(ConfigError, match="model.explain.weight"):
+        load_config(None, ["model.explain.weight=-1"])
+    with pytest.raises(ConfigError, match="needs an LLM"):
+        load_config(None, ["model.explain.weight=1", "model.llm.source=none"])

@@ -204,3 +204,24 @@ def test_predict_writes_text_answers_and_constrained_answers_parse(tiny_data, tm
         assert all(parse_answer(fmt, AUS, text).ok for text in table[f"answer_{fmt}"])
     loaded = Predictor(load_deployed(tmp_path / "model")).predict_manifest(tiny_data.casme2)
     pd.testing.assert_frame_equal(table, loaded)
+
+
+def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_data, tmp_path):
+    from au_llm.cli import main
+
+    cfg = tiny_config(
+        tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",
+        "model.explain.max_new_tokens=12",
+    )  # fmt: skip
+    train_deployable(cfg, tmp_path / "model")
+    folder = read_manifest(tiny_data.casme2)["frames_dir"].iloc[0]
+    out = tmp_path / "preds.csv"
+    argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tiny_data.casme2)]
+    argv += [folder, "--out", str(out), "--window", "4", "--stride", "4", "--explain"]
+    assert main(argv) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table.columns[-1] == "explanation"
+    assert len(table) == len(read_manifest(tiny_data.casme2)) + 2  # clips, then 2 windows
+    assert all(isinstance(text, str) for text in table["explanation"])
+    with pytest.raises(ValueError, match="not trained with explanations"):
+        Predictor(deployed[0], explain=True)

@@ -373,3 +373,34 @@ def test_stale_temporaries_of_a_run_are_removed_at_start(tiny_data, tmp_path):
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     start_run(cfg)
     assert not stale.exists()
+
+
+def test_explanations_are_written_and_their_faithfulness_reported(tiny_data, tmp_path):
+    from au_llm.explain import parse_explanation
+
+    first = sorted(read_manifest(tiny_data.casme2)["subject"])[0]
+    cfg = tiny_config(
+        tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",
+        "model.explain.max_new_tokens=16",
+    )  # fmt: skip
+    run_dir, tables = run_protocol(cfg, [first], progress=False)
+    predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
+    manifest = read_manifest(tiny_data.casme2)
+    test_rows = manifest[manifest["subject"] == first]
+    assert sorted(predictions["au_raw"].astype(str)) == sorted(test_rows["au_raw"])
+    summary = json.loads((run_dir / "summary.json").read_text())["explanations"]
+    assert summary["n_explanations"] == len(predictions)
+    linear = [
+        {au for au in tables.aus if row[au_column(au, "pred")] == 1}
+        for _, row in predictions.iterrows()
+    ]
+    named = [parse_explanation(text).aus & set(tables.aus) for text in predictions["explanation"]]
+    agreement = np.mean([a == b for a, b in zip(named, linear, strict=True)])
+    assert summary["agreement_with_linear_head"] == pytest.approx(agreement)
+    assert sum(summary["kinds"].values()) == len(predictions)
+    per_au = pd.read_csv(run_dir / "metrics_per_au.csv")
+    assert set(per_au["head"]) == {"linear", "explanation"}
+    report = (run_dir / "report.md").read_text()
+    assert "Explanations (" in report and report.count("Example explanation (") == 3
+    again = run_protocol(cfg, [first], progress=False)[0]  # resumed: nothing retrained
+    assert pd.read_csv(again / "predictions.csv", keep_default_na=False).equals(predictions)

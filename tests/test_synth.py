@@ -27,6 +27,7 @@ from au_llm.synth import (
     write,
     write_synthetic,
 )
+from au_llm.synth.render import ClipRenderer
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +263,23 @@ def test_stored_source_landmarks_match_the_landmarker() -> None:
     assert stored.shape == (468, 2) and found is not None
     error = np.linalg.norm(stored - found[:468], axis=1)
     assert error.mean() < 1.5 and error.max() < 3.0  # pixels, on a face about 92 pixels wide
+
+
+def test_hard_level_has_smaller_movements_more_jitter_and_noise_and_au4_in_half() -> None:
+    for style in synth.STYLES:
+        normal, hard = plan_clips(style, seed=2), plan_clips(style, seed=2, difficulty="hard")
+        assert [c.clip for c in normal] == [c.clip for c in hard]  # same layout and timing
+        assert all(c.difficulty == "hard" for c in hard)
+        rate = np.mean([4 in c.aus for c in hard])
+        assert 0.4 <= rate <= 0.6, (style, rate)
+        others = [np.mean([au in c.aus for c in hard]) for au in DATASET_AUS[style] if au != 4]
+        assert max(others) < rate / 1.5  # imbalanced: AU4 dominates
+        amplitude = [a.intensity for c in hard for a in c.actions]
+        assert max(amplitude) < min(a.intensity for c in normal for a in c.actions)
+    clip = plan_clips("casme2", 1, 1, seed=2, frames_per_clip=12)[0]
+    hard_clip = replace(clip, difficulty="hard")
+    jitter = [ClipRenderer(c).jitter for c in (clip, hard_clip)]
+    assert np.abs(jitter[1]).max() > np.abs(jitter[0]).max()
+    assert ClipRenderer(hard_clip).noise_sigma == 2.5 * ClipRenderer(clip).noise_sigma
+    with pytest.raises(ValueError, match="difficulty"):
+        plan_clips("casme2", difficulty="extreme")

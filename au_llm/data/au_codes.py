@@ -299,3 +299,68 @@ def parse_aus(text: object) -> tuple[int, ...]:
             "e.g. '4+7+10')"
         )
     return tuple(sorted({int(part) for part in parts}))
+
+
+@dataclass(frozen=True)
+class AUMark:
+    """How one AU of a cell is coded, beyond its number.
+
+    Attributes:
+        au: AU number.
+        sides: Prefix letters in cell order, upper case: ``L``/``R`` (unilateral, the subject's
+            left / right), ``A`` (asymmetric), ``T``/``B`` (top / bottom); empty when bilateral.
+        intensity: FACS intensity letters, upper case (``C``, ``A/B``); empty when not coded.
+    """
+
+    au: int
+    sides: str = ""
+    intensity: str = ""
+
+
+def _token_mark(token: str) -> AUMark | None:
+    """The mark of one AU token (``A/L12``, ``43E``, ``ref(7B)``), None when it is not one AU."""
+    compact = re.sub(r"[\s()]+", "", token)
+    compact = re.sub(r"^ref", "", compact, flags=re.IGNORECASE)
+    match = _TOKEN.match(compact)
+    if not match or not AU_MIN <= int(match["number"]) <= AU_MAX:
+        return None
+    sides = match["prefix"].replace("/", "").upper()
+    return AUMark(int(match["number"]), sides, (match["intensity"] or "").upper())
+
+
+def _part_marks(part: str) -> list[AUMark]:
+    body = _unwrap(part)
+    if not body:
+        return []
+    if len(_split_top_level(body)) > 1:
+        return [mark for sub in _split_top_level(body) for mark in _part_marks(sub)]
+    marks = (_token_mark(token) for token in _alternatives(body))
+    return [mark for mark in marks if mark is not None]
+
+
+def au_marks(cell: object, aus: Iterable[int]) -> dict[int, AUMark]:
+    """Side and intensity of each annotated AU, read from the raw ``Action Units`` cell.
+
+    The cell is read with the rules of :func:`parse_au_cell`; every alternative's token is read,
+    then only the AUs in ``aus`` (the clip's resolved AU set, the manifest's ``aus``) are kept,
+    so an erratum's choice among alternatives keeps its side (``(R6 or R12)+R15`` with AUs 12, 15
+    gives ``R12``, ``R15``). An AU written twice gets the union of its side letters and its first
+    intensity. An AU of ``aus`` that the cell does not name (a replaced cell) gets a bare mark.
+
+    Args:
+        cell: The ``au_raw`` cell as read (int, str, NaN, ...).
+        aus: The clip's AU numbers.
+
+    Returns:
+        AU -> mark, for every AU of ``aus``, in ascending AU order.
+    """
+    found: dict[int, AUMark] = {}
+    for part in _split_top_level(cell_text(cell)):
+        for mark in _part_marks(part):
+            old = found.get(mark.au)
+            if old is None:
+                found[mark.au] = mark
+                continue
+            sides = old.sides + "".join(s for s in mark.sides if s not in old.sides)
+            found[mark.au] = AUMark(mark.au, sides, old.intensity or mark.intensity)
+    return {au: found.get(au, AUMark(au)) for au in sorted({int(a) for a in aus})}

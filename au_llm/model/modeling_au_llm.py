@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from au_llm.answers import INSTRUCTIONS, target_answer
 from au_llm.config import LLMConfig
+from au_llm.explain import EXPLAIN_INSTRUCTION
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
 from au_llm.model.llm import (
@@ -155,11 +156,14 @@ class AULLM(nn.Module):
             ids = self._tokenize(split_prompt(cfg.llm.prompt, cfg.llm.placeholder, n_tokens))
             self.register_buffer("prompt_ids", torch.cat(ids), persistent=False)
             self._segment_lengths = tuple(len(seg) for seg in ids)
-            if cfg.head != "linear":
-                for fmt in cfg.text.formats:
-                    text = f"\n{INSTRUCTIONS[fmt]}\n"
-                    ids = torch.tensor(self.tokenizer.encode(text, False), dtype=torch.long)
-                    self.register_buffer(f"instruction_{fmt}", ids, persistent=False)
+            formats = cfg.text.formats if cfg.head != "linear" else []
+            instructions = {fmt: INSTRUCTIONS[fmt] for fmt in formats}
+            if cfg.explain.weight > 0:
+                instructions["explain"] = EXPLAIN_INSTRUCTION
+            for name, instruction in instructions.items():
+                encoded = self.tokenizer.encode(f"\n{instruction}\n", False)
+                buffer = torch.tensor(encoded, dtype=torch.long)
+                self.register_buffer(f"instruction_{name}", buffer, persistent=False)
         self.projector = EnhancedFusionProjector(
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
@@ -288,17 +292,33 @@ class AULLM(nn.Module):
             aus: The AUs of the label columns (default: the model's).
 
         Returns:
+            ``(ids [B, L], targets [B, L])``: see :meth:`teacher_forcing`.
+        """
+        aus = aus or self.spec.aus
+        answers = []
+        for row, fmt in zip(labels.tolist(), formats, strict=True):
+            present = [au for au, on in zip(aus, row, strict=True) if on > 0.5]
+            answers.append(target_answer(fmt, aus, present))
+        return self.teacher_forcing(formats, answers)
+
+    def teacher_forcing(self, instructions: list[str], answers: list[str]) -> tuple[Tensor, Tensor]:
+        """Teacher-forcing inputs: an instruction, a target string and the end token per clip.
+
+        Args:
+            instructions: One instruction name per clip (a format, or ``explain``): the buffer
+                ``instruction_<name>`` is used.
+            answers: One target string per clip.
+
+        Returns:
             ``(ids [B, L], targets [B, L])``: right-padded token ids, and the same ids with -100
             wherever no loss is taken (the instruction and the padding).
         """
-        aus = aus or self.spec.aus
         rows, masks = [], []
-        for row, fmt in zip(labels.tolist(), formats, strict=True):
-            present = [au for au, on in zip(aus, row, strict=True) if on > 0.5]
-            instruction = getattr(self, f"instruction_{fmt}").tolist()
-            answer = self.tokenizer.encode(target_answer(fmt, aus, present), False)
-            rows.append(instruction + answer + [self.tokenizer.eos_id])
-            masks.append([False] * len(instruction) + [True] * (len(answer) + 1))
+        for name, answer in zip(instructions, answers, strict=True):
+            instruction = getattr(self, f"instruction_{name}").tolist()
+            target = self.tokenizer.encode(answer, False)
+            rows.append(instruction + target + [self.tokenizer.eos_id])
+            masks.append([False] * len(instruction) + [True] * (len(target) + 1))
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.tokenizer.eos_id, dtype=torch.long)
         targets = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -320,7 +340,10 @@ class AULLM(nn.Module):
             position's hidden state (what :meth:`forward` gives; later text cannot change it in
             a causal LM), and the LM head's next-token logits for every position of ``text_ids``.
         """
-        tokens = self.get_visual_tokens(clips)
+        return self.forward_text_tokens(self.get_visual_tokens(clips), text_ids)
+
+    def forward_text_tokens(self, tokens: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward_text` from visual tokens ``[B, n, H]`` (one token feeds several texts)."""
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
         hidden, _ = self.decode(

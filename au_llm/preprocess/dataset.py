@@ -26,6 +26,8 @@ from au_llm.preprocess.cache import CachedClip, ClipCache
 from au_llm.preprocess.sampling import sample_indices
 
 Meta = dict[str, str]
+ID_KEYS = ("dataset", "subject", "clip")
+ANNOTATION_KEYS = ("au_raw", "aus", "emotion")
 Item = tuple[torch.Tensor, torch.Tensor, Meta]
 
 
@@ -56,6 +58,8 @@ class ClipDataset(Dataset):
         strategy: ``uniform``, ``onset_apex`` or ``random_end`` (see
             :mod:`au_llm.preprocess.sampling`).
         seed: Seed of the random strategies.
+        annotation: Also put the clip's annotation (:data:`ANNOTATION_KEYS`) in each item's
+            meta (explanation targets are built from it).
 
     Loaded clips stay in memory (uint8) after their first use, so later epochs read no files.
     """
@@ -68,6 +72,7 @@ class ClipDataset(Dataset):
         frames_per_clip: int,
         strategy: str,
         seed: int = 0,
+        annotation: bool = False,
     ) -> None:
         if strategy not in SAMPLING_STRATEGIES:
             raise ValueError(
@@ -82,6 +87,7 @@ class ClipDataset(Dataset):
         self.frames_per_clip = frames_per_clip
         self.strategy = strategy
         self.seed = seed
+        self.meta_keys = ID_KEYS + (ANNOTATION_KEYS if annotation else ())
         self.epoch = 0
         labels = np.asarray(au_label_matrix(frame, self.aus), dtype=np.float32)
         self.labels = torch.from_numpy(labels.reshape(len(self.rows), len(self.aus)))
@@ -122,11 +128,12 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> Item:
         """Return ``(clip [C, T, H, W] float32 in [0, 1], labels [n_aus] float32, meta)``.
 
-        ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings).
+        ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings), and with ``annotation``
+        also ``au_raw``, ``aus`` and ``emotion`` (``""`` where the manifest has none).
         """
         clip = to_clip_tensor(self.clip(i).frames[self.indices(i)])
         row = self.rows[i]
-        meta = {k: text_field(row, k) for k in ("dataset", "subject", "clip")}
+        meta = {k: text_field(row, k) for k in self.meta_keys}
         return clip, self.labels[i].clone(), meta
 
 

@@ -12,6 +12,7 @@ metrics are computed per fold and averaged over the folds where they are defined
 :mod:`au_llm.metrics` for the degenerate cases.
 
 Modules: :mod:`.tables` (metric tables, metric files, headline table), :mod:`.plots` (PNG plots),
-:mod:`.markdown` (``report.md``) and :mod:`.rebuild` (every output of a run directory rebuilt from
-its finished folds).
+:mod:`.markdown` (``report.md``), :mod:`.answers` (text answers), :mod:`.explanations`
+(faithfulness of generated explanations) and :mod:`.rebuild` (every output of a run directory
+rebuilt from its finished folds).
 """

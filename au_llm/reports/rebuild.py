@@ -21,6 +21,7 @@ from au_llm.config import ExperimentConfig, load_config
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reports.answers import answer_notes, answer_tables
+from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.reports.markdown import write_markdown_report
 from au_llm.reports.plots import write_plots
 from au_llm.reports.tables import (
@@ -127,6 +128,11 @@ def build_report(run_dir: Path) -> RunTables:
     if text_summary:
         tables.summary["text_answers"] = text_summary
         notes = answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
+    explain_per_au, explain_summary = explanation_tables(frame, aus)
+    if explain_summary:
+        tables.summary["explanations"] = explain_summary
+        notes += explanation_notes(explain_summary)
+        text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
     partial = partial_info(frame, run_info)
     if partial is not None:
         tables.summary["partial"] = partial

@@ -18,6 +18,10 @@ different person per subject and a localised facial movement happens in each cli
 * **Nuisances**: Gaussian sensor noise drawn per frame (integer-rounded), a sub-pixel
   random-walk head jitter (at most 0.6 px per axis), JPEG compression.
 
+``difficulty="hard"`` (``au-llm synth --difficulty hard``) makes the task harder: movements about
+half as large, three times the head jitter, 2.5 times the sensor noise, larger per-clip pose
+changes, and a CASME II-like label imbalance (AU4 in half of the combinations dealt out).
+
 Nothing but the facial movement depends on the AU label: clip lengths, onset frame numbers, apex
 position, episode / inducement codes, pose and brightness are drawn from random streams that do
 not see the AUs, and the AU combinations are dealt out evenly over subjects.
@@ -47,12 +51,13 @@ another OpenCV build may still change a few JPEG pixels.
 
 from __future__ import annotations
 
-from au_llm.synth.plan import STYLES, AUAction, SynthClip, plan_clips
+from au_llm.synth.plan import DIFFICULTIES, STYLES, AUAction, SynthClip, plan_clips
 from au_llm.synth.render import ANIMATED_AUS, apex_motion, render_frame
 from au_llm.synth.write import MARKER_NAME, SynthResult, write_synthetic
 
 __all__ = [
     "ANIMATED_AUS",
+    "DIFFICULTIES",
     "MARKER_NAME",
     "STYLES",
     "AUAction",

@@ -59,6 +59,45 @@ _SAMM_COMBOS: tuple[Combo, ...] = (
     (((7, "L"),), "Other", 7),
 )
 
+# The hard level's pools: CASME II-like imbalance, AU4 in half of the combinations (8 of 16).
+_CASME_HARD_COMBOS: tuple[Combo, ...] = (
+    (((4, ""),), "others", 3),
+    (((4, ""),), "disgust", 3),
+    (((4, ""), (7, "")), "disgust", 3),
+    (((4, ""), (7, "L")), "disgust", 3),
+    (((1, ""), (4, "")), "sadness", 5),
+    (((4, ""), (15, "")), "sadness", 5),
+    (((4, ""), (14, "L")), "repression", 7),
+    (((4, ""), (17, "")), "repression", 7),
+    (((1, ""), (2, "")), "surprise", 2),
+    (((2, "L"),), "others", 2),
+    (((12, ""),), "happiness", 1),
+    (((12, "R"),), "happiness", 1),
+    (((14, ""),), "repression", 7),
+    (((7, ""),), "others", 3),
+    (((17, ""),), "repression", 7),
+    (((15, ""), (17, "")), "repression", 5),
+)
+_SAMM_HARD_COMBOS: tuple[Combo, ...] = (
+    (((4, ""),), "Anger", 3),
+    (((4, ""), (7, "")), "Anger", 3),
+    (((4, "L"),), "Other", 3),
+    (((1, ""), (2, ""), (4, "")), "Fear", 6),
+    (((4, ""), (15, "")), "Sadness", 5),
+    (((4, ""), (7, "R")), "Disgust", 3),
+    (((4, ""), (12, "")), "Other", 7),
+    (((4, ""), (17, "")), "Other", 7),
+    (((12, ""),), "Happiness", 1),
+    (((12, "R"),), "Contempt", 7),
+    (((7, ""),), "Other", 3),
+    (((1, ""), (2, "")), "Surprise", 2),
+    (((14, "R"),), "Contempt", 7),
+    (((15, ""), (17, "")), "Sadness", 5),
+    (((17, ""),), "Other", 7),
+    (((7, "L"),), "Other", 7),
+)
+HARD_COMBOS = {"casme2": _CASME_HARD_COMBOS, "samm": _SAMM_HARD_COMBOS}
+
 _SAMM_SUBJECTS = (6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28)
 _SAMM_SUBJECTS += (30, 31, 32, 33, 34, 35, 36, 37)
 
@@ -120,13 +159,55 @@ STYLE_SPECS: dict[str, StyleSpec] = {
 
 
 @dataclass(frozen=True)
+class Difficulty:
+    """How hard a synthetic dataset is (see :data:`DIFFICULTIES`).
+
+    Attributes:
+        intensity: Range of an AU's apex amplitude, relative to its nominal displacement.
+        letters: Amplitudes below which SAMM-style cells say intensity ``A``, then ``B``
+            (``C`` above).
+        jitter_step: Standard deviation of the per-frame head random walk, in output pixels.
+        jitter_max: Largest head offset from the clip's mean position, in output pixels.
+        noise_factor: Sensor noise, as a multiple of the style's ``noise_sigma``.
+        pose_shift: Largest per-clip head shift, as a fraction of the frame width.
+        pose_roll_deg: Largest per-clip extra roll, in degrees.
+        imbalanced: Deal the AU combinations from :data:`HARD_COMBOS` (AU4 in half the clips).
+    """
+
+    intensity: tuple[float, float]
+    letters: tuple[float, float]
+    jitter_step: float
+    jitter_max: float
+    noise_factor: float
+    pose_shift: float
+    pose_roll_deg: float
+    imbalanced: bool
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "normal": Difficulty((0.75, 1.3), (0.9, 1.1), 0.15, 0.6, 1.0, 0.015, 1.5, False),
+    "hard": Difficulty((0.35, 0.6), (0.43, 0.52), 0.35, 1.5, 2.5, 0.03, 3.0, True),
+}
+
+
+def difficulty_spec(name: str) -> Difficulty:
+    """Settings of a difficulty level (``normal`` or ``hard``); ValueError for another name."""
+    if name not in DIFFICULTIES:
+        raise ValueError(
+            f"synthetic difficulty {name!r}: expected one of {', '.join(DIFFICULTIES)}"
+        )
+    return DIFFICULTIES[name]
+
+
+@dataclass(frozen=True)
 class AUAction:
     """One animated Action Unit of a clip.
 
     Attributes:
         au: AU number (one of ``ANIMATED_AUS``).
         side: ``""`` (both sides), ``"L"`` or ``"R"`` (the subject's left / right only).
-        intensity: Apex amplitude relative to the AU's nominal displacement (0.75-1.3 when drawn).
+        intensity: Apex amplitude relative to the AU's nominal displacement (drawn from the
+            difficulty's range: 0.75-1.3 normal, 0.35-0.6 hard).
     """
 
     au: int
@@ -155,6 +236,7 @@ class SynthClip:
         objective_class: ``Objective Classes`` cell.
         actions: The animated AUs with their side and intensity.
         frames_dir: Folder of the clip's frames.
+        difficulty: ``normal`` or ``hard`` (see :data:`DIFFICULTIES`).
     """
 
     style: str
@@ -173,6 +255,7 @@ class SynthClip:
     objective_class: int
     actions: tuple[AUAction, ...]
     frames_dir: Path
+    difficulty: str = "normal"
 
     @property
     def n_frames(self) -> int:
@@ -208,24 +291,27 @@ def _subject_numbers(style: str, subjects: int, rng: np.random.Generator) -> lis
     return sorted(int(n) for n in rng.choice(pool, size=subjects, replace=False))
 
 
-def _dealt_combos(spec: StyleSpec, count: int, rng: np.random.Generator) -> list[Combo]:
+def _dealt_combos(pool: tuple[Combo, ...], count: int, rng: np.random.Generator) -> list[Combo]:
     """``count`` combinations: concatenated random permutations of the pool (even coverage)."""
     dealt: list[Combo] = []
     while len(dealt) < count:
-        dealt += [spec.combos[i] for i in rng.permutation(len(spec.combos))]
+        dealt += [pool[i] for i in rng.permutation(len(pool))]
     return dealt[:count]
 
 
-def _intensity_letter(intensity: float) -> str:
-    return "A" if intensity < 0.9 else "B" if intensity < 1.1 else "C"
+def _intensity_letter(intensity: float, bounds: tuple[float, float]) -> str:
+    """``A`` below ``bounds[0]``, ``B`` below ``bounds[1]``, else ``C``."""
+    return "A" if intensity < bounds[0] else "B" if intensity < bounds[1] else "C"
 
 
-def _au_cell(style: str, actions: Sequence[AUAction], rng: np.random.Generator) -> int | str:
+def _au_cell(
+    style: str, actions: Sequence[AUAction], rng: np.random.Generator, bounds: tuple[float, float]
+) -> int | str:
     parts = []
     for action in actions:
         part = f"{action.side}{action.au}"
         if style == "samm" and rng.random() < 0.5:
-            part += _intensity_letter(action.intensity)
+            part += _intensity_letter(action.intensity, bounds)
         parts.append(part)
     if len(parts) == 1 and parts[0].isdigit():
         return int(parts[0])
@@ -238,6 +324,7 @@ def plan_clips(
     clips_per_subject: int = 8,
     seed: int = 0,
     frames_per_clip: int | None = None,
+    difficulty: str = "normal",
 ) -> list[SynthClip]:
     """The clips :func:`write_synthetic` writes with the same arguments, without any pixels.
 
@@ -250,14 +337,16 @@ def plan_clips(
         clips_per_subject: Clips per subject.
         seed: Seed of everything random.
         frames_per_clip: Frames per clip (at least 3); None draws 12-24 per clip.
+        difficulty: ``normal`` or ``hard`` (see :data:`DIFFICULTIES`).
 
     Returns:
         Clips in spreadsheet order; ``frames_dir`` is relative to the frames root.
 
     Raises:
-        ValueError: For an unknown style or impossible sizes.
+        ValueError: For an unknown style or difficulty, or impossible sizes.
     """
     spec = style_spec(style)
+    level = difficulty_spec(difficulty)
     if subjects < 1 or clips_per_subject < 1:
         raise ValueError(
             f"synthetic {style}: subjects ({subjects}) and clips_per_subject "
@@ -267,7 +356,8 @@ def plan_clips(
         raise ValueError(f"synthetic {style}: frames_per_clip = {frames_per_clip}, expected >= 3")
     rng = rng_for(seed, spec.code, RNG_LAYOUT)
     numbers = _subject_numbers(style, subjects, rng)
-    combos = _dealt_combos(spec, subjects * clips_per_subject, rng)
+    pool = HARD_COMBOS[style] if level.imbalanced else spec.combos
+    combos = _dealt_combos(pool, subjects * clips_per_subject, rng)
     timing = rng_for(seed, spec.code, RNG_LAYOUT, 1)
     clips: list[SynthClip] = []
     for s, number in enumerate(numbers):
@@ -288,7 +378,8 @@ def plan_clips(
             else:
                 name = f"{folder}_{code}_{counters[code]}"
             actions = tuple(
-                AUAction(au, side, round(float(rng.uniform(0.75, 1.3)), 3)) for au, side in pairs
+                AUAction(au, side, round(float(rng.uniform(*level.intensity)), 3))
+                for au, side in pairs
             )
             rows.append((name, k, onset, apex, n, actions, emotion, objective))
         for name, k, onset, apex, n, actions, emotion, objective in sorted(rows):
@@ -305,11 +396,12 @@ def plan_clips(
                     apex=apex,
                     offset=onset + n - 1,
                     aus=tuple(sorted(a.au for a in actions)),
-                    au_cell=_au_cell(style, actions, rng),
+                    au_cell=_au_cell(style, actions, rng, level.letters),
                     emotion=emotion,
                     objective_class=objective,
                     actions=actions,
                     frames_dir=Path(folder) / name,
+                    difficulty=difficulty,
                 )
             )
     return clips

@@ -18,6 +18,7 @@ from au_llm.synth.plan import (
     RNG_NOISE,
     AUAction,
     SynthClip,
+    difficulty_spec,
     rng_for,
     style_spec,
 )
@@ -250,14 +251,16 @@ class ClipRenderer:
         spec = style_spec(clip.style)
         ident = _identity(clip.style, clip.seed, clip.subject_index)
         src = _source()
+        level = difficulty_spec(clip.difficulty)
         rng = rng_for(clip.seed, spec.code, clip.subject_index, clip.index, RNG_CLIP)
-        shift = rng.uniform(-0.015, 0.015, size=2) * spec.width
-        roll = ident.roll + math.radians(rng.uniform(-1.5, 1.5))
+        shift = rng.uniform(-level.pose_shift, level.pose_shift, size=2) * spec.width
+        roll = ident.roll + math.radians(rng.uniform(-level.pose_roll_deg, level.pose_roll_deg))
         scale = ident.scale * rng.uniform(0.98, 1.02)
         brightness = rng.uniform(0.95, 1.05)
-        steps = rng.normal(0.0, 0.15, size=(clip.n_frames, 2))
+        steps = rng.normal(0.0, level.jitter_step, size=(clip.n_frames, 2))
         path = np.cumsum(steps, axis=0)
-        self.jitter = np.clip(path - path.mean(axis=0), -0.6, 0.6)
+        self.jitter = np.clip(path - path.mean(axis=0), -level.jitter_max, level.jitter_max)
+        self.noise_sigma = spec.noise_sigma * level.noise_factor
 
         # Output pixel p -> source q = centre + diag(1/aspect, 1) R(-roll) (p - t) / scale.
         cos, sin = math.cos(roll), math.sin(roll)
@@ -297,7 +300,7 @@ class ClipRenderer:
             return out
         rng = rng_for(clip.seed, self.spec.code, clip.subject_index, clip.index, frame, RNG_NOISE)
         codes = np.frombuffer(rng.bytes(out.size), dtype=np.uint8).reshape(out.shape)
-        noisy = out.astype(np.int16) + _noise_table(self.spec.noise_sigma)[codes]
+        noisy = out.astype(np.int16) + _noise_table(self.noise_sigma)[codes]
         return np.clip(noisy, 0, 255).astype(np.uint8)
 
 

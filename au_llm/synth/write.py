@@ -161,6 +161,7 @@ def write_synthetic(
     clips_per_subject: int = 8,
     seed: int = 0,
     frames_per_clip: int | None = None,
+    difficulty: str = "normal",
 ) -> SynthResult:
     """Write a synthetic micro-expression dataset in the CASME II or SAMM on-disk format.
 
@@ -177,18 +178,22 @@ def write_synthetic(
             AU of the style's set is positive in 19-25 % of the clips.
         seed: Seed of everything random; the same seed writes byte-identical files.
         frames_per_clip: Frames per clip (onset..offset, at least 3); None draws 12-24 per clip.
+        difficulty: ``normal``, or ``hard``: AU movements about half as large, three times the
+            head jitter, 2.5 times the sensor noise, larger per-clip pose changes, and CASME
+            II-like label imbalance (AU4 in about half the clips); see
+            :data:`~au_llm.synth.plan.DIFFICULTIES`.
 
     Returns:
         The frames root, the spreadsheet and every clip.
 
     Raises:
-        ValueError: For an unknown style or impossible sizes.
+        ValueError: For an unknown style or difficulty, or impossible sizes.
         FileExistsError: When the frames root exists and is not synthetic.
     """
     spec = style_spec(style)
     out = Path(out)
     root = out / spec.root_name
-    planned = plan_clips(style, subjects, clips_per_subject, seed, frames_per_clip)
+    planned = plan_clips(style, subjects, clips_per_subject, seed, frames_per_clip, difficulty)
     _prepare_root(root)
     clips = [replace(c, frames_dir=root / c.frames_dir) for c in planned]
     params = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality]

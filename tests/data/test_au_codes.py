@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from au_llm.data.au_codes import cell_text, format_aus, parse_au_cell, parse_aus
+from au_llm.data.au_codes import au_marks, cell_text, format_aus, parse_au_cell, parse_aus
 
 # Every real example of datasets.md, with the AU set a FACS coder reads.
 CASME2_EXAMPLES = [
@@ -153,3 +153,25 @@ def test_format_and_parse_aus_are_inverse():
 def test_parse_aus_rejects_non_canonical_text():
     with pytest.raises(ValueError, match="'L12' is not a canonical AU list"):
         parse_aus("L12")
+
+
+@pytest.mark.parametrize(
+    ("cell", "aus", "expected"),
+    [
+        ("4+7+L10", (4, 7, 10), {4: ("", ""), 7: ("", ""), 10: ("L", "")}),
+        ("R6A+R12", (6, 12), {6: ("R", "A"), 12: ("R", "")}),
+        ("ref(7B)+43C", (7, 43), {7: ("", "B"), 43: ("", "C")}),
+        ("ref(L10)+A12B", (10, 12), {10: ("L", ""), 12: ("A", "B")}),
+        ("A/L12", (12,), {12: ("AL", "")}),
+        ("10A/B", (10,), {10: ("", "A/B")}),
+        ("B18+25", (18, 25), {18: ("B", ""), 25: ("", "")}),
+        ("(R6 or R12)+R15", (12, 15), {12: ("R", ""), 15: ("R", "")}),
+        ("L12 or L14", (14,), {14: ("L", "")}),
+        ("L12+R12", (12,), {12: ("LR", "")}),
+        (12, (12,), {12: ("", "")}),
+        ("", (4,), {4: ("", "")}),
+    ],
+)
+def test_au_marks_read_side_and_intensity_of_the_clip_aus(cell, aus, expected):
+    marks = au_marks(cell, aus)
+    assert {au: (m.sides, m.intensity) for au, m in marks.items()} == expected

@@ -35,6 +35,8 @@ def test_items_have_clip_labels_and_meta(cached) -> None:
     assert clip.min() >= 0.0 and clip.max() <= 1.0 and clip.std() > 0.05
     assert labels.tolist() == [1.0, 1.0, 0.0, 0.0]  # "1+2"
     assert meta == {"dataset": "casme2", "subject": "sub01", "clip": "still"}
+    annotated = ClipDataset(manifest, cache, AUS, 6, "uniform", annotation=True)[0][2]
+    assert annotated == {**meta, "au_raw": "1+2", "aus": "1+2", "emotion": "surprise"}
     assert data[1][1].tolist() == [0.0, 0.0, 1.0, 0.0]  # "4"
     assert data[2][1].tolist() == [0.0, 0.0, 0.0, 1.0]  # "12"
     # Uniform sampling: the first sampled frame is the onset frame of the cached clip.

@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from au_llm.config import TrainConfig
+from au_llm.explain import describe_clip
+from au_llm.model.losses import build_loss
+from au_llm.model.modeling_au_llm import build_au_llm
+from au_llm.training import _lm_loss, batch_loss, explain_clips
+from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+
+META = {
+    "dataset": ["casme2", "casme2"],
+    "subject": ["sub01", "sub02"],
+    "clip": ["EP01", "EP02"],
+    "au_raw": ["L1+3", "2C"],
+    "aus": ["1+3", "2"],
+    "emotion": ["surprise", ""],
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+def _model(weight: float = 1.0, head: str = "linear"):
+    cfg = tiny_config()
+    cfg.llm.tiny.init_std = 0.5
+    cfg.head = head
+    cfg.text.formats = ["list"]
+    cfg.explain.weight = weight
+    cfg.explain.max_new_tokens = 24
+    return build_au_llm(tiny_spec(cfg, 3), seed=0)
+
+
+def test_explanation_instruction_only_when_trained_with_explanations():
+    assert hasattr(_model(1.0), "instruction_explain")
+    assert not hasattr(_model(0.0), "instruction_explain")
+    assert hasattr(_model(1.0, head="both"), "instruction_list")
+
+
+def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
+    model = _model(0.5).eval()
+    x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
+    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    with torch.no_grad():
+        loss = batch_loss(model, x, labels, loss_fn, 3, META)
+        texts = [describe_clip({k: v[i] for k, v in META.items()}, 3) for i in range(2)]
+        ids, targets = model.teacher_forcing(["explain", "explain"], texts)
+        au_logits, lm_logits = model.forward_text(x, ids)
+        expected = 0.5 * _lm_loss(lm_logits, targets) + loss_fn(au_logits.float(), labels)
+        assert torch.allclose(au_logits, model(x), atol=1e-5)
+    assert torch.allclose(loss, expected, atol=1e-5)
+    prompt = len(model.instruction_explain)
+    assert (targets[:, :prompt] == -100).all()
+    first = model.tokenizer.decode(targets[0][targets[0] >= 0].tolist())
+    assert first.startswith(texts[0])
+
+
+def test_explanations_need_the_batch_meta():
+    model = _model(1.0)
+    labels = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="meta"):
+        batch_loss(model, clips(2), labels, build_loss(TrainConfig(), labels.numpy()), 0)
+
+
+def test_explanation_loss_decreases_on_a_tiny_overfit_set():
+    model = _model(1.0, head="both")
+    x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
+    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = batch_loss(model, x, labels, loss_fn, 0, META)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_generated_explanations_are_deterministic_and_printable():
+    model = _model(1.0).eval()
+    cache = model.prompt_cache()
+    first = explain_clips(model, clips(2), False, cache)
+    assert first == explain_clips(model, clips(2), False, cache)
+    assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
+    with pytest.raises(ValueError, match="not trained with explanations"):
+        explain_clips(_model(0.0).eval(), clips(1))
