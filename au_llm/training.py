@@ -358,6 +358,8 @@ def clip_answers(
 
     ``prompt_cache`` comes from :func:`inference_prompt_cache` and ``tries`` from
     :func:`answer_tries`, both on the same weights; the model is used as it is (eval mode).
+    Control characters a model may emit are replaced (:func:`~au_llm.explain.printable`), so
+    every answer fits one CSV cell.
     """
     device = next(model.parameters()).device
     text = model.cfg.text
@@ -368,7 +370,7 @@ def clip_answers(
             ids = generate_answers(
                 model, clips.to(device), fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
             )
-            answers[fmt] = [model.tokenizer.decode(seq) for seq in ids]
+            answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
     return answers
 
 

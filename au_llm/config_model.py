@@ -1,0 +1,265 @@
+"""The typed model configuration: backbone, projector, LLM and LoRA, text answers, explanations.
+
+Part of the experiment configuration (:mod:`au_llm.config`), which re-exports every class here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from au_llm.config_checks import (
+    ANSWER_FORMAT_NAMES,
+    DEFAULT_PROMPT,
+    ConfigError,
+    check_choice,
+    check_positive,
+)
+
+
+@dataclass
+class BackboneConfig:
+    """The 3D-CNN that turns a clip into mid- and high-level features.
+
+    Attributes:
+        name: ``led3dcnn`` (AU-LLM's backbone), or a pytorchvideo model built without pretrained
+            weights: ``x3d``, ``r2plus1d``, ``slow``, ``csn``.
+        dropout: Dropout rate inside the backbone.
+        high_dim: Width of the high-level feature of ``led3dcnn``.
+        pretrained_path: Optional local state-dict file loaded into the backbone.
+        mid_pool: Output size (T, H, W) of adaptive average pooling applied to the mid map before
+            it is flattened; empty keeps the full map (the paper's form for ``led3dcnn``).
+        depth: Depth of the pytorchvideo ResNet-family models (``slow``, ``r2plus1d``, ``csn``).
+        led_add_input: ``led3dcnn`` only: add the input to the filtered signal (EVM form,
+            ``x + alpha * (lowpass_r1 - lowpass_r2)``); false keeps the reference's motion-only
+            form ``alpha * (lowpass_r1 - lowpass_r2)``.
+        builder_kwargs: Extra keyword arguments for the pytorchvideo builder (e.g.
+            ``width_factor``/``depth_factor`` for ``x3d``, ``stem_dim_out`` for the ResNet family).
+    """
+
+    name: str = "led3dcnn"
+    dropout: float = 0.3
+    high_dim: int = 256
+    pretrained_path: str | None = None
+    mid_pool: list[int] = field(default_factory=list)
+    depth: int = 50
+    led_add_input: bool = False
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice(
+            "model.backbone", "name", self.name, ("led3dcnn", "x3d", "r2plus1d", "slow", "csn")
+        )
+        if self.name in ("slow", "r2plus1d", "csn") and self.depth not in (50, 101, 152):
+            raise ConfigError(f"model.backbone.depth = {self.depth}: expected 50, 101 or 152")
+        check_positive("model.backbone", "high_dim", self.high_dim)
+        if self.mid_pool and len(self.mid_pool) != 3:
+            raise ConfigError(f"model.backbone.mid_pool = {self.mid_pool}: expected [T, H, W]")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.backbone.dropout = {self.dropout}: expected 0 <= p < 1")
+
+
+@dataclass
+class ProjectorConfig:
+    """The Enhanced Fusion Projector: concat(mid, high) -> MLP -> one LLM token.
+
+    Attributes:
+        hidden: Hidden width; 0 means the paper's (in + out) / 2.
+        activation: ``gelu`` or ``relu``.
+        dropout: Dropout between the two linear layers.
+        layer_norm: Apply LayerNorm to the output token.
+    """
+
+    hidden: int = 0
+    activation: str = "gelu"
+    dropout: float = 0.1
+    layer_norm: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("model.projector", "activation", self.activation, ("gelu", "relu"))
+        check_positive("model.projector", "hidden", self.hidden, allow_zero=True)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the frozen LLM (peft).
+
+    Attributes:
+        r: Rank.
+        alpha: Scaling numerator (the update is scaled by alpha / r).
+        dropout: Dropout on the LoRA input.
+        target_modules: Names of the linear layers that get adapters.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self) -> None:
+        check_positive("model.llm.lora", "r", self.r)
+        if not self.target_modules:
+            raise ConfigError("model.llm.lora.target_modules: expected at least one module name")
+
+
+@dataclass
+class TinyLLMConfig:
+    """A random-initialised causal LM for tests and the demo (no download).
+
+    Attributes:
+        arch: ``qwen2`` or ``llama``.
+        hidden_size: Model width.
+        num_layers: Decoder layers.
+        num_heads: Attention heads.
+        num_kv_heads: Key/value heads (grouped-query attention).
+        intermediate_size: MLP width.
+        vocab_size: Vocabulary size (at least 259: the built-in byte tokenizer's ids).
+        seed: Seed of the random base weights (the frozen base is the same in every fold).
+        init_std: Standard deviation of the random weights. Hugging Face's 0.02 gives a narrow
+            model near-uniform next-token logits that LoRA cannot sharpen; text-answer tests use a
+            larger value.
+    """
+
+    arch: str = "qwen2"
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 256
+    vocab_size: int = 512
+    seed: int = 0
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        check_choice("model.llm.tiny", "arch", self.arch, ("qwen2", "llama"))
+        if self.vocab_size < 259:
+            raise ConfigError(
+                f"model.llm.tiny.vocab_size = {self.vocab_size}: expected at least 259 "
+                "(3 special ids + 256 bytes)"
+            )
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ConfigError(
+                "model.llm.tiny: hidden_size must be divisible by num_heads and num_heads by "
+                f"num_kv_heads (got {self.hidden_size}, {self.num_heads}, {self.num_kv_heads})"
+            )
+
+
+@dataclass
+class LLMConfig:
+    """The causal LLM that reads the prompt and the visual token.
+
+    Attributes:
+        source: ``tiny`` (random init from ``tiny``), ``smollm2`` (the built-in pretrained
+            SmolLM2-135M-Instruct, installed from the package registry), ``path`` (a local Hugging
+            Face causal LM directory, or a ``.gguf`` file, at ``path``), or ``none`` (the
+            ablation: no LLM, a linear head reads the fused features).
+        path: Local model directory or ``.gguf`` file for ``source: path``.
+        tiny: Shape of the random model for ``source: tiny``.
+        prompt: Prompt text. If it contains ``placeholder``, the visual tokens go there;
+            otherwise the visual token is appended after the prompt (the paper's layout).
+        placeholder: Marker of a visual token inside ``prompt``.
+        n_visual_tokens: Visual tokens per clip (the paper uses one).
+        lora: LoRA settings.
+        dtype: dtype of the frozen base: ``auto`` (bfloat16 where the device computes it
+            natively: most GPUs, CPUs with AVX512-BF16/AMX; float32 elsewhere), ``float32`` or
+            ``bfloat16``. Trainable weights (LoRA included) always stay float32.
+        fast_path: Use the prompt-cache fast path (set false only to compare with the
+            straightforward path).
+    """
+
+    source: str = "tiny"
+    path: str | None = None
+    tiny: TinyLLMConfig = field(default_factory=TinyLLMConfig)
+    prompt: str = DEFAULT_PROMPT
+    placeholder: str = "<video>"
+    n_visual_tokens: int = 1
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    dtype: str = "auto"
+    fast_path: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("model.llm", "source", self.source, ("tiny", "smollm2", "path", "none"))
+        check_choice("model.llm", "dtype", self.dtype, ("auto", "float32", "bfloat16"))
+        if self.source == "path" and not self.path:
+            raise ConfigError(
+                "model.llm.source = 'path' needs model.llm.path (a local directory or .gguf file)"
+            )
+        check_positive("model.llm", "n_visual_tokens", self.n_visual_tokens)
+
+
+@dataclass
+class TextConfig:
+    """Text answers generated by the LLM's own LM head (AU-LLaVA's output formats).
+
+    Attributes:
+        formats: Answer formats trained and generated: ``list``, ``yesno``, ``json``, ``names``
+            (see :mod:`au_llm.answers`); each training clip gets one per step, in turn.
+        weight: Weight of the text loss (teacher-forced cross-entropy on the answer).
+        linear_weight: Weight of the linear head's AU loss when ``head: both``.
+        max_new_tokens: Longest generated answer, in tokens.
+        constrained: Constrained decoding at inference: only tokens that continue a well-formed
+            answer are allowed, so every answer parses.
+    """
+
+    formats: list[str] = field(default_factory=lambda: ["list", "yesno", "json", "names"])
+    weight: float = 1.0
+    linear_weight: float = 1.0
+    max_new_tokens: int = 96
+    constrained: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.formats or len(set(self.formats)) != len(self.formats):
+            raise ConfigError(f"model.text.formats = {self.formats}: expected distinct formats")
+        for name in self.formats:
+            check_choice("model.text", "formats", name, ANSWER_FORMAT_NAMES)
+        check_positive("model.text", "weight", self.weight, allow_zero=True)
+        check_positive("model.text", "linear_weight", self.linear_weight, allow_zero=True)
+        check_positive("model.text", "max_new_tokens", self.max_new_tokens)
+
+
+@dataclass
+class ExplainConfig:
+    """Explanations: the LLM also learns to describe each clip's annotation (VL-FAU).
+
+    Attributes:
+        weight: Weight of the LM loss on the description target (see :mod:`au_llm.explain`),
+            added to the AU loss; 0 turns explanations off.
+        max_new_tokens: Longest generated explanation, in tokens.
+    """
+
+    weight: float = 0.0
+    max_new_tokens: int = 320
+
+    def __post_init__(self) -> None:
+        check_positive("model.explain", "weight", self.weight, allow_zero=True)
+        check_positive("model.explain", "max_new_tokens", self.max_new_tokens)
+
+
+@dataclass
+class ModelConfig:
+    """The whole AU-LLM model: backbone -> projector -> LLM -> AU head(s).
+
+    Attributes:
+        backbone: The 3D-CNN.
+        projector: The Enhanced Fusion Projector.
+        llm: The LoRA-tuned causal LLM.
+        head: ``linear`` (one score per AU from the last hidden state, AU-LLM's), ``text`` (the
+            LLM answers in words, AU-LLaVA's; the AU decisions are the first format's parsed
+            answer), or ``both`` (trained together; the linear head gives the scores).
+        text: Text-answer settings (``head: text`` or ``both``).
+        explain: Explanation settings (any head; needs an LLM when on).
+    """
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    head: str = "linear"
+    text: TextConfig = field(default_factory=TextConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("model", "head", self.head, ("linear", "text", "both"))
+        if self.head != "linear" and self.llm.source == "none":
+            raise ConfigError(f"model.head = {self.head!r} needs an LLM (model.llm.source)")
+        if self.explain.weight > 0 and self.llm.source == "none":
+            raise ConfigError("model.explain.weight > 0 needs an LLM (model.llm.source)")
