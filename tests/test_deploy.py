@@ -84,9 +84,9 @@ def predictions(deployed, tiny_data, tmp_path_factory):
         cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(100, 140, (120, 160), np.uint8))
     inputs = [tiny_data.casme2, folder, video, broken, noface, tmp / "missing.avi"]
     out = tmp / "preds.csv"
-    predict_inputs(model_dir, inputs, out, window=4, stride=3, plot=True)
+    run = predict_inputs(model_dir, inputs, out, window=4, stride=3, fps=200.0, plot=True)
     again = tmp / "again.csv"
-    predict_inputs(model_dir, inputs, again, window=4, stride=3)
+    predict_inputs(model_dir, inputs, again, window=4, stride=3, fps=200.0)
     return {
         "table": pd.read_csv(out, dtype={"clip": str, "subject": str}),
         "again": pd.read_csv(again, dtype={"clip": str, "subject": str}),
@@ -95,14 +95,16 @@ def predictions(deployed, tiny_data, tmp_path_factory):
         "video": video,
         "n_video": n_video,
         "tmp": tmp,
+        "run": run,
     }
 
 
 def test_prediction_csv_columns(predictions):
     table = predictions["table"]
-    keys = ["source", "dataset", "subject", "clip", "onset", "offset"]
+    keys = ["source", "dataset", "subject", "clip", "onset", "offset", "face_id"]
     keys += ["frame_start", "frame_end"]
-    keys += ["time_start", "time_end"]
+    keys += ["time_start", "time_end", "face_frames", "face_confidence"]
+    keys += ["face_x", "face_y", "face_w", "face_h"]
     # the labelled manifest input keeps its ground truth beside the predictions
     au_cols = [au_column(au, kind) for au in AUS for kind in ("prob", "pred", "true")]
     assert list(table.columns) == keys + au_cols
