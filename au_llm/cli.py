@@ -115,13 +115,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
     train.add_argument("--strict", action="store_true", help="fail on any bad clip")
 
-    predict = sub.add_parser("predict", help="AU predictions for new recordings")
+    predict = sub.add_parser(
+        "predict",
+        help="AU predictions for new recordings",
+        description="Exit status: 0 when every input gave rows, 3 when some inputs gave none, "
+        "4 when none did, 2 on a usage or output error.",
+    )
     predict.add_argument("--model", type=Path, required=True, help="model directory")
     predict.add_argument("--input", type=Path, nargs="+", required=True, help="videos/folders/CSV")
     predict.add_argument("--out", type=Path, required=True, help="predictions CSV")
     predict.add_argument("--window", type=int, help="window length in frames (recordings)")
     predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
-    predict.add_argument("--fps", type=float, default=200.0, help="frame rate of frame folders")
+    predict.add_argument(
+        "--fps",
+        type=float,
+        help="frame rate of frame folders without an fps.txt (required for them; videos use "
+        "their own)",
+    )
+    predict.add_argument(
+        "--face",
+        choices=("largest", "all", "center"),
+        default="largest",
+        help="which tracked face a window uses; all: one stream per face (face_id column)",
+    )
+    predict.add_argument(
+        "--min-face",
+        type=float,
+        default=0.8,
+        help="least fraction of a window's frames showing its face (others go to failures.csv)",
+    )
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
     predict.add_argument("--strict", action="store_true", help="stop at the first failed input")
     predict.add_argument(
@@ -281,7 +303,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from au_llm.deploy import train_deployable
+    from au_llm.deployed import train_deployable
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     train_deployable(load_config(args.config, overrides), args.out)
@@ -292,7 +314,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from au_llm.deploy import predict_inputs
 
-    out = predict_inputs(
+    run = predict_inputs(
         args.model,
         args.input,
         args.out,
@@ -304,9 +326,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,
         explain=args.explain,
+        face=args.face,
+        min_face=args.min_face,
     )
-    print(f"predictions written: {out}")
-    return 0
+    print(run.summary.to_string(index=False, na_rep=""))
+    print(f"predictions written: {run.out} (failures: {run.failures})")
+    return run.status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.deploy import DeployedModel, Predictor, load_deployed, train_deployable
+from au_llm.deploy import Predictor
+from au_llm.deployed import DeployedModel, load_deployed, train_deployable
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import au_column, binary_f1
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables

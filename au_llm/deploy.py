@@ -1,8 +1,8 @@
-"""Deployable models: ``au-llm train`` (every labelled clip) and ``au-llm predict`` (new inputs).
+"""``au-llm predict``: a deployed model (:mod:`au_llm.deployed`) applied to new inputs.
 
-A model directory holds the trainable weights, the resolved config and the AU list with the
-decision thresholds. :class:`Predictor` applies it to manifests (one row per annotated clip) and
-to whole recordings, videos or frame folders, scanned with sliding windows (one row per window).
+:class:`Predictor` applies a model directory from ``au-llm train`` to manifests (one row per
+annotated clip) and to whole recordings, videos or frame folders, scanned with sliding windows (one
+row per window and face).
 Every input goes through the same face alignment as training. Inputs that cannot be read or show
 no face are listed in ``failures.csv`` beside the predictions; the others go on.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,105 +22,50 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.answers import decision_matrix
-from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
+from au_llm.deployed import DeployedModel, load_deployed
 from au_llm.io_utils import OutputError, atomic_write_csv, probe_writable
 from au_llm.metrics import au_column, au_prediction_columns
-from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.engine import PromptCache
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
-from au_llm.model.spec import ModelSpec
-from au_llm.prepare import prepare_data
 from au_llm.preprocess.align import NO_FACE
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
 from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.run import preprocess_manifest
-from au_llm.preprocess.sampling import sample_indices
-from au_llm.preprocess.windows import align_window, check_window, recording_frames, window_starts
+from au_llm.preprocess.tracks import FACE_POLICIES, FrameRecord, choose_tracks, track_frames
+from au_llm.preprocess.windows import (
+    AlignedWindow,
+    RecordingReader,
+    StreamStats,
+    align_track,
+    check_window,
+    stream_windows,
+    window_starts,
+)
 from au_llm.reports.answers import ANSWER_PREFIX
+from au_llm.reports.recording import plot_recording
 from au_llm.training import (
     answer_tries,
     clip_answers,
     clip_probs,
     explain_clips,
-    fit,
     inference_prompt_cache,
-    resolve_device,
     seed_everything,
-    set_num_threads,
 )
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
-
-
-@dataclass
-class DeployedModel:
-    """A trained model with what is needed to apply it.
-
-    Attributes:
-        model: The model (eval mode).
-        cfg: The resolved configuration it was trained with.
-        aus: AU numbers, in output order.
-        thresholds: Per-AU decision thresholds.
-        clip_seconds: Median duration of the training clips (onset..offset) in seconds: the
-            default sliding window of a recording, converted to frames at its own frame rate.
-    """
-
-    model: AULLM
-    cfg: ExperimentConfig
-    aus: list[int]
-    thresholds: np.ndarray
-    clip_seconds: float
-
-
-def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
-    """Train one model on every clip of ``data.manifests`` and save it to ``out``.
-
-    Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
-    subjects when ``train.val_fraction > 0``). The threshold policy ``train`` picks per-AU
-    thresholds on the training clips' own predictions; ``fixed`` uses ``eval.fixed_threshold``;
-    ``test-oracle`` has no test set here and falls back to ``fixed`` with a warning.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    set_num_threads(cfg.train)
-    data = prepare_data(cfg, out)
-    seed = cfg.seeds[0]
-    spec = ModelSpec.from_experiment(cfg, data.aus)
-    model = build_au_llm(spec, seed, resolve_device(cfg.train.device))
-    seed_everything(seed)
-    fitted = fit(model, data.source, cfg, data, seed)
-    if cfg.eval.threshold == "test-oracle":
-        log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
-    seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
-    clip_seconds = float(np.median(seconds))
-    extra = {
-        "thresholds": [float(t) for t in fitted.thresholds],
-        "clip_seconds": clip_seconds,
-        "train_clips": len(fitted.train),
-        "train_loss": fitted.result.train_loss,
-        "excluded": data.excluded.to_dict("records"),
-    }
-    save_checkpoint(model, cfg.to_dict(), out, extra=extra)
-    return DeployedModel(model.eval(), cfg, data.aus, fitted.thresholds, clip_seconds)
-
-
-def load_deployed(model_dir: Path) -> DeployedModel:
-    """Load a model directory written by :func:`train_deployable` (the base LLM must match)."""
-    model, info = load_checkpoint(Path(model_dir))
-    cfg = config_from_dict(info["config"])
-    extra = info["extra"]
-    return DeployedModel(
-        model.place(resolve_device(cfg.train.device)),
-        cfg,
-        list(model.spec.aus),
-        np.asarray(extra["thresholds"], dtype=np.float64),
-        float(extra["clip_seconds"]),
-    )
+# Exit statuses of ``au-llm predict`` (0: every input gave rows; 2: usage or output error).
+EXIT_SOME_FAILED = 3
+EXIT_ALL_FAILED = 4
+# Faces looked for per frame, so that windows never mix people (see tracks.py).
+FACES_SEARCHED = 5
+INT_COLUMNS = ("onset", "offset", "frame_start", "frame_end", "face_id")
+FAILURE_COLUMNS = ["input", "clip", "face_id", "frame_start", "frame_end", "time_start", "time_end"]
+FAILURE_COLUMNS += ["reason"]
+SUMMARY_COLUMNS = ["input", "frames", "windows", "failed_windows", "reason"]
 
 
 def input_kind(path: Path) -> str:
@@ -144,16 +90,6 @@ def input_kind(path: Path) -> str:
 
 
 @dataclass
-class _Window:
-    source: str
-    start: int
-    end: int
-    time_start: float
-    time_end: float
-    clip: torch.Tensor
-
-
-@dataclass
 class Predictor:
     """Applies a deployed model to manifests and recordings.
 
@@ -162,25 +98,42 @@ class Predictor:
         window: Sliding-window length in frames (default: the model's median training clip
             duration at the recording's frame rate).
         stride: Window stride in frames (default: half the window).
-        fps: Frame rate of frame folders (videos use their own).
+        fps: Frame rate of frame folders without an ``fps.txt`` and of videos that report none
+            (videos use their own); a folder without either fails.
         strict: Raise on the first input or window that fails instead of reporting it.
         cache_dir: Aligned-clip cache for manifest inputs (default: the model config's
             ``data.cache_dir``; :func:`predict_inputs` always passes one under its output).
         constrained: Constrained decoding of text answers (default: the model's
             ``model.text.constrained``).
+        face: Face policy for recordings: ``largest``, ``all`` (one stream per tracked face) or
+            ``center`` (see :mod:`au_llm.preprocess.tracks`).
+        min_face: Least fraction of a window's frames showing its face; windows below go to the
+            failures with their span.
+        batch_size: Windows per model batch (default: the model's ``train.batch_size``); at
+            most one batch of aligned windows is held at a time.
         explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
             trained with ``model.explain.weight > 0``.
+
+    Attributes:
+        failures: One row per failed input, clip or window (``FAILURE_COLUMNS``).
+        summary: One row per input (``SUMMARY_COLUMNS``).
+        peak_windows: Most aligned windows held at once.
     """
 
     deployed: DeployedModel
     window: int | None = None
     stride: int | None = None
-    fps: float = 200.0
+    fps: float | None = None
     strict: bool = False
     cache_dir: Path | None = None
     constrained: bool | None = None
+    face: str = "largest"
+    min_face: float = 0.8
+    batch_size: int | None = None
     explain: bool = False
     failures: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    peak_windows: int = 0
 
     def __post_init__(self) -> None:
         if self.explain and self.deployed.cfg.model.explain.weight <= 0:
@@ -190,6 +143,11 @@ class Predictor:
             )
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
+        if self.face not in FACE_POLICIES:
+            raise ValueError(f"--face {self.face}: expected one of {', '.join(FACE_POLICIES)}")
+        if not 0 <= self.min_face <= 1:
+            raise ValueError(f"--min-face {self.min_face}: expected a fraction in 0..1")
+        self.batch_size = self.batch_size or self.deployed.cfg.train.batch_size
         self._landmarker: Landmarker | None = None
         train = self.deployed.cfg.train
         model = self.deployed.model.eval()
@@ -209,14 +167,19 @@ class Predictor:
         """The face landmarker, created on first use (None for ``preprocess.mode: none``)."""
         pre = self.deployed.cfg.preprocess
         if self._landmarker is None and pre.mode != "none":
-            self._landmarker = Landmarker.from_config(pre)
+            faces = max(pre.num_faces, FACES_SEARCHED)
+            self._landmarker = Landmarker(model=pre.landmarker_model, num_faces=faces)
         return self._landmarker
 
-    def _fail(self, source: Path | str, reason: str, clip: str = "") -> None:
+    def _fail(
+        self, source: Path | str, reason: str, clip: str = "", warn: bool = True, **span: Any
+    ) -> None:
+        """Record a failure (``span``: the window's FAILURE_COLUMNS); raise under ``strict``."""
         if self.strict:
-            raise ValueError(f"{source} {clip}: {reason}")
-        log.warning("%s %s: %s", source, clip, reason)
-        self.failures.append({"input": str(source), "clip": clip, "reason": reason})
+            raise ValueError(f"{source}: {clip + ': ' if clip else ''}{reason}")
+        if warn:
+            log.warning("%s: %s%s", source, clip + ": " if clip else "", reason)
+        self.failures.append({"input": str(source), "clip": clip, "reason": reason, **span})
 
     def _au_columns(
         self, probs: np.ndarray, answers: dict[str, list[str]], labels: np.ndarray | None = None
@@ -265,6 +228,16 @@ class Predictor:
             else:
                 usable.append(row)
         rows = pd.DataFrame(usable, columns=manifest.columns)
+        failed = len(manifest) - len(rows)
+        reason = f"{failed} clips failed (see failures.csv)" if failed else ""
+        self.summary.append(
+            {
+                "input": str(path),
+                "windows": len(manifest),
+                "failed_windows": failed,
+                "reason": reason,
+            }
+        )
         if rows.empty:
             return pd.DataFrame()
         data = ClipDataset(
@@ -288,50 +261,48 @@ class Predictor:
             frame = frame.assign(explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs, answers, labels))
 
-    def _windows(self, path: Path, kind: str) -> list[_Window]:
-        """Aligned, sampled windows of a recording (windows without a face are reported)."""
-        cfg = self.deployed.cfg
-        numbers, own_fps = recording_frames(path, kind)
-        fps = own_fps or self.fps
-        window, stride = self.window_for(fps)
-        sampling = cfg.sampling.test
-        rng = np.random.default_rng(0)
-        windows = []
-        for start in window_starts(len(numbers), window, stride):
-            first, last = numbers[start], numbers[min(start + window, len(numbers)) - 1]
-            aligned = align_window(path, kind, first, last, cfg.preprocess, self.landmarker)
-            if aligned.fallback == NO_FACE:
-                self._fail(path, "no face found", f"frames {first}-{last}")
-                continue
-            idx = sample_indices(
-                aligned.numbers, first, None, last, cfg.sampling.frames_per_clip, sampling, rng
-            )
-            clip = to_clip_tensor(aligned.frames[idx])
-            t0, t1 = (first - numbers[0]) / fps, (last - numbers[0]) / fps
-            windows.append(_Window(str(path), first, last, t0, t1, clip))
-        return windows
-
-    def predict_recording(self, path: Path, kind: str) -> pd.DataFrame:
-        """One row per window: ``source, clip, frame_start, frame_end, time_start, time_end``.
-
-        Frame numbers are the files' numbers for frame folders and 0-based indices for videos;
-        times are seconds from the recording's first frame to the window's first and last frame.
-        """
-        windows = self._windows(path, kind)
-        if not windows:
-            return pd.DataFrame()
-        clips = torch.stack([w.clip for w in windows])
-        probs, answers = self._scores(clips)
-        frame = pd.DataFrame(
-            {
-                "source": str(path),
-                "clip": path.stem if kind == "video" else path.name,
-                "frame_start": [w.start for w in windows],
-                "frame_end": [w.end for w in windows],
-                "time_start": [w.time_start for w in windows],
-                "time_end": [w.time_end for w in windows],
-            }
+    def _describe_window(self, path: Path, fps: float, window: int, stride: int) -> None:
+        """Log the window in frames and seconds; warn when it is shorter than the model's input."""
+        n_frames = self.deployed.cfg.sampling.frames_per_clip
+        given = "--window" if self.window else "the model's clip duration"
+        log.info(
+            "%s: window %d frames (%.3f s at %g fps, %s), stride %d frames",
+            path,
+            window,
+            window / fps,
+            fps,
+            given,
+            stride,
         )
+        if window < n_frames:
+            log.warning(
+                "%s: a window of %d frames is shorter than the model's %d frames per clip: "
+                "frames repeat inside each window; pass --window %d or more",
+                path,
+                window,
+                n_frames,
+                n_frames,
+            )
+
+    def _window_faces(
+        self, window: list[FrameRecord], rng: np.random.Generator
+    ) -> list[tuple[int | None, AlignedWindow]]:
+        """``(face_id, aligned)`` per face the policy picks in a window (empty: no face)."""
+        cfg = self.deployed.cfg
+        tracks: list[int | None] = [None]
+        if cfg.preprocess.mode != "none":
+            tracks = list(choose_tracks(window, self.face))
+        n_frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
+        return [
+            (t, align_track(window, t, cfg.preprocess, n_frames, strategy, rng)) for t in tracks
+        ]
+
+    def _score_batch(self, batch: list[tuple[dict, AlignedWindow]]) -> pd.DataFrame:
+        """Rows of one batch of aligned windows (their keys, then the AU columns)."""
+        self.peak_windows = max(self.peak_windows, len(batch))
+        clips = torch.stack([to_clip_tensor(aligned.frames) for _, aligned in batch])
+        probs, answers = self._scores(clips)
+        frame = pd.DataFrame([keys for keys, _ in batch])
         if self.explain:
             frame = frame.assign(explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs, answers))
@@ -345,8 +316,88 @@ class Predictor:
             for text in explain_clips(model, batch, train.bf16, self._prompt_cache)
         ]
 
+    def predict_recording(self, path: Path, kind: str) -> pd.DataFrame:
+        """One row per window and face: keys, coverage, face box, AU columns.
+
+        Keys: ``source, clip, face_id, frame_start, frame_end, time_start, time_end``; frame
+        numbers are the files' numbers for frame folders and 0-based indices for videos; times are
+        seconds from the recording's first frame. Coverage: ``face_frames`` (frames showing the
+        face / window length) and ``face_confidence``; ``face_x, face_y, face_w, face_h`` is the
+        median face box in source pixels. Every frame is decoded and landmarked once; windows
+        stream through the model ``batch_size`` at a time.
+        """
+        reader = RecordingReader(path, kind, self.fps)
+        fps = reader.fps
+        window, stride = self.window_for(fps)
+        self._describe_window(path, fps, window, stride)
+        rng = np.random.default_rng(0)
+        frames, batch, failed = [], [], Counter()
+        expected = len(window_starts(reader.reported, window, stride))
+        stats, origin, count = StreamStats(), None, 0
+        records = track_frames(reader, self.landmarker)
+        bar = tqdm(total=expected, desc=path.name, unit="window", leave=False)
+        for records_window in stream_windows(records, window, stride, stats):
+            bar.update()
+            count += 1
+            first, last = records_window[0].number, records_window[-1].number
+            origin = first if origin is None else origin
+            span = {
+                "frame_start": first,
+                "frame_end": last,
+                "time_start": (first - origin) / fps,
+                "time_end": (last - origin) / fps,
+            }
+            faces = self._window_faces(records_window, rng)
+            if not faces:
+                failed["no face found"] += 1
+                self._fail(path, "no face found", f"frames {first}-{last}", False, **span)
+            for face_id, aligned in faces:
+                if aligned.face_frames < self.min_face:
+                    reason = f"face on fewer than {self.min_face:.0%} of the frames"
+                    failed[reason] += 1
+                    detail = f"{reason} ({aligned.face_frames:.0%})"
+                    self._fail(
+                        path, detail, f"frames {first}-{last}", False, face_id=face_id, **span
+                    )
+                    continue
+                box = aligned.box or (np.nan,) * 4
+                keys = {"source": str(path), "face_id": face_id, **span}
+                keys |= {"face_frames": aligned.face_frames, "face_confidence": aligned.confidence}
+                keys |= dict(zip(("face_x", "face_y", "face_w", "face_h"), box, strict=True))
+                batch.append((keys, aligned))
+                if len(batch) >= self.batch_size:
+                    frames.append(self._score_batch(batch))
+                    batch = []
+        bar.close()
+        if batch:
+            frames.append(self._score_batch(batch))
+        reasons = [reader.stop_reason] if reader.stop_reason else []
+        reasons += [f"{n} windows: {why}" for why, n in sorted(failed.items())]
+        if reasons:
+            log.warning(
+                "%s: %d of %d windows failed; %s",
+                path,
+                sum(failed.values()),
+                count,
+                "; ".join(reasons),
+            )
+        self.summary.append(
+            {
+                "input": str(path),
+                "frames": reader.decoded,
+                "windows": count,
+                "failed_windows": sum(failed.values()),
+                "reason": "; ".join(reasons),
+            }
+        )
+        if not frames:
+            return pd.DataFrame()
+        table = pd.concat(frames, ignore_index=True)
+        return table.assign(clip=path.stem if kind == "video" else path.name)
+
     def predict(self, path: Path) -> pd.DataFrame:
         """Predictions for one input; a failure is recorded and gives an empty frame."""
+        done = len(self.summary)
         try:
             kind = input_kind(path)
             if kind == "manifest":
@@ -356,27 +407,27 @@ class Predictor:
             raise
         except (ClipReadError, ValueError, RuntimeError) as exc:
             self._fail(path, str(exc))
+            if len(self.summary) == done:
+                self.summary.append({"input": str(path), "reason": str(exc)})
             return pd.DataFrame()
 
 
-def plot_recording(frame: pd.DataFrame, aus: list[int], out_png: Path) -> Path:
-    """PNG of each AU's probability over time (window centres) for one recording."""
-    import matplotlib
+@dataclass
+class PredictionRun:
+    """What :func:`predict_inputs` wrote and how it went.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Attributes:
+        out: The predictions CSV.
+        failures: The failure table beside it.
+        summary: One row per input: ``input, frames, windows, failed_windows, reason``.
+        status: 0 when every input gave rows, :data:`EXIT_SOME_FAILED` when some gave none,
+            :data:`EXIT_ALL_FAILED` when none did.
+    """
 
-    centres = (frame["time_start"] + frame["time_end"]) / 2
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for au in aus:
-        ax.plot(centres, frame[au_column(au, "prob")], marker=".", label=f"AU{au}")
-    ax.set(xlabel="time (s)", ylabel="probability", ylim=(0, 1), title=str(frame["source"].iloc[0]))
-    ax.legend(ncol=min(len(aus), 8), fontsize="small", loc="upper right")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return out_png
+    out: Path
+    failures: Path
+    summary: pd.DataFrame
+    status: int
 
 
 def prediction_files(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
@@ -406,64 +457,73 @@ def predict_inputs(
     out: Path,
     window: int | None = None,
     stride: int | None = None,
-    fps: float = 200.0,
+    fps: float | None = None,
     plot: bool = False,
     strict: bool = False,
     cache_dir: Path | None = None,
     overwrite: bool = False,
+    face: str = "largest",
+    min_face: float = 0.8,
     explain: bool = False,
-) -> Path:
+) -> PredictionRun:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
     Everything is written under the folder of ``out`` (or into ``cache_dir`` when given), never
-    where the model's config points.
-
-    Args:
-        model_dir: A model directory from ``au-llm train``.
-        inputs: Manifests, video files and frame folders.
-        out: Predictions CSV.
-        window: Sliding-window length for recordings (default: the model's clip length).
-        stride: Window stride (default: half the window).
-        fps: Frame rate of frame folders.
-        plot: Also write ``<out stem>_<recording>.png`` per recording.
-        strict: Stop at the first input that cannot be read or shows no face.
-        cache_dir: Aligned-clip cache for manifest inputs (default: ``cache`` beside ``out``).
-        overwrite: Replace an existing ``out``.
-        explain: Add a generated ``explanation`` column (see :class:`Predictor`).
-
-    Returns:
-        The predictions CSV path.
+    where the model's config points. Arguments after ``out`` are :class:`Predictor`'s; ``plot``
+    also writes ``<out stem>_<nn>_<recording>.png`` per recording (``nn``: input position).
 
     Raises:
-        ValueError: See :func:`prediction_files`.
+        ValueError: See :func:`prediction_files`, or a bad option.
         OutputError: The output folder (checked first) or the cache cannot be written.
     """
     out, failures = prediction_files(Path(out), overwrite)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
-    deployed = load_deployed(model_dir)
-    predictor = Predictor(deployed, window, stride, fps, strict, cache, explain=explain)
-    frames = []
-    for path in tqdm(inputs, desc="predict", unit="input"):
+    predictor = Predictor(
+        load_deployed(model_dir),
+        window,
+        stride,
+        fps,
+        strict,
+        cache,
+        face=face,
+        min_face=min_face,
+        explain=explain,
+    )
+    frames, produced = [], 0
+    for index, path in enumerate(inputs):
         frame = predictor.predict(Path(path))
         if frame.empty:
             continue
+        produced += 1
         frames.append(frame)
         if plot and "time_start" in frame:
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name)
-            plot_recording(frame, predictor.deployed.aus, out.with_name(f"{out.stem}_{name}.png"))
+            png = out.with_name(f"{out.stem}_{index:02d}_{name}.png")
+            gaps = pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS)
+            plot_recording(frame, predictor.deployed.aus, png, gaps[gaps["input"] == str(path)])
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
-    atomic_write_csv(
-        failures, pd.DataFrame(predictor.failures, columns=["input", "clip", "reason"])
-    )
-    return out
+    failed = _integers(pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS))
+    atomic_write_csv(failures, failed)
+    status = 0
+    if produced < len(inputs):
+        status = EXIT_SOME_FAILED if produced else EXIT_ALL_FAILED
+    summary = _integers(pd.DataFrame(predictor.summary, columns=SUMMARY_COLUMNS))
+    return PredictionRun(out, failures, summary, status)
+
+
+def _integers(table: pd.DataFrame) -> pd.DataFrame:
+    """Integer-valued columns as nullable integers (empty cells where a kind of row has none)."""
+    names = [*INT_COLUMNS, "frames", "windows", "failed_windows"]
+    return table.astype({c: "Int64" for c in names if c in table.columns})
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Key columns, ``AUxx_prob, AUxx_pred`` (``AUxx_true`` when labelled), answers, explanation."""
-    keys = ["source", "dataset", "subject", "clip", "onset", "offset", "frame_start", "frame_end"]
-    keys += ["time_start", "time_end"]
+    """Keys, coverage, face box, ``AUxx_prob, AUxx_pred`` (``AUxx_true``), then answers."""
+    keys = ["source", "dataset", "subject", "clip", "onset", "offset", "face_id", "frame_start"]
+    keys += ["frame_end", "time_start", "time_end", "face_frames", "face_confidence"]
+    keys += ["face_x", "face_y", "face_w", "face_h"]
     if table.empty:
         cols = [au_column(au, kind) for au in aus for kind in ("prob", "pred")]
         return pd.DataFrame(columns=["source", "clip", *cols])
@@ -471,4 +531,4 @@ def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
     au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
     answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
     answers += ["explanation"] if "explanation" in table.columns else []
-    return table[[k for k in keys if k in table.columns] + au_cols + answers]
+    return _integers(table[[k for k in keys if k in table.columns] + au_cols + answers])

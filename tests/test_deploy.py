@@ -9,7 +9,8 @@ import pytest
 from au_llm import deploy
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
-from au_llm.deploy import Predictor, load_deployed, predict_inputs, train_deployable, window_starts
+from au_llm.deploy import Predictor, predict_inputs, window_starts
+from au_llm.deployed import load_deployed, train_deployable
 from au_llm.io_utils import OutputError
 from au_llm.metrics import au_column
 from tests.conftest import tiny_config
@@ -84,9 +85,9 @@ def predictions(deployed, tiny_data, tmp_path_factory):
         cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(100, 140, (120, 160), np.uint8))
     inputs = [tiny_data.casme2, folder, video, broken, noface, tmp / "missing.avi"]
     out = tmp / "preds.csv"
-    predict_inputs(model_dir, inputs, out, window=4, stride=3, plot=True)
+    run = predict_inputs(model_dir, inputs, out, window=4, stride=3, fps=200.0, plot=True)
     again = tmp / "again.csv"
-    predict_inputs(model_dir, inputs, again, window=4, stride=3)
+    predict_inputs(model_dir, inputs, again, window=4, stride=3, fps=200.0)
     return {
         "table": pd.read_csv(out, dtype={"clip": str, "subject": str}),
         "again": pd.read_csv(again, dtype={"clip": str, "subject": str}),
@@ -95,14 +96,16 @@ def predictions(deployed, tiny_data, tmp_path_factory):
         "video": video,
         "n_video": n_video,
         "tmp": tmp,
+        "run": run,
     }
 
 
 def test_prediction_csv_columns(predictions):
     table = predictions["table"]
-    keys = ["source", "dataset", "subject", "clip", "onset", "offset"]
+    keys = ["source", "dataset", "subject", "clip", "onset", "offset", "face_id"]
     keys += ["frame_start", "frame_end"]
-    keys += ["time_start", "time_end"]
+    keys += ["time_start", "time_end", "face_frames", "face_confidence"]
+    keys += ["face_x", "face_y", "face_w", "face_h"]
     # the labelled manifest input keeps its ground truth beside the predictions
     au_cols = [au_column(au, kind) for au in AUS for kind in ("prob", "pred", "true")]
     assert list(table.columns) == keys + au_cols
@@ -217,7 +220,18 @@ def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_
     folder = read_manifest(tiny_data.casme2)["frames_dir"].iloc[0]
     out = tmp_path / "preds.csv"
     argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tiny_data.casme2)]
-    argv += [folder, "--out", str(out), "--window", "4", "--stride", "4", "--explain"]
+    argv += [
+        folder,
+        "--out",
+        str(out),
+        "--window",
+        "4",
+        "--stride",
+        "4",
+        "--explain",
+        "--fps",
+        "200",
+    ]
     assert main(argv) == 0
     table = pd.read_csv(out, keep_default_na=False)
     assert table.columns[-1] == "explanation"
@@ -225,3 +239,145 @@ def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_
     assert all(isinstance(text, str) for text in table["explanation"])
     with pytest.raises(ValueError, match="not trained with explanations"):
         Predictor(deployed[0], explain=True)
+
+
+class FakeLandmarker:
+    """Counts calls; finds one face (or two) on the frames whose number ``present`` accepts."""
+
+    def __init__(self, present=lambda number: True, faces=1):
+        self.calls, self.present, self.faces, self.frame = 0, present, faces, 0
+
+    def detect_all(self, image):
+        from au_llm.preprocess.landmarks import FaceLandmarks
+
+        number, self.frame = self.frame, self.frame + 1
+        self.calls += 1
+        if not self.present(number):
+            return []
+        rng = np.random.default_rng(0)
+        h, w = image.shape[:2]
+        found = []
+        for k in range(self.faces):
+            x0 = k * w / 2
+            points = rng.uniform([x0 + 5, 5], [x0 + w / 2 - 5, h - 5], (478, 2))
+            found.append(FaceLandmarks(points, 0.9))
+        return found
+
+
+def _folder(tmp, n, size=(48, 64), fps=None):
+    tmp.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        cv2.imwrite(str(tmp / f"img{i + 1}.png"), rng.integers(0, 255, size, np.uint8))
+    if fps is not None:
+        (tmp / "fps.txt").write_text(f"{fps}\n")
+    return tmp
+
+
+def test_every_frame_landmarked_once_and_windows_streamed_in_small_batches(deployed, tmp_path):
+    model, _, _ = deployed
+    folder = _folder(tmp_path / "rec", 40)
+    predictor = Predictor(model, window=8, stride=2, fps=25.0, batch_size=3)
+    fake = predictor._landmarker = FakeLandmarker()
+    table = predictor.predict(folder)
+    assert fake.calls == 40  # 17 windows of 8 frames, each frame landmarked once
+    assert len(table) == len(window_starts(40, 8, 2)) == 17
+    assert predictor.peak_windows <= 3
+    np.testing.assert_allclose(table["time_start"], (table["frame_start"] - 1) / 25.0)
+    assert (table["face_frames"] == 1.0).all() and (table["face_confidence"] == 0.9).all()
+    assert table[["face_x", "face_y", "face_w", "face_h"]].notna().all().all()
+
+
+def test_stream_holds_at_most_one_window_of_frames_and_never_repeats_a_frame():
+    from au_llm.preprocess.tracks import FrameRecord
+    from au_llm.preprocess.windows import StreamStats, stream_windows
+
+    for n, window, stride in [(50, 6, 4), (5, 8, 4), (13, 4, 3), (8, 4, 4)]:
+        stats = StreamStats()
+        records = (FrameRecord(i, np.zeros((2, 2, 3), np.uint8)) for i in range(n))
+        windows = list(stream_windows(records, window, stride, stats))
+        assert [w[0].number for w in windows] == window_starts(n, window, stride)
+        assert all(len({r.number for r in w}) == len(w) == min(window, n) for w in windows)
+        assert windows[-1][-1].number == n - 1
+        assert stats.peak_frames <= window
+
+
+def test_face_coverage_is_checked_on_every_frame_of_a_window(deployed, tmp_path):
+    model, _, _ = deployed
+    folder = _folder(tmp_path / "rec", 12, fps=30)
+    # the face is lost on the last 3 frames of the recording (positions 9-11)
+    predictor = Predictor(model, window=6, stride=3, min_face=0.8)
+    predictor._landmarker = FakeLandmarker(lambda number: number < 9)
+    table = predictor.predict(folder)
+    assert list(table["frame_start"]) == [1, 4]
+    assert list(table["face_frames"]) == [1.0, 1.0]
+    failures = pd.DataFrame(predictor.failures)
+    assert list(failures["frame_start"]) == [7] and list(failures["frame_end"]) == [12]
+    assert "fewer than 80%" in failures["reason"].iloc[0]
+    assert predictor.summary[-1]["failed_windows"] == 1
+    lenient = Predictor(model, window=6, stride=3, min_face=0.5)
+    lenient._landmarker = FakeLandmarker(lambda number: number < 9)
+    assert list(lenient.predict(folder)["face_frames"]) == [1.0, 1.0, 0.5]
+
+
+def test_frame_folders_need_a_frame_rate(deployed, tmp_path):
+    model, _, _ = deployed
+    folder = _folder(tmp_path / "rec", 6)
+    predictor = Predictor(model, window=4)
+    predictor._landmarker = FakeLandmarker()
+    assert predictor.predict(folder).empty
+    assert "--fps" in predictor.failures[-1]["reason"]
+    (folder / "fps.txt").write_text("24\n")
+    table = predictor.predict(folder)
+    assert table["time_end"].iloc[-1] == pytest.approx(5 / 24)
+
+
+def test_short_default_window_warns_with_both_numbers(deployed, tmp_path, caplog):
+    model, _, _ = deployed
+    folder = _folder(tmp_path / "rec", 6, fps=25)
+    predictor = Predictor(model)
+    predictor._landmarker = FakeLandmarker()
+    with caplog.at_level("INFO"):
+        predictor.predict(folder)
+    frames = model.cfg.sampling.frames_per_clip
+    assert f"shorter than the model's {frames} frames per clip" in caplog.text
+    assert f"pass --window {frames}" in caplog.text
+    assert "window 2 frames (0.080 s at 25 fps" in caplog.text
+
+
+def test_face_all_gives_one_stream_per_tracked_face(deployed, tmp_path):
+    model, _, _ = deployed
+    folder = _folder(tmp_path / "rec", 8, fps=25)
+    predictor = Predictor(model, window=4, stride=4, face="all")
+    predictor._landmarker = FakeLandmarker(faces=2)
+    table = predictor.predict(folder)
+    assert sorted(table["face_id"]) == [0, 0, 1, 1]
+    left = table[table["face_id"] == 0]
+    assert (left["face_x"] < 32).all()
+    largest = Predictor(model, window=4, stride=4)
+    largest._landmarker = FakeLandmarker(faces=2)
+    assert len(largest.predict(folder)) == 2
+
+
+def test_exit_status_and_summary(predictions, deployed, tmp_path):
+    run = predictions["run"]
+    assert run.status == deploy.EXIT_SOME_FAILED
+    assert list(run.summary.columns) == deploy.SUMMARY_COLUMNS
+    assert len(run.summary) == 6
+    _, model_dir, _ = deployed
+    none = predict_inputs(model_dir, [tmp_path / "missing.avi"], tmp_path / "none.csv")
+    assert none.status == deploy.EXIT_ALL_FAILED
+    video = predictions["video"]
+    ok = predict_inputs(model_dir, [video], tmp_path / "ok.csv", window=4)
+    assert ok.status == 0
+    text = (tmp_path / "ok.csv").read_text()
+    assert ".0," not in text.splitlines()[1].split(",", 3)[2]
+
+
+def test_mixed_inputs_keep_integer_columns(predictions):
+    text = (predictions["tmp"] / "preds.csv").read_text().splitlines()
+    header = text[0].split(",")
+    for line in text[1:]:
+        cells = dict(zip(header, line.split(","), strict=False))
+        for name in ("onset", "offset", "frame_start", "frame_end", "face_id"):
+            assert not cells[name].endswith(".0"), (name, line)

@@ -44,6 +44,33 @@ def jpeg_complete(data: bytes) -> bool:
     return sos >= 0 and data.rfind(_JPEG_EOI) > sos
 
 
+def read_image_file(path: str | Path, number: int, where: str) -> np.ndarray:
+    """Decode one frame file as ``[H, W, 3]`` uint8 BGR (as OpenCV reads it).
+
+    Args:
+        path: The image file.
+        number: Its frame number (for the error).
+        where: Message prefix naming the clip and frame.
+
+    Raises:
+        ClipReadError: The file cannot be read or decoded, or is a truncated JPEG.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ClipReadError(f"{where}: cannot read the file: {exc}", path, number) from exc
+    if Path(path).suffix.lower() in _JPEG_SUFFIXES and not jpeg_complete(data):
+        raise ClipReadError(
+            f"{where}: truncated JPEG (no end-of-image marker); expected a complete file",
+            path,
+            number,
+        )
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ClipReadError(f"{where}: cannot decode the image", path, number)
+    return image
+
+
 class FrameSource(Protocol):
     """Random access to the frames of one clip (what :func:`open_clip` returns)."""
 
@@ -98,19 +125,7 @@ class FolderSource:
         """
         path, number = self.files[i], int(self.numbers[i])
         where = f"clip {self.name}: frame {number} ({path})"
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ClipReadError(f"{where}: cannot read the file: {exc}", path, number) from exc
-        if Path(path).suffix.lower() in _JPEG_SUFFIXES and not jpeg_complete(data):
-            raise ClipReadError(
-                f"{where}: truncated JPEG (no end-of-image marker); expected a complete file",
-                path,
-                number,
-            )
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ClipReadError(f"{where}: cannot decode the image", path, number)
+        image = read_image_file(path, number, where)
         if self._size is None:
             self._size = image.shape
         elif image.shape != self._size:

@@ -1,20 +1,39 @@
 """Sliding windows over a whole recording (a video file or a frame folder) for prediction.
 
-A recording is cut into windows of ``window`` frames every ``stride`` frames
-(:func:`window_starts`); each window is read and aligned like a training clip
-(:func:`align_window`).
+A recording is read once, front to back (:class:`RecordingReader`); every frame is landmarked
+once (:func:`au_llm.preprocess.tracks.track_frames`) and windows of ``window`` frames every
+``stride`` frames are cut from a buffer of the last ``window`` frames (:func:`stream_windows`), so
+memory is bounded by the window, not the recording. Windows follow :func:`window_starts` over the
+frames actually decoded: a video that reports more frames than it decodes ends where decoding
+ends, and no frame is ever repeated to fill a window. :func:`align_track` aligns one face track of
+a window like a training clip, warping only the frames the model samples.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from au_llm.config import PreprocessConfig
 from au_llm.data.fields import ClipReadError
 from au_llm.data.frames import index_frames
-from au_llm.preprocess.align import AlignResult, align_source
-from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import FolderSource, VideoSource
+from au_llm.preprocess.align import (
+    centre_crop_transform,
+    landmark_transform,
+    smooth_transforms,
+    warp,
+)
+from au_llm.preprocess.readers import read_image_file
+from au_llm.preprocess.sampling import sample_indices
+from au_llm.preprocess.tracks import FrameRecord
+
+FPS_SIDECAR = "fps.txt"
 
 
 def check_window(window: int, stride: int) -> None:
@@ -44,45 +63,203 @@ def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def recording_frames(path: Path, kind: str) -> tuple[list[int], float | None]:
-    """Frame numbers of a recording and its own frame rate.
+def sidecar_fps(folder: Path) -> float | None:
+    """Frame rate written in ``fps.txt`` of a frame folder (None without the file).
+
+    Raises:
+        ClipReadError: The file does not hold one positive number.
+    """
+    path = Path(folder) / FPS_SIDECAR
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    try:
+        fps = float(text)
+    except ValueError:
+        fps = math.nan
+    if not fps > 0:
+        raise ClipReadError(f"{path}: expected one positive frame rate, got {text!r}", path)
+    return fps
+
+
+class RecordingReader:
+    """Every frame of a recording, decoded once in order.
 
     Args:
         path: A frame folder (``kind == "frames"``) or a video file (``"video"``).
         kind: ``frames`` or ``video``.
+        fps: Frame rate to use when the recording has none of its own (``--fps``).
 
-    Returns:
-        The frame numbers in order (files' numbers for folders, 0-based indices for videos) and
-        the video's frame rate (None for folders, or a video that reports none).
+    Attributes:
+        reported: Frames the folder holds or the video's header reports.
+        fps: The frame rate: a video's own, else a folder's ``fps.txt``, else ``fps``.
+        decoded: Frames decoded so far.
+        stop_reason: Why decoding stopped before ``reported`` frames ("" otherwise).
 
     Raises:
-        ClipReadError: If the recording has no frames.
+        ClipReadError: The recording cannot be opened, has no frames, or has no frame rate.
     """
-    if kind == "frames":
-        numbers, fps = sorted(index_frames(path)), None
-    else:
+
+    def __init__(self, path: Path, kind: str, fps: float | None) -> None:
+        self.path, self.kind = Path(path), kind
+        self.decoded, self.stop_reason = 0, ""
+        if kind == "frames":
+            self._files = index_frames(self.path)
+            self.reported = len(self._files)
+            own = sidecar_fps(self.path)
+            hint = f"pass --fps or write the rate into {self.path / FPS_SIDECAR}"
+        else:
+            import decord
+
+            try:
+                self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0))
+            except (RuntimeError, decord.DECORDError) as exc:
+                raise ClipReadError(f"cannot open the video: {exc}", self.path) from exc
+            self.reported = len(self._reader)
+            own = float(self._reader.get_avg_fps()) or None
+            hint = "the video reports no frame rate; pass --fps"
+        if self.reported < 1:
+            raise ClipReadError("no frames", self.path)
+        rate = own or fps
+        if not rate:
+            raise ClipReadError(f"frame rate unknown: {hint}", self.path)
+        self.fps = float(rate)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(number, [H, W, 3] uint8 RGB)`` for every frame that decodes, in order."""
+        if self.kind == "frames":
+            yield from self._folder_frames()
+        else:
+            yield from self._video_frames()
+
+    def _folder_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        size = None
+        for number in sorted(self._files):
+            path = self._files[number]
+            image = read_image_file(path, number, f"frame {number} ({path.name})")
+            if size is not None and image.shape != size:
+                raise ClipReadError(
+                    f"frame {number} ({path.name}): size {image.shape[1]}x{image.shape[0]}, "
+                    f"expected {size[1]}x{size[0]} like the recording's other frames",
+                    path,
+                    number,
+                )
+            size = image.shape
+            self.decoded += 1
+            yield number, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    def _video_frames(self) -> Iterator[tuple[int, np.ndarray]]:
         import decord
 
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-        numbers, fps = list(range(len(reader))), float(reader.get_avg_fps()) or None
-        del reader
-    if not numbers:
-        raise ClipReadError(f"{path}: no frames", path)
-    return numbers, fps
+        reader, self._reader = self._reader, None
+        for number in range(self.reported):
+            try:
+                frame = reader.next().asnumpy()
+            except StopIteration:
+                self.stop_reason = f"the video reports {self.reported} frames, {number} decode"
+                return
+            except (RuntimeError, decord.DECORDError) as exc:
+                self.stop_reason = f"decoding stopped at frame {number}: {exc}"
+                return
+            if frame.ndim == 2 or frame.shape[2] == 1:
+                frame = np.repeat(frame.reshape(frame.shape[0], frame.shape[1], 1), 3, axis=2)
+            self.decoded += 1
+            yield number, np.ascontiguousarray(frame, dtype=np.uint8)
 
 
-def align_window(
-    path: Path,
-    kind: str,
-    first: int,
-    last: int,
+@dataclass
+class StreamStats:
+    """Memory bookkeeping of :func:`stream_windows`.
+
+    Attributes:
+        peak_frames: Most frames held in the buffer at once.
+        frames: Frames consumed.
+    """
+
+    peak_frames: int = 0
+    frames: int = 0
+
+
+def stream_windows(
+    records: Iterable[FrameRecord], window: int, stride: int, stats: StreamStats | None = None
+) -> Iterator[list[FrameRecord]]:
+    """Windows of consecutive records, as :func:`window_starts` places them on the frames read.
+
+    Only the last ``window`` records are held. Each window is yielded as soon as its last frame
+    is read; the closing window (ending on the last frame) once the records run out.
+    """
+    check_window(window, stride)
+    stats = stats or StreamStats()
+    buffer: deque[FrameRecord] = deque(maxlen=window)
+    last_end = -1
+    for position, record in enumerate(records):
+        buffer.append(record)
+        stats.frames = position + 1
+        stats.peak_frames = max(stats.peak_frames, len(buffer))
+        start = position - window + 1
+        if start >= 0 and start % stride == 0:
+            last_end = position
+            yield list(buffer)
+    if stats.frames and last_end < stats.frames - 1:
+        yield list(buffer)
+
+
+@dataclass
+class AlignedWindow:
+    """One face track of a window, aligned and sampled.
+
+    Attributes:
+        frames: ``[n_frames, size, size, C]`` uint8 sampled aligned frames.
+        face_frames: Fraction of the window's frames showing the track's face (NaN for mode
+            ``none``).
+        confidence: Mean detection score of those faces (NaN when none or unscored).
+        box: Median ``(x, y, w, h)`` face box in source pixels (None without a face).
+        repeated: Whether the window has fewer frames than the model samples (frames repeat).
+    """
+
+    frames: np.ndarray
+    face_frames: float
+    confidence: float
+    box: tuple[float, float, float, float] | None
+    repeated: bool
+
+
+def align_track(
+    window: list[FrameRecord],
+    track: int | None,
     cfg: PreprocessConfig,
-    landmarker: Landmarker | None,
-) -> AlignResult:
-    """Read frames ``first..last`` of a recording and align them as a training clip."""
-    opener = FolderSource if kind == "frames" else VideoSource
-    source = opener(path, first, last, f"{path.name}[{first}-{last}]")
-    try:
-        return align_source(source, cfg, landmarker)
-    finally:
-        source.close()
+    n_frames: int,
+    strategy: str,
+    rng: np.random.Generator,
+) -> AlignedWindow:
+    """Align face ``track`` of a window from its per-frame landmarks and sample ``n_frames``.
+
+    ``clip`` mode uses the median landmarks of the track's first ``ref_frames`` faces in the
+    window for every frame; ``frame`` mode smooths per-frame transforms (frames without the face
+    interpolated); ``none`` (or ``track`` None) centre-crops. Only sampled frames are warped.
+    """
+    numbers = np.array([r.number for r in window], dtype=np.int64)
+    idx = sample_indices(numbers, int(numbers[0]), None, int(numbers[-1]), n_frames, strategy, rng)
+    faces = [r.face(track) for r in window] if track is not None else [None] * len(window)
+    found = [f for f in faces if f is not None]
+    height, width = window[0].image.shape[:2]
+    transforms = np.repeat(centre_crop_transform(height, width, cfg.size)[None], len(window), 0)
+    if found and cfg.mode == "clip":
+        reference = np.median(np.stack([f.points for f in found[: cfg.ref_frames]]), axis=0)
+        transforms[:] = landmark_transform(reference, cfg.size, cfg.margin)
+    elif found and cfg.mode == "frame":
+        valid = np.array([f is not None for f in faces])
+        for i, face in enumerate(faces):
+            if face is not None:
+                transforms[i] = landmark_transform(face.points, cfg.size, cfg.margin)
+        transforms = smooth_transforms(transforms, valid, cfg.smooth)
+    frames = np.stack([warp(window[i].image, transforms[i], cfg.size, cfg.color) for i in idx])
+    scores = [f.confidence for f in found if not math.isnan(f.confidence)]
+    box = tuple(float(v) for v in np.median([f.box for f in found], axis=0)) if found else None
+    return AlignedWindow(
+        frames=frames,
+        face_frames=len(found) / len(window) if track is not None else math.nan,
+        confidence=float(np.mean(scores)) if scores else math.nan,
+        box=box,  # type: ignore[arg-type]
+        repeated=len(window) < n_frames,
+    )

@@ -1,0 +1,53 @@
+"""Plot of one recording's AU probabilities over time (``au-llm predict --plot``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from au_llm.metrics import au_column
+
+
+def plot_recording(
+    frame: pd.DataFrame, aus: list[int], out_png: Path, gaps: pd.DataFrame | None = None
+) -> Path:
+    """PNG with one panel per AU: probability over time (window centres), one line per face.
+
+    Args:
+        frame: The recording's rows (``time_start``, ``time_end``, ``face_id``, AU columns).
+        aus: AU numbers.
+        out_png: Where to write.
+        gaps: Failed windows of the recording (``time_start``, ``time_end``), shaded.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(aus), 1, figsize=(9, 1.1 * len(aus) + 1), sharex=True)
+    axes = np.atleast_1d(axes)
+    faces = frame["face_id"].fillna(-1) if "face_id" in frame else pd.Series(-1, frame.index)
+    for ax, au in zip(axes, aus, strict=True):
+        for face_id, rows in frame.groupby(faces, sort=True):
+            centres = (rows["time_start"] + rows["time_end"]) / 2
+            label = f"face {int(face_id)}" if face_id >= 0 else None
+            ax.plot(centres, rows[au_column(au, "prob")], marker=".", lw=1, label=label)
+        for start, end in (
+            gaps[["time_start", "time_end"]].dropna().to_numpy()
+            if gaps is not None and len(gaps)
+            else []
+        ):
+            ax.axvspan(start, end, color="0.85", lw=0)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"AU{au}", rotation=0, ha="right", va="center")
+    axes[-1].set_xlabel("time (s); grey: windows without a usable face")
+    axes[0].set_title(str(frame["source"].iloc[0]), fontsize="small")
+    if faces.nunique() > 1:
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
