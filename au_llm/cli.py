@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="least fraction of a window's frames showing its face (others go to failures.csv)",
     )
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
+    predict.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="also <out stem>_per_frame.csv: each AU averaged over the windows covering a frame",
+    )
     predict.add_argument("--strict", action="store_true", help="stop at the first failed input")
     predict.add_argument(
         "--cache-dir", type=Path, help="aligned-clip cache for manifests (default: cache/ by --out)"
@@ -322,6 +327,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         stride=args.stride,
         fps=args.fps,
         plot=args.plot,
+        per_frame=args.per_frame,
         strict=args.strict,
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,

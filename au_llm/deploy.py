@@ -44,7 +44,7 @@ from au_llm.preprocess.windows import (
     window_starts,
 )
 from au_llm.reports.answers import ANSWER_PREFIX
-from au_llm.reports.recording import plot_recording
+from au_llm.reports.recording import per_frame_table, plot_recording
 from au_llm.training import (
     answer_tries,
     clip_answers,
@@ -465,12 +465,15 @@ def predict_inputs(
     face: str = "largest",
     min_face: float = 0.8,
     explain: bool = False,
+    per_frame: bool = False,
 ) -> PredictionRun:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
     Everything is written under the folder of ``out`` (or into ``cache_dir`` when given), never
     where the model's config points. Arguments after ``out`` are :class:`Predictor`'s; ``plot``
-    also writes ``<out stem>_<nn>_<recording>.png`` per recording (``nn``: input position).
+    also writes ``<out stem>_<nn>_<recording>.png`` per recording (``nn``: input position);
+    ``per_frame`` also writes ``<out stem>_per_frame.csv``: one row per frame of each recording,
+    each AU's probability averaged over the windows covering it.
 
     Raises:
         ValueError: See :func:`prediction_files`, or a bad option.
@@ -504,6 +507,9 @@ def predict_inputs(
             plot_recording(frame, predictor.deployed.aus, png, gaps[gaps["input"] == str(path)])
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
+    if per_frame:
+        frames_table = per_frame_table(table, predictor.deployed.aus)
+        atomic_write_csv(out.with_name(f"{out.stem}_per_frame.csv"), _integers(frames_table))
     failed = _integers(pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS))
     atomic_write_csv(failures, failed)
     status = 0
@@ -515,7 +521,7 @@ def predict_inputs(
 
 def _integers(table: pd.DataFrame) -> pd.DataFrame:
     """Integer-valued columns as nullable integers (empty cells where a kind of row has none)."""
-    names = [*INT_COLUMNS, "frames", "windows", "failed_windows"]
+    names = [*INT_COLUMNS, "frame", "frames", "windows", "failed_windows"]
     return table.astype({c: "Int64" for c in names if c in table.columns})
 
 

@@ -51,3 +51,45 @@ def plot_recording(
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return out_png
+
+
+def per_frame_table(windows: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
+    """One row per frame of each recording and face: each AU's probability averaged over windows.
+
+    Args:
+        windows: Window rows of ``au-llm predict`` (``source, face_id, frame_start, frame_end,
+            time_start, time_end`` and ``AUxx_prob``); rows without a frame span (manifest clips)
+            are ignored.
+        aus: AU numbers.
+
+    Returns:
+        ``source, face_id, frame, time, windows`` (how many windows cover the frame), then
+        ``AUxx_prob`` per AU; frames of a span covered by no successful window are left out.
+    """
+    probs = [au_column(au, "prob") for au in aus]
+    rows = windows.dropna(subset=["frame_start", "frame_end"]) if "frame_start" in windows else None
+    if rows is None or rows.empty:
+        return pd.DataFrame(columns=["source", "face_id", "frame", "time", "windows", *probs])
+    spans = []
+    for _, row in rows.iterrows():
+        first, last = int(row["frame_start"]), int(row["frame_end"])
+        frames = np.arange(first, last + 1)
+        per_frame = (row["time_end"] - row["time_start"]) / max(1, last - first)
+        spans.append(
+            pd.DataFrame(
+                {
+                    "source": row["source"],
+                    "face_id": row.get("face_id", 0),
+                    "frame": frames,
+                    "time": row["time_start"] + (frames - first) * per_frame,
+                    **{column: row[column] for column in probs},
+                }
+            )
+        )
+    keys = ["source", "face_id", "frame"]
+    stacked = pd.concat(spans, ignore_index=True)
+    grouped = stacked.groupby(keys, sort=True)
+    table = grouped[probs].mean().reset_index()
+    table.insert(3, "time", grouped["time"].first().to_numpy())
+    table.insert(4, "windows", grouped.size().to_numpy())
+    return table
