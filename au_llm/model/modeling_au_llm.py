@@ -328,11 +328,12 @@ class AULLM(nn.Module):
         device = self.prompt_ids.device
         return ids.to(device), targets.to(device)
 
-    def forward_text(self, clips: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_text_tokens(self, tokens: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
         """One decoder pass for both heads, teacher-forced on ``text_ids``.
 
         Args:
-            clips: ``[B, C, T, H, W]`` clips.
+            tokens: ``[B, n, H]`` visual tokens (:meth:`get_visual_tokens`; computed once, they
+                can feed several texts, e.g. an answer and an explanation).
             text_ids: ``[B, L]`` instruction + answer ids (see :meth:`text_targets`).
 
         Returns:
@@ -340,10 +341,6 @@ class AULLM(nn.Module):
             position's hidden state (what :meth:`forward` gives; later text cannot change it in
             a causal LM), and the LM head's next-token logits for every position of ``text_ids``.
         """
-        return self.forward_text_tokens(self.get_visual_tokens(clips), text_ids)
-
-    def forward_text_tokens(self, tokens: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`forward_text` from visual tokens ``[B, n, H]`` (one token feeds several texts)."""
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
         hidden, _ = self.decode(

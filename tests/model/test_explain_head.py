@@ -48,7 +48,7 @@ def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
         loss = batch_loss(model, x, labels, loss_fn, 3, META)
         texts = [describe_clip({k: v[i] for k, v in META.items()}, 3) for i in range(2)]
         ids, targets = model.teacher_forcing(["explain", "explain"], texts)
-        au_logits, lm_logits = model.forward_text(x, ids)
+        au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         expected = 0.5 * _lm_loss(lm_logits, targets) + loss_fn(au_logits.float(), labels)
         assert torch.allclose(au_logits, model(x), atol=1e-5)
     assert torch.allclose(loss, expected, atol=1e-5)

@@ -79,7 +79,7 @@ def test_both_heads_share_one_pass_and_the_linear_head_is_unchanged():
     ids, targets = model.text_targets(labels, ["list", "yesno"])
     assert (targets[0] == -100).sum() >= len(model.instruction_list)
     with torch.no_grad():
-        au_logits, lm_logits = model.forward_text(x, ids)
+        au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         torch.testing.assert_close(au_logits, model(x), rtol=0, atol=1e-5)
     assert lm_logits.shape == (*ids.shape, model.cfg.llm.tiny.vocab_size)
     answer = [t for t in targets[0].tolist() if t != -100][:-1]
