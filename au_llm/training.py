@@ -366,9 +366,10 @@ def clip_answers(
     tries = tries or {}
     answers = {}
     with torch.inference_mode(), _autocast(device, bf16):
+        tokens = model.get_visual_tokens(clips.to(device))
         for fmt in text.formats:
             ids = generate_answers(
-                model, clips.to(device), fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
+                model, tokens, fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
             )
             answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
     return answers
@@ -412,7 +413,8 @@ def explain_clips(
     device = next(model.parameters()).device
     limit = model.cfg.explain.max_new_tokens
     with torch.inference_mode(), _autocast(device, bf16):
-        ids = generate_answers(model, clips.to(device), "explain", prompt_cache, limit)
+        tokens = model.get_visual_tokens(clips.to(device))
+        ids = generate_answers(model, tokens, "explain", prompt_cache, limit)
     return [printable(model.tokenizer.decode(seq)) for seq in ids]
 
 

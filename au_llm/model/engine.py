@@ -86,23 +86,24 @@ def answer_trie(model: Any, fmt: str, max_answers: int = 1 << 16) -> AnswerTrie:
 
 def generate_answers(
     model: Any,
-    clips: Tensor,
+    tokens: Tensor,
     fmt: str,
     prompt_cache: PromptCache | None,
     max_new_tokens: int,
     trie: AnswerTrie | None = None,
 ) -> list[list[int]]:
-    """Greedy, batched answers of format ``fmt`` for clips ``[B, C, T, H, W]``.
+    """Greedy, batched answers of format ``fmt`` for clips given by their visual tokens.
 
-    The prompt prefix comes from ``prompt_cache`` (shared by every clip and call); the visual token
-    and the format's instruction run once per batch, then one token per step with the key/value
-    cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer are chosen,
-    and generation may run past ``max_new_tokens`` up to the trie's longest answer, so every
-    answer is complete.
+    The prompt prefix comes from ``prompt_cache`` (shared by every clip and call) and the visual
+    tokens from the caller (computed once, they serve every format); the visual token and the
+    format's instruction run through the LLM once per batch, then one token per step with the
+    key/value cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer
+    are chosen, and generation may run past ``max_new_tokens`` up to the trie's longest answer, so
+    every answer is complete.
 
     Args:
         model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with a text head, in eval mode.
-        clips: The clips.
+        tokens: ``[B, n, H]`` visual tokens of the clips (``model.get_visual_tokens(clips)``).
         fmt: Answer format (one the model was built with).
         prompt_cache: From ``model.prompt_cache()`` on the current weights (None recomputes it).
         max_new_tokens: Longest answer.
@@ -117,7 +118,6 @@ def generate_answers(
     embed = model.llm.get_input_embeddings()
     lm_head = model.llm.get_output_embeddings()
     with torch.no_grad():
-        tokens = model.get_visual_tokens(clips)
         instruction = embed(getattr(model, f"instruction_{fmt}"))
         batch = tokens.shape[0]
         embeds = torch.cat(

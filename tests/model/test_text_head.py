@@ -46,7 +46,7 @@ def test_generation_equals_step_by_step_greedy_without_cache():
     model = _text_model(formats=("list",)).eval()
     x = clips(3)
     cache = model.prompt_cache()
-    batched = generate_answers(model, x, "list", cache, max_new_tokens=12)
+    batched = generate_answers(model, model.get_visual_tokens(x), "list", cache, max_new_tokens=12)
     assert any(batched), "the random model must produce some tokens for the test to mean anything"
     for i in range(3):
         assert batched[i] == _reference_greedy(model, x[i : i + 1], "list", 12)
@@ -89,10 +89,13 @@ def test_both_heads_share_one_pass_and_the_linear_head_is_unchanged():
 def test_constrained_decoding_always_parses():
     model = _text_model(formats=("list", "json")).eval()
     x = clips(4)
+    tokens = model.get_visual_tokens(x)
     for fmt in ("list", "json"):
-        free = generate_answers(model, x, fmt, model.prompt_cache(), 40)
+        free = generate_answers(model, tokens, fmt, model.prompt_cache(), 40)
         texts = [model.tokenizer.decode(a) for a in free]
         assert not all(parse_answer(fmt, model.spec.aus, t).ok for t in texts)  # random model
-        tied = generate_answers(model, x, fmt, model.prompt_cache(), 80, answer_trie(model, fmt))
+        tied = generate_answers(
+            model, tokens, fmt, model.prompt_cache(), 80, answer_trie(model, fmt)
+        )
         for ids in tied:
             assert parse_answer(fmt, model.spec.aus, model.tokenizer.decode(ids)).ok
