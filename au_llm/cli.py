@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.8,
         help="least fraction of a window's frames showing its face (others go to failures.csv)",
     )
+    predict.add_argument(
+        "--align",
+        choices=("clip", "frame", "none"),
+        help="alignment replacing the model's preprocess.mode (frame: recordings with head motion)",
+    )
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
     predict.add_argument(
         "--per-frame",
@@ -334,6 +339,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         explain=args.explain,
         face=args.face,
         min_face=args.min_face,
+        align=args.align,
     )
     print(run.summary.to_string(index=False, na_rep=""))
     print(f"predictions written: {run.out} (failures: {run.failures})")

@@ -5,7 +5,10 @@ others train one ``head: both`` model (``configs/demo_smollm2_text.yaml``: the b
 SmolLM2-135M-Instruct, LoRA, the linear head and the text loss together). The test clips are then
 answered twice, greedy without and with constrained decoding, and the step prints binary F1 of the
 linear head and of every format's parsed answers, the parse rate, and three example answers per
-format. Everything is written under ``<out>/text/``; a finished model is reused on a re-run.
+format. When the config trains explanations (``model.explain.weight > 0``, VL-FAU), the greedy pass
+also writes one per test clip, and the step prints their faithfulness and three examples chosen by
+rule (:mod:`au_llm.reports.explanations`). Everything is written under ``<out>/text/``; a finished
+model is reused on a re-run.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from au_llm.deployed import DeployedModel, load_deployed, train_deployable
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import au_column, binary_f1
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
+from au_llm.reports.explanations import explanation_notes, explanation_tables
 
 TEXT_CONFIG = "demo_smollm2_text.yaml"
 TEST_SUBJECTS = 2
@@ -118,25 +122,36 @@ def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[s
         casme2_manifest: The synthetic CASME II-style manifest.
 
     Returns:
-        The scores per decoding mode (``free``, ``constrained``), as written to
-        ``out/text/summary.json``.
+        The scores per decoding mode (``free``, ``constrained``) and, with explanations, their
+        faithfulness (``explanations``), as written to ``out/text/summary.json``.
     """
     folder = out / "text"
     train, test = split_subjects(casme2_manifest, folder)
     cfg = text_config(config_file, out, train, test)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
+    explain = deployed.cfg.model.explain.weight > 0
     scores, frames = {}, {}
     for mode, constrained in (("free", False), ("constrained", True)):
-        predictor = Predictor(deployed, cache_dir=out / "cache", constrained=constrained)
+        predictor = Predictor(
+            deployed,
+            cache_dir=out / "cache",
+            constrained=constrained,
+            explain=explain and not constrained,
+        )
         frames[mode] = predictor.predict_manifest(test)
         atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
         scores[mode] = score_answers(frames[mode], aus)
-    atomic_write_text(folder / "summary.json", json.dumps(scores, indent=2) + "\n")
+    results: dict[str, Any] = dict(scores)
+    if explain:
+        results["explanations"] = explanation_tables(frames["free"], aus)[1]
+    atomic_write_text(folder / "summary.json", json.dumps(results, indent=2) + "\n")
     print(
         f"== SmolLM2-135M, head: both, {len(frames['free'])} test clips of 2 held-out subjects =="
     )
     print(results_table(scores))
     print("\nExample answers (greedy, unconstrained):")
     print(examples_text(frames["free"], aus))
-    return scores
+    if explain:
+        print("\n" + "\n".join(explanation_notes(results["explanations"])))
+    return results

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,8 @@ class Predictor:
             most one batch of aligned windows is held at a time.
         explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
             trained with ``model.explain.weight > 0``.
+        align: Alignment mode replacing the model's ``preprocess.mode`` (``clip``, ``frame`` for
+            recordings with head motion, ``none``); None keeps the model's.
 
     Attributes:
         failures: One row per failed input, clip or window (``FAILURE_COLUMNS``).
@@ -131,6 +133,7 @@ class Predictor:
     min_face: float = 0.8
     batch_size: int | None = None
     explain: bool = False
+    align: str | None = None
     failures: list[dict] = field(default_factory=list)
     summary: list[dict] = field(default_factory=list)
     peak_windows: int = 0
@@ -148,12 +151,23 @@ class Predictor:
         if not 0 <= self.min_face <= 1:
             raise ValueError(f"--min-face {self.min_face}: expected a fraction in 0..1")
         self.batch_size = self.batch_size or self.deployed.cfg.train.batch_size
+        if self.align is not None:
+            self._override_alignment(self.align)
         self._landmarker: Landmarker | None = None
         train = self.deployed.cfg.train
         model = self.deployed.model.eval()
         self._prompt_cache: PromptCache | None = inference_prompt_cache(model, train.bf16)
         self._text = model.cfg.head != "linear"
         self._tries = answer_tries(model, self.constrained) if self._text else {}
+
+    def _override_alignment(self, mode: str) -> None:
+        """Use alignment ``mode`` instead of the model's ``preprocess.mode``."""
+        cfg = self.deployed.cfg
+        preprocess = replace(cfg.preprocess, mode=mode)
+        log.info(
+            "alignment: %s (--align; the model was trained with %s)", mode, cfg.preprocess.mode
+        )
+        self.deployed = replace(self.deployed, cfg=replace(cfg, preprocess=preprocess))
 
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
@@ -258,7 +272,8 @@ class Predictor:
         )
         labels = data.labels.numpy() if labelled else None
         if self.explain:
-            frame = frame.assign(explanation=self._explanations(clips))
+            annotation = {c: rows[c] for c in ("au_raw", "aus") if c in rows.columns}
+            frame = frame.assign(**annotation, explanation=self._explanations(clips))
         return frame.assign(**self._au_columns(probs, answers, labels))
 
     def _describe_window(self, path: Path, fps: float, window: int, stride: int) -> None:
@@ -316,10 +331,11 @@ class Predictor:
             for text in explain_clips(model, batch, train.bf16, self._prompt_cache)
         ]
 
-    def predict_recording(self, path: Path, kind: str) -> pd.DataFrame:
+    def predict_recording(self, path: Path, kind: str, clip: str | None = None) -> pd.DataFrame:
         """One row per window and face: keys, coverage, face box, AU columns.
 
-        Keys: ``source, clip, face_id, frame_start, frame_end, time_start, time_end``; frame
+        Keys (``clip``: the given name, default the file's stem or the folder's name):
+        ``source, clip, face_id, frame_start, frame_end, time_start, time_end``; frame
         numbers are the files' numbers for frame folders and 0-based indices for videos; times are
         seconds from the recording's first frame. Coverage: ``face_frames`` (frames showing the
         face / window length) and ``face_confidence``; ``face_x, face_y, face_w, face_h`` is the
@@ -393,16 +409,19 @@ class Predictor:
         if not frames:
             return pd.DataFrame()
         table = pd.concat(frames, ignore_index=True)
-        return table.assign(clip=path.stem if kind == "video" else path.name)
+        return table.assign(clip=clip or recording_name(path))
 
-    def predict(self, path: Path) -> pd.DataFrame:
-        """Predictions for one input; a failure is recorded and gives an empty frame."""
+    def predict(self, path: Path, clip: str | None = None) -> pd.DataFrame:
+        """Predictions for one input (``clip``: a recording's name, see :func:`recording_names`).
+
+        A failure is recorded and gives an empty frame.
+        """
         done = len(self.summary)
         try:
             kind = input_kind(path)
             if kind == "manifest":
                 return self.predict_manifest(path)
-            return self.predict_recording(path, kind)
+            return self.predict_recording(path, kind, clip)
         except OutputError:
             raise
         except (ClipReadError, ValueError, RuntimeError) as exc:
@@ -410,6 +429,37 @@ class Predictor:
             if len(self.summary) == done:
                 self.summary.append({"input": str(path), "reason": str(exc)})
             return pd.DataFrame()
+
+
+def recording_name(path: Path) -> str:
+    """A recording's own name: a video's file stem, a frame folder's name."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+
+
+def recording_names(paths: list[Path]) -> list[str]:
+    """One distinct ``clip`` name per input, in order.
+
+    A name is the recording's own (:func:`recording_name`) when no other input shares it, else
+    it is prefixed with as many parent folders as make it distinct (``day1/rec``, ``day2/rec``);
+    the same path given twice gets ``#<position>`` after its second occurrence.
+    """
+    paths = [Path(p) for p in paths]
+    names = {p: recording_name(p) for p in paths}
+    for depth in range(1, max(len(p.parts) for p in paths) if paths else 1):
+        counts = Counter(names.values())
+        shared = [p for p, name in names.items() if counts[name] > 1]
+        if not shared:
+            break
+        for p in shared:
+            parents = [part for part in p.parts[-depth - 1 : -1] if part != p.anchor]
+            names[p] = "/".join([*parents, recording_name(p)])
+    seen: set[str] = set()
+    unique = []
+    for position, p in enumerate(paths):
+        unique.append(names[p] if names[p] not in seen else f"{names[p]}#{position}")
+        seen.add(names[p])
+    return unique
 
 
 @dataclass
@@ -466,6 +516,7 @@ def predict_inputs(
     min_face: float = 0.8,
     explain: bool = False,
     per_frame: bool = False,
+    align: str | None = None,
 ) -> PredictionRun:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
@@ -492,10 +543,11 @@ def predict_inputs(
         face=face,
         min_face=min_face,
         explain=explain,
+        align=align,
     )
     frames, produced = [], 0
-    for index, path in enumerate(inputs):
-        frame = predictor.predict(Path(path))
+    for index, (path, clip) in enumerate(zip(inputs, recording_names(inputs), strict=True)):
+        frame = predictor.predict(Path(path), clip)
         if frame.empty:
             continue
         produced += 1
@@ -536,5 +588,5 @@ def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
     kinds = ("prob", "pred", "true")
     au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
     answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
-    answers += ["explanation"] if "explanation" in table.columns else []
+    answers += [c for c in ("au_raw", "aus", "explanation") if c in table.columns]
     return _integers(table[[k for k in keys if k in table.columns] + au_cols + answers])

@@ -26,7 +26,10 @@ warm-up run each:
 Shapes: a random Qwen2-0.5B-shaped LLM (hidden 896, 24 layers, 14 heads / 2 KV heads, MLP 4864,
 vocabulary 151936) and a SmolLM2-135M-shaped one (Llama: hidden 576, 30 layers, 9 heads / 3 KV
 heads, MLP 1536, vocabulary 49152), tied embeddings; clips of 6 gray 64x64 frames; the project's
-default prompt with the built-in word tokenizer. CPU runs use ``--threads`` (default 1) torch
+default prompt, tokenised by a real BPE tokenizer (the built-in SmolLM2's, installed by ``make``;
+its ids fit both vocabularies): the random LLMs' byte tokenizer would make the prompt 82 tokens
+instead of about 11, which inflates the reference's per-sample cost (and its batch-128 training
+step does not fit in 24 GB). CPU runs use ``--threads`` (default 1) torch
 threads and the project's ``llm.dtype: auto`` (float32 where the CPU has no native bfloat16); on
 ``--device cuda`` both models run under bfloat16 autocast and the project's frozen base is cast to
 bfloat16.
@@ -58,7 +61,7 @@ from au_llm.io_utils import atomic_write_text
 from au_llm.model.backbones import LED3DCNN, build_backbone
 from au_llm.model.llm import PromptTokenizer, load_base_llm, lora_parameters
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm, split_prompt
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 from au_llm.training import make_optimizer
@@ -130,6 +133,21 @@ class ReferenceAULLM(nn.Module):
             rows.append(torch.cat([embed(ids), token.to(embed.weight.dtype)]))
         outputs = self.llm(inputs_embeds=torch.stack(rows), output_hidden_states=True)
         return self.head(outputs.hidden_states[-1][:, -1].float())
+
+
+def use_real_tokenizer(project: AULLM) -> None:
+    """Tokenise both models' prompts with the built-in SmolLM2's BPE tokenizer.
+
+    The reference tokenises with ``project.tokenizer``; the random LLM's byte tokenizer is replaced.
+    """
+    from au_llm.model.llm import HFTokenizer
+    from au_llm.model.smollm2 import smollm2_dir
+
+    project.tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(smollm2_dir()))
+    llm = project.cfg.llm
+    ids = project._tokenize(split_prompt(llm.prompt, llm.placeholder, llm.n_visual_tokens))
+    project.prompt_ids = torch.cat(ids).to(project.prompt_ids.device)
+    project._segment_lengths = tuple(len(segment) for segment in ids)
 
 
 def _sync(device: torch.device) -> None:
@@ -279,6 +297,7 @@ def run_shape(
         SIZE,
     )
     project = build_au_llm(spec, 0, device)
+    use_real_tokenizer(project)
     _perturb_lora(project)
     with tempfile.TemporaryDirectory(prefix="au_llm_ref_") as tmp:
         base = load_base_llm(spec.model.llm).model

@@ -234,8 +234,12 @@ def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_
     ]
     assert main(argv) == 0
     table = pd.read_csv(out, keep_default_na=False)
-    assert table.columns[-1] == "explanation"
-    assert len(table) == len(read_manifest(tiny_data.casme2)) + 2  # clips, then 2 windows
+    assert list(table.columns[-3:]) == ["au_raw", "aus", "explanation"]
+    manifest = read_manifest(tiny_data.casme2)
+    assert len(table) == len(manifest) + 2  # clips, then 2 windows
+    # the annotation is kept beside a manifest clip's explanation (empty for windows)
+    assert list(table["au_raw"][: len(manifest)]) == list(manifest["au_raw"].astype(str))
+    assert (table["au_raw"][len(manifest) :] == "").all()
     assert all(isinstance(text, str) for text in table["explanation"])
     with pytest.raises(ValueError, match="not trained with explanations"):
         Predictor(deployed[0], explain=True)
@@ -381,3 +385,67 @@ def test_mixed_inputs_keep_integer_columns(predictions):
         cells = dict(zip(header, line.split(","), strict=False))
         for name in ("onset", "offset", "frame_start", "frame_end", "face_id"):
             assert not cells[name].endswith(".0"), (name, line)
+
+
+def test_recording_names_are_unique_per_input(tmp_path):
+    names = deploy.recording_names(
+        [
+            tmp_path / "day1/rec.avi",
+            tmp_path / "day2/rec.avi",
+            tmp_path / "x/cam.mp4",
+            tmp_path / "a/s/frames",
+            tmp_path / "b/s/frames",
+            tmp_path / "day1/rec.avi",
+        ]
+    )
+    assert names == ["day1/rec", "day2/rec", "cam", "a/s/frames", "b/s/frames", "day1/rec#5"]
+    assert deploy.recording_names([tmp_path / "one.mp4"]) == ["one"]
+
+
+def test_same_named_recordings_get_distinct_clips_and_align_overrides_the_mode(
+    predictions, deployed, tmp_path, monkeypatch
+):
+    _, model_dir, _ = deployed
+    copies = []
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        copies.append(tmp_path / day / "rec.mp4")
+        copies[-1].write_bytes(predictions["video"].read_bytes())
+    modes = []
+    align_track = deploy.align_track
+
+    def recording_mode(window, track, cfg, *args):
+        modes.append(cfg.mode)
+        return align_track(window, track, cfg, *args)
+
+    monkeypatch.setattr(deploy, "align_track", recording_mode)
+    run = predict_inputs(model_dir, copies, tmp_path / "p.csv", window=4, align="frame")
+    table = pd.read_csv(run.out)
+    assert list(table.drop_duplicates("source")["clip"]) == ["day1/rec", "day2/rec"]
+    assert modes and set(modes) == {"frame"}
+    assert load_deployed(model_dir).cfg.preprocess.mode == "clip"
+    with pytest.raises(ValueError, match="preprocess.mode"):
+        Predictor(deployed[0], align="sideways")
+
+
+def test_a_video_decord_cannot_open_is_reported_with_its_whole_reason(predictions):
+    import re
+
+    import decord
+
+    from au_llm.preprocess.native import native_stderr
+
+    broken = predictions["tmp"] / "broken.mp4"
+    with pytest.raises(RuntimeError) as caught, native_stderr() as native:
+        decord.VideoReader(str(broken))
+    # decord's exception names the file only; FFmpeg's reason is printed by native code
+    assert any("moov atom not found" in line for line in native)
+    failures = predictions["failures"]
+    reason = failures.loc[failures["input"] == str(broken), "reason"].item()
+    assert str(caught.value) in reason
+
+    def steady(text):  # without the clock time and the pointer, which differ per call
+        return re.sub(r"\[\d\d:\d\d:\d\d\] |0x[0-9a-f]+", "", text)
+
+    for line in native:
+        assert steady(line.strip()) in steady(reason)

@@ -13,10 +13,15 @@ returns the largest. ``FaceLandmarks.confidence`` is the score of the bundle's B
 short-range face detector run on the same image (the landmarker itself exposes no score): the
 best detection whose box holds the face's centre, or 0.0 when the detector alone scores below its
 lowest threshold.
+
+mediapipe's native start-up chatter, written straight to the process's stderr when the graphs are
+created, first run and closed, is dropped (:func:`au_llm.preprocess.native.quiet_native_stderr`);
+anything else written to stderr meanwhile is passed on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from au_llm.assets import FACE_LANDMARKER, AssetError, ensure_asset, file_sha256
+from au_llm.preprocess.native import quiet_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +152,11 @@ class Landmarker:
             raise ValueError(f"num_faces = {num_faces}: expected at least 1")
         self.model = resolve_model(model)
         self.calls = 0
+        with quiet_native_stderr():
+            self._create(num_faces, min_detection_confidence, score)
+
+    def _create(self, num_faces: int, min_detection_confidence: float, score: bool) -> None:
+        """Create the mediapipe graphs (landmarker; face detector when ``score``)."""
         from mediapipe.tasks.python import BaseOptions
         from mediapipe.tasks.python.vision import (
             FaceDetector,
@@ -197,7 +208,10 @@ class Landmarker:
         import mediapipe as mp
 
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=image)
-        result = self._tasks.detect(frame)
+        first = contextlib.nullcontext() if self.calls > 1 else quiet_native_stderr()
+        with first:
+            result = self._tasks.detect(frame)
+            boxes = self._detections(frame)
         if not result.face_landmarks:
             return []
         height, width = image.shape[:2]
@@ -206,7 +220,6 @@ class Landmarker:
             np.array([(m.x, m.y) for m in marks], dtype=np.float64) * scale
             for marks in result.face_landmarks
         ]
-        boxes = self._detections(frame)
         found = [FaceLandmarks(points, _box_score(points, boxes)) for points in faces]
         return sorted(found, key=lambda face: face.area, reverse=True)
 
@@ -235,9 +248,10 @@ class Landmarker:
 
     def close(self) -> None:
         """Release the mediapipe graphs (idempotent)."""
-        for graph in (self._tasks, self._detector):
-            if graph is not None:
-                graph.close()
+        with quiet_native_stderr():
+            for graph in (self._tasks, self._detector):
+                if graph is not None:
+                    graph.close()
         self._tasks = self._detector = None
 
     def __enter__(self) -> Landmarker:

@@ -12,14 +12,16 @@ Images are returned as uint8 RGB; grayscale images are replicated to three chann
 whose size differs from the clip's other frames, and a JPEG file cut short (no end-of-image marker
 after its last scan, which libjpeg only reports as "Premature end of JPEG file" and decodes with
 grey fill), raise :class:`~au_llm.data.fields.ClipReadError`: the clip is reported and excluded.
+decord's own reason for a video it cannot open or decode (printed by FFmpeg and decord's C++ code,
+not in its Python exception) is put into that error whole (:func:`call_decord`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 # cv2 must be imported before decord (imported lazily below): decord bundles a zlib that breaks
 # cv2 PNG reading when it is loaded first.
@@ -28,6 +30,9 @@ import numpy as np
 
 from au_llm.data.fields import ClipReadError, clip_name, frame_range, source_path
 from au_llm.data.frames import describe_missing, index_frames, missing_frames
+from au_llm.preprocess.native import native_stderr, pass_on, with_native_reason
+
+T = TypeVar("T")
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _JPEG_EOI = b"\xff\xd9"
@@ -42,6 +47,30 @@ def jpeg_complete(data: bytes) -> bool:
     """
     sos = data.rfind(_JPEG_SOS)
     return sos >= 0 and data.rfind(_JPEG_EOI) > sos
+
+
+def call_decord(fn: Callable[[], T], what: str, path: str | Path, number: int | None = None) -> T:
+    """``fn()``, a decord call; what FFmpeg and decord print meanwhile goes into its error.
+
+    Args:
+        fn: Opens a video or decodes a frame.
+        what: Start of the error message (``cannot open the video``).
+        path: The video, for the error.
+        number: The frame, for the error.
+
+    Raises:
+        ClipReadError: ``what: <decord's message> (<the native lines, whole>)``.
+    """
+    import decord
+
+    native: list[str] = []
+    try:
+        with native_stderr() as native:
+            result = fn()
+    except (RuntimeError, decord.DECORDError) as exc:
+        raise ClipReadError(f"{what}: {with_native_reason(exc, native)}", path, number) from exc
+    pass_on(native)
+    return result
 
 
 def read_image_file(path: str | Path, number: int, where: str) -> np.ndarray:
@@ -161,12 +190,11 @@ class VideoSource:
             raise ClipReadError(f"clip {self.name}: video not found: {video}", video)
         import decord
 
-        try:
-            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0))
-        except (RuntimeError, decord.DECORDError) as exc:
-            raise ClipReadError(
-                f"clip {self.name}: cannot open video {video}: {exc}", video
-            ) from exc
+        self._reader = call_decord(
+            lambda: decord.VideoReader(self.path, ctx=decord.cpu(0)),
+            f"clip {self.name}: cannot open video {video}",
+            video,
+        )
         if offset >= len(self._reader):
             raise ClipReadError(
                 f"clip {self.name}: frame {offset} requested but {video} has "
@@ -178,17 +206,13 @@ class VideoSource:
 
     def read(self, i: int) -> np.ndarray:
         """Decode frame ``i`` (position in ``numbers``) as ``[H, W, 3]`` uint8 RGB."""
-        import decord
-
         number = int(self.numbers[i])
-        try:
-            frame = self._reader[number].asnumpy()
-        except (RuntimeError, decord.DECORDError) as exc:
-            raise ClipReadError(
-                f"clip {self.name}: cannot decode frame {number} of {self.path}: {exc}",
-                self.path,
-                number,
-            ) from exc
+        frame = call_decord(
+            lambda: self._reader[number].asnumpy(),
+            f"clip {self.name}: cannot decode frame {number} of {self.path}",
+            self.path,
+            number,
+        )
         if frame.ndim == 2 or frame.shape[2] == 1:
             frame = np.repeat(frame.reshape(frame.shape[0], frame.shape[1], 1), 3, axis=2)
         return np.ascontiguousarray(frame, dtype=np.uint8)

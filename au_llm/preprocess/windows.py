@@ -29,7 +29,7 @@ from au_llm.preprocess.align import (
     smooth_transforms,
     warp,
 )
-from au_llm.preprocess.readers import read_image_file
+from au_llm.preprocess.readers import call_decord, read_image_file
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.tracks import FrameRecord
 
@@ -111,10 +111,11 @@ class RecordingReader:
         else:
             import decord
 
-            try:
-                self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0))
-            except (RuntimeError, decord.DECORDError) as exc:
-                raise ClipReadError(f"cannot open the video: {exc}", self.path) from exc
+            self._reader = call_decord(
+                lambda: decord.VideoReader(str(self.path), ctx=decord.cpu(0)),
+                "cannot open the video",
+                self.path,
+            )
             self.reported = len(self._reader)
             own = float(self._reader.get_avg_fps()) or None
             hint = "the video reports no frame rate; pass --fps"
@@ -149,17 +150,20 @@ class RecordingReader:
             yield number, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
     def _video_frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        import decord
-
         reader, self._reader = self._reader, None
         for number in range(self.reported):
             try:
-                frame = reader.next().asnumpy()
+                frame = call_decord(
+                    lambda: reader.next().asnumpy(),
+                    f"decoding stopped at frame {number}",
+                    self.path,
+                    number,
+                )
             except StopIteration:
                 self.stop_reason = f"the video reports {self.reported} frames, {number} decode"
                 return
-            except (RuntimeError, decord.DECORDError) as exc:
-                self.stop_reason = f"decoding stopped at frame {number}: {exc}"
+            except ClipReadError as exc:
+                self.stop_reason = str(exc)
                 return
             if frame.ndim == 2 or frame.shape[2] == 1:
                 frame = np.repeat(frame.reshape(frame.shape[0], frame.shape[1], 1), 3, axis=2)

@@ -85,8 +85,8 @@ def _example(frame: pd.DataFrame, rows: pd.DataFrame, kind: str) -> dict[str, An
         position = chosen[0]
     source, parsed = frame.iloc[position], rows.loc[position]
     return {
-        "seed": int(source["seed"]),
-        "fold": str(source["fold"]),
+        "seed": int(source["seed"]) if "seed" in source else None,
+        "fold": str(source["fold"]) if "fold" in source else None,
         "clip": "/".join(str(source[key]) for key in ("dataset", "subject", "clip")),
         "annotation": _text(source.get("au_raw")),
         "labels": _aus_text(parsed["labels"]),
@@ -181,9 +181,10 @@ def explanation_notes(summary: dict[str, Any]) -> list[str]:
         if example is None:
             lines.append(f"Example explanation ({label}): none in this run.")
             continue
+        seed = "" if example["seed"] is None else f" (seed {example['seed']})"
         lines.append(
-            f"Example explanation ({label}, chosen by rule): clip {example['clip']} (seed "
-            f"{example['seed']}), annotated `{example['annotation']}`, labels "
+            f"Example explanation ({label}, chosen by rule): clip {example['clip']}{seed}, "
+            f"annotated `{example['annotation']}`, labels "
             f"{example['labels']}, linear head {example['linear_head']}, named "
             f"{example['named']}: {json.dumps(example['explanation'], ensure_ascii=False)}"
         )
