@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-text", action="store_true", help="skip the text step (SmolLM2 answering in words)"
     )
+    demo.add_argument(
+        "--explain",
+        action="store_true",
+        help="the text step also learns to explain each clip (VL-FAU; about 4 more minutes)",
+    )
 
     train = sub.add_parser("train", help="train one deployable model on all clips")
     _add_config_args(train)
@@ -308,6 +313,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         subjects=args.subjects,
         clips_per_subject=args.clips_per_subject,
         text=not args.no_text,
+        explain=args.explain,
     )
     return 0
 

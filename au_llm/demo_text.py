@@ -5,10 +5,11 @@ others train one ``head: both`` model (``configs/demo_smollm2_text.yaml``: the b
 SmolLM2-135M-Instruct, LoRA, the linear head and the text loss together). The test clips are then
 answered twice, greedy without and with constrained decoding, and the step prints binary F1 of the
 linear head and of every format's parsed answers, the parse rate, and three example answers per
-format. When the config trains explanations (``model.explain.weight > 0``, VL-FAU), the greedy pass
-also writes one per test clip, and the step prints their faithfulness and three examples chosen by
-rule (:mod:`au_llm.reports.explanations`). Everything is written under ``<out>/text/``; a finished
-model is reused on a re-run.
+format. With ``explain`` (``au-llm demo --explain``) the model also learns to explain each clip
+(``model.explain.weight=1``, VL-FAU); the greedy pass writes one explanation per test clip, and the
+step prints their faithfulness and three examples chosen by rule
+(:mod:`au_llm.reports.explanations`). Everything is written under ``<out>/text/`` (with explanations
+``<out>/text_explain/``); a finished model is reused on a re-run.
 """
 
 from __future__ import annotations
@@ -51,17 +52,22 @@ def split_subjects(manifest: Path, out: Path, n_test: int = TEST_SUBJECTS) -> tu
     return paths
 
 
-def text_config(config_file: Path, out: Path, train: Path, test: Path) -> ExperimentConfig:
-    """The text step's config redirected to the demo folder ``out``."""
-    return load_config(
-        config_file,
-        [
-            f"out_dir='{out}'",
-            f"data.cache_dir='{out / 'cache'}'",
-            f"data.manifests=['{train}']",
-            f"data.target_manifests=['{test}']",
-        ],
-    )
+def text_folder(explain: bool) -> str:
+    """The text step's folder under the demo folder."""
+    return "text_explain" if explain else "text"
+
+
+def text_config(
+    config_file: Path, out: Path, train: Path, test: Path, explain: bool = False
+) -> ExperimentConfig:
+    """The text step's config redirected to the demo folder ``out`` (``explain``: weight 1)."""
+    overrides = [
+        f"out_dir='{out}'",
+        f"data.cache_dir='{out / 'cache'}'",
+        f"data.manifests=['{train}']",
+        f"data.target_manifests=['{test}']",
+    ]
+    return load_config(config_file, overrides + (["model.explain.weight=1.0"] if explain else []))
 
 
 def _mean_f1(frame: pd.DataFrame, aus: list[int]) -> float:
@@ -113,37 +119,40 @@ def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
     return train_deployable(cfg, model_dir)
 
 
-def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[str, Any]:
+def run_text_demo(
+    config_file: Path, out: Path, casme2_manifest: Path, explain: bool = False
+) -> dict[str, Any]:
     """Train the SmolLM2 ``head: both`` model, answer the test clips, print and save the results.
 
     Args:
         config_file: ``configs/demo_smollm2_text.yaml``.
-        out: The demo folder (the step writes into ``out/text``).
+        out: The demo folder (the step writes into ``out/text``, see :func:`text_folder`).
         casme2_manifest: The synthetic CASME II-style manifest.
+        explain: Also learn and write explanations (``model.explain.weight=1``).
 
     Returns:
         The scores per decoding mode (``free``, ``constrained``) and, with explanations, their
-        faithfulness (``explanations``), as written to ``out/text/summary.json``.
+        faithfulness (``explanations``), as written to ``summary.json`` in the step's folder.
     """
-    folder = out / "text"
+    folder = out / text_folder(explain)
     train, test = split_subjects(casme2_manifest, folder)
-    cfg = text_config(config_file, out, train, test)
+    cfg = text_config(config_file, out, train, test, explain)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
-    explain = deployed.cfg.model.explain.weight > 0
+    explained = deployed.cfg.model.explain.weight > 0
     scores, frames = {}, {}
     for mode, constrained in (("free", False), ("constrained", True)):
         predictor = Predictor(
             deployed,
             cache_dir=out / "cache",
             constrained=constrained,
-            explain=explain and not constrained,
+            explain=explained and not constrained,
         )
         frames[mode] = predictor.predict_manifest(test)
         atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
         scores[mode] = score_answers(frames[mode], aus)
     results: dict[str, Any] = dict(scores)
-    if explain:
+    if explained:
         results["explanations"] = explanation_tables(frames["free"], aus)[1]
     atomic_write_text(folder / "summary.json", json.dumps(results, indent=2) + "\n")
     print(
@@ -152,6 +161,6 @@ def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[s
     print(results_table(scores))
     print("\nExample answers (greedy, unconstrained):")
     print(examples_text(frames["free"], aus))
-    if explain:
+    if explained:
         print("\n" + "\n".join(explanation_notes(results["explanations"])))
     return results

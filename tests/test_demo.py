@@ -3,6 +3,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from au_llm.demo import CONFIG_DIR, DEMO_CONFIGS, demo_config, run_demo
@@ -54,17 +55,23 @@ def test_full_demo_learns_within_ten_minutes(tmp_path):
         assert summary["pooled_binary_f1"] >= summary["baseline_binary_f1"] + 0.2
 
 
+def _tiny_text_config(tmp_path):
+    """The text step's config with the tiny random LLM, 1 epoch, 32x32 clips."""
+    text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
+    text = text.replace("source: smollm2", "source: tiny\n    dtype: float32")
+    text = text.replace("epochs: 6", "epochs: 1").replace("size: 64", "size: 32")
+    text = text.replace("max_new_tokens: 128", "max_new_tokens: 8")
+    assert "source: tiny" in text and "epochs: 1" in text and "max_new_tokens: 8" in text
+    config = tmp_path / "text.yaml"
+    config.write_text(text)
+    return config
+
+
 def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tmp_path, capsys):
     from au_llm.data.manifest import read_manifest
     from au_llm.demo_text import run_text_demo
 
-    text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
-    text = text.replace("source: smollm2", "source: tiny\n    dtype: float32")
-    text = text.replace("epochs: 6", "epochs: 1").replace("size: 64", "size: 32")
-    assert "source: tiny" in text and "epochs: 1" in text
-    config = tmp_path / "text.yaml"
-    config.write_text(text)
-    scores = run_text_demo(config, tmp_path, tiny_data.casme2)
+    scores = run_text_demo(_tiny_text_config(tmp_path), tmp_path, tiny_data.casme2)
     train = read_manifest(tmp_path / "text" / "train.csv")
     test = read_manifest(tmp_path / "text" / "test.csv")
     assert test["subject"].nunique() == 2 and not set(train["subject"]) & set(test["subject"])
@@ -75,3 +82,23 @@ def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tm
     out = capsys.readouterr().out
     assert "text:names" in out and "Example answers" in out
     assert json.loads((tmp_path / "text" / "summary.json").read_text()) == scores
+
+
+def test_text_step_with_explain_writes_and_scores_an_explanation_per_test_clip(
+    tiny_data, tmp_path, capsys
+):
+    from au_llm.data.manifest import read_manifest
+    from au_llm.demo_text import run_text_demo
+
+    results = run_text_demo(_tiny_text_config(tmp_path), tmp_path, tiny_data.casme2, True)
+    folder = tmp_path / "text_explain"
+    free = pd.read_csv(folder / "predictions_free.csv", keep_default_na=False)
+    n_test = len(read_manifest(folder / "test.csv"))
+    assert len(free) == results["explanations"]["n_explanations"] == n_test
+    assert {"au_raw", "aus", "explanation"} <= set(free.columns)
+    assert "explanation" not in pd.read_csv(folder / "predictions_constrained.csv").columns
+    assert sum(results["explanations"]["kinds"].values()) == n_test
+    out = capsys.readouterr().out
+    assert out.count("Example explanation (") == 3
+    assert json.loads((folder / "summary.json").read_text()) == results
+    assert not (tmp_path / "text").exists()
