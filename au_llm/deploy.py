@@ -35,11 +35,14 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.preprocess.tracks import FACE_POLICIES, FrameRecord, choose_tracks, track_frames
 from au_llm.preprocess.windows import (
+    VIDEO_SUFFIXES,
     AlignedWindow,
     RecordingReader,
     StreamStats,
     align_track,
     check_window,
+    recording_name,
+    recording_names,
     stream_windows,
     window_starts,
 )
@@ -56,7 +59,6 @@ from au_llm.training import (
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 # Exit statuses of ``au-llm predict`` (0: every input gave rows; 2: usage or output error).
 EXIT_SOME_FAILED = 3
 EXIT_ALL_FAILED = 4
@@ -429,37 +431,6 @@ class Predictor:
             if len(self.summary) == done:
                 self.summary.append({"input": str(path), "reason": str(exc)})
             return pd.DataFrame()
-
-
-def recording_name(path: Path) -> str:
-    """A recording's own name: a video's file stem, a frame folder's name."""
-    path = Path(path)
-    return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
-
-
-def recording_names(paths: list[Path]) -> list[str]:
-    """One distinct ``clip`` name per input, in order.
-
-    A name is the recording's own (:func:`recording_name`) when no other input shares it, else
-    it is prefixed with as many parent folders as make it distinct (``day1/rec``, ``day2/rec``);
-    the same path given twice gets ``#<position>`` after its second occurrence.
-    """
-    paths = [Path(p) for p in paths]
-    names = {p: recording_name(p) for p in paths}
-    for depth in range(1, max(len(p.parts) for p in paths) if paths else 1):
-        counts = Counter(names.values())
-        shared = [p for p, name in names.items() if counts[name] > 1]
-        if not shared:
-            break
-        for p in shared:
-            parents = [part for part in p.parts[-depth - 1 : -1] if part != p.anchor]
-            names[p] = "/".join([*parents, recording_name(p)])
-    seen: set[str] = set()
-    unique = []
-    for position, p in enumerate(paths):
-        unique.append(names[p] if names[p] not in seen else f"{names[p]}#{position}")
-        seen.add(names[p])
-    return unique
 
 
 @dataclass

@@ -388,7 +388,9 @@ def test_mixed_inputs_keep_integer_columns(predictions):
 
 
 def test_recording_names_are_unique_per_input(tmp_path):
-    names = deploy.recording_names(
+    from au_llm.preprocess.windows import recording_names
+
+    names = recording_names(
         [
             tmp_path / "day1/rec.avi",
             tmp_path / "day2/rec.avi",
@@ -399,7 +401,7 @@ def test_recording_names_are_unique_per_input(tmp_path):
         ]
     )
     assert names == ["day1/rec", "day2/rec", "cam", "a/s/frames", "b/s/frames", "day1/rec#5"]
-    assert deploy.recording_names([tmp_path / "one.mp4"]) == ["one"]
+    assert recording_names([tmp_path / "one.mp4"]) == ["one"]
 
 
 def test_same_named_recordings_get_distinct_clips_and_align_overrides_the_mode(

@@ -48,10 +48,14 @@ class FrameConv2d(torch.autograd.Function):
         """Gradients of ``x``, ``weight`` and ``bias`` (those that are needed)."""
         x, weight = ctx.saved_tensors
         needs = [*ctx.needs_input_grad[:2], ctx.has_bias and ctx.needs_input_grad[2]]
-        with torch.backends.mkldnn.flags(enabled=grad.device.type != "cpu"):
+        # only oneDNN's switch: mkldnn.flags() would also reset the TF32 and determinism flags
+        onednn = torch.backends.mkldnn.set_flags(False, None, None, None)[0]
+        try:
             grads = torch.ops.aten.convolution_backward(
                 grad, x, weight, [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, needs
             )
+        finally:
+            torch.backends.mkldnn.set_flags(onednn, None, None, None)
         return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
 
 

@@ -12,7 +12,7 @@ a window like a training clip, warping only the frames the model samples.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.tracks import FrameRecord
 
 FPS_SIDECAR = "fps.txt"
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 
 
 def check_window(window: int, stride: int) -> None:
@@ -61,6 +62,37 @@ def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
     if starts[-1] + window < n_frames:
         starts.append(n_frames - window)
     return starts
+
+
+def recording_name(path: Path) -> str:
+    """A recording's own name: a video's file stem, a frame folder's name."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in VIDEO_SUFFIXES else path.name
+
+
+def recording_names(paths: list[Path]) -> list[str]:
+    """One distinct ``clip`` name per input, in order.
+
+    A name is the recording's own (:func:`recording_name`) when no other input shares it, else
+    it is prefixed with as many parent folders as make it distinct (``day1/rec``, ``day2/rec``);
+    the same path given twice gets ``#<position>`` after its second occurrence.
+    """
+    paths = [Path(p) for p in paths]
+    names = {p: recording_name(p) for p in paths}
+    for depth in range(1, max(len(p.parts) for p in paths) if paths else 1):
+        counts = Counter(names.values())
+        shared = [p for p, name in names.items() if counts[name] > 1]
+        if not shared:
+            break
+        for p in shared:
+            parents = [part for part in p.parts[-depth - 1 : -1] if part != p.anchor]
+            names[p] = "/".join([*parents, recording_name(p)])
+    seen: set[str] = set()
+    unique = []
+    for position, p in enumerate(paths):
+        unique.append(names[p] if names[p] not in seen else f"{names[p]}#{position}")
+        seen.add(names[p])
+    return unique
 
 
 def sidecar_fps(folder: Path) -> float | None:
