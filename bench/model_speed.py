@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import transformers
+from reference_speed import SHAPES as REFERENCE_SHAPES  # bench/ is on sys.path
 
 from au_llm.config import LLMConfig, ModelConfig, TinyLLMConfig, TrainConfig
 from au_llm.io_utils import atomic_write_text
@@ -44,14 +45,7 @@ SHAPES = {
     "tiny (h128, 2 layers)": TinyLLMConfig(
         hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=256
     ),
-    "qwen2-0.5b shape": TinyLLMConfig(
-        hidden_size=896,
-        num_layers=24,
-        num_heads=14,
-        num_kv_heads=2,
-        intermediate_size=4864,
-        vocab_size=151936,
-    ),
+    "qwen2-0.5b shape": REFERENCE_SHAPES["qwen2-0.5b"],
 }
 
 
