@@ -21,7 +21,10 @@ warm-up run each:
 * inference without gradients (the project with its prompt cache, computed once per model version
   as every prediction loop does; the cache's own time is reported beside it);
 * fold start-up: the reference reloads the LLM from disk and wraps it with LoRA (and builds new
-  backbone/projector/head); the project calls ``reset_trainable``.
+  backbone/projector/head); the project calls ``reset_trainable``;
+* the parts both models run alike, backbone and projector (forward+backward in training, forward
+  at inference): reference time / that time is the ratio's ceiling, reached only if the
+  project's LLM part cost nothing.
 
 Shapes: a random Qwen2-0.5B-shaped LLM (hidden 896, 24 layers, 14 heads / 2 KV heads, MLP 4864,
 vocabulary 151936) and a SmolLM2-135M-shaped one (Llama: hidden 576, 30 layers, 9 heads / 3 KV
@@ -264,23 +267,42 @@ def _time_batch(
         with torch.no_grad(), _autocast(device):
             return project.prompt_cache()
 
+    def shared_step() -> None:
+        project.train()
+        with _autocast(device):
+            tokens = project.get_visual_tokens(clips)
+        tokens.float().sum().backward()
+
+    def shared_infer() -> None:
+        project.eval()
+        with torch.no_grad(), _autocast(device):
+            project.get_visual_tokens(clips)
+
     cache = make_cache()
-    train = _interleaved({name: lambda name=name: step(name) for name in models}, repeats, device)
+    train = _interleaved(
+        {**{name: lambda name=name: step(name) for name in models}, "shared": shared_step},
+        repeats,
+        device,
+    )
     inference = _interleaved(
         {
             "reference": lambda: infer("reference"),
             "project": lambda: infer("project", cache),
             "cache": make_cache,
+            "shared": shared_infer,
         },
         repeats,
         device,
     )
     return {
-        "train_step_s": train,
+        "train_step_s": {name: train[name] for name in models},
         "inference_s": {name: inference[name] for name in models},
+        "shared_s": {"train": train["shared"], "inference": inference["shared"]},
         "prompt_cache_s": inference["cache"],
         "train_ratio": train["reference"] / train["project"],
         "inference_ratio": inference["reference"] / inference["project"],
+        "train_ceiling": train["reference"] / train["shared"],
+        "inference_ceiling": inference["reference"] / inference["shared"],
     }
 
 
@@ -330,7 +352,9 @@ def run_shape(
                 f"  batch {batch_size:4d}: train {train['reference']:.3f}s / "
                 f"{train['project']:.3f}s = {row['train_ratio']:.1f}x; inference "
                 f"{infer['reference']:.3f}s / {infer['project']:.3f}s = "
-                f"{row['inference_ratio']:.1f}x",
+                f"{row['inference_ratio']:.1f}x; shared backbone+projector train "
+                f"{row['shared_s']['train']:.3f}s, inference {row['shared_s']['inference']:.3f}s "
+                f"(ceilings {row['train_ceiling']:.1f}x / {row['inference_ceiling']:.1f}x)",
                 flush=True,
             )
         del reference, ref_optimizer
@@ -378,7 +402,12 @@ def _table(results: list[dict[str, Any]], command: str) -> str:
         "|---|" + "---|" * len(batches),
     ]
     for result in results:
-        for label, key in (("training step", "train_ratio"), ("inference", "inference_ratio")):
+        for label, key in (
+            ("training step", "train_ratio"),
+            ("inference", "inference_ratio"),
+            ("training ceiling (reference / shared parts)", "train_ceiling"),
+            ("inference ceiling", "inference_ceiling"),
+        ):
             cells = [f"{result['batches'][b][key]:.1f}x" for b in batches]
             lines.append(f"| {result['name']}, {label} | " + " | ".join(cells) + " |")
         startup = result["startup"]
