@@ -171,6 +171,12 @@ class Predictor:
         )
         self.deployed = replace(self.deployed, cfg=replace(cfg, preprocess=preprocess))
 
+    def close(self) -> None:
+        """Release the face landmarker (idempotent; a later recording creates a new one)."""
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
+
     def window_for(self, fps: float) -> tuple[int, int]:
         """``(window, stride)`` in frames for a recording at ``fps`` frames per second."""
         window = self.window or max(2, round(self.deployed.clip_seconds * fps))
@@ -517,17 +523,21 @@ def predict_inputs(
         align=align,
     )
     frames, produced = [], 0
-    for index, (path, clip) in enumerate(zip(inputs, recording_names(inputs), strict=True)):
-        frame = predictor.predict(Path(path), clip)
-        if frame.empty:
-            continue
-        produced += 1
-        frames.append(frame)
-        if plot and "time_start" in frame:
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name)
-            png = out.with_name(f"{out.stem}_{index:02d}_{name}.png")
-            gaps = pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS)
-            plot_recording(frame, predictor.deployed.aus, png, gaps[gaps["input"] == str(path)])
+    try:
+        for index, (path, clip) in enumerate(zip(inputs, recording_names(inputs), strict=True)):
+            frame = predictor.predict(Path(path), clip)
+            if frame.empty:
+                continue
+            produced += 1
+            frames.append(frame)
+            if plot and "time_start" in frame:
+                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name)
+                png = out.with_name(f"{out.stem}_{index:02d}_{name}.png")
+                gaps = pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS)
+                gaps = gaps[gaps["input"] == str(path)]
+                plot_recording(frame, predictor.deployed.aus, png, gaps)
+    finally:
+        predictor.close()
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
     if per_frame:

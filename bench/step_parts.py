@@ -7,7 +7,9 @@ Times, as medians of ``--repeats`` interleaved rounds after a warm-up (1 torch t
   is what prefetching with worker processes could at most remove;
 * the led3dcnn backbone forward+backward with its first convolution's backward run by ATen
   (:class:`au_llm.model.backbones.FrameConv2d`, the default) and by oneDNN (plain ``F.conv2d``),
-  at batch 32 (the demo's) and 128, for gray and RGB clips.
+  at batch 32 (the demo's) and 128, for gray and RGB clips;
+* one of a Qwen2-0.5B layer's MLP products (``[rows, 896] x [896, 4864]``) in float32, bfloat16
+  and float16, for 8 and 128 rows: whether a lower precision of the frozen LLM can pay on this CPU.
 
 The data is a small synthetic CASME II-style set written and aligned into a temporary folder.
 
@@ -108,6 +110,23 @@ def backbone_backward(batch: int, channels: int, repeats: int) -> dict[str, floa
     return {**times, "speedup": times["onednn"] / times["aten"]}
 
 
+def matmul_rates(repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds and GFLOP/s of ``[rows, 896] x [896, 4864]`` per dtype, for 8 and 128 rows."""
+    rates = {}
+    for rows in (8, 128):
+        fns = {}
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            x = torch.randn(rows, 896).to(dtype)
+            weight = torch.randn(4864, 896).to(dtype)
+            fns[str(dtype).removeprefix("torch.")] = lambda x=x, weight=weight: F.linear(x, weight)
+        times = _medians(fns, repeats * 4)
+        flops = 2 * rows * 896 * 4864
+        rates[f"{rows} rows"] = {
+            name: {"ms": 1e3 * sec, "gflops": flops / sec / 1e9} for name, sec in times.items()
+        }
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -130,6 +149,12 @@ def main() -> None:
             f"led3dcnn fwd+bwd, batch {batch}, {channels} channel(s): oneDNN backward "
             f"{row['onednn']:.3f} s, ATen backward {row['aten']:.3f} s = {row['speedup']:.2f}x"
         )
+    matmuls = matmul_rates(args.repeats)
+    for rows, row in matmuls.items():
+        print(
+            f"[{rows}, 896] x [896, 4864]: "
+            + ", ".join(f"{n} {v['ms']:.1f} ms ({v['gflops']:.0f} GFLOP/s)" for n, v in row.items())
+        )
     report = {
         "command": f"python bench/step_parts.py --repeats {args.repeats} --threads {args.threads}",
         "platform": platform.platform(),
@@ -137,6 +162,7 @@ def main() -> None:
         "cpu_threads": torch.get_num_threads(),
         "loading": loading,
         "backbone": backbone,
+        "matmul": matmuls,
     }
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

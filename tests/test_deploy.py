@@ -451,3 +451,16 @@ def test_a_video_decord_cannot_open_is_reported_with_its_whole_reason(prediction
 
     for line in native:
         assert steady(line.strip()) in steady(reason)
+
+
+def test_predict_prints_no_native_start_up_chatter(predictions, deployed, tmp_path, capfd):
+    import gc
+
+    from au_llm.preprocess.native import NATIVE_CHATTER
+
+    _, model_dir, _ = deployed
+    capfd.readouterr()
+    predict_inputs(model_dir, [predictions["video"]], tmp_path / "p.csv", window=4)
+    gc.collect()  # the landmarker's graphs are gone by now, closed or collected
+    err = capfd.readouterr().err
+    assert [line for line in err.splitlines() if NATIVE_CHATTER.match(line)] == []
