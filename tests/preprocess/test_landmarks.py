@@ -1,4 +1,3 @@
-import os
 import shutil
 import subprocess
 import sys
@@ -102,17 +101,6 @@ def test_closed_landmarker_refuses() -> None:
     marker.close()
     with pytest.raises(RuntimeError, match="closed"):
         marker.detect(np.zeros((32, 32, 3), np.uint8))
-
-
-def test_native_chatter_is_dropped_and_other_stderr_passed_on(capfd) -> None:
-    from au_llm.preprocess.native import quiet_native_stderr
-
-    with quiet_native_stderr():
-        os.write(2, b"WARNING: Logging before InitGoogle() is written to STDERR\n")
-        os.write(2, b"W0000 00:00:1795474924.951737    3305 face_landmarker_graph.cc:181] x\n")
-        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
-        os.write(2, b"E0000 00:00:1.0  12 graph.cc:9] the model file is broken\n")
-    assert capfd.readouterr().err == "E0000 00:00:1.0  12 graph.cc:9] the model file is broken\n"
 
 
 def test_landmarker_start_up_prints_nothing() -> None:
