@@ -49,10 +49,9 @@ from au_llm.preprocess.windows import (
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.recording import per_frame_table, plot_recording
 from au_llm.training import (
+    ClipOutputs,
     answer_tries,
-    clip_answers,
-    clip_probs,
-    explain_clips,
+    clip_outputs,
     inference_prompt_cache,
     seed_everything,
 )
@@ -219,18 +218,20 @@ class Predictor:
         columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
         return columns
 
-    def _scores(self, clips: torch.Tensor) -> tuple[np.ndarray, dict[str, list[str]]]:
-        """AU probabilities ``[B, n_aus]`` and text answers of aligned clips ``[B, C, T, H, W]``."""
+    def _outputs(self, clips: torch.Tensor) -> ClipOutputs:
+        """Probabilities, answers and (``explain``) explanations of clips ``[B, C, T, H, W]``.
+
+        The clips go through the model in batches of its ``train.batch_size``.
+        """
         model = self.deployed.model.eval()
         train = self.deployed.cfg.train
-        probs, answers = [], {}
-        for batch in torch.split(clips, train.batch_size):
-            probs.append(clip_probs(model, batch, train.bf16, self._prompt_cache))
-            if self._text:
-                texts = clip_answers(model, batch, train.bf16, self._prompt_cache, self._tries)
-                for fmt, values in texts.items():
-                    answers.setdefault(fmt, []).extend(values)
-        return np.concatenate(probs), answers
+        parts = [
+            clip_outputs(
+                model, batch, train.bf16, self._prompt_cache, self._tries, self._text, self.explain
+            )
+            for batch in torch.split(clips, train.batch_size)
+        ]
+        return ClipOutputs.concat(parts, len(self.deployed.aus))
 
     def predict_manifest(self, path: Path) -> pd.DataFrame:
         """One row per annotated clip: ``source, dataset, subject, clip, onset, offset``, AUs.
@@ -266,7 +267,7 @@ class Predictor:
             rows, cache, self.deployed.aus, cfg.sampling.frames_per_clip, cfg.sampling.test
         )
         clips = torch.stack([data[i][0] for i in range(len(data))])
-        probs, answers = self._scores(clips)
+        outputs = self._outputs(clips)
         labelled = rows["aus"].fillna("").astype(str).str.strip().ne("").any()
         frame = pd.DataFrame(
             {
@@ -281,8 +282,8 @@ class Predictor:
         labels = data.labels.numpy() if labelled else None
         if self.explain:
             annotation = {c: rows[c] for c in ("au_raw", "aus") if c in rows.columns}
-            frame = frame.assign(**annotation, explanation=self._explanations(clips))
-        return frame.assign(**self._au_columns(probs, answers, labels))
+            frame = frame.assign(**annotation, explanation=outputs.explanations)
+        return frame.assign(**self._au_columns(outputs.probs, outputs.answers, labels))
 
     def _describe_window(self, path: Path, fps: float, window: int, stride: int) -> None:
         """Log the window in frames and seconds; warn when it is shorter than the model's input."""
@@ -324,20 +325,11 @@ class Predictor:
         """Rows of one batch of aligned windows (their keys, then the AU columns)."""
         self.peak_windows = max(self.peak_windows, len(batch))
         clips = torch.stack([to_clip_tensor(aligned.frames) for _, aligned in batch])
-        probs, answers = self._scores(clips)
+        outputs = self._outputs(clips)
         frame = pd.DataFrame([keys for keys, _ in batch])
         if self.explain:
-            frame = frame.assign(explanation=self._explanations(clips))
-        return frame.assign(**self._au_columns(probs, answers))
-
-    def _explanations(self, clips: torch.Tensor) -> list[str]:
-        """Generated explanations of aligned clips ``[B, C, T, H, W]``, in batches."""
-        model, train = self.deployed.model.eval(), self.deployed.cfg.train
-        return [
-            text
-            for batch in torch.split(clips, train.batch_size)
-            for text in explain_clips(model, batch, train.bf16, self._prompt_cache)
-        ]
+            frame = frame.assign(explanation=outputs.explanations)
+        return frame.assign(**self._au_columns(outputs.probs, outputs.answers))
 
     def predict_recording(self, path: Path, kind: str, clip: str | None = None) -> pd.DataFrame:
         """One row per window and face: keys, coverage, face box, AU columns.

@@ -54,9 +54,7 @@ from au_llm.reports.tables import RunTables
 from au_llm.training import (
     ModelHolder,
     fit,
-    predict_answers,
-    predict_explanations,
-    predict_probs,
+    predict_clips,
     resolve_device,
     seed_everything,
     set_num_threads,
@@ -255,19 +253,18 @@ def run_fold(
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
     explain = cfg.model.explain.weight > 0
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
-    probs, metas = predict_probs(model, test_set, cfg.train.batch_size, cfg.train.bf16)
-    answers: dict[str, list[str]] = {}
-    if cfg.model.head != "linear":
-        answers = predict_answers(model, test_set, cfg.train.batch_size, cfg.train.bf16)
-        if cfg.model.head == "text":
-            first = cfg.model.text.formats[0]
-            probs = decision_matrix(first, data.aus, answers[first])
+    text = cfg.model.head != "linear"
+    outputs, metas = predict_clips(
+        model, test_set, cfg.train.batch_size, cfg.train.bf16, answers=text, explain=explain
+    )
+    probs, answers = outputs.probs, outputs.answers
+    if cfg.model.head == "text":
+        first = cfg.model.text.formats[0]
+        probs = decision_matrix(first, data.aus, answers[first])
     explained: dict[str, list[str]] = {}
     if explain:
         explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
-        explained[EXPLANATION_COLUMN] = predict_explanations(
-            model, test_set, cfg.train.batch_size, cfg.train.bf16
-        )
+        explained[EXPLANATION_COLUMN] = outputs.explanations
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
     ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()}, **explained)

@@ -2,8 +2,9 @@
 
 :class:`ModelHolder` keeps one model per process and gives it fresh trainable weights per fold;
 :func:`fit` trains it on manifest rows (inner validation split, thresholds never from test
-labels) through :func:`train_model`; :func:`predict_probs` returns per-clip AU probabilities,
-computing the prompt cache once per call. All are deterministic for a given seed on CPU.
+labels) through :func:`train_model`; :func:`predict_clips` returns per-clip AU probabilities
+(and on request text answers and explanations), computing the prompt cache once per call. All
+are deterministic for a given seed on CPU.
 """
 
 from __future__ import annotations
@@ -316,7 +317,7 @@ def train_model(
 
 
 def inference_prompt_cache(model: AULLM, bf16: bool = True) -> PromptCache | None:
-    """The model's prompt cache for inference, under the same autocast as :func:`clip_probs`.
+    """The model's prompt cache for inference, under the same autocast as :func:`clip_outputs`.
 
     Call it after training or loading (the cache belongs to the current weights), in eval mode.
     """
@@ -325,19 +326,30 @@ def inference_prompt_cache(model: AULLM, bf16: bool = True) -> PromptCache | Non
         return model.prompt_cache()
 
 
-def clip_probs(
-    model: AULLM, clips: torch.Tensor, bf16: bool = True, prompt_cache: PromptCache | None = None
-) -> np.ndarray:
-    """AU probabilities ``[B, n_aus]`` (float64) of clips ``[B, C, T, H, W]``, without gradients.
+@dataclass
+class ClipOutputs:
+    """What a model gives for clips, in clip order.
 
-    The model is used as it is (call ``model.eval()`` first); bfloat16 autocast where native when
-    ``bf16``, exactly as during training. ``prompt_cache`` comes from
-    :func:`inference_prompt_cache` on the same weights.
+    Attributes:
+        probs: ``[N, n_aus]`` float64 AU probabilities of the linear head.
+        answers: Format -> one generated answer per clip (empty unless asked for).
+        explanations: One generated explanation per clip (empty unless asked for).
     """
-    device = next(model.parameters()).device
-    with torch.inference_mode(), _autocast(device, bf16):
-        logits = model(clips.to(device), prompt_cache=prompt_cache)
-    return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+
+    probs: np.ndarray
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    explanations: list[str] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: list[ClipOutputs], n_aus: int) -> ClipOutputs:
+        """The outputs of consecutive batches as one (``n_aus`` shapes an empty result)."""
+        if not parts:
+            return cls(np.zeros((0, n_aus)))
+        answers = {
+            fmt: [text for part in parts for text in part.answers[fmt]] for fmt in parts[0].answers
+        }
+        explanations = [text for part in parts for text in part.explanations]
+        return cls(np.concatenate([part.probs for part in parts]), answers, explanations)
 
 
 def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, AnswerTrie]:
@@ -347,113 +359,82 @@ def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, Ans
     return {fmt: answer_trie(model, fmt) for fmt in text.formats} if wanted else {}
 
 
-def clip_answers(
+def clip_outputs(
     model: AULLM,
     clips: torch.Tensor,
     bf16: bool = True,
     prompt_cache: PromptCache | None = None,
     tries: dict[str, AnswerTrie] | None = None,
-) -> dict[str, list[str]]:
-    """Generated answers ``{format: [B texts]}`` of clips ``[B, C, T, H, W]`` (greedy).
+    answers: bool = False,
+    explain: bool = False,
+) -> ClipOutputs:
+    """Probabilities, and on request answers and explanations, of clips ``[B, C, T, H, W]``.
 
-    ``prompt_cache`` comes from :func:`inference_prompt_cache` and ``tries`` from
-    :func:`answer_tries`, both on the same weights; the model is used as it is (eval mode).
-    Control characters a model may emit are replaced (:func:`~au_llm.explain.printable`), so
-    every answer fits one CSV cell.
+    The backbone and projector run once; their visual tokens feed the linear head, the greedy
+    answers in every format the model was trained on (``answers``; constrained by ``tries`` from
+    :func:`answer_tries`) and the greedy explanations (``explain``). The model is used as it is
+    (call ``model.eval()`` first), under bfloat16 autocast where native when ``bf16``, exactly as
+    during training; ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same
+    weights. Generated text has its control characters replaced
+    (:func:`~au_llm.explain.printable`), so every answer fits one CSV cell.
+
+    Raises:
+        ValueError: ``explain`` for a model not trained with explanations.
     """
+    if explain and model.cfg.explain.weight <= 0:
+        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
     device = next(model.parameters()).device
-    text = model.cfg.text
-    tries = tries or {}
-    answers = {}
+    text, tries = model.cfg.text, tries or {}
+    outputs = ClipOutputs(np.zeros(0))
     with torch.inference_mode(), _autocast(device, bf16):
         tokens = model.get_visual_tokens(clips.to(device))
-        for fmt in text.formats:
+        logits = model.score_tokens(tokens, prompt_cache)
+        for fmt in text.formats if answers else []:
             ids = generate_answers(
                 model, tokens, fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
             )
-            answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
-    return answers
+            outputs.answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
+        if explain:
+            limit = model.cfg.explain.max_new_tokens
+            ids = generate_answers(model, tokens, "explain", prompt_cache, limit)
+            outputs.explanations = [printable(model.tokenizer.decode(seq)) for seq in ids]
+    outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+    return outputs
 
 
-def predict_answers(
-    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
-) -> dict[str, list[str]]:
-    """Generated text answers of every clip in every format the model was trained on.
-
-    Greedy and deterministic; the prompt cache (and, with ``model.text.constrained``, the tries
-    that allow only well-formed answers) are computed once.
-
-    Returns:
-        Format -> one answer per clip, in dataset order.
-    """
-    model.eval()
-    cache, tries = inference_prompt_cache(model, bf16), answer_tries(model)
-    answers: dict[str, list[str]] = {fmt: [] for fmt in model.cfg.text.formats}
-    for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
-        for fmt, texts in clip_answers(model, clips, bf16, cache, tries).items():
-            answers[fmt].extend(texts)
-    return answers
-
-
-def explain_clips(
+def predict_clips(
     model: AULLM,
-    clips: torch.Tensor,
+    dataset: ClipDataset,
+    batch_size: int,
     bf16: bool = True,
-    prompt_cache: PromptCache | None = None,
-) -> list[str]:
-    """Greedy, deterministic explanations of clips ``[B, C, T, H, W]`` (eval mode).
+    answers: bool = False,
+    explain: bool = False,
+) -> tuple[ClipOutputs, list[dict]]:
+    """:func:`clip_outputs` of every clip of ``dataset`` in eval mode, in dataset order.
 
-    Control characters are replaced and whitespace collapsed (:func:`au_llm.explain.printable`).
-
-    Raises:
-        ValueError: The model was not trained with explanations (``model.explain.weight`` 0).
-    """
-    if model.cfg.explain.weight <= 0:
-        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
-    device = next(model.parameters()).device
-    limit = model.cfg.explain.max_new_tokens
-    with torch.inference_mode(), _autocast(device, bf16):
-        tokens = model.get_visual_tokens(clips.to(device))
-        ids = generate_answers(model, tokens, "explain", prompt_cache, limit)
-    return [printable(model.tokenizer.decode(seq)) for seq in ids]
-
-
-def predict_explanations(
-    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
-) -> list[str]:
-    """One generated explanation per clip of ``dataset``, in order (see :func:`explain_clips`)."""
-    model.eval()
-    cache = inference_prompt_cache(model, bf16)
-    texts: list[str] = []
-    for clips, _, _ in _loader(dataset, batch_size, shuffle=False, seed=0):
-        texts.extend(explain_clips(model, clips, bf16, cache))
-    return texts
-
-
-def predict_probs(
-    model: AULLM, dataset: ClipDataset, batch_size: int, bf16: bool = True
-) -> tuple[np.ndarray, list[dict]]:
-    """Per-clip AU probabilities in eval mode.
+    The prompt cache (and, with ``model.text.constrained``, the tries that allow only well-formed
+    answers) are computed once; answers and explanations are greedy and deterministic.
 
     Args:
         model: A trained model.
         dataset: Clips to score (deterministic sampling).
         batch_size: Clips per forward pass.
         bf16: bfloat16 autocast where native.
+        answers: Also generate the text answers in every format.
+        explain: Also generate explanations.
 
     Returns:
-        ``(probs [N, n_aus] float64, metas)`` with one meta dict per clip (see
-        :class:`~au_llm.preprocess.dataset.ClipDataset`), in dataset order.
+        ``(outputs, metas)`` with one meta dict per clip (see
+        :class:`~au_llm.preprocess.dataset.ClipDataset`).
     """
     model.eval()
     cache = inference_prompt_cache(model, bf16)
-    probs, metas = [], []
+    tries = answer_tries(model) if answers else {}
+    parts, metas = [], []
     for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
-        probs.append(clip_probs(model, clips, bf16, cache))
-        metas.extend({key: values[i] for key, values in meta.items()} for i in range(len(clips)))
-    if not probs:
-        return np.zeros((0, len(dataset.aus))), []
-    return np.concatenate(probs), metas
+        parts.append(clip_outputs(model, clips, bf16, cache, tries, answers, explain))
+        metas.extend(meta_rows(meta))
+    return ClipOutputs.concat(parts, len(dataset.aus)), metas
 
 
 class ModelHolder:
@@ -547,7 +528,7 @@ def fit(
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
     if cfg.eval.threshold == "train":
         eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-        probs, _ = predict_probs(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
+        outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
         grid = threshold_grid(*cfg.eval.threshold_grid)
-        thresholds = best_thresholds(eval_set.labels.numpy(), probs, grid)
+        thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
     return FitResult(train, 0 if val is None else len(val), thresholds, result)

@@ -201,7 +201,14 @@ class AULLM(nn.Module):
             ValueError: If a prompt cache is given while gradients are enabled (training must
                 recompute the prefix, whose keys/values depend on the LoRA weights).
         """
-        tokens = self.get_visual_tokens(clips)
+        return self.score_tokens(self.get_visual_tokens(clips), prompt_cache)
+
+    def score_tokens(self, tokens: Tensor, prompt_cache: PromptCache | None = None) -> Tensor:
+        """Score every AU from visual tokens ``[B, n_visual_tokens, hidden]`` (see :meth:`forward`).
+
+        Returns:
+            ``[B, n_aus]`` logits.
+        """
         if self.llm is None:
             return self.head(tokens.flatten(1))
         if prompt_cache is not None and torch.is_grad_enabled():

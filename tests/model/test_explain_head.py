@@ -5,7 +5,7 @@ from au_llm.config import TrainConfig
 from au_llm.explain import describe_clip
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import build_au_llm
-from au_llm.training import _lm_loss, batch_loss, explain_clips
+from au_llm.training import _lm_loss, batch_loss, clip_outputs
 from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
 
 META = {
@@ -83,8 +83,8 @@ def test_explanation_loss_decreases_on_a_tiny_overfit_set():
 def test_generated_explanations_are_deterministic_and_printable():
     model = _model(1.0).eval()
     cache = model.prompt_cache()
-    first = explain_clips(model, clips(2), False, cache)
-    assert first == explain_clips(model, clips(2), False, cache)
+    first = clip_outputs(model, clips(2), False, cache, explain=True).explanations
+    assert first == clip_outputs(model, clips(2), False, cache, explain=True).explanations
     assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
     with pytest.raises(ValueError, match="not trained with explanations"):
-        explain_clips(_model(0.0).eval(), clips(1))
+        clip_outputs(_model(0.0).eval(), clips(1), explain=True)
