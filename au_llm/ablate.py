@@ -25,6 +25,8 @@ import pandas as pd
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.runs.layout import SUMMARY, RunLayout
+from au_llm.runs.run import Run
 
 FIXED_PREFIXES = ("seeds", "name", "out_dir", "protocol", "data.", "launch")
 
@@ -116,24 +118,20 @@ def setting_configs(
     return configs
 
 
-def _fold_seeds(run_dir: Path) -> dict[str, int]:
-    seeds = {}
-    for path in sorted((run_dir / "folds").glob("seed*/*.json")):
-        record = json.loads(path.read_text())
-        seeds[f"{record['seed']}/{record['fold']}"] = int(record["fold_seed"])
-    return seeds
+def _fold_seeds(run: Run) -> dict[str, int]:
+    return {f"{r['seed']}/{r['fold']}": int(r["fold_seed"]) for r in run.fold_records()}
 
 
 def check_same_protocol(run_dirs: list[Path]) -> None:
     """Raise RuntimeError unless every run has the same folds, seeds, fold seeds and data.
 
-    Compares ``run.json`` (folds, seeds, data fingerprint) and each finished fold's recorded
+    Compares each run's plan (seeds x folds), data fingerprint and each finished fold's recorded
     ``fold_seed``.
     """
 
     def identity(run_dir: Path) -> tuple[Any, ...]:
-        info = json.loads((run_dir / "run.json").read_text())
-        return info["folds"], info["seeds"], info["data_fingerprint"], _fold_seeds(run_dir)
+        run = Run.read(run_dir)
+        return run.plan(), run.info()["data_fingerprint"], _fold_seeds(run)
 
     first = identity(run_dirs[0])
     for run_dir in run_dirs[1:]:
@@ -144,7 +142,7 @@ def check_same_protocol(run_dirs: list[Path]) -> None:
 
 
 def _summary_row(value: str, run_dir: Path) -> dict[str, Any]:
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunLayout(run_dir).output(SUMMARY).read_text())
     per_seed = summary["per_seed"]
     row: dict[str, Any] = {
         "value": value,
@@ -265,5 +263,5 @@ def run_ablation(
     )
     base = load_config(config, fixed)
     out_dir = Path(base.out_dir) / f"{base.name}_ablate_{_slug(sweep.key.removeprefix('model.'))}"
-    n_folds = len(json.loads((run_dirs[0] / "summary.json").read_text())["folds"])
+    n_folds = len(json.loads(RunLayout(run_dirs[0]).output(SUMMARY).read_text())["folds"])
     return write_ablation(out_dir, sweep, rows, n_folds)

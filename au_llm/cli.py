@@ -270,6 +270,9 @@ def execute_protocol(args: argparse.Namespace, protocol: str) -> int:
         run_dir, tables = run_local(cfg, folds, shard)
     else:
         run_dir, tables = run_protocol(cfg, folds, shard)
+    if tables is None:
+        print(f"Run directory: {run_dir}: no fold of the run is finished yet, so no report")
+        return 0
     print(headline_text(run_dir, tables))
     return 0
 
@@ -285,9 +288,11 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from au_llm.run_status import describe_states, run_status
+    from au_llm.run_status import describe_states, fold_states
+    from au_llm.runs.run import Run
 
-    print(describe_states(args.run_dir, run_status(args.run_dir)))
+    run = Run.read(args.run_dir)
+    print(describe_states(run, fold_states(run)))
     return 0
 
 

@@ -10,9 +10,7 @@ A lock holds the owner's host, pid, job id and log file, when it was claimed and
 refreshed; its holder refreshes it every ``timeout / 10`` seconds. A lock is stale, and taken over
 with a warning, when its pid is dead on this host or it was not refreshed for ``timeout`` seconds
 (a task killed on another node). A fold whose training raised gets ``<fold>.failed`` with the
-error, for ``au-llm status``.
-
-The run's work list (every seed x fold) is ``plan.json`` in the run directory.
+error, for ``au-llm status``. The file names are in :mod:`au_llm.runs.layout`.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 
 from au_llm.io_utils import atomic_write_text
+from au_llm.runs.layout import failure_file, lock_file
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +87,6 @@ class LockInfo:
     token: str
     claimed: float
     heartbeat: float
-
-
-def lock_path(marker: Path) -> Path:
-    """The lock file of the fold whose completion marker (predictions CSV) is ``marker``."""
-    return marker.with_suffix(".lock")
-
-
-def failure_path(marker: Path) -> Path:
-    """The failure record of the fold whose completion marker is ``marker``."""
-    return marker.with_suffix(".failed")
 
 
 def pid_alive(pid: int) -> bool:
@@ -234,7 +223,7 @@ class Claim:
         self.release()
 
     def _refresh(self) -> None:
-        path = lock_path(self.marker)
+        path = lock_file(self.marker)
         while not self._stop.wait(self._interval):
             current = read_lock(path)
             if current is None or current.token != self.token:
@@ -250,11 +239,11 @@ class Claim:
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exception(exc)[-20:],
         }
-        atomic_write_text(failure_path(self.marker), json.dumps(record, indent=2))
+        atomic_write_text(failure_file(self.marker), json.dumps(record, indent=2))
 
     def release(self) -> None:
         """Remove the lock if this claim still holds it."""
-        path = lock_path(self.marker)
+        path = lock_file(self.marker)
         current = read_lock(path)
         if current is not None and current.token == self.token:
             with contextlib.suppress(FileNotFoundError):
@@ -273,7 +262,7 @@ def try_claim(marker: Path, timeout: float, owner: Owner) -> Claim | None:
         The claim (use it as a context manager around the training), or None when the fold is
         finished or another live process holds it.
     """
-    path = lock_path(marker)
+    path = lock_file(marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):
         if marker.exists():
@@ -285,7 +274,7 @@ def try_claim(marker: Path, timeout: float, owner: Owner) -> Claim | None:
                 claim.release()
                 return None
             with contextlib.suppress(FileNotFoundError):
-                failure_path(marker).unlink()
+                failure_file(marker).unlink()
             return claim
         current = read_lock(path)
         if current is None:
@@ -307,22 +296,6 @@ def try_claim(marker: Path, timeout: float, owner: Owner) -> Claim | None:
 def read_failure(marker: Path) -> dict | None:
     """The failure record of a fold (owner, time, error, traceback), or None."""
     try:
-        return json.loads(failure_path(marker).read_text())
+        return json.loads(failure_file(marker).read_text())
     except FileNotFoundError:
         return None
-
-
-def plan_path(run_dir: Path) -> Path:
-    """The run's work list file."""
-    return Path(run_dir) / "plan.json"
-
-
-def write_plan(run_dir: Path, seeds: list[int], folds: list[str]) -> None:
-    """Record every work item of the run: each seed x each fold of the protocol."""
-    atomic_write_text(plan_path(run_dir), json.dumps({"seeds": seeds, "folds": folds}, indent=2))
-
-
-def read_plan(run_dir: Path) -> list[tuple[int, str]]:
-    """The run's work items ``(seed, fold)`` in order, from ``plan.json``."""
-    plan = json.loads(plan_path(run_dir).read_text())
-    return [(int(seed), str(fold)) for seed in plan["seeds"] for fold in plan["folds"]]

@@ -8,20 +8,18 @@ trains its own items, then items that no other process has claimed (so a fast ta
 one), each under a fold claim (:mod:`au_llm.fold_lock`); all of them write into one run
 directory, exactly as one process would.
 
-Each submission is recorded in ``<run>/launch/submissions/<id>.json``; that file is also the
-probe that tells a task on another node whether it sees the run directory. Job logs are in
-``<run>/launch/logs``.
+Each submission is recorded in the run folder (:meth:`~au_llm.runs.run.Run.record_submission`);
+that file is also the probe that tells a task on another node whether it sees the run directory.
+Job logs are in the run's ``launch/logs`` (:mod:`au_llm.runs.layout`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,26 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, parse_devices, slurm_minutes
-from au_llm.fold_lock import Owner, job_id_from_env, write_plan
-from au_llm.io_utils import atomic_write_text
-from au_llm.prepare import prepare_data
-from au_llm.protocol import (
-    build_report,
-    data_fingerprint,
-    environment,
-    fold_paths,
-    protocol_folds,
-    record_data,
-    run_work,
-    select_folds,
-    start_run,
-)
+from au_llm.fold_lock import Owner, job_id_from_env
+from au_llm.protocol import open_run, report_if_finished, run_work, select_folds
 from au_llm.reports.tables import RunTables
-from au_llm.run_status import describe_states, job_log, log_folder, run_status
+from au_llm.run_status import describe_states, fold_states
+from au_llm.runs.layout import RunLayout
+from au_llm.runs.run import Item, Run
 
 log = logging.getLogger(__name__)
-
-Item = tuple[int, str]
 
 # Local workers have no time limit; submitit's local executor needs one (minutes: a year).
 LOCAL_TIMEOUT_MIN = 60 * 24 * 365
@@ -73,7 +59,7 @@ class TaskSpec:
         submit_host: Host that submitted, for the error message.
         time_limit_s: The task's time limit (None: none); no item beyond ``own`` is started when
             the longest item so far says it would not end in time.
-        threads: torch CPU threads (0 keeps ``train.num_threads``).
+        threads: torch CPU threads (0: ``train.num_threads``, or torch's default when that is 0).
     """
 
     cfg: ExperimentConfig
@@ -158,23 +144,15 @@ def run_task(spec: TaskSpec) -> list[Item]:
     started = time.monotonic()
     _log_to_stderr()
     check_probe(spec)
-    cfg, run_dir = spec.cfg, Path(spec.run_dir)
-    threads = spec.threads or cfg.train.num_threads
+    threads = spec.threads or spec.cfg.train.num_threads
     if threads:
         torch.set_num_threads(threads)
-    data = prepare_data(cfg, run_dir, progress=False)
-    recorded = json.loads((run_dir / "run.json").read_text())["data_fingerprint"]
-    if data_fingerprint(data) != recorded:
-        raise RuntimeError(
-            f"{run_dir}: the clips this task prepared differ from those recorded at submit time "
-            "(manifests, cache or frames changed, or differ on this node)"
-        )
-    atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
-    owner = Owner.current(str(job_log(run_dir, job_id_from_env())))
+    opened = open_run(spec.cfg, torch.get_num_threads(), False, joining=Path(spec.run_dir))
+    run = opened.run
+    owner = Owner.current(str(run.layout.job_log(job_id_from_env())))
     log.info("task %s: %d own work item(s)", owner.describe(), len(spec.own))
-    folds = protocol_folds(cfg, data)
-    run_work(cfg, run_dir, data, folds, task_items(spec, started), progress=False, owner=owner)
-    return [i for i in spec.shared if fold_paths(run_dir, *i)[0].exists()]
+    run_work(opened, task_items(spec, started), progress=False, owner=owner)
+    return [item for item in spec.shared if run.is_finished(*item)]
 
 
 def report_task(run_dir: str) -> str:
@@ -184,10 +162,9 @@ def report_task(run_dir: str) -> str:
         The status text.
     """
     _log_to_stderr()
-    states = run_status(Path(run_dir))
-    if any(s.state == "done" for s in states):
-        build_report(Path(run_dir))
-    text = describe_states(Path(run_dir), states)
+    run = Run.read(run_dir)
+    report_if_finished(run)
+    text = describe_states(run, fold_states(run))
     log.info("%s", text)
     return text
 
@@ -217,14 +194,19 @@ class Prepared:
     """A run directory ready for tasks.
 
     Attributes:
-        run_dir: The run directory (absolute).
+        run: The run (its folder is absolute).
         todo: Work items neither finished nor held by a live claim.
         record: The submission record (also the probe tasks look for).
     """
 
-    run_dir: Path
+    run: Run
     todo: list[Item]
     record: Path
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder."""
+        return self.run.root
 
 
 def prepare_launch(
@@ -232,33 +214,25 @@ def prepare_launch(
     fold_names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    num_threads: int | None = None,
 ) -> Prepared:
-    """Open the run, prepare the clips once, and record a submission of the unfinished items."""
-    run_dir = start_run(cfg).resolve()
-    data = prepare_data(cfg, run_dir, progress)
-    folds = protocol_folds(cfg, data)
-    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, torch.get_num_threads())
-    write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
-    selected = {fold.name for fold in select_folds(folds, fold_names, shard)}
-    waiting = {(s.seed, s.fold) for s in run_status(run_dir) if s.state in ("pending", "failed")}
-    todo = [(seed, f.name) for seed in cfg.seeds for f in folds if f.name in selected]
+    """Open the run, prepare the clips once, and record a submission of the unfinished items.
+
+    Args:
+        cfg: The experiment.
+        fold_names: Only these folds (``--folds``).
+        shard: Only shard K of N of the folds (``--shard``).
+        progress: Show progress bars while preparing the clips.
+        num_threads: The CPU threads the tasks will use (None: each task decides and checks).
+    """
+    opened = open_run(cfg, num_threads, progress)
+    selected = {fold.name for fold in select_folds(opened.folds, fold_names, shard)}
+    states = fold_states(opened.run)
+    waiting = {(s.seed, s.fold) for s in states if s.state in ("pending", "failed")}
+    todo = [(seed, f.name) for seed in cfg.seeds for f in opened.folds if f.name in selected]
     todo = [item for item in todo if item in waiting]
-    submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    record = run_dir / "launch" / "submissions" / f"{submission}.json"
-    info = {
-        "id": submission,
-        "mode": cfg.launch.mode,
-        "host": socket.gethostname(),
-        "time": time.time(),
-        "items": todo,
-    }
-    atomic_write_text(record, json.dumps(info, indent=2))
-    return Prepared(run_dir, todo, record)
-
-
-def _add_to_record(record: Path, **fields: Any) -> None:
-    info = json.loads(record.read_text())
-    atomic_write_text(record, json.dumps({**info, **fields}, indent=2))
+    record = opened.run.record_submission(cfg.launch.mode, socket.gethostname(), todo)
+    return Prepared(opened.run, todo, record)
 
 
 def _specs(
@@ -299,12 +273,14 @@ class Submission:
         record: The submission record.
         jobs: The submitit jobs of the array tasks (empty when nothing was left to do).
         report_job: The submitit job building the report.
+        items: The work items submitted.
     """
 
     run_dir: Path
     record: Path
     jobs: list[Any]
     report_job: Any | None
+    items: list[Item]
 
 
 def submit_slurm(
@@ -328,12 +304,12 @@ def submit_slurm(
         The submission.
     """
     submitit = _submitit()
-    prepared = prepare_launch(cfg, fold_names, shard, progress)
+    prepared = prepare_launch(cfg, fold_names, shard, progress, cfg.train.num_threads or None)
     if not prepared.todo:
         log.info("%s: every selected fold is finished or running", prepared.run_dir)
-        return Submission(prepared.run_dir, prepared.record, [], None)
+        return Submission(prepared.run_dir, prepared.record, [], None, [])
     _node_local_warning(prepared.run_dir)
-    folder = log_folder(prepared.run_dir)
+    folder = prepared.run.layout.logs
     groups = deal(prepared.todo, cfg.launch.jobs)
     specs = _specs(cfg, prepared, groups, time_limit_s=60.0 * slurm_minutes(cfg.launch.time))
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -353,12 +329,12 @@ def submit_slurm(
         }
     )
     report_job = report.submit(report_task, str(prepared.run_dir))
-    _add_to_record(
+    prepared.run.update_submission(
         prepared.record,
         jobs={job.job_id: group for job, group in zip(jobs, groups, strict=True)},
         report_job=report_job.job_id,
     )
-    return Submission(prepared.run_dir, prepared.record, jobs, report_job)
+    return Submission(prepared.run_dir, prepared.record, jobs, report_job, prepared.todo)
 
 
 def _worker_threads(cfg: ExperimentConfig, n_workers: int) -> int:
@@ -373,11 +349,11 @@ def _error_line(exc: Exception) -> str:
     return (raised or lines)[-1 if raised else 0].strip()
 
 
-def _wait(jobs: list[Any], run_dir: Path, todo: list[Item], progress: bool) -> list[str]:
+def _wait(jobs: list[Any], run: Run, todo: list[Item], progress: bool) -> list[str]:
     """Wait for local jobs, showing finished folds; return an error line per failed job."""
     with tqdm(total=len(todo), desc="folds", unit="fold", disable=not progress) as bar:
         while not all(job.done() for job in jobs):
-            bar.n = sum(fold_paths(run_dir, *item)[0].exists() for item in todo)
+            bar.n = sum(run.is_finished(*item) for item in todo)
             bar.refresh()
             time.sleep(1.0)
     errors = []
@@ -395,7 +371,7 @@ def run_local(
     shard: tuple[int, int] | None = None,
     progress: bool = True,
     cluster: str = "local",
-) -> tuple[Path, RunTables]:
+) -> tuple[Path, RunTables | None]:
     """Train the unfinished folds with one worker per device, then build the report here.
 
     Args:
@@ -407,20 +383,22 @@ def run_local(
             this process).
 
     Returns:
-        The run directory and its metric tables.
+        The run directory and its metric tables (None when no fold of the run is finished).
 
     Raises:
         RuntimeError: If a worker failed (the report is still rebuilt from the finished folds).
     """
     submitit = _submitit()
     devices = parse_devices(cfg.launch.devices)
-    prepared = prepare_launch(cfg, fold_names, shard, progress)
+    threads = _worker_threads(cfg, len(devices)) if None in devices else 0
+    prepared = prepare_launch(
+        cfg, fold_names, shard, progress, threads or cfg.train.num_threads or None
+    )
     jobs = []
     if prepared.todo:
         groups = deal(prepared.todo, len(devices))
-        threads = _worker_threads(cfg, len(devices)) if None in devices else 0
         specs = _specs(cfg, prepared, groups, threads=threads)
-        folder = log_folder(prepared.run_dir)
+        folder = prepared.run.layout.logs
         for device, spec in zip(devices, specs, strict=False):
             if cluster == "local":
                 executor = submitit.LocalExecutor(folder=folder)
@@ -433,21 +411,20 @@ def run_local(
                 executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
             jobs.append(executor.submit(run_task, spec))
         owns = {job.job_id: spec.own for job, spec in zip(jobs, specs, strict=True)}
-        _add_to_record(prepared.record, jobs=owns)
+        prepared.run.update_submission(prepared.record, jobs=owns)
     try:
-        errors = _wait(jobs, prepared.run_dir, prepared.todo, progress)
+        errors = _wait(jobs, prepared.run, prepared.todo, progress)
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)
         raise
     if errors:
-        if any(s.state == "done" for s in run_status(prepared.run_dir)):
-            build_report(prepared.run_dir)
+        report_if_finished(prepared.run)
         raise RuntimeError(
             f"{len(errors)} of {len(jobs)} workers failed ({'; '.join(errors)}); the report "
             f"holds the finished folds; see au-llm status {prepared.run_dir}"
         )
-    return prepared.run_dir, build_report(prepared.run_dir)
+    return prepared.run_dir, report_if_finished(prepared.run)
 
 
 def submission_summary(submission: Submission) -> str:
@@ -455,12 +432,12 @@ def submission_summary(submission: Submission) -> str:
     if not submission.jobs:
         return f"{submission.run_dir}: nothing to submit (every selected fold is done or running)"
     array = submission.jobs[0].job_id.split("_")[0]
-    n_items = len(json.loads(submission.record.read_text())["items"])
+    n_items = len(submission.items)
     return "\n".join(
         [
             f"Submitted {n_items} fold(s) as {len(submission.jobs)} task(s) of job {array}; "
             f"report job {submission.report_job.job_id} runs after them.",
-            f"Logs: {log_folder(submission.run_dir)}",
+            f"Logs: {RunLayout(submission.run_dir).logs}",
             f"Follow: au-llm status {submission.run_dir}",
         ]
     )

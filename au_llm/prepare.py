@@ -20,6 +20,7 @@ from au_llm.config import DATASET_AUS, ExperimentConfig
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
+from au_llm.runs.layout import PREPROCESS_REPORT
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +109,14 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
     everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
     cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
     report = preprocess_manifest(everything, cache, strict=cfg.strict, progress=progress)
-    write_preprocess_report(report, run_dir / "preprocess_report.csv")
+    write_preprocess_report(report, run_dir / PREPROCESS_REPORT)
     failed = report[report["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
     usable = _with_fingerprints(exclude_failed(source, report), report)
     if usable.empty:
         raise ValueError(
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
-            f"(see {run_dir / 'preprocess_report.csv'})"
+            f"(see {run_dir / PREPROCESS_REPORT})"
         )
     return PreparedData(
         usable,

@@ -1,49 +1,34 @@
 """Evaluation protocols: leave-one-subject-out (LOSO) and cross-domain transfer.
 
-A run lives in ``<out_dir>/<name>/`` (``name`` must be a single folder name). Each finished fold
-writes its per-clip predictions atomically to ``folds/seed<S>/<fold>.csv`` (with a ``.json`` of
-thresholds and losses; ``<fold>`` is the fold name as a safe file name, see
-:func:`~au_llm.io_utils.safe_component`), so a killed
-run resumes where it stopped, ``--folds``/``--shard`` runs of the same config merge into one run
-directory, and :func:`build_report` rebuilds every output from whatever folds are finished.
+A run lives in ``<out_dir>/<name>/`` (``name`` must be a single folder name), read and written
+through :class:`~au_llm.runs.run.Run`. Each finished fold writes its per-clip predictions
+atomically, so a killed run resumes where it stopped, ``--folds``/``--shard`` runs of the same
+config merge into one run directory, and :func:`build_report` rebuilds every output from whatever
+folds are finished.
 
-The steps, in order: :func:`~au_llm.prepare.prepare_data` (manifests -> aligned-clip cache, failed
-clips excluded) -> :func:`loso_folds` / :func:`cross_folds` -> :func:`select_folds` ->
-:func:`run_fold` per fold (:func:`~au_llm.training.fit`, then test predictions) -> the report.
+The steps, in order, assembled once by :func:`open_run` for a plain run and for every launched
+task: :meth:`Run.start <au_llm.runs.run.Run.start>` -> :func:`~au_llm.prepare.prepare_data`
+(manifests -> aligned-clip cache, failed clips excluded) -> :func:`protocol_folds` -> the run's
+record and plan; then :func:`select_folds` -> :func:`run_work`, which claims each fold and runs
+:func:`run_fold` (:func:`~au_llm.training.fit`, then test predictions) -> the report.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import platform
-import subprocess
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from au_llm.answers import decision_matrix
-from au_llm.config import ExperimentConfig, load_config, save_config
-from au_llm.data.manifest import id_problem
-from au_llm.fold_lock import Owner, try_claim, write_plan
-from au_llm.io_utils import (
-    atomic_write_csv,
-    atomic_write_text,
-    probe_writable,
-    remove_stale_temporaries,
-    safe_component,
-)
-from au_llm.metrics import (
-    au_prediction_columns,
-)
+from au_llm.config import ExperimentConfig
+from au_llm.fold_lock import Owner
+from au_llm.metrics import au_prediction_columns
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
@@ -51,6 +36,7 @@ from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.explanations import EXPLANATION_COLUMN
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
+from au_llm.runs.run import Item, Run
 from au_llm.training import (
     ModelHolder,
     fit,
@@ -218,24 +204,13 @@ def prediction_frame(
     return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
-def fold_paths(run_dir: Path, seed: int, fold: str) -> tuple[Path, Path]:
-    """Paths of a fold's predictions CSV (its completion marker) and its JSON record.
-
-    The file name encodes the fold name injectively (:func:`~au_llm.io_utils.safe_component`),
-    so it stays in the folder and two folds never share a file.
-    """
-    folder = run_dir / "folds" / f"seed{seed}"
-    name = safe_component(fold)
-    return folder / f"{name}.csv", folder / f"{name}.json"
-
-
 def run_fold(
     fold: Fold,
     seed: int,
     cfg: ExperimentConfig,
     data: PreparedData,
     holder: ModelHolder,
-    run_dir: Path,
+    run: Run,
     progress: bool = True,
 ) -> Path:
     """Train a fresh model on ``fold.train``, predict ``fold.test`` and write both files atomically.
@@ -268,7 +243,6 @@ def run_fold(
     frame = prediction_frame(
         metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
     ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()}, **explained)
-    csv_path, json_path = fold_paths(run_dir, seed, fold.name)
     record = {
         "fold": fold.name,
         "seed": seed,
@@ -281,160 +255,65 @@ def run_fold(
         "val_loss": result.val_loss,
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
-        "num_threads": torch.get_num_threads(),
         "first_step_seconds": result.first_step_seconds,
     }
-    atomic_write_text(json_path, json.dumps(record, indent=2))
-    atomic_write_csv(csv_path, frame)
-    return csv_path
+    return run.write_fold(seed, fold.name, frame, record)
 
 
-def environment() -> dict[str, Any]:
-    """Versions, git commit and device, for ``env.json``."""
-    import peft
-    import transformers
+@dataclass(frozen=True)
+class OpenedRun:
+    """A run ready to train folds.
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "git_commit": commit,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "cpu_threads": torch.get_num_threads(),
-    }
-
-
-# Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
-RUNTIME_KEYS = (
-    ("strict",),
-    ("out_dir",),
-    ("preprocess", "workers"),
-    ("train", "num_threads"),
-    ("launch",),
-)
-
-
-def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The config as a dict without :data:`RUNTIME_KEYS`."""
-    data = cfg.to_dict()
-    for path in RUNTIME_KEYS:
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        parent.pop(path[-1])
-    return data
-
-
-def start_run(cfg: ExperimentConfig) -> Path:
-    """Create (or reopen) the run directory, refusing to mix two configs in one run.
-
-    Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
-    machine of a job array) may share a run.
-
-    Temporaries left by a killed write (older than a few minutes) are removed, and the folder
-    must be writable before any work starts.
-
-    Returns:
-        ``<out_dir>/<name>``, holding ``config.yaml`` and ``env.json``.
-
-    Raises:
-        ValueError: ``name`` is not a single folder name, or the folder holds another config.
-        OutputError: The run folder cannot be written.
+    Attributes:
+        run: The run folder.
+        data: The prepared clips.
+        folds: Every fold of the protocol (before ``--folds``/``--shard``).
     """
-    problem = id_problem("name", cfg.name)
-    if problem is not None:
-        raise ValueError(f"run {problem}: the run folder must lie directly in out_dir")
-    run_dir = Path(cfg.out_dir) / cfg.name
-    saved = run_dir / "config.yaml"
-    if saved.exists() and _comparable(load_config(saved)) != _comparable(cfg):
-        raise ValueError(
-            f"{run_dir} holds a run with a different config ({saved}); "
-            "use another name= or remove the folder"
-        )
-    probe_writable(run_dir)
-    remove_stale_temporaries(run_dir)
-    save_config(cfg, saved)
-    atomic_write_text(run_dir / "env.json", json.dumps(environment(), indent=2))
-    return run_dir
+
+    run: Run
+    data: PreparedData
+    folds: list[Fold]
 
 
-def data_fingerprint(data: PreparedData) -> str:
-    """SHA-256 of the AU list and every clip's identity, frame range and labels."""
-    columns = ["dataset", "subject", "clip", "onset", "offset", "aus"]
-    frames = [data.source] + ([data.target] if data.target is not None else [])
-    text = json.dumps(data.aus) + "".join(f[columns].to_csv(index=False) for f in frames)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _fold_threads(run_dir: Path) -> dict[str, int]:
-    """``num_threads`` of each finished fold's record (``seed<S>/<fold file>`` -> threads)."""
-    threads = {}
-    for path in sorted((run_dir / "folds").glob("seed*/*.json")):
-        value = json.loads(path.read_text()).get("num_threads")
-        if value is not None:
-            threads[f"{path.parent.name}/{path.stem}"] = int(value)
-    return threads
-
-
-def record_data(
-    run_dir: Path, data: PreparedData, folds: list[str], seeds: list[int], num_threads: int
-) -> None:
-    """Write ``run.json`` (AUs, excluded clips, data fingerprint, folds, threads).
+def open_run(
+    cfg: ExperimentConfig,
+    num_threads: int | None,
+    progress: bool = True,
+    joining: Path | None = None,
+) -> OpenedRun:
+    """The run lifecycle up to training: open the folder, prepare the clips, record the plan.
 
     Args:
-        run_dir: The run folder.
-        data: The prepared clips.
-        folds: Every fold name of the protocol (before ``--folds``/``--shard``), so the report
-            can say when a run is partial.
-        seeds: The run's seeds.
-        num_threads: The CPU threads torch uses here; results depend on it, so a run's folds
-            must all use the same number.
+        cfg: The experiment.
+        num_threads: The CPU threads the folds will be computed with (None: not known here,
+            e.g. SLURM tasks that decide their own); finished folds with another count are
+            refused.
+        progress: Show progress bars.
+        joining: The folder of a run another process opened (a launched task): its config is
+            not rewritten, and the clips must be those it recorded.
 
     Raises:
-        ValueError: If finished folds exist that were computed on different clips or labels
-            (a manifest rebuilt at the same path), or with another number of threads, since
-            merging them would mix two experiments.
+        ValueError: The folder holds another config, other clips, or folds computed with
+            another thread count.
+        RuntimeError: A joining task prepared other clips than those recorded.
     """
-    path = run_dir / "run.json"
-    fingerprint = data_fingerprint(data)
-    if path.exists() and any((run_dir / "folds").glob("seed*/*.csv")):
-        previous = json.loads(path.read_text()).get("data_fingerprint")
-        if previous != fingerprint:
-            raise ValueError(
-                f"{run_dir}: the manifests' clips, frame ranges or labels changed since its "
-                "finished folds were computed; use another name= or remove the folder"
-            )
-    other = {fold: n for fold, n in _fold_threads(run_dir).items() if n != num_threads}
-    if other:
-        fold, n = next(iter(other.items()))
-        raise ValueError(
-            f"{run_dir}: fold {fold} was computed with {n} CPU threads, this process uses "
-            f"{num_threads}; results depend on the thread count, so set train.num_threads: {n} "
-            "(or use another name=)"
-        )
-    info = {
-        "aus": data.aus,
-        "excluded": data.excluded.to_dict("records"),
-        "data_fingerprint": fingerprint,
-        "folds": folds,
-        "seeds": seeds,
-        "num_threads": num_threads,
-    }
-    atomic_write_text(path, json.dumps(info, indent=2))
+    run = Run.join(cfg, joining) if joining is not None else Run.start(cfg)
+    data = prepare_data(cfg, run.root, progress)
+    folds = protocol_folds(cfg, data)
+    if joining is not None:
+        run.check_data(data)
+        run.check_threads(num_threads)
+    else:
+        run.record_data(data, [fold.name for fold in folds], num_threads)
+    return OpenedRun(run, data, folds)
+
+
+def report_if_finished(run: Run) -> RunTables | None:
+    """Rebuild the run's outputs; None (with a log line) when no fold of it is finished yet."""
+    if not run.has_finished_folds():
+        log.warning("%s: no fold of this run is finished yet; no report", run.root)
+        return None
+    return build_report(run.root)
 
 
 def run_protocol(
@@ -442,7 +321,7 @@ def run_protocol(
     fold_names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
-) -> tuple[Path, RunTables]:
+) -> tuple[Path, RunTables | None]:
     """Run (or resume) every selected fold of every seed, then rebuild the outputs.
 
     Args:
@@ -452,25 +331,21 @@ def run_protocol(
         progress: Show progress bars.
 
     Returns:
-        The run directory and its metric tables.
+        The run directory and its metric tables (None when no fold of the run is finished: a
+        shard without folds, or folds all trained elsewhere).
     """
-    set_num_threads(cfg.train)
-    run_dir = start_run(cfg)
-    data = prepare_data(cfg, run_dir, progress)
-    folds = protocol_folds(cfg, data)
-    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, torch.get_num_threads())
-    write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
-    folds = select_folds(folds, fold_names, shard)
+    opened = open_run(cfg, set_num_threads(cfg.train), progress)
+    folds = select_folds(opened.folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
-    elsewhere = run_work(cfg, run_dir, data, folds, todo, progress)
+    elsewhere = run_work(opened, todo, progress)
     if elsewhere:
         log.warning(
             "%d fold(s) are being trained by another process (au-llm status %s); "
             "the report holds the finished folds",
             len(elsewhere),
-            run_dir,
+            opened.run.root,
         )
-    return run_dir, build_report(run_dir)
+    return opened.run.root, report_if_finished(opened.run)
 
 
 def protocol_folds(cfg: ExperimentConfig, data: PreparedData) -> list[Fold]:
@@ -482,24 +357,18 @@ def protocol_folds(cfg: ExperimentConfig, data: PreparedData) -> list[Fold]:
 
 
 def run_work(
-    cfg: ExperimentConfig,
-    run_dir: Path,
-    data: PreparedData,
-    folds: list[Fold],
-    items: Iterable[tuple[int, str]],
+    opened: OpenedRun,
+    items: Iterable[Item],
     progress: bool = True,
     owner: Owner | None = None,
-) -> list[tuple[int, str]]:
+) -> list[Item]:
     """Train the work items ``(seed, fold name)`` that are neither finished nor claimed.
 
     Each fold is claimed (:mod:`au_llm.fold_lock`) while it trains, so processes sharing the run
     directory never train the same fold at once. The model is built once for all the items.
 
     Args:
-        cfg: The experiment.
-        run_dir: The run directory.
-        data: The prepared clips.
-        folds: The folds the items name.
+        opened: The run, its clips and folds.
         items: Work items, in order (may be a generator that decides as it goes).
         progress: Show progress bars.
         owner: This process as recorded in its claims (default: host, pid and job id).
@@ -507,18 +376,18 @@ def run_work(
     Returns:
         The items left unfinished because another process holds them.
     """
-    by_name = {fold.name: fold for fold in folds}
+    run, data, cfg = opened.run, opened.data, opened.run.cfg
+    by_name = {fold.name: fold for fold in opened.folds}
     holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
     owner = owner or Owner.current()
     elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
-        marker = fold_paths(run_dir, seed, name)[0]
-        claim = try_claim(marker, cfg.launch.lock_timeout, owner)
+        claim = run.claim(seed, name, owner)
         if claim is None:
-            if not marker.exists():
+            if not run.is_finished(seed, name):
                 elsewhere.append((seed, name))
             log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
             continue
         with claim:
-            run_fold(by_name[name], seed, cfg, data, holder, run_dir, progress)
+            run_fold(by_name[name], seed, cfg, data, holder, run, progress)
     return elsewhere

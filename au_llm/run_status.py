@@ -8,22 +8,14 @@ the command works while tasks run on other nodes.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from au_llm.config import load_config
-from au_llm.fold_lock import (
-    lock_path,
-    plan_path,
-    read_failure,
-    read_lock,
-    read_plan,
-    stale_reason,
-)
-from au_llm.protocol import fold_paths
+from au_llm.fold_lock import read_failure, read_lock, stale_reason
+from au_llm.runs.layout import lock_file
+from au_llm.runs.run import Run
 
 STATES = ("done", "running", "failed", "pending")
 LOG_LINES = 8
@@ -61,16 +53,20 @@ def _clock(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def fold_status(run_dir: Path, seed: int, fold: str, timeout: float) -> FoldStatus:
-    """The state of work item ``(seed, fold)`` of a run (claims older than ``timeout`` are dead)."""
-    marker, record = fold_paths(run_dir, seed, fold)
+def fold_status(run: Run, seed: int, fold: str) -> FoldStatus:
+    """The state of work item ``(seed, fold)`` of a run.
+
+    A claim not refreshed for the run's ``launch.lock_timeout`` seconds is dead.
+    """
+    timeout = run.cfg.launch.lock_timeout
+    marker = run.layout.fold_predictions(seed, fold)
     if marker.exists():
         try:
-            seconds = json.loads(record.read_text())["seconds"]
+            seconds = run.read_fold_record(seed, fold)["seconds"]
         except (OSError, ValueError, KeyError):
             return FoldStatus(seed, fold, "done")
         return FoldStatus(seed, fold, "done", f"trained in {seconds:.0f} s")
-    claim = read_lock(lock_path(marker))
+    claim = read_lock(lock_file(marker))
     if claim is not None:
         who = claim.owner.describe()
         reason = stale_reason(claim, timeout)
@@ -94,81 +90,69 @@ def fold_status(run_dir: Path, seed: int, fold: str, timeout: float) -> FoldStat
     return FoldStatus(seed, fold, "pending")
 
 
-def run_status(run_dir: Path) -> list[FoldStatus]:
-    """The state of every work item of a run, in the order of its plan.
+def fold_states(run: Run) -> list[FoldStatus]:
+    """The state of every work item of a run, in the order of its plan."""
+    return [fold_status(run, seed, fold) for seed, fold in run.plan()]
+
+
+def run_status(run_dir: str | Path) -> list[FoldStatus]:
+    """The state of every work item of the run in ``run_dir``, in the order of its plan.
 
     Raises:
-        FileNotFoundError: If the folder holds no run (no ``plan.json``).
+        FileNotFoundError: If the folder holds no started run.
     """
-    run_dir = Path(run_dir)
-    if not plan_path(run_dir).is_file():
-        raise FileNotFoundError(
-            f"{run_dir}: no plan.json; not a run directory, or its run has not started"
-        )
-    timeout = load_config(run_dir / "config.yaml").launch.lock_timeout
-    return [fold_status(run_dir, seed, fold, timeout) for seed, fold in read_plan(run_dir)]
+    return fold_states(Run.read(run_dir))
 
 
-def resubmit_command(run_dir: Path) -> str:
+def resubmit_command(run: Run) -> str:
     """The command that runs only the missing folds of a run (finished and running are skipped).
 
     It reuses the run's saved config, whose ``launch`` section holds the last launch settings.
     """
-    run_dir = Path(run_dir).resolve()
-    cfg = load_config(run_dir / "config.yaml")
-    command = f"au-llm {cfg.protocol} --config {run_dir / 'config.yaml'} out_dir={run_dir.parent}"
-    if run_dir.name != cfg.name:
-        command += f" name={run_dir.name}"
+    root, cfg = run.root.resolve(), run.cfg
+    command = f"au-llm {cfg.protocol} --config {root / run.layout.config.name}"
+    command += f" out_dir={root.parent}"
+    if root.name != cfg.name:
+        command += f" name={root.name}"
     if cfg.launch.mode != "none":
         command += f" --launch {cfg.launch.mode}"
     return command
 
 
-def log_folder(run_dir: Path) -> Path:
-    """The folder of submitit's job scripts, pickles and logs inside a run directory."""
-    return Path(run_dir) / "launch" / "logs"
-
-
-def job_log(run_dir: Path, job_id: str, stream: str = "err") -> Path:
-    """The ``out`` or ``err`` log of a submitit job's first task (tracebacks go to ``err``)."""
-    return log_folder(run_dir) / f"{job_id}_0_log.{stream}"
-
-
-def _latest_submission(run_dir: Path) -> list[str]:
+def _latest_submission(run: Run) -> list[str]:
     """Lines about the last launch: its jobs, and those that have written no log yet."""
-    records = sorted((run_dir / "launch" / "submissions").glob("*.json"))
-    if not records:
+    info = run.latest_submission()
+    if info is None:
         return []
-    info = json.loads(records[-1].read_text())
     jobs = list(info.get("jobs", {}))
     report = f"; report job {info['report_job']}" if info.get("report_job") else ""
     when = _clock(info["time"])
     listed = ", ".join(jobs) or "none"
     lines = [f"Last launch: {info['mode']} from {info['host']} at {when}, jobs {listed}{report}"]
-    silent = [job for job in jobs if not job_log(run_dir, job, "out").exists()]
+    silent = [job for job in jobs if not run.layout.job_log(job, "out").exists()]
     if silent:
         lines.append(
             f"{len(silent)} job(s) have written no log yet: still queued, or their node does not "
-            f"see {run_dir} (it must be on a filesystem that every node mounts)"
+            f"see {run.root} (it must be on a filesystem that every node mounts)"
         )
     return lines
 
 
-def describe_states(run_dir: Path, states: list[FoldStatus]) -> str:
+def describe_states(run: Run, states: list[FoldStatus]) -> str:
     """The text of ``au-llm status``: counts, one line per fold, and what to run next."""
-    run_dir = Path(run_dir)
+    run_dir = run.root
     counts = Counter(s.state for s in states)
     summary = ", ".join(f"{counts[state]} {state}" for state in STATES)
     shape = f"{len({s.fold for s in states})} fold(s) x {len({s.seed for s in states})} seed(s)"
     lines = [f"Run {run_dir}: {shape}: {summary}"]
-    lines += _latest_submission(run_dir)
+    lines += _latest_submission(run)
     width = max(len(s.fold) for s in states) if states else 4
     lines.append(f"{'seed':>4}  {'fold':<{width}}  {'state':<7}  detail")
     for s in states:
         lines.append(f"{s.seed:>4}  {s.fold:<{width}}  {s.state:<7}  {s.detail}".rstrip())
         lines.extend(f"{'':>4}  | {line}" for line in s.log_tail)
     if counts["failed"] or counts["pending"]:
-        lines.append(f"To run what is missing: {resubmit_command(run_dir)}")
+        lines.append(f"To run what is missing: {resubmit_command(run)}")
     elif counts["running"]:
         lines.append(
             "Folds are still running; a launched run rebuilds its report after the last one "

@@ -11,14 +11,12 @@ import pytest
 
 from au_llm.fold_lock import (
     Owner,
-    lock_path,
     read_failure,
     read_lock,
-    read_plan,
     stale_reason,
     try_claim,
-    write_plan,
 )
+from au_llm.runs.layout import lock_file
 
 
 def dead_pid() -> int:
@@ -34,7 +32,7 @@ def write_lock(marker: Path, owner: Owner, heartbeat: float) -> None:
         "claimed": heartbeat,
         "heartbeat": heartbeat,
     }
-    lock_path(marker).write_text(json.dumps(record))
+    lock_file(marker).write_text(json.dumps(record))
 
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
@@ -43,12 +41,12 @@ def test_a_claim_is_exclusive_and_released(tmp_path):
     claim = try_claim(marker, 60, me)
     assert claim is not None
     with claim:
-        assert read_lock(lock_path(marker)).owner == me
+        assert read_lock(lock_file(marker)).owner == me
         assert try_claim(marker, 60, Owner("node7", 1, "99_1")) is None
-    assert not lock_path(marker).exists()
+    assert not lock_file(marker).exists()
     marker.write_text("finished")
     assert try_claim(marker, 60, me) is None
-    assert not lock_path(marker).exists()
+    assert not lock_file(marker).exists()
 
 
 def _claim_all(folder: str, n_items: int) -> None:
@@ -82,12 +80,12 @@ def test_racing_workers_never_train_a_fold_twice(tmp_path):
 def test_the_claim_of_a_dead_process_is_taken_over_with_a_warning(tmp_path, caplog):
     marker = tmp_path / "sub01.csv"
     write_lock(marker, Owner(socket.gethostname(), dead_pid(), "77_2"), time.time())
-    assert "is gone" in stale_reason(read_lock(lock_path(marker)), 600)
+    assert "is gone" in stale_reason(read_lock(lock_file(marker)), 600)
     with caplog.at_level(logging.WARNING):
         claim = try_claim(marker, 600, Owner.current())
     assert claim is not None
     assert "stale claim of job 77_2" in caplog.text
-    assert read_lock(lock_path(marker)).owner == Owner.current()
+    assert read_lock(lock_file(marker)).owner == Owner.current()
     claim.release()
 
 
@@ -96,7 +94,7 @@ def test_a_claim_from_another_host_is_stale_only_after_the_timeout(tmp_path, cap
     elsewhere = Owner("node7", 1, "77_2")
     write_lock(marker, elsewhere, time.time() - 100)
     assert try_claim(marker, 600, Owner.current()) is None
-    assert read_lock(lock_path(marker)).owner == elsewhere
+    assert read_lock(lock_file(marker)).owner == elsewhere
     write_lock(marker, elsewhere, time.time() - 700)
     with caplog.at_level(logging.WARNING):
         claim = try_claim(marker, 600, Owner.current())
@@ -106,10 +104,10 @@ def test_a_claim_from_another_host_is_stale_only_after_the_timeout(tmp_path, cap
 
 def test_an_unreadable_lock_is_stale_only_after_the_timeout(tmp_path):
     marker = tmp_path / "sub01.csv"
-    lock_path(marker).write_text("{not json")
+    lock_file(marker).write_text("{not json")
     assert try_claim(marker, 600, Owner.current()) is None
     old = time.time() - 700
-    os.utime(lock_path(marker), (old, old))
+    os.utime(lock_file(marker), (old, old))
     claim = try_claim(marker, 600, Owner.current())
     assert claim is not None
     claim.release()
@@ -119,7 +117,7 @@ def test_a_held_claim_is_refreshed_so_it_never_goes_stale(tmp_path):
     marker = tmp_path / "sub01.csv"
     with try_claim(marker, 1.0, Owner.current()):
         time.sleep(1.6)
-        info = read_lock(lock_path(marker))
+        info = read_lock(lock_file(marker))
         assert info.heartbeat > info.claimed + 1.0
         assert try_claim(marker, 1.0, Owner("node7", 1)) is None
 
@@ -132,11 +130,6 @@ def test_a_failed_fold_is_recorded_and_cleared_by_the_next_claim(tmp_path):
     failure = read_failure(marker)
     assert failure["error"] == "ValueError: boom" and failure["owner"]["log"] == "job.log"
     assert any("raise ValueError" in line for line in failure["traceback"])
-    assert not lock_path(marker).exists()
+    assert not lock_file(marker).exists()
     with try_claim(marker, 60, me):
         assert read_failure(marker) is None
-
-
-def test_plan_lists_every_seed_times_every_fold(tmp_path):
-    write_plan(tmp_path, [1, 2], ["a", "b"])
-    assert read_plan(tmp_path) == [(1, "a"), (1, "b"), (2, "a"), (2, "b")]

@@ -17,8 +17,10 @@ from au_llm.config import ConfigError, parse_devices, save_config
 from au_llm.data.manifest import read_manifest
 from au_llm.fold_lock import Owner, read_lock, try_claim
 from au_llm.launch import TaskSpec, deal, run_local, run_task, submit_slurm, task_items
-from au_llm.protocol import fold_paths, run_protocol, start_run
+from au_llm.protocol import run_protocol
 from au_llm.run_status import run_status
+from au_llm.runs.layout import RunLayout
+from au_llm.runs.run import Run
 from tests.conftest import CONFIG_DIR, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,8 +70,8 @@ def test_launch_settings_are_validated_and_may_differ_within_a_run(tiny_data, tm
     local = tiny_config(tiny_data, tmp_path, "run", "loso", *gpus)
     assert parse_devices(local.launch.devices) == [0, 2]
     assert parse_devices("cpu:3") == [None, None, None]
-    run_dir = start_run(cfg)
-    assert start_run(replace(cfg, launch=local.launch)) == run_dir
+    run_dir = Run.start(cfg).root
+    assert Run.start(replace(cfg, launch=local.launch)).root == run_dir
 
 
 def test_slurm_array_run_by_debug_jobs_equals_one_process(tiny_data, tmp_path, reference):
@@ -94,7 +96,8 @@ def test_a_task_killed_mid_fold_is_completed_by_the_resubmission(tiny_data, tmp_
     run_protocol(replace(cfg, launch=replace(cfg.launch, mode="none")), [first], progress=False)
     run_dir = tmp_path / "loso"
     # What a SIGKILL mid-fold leaves: a claim of a dead pid, a JSON record, a temporary CSV.
-    marker, record = fold_paths(run_dir, 1, second)
+    marker = RunLayout(run_dir).fold_predictions(1, second)
+    record = RunLayout(run_dir).fold_record(1, second)
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert try_claim(marker, 600, Owner(socket.gethostname(), dead.pid, "41_1")) is not None
@@ -114,7 +117,8 @@ def test_a_plain_run_leaves_a_fold_claimed_elsewhere_and_says_so(tiny_data, tmp_
     cfg = tiny_config(tiny_data, tmp_path, "loso")
     second = subjects(tiny_data)[1]
     busy = Owner("node7", 4242, "88_1")
-    assert try_claim(fold_paths(tmp_path / "loso", 1, second)[0], 600, busy) is not None
+    marker = RunLayout(tmp_path / "loso").fold_predictions(1, second)
+    assert try_claim(marker, 600, busy) is not None
     with caplog.at_level(logging.WARNING):
         run_dir, tables = run_protocol(cfg, progress=False)
     assert "1 fold(s) are being trained by another process" in caplog.text

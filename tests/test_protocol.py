@@ -22,15 +22,15 @@ from au_llm.protocol import (
     check_no_clip_leak,
     check_no_subject_leak,
     cross_folds,
-    fold_paths,
     loso_folds,
     parse_shard,
     run_protocol,
     select_folds,
-    start_run,
 )
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import compute_tables
+from au_llm.runs.layout import RunLayout
+from au_llm.runs.run import Run
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -333,7 +333,7 @@ def test_fold_names_and_files_never_collide(tmp_path):
     manifest = _keys([("x-y", "z", "a"), ("x", "y-z", "b"), ("x", "../../../../ESCAPED", "c")])
     names = [fold.name for fold in loso_folds(manifest)]
     assert len(set(names)) == 3
-    paths = [fold_paths(tmp_path, 1, name)[0] for name in names]
+    paths = [RunLayout(tmp_path).fold_predictions(1, name) for name in names]
     assert len(set(paths)) == 3
     for path in paths:
         assert path.parent == tmp_path / "folds" / "seed1"
@@ -344,7 +344,7 @@ def test_run_name_must_be_one_folder_name(tiny_data, tmp_path):
         cfg = tiny_config(tiny_data, tmp_path / "runs", "x")
         cfg.name = name
         with pytest.raises(ValueError, match="run name .*must lie directly in out_dir"):
-            start_run(cfg)
+            Run.start(cfg)
     assert not any(tmp_path.rglob("config.yaml"))
 
 
@@ -371,7 +371,7 @@ def test_stale_temporaries_of_a_run_are_removed_at_start(tiny_data, tmp_path):
     stale.parent.mkdir(parents=True)
     stale.write_text("half")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    start_run(cfg)
+    Run.start(cfg)
     assert not stale.exists()
 
 

@@ -8,9 +8,11 @@ import pytest
 
 from au_llm.cli import build_parser, main, protocol_request
 from au_llm.data.manifest import read_manifest
-from au_llm.fold_lock import Owner, lock_path, try_claim
-from au_llm.protocol import fold_paths, run_protocol
+from au_llm.fold_lock import Owner, try_claim
+from au_llm.protocol import run_protocol
 from au_llm.run_status import resubmit_command, run_status
+from au_llm.runs.layout import RunLayout, lock_file
+from au_llm.runs.run import Run
 from tests.conftest import tiny_config
 
 
@@ -23,14 +25,18 @@ def test_status_of_a_half_finished_run(tiny_data, tmp_path, capsys):
     cfg = tiny_config(tiny_data, tmp_path, "half", "loso", "seeds=[1,2]")
     first, second, third = sorted(read_manifest(tiny_data.casme2)["subject"].unique())
     run_dir, _ = run_protocol(cfg, [first], progress=False)
-    claim_as(fold_paths(run_dir, 1, second)[0], Owner("node7", 4242, "88_1"))
+    claim_as(RunLayout(run_dir).fold_predictions(1, second), Owner("node7", 4242, "88_1"))
     oom_log = tmp_path / "88_2_0_log.err"
     oom_log.write_text(
         "loading\nTraceback (most recent call last):\nRuntimeError: CUDA out of memory\n"
     )
     with (
         pytest.raises(RuntimeError),
-        try_claim(fold_paths(run_dir, 1, third)[0], 600, Owner("node8", 17, "88_2", str(oom_log))),
+        try_claim(
+            RunLayout(run_dir).fold_predictions(1, third),
+            600,
+            Owner("node8", 17, "88_2", str(oom_log)),
+        ),
     ):
         raise RuntimeError("CUDA out of memory")
     dead = subprocess.Popen(["true"])
@@ -38,7 +44,7 @@ def test_status_of_a_half_finished_run(tiny_data, tmp_path, capsys):
     killed_log = tmp_path / "88_3_0_log.err"
     killed_log.write_text("epoch 3/350\n")
     claim_as(
-        fold_paths(run_dir, 2, second)[0],
+        RunLayout(run_dir).fold_predictions(2, second),
         Owner(socket.gethostname(), dead.pid, "88_3", str(killed_log)),
     )
 
@@ -56,7 +62,7 @@ def test_status_of_a_half_finished_run(tiny_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 done, 1 running, 2 failed, 1 pending" in out
     assert "| RuntimeError: CUDA out of memory" in out and "| epoch 3/350" in out
-    command = resubmit_command(run_dir)
+    command = resubmit_command(Run.read(run_dir))
     assert f"To run what is missing: {command}" in out
     args = build_parser().parse_args(command.split()[1:])
     again, _, _ = protocol_request(args, "loso")
@@ -69,16 +75,16 @@ def test_a_stale_claim_of_another_host_reads_as_failed(tiny_data, tmp_path):
     first = sorted(read_manifest(tiny_data.casme2)["subject"])[0]
     run_dir, _ = run_protocol(cfg, [first], progress=False)
     second = next(s for s in run_status(run_dir) if s.state == "pending")
-    marker = fold_paths(run_dir, second.seed, second.fold)[0]
+    marker = RunLayout(run_dir).fold_predictions(second.seed, second.fold)
     claim_as(marker, Owner("node7", 1, "90_0"))
     assert run_status(run_dir)[1].state == "running"
-    record = json.loads(lock_path(marker).read_text())
+    record = json.loads(lock_file(marker).read_text())
     record["heartbeat"] = time.time() - 120
-    lock_path(marker).write_text(json.dumps(record))
+    lock_file(marker).write_text(json.dumps(record))
     failed = run_status(run_dir)[1]
     assert failed.state == "failed" and "no refresh for 12" in failed.detail
 
 
 def test_status_of_a_folder_without_a_run_says_so(tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 2
-    assert "no plan.json" in capsys.readouterr().err
+    assert "no run.json" in capsys.readouterr().err

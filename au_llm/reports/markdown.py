@@ -19,6 +19,7 @@ from au_llm.reports.tables import (
     normalise_dataset,
     partial_line,
 )
+from au_llm.runs.layout import REPORT
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
@@ -322,6 +323,6 @@ def write_markdown_report(
         lines += [""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    path = out_dir / "report.md"
+    path = out_dir / REPORT
     atomic_write_text(path, "\n".join(lines))
     return path

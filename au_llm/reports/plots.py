@@ -20,6 +20,7 @@ from au_llm.reports.tables import (
     format_metric,
     normalise_dataset,
 )
+from au_llm.runs.layout import F1_FOLD_HEATMAP, F1_PER_AU
 
 
 def _save_figure(fig: Figure, path: Path) -> Path:
@@ -152,6 +153,6 @@ def write_plots(
     """
     out_dir = Path(out_dir)
     return [
-        _plot_f1_bars(tables, out_dir / "f1_per_au.png", dataset, optimistic),
-        _plot_fold_heatmap(tables, out_dir / "f1_fold_heatmap.png", dataset, optimistic),
+        _plot_f1_bars(tables, out_dir / F1_PER_AU, dataset, optimistic),
+        _plot_fold_heatmap(tables, out_dir / F1_FOLD_HEATMAP, dataset, optimistic),
     ]

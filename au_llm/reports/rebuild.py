@@ -1,11 +1,11 @@
 """Every output of a run directory rebuilt from its finished folds.
 
-A protocol run writes one predictions CSV per finished fold (``folds/seed<S>/<fold>.csv``) next to
-its ``config.yaml`` and ``run.json``; :func:`build_report` turns whatever folds are finished into
-``predictions.csv``, the metric files, the plots and ``report.md``. When some of the folds listed
-in ``run.json`` are not finished (a ``--shard``/``--folds`` run alone, or a run still going), the
-report, ``summary.json`` (``partial``) and the headline say "partial: N of M folds". Folds computed
-with different CPU thread counts are refused (their probabilities differ slightly).
+A protocol run writes one predictions CSV per finished fold (see :mod:`au_llm.runs.layout`);
+:func:`build_report` turns whatever folds are finished into ``predictions.csv``, the metric
+files, the plots and ``report.md``. When some work items of the run's plan are not finished (a
+``--shard``/``--folds`` run alone, or a run still going), the report, ``summary.json``
+(``partial``) and the headline say "partial: N of M folds". Folds computed with different CPU
+thread counts are refused (their probabilities differ slightly).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from au_llm.config import ExperimentConfig, load_config
+from au_llm.config import ExperimentConfig
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reports.answers import answer_notes, answer_tables
@@ -32,48 +32,19 @@ from au_llm.reports.tables import (
     mark_optimistic,
     write_metric_files,
 )
+from au_llm.runs.layout import ORACLE_THRESHOLDS, PREDICTIONS, SUMMARY
+from au_llm.runs.run import Item, Run
 
 
-def collect_predictions(run_dir: Path) -> pd.DataFrame:
-    """Concatenate every finished fold's predictions in a canonical order (seed, fold, clip)."""
-    files = sorted((run_dir / "folds").glob("seed*/*.csv"))
-    if not files:
-        raise FileNotFoundError(f"{run_dir}: no finished fold (folds/seed*/*.csv)")
-    frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
-
-
-def check_threads(run_dir: Path) -> None:
-    """Refuse a run whose finished folds were computed with different CPU thread counts.
-
-    Raises:
-        ValueError: Naming one fold of each thread count.
-    """
-    seen: dict[int, str] = {}
-    for path in sorted((run_dir / "folds").glob("seed*/*.json")):
-        threads = json.loads(path.read_text()).get("num_threads")
-        if threads is not None:
-            seen.setdefault(int(threads), f"{path.parent.name}/{path.stem}")
-    if len(seen) > 1:
-        listed = ", ".join(f"{fold} with {n}" for n, fold in sorted(seen.items()))
-        raise ValueError(
-            f"{run_dir}: folds were computed with different CPU thread counts ({listed}); "
-            "results depend on it, so rerun the odd folds with the same train.num_threads"
-        )
-
-
-def partial_info(frame: pd.DataFrame, run_info: dict[str, Any]) -> dict[str, Any] | None:
+def partial_info(frame: pd.DataFrame, expected: list[Item]) -> dict[str, Any] | None:
     """Finished vs expected (seed, fold) pairs when some are missing, else None.
 
     Returns:
         ``{"finished": N, "expected": M, "missing": ["seed<S>/<fold>", ...]}`` or None (all
-        finished, or ``run.json`` lists no folds).
+        finished, or the plan is empty).
     """
-    folds, seeds = run_info.get("folds"), run_info.get("seeds")
-    if not folds or not seeds:
+    if not expected:
         return None
-    expected = [(int(seed), str(fold)) for seed in seeds for fold in folds]
     done = set(zip(frame["seed"].astype(int), frame["fold"].astype(str), strict=True))
     missing = [f"seed{seed}/{fold}" for seed, fold in expected if (seed, fold) not in done]
     if not missing:
@@ -109,19 +80,18 @@ def build_report(run_dir: Path) -> RunTables:
     pooled test labels; every file then says so (a ``note`` column in each CSV, ``optimistic`` in
     summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
     """
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    run_info = json.loads((run_dir / "run.json").read_text())
-    aus = [int(a) for a in run_info["aus"]]
-    check_threads(run_dir)
-    frame = collect_predictions(run_dir)
+    run = Run.read(run_dir)
+    run_dir, cfg, run_info = run.root, run.cfg, run.info()
+    aus = run.aus()
+    run.check_threads()
+    frame = run.finished_predictions()
     optimistic = cfg.eval.threshold == "test-oracle"
     if optimistic:
         frame, chosen = apply_oracle_thresholds(
             frame, aus, threshold_grid(*cfg.eval.threshold_grid)
         )
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
-        atomic_write_text(run_dir / "oracle_thresholds.json", json.dumps(oracle, indent=2))
+        atomic_write_text(run_dir / ORACLE_THRESHOLDS, json.dumps(oracle, indent=2))
     tables = compute_tables(frame, aus)
     text_per_au, text_summary = answer_tables(frame, aus)
     notes = []
@@ -133,10 +103,10 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
-    partial = partial_info(frame, run_info)
+    partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial
-    atomic_write_csv(run_dir / "predictions.csv", mark_optimistic(frame) if optimistic else frame)
+    atomic_write_csv(run_dir / PREDICTIONS, mark_optimistic(frame) if optimistic else frame)
     write_metric_files(tables, run_dir, optimistic, text_per_au)
     datasets = sorted(frame["dataset"].unique())
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
@@ -177,5 +147,5 @@ def config_summary(cfg: ExperimentConfig, aus: list[int]) -> dict[str, Any]:
 
 def headline_text(run_dir: Path, tables: RunTables) -> str:
     """Text for the end of a run (printed by the caller): the run directory and headline table."""
-    optimistic = json.loads((Path(run_dir) / "summary.json").read_text())["optimistic"]
+    optimistic = json.loads((Path(run_dir) / SUMMARY).read_text())["optimistic"]
     return f"Run directory: {run_dir}\n{headline_table(tables, optimistic)}"

@@ -23,6 +23,12 @@ import pandas as pd
 
 from au_llm import metrics as M
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.runs.layout import (
+    METRICS_PER_AU,
+    METRICS_PER_AU_SEED_MEAN,
+    METRICS_PER_FOLD,
+    SUMMARY,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -363,9 +369,9 @@ def write_metric_files(
         per_au = pd.concat([linear, text_per_au], ignore_index=True)
         per_au = per_au[["head", *[c for c in per_au.columns if c != "head"]]]
     for name, table in (
-        ("metrics_per_au.csv", per_au),
-        ("metrics_per_au_seed_mean.csv", tables.per_au_mean),
-        ("metrics_per_fold.csv", tables.per_fold),
+        (METRICS_PER_AU, per_au),
+        (METRICS_PER_AU_SEED_MEAN, tables.per_au_mean),
+        (METRICS_PER_FOLD, tables.per_fold),
     ):
         atomic_write_csv(out_dir / name, mark_optimistic(table) if optimistic else table)
     summary: dict[str, Any] = {"optimistic": bool(optimistic)}
@@ -373,7 +379,7 @@ def write_metric_files(
         summary["note"] = OPTIMISTIC_NOTE
     summary.update(tables.summary)
     text = json.dumps(_json_safe(summary), indent=2, allow_nan=False)
-    atomic_write_text(out_dir / "summary.json", text + "\n")
+    atomic_write_text(out_dir / SUMMARY, text + "\n")
 
 
 def partial_line(partial: dict[str, Any]) -> str:
