@@ -207,13 +207,14 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from au_llm.preprocess.cache import ClipCache
     from au_llm.preprocess.preview import write_contact_sheet
     from au_llm.preprocess.run import preprocess_manifest, write_preprocess_report
+    from au_llm.runs.layout import PREPROCESS_REPORT
 
     cfg = load_config(args.config, args.overrides)
     manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache_dir = Path(cfg.data.cache_dir)
     cache = ClipCache(cache_dir, cfg.preprocess)
     report = preprocess_manifest(manifest, cache, strict=args.strict)
-    report_path = args.report or cache_dir / "preprocess_report.csv"
+    report_path = args.report or cache_dir / PREPROCESS_REPORT
     write_preprocess_report(report, report_path)
     print(report["status"].value_counts().to_string())
     print(f"report: {report_path}")

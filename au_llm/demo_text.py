@@ -29,6 +29,7 @@ from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import au_column, binary_f1
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
+from au_llm.runs.layout import SUMMARY
 
 TEXT_CONFIG = "demo_smollm2_text.yaml"
 TEST_SUBJECTS = 2
@@ -154,7 +155,7 @@ def run_text_demo(
     results: dict[str, Any] = dict(scores)
     if explained:
         results["explanations"] = explanation_tables(frames["free"], aus)[1]
-    atomic_write_text(folder / "summary.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(folder / SUMMARY, json.dumps(results, indent=2) + "\n")
     print(
         f"== SmolLM2-135M, head: both, {len(frames['free'])} test clips of 2 held-out subjects =="
     )
