@@ -8,6 +8,6 @@ them with ``importlib.resources``, from any folder). Everything else is in pypro
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["au_llm*", "pipelines*"]), "au_llm.configs"],
+    packages=[*find_packages(include=["au_llm*"]), "au_llm.configs"],
     package_dir={"au_llm.configs": "configs"},
 )

@@ -96,9 +96,9 @@ def test_the_files_protocol_must_match_the_sub_command(capsys):
 
 
 @pytest.mark.parametrize("script", ["loso", "cross", "demo"])
-def test_pipeline_scripts_are_the_cli(script, tmp_path):
+def test_the_module_entry_point_is_the_cli(script, tmp_path):
     help_run = subprocess.run(
-        [sys.executable, "-m", f"pipelines.{script}", "--help"],
+        [sys.executable, "-m", "au_llm.cli", script, "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -107,7 +107,7 @@ def test_pipeline_scripts_are_the_cli(script, tmp_path):
     if script == "demo":
         return
     bad = subprocess.run(
-        [sys.executable, "-m", f"pipelines.{script}", "--config", str(_bad_yaml(tmp_path))],
+        [sys.executable, "-m", "au_llm.cli", script, "--config", str(_bad_yaml(tmp_path))],
         capture_output=True,
         text=True,
         cwd=REPO,

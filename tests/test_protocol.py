@@ -205,7 +205,7 @@ def test_cross_domain_end_to_end(tiny_data, tmp_path):
 
 def _run_loso_subprocess(config: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.loso", "--config", str(config)],
+        [sys.executable, "-m", "au_llm.cli", "loso", "--config", str(config)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
