@@ -283,3 +283,21 @@ def test_hard_level_has_smaller_movements_more_jitter_and_noise_and_au4_in_half(
     assert ClipRenderer(hard_clip).noise_sigma == 2.5 * ClipRenderer(clip).noise_sigma
     with pytest.raises(ValueError, match="difficulty"):
         plan_clips("casme2", difficulty="extreme")
+
+
+def test_cached_render_arrays_are_read_only_and_rendering_is_repeatable() -> None:
+    from au_llm.synth import render
+
+    clip = plan_clips("casme2", 1, 1, seed=3, frames_per_clip=6)[0]
+    first = [ClipRenderer(clip).render(clip.onset + k) for k in range(clip.n_frames)]
+    cached = [
+        render._source().image,
+        render._identity(clip.style, clip.seed, clip.subject_index).warp,
+        render._au_field(clip.actions[0].au, clip.actions[0].side)[2],
+        render._noise_table(2.0),
+    ]
+    for array in cached:
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
+    again = [ClipRenderer(clip).render(clip.onset + k) for k in range(clip.n_frames)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))

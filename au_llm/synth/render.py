@@ -77,6 +77,12 @@ def source_landmarks() -> np.ndarray:
     return np.loadtxt(rows, delimiter=",", dtype=np.float64).reshape(468, 2)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, marked read-only: cached arrays are shared by every caller."""
+    array.flags.writeable = False
+    return array
+
+
 @lru_cache(maxsize=1)
 def _source() -> _Source:
     from skimage import data as skdata
@@ -88,12 +94,12 @@ def _source() -> _Source:
     up = points[_FOREHEAD] - points[_CHIN]
     up /= np.linalg.norm(up)
     return _Source(
-        image=padded.astype(np.float32),
-        points=points,
-        centre=(low + high) / 2,
+        image=_read_only(padded.astype(np.float32)),
+        points=_read_only(points),
+        centre=_read_only((low + high) / 2),
         face_width=float(high[0] - low[0]),
-        up=up,
-        right=np.array([-up[1], up[0]]),
+        up=_read_only(up),
+        right=_read_only(np.array([-up[1], up[0]])),
     )
 
 
@@ -171,7 +177,7 @@ def _au_field(au: int, side: str) -> tuple[int, int, np.ndarray]:
         raise ValueError(f"AU {au}: no control landmark on side {side!r}")
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     field = num[y0:y1, x0:x1] / np.maximum(den[y0:y1, x0:x1], 1.0)[..., None]
-    return int(y0), int(x0), field
+    return int(y0), int(x0), _read_only(field)
 
 
 @dataclass(frozen=True)
@@ -228,8 +234,8 @@ def _identity(style: str, seed: int, subject_index: int) -> _Identity:
             rng.uniform(*spec.centre_x) * spec.width,
             rng.uniform(*spec.centre_y) * spec.height,
         ),
-        image=np.clip(image, 0, 255).astype(np.float32),
-        warp=warp.astype(np.float32),
+        image=_read_only(np.clip(image, 0, 255).astype(np.float32)),
+        warp=_read_only(warp.astype(np.float32)),
     )
 
 
@@ -312,7 +318,8 @@ def _noise_table(sigma: float) -> np.ndarray:
     Gaussian noise of standard deviation ``sigma`` (tails cut at 2.7 sigma).
     """
     normal = statistics.NormalDist(0.0, sigma)
-    return np.array([round(normal.inv_cdf((k + 0.5) / 256)) for k in range(256)], dtype=np.int16)
+    table = [round(normal.inv_cdf((k + 0.5) / 256)) for k in range(256)]
+    return _read_only(np.array(table, dtype=np.int16))
 
 
 def _clip_field(actions: Sequence[AUAction]) -> np.ndarray:
