@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
+from au_llm.config_checks import AlignMode, FacePolicy, LaunchMode, choices
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -28,7 +29,7 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--shard", help="run shard K of N of the folds, e.g. 2/4")
     parser.add_argument("--strict", action="store_true", help="fail on any bad clip")
     launch = parser.add_argument_group("launch (overrides the config's launch section)")
-    launch.add_argument("--launch", choices=["none", "local", "slurm"], help="where folds run")
+    launch.add_argument("--launch", choices=choices(LaunchMode), help="where folds run")
     launch.add_argument("--jobs", type=int, help="slurm: array tasks (0: one per fold x seed)")
     launch.add_argument("--gpus-per-job", type=int, help="slurm: GPUs per task")
     launch.add_argument("--partition", help="slurm: partition")
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--face",
-        choices=("largest", "all", "center"),
+        choices=choices(FacePolicy),
         default="largest",
         help="which tracked face a window uses; all: one stream per face (face_id column)",
     )
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--align",
-        choices=("clip", "frame", "none"),
+        choices=choices(AlignMode),
         help="alignment replacing the model's preprocess.mode (frame: recordings with head motion)",
     )
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")

@@ -22,7 +22,9 @@ from au_llm.config_checks import (
     DATASET_AUS,
     DEFAULT_PROMPT,
     SAMPLING_STRATEGIES,
+    AlignMode,
     ConfigError,
+    LaunchMode,
     check_choice,
     check_positive,
 )
@@ -125,7 +127,7 @@ class PreprocessConfig:
         if not 16 <= self.size <= 512:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
         check_choice("preprocess", "color", self.color, ("gray", "rgb"))
-        check_choice("preprocess", "mode", self.mode, ("clip", "frame", "none"))
+        check_choice("preprocess", "mode", self.mode, AlignMode)
         check_positive("preprocess", "num_faces", self.num_faces)
         if not 0 <= self.margin < 1:
             raise ConfigError(f"preprocess.margin = {self.margin}: expected 0 <= margin < 1")
@@ -343,7 +345,7 @@ class LaunchConfig:
     lock_timeout: float = 600.0
 
     def __post_init__(self) -> None:
-        check_choice("launch", "mode", self.mode, ("none", "local", "slurm"))
+        check_choice("launch", "mode", self.mode, LaunchMode)
         for key in ("jobs", "gpus_per_job", "cpus_per_job", "mem_gb", "array_parallelism"):
             check_positive("launch", key, getattr(self, key), allow_zero=True)
         check_positive("launch", "lock_timeout", self.lock_timeout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal, get_args
+
 DEFAULT_PROMPT = "Analyse the following fused facial video features for action unit classification."
 
 # AU sets of the MEB benchmark (``dataset_aus``), used by AU-LLM.
@@ -17,15 +19,38 @@ ANSWER_FORMAT_NAMES = ("list", "yesno", "json", "names")
 # Temporal sampling strategies (see au_llm.preprocess.sampling).
 SAMPLING_STRATEGIES = ("uniform", "onset_apex", "random_end")
 
+# Choices given both in configs and on the command line, each listed once. Config fields stay
+# ``str`` (OmegaConf's structured configs do not take Literal types) and are checked with
+# :func:`check_choice`; the CLI offers ``choices(...)`` of the same Literal.
+AlignMode = Literal["clip", "frame", "none"]
+"""``preprocess.mode`` and ``au-llm predict --align`` (see au_llm.preprocess.align)."""
+LaunchMode = Literal["none", "local", "slurm"]
+"""``launch.mode`` and ``--launch``: where the folds of a run are trained."""
+FacePolicy = Literal["largest", "all", "center"]
+"""``au-llm predict --face``: which faces of a recording are scored (au_llm.preprocess.tracks)."""
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` type, in order."""
+    return get_args(literal)
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key and the file."""
 
 
-def check_choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise :class:`ConfigError` naming ``section.key`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ConfigError(f"{section}.{key} = {value!r}: expected one of {', '.join(choices)}")
+def check_choice(section: str, key: str, value: str, allowed: tuple[str, ...] | Any) -> None:
+    """Raise :class:`ConfigError` naming ``section.key`` unless ``value`` is allowed.
+
+    Args:
+        section: The config section.
+        key: The key in it.
+        value: The value given.
+        allowed: The allowed values, or a ``Literal`` type of them.
+    """
+    names = allowed if isinstance(allowed, tuple) else choices(allowed)
+    if value not in names:
+        raise ConfigError(f"{section}.{key} = {value!r}: expected one of {', '.join(names)}")
 
 
 def check_positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:

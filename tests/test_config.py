@@ -102,3 +102,22 @@ def test_explain_settings_are_validated():
         load_config(None, ["model.explain.weight=-1"])
     with pytest.raises(ConfigError, match="needs an LLM"):
         load_config(None, ["model.explain.weight=1", "model.llm.source=none"])
+
+
+def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
+    from au_llm.cli import build_parser
+    from au_llm.config_checks import AlignMode, FacePolicy, LaunchMode, choices
+    from au_llm.preprocess.tracks import FACE_POLICIES
+
+    def offered(command: str, option: str) -> tuple[str, ...]:
+        sub = next(a for a in build_parser()._subparsers._group_actions)
+        action = next(a for a in sub.choices[command]._actions if option in a.option_strings)
+        return tuple(action.choices)
+
+    assert offered("loso", "--launch") == choices(LaunchMode) == ("none", "local", "slurm")
+    assert offered("predict", "--align") == choices(AlignMode) == ("clip", "frame", "none")
+    assert offered("predict", "--face") == choices(FacePolicy) == FACE_POLICIES
+    with pytest.raises(ConfigError, match=r"launch.mode = 'cloud': expected one of none, local"):
+        load_config(None, ["launch.mode=cloud"])
+    with pytest.raises(ConfigError, match=r"preprocess.mode = 'warp': expected one of clip, frame"):
+        load_config(None, ["preprocess.mode=warp"])

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from au_llm.config_checks import FacePolicy, choices
 from au_llm.preprocess.landmarks import FaceLandmarks
 
-FACE_POLICIES = ("largest", "all", "center")
+FACE_POLICIES = choices(FacePolicy)
 Box = tuple[float, float, float, float]
 
 
