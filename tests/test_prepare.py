@@ -1,0 +1,57 @@
+import shutil
+
+import pytest
+
+from au_llm.data.manifest import ManifestError, read_manifest
+from au_llm.prepare import prepare_data, read_manifests, resolve_aus
+from au_llm.runs.layout import PREPROCESS_REPORT
+from tests.conftest import tiny_config
+
+
+def test_the_aus_are_the_configured_ones_or_those_the_datasets_share(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path, "aus")
+    assert resolve_aus(cfg, ["casme2"]) == [1, 2, 4, 7, 12, 14, 15, 17]
+    assert resolve_aus(cfg, ["casme2", "samm"]) == [2, 4, 7, 12]
+    chosen = tiny_config(tiny_data, tmp_path, "aus", "loso", "data.aus=[12,4,12]")
+    assert resolve_aus(chosen, ["mine"]) == [4, 12]
+    with pytest.raises(ValueError, match=r"datasets \['mine'\] have no default AU set"):
+        resolve_aus(cfg, ["mine"])
+
+
+def test_a_clip_listed_in_two_manifests_is_refused_naming_both(tiny_data, tmp_path):
+    copy = tmp_path / "copy.csv"
+    shutil.copy(tiny_data.casme2, copy)
+    with pytest.raises(ManifestError, match=r"copy.csv: clip casme2/.* is also listed in .*casme2"):
+        read_manifests([str(tiny_data.casme2), str(copy)])
+    both = read_manifests([str(tiny_data.casme2), str(tiny_data.samm)])
+    assert set(both["dataset"]) == {"casme2", "samm"}
+
+
+def test_a_clip_that_fails_alignment_is_excluded_and_reported(tiny_data, tmp_path):
+    manifest = read_manifest(tiny_data.casme2)
+    broken = manifest.iloc[0]
+    frames = tmp_path / "frames"
+    shutil.copytree(broken["frames_dir"], frames)
+    for path in sorted(frames.iterdir())[:2]:
+        path.write_bytes(b"not an image")
+    manifest.loc[0, "frames_dir"] = str(frames)
+    path = tmp_path / "m.csv"
+    manifest.to_csv(path, index=False)
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "prep",
+        "loso",
+        f"data.manifests=['{path}']",
+        f"data.cache_dir='{tmp_path / 'cache'}'",
+    )
+    run_dir = tmp_path / "run"
+    data = prepare_data(cfg, run_dir, progress=False)
+    key = (broken["dataset"], broken["subject"], broken["clip"])
+    assert [tuple(r) for r in data.excluded[["dataset", "subject", "clip"]].to_numpy()] == [key]
+    assert data.excluded["reason"].str.len().iloc[0] > 0
+    assert len(data.source) == len(manifest) - 1 and data.target is None
+    prints = data.source["fingerprint"]
+    assert prints.str.fullmatch("[0-9a-f]{64}").all() and prints.is_unique
+    assert (run_dir / PREPROCESS_REPORT).is_file()
+    assert data.aus == [1, 2, 4, 7, 12, 14, 15, 17]
