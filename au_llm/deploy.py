@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from au_llm.answers import decision_matrix
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
 from au_llm.deployed import DeployedModel, load_deployed
 from au_llm.io_utils import OutputError, atomic_write_csv, probe_writable
-from au_llm.metrics import au_column, au_prediction_columns
+from au_llm.metrics import au_column
 from au_llm.model.engine import PromptCache
+from au_llm.prediction_rows import output_columns
 from au_llm.preprocess.align import NO_FACE
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, to_clip_tensor
@@ -202,21 +202,24 @@ class Predictor:
             log.warning("%s: %s%s", source, clip + ": " if clip else "", reason)
         self.failures.append({"input": str(source), "clip": clip, "reason": reason, **span})
 
-    def _au_columns(
-        self, probs: np.ndarray, answers: dict[str, list[str]], labels: np.ndarray | None = None
+    def _output_columns(
+        self,
+        outputs: ClipOutputs,
+        labels: np.ndarray | None = None,
+        explained: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """AU columns (``AUxx_true`` with labels) and one ``answer_<format>`` column per format.
-
-        With ``head: text`` the probabilities are the first format's parsed 0/1 decisions.
-        """
-        if self.deployed.model.cfg.head == "text":
-            first = self.deployed.model.cfg.text.formats[0]
-            probs = decision_matrix(first, self.deployed.aus, answers[first])
-        columns: dict[str, Any] = dict(
-            au_prediction_columns(self.deployed.aus, probs, self.deployed.thresholds, labels)
+        """The row's columns after its keys (see :func:`~au_llm.prediction_rows.output_columns`)."""
+        model = self.deployed.model.cfg
+        deployed = self.deployed
+        return output_columns(
+            outputs,
+            deployed.aus,
+            deployed.thresholds,
+            model.head,
+            model.text.formats,
+            labels,
+            explained,
         )
-        columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()})
-        return columns
 
     def _outputs(self, clips: torch.Tensor) -> ClipOutputs:
         """Probabilities, answers and (``explain``) explanations of clips ``[B, C, T, H, W]``.
@@ -280,10 +283,10 @@ class Predictor:
             }
         )
         labels = data.labels.numpy() if labelled else None
+        explained = None
         if self.explain:
-            annotation = {c: rows[c] for c in ("au_raw", "aus") if c in rows.columns}
-            frame = frame.assign(**annotation, explanation=outputs.explanations)
-        return frame.assign(**self._au_columns(outputs.probs, outputs.answers, labels))
+            explained = {c: rows[c] for c in ("au_raw", "aus") if c in rows.columns}
+        return frame.assign(**self._output_columns(outputs, labels, explained))
 
     def _describe_window(self, path: Path, fps: float, window: int, stride: int) -> None:
         """Log the window in frames and seconds; warn when it is shorter than the model's input."""
@@ -327,9 +330,8 @@ class Predictor:
         clips = torch.stack([to_clip_tensor(aligned.frames) for _, aligned in batch])
         outputs = self._outputs(clips)
         frame = pd.DataFrame([keys for keys, _ in batch])
-        if self.explain:
-            frame = frame.assign(explanation=outputs.explanations)
-        return frame.assign(**self._au_columns(outputs.probs, outputs.answers))
+        explained: dict[str, Any] | None = {} if self.explain else None
+        return frame.assign(**self._output_columns(outputs, explained=explained))
 
     def predict_recording(self, path: Path, kind: str, clip: str | None = None) -> pd.DataFrame:
         """One row per window and face: keys, coverage, face box, AU columns.

@@ -21,19 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from au_llm.answers import decision_matrix
 from au_llm.config import ExperimentConfig
 from au_llm.fold_lock import Owner
-from au_llm.metrics import au_prediction_columns
 from au_llm.model.spec import ModelSpec
+from au_llm.prediction_rows import output_columns
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
-from au_llm.reports.answers import ANSWER_PREFIX
-from au_llm.reports.explanations import EXPLANATION_COLUMN
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
 from au_llm.runs.run import Item, Run
@@ -182,17 +178,9 @@ def fold_seed(seed: int, fold_name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(fold_name.encode())) % 2**31
 
 
-def prediction_frame(
-    metas: list[dict],
-    probs: np.ndarray,
-    labels: np.ndarray,
-    thresholds: np.ndarray,
-    aus: list[int],
-    fold: str,
-    seed: int,
-) -> pd.DataFrame:
-    """The per-clip AU table: key columns, then ``AUxx_prob, AUxx_pred, AUxx_true`` per AU."""
-    keys = pd.DataFrame(
+def fold_keys(metas: list[dict], fold: str, seed: int) -> pd.DataFrame:
+    """The key columns of a fold's rows: ``dataset, subject, clip, fold, seed``."""
+    return pd.DataFrame(
         {
             "dataset": [m["dataset"] for m in metas],
             "subject": [str(m["subject"]) for m in metas],
@@ -201,7 +189,6 @@ def prediction_frame(
             "seed": seed,
         }
     )
-    return keys.assign(**au_prediction_columns(aus, probs, thresholds, labels))
 
 
 def run_fold(
@@ -232,17 +219,12 @@ def run_fold(
     outputs, metas = predict_clips(
         model, test_set, cfg.train.batch_size, cfg.train.bf16, answers=text, explain=explain
     )
-    probs, answers = outputs.probs, outputs.answers
-    if cfg.model.head == "text":
-        first = cfg.model.text.formats[0]
-        probs = decision_matrix(first, data.aus, answers[first])
-    explained: dict[str, list[str]] = {}
-    if explain:
-        explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")}
-        explained[EXPLANATION_COLUMN] = outputs.explanations
-    frame = prediction_frame(
-        metas, probs, test_set.labels.numpy(), thresholds, data.aus, fold.name, seed
-    ).assign(**{f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in answers.items()}, **explained)
+    explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
+    labels, model_cfg = test_set.labels.numpy(), cfg.model
+    columns = output_columns(
+        outputs, data.aus, thresholds, model_cfg.head, model_cfg.text.formats, labels, explained
+    )
+    frame = fold_keys(metas, fold.name, seed).assign(**columns)
     record = {
         "fold": fold.name,
         "seed": seed,
