@@ -18,7 +18,7 @@ from au_llm.training import (
     make_scheduler,
     train_model,
 )
-from tests.conftest import tiny_config
+from tests.conftest import tiny_model_config
 
 
 def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
@@ -83,7 +83,7 @@ def test_inner_split_holds_out_whole_training_subjects(tiny_data):
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
-    cfg = tiny_config(
+    cfg = tiny_model_config(
         tiny_data,
         tmp_path,
         "es",
@@ -113,8 +113,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_compiled_visual_path_equals_eager():
     from au_llm.training import compile_visual_path
-    from tests.model import clips, one_torch_thread, tiny_spec
-    from tests.model import tiny_config as tiny_model_config
+    from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
     with one_torch_thread():
         model = build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0).eval()

@@ -22,7 +22,7 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def tiny_config(
+def tiny_model_config(
     arch: str = "qwen2",
     *,
     source: str = "tiny",

@@ -11,7 +11,7 @@ from au_llm.config import LLMConfig
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.llm import load_base_llm
 from au_llm.model.modeling_au_llm import build_au_llm
-from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def _trained_model(cfg):
 
 
 def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
-    model = _trained_model(tiny_config())
+    model = _trained_model(tiny_model_config())
     x = clips(3, seed=1)
     with torch.no_grad():
         expected = model(x)
@@ -51,7 +51,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 def test_none_ablation_round_trip(tmp_path: Path) -> None:
-    model = _trained_model(tiny_config(source="none"))
+    model = _trained_model(tiny_model_config(source="none"))
     x = clips(2, seed=3)
     save_checkpoint(model, {}, tmp_path)
     loaded, info = load_checkpoint(tmp_path)
@@ -61,7 +61,7 @@ def test_none_ablation_round_trip(tmp_path: Path) -> None:
 
 
 def test_mismatched_base_raises(tmp_path: Path) -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
     save_checkpoint(model, {}, tmp_path)
     meta_path = tmp_path / "model.json"
     meta = json.loads(meta_path.read_text())
@@ -103,7 +103,7 @@ def _save_local_hf_model(directory: Path, layers: int, seed: int = 0) -> None:
 def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
     _save_local_hf_model(model_dir, layers=1)
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, dtype="float32")
     model = _trained_model(cfg)
     assert model.base_identity["path"] == str(model_dir.resolve())
@@ -124,7 +124,7 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
 def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
     _save_local_hf_model(model_dir, layers=1)
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, dtype="float32")
     model = _trained_model(cfg)
     assert len(model.base_identity["weights_sha256"]) == 64

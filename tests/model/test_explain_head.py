@@ -6,7 +6,7 @@ from au_llm.explain import describe_clip
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.training import _lm_loss, batch_loss, clip_outputs
-from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 META = {
     "dataset": ["casme2", "casme2"],
@@ -25,7 +25,7 @@ def _one_thread():
 
 
 def _model(weight: float = 1.0, head: str = "linear"):
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.llm.tiny.init_std = 0.5
     cfg.head = head
     cfg.text.formats = ["list"]

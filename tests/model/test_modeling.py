@@ -12,7 +12,7 @@ from au_llm.model.modeling_au_llm import (
     frozen_base_dtype,
     merge_visual_tokens,
 )
-from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def _logits_and_grads(model: AULLM, x: torch.Tensor) -> tuple[torch.Tensor, dict
 
 
 def test_shapes_and_projector_width() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 4), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 4), seed=0)
     x = clips(3)
     feats = model.get_clip_features(x)
     assert model.projector.in_dim == feats["mid"].shape[1] + feats["high"].shape[1]
@@ -53,7 +53,7 @@ def test_shapes_and_projector_width() -> None:
 
 
 def test_gradients_reach_trainable_parts_but_not_base() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 3), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0)
     _perturb_lora(model)
     _, grads = _logits_and_grads(model, clips(2))
     for prefix in ("backbone.conv1.", "backbone.fc_high.", "projector.", "head.", "llm."):
@@ -75,7 +75,7 @@ def test_fast_path_equals_straightforward_path(
     arch: str, prompt: str | None, n_tokens: int
 ) -> None:
     model = build_au_llm(
-        tiny_spec(tiny_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4), seed=0
+        tiny_spec(tiny_model_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4), seed=0
     )
     _perturb_lora(model)
     model.eval()  # dropout off, BatchNorm fixed; gradients still flow
@@ -92,7 +92,7 @@ def test_fast_path_equals_straightforward_path(
 
 
 def test_fast_path_without_prefix_equals_straightforward_path(monkeypatch) -> None:
-    cfg = tiny_config(prompt="<video> then a question ?")
+    cfg = tiny_model_config(prompt="<video> then a question ?")
     encode = ByteTokenizer.encode
     monkeypatch.setattr(
         ByteTokenizer,
@@ -119,7 +119,7 @@ def test_visual_token_count_is_checked_where_tokens_enter_the_llm() -> None:
 
 
 def test_explicit_prompt_cache_gives_the_same_logits_and_belongs_to_its_weights() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
     x = clips(2)
@@ -150,7 +150,7 @@ def test_explicit_prompt_cache_gives_the_same_logits_and_belongs_to_its_weights(
 
 
 def test_reset_trainable_equals_fresh_build() -> None:
-    cfg = tiny_config(dropout=0.1)
+    cfg = tiny_model_config(dropout=0.1)
     model = build_au_llm(tiny_spec(cfg, 3), seed=5)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
     model(clips(2)).sum().backward()
@@ -168,7 +168,7 @@ def test_reset_trainable_equals_fresh_build() -> None:
 
 
 def test_two_models_in_one_process_both_work() -> None:
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     first = build_au_llm(tiny_spec(cfg, 2), seed=0)
     _perturb_lora(first, seed=0)
     first.eval()
@@ -193,7 +193,7 @@ def test_two_models_in_one_process_both_work() -> None:
 
 
 def test_tiny_base_is_deterministic_and_identified() -> None:
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     base = load_base_llm(cfg.llm)
     again = load_base_llm(cfg.llm)
     assert again is not base and again.model is not base.model
@@ -209,20 +209,20 @@ def test_tiny_base_is_deterministic_and_identified() -> None:
 
 
 def test_placeholder_count_must_match_visual_tokens() -> None:
-    cfg = tiny_config(prompt="a <video> b <video> c", n_visual_tokens=1)
+    cfg = tiny_model_config(prompt="a <video> b <video> c", n_visual_tokens=1)
     with pytest.raises(ValueError, match="2 '<video>' placeholder.*n_visual_tokens = 1"):
         build_au_llm(tiny_spec(cfg, 2), seed=0)
 
 
 def test_visual_token_goes_after_the_prompt() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
     expected = ByteTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
     assert model.prompt_ids.tolist() == expected and expected[0] == ByteTokenizer.bos_id
     assert model._segment_lengths == (len(expected), 0)
 
 
 def test_none_ablation_trains_without_llm() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(source="none"), 3), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
     assert model.llm is None and model.tokenizer is None and model.base_identity is None
     assert model.projector.out_dim == 32 and model.head.in_features == 32
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
@@ -234,7 +234,7 @@ def test_none_ablation_trains_without_llm() -> None:
 
 
 def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
-    model = build_au_llm(tiny_spec(tiny_config(), 2), seed=0)
+    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
     model.place("cpu", base_dtype=torch.bfloat16)  # what llm.dtype: bfloat16 does
@@ -250,7 +250,7 @@ def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
 
 
 def test_frozen_base_dtype_follows_llm_dtype(monkeypatch) -> None:
-    cfg = tiny_config().llm
+    cfg = tiny_model_config().llm
     cpu = torch.device("cpu")
     assert frozen_base_dtype(cfg, cpu) == torch.float32
     cfg.dtype = "bfloat16"

@@ -6,7 +6,7 @@ from au_llm.model.engine import answer_trie, generate_answers
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.training import batch_loss
-from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +16,7 @@ def _one_thread():
 
 
 def _text_model(head: str = "both", formats=("list", "yesno"), seed: int = 0):
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.llm.tiny.init_std = 0.5  # sharp enough logits for a 32-wide random LM to learn text
     cfg.head = head
     cfg.text.formats = list(formats)
