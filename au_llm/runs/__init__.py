@@ -1,0 +1,1 @@
+"""Run folders: their layout and the Run that reads and writes their records."""

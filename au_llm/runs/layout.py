@@ -1,0 +1,151 @@
+"""The run folder's layout: every file name a protocol run writes is defined here and only here.
+
+A run lives in ``<out_dir>/<name>/``::
+
+    config.yaml                   the experiment
+    env.json                      versions, git commit, device of the process that opened it
+    run.json                      AUs, excluded clips, data fingerprint, the plan (seeds, folds)
+    preprocess_report.csv         per-clip alignment outcome
+    folds/seed<S>/<fold>.csv      a finished fold's predictions: the completion marker
+    folds/seed<S>/<fold>.json     its thresholds, losses, seeds, device and thread count
+    folds/seed<S>/<fold>.lock     a live claim (au_llm.fold_lock)
+    folds/seed<S>/<fold>.failed   the error of a fold whose training raised
+    launch/submissions/<id>.json  one record per ``--launch`` submission
+    launch/logs/                  submitit's job scripts and logs
+    predictions.csv, metrics_per_au.csv, metrics_per_au_seed_mean.csv, metrics_per_fold.csv,
+    summary.json, f1_per_au.png, f1_fold_heatmap.png, report.md, oracle_thresholds.json:
+                                  the outputs, rebuilt from the finished folds (au_llm.reports)
+
+``<fold>`` is the fold name as a safe file name (:func:`~au_llm.io_utils.safe_component`), so it
+stays in its folder and two folds never share a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from au_llm.io_utils import safe_component
+
+CONFIG = "config.yaml"
+ENV = "env.json"
+RECORD = "run.json"
+PREPROCESS_REPORT = "preprocess_report.csv"
+FOLDS = "folds"
+LAUNCH = "launch"
+SUBMISSIONS = "submissions"
+LOGS = "logs"
+
+FOLD_PREDICTIONS = ".csv"
+FOLD_RECORD = ".json"
+LOCK = ".lock"
+FAILED = ".failed"
+
+PREDICTIONS = "predictions.csv"
+METRICS_PER_AU = "metrics_per_au.csv"
+METRICS_PER_AU_SEED_MEAN = "metrics_per_au_seed_mean.csv"
+METRICS_PER_FOLD = "metrics_per_fold.csv"
+SUMMARY = "summary.json"
+F1_PER_AU = "f1_per_au.png"
+F1_FOLD_HEATMAP = "f1_fold_heatmap.png"
+REPORT = "report.md"
+ORACLE_THRESHOLDS = "oracle_thresholds.json"
+
+OUTPUTS = (
+    PREDICTIONS,
+    METRICS_PER_AU,
+    METRICS_PER_AU_SEED_MEAN,
+    METRICS_PER_FOLD,
+    SUMMARY,
+    F1_PER_AU,
+    F1_FOLD_HEATMAP,
+    REPORT,
+)
+"""The outputs every report writes (``oracle_thresholds.json`` only under ``test-oracle``)."""
+
+
+def lock_file(marker: Path) -> Path:
+    """The claim file of the fold whose completion marker (predictions CSV) is ``marker``."""
+    return marker.with_suffix(LOCK)
+
+
+def failure_file(marker: Path) -> Path:
+    """The failure record of the fold whose completion marker is ``marker``."""
+    return marker.with_suffix(FAILED)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder.
+
+    Attributes:
+        root: The run folder, ``<out_dir>/<name>``.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        """The saved experiment config."""
+        return self.root / CONFIG
+
+    @property
+    def env(self) -> Path:
+        """Versions, git commit and device of the process that opened the run."""
+        return self.root / ENV
+
+    @property
+    def record(self) -> Path:
+        """``run.json``: AUs, excluded clips, data fingerprint, seeds and folds (the plan)."""
+        return self.root / RECORD
+
+    @property
+    def preprocess_report(self) -> Path:
+        """The per-clip alignment report."""
+        return self.root / PREPROCESS_REPORT
+
+    @property
+    def folds(self) -> Path:
+        """The folder of the finished folds."""
+        return self.root / FOLDS
+
+    def fold_predictions(self, seed: int, fold: str) -> Path:
+        """A fold's predictions CSV: written atomically, its existence marks the fold finished."""
+        return self.folds / f"seed{seed}" / f"{safe_component(fold)}{FOLD_PREDICTIONS}"
+
+    def fold_record(self, seed: int, fold: str) -> Path:
+        """A fold's JSON record (thresholds, losses, fold seed, thread count)."""
+        return self.fold_predictions(seed, fold).with_suffix(FOLD_RECORD)
+
+    def finished_predictions(self) -> list[Path]:
+        """Every finished fold's predictions CSV, sorted."""
+        return sorted(self.folds.glob(f"seed*/*{FOLD_PREDICTIONS}"))
+
+    def fold_records(self) -> list[Path]:
+        """Every fold record, sorted."""
+        return sorted(self.folds.glob(f"seed*/*{FOLD_RECORD}"))
+
+    @property
+    def submissions(self) -> Path:
+        """The folder of the launch submission records."""
+        return self.root / LAUNCH / SUBMISSIONS
+
+    def submission(self, submission_id: str) -> Path:
+        """The record of one launch submission."""
+        return self.submissions / f"{submission_id}.json"
+
+    @property
+    def logs(self) -> Path:
+        """The folder of submitit's job scripts, pickles and logs."""
+        return self.root / LAUNCH / LOGS
+
+    def job_log(self, job_id: str, stream: str = "err") -> Path:
+        """The ``out`` or ``err`` log of a submitit job's first task (tracebacks go to ``err``)."""
+        return self.logs / f"{job_id}_0_log.{stream}"
+
+    def output(self, name: str) -> Path:
+        """One of the report's outputs (a name of this module, e.g. :data:`SUMMARY`)."""
+        return self.root / name

@@ -1,0 +1,337 @@
+"""One run folder: its records, its plan, fold claims and fold results.
+
+:class:`Run` is the only reader and writer of a run folder's records (``config.yaml``,
+``env.json``, ``run.json``, the fold files and the launch submissions); protocols, launchers,
+``au-llm status``, ``au-llm report`` and ``au-llm ablate`` ask it instead of building paths. The
+file names are in :mod:`au_llm.runs.layout`.
+
+``run.json`` holds the plan (every seed x every fold of the protocol, before ``--folds`` or
+``--shard``), so the report can say when a run is partial and ``au-llm status`` lists every
+work item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from au_llm.config import ExperimentConfig, load_config, save_config
+from au_llm.data.manifest import id_problem
+from au_llm.fold_lock import Claim, Owner, try_claim
+from au_llm.io_utils import (
+    atomic_write_csv,
+    atomic_write_text,
+    probe_writable,
+    remove_stale_temporaries,
+)
+from au_llm.prepare import PreparedData
+from au_llm.runs.layout import RunLayout
+
+Item = tuple[int, str]
+"""A work item: ``(seed, fold name)``."""
+
+# Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
+RUNTIME_KEYS = (
+    ("strict",),
+    ("out_dir",),
+    ("preprocess", "workers"),
+    ("train", "num_threads"),
+    ("launch",),
+)
+
+
+def environment() -> dict[str, Any]:
+    """Versions, git commit and device, for ``env.json``."""
+    import peft
+    import transformers
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "git_commit": commit,
+        "device": device_name(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def device_name() -> str:
+    """The GPU's name, or ``cpu``."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config as a dict without :data:`RUNTIME_KEYS`."""
+    data = cfg.to_dict()
+    for path in RUNTIME_KEYS:
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1])
+    return data
+
+
+def data_fingerprint(data: PreparedData) -> str:
+    """SHA-256 of the AU list and every clip's identity, frame range and labels."""
+    columns = ["dataset", "subject", "clip", "onset", "offset", "aus"]
+    frames = [data.source] + ([data.target] if data.target is not None else [])
+    text = json.dumps(data.aus) + "".join(f[columns].to_csv(index=False) for f in frames)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_folder(cfg: ExperimentConfig) -> Path:
+    """``<out_dir>/<name>``, the folder of ``cfg``'s run.
+
+    Raises:
+        ValueError: ``name`` is not a single folder name.
+    """
+    problem = id_problem("name", cfg.name)
+    if problem is not None:
+        raise ValueError(f"run {problem}: the run folder must lie directly in out_dir")
+    return Path(cfg.out_dir) / cfg.name
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder and the experiment it holds.
+
+    Attributes:
+        layout: The folder's paths.
+        cfg: The experiment (the saved ``config.yaml`` for a folder opened with :meth:`read`).
+    """
+
+    layout: RunLayout
+    cfg: ExperimentConfig
+
+    @property
+    def root(self) -> Path:
+        """The run folder."""
+        return self.layout.root
+
+    @classmethod
+    def start(cls, cfg: ExperimentConfig) -> Run:
+        """Create (or reopen) the run folder, refusing to mix two configs in one run.
+
+        Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
+        machine of a job array) may share a run. Temporaries left by a killed write (older than
+        a few minutes) are removed, the folder must be writable before any work starts, and
+        ``config.yaml`` and ``env.json`` are written.
+
+        Raises:
+            ValueError: ``name`` is not a single folder name, or the folder holds another config.
+            OutputError: The run folder cannot be written.
+        """
+        layout = RunLayout(run_folder(cfg).resolve())
+        if layout.config.exists() and _comparable(load_config(layout.config)) != _comparable(cfg):
+            raise ValueError(
+                f"{layout.root} holds a run with a different config ({layout.config}); "
+                "use another name= or remove the folder"
+            )
+        probe_writable(layout.root)
+        remove_stale_temporaries(layout.root)
+        save_config(cfg, layout.config)
+        atomic_write_text(layout.env, json.dumps(environment(), indent=2))
+        return cls(layout, cfg)
+
+    @classmethod
+    def join(cls, cfg: ExperimentConfig, root: Path) -> Run:
+        """The run at ``root`` that another process started, for a task that trains its folds."""
+        return cls(RunLayout(Path(root)), cfg)
+
+    @classmethod
+    def read(cls, root: str | Path) -> Run:
+        """An existing run folder, opened to read (its saved config).
+
+        Raises:
+            FileNotFoundError: If the folder holds no started run (no ``run.json``).
+        """
+        layout = RunLayout(Path(root))
+        if not layout.record.is_file():
+            raise FileNotFoundError(
+                f"{layout.root}: no {layout.record.name}; not a run directory, or its run has "
+                "not started"
+            )
+        return cls(layout, load_config(layout.config))
+
+    # -- run.json: the data and the plan -------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """``run.json``: AUs, excluded clips, data fingerprint, folds, seeds, threads."""
+        return json.loads(self.layout.record.read_text())
+
+    def record_data(
+        self, data: PreparedData, folds: list[str], num_threads: int | None
+    ) -> None:
+        """Write ``run.json``: the AUs, excluded clips, data fingerprint and the plan.
+
+        Args:
+            data: The prepared clips.
+            folds: Every fold name of the protocol (before ``--folds``/``--shard``).
+            num_threads: The CPU threads the folds are computed with (None: decided by each
+                task); checked against the finished folds (:meth:`check_threads`).
+
+        Raises:
+            ValueError: If finished folds were computed on different clips or labels (a
+                manifest rebuilt at the same path) or with another number of threads.
+        """
+        fingerprint = data_fingerprint(data)
+        finished = self.layout.record.exists() and self.layout.finished_predictions()
+        if finished and self.info().get("data_fingerprint") != fingerprint:
+            raise ValueError(
+                f"{self.root}: the manifests' clips, frame ranges or labels changed since "
+                "its finished folds were computed; use another name= or remove the folder"
+            )
+        self.check_threads(num_threads)
+        info = {
+            "aus": data.aus,
+            "excluded": data.excluded.to_dict("records"),
+            "data_fingerprint": fingerprint,
+            "folds": folds,
+            "seeds": self.cfg.seeds,
+            "num_threads": num_threads,
+        }
+        atomic_write_text(self.layout.record, json.dumps(info, indent=2))
+
+    def check_data(self, data: PreparedData) -> None:
+        """Raise RuntimeError unless ``data`` is the data recorded when the run was opened."""
+        if data_fingerprint(data) != self.info()["data_fingerprint"]:
+            raise RuntimeError(
+                f"{self.root}: the clips this task prepared differ from those recorded at "
+                "submit time (manifests, cache or frames changed, or differ on this node)"
+            )
+
+    def plan(self) -> list[Item]:
+        """Every work item ``(seed, fold)`` of the run, in order (seeds, then folds)."""
+        info = self.info()
+        return [(int(seed), str(fold)) for seed in info["seeds"] for fold in info["folds"]]
+
+    def aus(self) -> list[int]:
+        """The AUs the run detects."""
+        return [int(au) for au in self.info()["aus"]]
+
+    # -- folds ---------------------------------------------------------------------------------
+
+    def is_finished(self, seed: int, fold: str) -> bool:
+        """Whether the fold's predictions are written (the fold counts as done)."""
+        return self.layout.fold_predictions(seed, fold).exists()
+
+    def has_finished_folds(self) -> bool:
+        """Whether any fold of the run is finished."""
+        return bool(self.layout.finished_predictions())
+
+    def claim(self, seed: int, fold: str, owner: Owner) -> Claim | None:
+        """Claim a fold to train it (None: finished, or a live process holds it)."""
+        marker = self.layout.fold_predictions(seed, fold)
+        return try_claim(marker, self.cfg.launch.lock_timeout, owner)
+
+    def write_fold(self, seed: int, fold: str, frame: pd.DataFrame, record: dict) -> Path:
+        """Write a fold's record, then its predictions (the completion marker), atomically.
+
+        The record gets the device and CPU thread count of this process.
+
+        Returns:
+            The fold's predictions CSV.
+        """
+        record = {**record, "num_threads": torch.get_num_threads(), "device": device_name()}
+        atomic_write_text(self.layout.fold_record(seed, fold), json.dumps(record, indent=2))
+        marker = self.layout.fold_predictions(seed, fold)
+        atomic_write_csv(marker, frame)
+        return marker
+
+    def fold_records(self) -> list[dict[str, Any]]:
+        """The JSON record of every finished (or record-written) fold, sorted by file."""
+        return [json.loads(path.read_text()) for path in self.layout.fold_records()]
+
+    def read_fold_record(self, seed: int, fold: str) -> dict[str, Any]:
+        """One fold's record."""
+        return json.loads(self.layout.fold_record(seed, fold).read_text())
+
+    def finished_predictions(self) -> pd.DataFrame:
+        """Every finished fold's predictions, in a canonical order (seed, fold, clip).
+
+        Raises:
+            FileNotFoundError: If no fold is finished.
+        """
+        files = self.layout.finished_predictions()
+        if not files:
+            raise FileNotFoundError(f"{self.root}: no finished fold")
+        frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
+        frame = pd.concat(frames, ignore_index=True)
+        keys = ["seed", "fold", "dataset", "subject", "clip"]
+        return frame.sort_values(keys).reset_index(drop=True)
+
+    def check_threads(self, num_threads: int | None = None) -> None:
+        """Refuse folds computed with different CPU thread counts (their results differ slightly).
+
+        Args:
+            num_threads: The thread count of the folds still to compute; None compares the
+                finished folds with each other only.
+
+        Raises:
+            ValueError: Naming a fold computed with another thread count.
+        """
+        seen: dict[int, str] = {}
+        for record in self.fold_records():
+            if record.get("num_threads") is not None:
+                name = f"seed{record['seed']}/{record['fold']}"
+                seen.setdefault(int(record["num_threads"]), name)
+        if num_threads is not None:
+            other = {n: fold for n, fold in seen.items() if n != num_threads}
+            if other:
+                n, fold = next(iter(other.items()))
+                raise ValueError(
+                    f"{self.root}: fold {fold} was computed with {n} CPU threads, this process "
+                    f"uses {num_threads}; results depend on the thread count, so set "
+                    f"train.num_threads: {n} (or use another name=)"
+                )
+        elif len(seen) > 1:
+            listed = ", ".join(f"{fold} with {n}" for n, fold in sorted(seen.items()))
+            raise ValueError(
+                f"{self.root}: folds were computed with different CPU thread counts ({listed}); "
+                "results depend on it, so rerun the odd folds with the same train.num_threads"
+            )
+
+    # -- launch submissions --------------------------------------------------------------------
+
+    def record_submission(self, mode: str, host: str, items: list[Item]) -> Path:
+        """Write the record of a new launch submission; returns its path."""
+        submission = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        path = self.layout.submission(submission)
+        info = {"id": submission, "mode": mode, "host": host, "time": time.time(), "items": items}
+        atomic_write_text(path, json.dumps(info, indent=2))
+        return path
+
+    def update_submission(self, path: Path, **fields: Any) -> None:
+        """Add ``fields`` (the jobs, once submitted) to a submission record."""
+        info = json.loads(path.read_text())
+        atomic_write_text(path, json.dumps({**info, **fields}, indent=2))
+
+    def latest_submission(self) -> dict[str, Any] | None:
+        """The record of the last launch submission, or None."""
+        records = sorted(self.layout.submissions.glob("*.json"))
+        return json.loads(records[-1].read_text()) if records else None
