@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key and the file."""
 
 
+# Values of ``train.precision`` (see :mod:`au_llm.model.precision`).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def check_choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise :class:`ConfigError` naming ``section.key`` unless ``value`` is one of ``choices``."""
     if value not in choices:

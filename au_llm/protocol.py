@@ -44,6 +44,7 @@ from au_llm.io_utils import (
 from au_llm.metrics import (
     au_prediction_columns,
 )
+from au_llm.model.precision import resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
@@ -57,6 +58,7 @@ from au_llm.training import (
     predict_clips,
     resolve_device,
     seed_everything,
+    select_device,
     set_num_threads,
 )
 
@@ -255,7 +257,7 @@ def run_fold(
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
     text = cfg.model.head != "linear"
     outputs, metas = predict_clips(
-        model, test_set, cfg.train.batch_size, cfg.train.bf16, answers=text, explain=explain
+        model, test_set, cfg.train.batch_size, answers=text, explain=explain
     )
     probs, answers = outputs.probs, outputs.answers
     if cfg.model.head == "text":
@@ -283,6 +285,7 @@ def run_fold(
         "seconds": result.seconds,
         "num_threads": torch.get_num_threads(),
         "first_step_seconds": result.first_step_seconds,
+        "precision": model.precision,
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))
     atomic_write_csv(csv_path, frame)
@@ -391,9 +394,14 @@ def _fold_threads(run_dir: Path) -> dict[str, int]:
 
 
 def record_data(
-    run_dir: Path, data: PreparedData, folds: list[str], seeds: list[int], num_threads: int
+    run_dir: Path,
+    data: PreparedData,
+    folds: list[str],
+    seeds: list[int],
+    num_threads: int,
+    precision: str | None = None,
 ) -> None:
-    """Write ``run.json`` (AUs, excluded clips, data fingerprint, folds, threads).
+    """Write ``run.json`` (AUs, excluded clips, data fingerprint, folds, threads, precision).
 
     Args:
         run_dir: The run folder.
@@ -403,6 +411,8 @@ def record_data(
         seeds: The run's seeds.
         num_threads: The CPU threads torch uses here; results depend on it, so a run's folds
             must all use the same number.
+        precision: The precision the folds compute in here (``fp32`` or ``bf16``); None when
+            they run elsewhere (each fold's record holds its own).
 
     Raises:
         ValueError: If finished folds exist that were computed on different clips or labels
@@ -433,6 +443,7 @@ def record_data(
         "folds": folds,
         "seeds": seeds,
         "num_threads": num_threads,
+        "precision": precision,
     }
     atomic_write_text(path, json.dumps(info, indent=2))
 
@@ -458,7 +469,9 @@ def run_protocol(
     run_dir = start_run(cfg)
     data = prepare_data(cfg, run_dir, progress)
     folds = protocol_folds(cfg, data)
-    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, torch.get_num_threads())
+    precision = resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
+    threads = torch.get_num_threads()
+    record_data(run_dir, data, [f.name for f in folds], cfg.seeds, threads, precision)
     write_plan(run_dir, cfg.seeds, [fold.name for fold in folds])
     folds = select_folds(folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
@@ -508,7 +521,8 @@ def run_work(
         The items left unfinished because another process holds them.
     """
     by_name = {fold.name: fold for fold in folds}
-    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
+    device, precision = select_device(cfg.train)
+    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), device, precision)
     owner = owner or Owner.current()
     elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):

@@ -106,7 +106,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
     assert result.best_epoch < len(result.val_loss) - 1, "the restore path must be exercised"
     loss_fn = build_loss(cfg.train, train_set.labels)
     loader = _loader(val_set, 8, shuffle=False, seed=0)
-    restored = _epoch_loss(model, loader, loss_fn, torch.device("cpu"), bf16=False)
+    restored = _epoch_loss(model, loader, loss_fn, torch.device("cpu"))
     assert restored == pytest.approx(min(result.val_loss), rel=1e-5)
 
 
