@@ -50,3 +50,13 @@ def tiny_config(
     if protocol == "cross":
         overrides.append(f"data.target_manifests=['{data.samm}']")
     return load_config(CONFIG_DIR / f"tiny_cpu_{protocol}.yaml", [*overrides, *extra])
+
+
+@pytest.fixture(params=["fp32", "bf16"])
+def precision(request: pytest.FixtureRequest) -> str:
+    """Each ``train.precision`` forced, whatever the CPU.
+
+    bfloat16 autocast runs on any CPU (emulated, 20-30x slower, where not native), so the tests
+    taking this fixture run both paths everywhere; keep them tiny.
+    """
+    return request.param
