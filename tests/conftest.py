@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
@@ -60,3 +62,12 @@ def precision(request: pytest.FixtureRequest) -> str:
     taking this fixture run both paths everywhere; keep them tiny.
     """
     return request.param
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Device of the device tests: ``AU_LLM_TEST_DEVICE`` (default ``cpu``).
+
+    ``bench/gpu_check.py`` runs them with ``AU_LLM_TEST_DEVICE=cuda`` on a GPU machine.
+    """
+    return torch.device(os.environ.get("AU_LLM_TEST_DEVICE", "cpu"))
