@@ -94,6 +94,8 @@ SHAPES = {
         intermediate_size=1536,
         vocab_size=49152,
     ),
+    # dry runs only (bench/gpu_check.py --dry-run): seconds on any CPU
+    "tiny": TinyLLMConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1),
 }
 
 
@@ -147,8 +149,11 @@ def use_real_tokenizer(project: AULLM, tokenizer_dir: Path | None = None) -> Non
     """Tokenise both models' prompts with the built-in SmolLM2's BPE tokenizer.
 
     The reference tokenises with ``project.tokenizer``; the random LLM's byte tokenizer is replaced.
-    ``tokenizer_dir``: a folder holding that tokenizer's files (default: the built-in model's).
+    ``tokenizer_dir``: a folder holding that tokenizer's files (default: the built-in model's);
+    ``byte`` keeps the random LLM's own byte tokenizer (dry runs).
     """
+    if tokenizer_dir == Path("byte"):
+        return
     from au_llm.model.llm import HFTokenizer
     from au_llm.model.smollm2 import smollm2_dir
 
@@ -324,13 +329,11 @@ def run_shape(
     tokenizer_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Benchmark one LLM shape at every batch size in ``precision``; returns timings and ratios."""
-    spec = ModelSpec(
-        ModelConfig(llm=LLMConfig(source="tiny", tiny=tiny)),
-        tuple(range(1, N_AUS + 1)),
-        CHANNELS,
-        FRAMES,
-        SIZE,
-    )
+    model_cfg = ModelConfig(llm=LLMConfig(source="tiny", tiny=tiny))
+    size = SIZE
+    if name == "tiny":  # dry runs: a small backbone and projector on 32x32 frames too
+        model_cfg.backbone.high_dim, model_cfg.projector.hidden, size = 32, 32, 32
+    spec = ModelSpec(model_cfg, tuple(range(1, N_AUS + 1)), CHANNELS, FRAMES, size)
     project = build_au_llm(spec, 0, device, precision)
     name = f"{name} {project.precision}"
     use_real_tokenizer(project, tokenizer_dir)
@@ -343,7 +346,7 @@ def run_shape(
         reference, _ = _load_reference(Path(tmp), project, device)
         _copy_weights(reference, project)
         generator = torch.Generator().manual_seed(0)
-        check = torch.rand(2, CHANNELS, FRAMES, SIZE, SIZE, generator=generator).to(device)
+        check = torch.rand(2, *spec.clip_shape, generator=generator).to(device)
         project.eval()
         reference.eval()
         with torch.no_grad(), _autocast(device, precision):
@@ -356,7 +359,7 @@ def run_shape(
         optimizer = make_optimizer(project.trainable_parameters(), cfg)
         per_batch = {}
         for batch_size in batches:
-            clips = torch.rand(batch_size, CHANNELS, FRAMES, SIZE, SIZE, generator=generator)
+            clips = torch.rand(batch_size, *spec.clip_shape, generator=generator)
             labels = torch.randint(0, 2, (batch_size, N_AUS), generator=generator).float()
             models = {"reference": (reference, ref_optimizer), "project": (project, optimizer)}
             x, y = clips.to(device), labels.to(device)
@@ -442,14 +445,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="one timed round (--repeats 1)")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument(
+        "--shapes", nargs="+", choices=list(SHAPES), default=["qwen2-0.5b", "smollm2-135m"]
+    )
     parser.add_argument(
         "--precisions", nargs="+", choices=("auto", "fp32", "bf16"), default=["fp32", "bf16"]
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--tokenizer", type=Path, help="folder of the SmolLM2 tokenizer's files (default: built-in)"
+        "--tokenizer",
+        type=Path,
+        help="folder of the SmolLM2 tokenizer's files (default: built-in; byte: the random LLM's)",
     )
     args = parser.parse_args()
     if args.threads:

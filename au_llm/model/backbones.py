@@ -168,8 +168,9 @@ class LearnableEulerianDynamics(nn.Module):
 
         Returns:
             ``[B, C, T - 1, H, W]`` normalised filtered clip, at least float32. The filter
-            always runs in float32 or wider (autocast off): in bfloat16 its coefficients no longer sum to zero and
-            static pixels get a spurious response near the size of a 1-2 px micro-movement's.
+            always runs in float32 or wider (autocast off): in bfloat16 its coefficients no
+            longer sum to zero and static pixels get a spurious response near the size of a
+            1-2 px micro-movement's.
         """
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(torch.promote_types(x.dtype, torch.float32))

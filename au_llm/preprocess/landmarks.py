@@ -15,8 +15,9 @@ best detection whose box holds the face's centre, or 0.0 when the detector alone
 lowest threshold.
 
 mediapipe's native chatter, written straight to the process's stderr when the graphs are created,
-run (LiteRT may warn on any detection, e.g. about unaligned input memory) and closed, is dropped (:func:`au_llm.preprocess.native.quiet_native_stderr`);
-anything else written to stderr meanwhile is passed on.
+run (LiteRT may warn on any detection, e.g. about unaligned input memory) and closed, is dropped
+(:func:`au_llm.preprocess.native.quiet_native_stderr`); anything else written to stderr meanwhile
+is passed on.
 """
 
 from __future__ import annotations
