@@ -169,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--explain", action="store_true", help="add a generated explanation per clip or window"
     )
+    predict.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="numeric precision (default: the one the model was trained in)",
+    )
     return parser
 
 
@@ -353,9 +358,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         face=args.face,
         min_face=args.min_face,
         align=args.align,
+        precision=args.precision,
     )
     print(run.summary.to_string(index=False, na_rep=""))
-    print(f"predictions written: {run.out} (failures: {run.failures})")
+    print(f"predictions written: {run.out} (failures: {run.failures}; precision: {run.precision})")
     return run.status
 
 

@@ -21,6 +21,7 @@ from au_llm.config_checks import (
     ANSWER_FORMAT_NAMES,
     DATASET_AUS,
     DEFAULT_PROMPT,
+    PRECISIONS,
     SAMPLING_STRATEGIES,
     AlignMode,
     ConfigError,
@@ -189,9 +190,17 @@ class TrainConfig:
         val_fraction: Fraction of training subjects held out as an inner validation split (never
             the test subject); 0 disables it.
         patience: Early-stopping patience in epochs on the inner validation loss (0 disables).
-        bf16: bfloat16 autocast where the device computes bfloat16 natively (GPUs, CPUs with
-            AVX512-BF16/AMX); float32 elsewhere.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``auto`` (bfloat16 where the device computes it natively: GPUs from
+            compute capability 8.0, CPUs with AVX512_BF16/AMX or Arm BF16; float32 elsewhere),
+            ``fp32`` (exact and reproducible everywhere) or ``bf16`` (forced; emulated, slowly,
+            where not native). Under bfloat16 the frozen LLM base is stored in bfloat16 and the
+            forward runs under autocast; trainable weights, the LED filter, logits and losses
+            stay float32 (see ``docs/precision.md``). Logged at start and recorded in
+            ``run.json`` and in saved models.
+        deterministic: On CUDA, deterministic algorithms (``torch.use_deterministic_algorithms``,
+            no cuDNN benchmarking, ``CUBLAS_WORKSPACE_CONFIG``) so a seed gives the same run;
+            false allows faster nondeterministic kernels. CPU runs are deterministic either way.
+        device: ``auto`` (CUDA when available; the choice is logged), ``cpu`` or ``cuda``.
         compile: Compile the backbone and projector with ``torch.compile`` (opt-in; the first
             training step then includes the compilation, logged and recorded as
             ``first_step_seconds``).
@@ -217,7 +226,8 @@ class TrainConfig:
     loss_reduction: str = "mean"
     val_fraction: float = 0.0
     patience: int = 0
-    bf16: bool = True
+    precision: str = "auto"
+    deterministic: bool = True
     device: str = "auto"
     compile: bool = False
     num_threads: int = 1
@@ -229,6 +239,7 @@ class TrainConfig:
         check_choice("train", "loss_reduction", self.loss_reduction, ("mean", "sum"))
         if not 0 <= self.asl_clip < 1:
             raise ConfigError(f"train.asl_clip = {self.asl_clip}: expected 0 <= clip < 1")
+        check_choice("train", "precision", self.precision, PRECISIONS)
         check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         check_positive("train", "lr", self.lr)
         check_positive("train", "epochs", self.epochs)
@@ -317,7 +328,9 @@ class LaunchConfig:
         jobs: ``slurm``: array tasks the work items are dealt to round-robin (0: one per item).
             A task that finished its items goes on with items nobody claimed.
         devices: ``local``: GPU indices ``0,1,2,3`` (a worker pinned to each with
-            ``CUDA_VISIBLE_DEVICES``) or ``cpu:N`` (N CPU workers).
+            ``CUDA_VISIBLE_DEVICES``; indices count the GPUs this process sees, so under an
+            inherited ``CUDA_VISIBLE_DEVICES=5,7`` index 1 is GPU 7; an index that does not
+            exist is an error) or ``cpu:N`` (N CPU workers).
         gpus_per_job: ``slurm``: GPUs per task (``--gres=gpu:N``); 0 for CPU-only tasks.
         cpus_per_job: ``slurm``: CPUs per task (0: the cluster's default).
         mem_gb: ``slurm``: memory per task in GB (0: the cluster's default).
@@ -409,6 +422,23 @@ def _blame(source: str) -> Iterator[None]:
         raise ConfigError(f"{source}: cannot read config file: {exc}") from None
 
 
+# Keys that were replaced: a config that still sets one gets an error naming the new key.
+RETIRED_KEYS = {
+    "train.bf16": "train.precision (auto, fp32 or bf16)",
+    "model.llm.dtype": "train.precision (auto, fp32 or bf16)",
+}
+
+
+def _check_retired(node: Any, source: str) -> None:
+    """Raise a :class:`ConfigError` if ``node`` sets a key of :data:`RETIRED_KEYS`."""
+    for key, new in RETIRED_KEYS.items():
+        if OmegaConf.select(node, key, default=_ABSENT) is not _ABSENT:
+            raise ConfigError(f"{source}: {key} was replaced by {new}; remove {key}")
+
+
+_ABSENT = object()
+
+
 def _validated(merged: Any, source: str) -> ExperimentConfig:
     with _blame(source):
         cfg = OmegaConf.to_object(merged)
@@ -438,7 +468,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         source = str(path)
         with _blame(source):
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            loaded = OmegaConf.load(path)
+        _check_retired(loaded, source)
+        with _blame(source):
+            merged = OmegaConf.merge(merged, loaded)
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
@@ -446,7 +479,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if bad:
             raise ConfigError(f"{source}: override {bad[0]!r}: expected key=value")
         with _blame(source):
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            dotlist = OmegaConf.from_dotlist(list(overrides))
+        _check_retired(dotlist, source)
+        with _blame(source):
+            merged = OmegaConf.merge(merged, dotlist)
     if path is None or overrides:
         cfg = _validated(merged, source)
     return cfg

@@ -28,11 +28,16 @@ LaunchMode = Literal["none", "local", "slurm"]
 """``launch.mode`` and ``--launch``: where the folds of a run are trained."""
 FacePolicy = Literal["largest", "all", "center"]
 """``au-llm predict --face``: which faces of a recording are scored (au_llm.preprocess.tracks)."""
+Precision = Literal["auto", "fp32", "bf16"]
+"""``train.precision`` and ``au-llm predict --precision`` (see au_llm.model.precision)."""
 
 
 def choices(literal: Any) -> tuple[str, ...]:
     """The values of a ``Literal`` type, in order."""
     return get_args(literal)
+
+
+PRECISIONS = choices(Precision)
 
 
 class ConfigError(ValueError):

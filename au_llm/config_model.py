@@ -160,9 +160,6 @@ class LLMConfig:
         placeholder: Marker of a visual token inside ``prompt``.
         n_visual_tokens: Visual tokens per clip (the paper uses one).
         lora: LoRA settings.
-        dtype: dtype of the frozen base: ``auto`` (bfloat16 where the device computes it
-            natively: most GPUs, CPUs with AVX512-BF16/AMX; float32 elsewhere), ``float32`` or
-            ``bfloat16``. Trainable weights (LoRA included) always stay float32.
         fast_path: Use the prompt-cache fast path (set false only to compare with the
             straightforward path).
     """
@@ -174,12 +171,10 @@ class LLMConfig:
     placeholder: str = "<video>"
     n_visual_tokens: int = 1
     lora: LoraConfig = field(default_factory=LoraConfig)
-    dtype: str = "auto"
     fast_path: bool = True
 
     def __post_init__(self) -> None:
         check_choice("model.llm", "source", self.source, ("tiny", "smollm2", "path", "none"))
-        check_choice("model.llm", "dtype", self.dtype, ("auto", "float32", "bfloat16"))
         if self.source == "path" and not self.path:
             raise ConfigError(
                 "model.llm.source = 'path' needs model.llm.path (a local directory or .gguf file)"

@@ -155,9 +155,8 @@ class Predictor:
         if self.align is not None:
             self._override_alignment(self.align)
         self._landmarker: Landmarker | None = None
-        train = self.deployed.cfg.train
         model = self.deployed.model.eval()
-        self._prompt_cache: PromptCache | None = inference_prompt_cache(model, train.bf16)
+        self._prompt_cache: PromptCache | None = inference_prompt_cache(model)
         self._text = model.cfg.head != "linear"
         self._tries = answer_tries(model, self.constrained) if self._text else {}
 
@@ -229,9 +228,7 @@ class Predictor:
         model = self.deployed.model.eval()
         train = self.deployed.cfg.train
         parts = [
-            clip_outputs(
-                model, batch, train.bf16, self._prompt_cache, self._tries, self._text, self.explain
-            )
+            clip_outputs(model, batch, self._prompt_cache, self._tries, self._text, self.explain)
             for batch in torch.split(clips, train.batch_size)
         ]
         return ClipOutputs.concat(parts, len(self.deployed.aus))
@@ -443,12 +440,14 @@ class PredictionRun:
         summary: One row per input: ``input, frames, windows, failed_windows, reason``.
         status: 0 when every input gave rows, :data:`EXIT_SOME_FAILED` when some gave none,
             :data:`EXIT_ALL_FAILED` when none did.
+        precision: The precision the model ran in (``fp32`` or ``bf16``).
     """
 
     out: Path
     failures: Path
     summary: pd.DataFrame
     status: int
+    precision: str = "fp32"
 
 
 def prediction_files(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
@@ -488,6 +487,7 @@ def predict_inputs(
     explain: bool = False,
     per_frame: bool = False,
     align: str | None = None,
+    precision: str | None = None,
 ) -> PredictionRun:
     """Predict AUs for many inputs and write one CSV (plus ``failures.csv`` beside it).
 
@@ -495,7 +495,9 @@ def predict_inputs(
     where the model's config points. Arguments after ``out`` are :class:`Predictor`'s; ``plot``
     also writes ``<out stem>_<nn>_<recording>.png`` per recording (``nn``: input position);
     ``per_frame`` also writes ``<out stem>_per_frame.csv``: one row per frame of each recording,
-    each AU's probability averaged over the windows covering it.
+    each AU's probability averaged over the windows covering it. ``precision`` (``auto``,
+    ``fp32``, ``bf16``) replaces the one the model was trained in (the default); the one used is
+    :attr:`PredictionRun.precision`.
 
     Raises:
         ValueError: See :func:`prediction_files`, or a bad option.
@@ -505,7 +507,7 @@ def predict_inputs(
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
     seed_everything(0)
     predictor = Predictor(
-        load_deployed(model_dir),
+        load_deployed(model_dir, precision),
         window,
         stride,
         fps,
@@ -543,7 +545,7 @@ def predict_inputs(
     if produced < len(inputs):
         status = EXIT_SOME_FAILED if produced else EXIT_ALL_FAILED
     summary = _integers(pd.DataFrame(predictor.summary, columns=SUMMARY_COLUMNS))
-    return PredictionRun(out, failures, summary, status)
+    return PredictionRun(out, failures, summary, status, predictor.deployed.model.precision)
 
 
 def _integers(table: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,14 @@ from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
-from au_llm.training import fit, resolve_device, seed_everything, set_num_threads
+from au_llm.training import (
+    fit,
+    resolve_device,
+    seed_everything,
+    select_device,
+    set_determinism,
+    set_num_threads,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,8 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     data = prepare_data(cfg, out)
     seed = cfg.seeds[0]
     spec = ModelSpec.from_experiment(cfg, data.aus)
-    model = build_au_llm(spec, seed, resolve_device(cfg.train.device))
+    device, precision = select_device(cfg.train)
+    model = build_au_llm(spec, seed, device, precision)
     seed_everything(seed)
     fitted = fit(model, data.source, cfg, data, seed)
     if cfg.eval.threshold == "test-oracle":
@@ -75,13 +83,29 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
     return DeployedModel(model.eval(), cfg, data.aus, fitted.thresholds, clip_seconds)
 
 
-def load_deployed(model_dir: Path) -> DeployedModel:
-    """Load a model directory written by :func:`train_deployable` (the base LLM must match)."""
+def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedModel:
+    """Load a model directory written by :func:`train_deployable` (the base LLM must match).
+
+    Args:
+        model_dir: The model directory.
+        precision: ``auto``, ``fp32`` or ``bf16``; None runs the model in the precision it was
+            trained in (recorded in the directory). The one used is logged and is
+            ``model.precision``.
+    """
     model, info = load_checkpoint(Path(model_dir))
     cfg = config_from_dict(info["config"])
     extra = info["extra"]
+    device = resolve_device(cfg.train.device)
+    set_determinism(device, cfg.train.deterministic)
+    model.place(device, precision or info["precision"])
+    log.info(
+        "precision: %s (%s; trained in %s)",
+        model.precision,
+        "as trained" if precision is None else f"asked for {precision}",
+        info["precision"],
+    )
     return DeployedModel(
-        model.place(resolve_device(cfg.train.device)),
+        model,
         cfg,
         list(model.spec.aus),
         np.asarray(extra["thresholds"], dtype=np.float64),

@@ -365,6 +365,41 @@ def _wait(jobs: list[Any], run: Run, todo: list[Item], progress: bool) -> list[s
     return errors
 
 
+def worker_gpus(
+    devices: list[int | None], visible: str | None, count: int | None = None
+) -> list[int | None]:
+    """Physical GPU ids of ``launch.devices`` indices, counted among the GPUs this process sees.
+
+    An index counts the GPUs visible here, as CUDA does: with an inherited
+    ``CUDA_VISIBLE_DEVICES=5,7``, index 1 is physical GPU 7 (the id a worker is pinned to).
+
+    Args:
+        devices: :func:`~au_llm.config.parse_devices` output (None: a CPU worker).
+        visible: The inherited ``CUDA_VISIBLE_DEVICES`` (None when unset).
+        count: GPUs present when ``visible`` is unset (default ``torch.cuda.device_count()``).
+
+    Raises:
+        ValueError: An index that does not exist, or an inherited list that is not numeric.
+    """
+    if visible is None:
+        ids = list(range(torch.cuda.device_count() if count is None else count))
+    else:
+        entries = [e.strip() for e in visible.split(",") if e.strip()]
+        if not all(e.isdigit() for e in entries):
+            raise ValueError(
+                f"CUDA_VISIBLE_DEVICES={visible!r}: launch.devices needs numeric GPU ids there"
+            )
+        ids = [int(e) for e in entries]
+    missing = [d for d in devices if d is not None and d >= len(ids)]
+    if missing:
+        seen = f"CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "this machine"
+        raise ValueError(
+            f"launch.devices: GPU index {missing[0]} does not exist; {seen} gives {len(ids)} "
+            f"GPU(s) (indices 0..{len(ids) - 1})"
+        )
+    return [None if d is None else ids[d] for d in devices]
+
+
 def run_local(
     cfg: ExperimentConfig,
     fold_names: list[str] | None = None,
@@ -387,9 +422,10 @@ def run_local(
 
     Raises:
         RuntimeError: If a worker failed (the report is still rebuilt from the finished folds).
+        ValueError: A GPU index that does not exist (see :func:`worker_gpus`).
     """
     submitit = _submitit()
-    devices = parse_devices(cfg.launch.devices)
+    devices = worker_gpus(parse_devices(cfg.launch.devices), os.environ.get("CUDA_VISIBLE_DEVICES"))
     threads = _worker_threads(cfg, len(devices)) if None in devices else 0
     prepared = prepare_launch(
         cfg, fold_names, shard, progress, threads or cfg.train.num_threads or None

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig
 from au_llm.fold_lock import Owner
+from au_llm.model.precision import resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
 from au_llm.prepare import PreparedData, prepare_data
@@ -39,6 +40,7 @@ from au_llm.training import (
     predict_clips,
     resolve_device,
     seed_everything,
+    select_device,
     set_num_threads,
 )
 
@@ -217,7 +219,7 @@ def run_fold(
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
     text = cfg.model.head != "linear"
     outputs, metas = predict_clips(
-        model, test_set, cfg.train.batch_size, cfg.train.bf16, answers=text, explain=explain
+        model, test_set, cfg.train.batch_size, answers=text, explain=explain
     )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
     labels, model_cfg = test_set.labels.numpy(), cfg.model
@@ -238,6 +240,7 @@ def run_fold(
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
         "first_step_seconds": result.first_step_seconds,
+        "precision": model.precision,
     }
     return run.write_fold(seed, fold.name, frame, record)
 
@@ -262,6 +265,7 @@ def open_run(
     num_threads: int | None,
     progress: bool = True,
     joining: Path | None = None,
+    precision: str | None = None,
 ) -> OpenedRun:
     """The run lifecycle up to training: open the folder, prepare the clips, record the plan.
 
@@ -273,6 +277,8 @@ def open_run(
         progress: Show progress bars.
         joining: The folder of a run another process opened (a launched task): its config is
             not rewritten, and the clips must be those it recorded.
+        precision: The precision the folds compute in here (``fp32`` or ``bf16``), recorded in
+            ``run.json``; None when they run elsewhere (each fold's record holds its own).
 
     Raises:
         ValueError: The folder holds another config, other clips, or folds computed with
@@ -286,7 +292,7 @@ def open_run(
         run.check_data(data)
         run.check_threads(num_threads)
     else:
-        run.record_data(data, [fold.name for fold in folds], num_threads)
+        run.record_data(data, [fold.name for fold in folds], num_threads, precision)
     return OpenedRun(run, data, folds)
 
 
@@ -316,7 +322,8 @@ def run_protocol(
         The run directory and its metric tables (None when no fold of the run is finished: a
         shard without folds, or folds all trained elsewhere).
     """
-    opened = open_run(cfg, set_num_threads(cfg.train), progress)
+    precision = resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
+    opened = open_run(cfg, set_num_threads(cfg.train), progress, precision=precision)
     folds = select_folds(opened.folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
     elsewhere = run_work(opened, todo, progress)
@@ -360,7 +367,8 @@ def run_work(
     """
     run, data, cfg = opened.run, opened.data, opened.run.cfg
     by_name = {fold.name: fold for fold in opened.folds}
-    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), resolve_device(cfg.train.device))
+    device, precision = select_device(cfg.train)
+    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), device, precision)
     owner = owner or Owner.current()
     elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):

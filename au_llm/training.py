@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from au_llm.metrics import best_thresholds, threshold_grid
 from au_llm.model.engine import AnswerTrie, PromptCache, answer_trie, generate_answers
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
-from au_llm.model.precision import bf16_native
+from au_llm.model.precision import autocast, bf16_native, resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData
 from au_llm.preprocess.dataset import ClipDataset, collate
@@ -64,12 +65,60 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """Map ``auto``/``cpu``/``cuda`` to a torch device (``auto`` picks CUDA when available)."""
+    """Map ``auto``/``cpu``/``cuda`` to a torch device (``auto`` picks CUDA when available).
+
+    The choice of ``auto`` is logged (with the GPU's name), so a run that falls back to the CPU
+    says so.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        where = torch.cuda.get_device_name(0) if device.type == "cuda" else "no CUDA device seen"
+        log.info("train.device = auto: using %s (%s)", device, where)
+        return device
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
     return torch.device(name)
+
+
+# cuBLAS needs a fixed workspace for deterministic results (set before its first use).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_determinism(device: torch.device, deterministic: bool) -> None:
+    """Deterministic CUDA kernels when ``deterministic`` (``train.deterministic``).
+
+    On CUDA: ``torch.use_deterministic_algorithms`` (a warning, not an error, for an operation
+    without a deterministic kernel), cuDNN deterministic without benchmarking, and
+    ``CUBLAS_WORKSPACE_CONFIG`` unless already set. CPU kernels are deterministic for a fixed
+    thread count either way, so nothing changes there.
+    """
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def select_device(cfg: TrainConfig) -> tuple[torch.device, str]:
+    """The device of ``train.device`` with ``train.deterministic`` applied, and its precision.
+
+    Returns:
+        ``(device, precision)`` with ``train.precision`` resolved there (``fp32`` or ``bf16``);
+        both are logged.
+    """
+    device = resolve_device(cfg.device)
+    set_determinism(device, cfg.deterministic)
+    precision = resolve_precision(cfg.precision, device)
+    log.info(
+        "precision: %s (train.precision = %s; bfloat16 native on %s: %s)",
+        precision,
+        cfg.precision,
+        device,
+        bf16_native(device),
+    )
+    return device, precision
 
 
 def set_num_threads(cfg: TrainConfig) -> int:
@@ -79,11 +128,9 @@ def set_num_threads(cfg: TrainConfig) -> int:
     return torch.get_num_threads()
 
 
-def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
-    """bfloat16 autocast when enabled and native on ``device``; a disabled context elsewhere."""
-    return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=enabled and bf16_native(device)
-    )
+def _autocast(model: nn.Module) -> torch.autocast:
+    """Autocast for ``model``'s precision (set by ``AULLM.place``) on its device."""
+    return autocast(next(model.parameters()).device, model.precision)
 
 
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
@@ -218,14 +265,14 @@ def batch_loss(
 
 
 def _epoch_loss(
-    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device, bf16: bool
+    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device
 ) -> float:
     """Mean loss over a loader without gradients (model left in eval mode)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for step, (clips, labels, meta) in enumerate(loader):
-            with _autocast(device, bf16):
+            with _autocast(model):
                 loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step, meta)
             total += float(loss) * len(labels)
             count += len(labels)
@@ -276,7 +323,7 @@ def train_model(
         total, count = 0.0, 0
         for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, cfg.bf16):
+            with _autocast(model):
                 x, y = clips.to(device), labels.to(device)
                 loss = batch_loss(model, x, y, loss_fn, step, meta)
             loss.backward()
@@ -292,7 +339,7 @@ def train_model(
         result.train_loss.append(total / max(1, count))
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
-            val_loss = _epoch_loss(model, val_loader, loss_fn, device, cfg.bf16)
+            val_loss = _epoch_loss(model, val_loader, loss_fn, device)
             result.val_loss.append(val_loss)
             postfix["val"] = f"{val_loss:.4f}"
             if cfg.patience > 0:
@@ -316,13 +363,12 @@ def train_model(
     return result
 
 
-def inference_prompt_cache(model: AULLM, bf16: bool = True) -> PromptCache | None:
+def inference_prompt_cache(model: AULLM) -> PromptCache | None:
     """The model's prompt cache for inference, under the same autocast as :func:`clip_outputs`.
 
     Call it after training or loading (the cache belongs to the current weights), in eval mode.
     """
-    device = next(model.parameters()).device
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), _autocast(model):
         return model.prompt_cache()
 
 
@@ -362,7 +408,6 @@ def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, Ans
 def clip_outputs(
     model: AULLM,
     clips: torch.Tensor,
-    bf16: bool = True,
     prompt_cache: PromptCache | None = None,
     tries: dict[str, AnswerTrie] | None = None,
     answers: bool = False,
@@ -373,10 +418,11 @@ def clip_outputs(
     The backbone and projector run once; their visual tokens feed the linear head, the greedy
     answers in every format the model was trained on (``answers``; constrained by ``tries`` from
     :func:`answer_tries`) and the greedy explanations (``explain``). The model is used as it is
-    (call ``model.eval()`` first), under bfloat16 autocast where native when ``bf16``, exactly as
-    during training; ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same
-    weights. Generated text has its control characters replaced
-    (:func:`~au_llm.explain.printable`), so every answer fits one CSV cell.
+    (call ``model.eval()`` first), under the model's precision (``model.precision``), exactly as
+    during training; probabilities and greedy choices come from float32 logits.
+    ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same weights. Generated
+    text has its control characters replaced (:func:`~au_llm.explain.printable`), so every
+    answer fits one CSV cell.
 
     Raises:
         ValueError: ``explain`` for a model not trained with explanations.
@@ -386,7 +432,7 @@ def clip_outputs(
     device = next(model.parameters()).device
     text, tries = model.cfg.text, tries or {}
     outputs = ClipOutputs(np.zeros(0))
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), _autocast(model):
         tokens = model.get_visual_tokens(clips.to(device))
         logits = model.score_tokens(tokens, prompt_cache)
         for fmt in text.formats if answers else []:
@@ -406,7 +452,6 @@ def predict_clips(
     model: AULLM,
     dataset: ClipDataset,
     batch_size: int,
-    bf16: bool = True,
     answers: bool = False,
     explain: bool = False,
 ) -> tuple[ClipOutputs, list[dict]]:
@@ -419,7 +464,6 @@ def predict_clips(
         model: A trained model.
         dataset: Clips to score (deterministic sampling).
         batch_size: Clips per forward pass.
-        bf16: bfloat16 autocast where native.
         answers: Also generate the text answers in every format.
         explain: Also generate explanations.
 
@@ -428,11 +472,11 @@ def predict_clips(
         :class:`~au_llm.preprocess.dataset.ClipDataset`).
     """
     model.eval()
-    cache = inference_prompt_cache(model, bf16)
+    cache = inference_prompt_cache(model)
     tries = answer_tries(model) if answers else {}
     parts, metas = [], []
     for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
-        parts.append(clip_outputs(model, clips, bf16, cache, tries, answers, explain))
+        parts.append(clip_outputs(model, clips, cache, tries, answers, explain))
         metas.extend(meta_rows(meta))
     return ClipOutputs.concat(parts, len(dataset.aus)), metas
 
@@ -444,15 +488,16 @@ class ModelHolder:
     which gives the same weights as a fresh build (see ``bench/model_speed.py`` for the gain).
     """
 
-    def __init__(self, spec: ModelSpec, device: torch.device) -> None:
+    def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32") -> None:
         self.spec = spec
         self.device = device
+        self.precision = precision
         self._model: AULLM | None = None
 
     def fresh(self, seed: int) -> AULLM:
         """The model with trainable weights initialised from ``seed`` (the base LLM is reused)."""
         if self._model is None:
-            self._model = build_au_llm(self.spec, seed, self.device)
+            self._model = build_au_llm(self.spec, seed, self.device, self.precision)
         else:
             self._model.reset_trainable(seed)
         return self._model
@@ -528,7 +573,7 @@ def fit(
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
     if cfg.eval.threshold == "train":
         eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-        outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
+        outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size)
         grid = threshold_grid(*cfg.eval.threshold_grid)
         thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
     return FitResult(train, 0 if val is None else len(val), thresholds, result)

@@ -32,13 +32,17 @@ heads, MLP 1536, vocabulary 49152), tied embeddings; clips of 6 gray 64x64 frame
 default prompt, tokenised by a real BPE tokenizer (the built-in SmolLM2's, installed by ``make``;
 its ids fit both vocabularies): the random LLMs' byte tokenizer would make the prompt 82 tokens
 instead of about 11, which inflates the reference's per-sample cost (and its batch-128 training
-step does not fit in 24 GB). CPU runs use ``--threads`` (default 1) torch
-threads and the project's ``llm.dtype: auto`` (float32 where the CPU has no native bfloat16); on
-``--device cuda`` both models run under bfloat16 autocast and the project's frozen base is cast to
-bfloat16.
+step does not fit in 24 GB). CPU runs use ``--threads`` (default 1) torch threads.
 
-Usage: ``python bench/reference_speed.py [--quick] [--device cpu|cuda] [--batches 8 32 128]``;
-writes ``bench/results/reference_speed[_cuda].json``.
+Each shape runs once per ``--precisions`` entry (default ``fp32 bf16``), exactly as training and
+inference run under ``train.precision`` (:mod:`au_llm.model.precision`): under ``bf16`` both
+models run under bfloat16 autocast (the reference keeps its float32 weights, as autocast code
+does) and the project's frozen base is stored in bfloat16; under ``fp32`` neither uses autocast.
+``bf16`` is forced even where it is only emulated (an AVX2-only CPU, where it is much slower), so
+the CPU flags printed with the results say whether the numbers are native.
+
+Usage: ``python bench/reference_speed.py [--quick] [--device cpu|cuda] [--batches 8 32 128]
+[--precisions fp32 bf16]``; writes ``bench/results/reference_speed[_cuda].json``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from au_llm.model.backbones import LED3DCNN, build_backbone
 from au_llm.model.llm import PromptTokenizer, load_base_llm, lora_parameters
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm, split_prompt
+from au_llm.model.precision import CPU_BF16_FLAGS, autocast, bf16_native, cpu_flags
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 from au_llm.training import make_optimizer
@@ -89,6 +94,8 @@ SHAPES = {
         intermediate_size=1536,
         vocab_size=49152,
     ),
+    # dry runs only (bench/gpu_check.py --dry-run): seconds on any CPU
+    "tiny": TinyLLMConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1),
 }
 
 
@@ -138,15 +145,20 @@ class ReferenceAULLM(nn.Module):
         return self.head(outputs.hidden_states[-1][:, -1].float())
 
 
-def use_real_tokenizer(project: AULLM) -> None:
+def use_real_tokenizer(project: AULLM, tokenizer_dir: Path | None = None) -> None:
     """Tokenise both models' prompts with the built-in SmolLM2's BPE tokenizer.
 
     The reference tokenises with ``project.tokenizer``; the random LLM's byte tokenizer is replaced.
+    ``tokenizer_dir``: a folder holding that tokenizer's files (default: the built-in model's);
+    ``byte`` keeps the random LLM's own byte tokenizer (dry runs).
     """
+    if tokenizer_dir == Path("byte"):
+        return
     from au_llm.model.llm import HFTokenizer
     from au_llm.model.smollm2 import smollm2_dir
 
-    project.tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(smollm2_dir()))
+    folder = tokenizer_dir or smollm2_dir()
+    project.tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(str(folder)))
     llm = project.cfg.llm
     ids = project._tokenize(split_prompt(llm.prompt, llm.placeholder, llm.n_visual_tokens))
     project.prompt_ids = torch.cat(ids).to(project.prompt_ids.device)
@@ -230,9 +242,9 @@ def _perturb_lora(project: AULLM) -> None:
             param.add_(0.02 * torch.randn(param.shape, generator=generator).to(param.device))
 
 
-def _autocast(device: torch.device) -> torch.autocast:
-    """bfloat16 autocast on CUDA (both models), disabled on the CPU."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast of ``precision`` on ``device`` (both models; :mod:`au_llm.model.precision`)."""
+    return autocast(device, precision)
 
 
 def _time_batch(
@@ -242,6 +254,7 @@ def _time_batch(
     cfg: TrainConfig,
     repeats: int,
     device: torch.device,
+    precision: str,
 ) -> dict[str, Any]:
     """Training-step and inference medians of the reference and the project on one batch."""
     loss_fn = build_loss(cfg, labels.cpu().numpy()).to(device)
@@ -251,7 +264,7 @@ def _time_batch(
         model, optimizer = models[name]
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with _autocast(device, precision):
             logits = model(clips)
         loss_fn(logits.float(), labels).backward()
         optimizer.step()
@@ -259,23 +272,23 @@ def _time_batch(
     def infer(name: str, cache: Any = None) -> None:
         model = models[name][0]
         model.eval()
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), _autocast(device, precision):
             model(clips) if cache is None else model(clips, prompt_cache=cache)
 
     def make_cache() -> Any:
         project.eval()
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), _autocast(device, precision):
             return project.prompt_cache()
 
     def shared_step() -> None:
         project.train()
-        with _autocast(device):
+        with _autocast(device, precision):
             tokens = project.get_visual_tokens(clips)
         tokens.float().sum().backward()
 
     def shared_infer() -> None:
         project.eval()
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), _autocast(device, precision):
             project.get_visual_tokens(clips)
 
     cache = make_cache()
@@ -307,19 +320,23 @@ def _time_batch(
 
 
 def run_shape(
-    name: str, tiny: TinyLLMConfig, batches: list[int], repeats: int, device: torch.device
+    name: str,
+    tiny: TinyLLMConfig,
+    batches: list[int],
+    repeats: int,
+    device: torch.device,
+    precision: str,
+    tokenizer_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Benchmark one LLM shape at every batch size; returns timings and ratios."""
-    dtype = "bfloat16" if device.type == "cuda" else "auto"
-    spec = ModelSpec(
-        ModelConfig(llm=LLMConfig(source="tiny", tiny=tiny, dtype=dtype)),
-        tuple(range(1, N_AUS + 1)),
-        CHANNELS,
-        FRAMES,
-        SIZE,
-    )
-    project = build_au_llm(spec, 0, device)
-    use_real_tokenizer(project)
+    """Benchmark one LLM shape at every batch size in ``precision``; returns timings and ratios."""
+    model_cfg = ModelConfig(llm=LLMConfig(source="tiny", tiny=tiny))
+    size = SIZE
+    if name == "tiny":  # dry runs: a small backbone and projector on 32x32 frames too
+        model_cfg.backbone.high_dim, model_cfg.projector.hidden, size = 32, 32, 32
+    spec = ModelSpec(model_cfg, tuple(range(1, N_AUS + 1)), CHANNELS, FRAMES, size)
+    project = build_au_llm(spec, 0, device, precision)
+    name = f"{name} {project.precision}"
+    use_real_tokenizer(project, tokenizer_dir)
     _perturb_lora(project)
     with tempfile.TemporaryDirectory(prefix="au_llm_ref_") as tmp:
         base = load_base_llm(spec.model.llm).model
@@ -329,10 +346,10 @@ def run_shape(
         reference, _ = _load_reference(Path(tmp), project, device)
         _copy_weights(reference, project)
         generator = torch.Generator().manual_seed(0)
-        check = torch.rand(2, CHANNELS, FRAMES, SIZE, SIZE, generator=generator).to(device)
+        check = torch.rand(2, *spec.clip_shape, generator=generator).to(device)
         project.eval()
         reference.eval()
-        with torch.no_grad(), _autocast(device):
+        with torch.no_grad(), _autocast(device, precision):
             max_diff = float((project(check) - reference(check)).abs().max())
         print(f"{name}: largest logit difference reference vs project {max_diff:.2e}", flush=True)
         cfg = TrainConfig(optimizer="adam", lr=1e-5, weight_decay=0.0)
@@ -342,10 +359,11 @@ def run_shape(
         optimizer = make_optimizer(project.trainable_parameters(), cfg)
         per_batch = {}
         for batch_size in batches:
-            clips = torch.rand(batch_size, CHANNELS, FRAMES, SIZE, SIZE, generator=generator)
+            clips = torch.rand(batch_size, *spec.clip_shape, generator=generator)
             labels = torch.randint(0, 2, (batch_size, N_AUS), generator=generator).float()
             models = {"reference": (reference, ref_optimizer), "project": (project, optimizer)}
-            row = _time_batch(models, clips.to(device), labels.to(device), cfg, repeats, device)
+            x, y = clips.to(device), labels.to(device)
+            row = _time_batch(models, x, y, cfg, repeats, device, project.precision)
             per_batch[str(batch_size)] = row
             train, infer = row["train_step_s"], row["inference_s"]
             print(
@@ -368,6 +386,7 @@ def run_shape(
     return {
         "name": name,
         "llm": vars(tiny),
+        "precision": project.precision,
         "prompt_tokens": len(project.prompt_ids),
         "trainable_parameters": sum(p.numel() for p in project.trainable_parameters()),
         "frozen_base_dtype": str(project.llm.get_input_embeddings().weight.dtype),
@@ -426,9 +445,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per measurement")
     parser.add_argument("--quick", action="store_true", help="one timed round (--repeats 1)")
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument(
+        "--shapes", nargs="+", choices=list(SHAPES), default=["qwen2-0.5b", "smollm2-135m"]
+    )
+    parser.add_argument(
+        "--precisions", nargs="+", choices=("auto", "fp32", "bf16"), default=["fp32", "bf16"]
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: default)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="folder of the SmolLM2 tokenizer's files (default: built-in; byte: the random LLM's)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -437,13 +466,20 @@ def main() -> None:
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     out = args.out or Path(f"bench/results/reference_speed{suffix}.json")
     start = time.perf_counter()
-    results = [run_shape(name, SHAPES[name], args.batches, repeats, device) for name in args.shapes]
+    results = [
+        run_shape(name, SHAPES[name], args.batches, repeats, device, precision, args.tokenizer)
+        for name in args.shapes
+        for precision in args.precisions
+    ]
     command = "python bench/reference_speed.py " + " ".join(
         part
         for part in (
             "--quick" if args.quick else f"--repeats {repeats}",
             f"--device {args.device}" if device.type != "cpu" else "",
             f"--threads {args.threads}" if args.threads != 1 else "",
+            f"--batches {' '.join(map(str, args.batches))}",
+            f"--shapes {' '.join(args.shapes)}",
+            f"--precisions {' '.join(args.precisions)}",
         )
         if part
     )
@@ -452,6 +488,10 @@ def main() -> None:
     report = {
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "cpu_threads": torch.get_num_threads(),
+        "cpu_bf16_flags": sorted(cpu_flags(Path("/proc/cpuinfo").read_text()) & CPU_BF16_FLAGS)
+        if Path("/proc/cpuinfo").is_file()
+        else [],
+        "bf16_native": bf16_native(device),
         "platform": platform.platform(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

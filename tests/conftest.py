@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
@@ -50,3 +52,22 @@ def tiny_config(
     if protocol == "cross":
         overrides.append(f"data.target_manifests=['{data.samm}']")
     return load_config(CONFIG_DIR / f"tiny_cpu_{protocol}.yaml", [*overrides, *extra])
+
+
+@pytest.fixture(params=["fp32", "bf16"])
+def precision(request: pytest.FixtureRequest) -> str:
+    """Each ``train.precision`` forced, whatever the CPU.
+
+    bfloat16 autocast runs on any CPU (emulated, 20-30x slower, where not native), so the tests
+    taking this fixture run both paths everywhere; keep them tiny.
+    """
+    return request.param
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """Device of the device tests: ``AU_LLM_TEST_DEVICE`` (default ``cpu``).
+
+    ``bench/gpu_check.py`` runs them with ``AU_LLM_TEST_DEVICE=cuda`` on a GPU machine.
+    """
+    return torch.device(os.environ.get("AU_LLM_TEST_DEVICE", "cpu"))

@@ -121,3 +121,23 @@ def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
         load_config(None, ["launch.mode=cloud"])
     with pytest.raises(ConfigError, match=r"preprocess.mode = 'warp': expected one of clip, frame"):
         load_config(None, ["preprocess.mode=warp"])
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "override"),
+    [("train:\n  bf16: false\n", "train.bf16=false"), ("model:\n  llm:\n    dtype: auto\n", "")],
+)
+def test_retired_precision_keys_name_the_new_one(tmp_path, yaml_text, override):
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=r"old.yaml: .* replaced by train.precision"):
+        load_config(path)
+    if override:
+        with pytest.raises(ConfigError, match=r"command line: train.bf16 .* train.precision"):
+            load_config(None, [override])
+
+
+def test_precision_setting_is_checked():
+    assert load_config(None, ["train.precision=bf16"]).train.precision == "bf16"
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(None, ["train.precision=fp16"])

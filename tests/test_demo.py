@@ -58,7 +58,8 @@ def test_full_demo_learns_within_ten_minutes(tmp_path):
 def _tiny_text_config(tmp_path):
     """The text step's config with the tiny random LLM, 1 epoch, 32x32 clips."""
     text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
-    text = text.replace("source: smollm2", "source: tiny\n    dtype: float32")
+    text = text.replace("source: smollm2", "source: tiny")
+    text = text.replace("precision: auto", "precision: fp32")
     text = text.replace("epochs: 6", "epochs: 1").replace("size: 64", "size: 32")
     text = text.replace("max_new_tokens: 128", "max_new_tokens: 8")
     assert "source: tiny" in text and "epochs: 1" in text and "max_new_tokens: 8" in text

@@ -1,10 +1,12 @@
 import dataclasses
 import errno
+import json
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from au_llm import deploy
 from au_llm.data.frames import index_frames
@@ -57,6 +59,18 @@ def test_model_from_disk_gives_the_same_probabilities(deployed, tiny_data):
     _, model_dir, in_memory = deployed
     from_disk = Predictor(load_deployed(model_dir)).predict_manifest(tiny_data.casme2)
     pd.testing.assert_frame_equal(in_memory, from_disk)
+
+
+def test_saved_precision_is_restored_unless_another_is_asked_for(deployed, tiny_data):
+    _, model_dir, in_memory = deployed
+    assert json.loads((model_dir / "model.json").read_text())["precision"] == "fp32"
+    assert load_deployed(model_dir).model.precision == "fp32"
+    forced = load_deployed(model_dir, "bf16")
+    assert forced.model.precision == "bf16"
+    assert forced.model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    bf16 = Predictor(forced).predict_manifest(tiny_data.casme2)
+    probs = [c for c in in_memory.columns if c.endswith("_prob")]
+    assert np.abs(bf16[probs].to_numpy() - in_memory[probs].to_numpy()).max() < 0.05
 
 
 def _write_mp4(folder, path):
@@ -174,7 +188,7 @@ def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path,
     cfg = dataclasses.replace(
         model.cfg, data=dataclasses.replace(model.cfg.data, cache_dir=str(elsewhere))
     )
-    monkeypatch.setattr(deploy, "load_deployed", lambda _: dataclasses.replace(model, cfg=cfg))
+    monkeypatch.setattr(deploy, "load_deployed", lambda *_: dataclasses.replace(model, cfg=cfg))
     manifest = tmp_path / "one.csv"
     read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
     out = tmp_path / "out" / "preds.csv"

@@ -16,7 +16,15 @@ from au_llm.cli import main
 from au_llm.config import ConfigError, parse_devices, save_config
 from au_llm.data.manifest import read_manifest
 from au_llm.fold_lock import Owner, read_lock, try_claim
-from au_llm.launch import TaskSpec, deal, run_local, run_task, submit_slurm, task_items
+from au_llm.launch import (
+    TaskSpec,
+    deal,
+    run_local,
+    run_task,
+    submit_slurm,
+    task_items,
+    worker_gpus,
+)
 from au_llm.protocol import run_protocol
 from au_llm.run_status import run_status
 from au_llm.runs.layout import RunLayout
@@ -238,3 +246,16 @@ def test_local_workers_killed_mid_fold_then_relaunched_equal_one_process(
     assert _launch_local(config).wait(timeout=300) == 0
     assert (tmp_path / "loso" / "predictions.csv").read_bytes() == reference
     assert not list(folds.glob("*.lock"))
+
+
+def test_worker_gpus_count_the_inherited_visible_devices():
+    assert worker_gpus([0, 1], "5,7") == [5, 7]
+    assert worker_gpus([1], "5,7") == [7]
+    assert worker_gpus([0, 2], None, count=4) == [0, 2]
+    assert worker_gpus([None, None], "5") == [None, None]
+    with pytest.raises(ValueError, match="GPU index 2 does not exist; CUDA_VISIBLE_DEVICES=5,7"):
+        worker_gpus([0, 2], "5,7")
+    with pytest.raises(ValueError, match="GPU index 0 does not exist; this machine gives 0"):
+        worker_gpus([0], None, count=0)
+    with pytest.raises(ValueError, match="numeric GPU ids"):
+        worker_gpus([0], "GPU-1234abcd")

@@ -14,9 +14,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import openpyxl
-from openpyxl.utils.exceptions import InvalidFileException
-
 from au_llm.data.au_codes import cell_text
 from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
 from au_llm.data.manifest import ManifestError, id_problem
@@ -93,10 +90,15 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".xlsm", ".csv"):
         raise ManifestError(f"{path}: expected an .xlsx or .csv annotation file")
+    workbook_errors: tuple[type[Exception], ...] = ()
     try:
         if suffix == ".csv":
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 return [(path.name, [tuple(row) for row in csv.reader(handle)])]
+        import openpyxl  # only for workbooks: CSV annotations and manifests never need it
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        workbook_errors = (InvalidFileException,)
         workbook = openpyxl.load_workbook(path, data_only=True)
         try:
             return [
@@ -111,9 +113,9 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
         zipfile.BadZipFile,
         zlib.error,
         EOFError,
-        InvalidFileException,
         KeyError,
         ValueError,
+        *workbook_errors,
     ) as exc:
         raise ManifestError(
             f"{path}: not a readable .xlsx workbook, the file is damaged ({type(exc).__name__}: "

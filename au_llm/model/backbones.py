@@ -34,14 +34,25 @@ class FrameConv2d(torch.autograd.Function):
     oneDNN's backward is about 2x slower than ATen's im2col + GEMM backward on CPU, while its
     forward is faster (1 thread, 640 frames of 64x64: forward+backward 1.95 s -> about 1.0 s).
     The forward is the ordinary ``F.conv2d``; the gradients equal it up to float rounding.
+
+    Under autocast (any device) the forward does autocast's own cast of input, weight and bias
+    to the autocast dtype, runs the convolution with autocast off and saves the cast tensors, so
+    the backward sees one dtype; the gradients are returned in each input's own dtype.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """``[N, C, H, W]`` -> ``[N, C_out, H - k + 1, W - k + 1]``."""
+        device_type = x.device.type
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = None if bias is None else bias.to(dtype)
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias)
+        with torch.autocast(device_type, enabled=False):
+            return F.conv2d(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -52,11 +63,24 @@ class FrameConv2d(torch.autograd.Function):
         onednn = torch.backends.mkldnn.set_flags(False, None, None, None)[0]
         try:
             grads = torch.ops.aten.convolution_backward(
-                grad, x, weight, [weight.shape[0]], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, needs
+                grad.to(x.dtype),
+                x,
+                weight,
+                [weight.shape[0]],
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                needs,
             )
         finally:
             torch.backends.mkldnn.set_flags(onednn, None, None, None)
-        return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+        return tuple(
+            g.to(dtype) if need else None
+            for g, need, dtype in zip(grads, needs, ctx.dtypes, strict=True)
+        )
 
 
 def reset_submodules(module: nn.Module) -> None:
@@ -143,12 +167,17 @@ class LearnableEulerianDynamics(nn.Module):
             x: ``[B, C, T, H, W]`` clip.
 
         Returns:
-            ``[B, C, T - 1, H, W]`` normalised filtered clip.
+            ``[B, C, T - 1, H, W]`` normalised filtered clip, at least float32. The filter
+            always runs in float32 or wider (autocast off): in bfloat16 its coefficients no
+            longer sum to zero and static pixels get a spurious response near the size of a
+            1-2 px micro-movement's.
         """
-        weights = self.matrix(x.shape[2]).to(x.dtype)
-        out = torch.einsum("ti,bcihw->bcthw", weights, x)
-        norm = torch.einsum("ti,bcihw->bcthw", weights.abs(), x.abs())
-        return (out / (norm + self.eps))[:, :, 1:]
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
+            weights = self.matrix(x.shape[2]).to(x.dtype)
+            out = torch.einsum("ti,bcihw->bcthw", weights, x)
+            norm = torch.einsum("ti,bcihw->bcthw", weights.abs(), x.abs())
+            return (out / (norm + self.eps))[:, :, 1:]
 
 
 class FrameSqueezeExcitation(nn.Module):

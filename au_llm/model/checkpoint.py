@@ -7,8 +7,9 @@ A checkpoint folder holds:
 * ``config.json``: the resolved experiment configuration, as given by the caller.
 * ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
   the base LLM's identity (source, path, config hash, seed of a tiny base) and the caller's
-  ``extra`` (e.g. decision thresholds). It is written last, so a folder with ``model.json`` is
-  complete.
+  ``extra`` (e.g. decision thresholds) and the precision it was trained in (``fp32`` or
+  ``bf16``; :func:`load_checkpoint` returns it). It is written last, so a folder with
+  ``model.json`` is complete.
 
 Every file is written atomically.
 """
@@ -30,7 +31,7 @@ from au_llm.model.spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 FORMAT = "au-llm-checkpoint"
-VERSION = 2
+VERSION = 3
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
@@ -63,6 +64,7 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
         "version": VERSION,
         "spec": model.spec.to_dict(),
         "base_identity": model.base_identity,
+        "precision": model.precision,
         "extra": extra or {},
     }
     atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
@@ -99,9 +101,10 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
         model_dir: Checkpoint folder.
 
     Returns:
-        ``(model, info)``: the model in eval mode on the CPU, and ``info`` with keys ``config``
-        (the saved experiment configuration), ``extra`` and ``base_identity``; the model's
-        ``spec`` holds the rest.
+        ``(model, info)``: the model in eval mode on the CPU in float32 (place it with
+        ``model.place(device, info["precision"])`` to run it as trained), and ``info`` with keys
+        ``config`` (the saved experiment configuration), ``extra``, ``base_identity`` and
+        ``precision`` (``fp32`` or ``bf16``); the model's ``spec`` holds the rest.
 
     Raises:
         FileNotFoundError: If the folder is not a complete checkpoint.
@@ -136,5 +139,6 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
         "config": json.loads(config_path.read_text()) if config_path.is_file() else {},
         "extra": meta.get("extra", {}),
         "base_identity": meta["base_identity"],
+        "precision": meta.get("precision", "fp32"),
     }
     return model, info

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
+from au_llm.model.precision import fp32_linear
+
 
 @dataclass(frozen=True)
 class PromptCache:
@@ -129,7 +131,7 @@ def generate_answers(
         nodes = [trie.root if trie else {} for _ in range(batch)]
         steps = max(max_new_tokens, trie.longest) if trie is not None else max_new_tokens
         for _ in range(steps):
-            logits = lm_head(hidden[:, -1]).float()
+            logits = fp32_linear(lm_head, hidden[:, -1])
             if trie is not None:
                 mask = torch.full_like(logits, float("-inf"))
                 for i, node in enumerate(nodes):

@@ -25,8 +25,9 @@ Two equivalent LLM paths:
 
 The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
 LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
-device and casts the frozen base (``llm.dtype``; ``auto`` is bfloat16 where native): an explicit
-step, not a side effect of ``.to()``.
+device, resolves ``train.precision`` there (:mod:`au_llm.model.precision`; the result is
+``model.precision``) and casts the frozen base to it: an explicit step, not a side effect of
+``.to()``. Logits are returned in float32 under every precision.
 
 ``llm.source: none`` is the ablation without an LLM: the same projector (output width
 ``llm.tiny.hidden_size``) feeds a linear head directly.
@@ -42,7 +43,6 @@ import torch
 from torch import Tensor, nn
 
 from au_llm.answers import INSTRUCTIONS, target_answer
-from au_llm.config import LLMConfig
 from au_llm.explain import EXPLAIN_INSTRUCTION
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
@@ -55,7 +55,7 @@ from au_llm.model.llm import (
     reset_lora,
 )
 from au_llm.model.packed import packed_last_hidden
-from au_llm.model.precision import bf16_native
+from au_llm.model.precision import base_dtype, fp32_linear, resolve_precision
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 
@@ -116,13 +116,6 @@ def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
     return torch.cat(parts, dim=1)
 
 
-def frozen_base_dtype(cfg: LLMConfig, device: torch.device) -> torch.dtype:
-    """Dtype of the frozen base on ``device``: ``llm.dtype`` (``auto``: bfloat16 where native)."""
-    if cfg.dtype == "auto":
-        return torch.bfloat16 if bf16_native(device) else torch.float32
-    return getattr(torch, cfg.dtype)
-
-
 class AULLM(nn.Module):
     """The AU-LLM model: backbone -> projector -> (LoRA LLM) -> linear head, one score per AU.
 
@@ -138,6 +131,7 @@ class AULLM(nn.Module):
         self.cfg = cfg
         self.n_aus = spec.n_aus
         self.clip_shape = spec.clip_shape
+        self.precision = "fp32"  # set by place()
         n_tokens = cfg.llm.n_visual_tokens
         self.backbone = build_backbone(
             cfg.backbone, spec.in_channels, spec.frames_per_clip, spec.size
@@ -195,7 +189,7 @@ class AULLM(nn.Module):
                 the current weights (inference only; without it the prefix is recomputed).
 
         Returns:
-            ``[B, n_aus]`` logits.
+            ``[B, n_aus]`` float32 logits.
 
         Raises:
             ValueError: If a prompt cache is given while gradients are enabled (training must
@@ -210,14 +204,14 @@ class AULLM(nn.Module):
             ``[B, n_aus]`` logits.
         """
         if self.llm is None:
-            return self.head(tokens.flatten(1))
+            return fp32_linear(self.head, tokens.flatten(1))
         if prompt_cache is not None and torch.is_grad_enabled():
             raise ValueError("a prompt cache is for inference: run under torch.no_grad()")
         if self.cfg.llm.fast_path:
             hidden = self._last_hidden_fast(tokens, prompt_cache)
         else:
             hidden = self._last_hidden_straightforward(tokens)
-        return self.head(hidden.to(self.head.weight.dtype))
+        return fp32_linear(self.head, hidden)
 
     def _last_hidden_straightforward(self, tokens: Tensor) -> Tensor:
         """Full causal LM on ``[prompt, visual]``; returns the last final hidden state [B, H]."""
@@ -354,8 +348,9 @@ class AULLM(nn.Module):
             torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
         )
         last = suffix.shape[1] - 1
-        au_logits = self.head(hidden[:, last].to(self.head.weight.dtype))
-        lm_logits = self.llm.get_output_embeddings()(hidden[:, last : last + text_ids.shape[1]])
+        au_logits = fp32_linear(self.head, hidden[:, last])
+        lm_head = self.llm.get_output_embeddings()
+        lm_logits = fp32_linear(lm_head, hidden[:, last : last + text_ids.shape[1]])
         return au_logits, lm_logits
 
     def _prefix_cache(self, decoder: nn.Module, prefix: Tensor) -> PromptCache:
@@ -438,21 +433,23 @@ class AULLM(nn.Module):
             for key, value in own.items():
                 value.copy_(state[key])
 
-    def place(self, device: torch.device | str, base_dtype: torch.dtype | None = None) -> AULLM:
-        """Move the model to ``device`` and cast its frozen base (the trainable weights stay fp32).
+    def place(self, device: torch.device | str, precision: str = "fp32") -> AULLM:
+        """Move the model to ``device`` and set its precision (the trainable weights stay fp32).
 
         Args:
             device: Target device.
-            base_dtype: dtype of the frozen base; default :func:`frozen_base_dtype` (from
-                ``llm.dtype``).
+            precision: ``auto``, ``fp32`` or ``bf16`` (``train.precision``); ``auto`` is
+                resolved for ``device``. The result is kept as ``self.precision`` and the frozen
+                base is cast to it.
 
         Returns:
             The model itself.
         """
         device = torch.device(device)
         self.to(device)
+        self.precision = resolve_precision(precision, device)
         if self.llm is not None:
-            cast_frozen_base(self.llm, base_dtype or frozen_base_dtype(self.cfg.llm, device))
+            cast_frozen_base(self.llm, base_dtype(self.precision))
         return self
 
     # ----------------------------------------------------------------------------- helpers
@@ -483,13 +480,16 @@ def _reset_on_cpu(module: nn.Module, reset: Any) -> None:
     module.to(device)
 
 
-def build_au_llm(spec: ModelSpec, seed: int, device: torch.device | str = "cpu") -> AULLM:
+def build_au_llm(
+    spec: ModelSpec, seed: int, device: torch.device | str = "cpu", precision: str = "fp32"
+) -> AULLM:
     """Build an AU-LLM model (its own base LLM) with trainable weights drawn from ``seed``.
 
     Args:
         spec: What to build.
         seed: Seed of the trainable weights (equal to ``reset_trainable(seed)``).
         device: Where to place it (see :meth:`AULLM.place`).
+        precision: ``auto``, ``fp32`` or ``bf16`` (see :meth:`AULLM.place`).
 
     Returns:
         The model on ``device``, in training mode.
@@ -498,4 +498,4 @@ def build_au_llm(spec: ModelSpec, seed: int, device: torch.device | str = "cpu")
         torch.manual_seed(seed)
         model = AULLM(spec)
     model.reset_trainable(seed)
-    return model.place(device)
+    return model.place(device, precision)

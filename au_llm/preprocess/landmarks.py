@@ -14,14 +14,14 @@ short-range face detector run on the same image (the landmarker itself exposes n
 best detection whose box holds the face's centre, or 0.0 when the detector alone scores below its
 lowest threshold.
 
-mediapipe's native start-up chatter, written straight to the process's stderr when the graphs are
-created, first run and closed, is dropped (:func:`au_llm.preprocess.native.quiet_native_stderr`);
-anything else written to stderr meanwhile is passed on.
+mediapipe's native chatter, written straight to the process's stderr when the graphs are created,
+run (LiteRT may warn on any detection, e.g. about unaligned input memory) and closed, is dropped
+(:func:`au_llm.preprocess.native.quiet_native_stderr`); anything else written to stderr meanwhile
+is passed on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -208,8 +208,8 @@ class Landmarker:
         import mediapipe as mp
 
         frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=image)
-        first = contextlib.nullcontext() if self.calls > 1 else quiet_native_stderr()
-        with first:
+        # every detection: LiteRT may warn on any later call too (unaligned input memory)
+        with quiet_native_stderr():
             result = self._tasks.detect(frame)
             boxes = self._detections(frame)
         if not result.face_landmarks:

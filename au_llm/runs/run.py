@@ -185,7 +185,11 @@ class Run:
         return json.loads(self.layout.record.read_text())
 
     def record_data(
-        self, data: PreparedData, folds: list[str], num_threads: int | None
+        self,
+        data: PreparedData,
+        folds: list[str],
+        num_threads: int | None,
+        precision: str | None = None,
     ) -> None:
         """Write ``run.json``: the AUs, excluded clips, data fingerprint and the plan.
 
@@ -194,6 +198,8 @@ class Run:
             folds: Every fold name of the protocol (before ``--folds``/``--shard``).
             num_threads: The CPU threads the folds are computed with (None: decided by each
                 task); checked against the finished folds (:meth:`check_threads`).
+            precision: The precision the folds compute in here (``fp32`` or ``bf16``); None
+                when they run elsewhere (each fold's record holds its own).
 
         Raises:
             ValueError: If finished folds were computed on different clips or labels (a
@@ -214,6 +220,7 @@ class Run:
             "folds": folds,
             "seeds": self.cfg.seeds,
             "num_threads": num_threads,
+            "precision": precision,
         }
         atomic_write_text(self.layout.record, json.dumps(info, indent=2))
 

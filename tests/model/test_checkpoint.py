@@ -104,7 +104,7 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
     _save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
-    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, dtype="float32")
+    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     model = _trained_model(cfg)
     assert model.base_identity["path"] == str(model_dir.resolve())
     assert max(model.prompt_ids.tolist()) < 64
@@ -125,7 +125,7 @@ def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
     _save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
-    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora, dtype="float32")
+    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     model = _trained_model(cfg)
     assert len(model.base_identity["weights_sha256"]) == 64
     save_checkpoint(model, {}, tmp_path / "ckpt")

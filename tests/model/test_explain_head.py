@@ -83,8 +83,8 @@ def test_explanation_loss_decreases_on_a_tiny_overfit_set():
 def test_generated_explanations_are_deterministic_and_printable():
     model = _model(1.0).eval()
     cache = model.prompt_cache()
-    first = clip_outputs(model, clips(2), False, cache, explain=True).explanations
-    assert first == clip_outputs(model, clips(2), False, cache, explain=True).explanations
+    first = clip_outputs(model, clips(2), cache, explain=True).explanations
+    assert first == clip_outputs(model, clips(2), cache, explain=True).explanations
     assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
     with pytest.raises(ValueError, match="not trained with explanations"):
         clip_outputs(_model(0.0).eval(), clips(1), explain=True)

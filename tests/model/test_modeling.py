@@ -3,13 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from au_llm.config import LLMConfig
-from au_llm.model import modeling_au_llm
+from au_llm.model import precision
 from au_llm.model.llm import ByteTokenizer, load_base_llm, lora_parameters
 from au_llm.model.modeling_au_llm import (
     AULLM,
     build_au_llm,
-    frozen_base_dtype,
     merge_visual_tokens,
 )
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
@@ -237,7 +235,8 @@ def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
     model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
-    model.place("cpu", base_dtype=torch.bfloat16)  # what llm.dtype: bfloat16 does
+    model.place("cpu", "bf16")
+    assert model.precision == "bf16"
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
     logits, grads = _logits_and_grads(model, clips(2))
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
@@ -245,19 +244,15 @@ def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
     assert any("lora_B" in n for n in grads)
     model.to("cpu")  # .to() alone never changes the base's dtype
     assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
-    model.place("cpu")  # the config's llm.dtype (float32) again
+    model.place("cpu", "fp32")
+    assert model.precision == "fp32"
     assert model.llm.get_input_embeddings().weight.dtype == torch.float32
 
 
-def test_frozen_base_dtype_follows_llm_dtype(monkeypatch) -> None:
-    cfg = tiny_model_config().llm
-    cpu = torch.device("cpu")
-    assert frozen_base_dtype(cfg, cpu) == torch.float32
-    cfg.dtype = "bfloat16"
-    assert frozen_base_dtype(cfg, cpu) == torch.bfloat16
-    cfg.dtype = "auto"
-    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(modeling_au_llm, "bf16_native", lambda device, n=native: n)
-        assert frozen_base_dtype(cfg, cpu) == expected
-    with pytest.raises(ValueError, match="model.llm.dtype"):
-        LLMConfig(dtype="float16")
+def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
+    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "bf16_native", lambda device, n=native: n)
+        assert model.place("cpu", "auto").precision == expected
+    with pytest.raises(ValueError, match="precision"):
+        model.place("cpu", "fp16")

@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,26 @@ def test_landmarker_start_up_prints_nothing() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert run.stdout == "done\n"
     assert run.stderr == ""
+
+
+def test_native_warnings_of_any_later_detection_are_dropped(capfd) -> None:
+    """LiteRT warns on some CPUs on a later detection (not only the first): all are filtered."""
+    line = b"W0000 00:00:1.0 1 inference_runner_litert.cc:1433] Input tensor memory is not aligned"
+
+    class Chatty:
+        def __init__(self, tasks):
+            self.tasks = tasks
+
+        def detect(self, frame):
+            os.write(2, line + b"\n")
+            return self.tasks.detect(frame)
+
+        def close(self):
+            self.tasks.close()
+
+    with Landmarker(num_faces=1) as marker:
+        marker.detect_all(np.zeros((120, 160, 3), np.uint8))
+        marker._tasks = Chatty(marker._tasks)
+        for _ in range(2):
+            marker.detect_all(np.zeros((120, 160, 3), np.uint8))
+    assert capfd.readouterr().err == ""
