@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
@@ -78,12 +79,25 @@ def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
 def load_deployed(model_dir: Path) -> DeployedModel:
     """Load a model directory written by :func:`train_deployable` (the base LLM must match)."""
     model, info = load_checkpoint(Path(model_dir))
-    cfg = config_from_dict(info["config"])
-    extra = info["extra"]
+    try:
+        cfg = config_from_dict(info["config"])
+        extra = info["extra"]
+        thresholds = np.asarray(extra["thresholds"], dtype=np.float64)
+        clip_seconds = float(extra["clip_seconds"])
+    except (KeyError, TypeError, ValueError, OmegaConfBaseException) as exc:
+        raise ValueError(
+            f"{model_dir}: its config.json or model.json is not a trained model's "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    if len(thresholds) != len(model.spec.aus) or not np.isfinite(clip_seconds) or clip_seconds <= 0:
+        raise ValueError(
+            f"{model_dir}/model.json: expected {len(model.spec.aus)} thresholds and a positive "
+            f"clip_seconds, got {len(thresholds)} and {clip_seconds}"
+        )
     return DeployedModel(
         model.place(resolve_device(cfg.train.device)),
         cfg,
         list(model.spec.aus),
-        np.asarray(extra["thresholds"], dtype=np.float64),
-        float(extra["clip_seconds"]),
+        thresholds,
+        clip_seconds,
     )

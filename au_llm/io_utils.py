@@ -8,13 +8,14 @@ naming the path, which callers never treat as a problem of one clip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 
@@ -154,3 +155,17 @@ def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV (no index) to ``path`` atomically."""
     with atomic_open(path, "w") as handle:
         frame.to_csv(handle, index=False)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file the toolkit wrote (a model, a run record).
+
+    Raises:
+        ValueError: The file is unreadable, truncated or not JSON; the message names it.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = f"not a readable JSON file (damaged or truncated?): {exc}"
+        raise ValueError(f"{path}: {reason}") from None

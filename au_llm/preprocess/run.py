@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from au_llm.data.fields import ClipReadError, clip_name, text_field
 from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.preprocess.align import align_source
-from au_llm.preprocess.cache import CacheError, ClipCache, read_meta
+from au_llm.preprocess.cache import CacheError, ClipCache
 from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.readers import content_fingerprint, open_clip
 
@@ -166,7 +166,7 @@ def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
     Raises:
         CacheError: The cache file is unreadable or has no fingerprint (it is then recomputed).
     """
-    meta = read_meta(cache.path(row))
+    meta = cache.meta(row)
     if not meta.get("fingerprint"):
         raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint")
     confidence = meta.get("landmark_confidence")

@@ -205,6 +205,41 @@ def test_truncated_cache_file_is_recomputed(tmp_path: Path) -> None:
     assert cache.load(manifest.iloc[0].to_dict()).frames.shape == (4, 16, 16, 1)
 
 
+def _damaged_entries(path: Path) -> dict[str, bytes]:
+    """Bad contents for the cache file ``path`` (a valid entry), each of another kind."""
+    good = path.read_bytes()
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    foreign, wrong_shape, no_frames = (path.with_suffix(f".{n}.npz") for n in "abc")
+    np.savez(foreign, something=np.zeros(3))
+    np.savez(no_frames, numbers=arrays["numbers"], meta=arrays["meta"])
+    np.savez(wrong_shape, **{**arrays, "frames": arrays["frames"][:, :8]})
+    return {
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "not an npz": b"\x93NUMPY garbage",
+        "wrong keys": foreign.read_bytes(),
+        "no frames": no_frames.read_bytes(),
+        "wrong shape": wrong_shape.read_bytes(),
+    }
+
+
+def test_unreadable_cache_entries_of_any_kind_are_recomputed(tmp_path: Path, caplog) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
+    row = manifest.iloc[0].to_dict()
+    cache = ClipCache(tmp_path / "cache", NONE)
+    preprocess_manifest(manifest, cache, progress=False)
+    path = cache.path(row)
+    expected = cache.load(row).frames
+    for kind, content in _damaged_entries(path).items():
+        path.write_bytes(content)
+        caplog.clear()
+        report = preprocess_manifest(manifest, cache, progress=False)
+        assert report["status"].tolist() == ["ok"], kind
+        assert str(path) in caplog.text and "preprocessed again" in caplog.text, kind
+        assert np.array_equal(cache.load(row).frames, expected), kind
+
+
 def test_stale_temporaries_of_the_cache_are_removed_at_start(tmp_path: Path) -> None:
     manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
     cache = ClipCache(tmp_path / "cache", NONE)
