@@ -84,9 +84,11 @@ class DataConfig:
     cache_dir: str = ".cache/clips"
 
     def __post_init__(self) -> None:
+        from au_llm.data.au_codes import FACS_RANGES, is_facs_code
+
         for au in self.aus:
-            if not 1 <= au <= 99:
-                raise ConfigError(f"data.aus: AU {au} is not an AU number (1-99)")
+            if not is_facs_code(au):
+                raise ConfigError(f"data.aus: AU {au} is not a FACS AU code ({FACS_RANGES})")
 
 
 @dataclass

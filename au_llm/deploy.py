@@ -10,6 +10,7 @@ no face are listed in ``failures.csv`` beside the predictions; the others go on.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -147,6 +148,8 @@ class Predictor:
             )
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"--fps {self.fps:g}: expected a positive frame rate")
         if self.face not in FACE_POLICIES:
             raise ValueError(f"--face {self.face}: expected one of {', '.join(FACE_POLICIES)}")
         if not 0 <= self.min_face <= 1:

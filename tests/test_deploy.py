@@ -331,9 +331,20 @@ def test_frame_folders_need_a_frame_rate(deployed, tmp_path):
     predictor._landmarker = FakeLandmarker()
     assert predictor.predict(folder).empty
     assert "--fps" in predictor.failures[-1]["reason"]
+    for bad in ("0", "-5", "inf"):
+        (folder / "fps.txt").write_text(f"{bad}\n")
+        assert predictor.predict(folder).empty
+        assert "expected one positive frame rate" in predictor.failures[-1]["reason"]
     (folder / "fps.txt").write_text("24\n")
     table = predictor.predict(folder)
     assert table["time_end"].iloc[-1] == pytest.approx(5 / 24)
+
+
+@pytest.mark.parametrize("fps", [0.0, -5.0, float("inf"), float("nan")])
+def test_a_frame_rate_option_that_is_not_positive_is_refused(deployed, fps):
+    model, _, _ = deployed
+    with pytest.raises(ValueError, match="--fps .*: expected a positive frame rate"):
+        Predictor(model, window=4, fps=fps)
 
 
 def test_short_default_window_warns_with_both_numbers(deployed, tmp_path, caplog):
