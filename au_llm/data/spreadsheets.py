@@ -83,12 +83,45 @@ class _Sheet:
     rows: list[tuple[int, tuple[object, ...]]]
 
 
+def _check_formula_results(path: Path, values: openpyxl.Workbook) -> None:
+    """Refuse a formula cell whose result was never saved (it would read as an empty cell).
+
+    Formula cells are read through the result the spreadsheet program saved with them
+    (``values``, loaded with ``data_only=True``). A file written by a program that saves no
+    results (e.g. a script) has formulas with none.
+
+    Raises:
+        ManifestError: Naming the file, the cell (``Sheet1!H2``) and its formula.
+    """
+    formulas = openpyxl.load_workbook(path, data_only=False)
+    try:
+        for sheet in formulas.worksheets:
+            for row in sheet.iter_rows():
+                for cell in row:
+                    if (
+                        cell.data_type != "f"
+                        or values[sheet.title][cell.coordinate].value is not None
+                    ):
+                        continue
+                    formula = getattr(cell.value, "text", cell.value)
+                    raise ManifestError(
+                        f"{path}: cell {sheet.title}!{cell.coordinate} holds the formula "
+                        f"{formula} with no saved result; open and save the file in a spreadsheet "
+                        "program (which stores the results) or replace the formula by its value"
+                    )
+    finally:
+        formulas.close()
+
+
 def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
     """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values.
 
+    Formula cells give the result saved with them.
+
     Raises:
         ManifestError: The file is missing, not a workbook, or damaged (e.g. a broken deflate
-            stream inside the .xlsx), naming the file.
+            stream inside the .xlsx), naming the file; or a formula cell has no saved result,
+            naming the cell.
     """
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".xlsm", ".csv"):
@@ -99,12 +132,15 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
                 return [(path.name, [tuple(row) for row in csv.reader(handle)])]
         workbook = openpyxl.load_workbook(path, data_only=True)
         try:
+            _check_formula_results(path, workbook)
             return [
                 (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
                 for sheet in workbook.worksheets
             ]
         finally:
             workbook.close()
+    except ManifestError:
+        raise
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{path}: cannot read the annotation file ({exc})") from exc
     except (
