@@ -20,6 +20,11 @@ from typing import IO, Any
 import pandas as pd
 
 TEMP_SUFFIX = ".tmp"
+# First characters that make a spreadsheet run a cell as a formula, and the quote that escapes
+# them (OWASP CSV injection); a cell beginning with the quote is escaped too, so the escape is
+# undone exactly.
+_QUOTE = "'"
+_ESCAPED_STARTS = ("=", "+", "-", "@", "\t", "\r", _QUOTE)
 STALE_SECONDS = 600.0
 
 
@@ -151,8 +156,57 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that hold text (object or string dtype); numeric columns are never touched."""
+    return [
+        column
+        for column in frame.columns
+        if frame[column].dtype == object or isinstance(frame[column].dtype, pd.StringDtype)
+    ]
+
+
+def escape_cell(value: object) -> object:
+    """A text cell made safe to open in a spreadsheet (the OWASP CSV-injection rule).
+
+    Text beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a
+    formula by a spreadsheet; it gets a leading ``'`` (shown as text, never run). Text that
+    already begins with ``'`` gets one too, so :func:`unescape_cell` restores every text
+    exactly. Other values (numbers, including negative ones) are returned unchanged.
+    """
+    if isinstance(value, str) and value.startswith(_ESCAPED_STARTS):
+        return _QUOTE + value
+    return value
+
+
+def unescape_cell(value: object) -> object:
+    """The text :func:`escape_cell` was given (a cell read back from a toolkit CSV)."""
+    if (
+        isinstance(value, str)
+        and value.startswith(_QUOTE)
+        and value[1:].startswith(_ESCAPED_STARTS)
+    ):
+        return value[1:]
+    return value
+
+
+def unescape_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`unescape_cell` applied to every text column (after ``read_csv``)."""
+    columns = _text_columns(frame)
+    if not columns:
+        return frame
+    return frame.assign(**{column: frame[column].map(unescape_cell) for column in columns})
+
+
 def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
-    """Write a DataFrame as CSV (no index) to ``path`` atomically."""
+    """Write a DataFrame as CSV (no index) to ``path`` atomically, text cells escaped.
+
+    Every CSV the toolkit writes goes through here, so no cell of it runs as a spreadsheet
+    formula (see :func:`escape_cell`); the toolkit's readers undo the escape
+    (:func:`unescape_frame`).
+    """
+    columns = _text_columns(frame)
+    if columns:
+        frame = frame.assign(**{column: frame[column].map(escape_cell) for column in columns})
     with atomic_open(path, "w") as handle:
         frame.to_csv(handle, index=False)
 

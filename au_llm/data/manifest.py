@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.data.au_codes import format_aus, parse_aus
-from au_llm.io_utils import atomic_write_csv, safe_component
+from au_llm.io_utils import atomic_write_csv, safe_component, unescape_frame
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def read_csv_strings(path: Path, what: str) -> pd.DataFrame:
         what: What the file is, for messages (``"table"``, ``"manifest"``).
 
     Returns:
-        The table, all cells strings (empty cells ``""``).
+        The table, all cells strings (empty cells ``""``), with the spreadsheet escape of
+        :func:`~au_llm.io_utils.escape_cell` undone (``'=x`` reads as ``=x``).
 
     Raises:
         ManifestError: The file is missing or unreadable.
@@ -144,7 +145,7 @@ def read_csv_strings(path: Path, what: str) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ManifestError(f"{path}: cannot read the {what} ({exc})") from exc
     data.columns = [str(name).strip().lower() for name in data.columns]
-    return data
+    return unescape_frame(data)
 
 
 def resolve_path(text: str, base: Path) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.config import ExperimentConfig, load_config
-from au_llm.io_utils import atomic_write_csv, atomic_write_text
+from au_llm.io_utils import atomic_write_csv, atomic_write_text, unescape_frame
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reports.answers import answer_notes, answer_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
@@ -39,7 +39,8 @@ def collect_predictions(run_dir: Path) -> pd.DataFrame:
     files = sorted((run_dir / "folds").glob("seed*/*.csv"))
     if not files:
         raise FileNotFoundError(f"{run_dir}: no finished fold (folds/seed*/*.csv)")
-    frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
+    text = {"dataset": str, "subject": str, "clip": str, "fold": str}
+    frames = [unescape_frame(pd.read_csv(f, dtype=text)) for f in files]
     frame = pd.concat(frames, ignore_index=True)
     return frame.sort_values(["seed", "fold", "dataset", "subject", "clip"]).reset_index(drop=True)
 

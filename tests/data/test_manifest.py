@@ -160,3 +160,16 @@ def test_an_apex_outside_the_clip_warns_naming_the_clip_and_uses_the_middle(tmp_
     _manifest_csv(path, [{"onset": "5", "apex": "4", "offset": "3"}])
     with pytest.raises(ManifestError, match="row 2: onset 5 is after offset 3"):
         read_manifest(path)
+
+
+def test_ids_a_spreadsheet_would_run_are_escaped_in_the_file_and_read_back(tmp_path):
+    rows = [
+        {"subject": "=HYPERLINK(1)", "clip": "+c", "au_raw": "-12"},
+        {"subject": "@s", "clip": "-d", "notes": "'kept"},
+    ]
+    frame = read_manifest(_manifest_csv(tmp_path / "in.csv", rows))
+    out = tmp_path / "out.csv"
+    write_manifest(frame, out)
+    text = out.read_text()
+    assert "'=HYPERLINK(1),'+c" in text and "'@s,'-d" in text and "''kept" in text
+    pd.testing.assert_frame_equal(read_manifest(out), frame)
