@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,6 +77,91 @@ def probe_writable(folder: str | Path) -> None:
             os.unlink(probe)
     except OSError as exc:
         raise _output_error(folder, exc) from exc
+
+
+def check_not_input(path: str | Path, inputs: Iterable[str | Path], option: str) -> None:
+    """Raise if ``path`` is one of ``inputs``, or lies inside an input folder (symlinks resolved).
+
+    Raises:
+        ValueError: Naming ``option``, ``path`` and the input.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or source in target.parents:
+            relation = "is" if target == source else "lies inside"
+            raise ValueError(
+                f"{option} {path} {relation} the input {given}; outputs never replace or join "
+                "an input: choose another path"
+            )
+
+
+def check_output_file(
+    path: str | Path,
+    overwrite: bool,
+    inputs: Iterable[str | Path] = (),
+    option: str = "--out",
+) -> Path:
+    """Check, before any work, that ``path`` may be written as a file; return it.
+
+    Every sub-command checks its outputs here (files) or in :func:`check_output_folder`.
+
+    Args:
+        path: The file to write.
+        overwrite: Whether an existing file may be replaced.
+        inputs: Files and folders the command reads; ``path`` must be none of them and lie in
+            none of them, after symlinks are resolved (so ``--overwrite`` never replaces an
+            input).
+        option: The option that named ``path``, for messages.
+
+    Raises:
+        ValueError: ``path`` is a folder, exists while ``overwrite`` is false, or is an input.
+        OutputError: Its folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; expected a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{option} {path} exists; choose another file or pass --overwrite")
+    check_not_input(path, inputs, option)
+    probe_writable(path.parent)
+    return path
+
+
+def check_output_folder(
+    path: str | Path,
+    overwrite: bool,
+    inputs: Iterable[str | Path] = (),
+    option: str = "--out",
+    result: str | None = None,
+) -> Path:
+    """Check, before any work, that ``path`` may be written as a folder; create and return it.
+
+    Args:
+        path: The folder to write into.
+        overwrite: Whether a previous result in it may be replaced.
+        inputs: Files and folders the command reads (see :func:`check_output_file`).
+        option: The option that named ``path``, for messages.
+        result: A file whose presence marks a previous result in the folder (``model.json``);
+            it is refused unless ``overwrite``.
+
+    Raises:
+        ValueError: ``path`` is a file, holds a previous result while ``overwrite`` is false,
+            or is (or lies inside) an input.
+        OutputError: The folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; expected a folder")
+    if result is not None and (path / result).exists() and not overwrite:
+        raise ValueError(
+            f"{option} {path} already holds a result ({result}); choose another folder or pass "
+            "--overwrite"
+        )
+    check_not_input(path, inputs, option)
+    probe_writable(path)
+    return path
 
 
 def remove_stale_temporaries(folder: str | Path, older_than: float = STALE_SECONDS) -> int:

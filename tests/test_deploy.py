@@ -1,5 +1,6 @@
 import dataclasses
 import errno
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -166,6 +167,68 @@ def test_prediction_output_is_checked_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr("au_llm.io_utils.tempfile.mkstemp", read_only)
     with pytest.raises(OutputError, match=r"cannot write .*ro: Read-only file system"):
         predict_inputs(tmp_path / "no_model", [], tmp_path / "ro" / "preds.csv")
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("work started before the outputs were checked")
+
+
+def test_predict_never_replaces_an_input_even_with_overwrite(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    _, model_dir, _ = deployed
+    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    folder = tmp_path / "d"
+    folder.mkdir()
+    failures, other = folder / "failures.csv", folder / "in.csv"
+    for manifest in (failures, other):
+        read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
+    kept = failures.read_text()
+    frames = read_manifest(other)["frames_dir"].iloc[0]
+    link = tmp_path / "link.csv"
+    link.symlink_to(other)
+    table = tmp_path / "o_per_frame.csv"
+    table.write_text("x")
+    inputs = [failures, other, table]
+    cases = [
+        (folder / "p.csv", rf"failures.csv .beside --out. {failures} is the input {failures}"),
+        (other, rf"--out {other} is the input {other}"),
+        (link, rf"--out {link} is the input {other}"),
+        (model_dir / "p.csv", rf"--out {model_dir}/p.csv lies inside the input {model_dir}"),
+        (Path(frames) / "p.csv", rf"lies inside the input {frames}"),
+        (tmp_path / "o.csv", rf"o_per_frame.csv .beside --out. {table} is the input {table}"),
+    ]
+    for out, message in cases:
+        with pytest.raises(ValueError, match=message):
+            predict_inputs(model_dir, inputs, out, overwrite=True, per_frame=True)
+    assert failures.read_text() == kept and other.read_text() == kept
+
+
+def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, monkeypatch, capsys):
+    from au_llm.cli import main
+
+    _, model_dir, _ = deployed
+    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    argv = ["predict", "--model", str(model_dir), "--input", str(tmp_path), "--overwrite"]
+    assert main([*argv, "--out", str(model_dir.parent)]) == 2
+    assert f"--out {model_dir.parent} is a folder" in capsys.readouterr().err
+
+
+def test_train_refuses_an_existing_model_unless_overwrite(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    from au_llm import deployed as deployed_module
+
+    model, model_dir, _ = deployed
+    monkeypatch.setattr(deployed_module, "prepare_data", _no_work)
+    kept = (model_dir / "weights.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=rf"--out {model_dir} already holds a result"):
+        train_deployable(model.cfg, model_dir)
+    with pytest.raises(AssertionError, match="work started"):  # the check passes
+        train_deployable(model.cfg, model_dir, overwrite=True)
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        train_deployable(model.cfg, Path(model.cfg.data.manifests[0]), overwrite=True)
+    assert (model_dir / "weights.safetensors").read_bytes() == kept
 
 
 def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path, monkeypatch):

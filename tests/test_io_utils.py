@@ -10,6 +10,8 @@ from au_llm.io_utils import (
     atomic_open,
     atomic_write_csv,
     atomic_write_text,
+    check_output_file,
+    check_output_folder,
     probe_writable,
     remove_stale_temporaries,
     safe_component,
@@ -108,3 +110,37 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_escaped_and_read_back(tmp_pa
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
     atomic_write_csv(path, pd.DataFrame({"clip": ["\rx"]}))
     assert path.read_bytes() == b"clip\n'\rx\n"
+
+
+def test_an_output_file_is_checked_against_folders_existing_files_and_inputs(tmp_path):
+    source = tmp_path / "in" / "manifest.csv"
+    source.parent.mkdir()
+    source.write_text("keep")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(source)
+    with pytest.raises(ValueError, match=rf"--out {tmp_path} is a folder"):
+        check_output_file(tmp_path, overwrite=True)
+    with pytest.raises(ValueError, match=r"manifest\.csv exists; .*--overwrite"):
+        check_output_file(source, overwrite=False)
+    for out in (source, link, tmp_path / "in" / "." / "manifest.csv"):
+        with pytest.raises(ValueError, match=rf"--out {out} is the input {source}"):
+            check_output_file(out, overwrite=True, inputs=[source])
+    with pytest.raises(ValueError, match="lies inside the input"):
+        check_output_file(frames / "p.csv", overwrite=True, inputs=[source, frames])
+    assert check_output_file(tmp_path / "p.csv", overwrite=False, inputs=[source, frames])
+    assert source.read_text() == "keep"
+
+
+def test_an_output_folder_keeps_a_previous_result_unless_overwrite(tmp_path):
+    model = tmp_path / "model"
+    assert check_output_folder(model, overwrite=False, result="model.json").is_dir()
+    (model / "model.json").write_text("{}")
+    with pytest.raises(ValueError, match=rf"--out {model} already holds a result \(model\.json\)"):
+        check_output_folder(model, overwrite=False, result="model.json")
+    assert check_output_folder(model, overwrite=True, result="model.json") == model
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        check_output_folder(model / "model.json", overwrite=True)
+    with pytest.raises(ValueError, match="is the input"):
+        check_output_folder(model, overwrite=True, inputs=[model])
