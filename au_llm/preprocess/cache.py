@@ -20,10 +20,9 @@ the normalised ``frames_dir`` / ``video`` path string as written in the manifest
 offset. File contents and modification times are not hashed: after replacing source frames in
 place, delete the cache folder (or use another ``cache_dir``).
 
-Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, a hash of the
-decoded onset and apex source frames
-(:func:`~au_llm.preprocess.readers.content_fingerprint`): the protocols refuse a fold whose train
-and test sides share one, whatever the clips are called.
+Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, hashes of its
+decoded source frames (:meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`): the
+protocols refuse a fold whose train and test sides share a frame, whatever the clips are called.
 """
 
 from __future__ import annotations
