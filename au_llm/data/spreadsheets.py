@@ -272,8 +272,8 @@ def _row_identity(
         problems.append("no subject")
     if not clip:
         problems.append("no filename")
-    elif id_problem("Filename", clip) is not None:
-        problems.append(f"Filename {clip!r} with a path separator or a control character")
+    elif (problem := id_problem("Filename", clip)) is not None:
+        problems.append(problem)
     return subject or cell_text(raw_subject).strip(), clip, "; ".join(problems) or None
 
 

@@ -326,10 +326,12 @@ def test_filename_with_a_path_separator_is_skipped_naming_the_row(tmp_path):
     root = tmp_path / "root"
     write_frames(root / "sub01" / "EP01", range(1, 4))
     rows = [casme2_row(1, "EP01", 1, 2, 3, 4), casme2_row(1, "../sub02/EP01", 1, 2, 3, 4)]
+    rows.append(casme2_row(1, "E" * 250, 1, 2, 3, 4))
     result = build_casme2(root, write_casme2_xlsx(tmp_path / "c.xlsx", rows), errata=Errata.empty())
     assert result.frame["clip"].tolist() == ["EP01"]
-    assert result.skipped[0].row == 3
+    assert [skipped.row for skipped in result.skipped] == [3, 4]
     assert "path separator" in result.skipped[0].reason
+    assert "too long (250 characters as a file name; at most 100" in result.skipped[1].reason
 
 
 def _damage_deflate(path: Path, member: str) -> None:
