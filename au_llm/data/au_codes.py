@@ -298,7 +298,8 @@ def parse_aus(text: object) -> tuple[int, ...]:
         Sorted unique AU numbers.
 
     Raises:
-        ValueError: The text is not AU numbers joined by ``+`` (e.g. ``"L12"``).
+        ValueError: The text is not AU numbers joined by ``+`` (e.g. ``"L12"``), or names a number
+            that FACS does not define (``0``, ``150``).
     """
     value = cell_text(text).strip()
     if not value:
