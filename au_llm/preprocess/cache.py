@@ -169,7 +169,9 @@ class ClipCache:
         """Load a row's cached clip.
 
         Raises:
-            CacheError: When it is not cached (run preprocessing first) or the file is unreadable.
+            CacheError: When it is not cached (run preprocessing first), or the file is
+                unreadable (empty, truncated, damaged, not an ``.npz``) or holds arrays of the
+                wrong shape for these settings.
         """
         path = self.path(row)
         if not path.is_file():
@@ -178,14 +180,6 @@ class ClipCache:
                 "with the same preprocess settings first"
             )
         return load_file(path, self.pixels)
-
-    def meta(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The metadata of a row's cached clip, its arrays' shapes checked (see :func:`read_meta`).
-
-        Raises:
-            CacheError: When the file is missing, unreadable or holds arrays of the wrong shape.
-        """
-        return read_meta(self.path(row), self.pixels)
 
     def save(
         self,

@@ -166,7 +166,7 @@ def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
     Raises:
         CacheError: The cache file is unreadable or has no fingerprint (it is then recomputed).
     """
-    meta = cache.meta(row)
+    meta = cache.load(row).meta
     if not is_fingerprint(meta.get("fingerprint")):
         raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint of frames")
     confidence = meta.get("landmark_confidence")

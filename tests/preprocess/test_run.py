@@ -238,7 +238,11 @@ def _damaged_entries(path: Path) -> dict[str, bytes]:
     np.savez(foreign, something=np.zeros(3))
     np.savez(no_frames, numbers=arrays["numbers"], meta=arrays["meta"])
     np.savez(wrong_shape, **{**arrays, "frames": arrays["frames"][:, :8]})
+    flipped = bytearray(good)
+    middle = len(good) // 2
+    flipped[middle : middle + 16] = bytes(b ^ 0xFF for b in flipped[middle : middle + 16])
     return {
+        "bytes flipped": bytes(flipped),
         "empty": b"",
         "truncated": good[: len(good) // 2],
         "not an npz": b"\x93NUMPY garbage",
