@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(train)
     train.add_argument("--out", type=Path, required=True, help="model directory to write")
     train.add_argument("--strict", action="store_true", help="fail on any bad clip")
+    train.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
 
     predict = sub.add_parser(
         "predict",
@@ -180,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_manifest(args: argparse.Namespace) -> int:
     from au_llm.data.build import build_manifest
     from au_llm.data.manifest import write_manifest
+    from au_llm.io_utils import check_output_file
 
+    sources = [path for path in (args.coding, args.table) if path is not None]
+    check_output_file(args.out, overwrite=True, inputs=sources)
     result = build_manifest(
         args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
     )
@@ -191,8 +195,10 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
+    from au_llm.io_utils import check_output_folder
     from au_llm.synth import write_synthetic
 
+    check_output_folder(args.out, overwrite=True)
     result = write_synthetic(
         args.style,
         args.out,
@@ -210,17 +216,19 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from au_llm.data.manifest import read_manifest
+    from au_llm.io_utils import check_output_file
     from au_llm.preprocess.cache import ClipCache
     from au_llm.preprocess.preview import write_contact_sheet
     from au_llm.preprocess.run import preprocess_manifest, write_preprocess_report
     from au_llm.runs.layout import PREPROCESS_REPORT
 
     cfg = load_config(args.config, args.overrides)
-    manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache_dir = Path(cfg.data.cache_dir)
+    report_path = args.report or cache_dir / PREPROCESS_REPORT
+    check_output_file(report_path, overwrite=True, inputs=args.manifest, option="--report")
+    manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache = ClipCache(cache_dir, cfg.preprocess)
     report = preprocess_manifest(manifest, cache, strict=args.strict)
-    report_path = args.report or cache_dir / PREPROCESS_REPORT
     write_preprocess_report(report, report_path)
     print(report["status"].value_counts().to_string())
     print(f"report: {report_path}")
@@ -318,7 +326,9 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.demo import run_demo
+    from au_llm.io_utils import check_output_folder
 
+    check_output_folder(args.out, overwrite=True)
     run_demo(
         args.out,
         no_llm=args.no_llm,
@@ -334,7 +344,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from au_llm.deployed import train_deployable
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
-    train_deployable(load_config(args.config, overrides), args.out)
+    train_deployable(load_config(args.config, overrides), args.out, overwrite=args.overwrite)
     print(f"model written: {args.out}")
     return 0
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -86,9 +87,11 @@ class DataConfig:
     cache_dir: str = ".cache/clips"
 
     def __post_init__(self) -> None:
+        from au_llm.data.au_codes import FACS_RANGES, is_facs_code
+
         for au in self.aus:
-            if not 1 <= au <= 99:
-                raise ConfigError(f"data.aus: AU {au} is not an AU number (1-99)")
+            if not is_facs_code(au):
+                raise ConfigError(f"data.aus: AU {au} is not a FACS AU code ({FACS_RANGES})")
 
 
 @dataclass
@@ -439,6 +442,32 @@ def _check_retired(node: Any, source: str) -> None:
 _ABSENT = object()
 
 
+def read_yaml(path: Path) -> Any:
+    """Read a config file as plain YAML: no tags beyond the standard ones, no anchors or aliases.
+
+    Aliases are refused (an alias bomb expands a few lines into gigabytes), and so is any
+    ``!!python/...`` tag (the safe loader constructs plain values only).
+
+    Raises:
+        ConfigError: The file is unreadable, not UTF-8, not valid YAML, or uses an anchor or alias.
+        OSError: The file cannot be read.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a UTF-8 text file: {exc}") from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(
+                    f"line {event.start_mark.line + 1}: YAML anchors and aliases (& and *) are "
+                    "not accepted in a config; write the values out"
+                )
+        return OmegaConf.create(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None
+
+
 def _validated(merged: Any, source: str) -> ExperimentConfig:
     with _blame(source):
         cfg = OmegaConf.to_object(merged)
@@ -468,7 +497,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         source = str(path)
         with _blame(source):
-            loaded = OmegaConf.load(path)
+            loaded = read_yaml(Path(path))
         _check_retired(loaded, source)
         with _blame(source):
             merged = OmegaConf.merge(merged, loaded)

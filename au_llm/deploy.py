@@ -10,6 +10,7 @@ no face are listed in ``failures.csv`` beside the predictions; the others go on.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -24,9 +25,10 @@ from tqdm.auto import tqdm
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
 from au_llm.deployed import DeployedModel, load_deployed
-from au_llm.io_utils import OutputError, atomic_write_csv, probe_writable
+from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.metrics import au_column
 from au_llm.model.engine import PromptCache
+from au_llm.predict_outputs import input_paths, per_frame_path, prediction_files
 from au_llm.prediction_rows import output_columns
 from au_llm.preprocess.align import NO_FACE
 from au_llm.preprocess.cache import ClipCache
@@ -147,6 +149,8 @@ class Predictor:
             )
         if self.window is not None:
             check_window(self.window, self.stride or max(1, self.window // 2))
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"--fps {self.fps:g}: expected a positive frame rate")
         if self.face not in FACE_POLICIES:
             raise ValueError(f"--face {self.face}: expected one of {', '.join(FACE_POLICIES)}")
         if not 0 <= self.min_face <= 1:
@@ -450,27 +454,6 @@ class PredictionRun:
     precision: str = "fp32"
 
 
-def prediction_files(out: Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """The predictions CSV and its ``failures.csv``, checked before any work.
-
-    Raises:
-        ValueError: ``out`` is named ``failures.csv`` (the failure table would replace the
-            predictions), or ``out`` exists and ``overwrite`` is false.
-        OutputError: The folder of ``out`` cannot be written.
-    """
-    out = Path(out)
-    failures = out.with_name("failures.csv")
-    if out.name == failures.name:
-        raise ValueError(
-            f"--out {out}: failures.csv is the failure table written beside the predictions; "
-            "choose another file name"
-        )
-    if out.exists() and not overwrite:
-        raise ValueError(f"--out {out} exists; choose another file or pass --overwrite")
-    probe_writable(out.parent)
-    return out, failures
-
-
 def predict_inputs(
     model_dir: Path,
     inputs: list[Path],
@@ -503,8 +486,10 @@ def predict_inputs(
         ValueError: See :func:`prediction_files`, or a bad option.
         OutputError: The output folder (checked first) or the cache cannot be written.
     """
-    out, failures = prediction_files(Path(out), overwrite)
+    out = Path(out)
     cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
+    sources = input_paths(Path(model_dir), [Path(p) for p in inputs])
+    out, failures = prediction_files(out, overwrite, sources, per_frame, cache)
     seed_everything(0)
     predictor = Predictor(
         load_deployed(model_dir, precision),
@@ -538,7 +523,7 @@ def predict_inputs(
     atomic_write_csv(out, _ordered(table, predictor.deployed.aus))
     if per_frame:
         frames_table = per_frame_table(table, predictor.deployed.aus)
-        atomic_write_csv(out.with_name(f"{out.stem}_per_frame.csv"), _integers(frames_table))
+        atomic_write_csv(per_frame_path(out), _integers(frames_table))
     failed = _integers(pd.DataFrame(predictor.failures, columns=FAILURE_COLUMNS))
     atomic_write_csv(failures, failed)
     status = 0

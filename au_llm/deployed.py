@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config import ExperimentConfig, config_from_dict
-from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.io_utils import check_output_folder
+from au_llm.model.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
@@ -50,16 +52,23 @@ class DeployedModel:
     clip_seconds: float
 
 
-def train_deployable(cfg: ExperimentConfig, out: Path) -> DeployedModel:
+def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) -> DeployedModel:
     """Train one model on every clip of ``data.manifests`` and save it to ``out``.
 
     Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
     subjects when ``train.val_fraction > 0``). The threshold policy ``train`` picks per-AU
     thresholds on the training clips' own predictions; ``fixed`` uses ``eval.fixed_threshold``;
     ``test-oracle`` has no test set here and falls back to ``fixed`` with a warning.
+
+    Raises:
+        ValueError: ``out`` already holds a model and ``overwrite`` is false, is a file, or is
+            (or lies inside) a manifest or the base LLM's folder (checked before any work).
+        OutputError: ``out`` cannot be written.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    llm = cfg.model.llm
+    inputs = [*cfg.data.manifests, *cfg.data.target_manifests]
+    inputs += [llm.path] if llm.source == "path" and llm.path else []
+    out = check_output_folder(out, overwrite, inputs, result=MODEL_FILE)
     set_num_threads(cfg.train)
     data = prepare_data(cfg, out)
     seed = cfg.seeds[0]
@@ -93,8 +102,21 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
             ``model.precision``.
     """
     model, info = load_checkpoint(Path(model_dir))
-    cfg = config_from_dict(info["config"])
-    extra = info["extra"]
+    try:
+        cfg = config_from_dict(info["config"])
+        extra = info["extra"]
+        thresholds = np.asarray(extra["thresholds"], dtype=np.float64)
+        clip_seconds = float(extra["clip_seconds"])
+    except (KeyError, TypeError, ValueError, OmegaConfBaseException) as exc:
+        raise ValueError(
+            f"{model_dir}: its config.json or model.json is not a trained model's "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    if len(thresholds) != len(model.spec.aus) or not np.isfinite(clip_seconds) or clip_seconds <= 0:
+        raise ValueError(
+            f"{model_dir}/model.json: expected {len(model.spec.aus)} thresholds and a positive "
+            f"clip_seconds, got {len(thresholds)} and {clip_seconds}"
+        )
     device = resolve_device(cfg.train.device)
     set_determinism(device, cfg.train.deterministic)
     model.place(device, precision or info["precision"])
@@ -108,6 +130,6 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
         model,
         cfg,
         list(model.spec.aus),
-        np.asarray(extra["thresholds"], dtype=np.float64),
-        float(extra["clip_seconds"]),
+        thresholds,
+        clip_seconds,
     )

@@ -8,17 +8,23 @@ naming the path, which callers never treat as a problem of one clip.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 
 TEMP_SUFFIX = ".tmp"
+# First characters that make a spreadsheet run a cell as a formula, and the quote that escapes
+# them (OWASP CSV injection); a cell beginning with the quote is escaped too, so the escape is
+# undone exactly.
+_QUOTE = "'"
+_ESCAPED_STARTS = ("=", "+", "-", "@", "\t", "\r", _QUOTE)
 STALE_SECONDS = 600.0
 
 
@@ -71,6 +77,91 @@ def probe_writable(folder: str | Path) -> None:
             os.unlink(probe)
     except OSError as exc:
         raise _output_error(folder, exc) from exc
+
+
+def check_not_input(path: str | Path, inputs: Iterable[str | Path], option: str) -> None:
+    """Raise if ``path`` is one of ``inputs``, or lies inside an input folder (symlinks resolved).
+
+    Raises:
+        ValueError: Naming ``option``, ``path`` and the input.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or source in target.parents:
+            relation = "is" if target == source else "lies inside"
+            raise ValueError(
+                f"{option} {path} {relation} the input {given}; outputs never replace or join "
+                "an input: choose another path"
+            )
+
+
+def check_output_file(
+    path: str | Path,
+    overwrite: bool,
+    inputs: Iterable[str | Path] = (),
+    option: str = "--out",
+) -> Path:
+    """Check, before any work, that ``path`` may be written as a file; return it.
+
+    Every sub-command checks its outputs here (files) or in :func:`check_output_folder`.
+
+    Args:
+        path: The file to write.
+        overwrite: Whether an existing file may be replaced.
+        inputs: Files and folders the command reads; ``path`` must be none of them and lie in
+            none of them, after symlinks are resolved (so ``--overwrite`` never replaces an
+            input).
+        option: The option that named ``path``, for messages.
+
+    Raises:
+        ValueError: ``path`` is a folder, exists while ``overwrite`` is false, or is an input.
+        OutputError: Its folder cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; expected a file name")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{option} {path} exists; choose another file or pass --overwrite")
+    check_not_input(path, inputs, option)
+    probe_writable(path.parent)
+    return path
+
+
+def check_output_folder(
+    path: str | Path,
+    overwrite: bool,
+    inputs: Iterable[str | Path] = (),
+    option: str = "--out",
+    result: str | None = None,
+) -> Path:
+    """Check, before any work, that ``path`` may be written as a folder; create and return it.
+
+    Args:
+        path: The folder to write into.
+        overwrite: Whether a previous result in it may be replaced.
+        inputs: Files and folders the command reads (see :func:`check_output_file`).
+        option: The option that named ``path``, for messages.
+        result: A file whose presence marks a previous result in the folder (``model.json``);
+            it is refused unless ``overwrite``.
+
+    Raises:
+        ValueError: ``path`` is a file, holds a previous result while ``overwrite`` is false,
+            or is (or lies inside) an input.
+        OutputError: The folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; expected a folder")
+    if result is not None and (path / result).exists() and not overwrite:
+        raise ValueError(
+            f"{option} {path} already holds a result ({result}); choose another folder or pass "
+            "--overwrite"
+        )
+    check_not_input(path, inputs, option)
+    probe_writable(path)
+    return path
 
 
 def remove_stale_temporaries(folder: str | Path, older_than: float = STALE_SECONDS) -> int:
@@ -150,7 +241,70 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns that hold text (object or string dtype); numeric columns are never touched."""
+    return [
+        column
+        for column in frame.columns
+        if frame[column].dtype == object or isinstance(frame[column].dtype, pd.StringDtype)
+    ]
+
+
+def escape_cell(value: object) -> object:
+    """A text cell made safe to open in a spreadsheet (the OWASP CSV-injection rule).
+
+    Text beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a
+    formula by a spreadsheet; it gets a leading ``'`` (shown as text, never run). Text that
+    already begins with ``'`` gets one too, so :func:`unescape_cell` restores every text
+    exactly. Other values (numbers, including negative ones) are returned unchanged.
+    """
+    if isinstance(value, str) and value.startswith(_ESCAPED_STARTS):
+        return _QUOTE + value
+    return value
+
+
+def unescape_cell(value: object) -> object:
+    """The text :func:`escape_cell` was given (a cell read back from a toolkit CSV)."""
+    if (
+        isinstance(value, str)
+        and value.startswith(_QUOTE)
+        and value[1:].startswith(_ESCAPED_STARTS)
+    ):
+        return value[1:]
+    return value
+
+
+def unescape_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`unescape_cell` applied to every text column (after ``read_csv``)."""
+    columns = _text_columns(frame)
+    if not columns:
+        return frame
+    return frame.assign(**{column: frame[column].map(unescape_cell) for column in columns})
+
+
 def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
-    """Write a DataFrame as CSV (no index) to ``path`` atomically."""
+    """Write a DataFrame as CSV (no index) to ``path`` atomically, text cells escaped.
+
+    Every CSV the toolkit writes goes through here, so no cell of it runs as a spreadsheet
+    formula (see :func:`escape_cell`); the toolkit's readers undo the escape
+    (:func:`unescape_frame`).
+    """
+    columns = _text_columns(frame)
+    if columns:
+        frame = frame.assign(**{column: frame[column].map(escape_cell) for column in columns})
     with atomic_open(path, "w") as handle:
         frame.to_csv(handle, index=False)
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file the toolkit wrote (a model, a run record).
+
+    Raises:
+        ValueError: The file is unreadable, truncated or not JSON; the message names it.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = f"not a readable JSON file (damaged or truncated?): {exc}"
+        raise ValueError(f"{path}: {reason}") from None

@@ -5,7 +5,7 @@
 list. Manifests are validated before anything else (ids, a clip listed twice, even across files),
 so a bad manifest fails before any preprocessing or training. Protocols (LOSO, cross-domain) and
 ``au-llm train`` start from its :class:`PreparedData`; its clips carry a ``fingerprint`` column
-(see :func:`~au_llm.preprocess.readers.content_fingerprint`) for the protocols' content guard.
+(see :meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`) for the protocols' content guard.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.readers import fingerprint_hashes
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
 from au_llm.runs.run import Item, Run
@@ -97,25 +98,27 @@ def check_no_clip_leak(fold: Fold) -> None:
 def check_no_content_leak(fold: Fold) -> None:
     """Raise :class:`LeakageError` if a train clip and a test clip have the same pixels.
 
-    Compares the ``fingerprint`` columns (content fingerprints from preprocessing; sides
-    without one are not compared), so a clip copied under another dataset, subject or clip name
-    is found; the message names both clips.
+    Compares the ``fingerprint`` columns (content fingerprints from preprocessing: hashes of
+    frames, see :meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`; sides without one
+    are not compared). Two clips sharing a frame hash hold a frame with identical pixels, so a
+    clip copied under another dataset, subject or clip name is found, also when the copy starts
+    or ends a few frames later; the message names both clips.
     """
     if "fingerprint" not in fold.train.columns or "fingerprint" not in fold.test.columns:
         return
-    train = {}
+    train: dict[str, str] = {}
     for row in fold.train.to_dict("records"):
-        if isinstance(row["fingerprint"], str) and row["fingerprint"]:
-            train.setdefault(row["fingerprint"], "/".join(str(row[k]) for k in _ID_KEYS))
-    pairs = [
-        f"{train[row['fingerprint']]} (train) = {'/'.join(str(row[k]) for k in _ID_KEYS)} (test)"
-        for row in fold.test.to_dict("records")
-        if row["fingerprint"] in train
-    ]
+        for frame in fingerprint_hashes(row["fingerprint"]):
+            train.setdefault(frame, "/".join(str(row[k]) for k in _ID_KEYS))
+    pairs = []
+    for row in fold.test.to_dict("records"):
+        shared = sorted(train[f] for f in fingerprint_hashes(row["fingerprint"]) if f in train)
+        if shared:
+            pairs.append(f"{shared[0]} (train) = {'/'.join(str(row[k]) for k in _ID_KEYS)} (test)")
     if pairs:
         raise LeakageError(
-            f"fold {fold.name}: clips with the same source pixels (onset and apex frames) on "
-            f"both sides: {'; '.join(pairs)}; remove the copies from the manifests"
+            f"fold {fold.name}: clips with identical source frames on both sides: "
+            f"{'; '.join(pairs)}; remove the copies from the manifests"
         )
 
 

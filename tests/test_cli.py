@@ -114,3 +114,32 @@ def test_the_module_entry_point_is_the_cli(script, tmp_path):
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "preprocess.color = 'purple'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["train: !!python/object/apply:os.system ['true']\n", "train: {lr: [1,\n", "a: &x 1\nb: *x\n"],
+    ids=["python-tag", "syntax", "alias"],
+)
+def test_a_hostile_or_broken_config_exits_2_naming_the_file(tmp_path, capsys, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "m")]) == 2
+    assert str(path) in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
+    from au_llm.model.checkpoint import save_checkpoint
+    from au_llm.model.modeling_au_llm import build_au_llm
+    from tests.model import one_torch_thread, tiny_spec
+    from tests.model import tiny_config as tiny_model_config
+
+    with one_torch_thread():
+        model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+    save_checkpoint(model, {}, tmp_path / "model")
+    meta = tmp_path / "model" / "model.json"
+    meta.write_text(meta.read_text()[:55])
+    argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "rec")]
+    assert main([*argv, "--out", str(tmp_path / "p.csv")]) == 2
+    assert f"{meta}: not a readable JSON file" in capsys.readouterr().err

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,53 @@ def test_precision_setting_is_checked():
     assert load_config(None, ["train.precision=bf16"]).train.precision == "bf16"
     with pytest.raises(ConfigError, match="train.precision"):
         load_config(None, ["train.precision=fp16"])
+
+
+_ALIAS_BOMB = """\
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+"""
+
+
+def test_an_alias_bomb_is_refused_at_once_naming_the_file(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_ALIAS_BOMB)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"{bomb}: line 1: YAML anchors and aliases"):
+        load_config(bomb)
+    assert time.perf_counter() - start < 2.0
+    plain = tmp_path / "anchor.yaml"
+    plain.write_text("train: &t {lr: 0.001}\n")
+    with pytest.raises(ConfigError, match="anchors and aliases"):
+        load_config(plain)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train: !!python/object/apply:os.system ['touch {marker}']\n", "python/object/apply"),
+        ("train: !!python/name:os.system\n", "python/name"),
+        ("train: {lr: [1,\n", "not valid YAML"),
+        ("train:\n  lr: 1\n lr: 2\n", "not valid YAML"),
+    ],
+    ids=["python-object", "python-name", "unclosed", "indentation"],
+)
+def test_python_tags_and_syntax_errors_name_the_file(tmp_path, text, expected):
+    marker = tmp_path / "ran"
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace("{marker}", str(marker)))
+    with pytest.raises(ConfigError, match=rf"{path}: .*{expected}"):
+        load_config(path)
+    assert not marker.exists()
+
+
+def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"{path}: not a UTF-8 text file"):
+        load_config(path)

@@ -1,6 +1,7 @@
 import dataclasses
 import errno
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -182,6 +183,50 @@ def test_prediction_output_is_checked_before_any_work(tmp_path, monkeypatch):
         predict_inputs(tmp_path / "no_model", [], tmp_path / "ro" / "preds.csv")
 
 
+def _no_work(*args, **kwargs):
+    raise AssertionError("work started before the outputs were checked")
+
+
+def test_predict_checks_its_outputs_against_its_inputs_before_any_work(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    _, model_dir, _ = deployed
+    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    manifest = tmp_path / "failures.csv"
+    read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
+    kept = manifest.read_text()
+    with pytest.raises(ValueError, match=rf"failures.csv .beside --out. {manifest} is the input"):
+        predict_inputs(model_dir, [manifest], tmp_path / "p.csv", overwrite=True)
+    assert manifest.read_text() == kept
+
+
+def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, monkeypatch, capsys):
+    from au_llm.cli import main
+
+    _, model_dir, _ = deployed
+    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    argv = ["predict", "--model", str(model_dir), "--input", str(tmp_path), "--overwrite"]
+    assert main([*argv, "--out", str(model_dir.parent)]) == 2
+    assert f"--out {model_dir.parent} is a folder" in capsys.readouterr().err
+
+
+def test_train_refuses_an_existing_model_unless_overwrite(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    from au_llm import deployed as deployed_module
+
+    model, model_dir, _ = deployed
+    monkeypatch.setattr(deployed_module, "prepare_data", _no_work)
+    kept = (model_dir / "weights.safetensors").read_bytes()
+    with pytest.raises(ValueError, match=rf"--out {model_dir} already holds a result"):
+        train_deployable(model.cfg, model_dir)
+    with pytest.raises(AssertionError, match="work started"):  # the check passes
+        train_deployable(model.cfg, model_dir, overwrite=True)
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        train_deployable(model.cfg, Path(model.cfg.data.manifests[0]), overwrite=True)
+    assert (model_dir / "weights.safetensors").read_bytes() == kept
+
+
 def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path, monkeypatch):
     model, model_dir, _ = deployed
     elsewhere = tmp_path / "config_cache"
@@ -345,9 +390,20 @@ def test_frame_folders_need_a_frame_rate(deployed, tmp_path):
     predictor._landmarker = FakeLandmarker()
     assert predictor.predict(folder).empty
     assert "--fps" in predictor.failures[-1]["reason"]
+    for bad in ("0", "-5", "inf"):
+        (folder / "fps.txt").write_text(f"{bad}\n")
+        assert predictor.predict(folder).empty
+        assert "expected one positive frame rate" in predictor.failures[-1]["reason"]
     (folder / "fps.txt").write_text("24\n")
     table = predictor.predict(folder)
     assert table["time_end"].iloc[-1] == pytest.approx(5 / 24)
+
+
+@pytest.mark.parametrize("fps", [0.0, -5.0, float("inf"), float("nan")])
+def test_a_frame_rate_option_that_is_not_positive_is_refused(deployed, fps):
+    model, _, _ = deployed
+    with pytest.raises(ValueError, match="--fps .*: expected a positive frame rate"):
+        Predictor(model, window=4, fps=fps)
 
 
 def test_short_default_window_warns_with_both_numbers(deployed, tmp_path, caplog):

@@ -2,15 +2,20 @@ import errno
 import os
 import time
 
+import pandas as pd
 import pytest
 
 from au_llm.io_utils import (
     OutputError,
     atomic_open,
+    atomic_write_csv,
     atomic_write_text,
+    check_output_file,
+    check_output_folder,
     probe_writable,
     remove_stale_temporaries,
     safe_component,
+    unescape_frame,
 )
 
 
@@ -80,3 +85,62 @@ def test_only_stale_temporaries_are_removed(tmp_path):
     os.utime(result, (old, old))
     assert remove_stale_temporaries(tmp_path) == 1
     assert not stale.exists() and fresh.exists() and result.exists()
+
+
+_FORMULAS = ["=1+1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "-x", "'quoted", "plain", "1"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped_and_read_back(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "clip": _FORMULAS,
+            "prob": [-0.5, 0.25, -1.0, 0.0, 1.0, -2.5, 3.0, 0.5, -0.125],
+            "frame": pd.array([-5, 1, 2, None, 4, 5, 6, 7, 8], dtype="Int64"),
+        }
+    )
+    path = tmp_path / "t.csv"
+    atomic_write_csv(path, frame)
+    raw = pd.read_csv(path, dtype={"clip": str}, keep_default_na=False)
+    for written in raw["clip"]:
+        assert not written.startswith(("=", "+", "-", "@", "\t", "\r")), written
+    assert raw["clip"].tolist()[:3] == ["'=1+1", "'+cmd|' /C calc'!A0", "'-2+3"]
+    assert raw["clip"].tolist()[6:] == ["''quoted", "plain", "1"]
+    assert path.read_text().splitlines()[1].endswith(",-0.5,-5")  # numbers stay numbers
+    back = unescape_frame(pd.read_csv(path, dtype={"clip": str}))
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    atomic_write_csv(path, pd.DataFrame({"clip": ["\rx"]}))
+    assert path.read_bytes() == b"clip\n'\rx\n"
+
+
+def test_an_output_file_is_checked_against_folders_existing_files_and_inputs(tmp_path):
+    source = tmp_path / "in" / "manifest.csv"
+    source.parent.mkdir()
+    source.write_text("keep")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(source)
+    with pytest.raises(ValueError, match=rf"--out {tmp_path} is a folder"):
+        check_output_file(tmp_path, overwrite=True)
+    with pytest.raises(ValueError, match=r"manifest\.csv exists; .*--overwrite"):
+        check_output_file(source, overwrite=False)
+    for out in (source, link, tmp_path / "in" / "." / "manifest.csv"):
+        with pytest.raises(ValueError, match=rf"--out {out} is the input {source}"):
+            check_output_file(out, overwrite=True, inputs=[source])
+    with pytest.raises(ValueError, match="lies inside the input"):
+        check_output_file(frames / "p.csv", overwrite=True, inputs=[source, frames])
+    assert check_output_file(tmp_path / "p.csv", overwrite=False, inputs=[source, frames])
+    assert source.read_text() == "keep"
+
+
+def test_an_output_folder_keeps_a_previous_result_unless_overwrite(tmp_path):
+    model = tmp_path / "model"
+    assert check_output_folder(model, overwrite=False, result="model.json").is_dir()
+    (model / "model.json").write_text("{}")
+    with pytest.raises(ValueError, match=rf"--out {model} already holds a result \(model\.json\)"):
+        check_output_folder(model, overwrite=False, result="model.json")
+    assert check_output_folder(model, overwrite=True, result="model.json") == model
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        check_output_folder(model / "model.json", overwrite=True)
+    with pytest.raises(ValueError, match="is the input"):
+        check_output_folder(model, overwrite=True, inputs=[model])

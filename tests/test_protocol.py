@@ -329,6 +329,15 @@ def test_cross_domain_target_made_of_renamed_source_clips_is_refused():
     assert cross_folds(source, target.assign(fingerprint=["p3", "p4"]))[0].name == "casme2_to_samm"
 
 
+def test_a_clip_sharing_some_frames_with_a_clip_of_the_other_side_is_refused():
+    source = _keys([("casme2", "sub01", "a"), ("casme2", "sub02", "b")], ["f1 f2 f3", "f4 f5"])
+    shifted = _keys([("samm", "006", "x"), ("samm", "007", "y")], ["f9", "f2 f3 f8"])
+    with pytest.raises(LeakageError, match=r"casme2/sub01/a \(train\) = samm/007/y \(test\)"):
+        cross_folds(source, shifted)
+    distinct = shifted.assign(fingerprint=["f9", "f7 f8"])
+    assert cross_folds(source, distinct)[0].name == "casme2_to_samm"
+
+
 def test_fold_names_and_files_never_collide(tmp_path):
     manifest = _keys([("x-y", "z", "a"), ("x", "y-z", "b"), ("x", "../../../../ESCAPED", "c")])
     names = [fold.name for fold in loso_folds(manifest)]

@@ -8,7 +8,7 @@ parentheses. In each part:
   12: the ``/`` here joins two prefixes and is not an alternative), as is an ``AU`` prefix;
 * FACS intensity suffixes ``A``-``E`` are dropped, also ranges such as ``10A/B``;
 * spaces are ignored;
-* what remains is the AU number (1-99).
+* what remains is the AU number, which must be a FACS code (:data:`FACS_CODES`).
 
 ``or`` and a ``/`` between two AU numbers (``12/14``) mean *alternatives*: ``L12 or L14``,
 ``R14A or 17A or 24A``. An erratum (see :mod:`au_llm.data.errata`) may resolve them; otherwise the
@@ -27,8 +27,14 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-AU_MIN = 1
-AU_MAX = 99
+# The AU numbers FACS defines (Ekman, Friesen & Hager 2002): the action units 1-2 and 4-46 (face,
+# jaw, tongue, eyelids), 50-58 (speech, head positions), 61-74 (eye positions, visibility codes)
+# and the gross behaviour codes 80-82, 84, 85, 91, 92, 97, 98. Other numbers (0, 3, 47, 150) are
+# not AUs.
+FACS_CODES = frozenset(
+    [1, 2, *range(4, 47), *range(50, 59), *range(61, 75), 80, 81, 82, 84, 85, 91, 92, 97, 98]
+)
+FACS_RANGES = "1-2, 4-46, 50-58, 61-74, 80-82, 84, 85, 91, 92, 97, 98"
 _SEPARATORS = "+,"
 _TOKEN = re.compile(
     r"^(?P<prefix>(?:[LRATB]/?)*)(?:AU)?(?P<number>\d+)(?P<intensity>[A-E](?:/[A-E])*)?$",
@@ -169,6 +175,11 @@ def _alternatives(body: str) -> list[str]:
     return [token for token in tokens if token.strip()]
 
 
+def is_facs_code(au: int) -> bool:
+    """Whether ``au`` is an AU number that FACS defines (see :data:`FACS_CODES`)."""
+    return au in FACS_CODES
+
+
 def _token_au(token: str) -> tuple[int | None, str | None]:
     """Read one AU token; returns (AU or None, a warning or None)."""
     compact = re.sub(r"[\s()]+", "", token)
@@ -183,10 +194,10 @@ def _token_au(token: str) -> tuple[int | None, str | None]:
         if len(runs) > 1:
             return None, f"part {token.strip()!r} could not be read as one AU, dropped"
         number = int(runs[0])
-        if AU_MIN <= number <= AU_MAX:
+        if is_facs_code(number):
             return number, f"part {token.strip()!r} has unexpected characters; read as AU {number}"
-    if not AU_MIN <= number <= AU_MAX:
-        return None, f"part {token.strip()!r} is not an AU number ({AU_MIN}-{AU_MAX}), dropped"
+    if not is_facs_code(number):
+        return None, f"part {token.strip()!r} is not a FACS AU code ({FACS_RANGES}), dropped"
     return number, None
 
 
@@ -287,7 +298,8 @@ def parse_aus(text: object) -> tuple[int, ...]:
         Sorted unique AU numbers.
 
     Raises:
-        ValueError: The text is not AU numbers joined by ``+`` (e.g. ``"L12"``).
+        ValueError: The text is not AU numbers joined by ``+`` (e.g. ``"L12"``), or names a number
+            that FACS does not define (``0``, ``150``).
     """
     value = cell_text(text).strip()
     if not value:
@@ -298,7 +310,11 @@ def parse_aus(text: object) -> tuple[int, ...]:
             f"{value!r} is not a canonical AU list (expected AU numbers joined by '+', "
             "e.g. '4+7+10')"
         )
-    return tuple(sorted({int(part) for part in parts}))
+    aus = tuple(sorted({int(part) for part in parts}))
+    unknown = [au for au in aus if not is_facs_code(au)]
+    if unknown:
+        raise ValueError(f"{value!r}: AU {unknown[0]} is not a FACS AU code ({FACS_RANGES})")
+    return aus
 
 
 @dataclass(frozen=True)
@@ -322,7 +338,7 @@ def _token_mark(token: str) -> AUMark | None:
     compact = re.sub(r"[\s()]+", "", token)
     compact = re.sub(r"^ref", "", compact, flags=re.IGNORECASE)
     match = _TOKEN.match(compact)
-    if not match or not AU_MIN <= int(match["number"]) <= AU_MAX:
+    if not match or not is_facs_code(int(match["number"])):
         return None
     sides = match["prefix"].replace("/", "").upper()
     return AUMark(int(match["number"]), sides, (match["intensity"] or "").upper())

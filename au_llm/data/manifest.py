@@ -7,6 +7,7 @@ one row per usable clip. Manifests are built by :func:`au_llm.data.build.build_m
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.data.au_codes import format_aus, parse_aus
-from au_llm.io_utils import atomic_write_csv
+from au_llm.io_utils import atomic_write_csv, safe_component, unescape_frame
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n", ""}
 ID_COLUMNS = ("dataset", "subject", "clip")
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]")
+# Longest id, as a file name: two ids and a 16-character key name one cache file (< 255 bytes).
+MAX_ID_LENGTH = 100
 
 
 class ManifestError(ValueError):
@@ -54,7 +57,10 @@ def id_problem(column: str, value: str) -> str | None:
     """Why ``value`` cannot be a ``dataset``/``subject``/``clip`` id, or None when it can.
 
     Ids name files and folders (cache entries, fold results), so each must be one safe name: not
-    empty, not ``.`` or ``..``, without a slash, a backslash or a control character.
+    empty, not ``.`` or ``..``, without a slash, a backslash or a control character, and at most
+    :data:`MAX_ID_LENGTH` characters long once encoded as a file name
+    (:func:`~au_llm.io_utils.safe_component`), so that a cache file named by subject, clip and key
+    stays within the usual 255-byte limit of file names.
     """
     text = value.strip()
     if not text:
@@ -65,6 +71,13 @@ def id_problem(column: str, value: str) -> str | None:
         return (
             f"{column} {value!r} contains a path separator or a control character; "
             "expected a single name such as sub01"
+        )
+    length = len(safe_component(value))
+    if length > MAX_ID_LENGTH:
+        return (
+            f"{column} {value[:20]!r}... is too long ({length} characters as a file name; at most "
+            f"{MAX_ID_LENGTH}, counting each character other than letters, digits and _ - + . as "
+            "3 per UTF-8 byte)"
         )
     return None
 
@@ -119,7 +132,8 @@ def read_csv_strings(path: Path, what: str) -> pd.DataFrame:
         what: What the file is, for messages (``"table"``, ``"manifest"``).
 
     Returns:
-        The table, all cells strings (empty cells ``""``).
+        The table, all cells strings (empty cells ``""``), with the spreadsheet escape of
+        :func:`~au_llm.io_utils.escape_cell` undone (``'=x`` reads as ``=x``).
 
     Raises:
         ManifestError: The file is missing or unreadable.
@@ -131,7 +145,7 @@ def read_csv_strings(path: Path, what: str) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ManifestError(f"{path}: cannot read the {what} ({exc})") from exc
     data.columns = [str(name).strip().lower() for name in data.columns]
-    return data
+    return unescape_frame(data)
 
 
 def resolve_path(text: str, base: Path) -> Path:
@@ -172,6 +186,48 @@ def _int_value(path: Path, row: int, column: str, text: str) -> int:
     return int(float(value))
 
 
+def _fps_value(text: str) -> float:
+    """A manifest's ``fps`` cell as a positive finite number.
+
+    Raises:
+        ValueError: The cell is not a number, or is zero, negative, infinite or NaN.
+    """
+    try:
+        fps = float(text)
+    except ValueError:
+        fps = math.nan
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps {text!r}: expected a positive frame rate (frames per second)")
+    return fps
+
+
+def _check_timing(path: Path, number: int, record: dict[str, object]) -> None:
+    """Refuse onset > offset; an apex outside onset..offset is replaced by the middle frame.
+
+    The replacement follows the annotation rule (an apex outside the clip is invalid, the
+    middle frame is used and ``apex_estimated`` set), with a warning naming the clip.
+
+    Raises:
+        ManifestError: The onset lies after the offset.
+    """
+    onset, apex, offset = (int(str(record[name])) for name in ("onset", "apex", "offset"))
+    if onset > offset:
+        raise ManifestError(f"{path}, row {number}: onset {onset} is after offset {offset}")
+    if onset <= apex <= offset:
+        return
+    middle = (onset + offset) // 2
+    note = f"apex {apex} outside onset..offset {onset}..{offset}; middle frame {middle} used"
+    logger.warning(
+        "%s, row %d: clip %s/%s/%s: %s",
+        path,
+        number,
+        *(record[column] for column in ID_COLUMNS),
+        note,
+    )
+    record.update(apex=middle, apex_estimated=True)
+    record["notes"] = "; ".join(part for part in (str(record["notes"]).strip(), note) if part)
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
     """Read and validate a manifest CSV.
 
@@ -188,9 +244,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
         The manifest, columns :data:`MANIFEST_COLUMNS` first, extra columns after.
 
     Raises:
-        ManifestError: Missing file, missing column, a value of the wrong type, an id that is
-            not a single safe name (see :func:`id_problem`), or a clip listed twice; the message
-            names the file, the row (header = row 1) and the column.
+        ManifestError: Missing file, missing column, a value of the wrong type, an fps that is
+            not a positive number, an AU that FACS does not define, an onset after the offset,
+            an id that is not a single safe name (see :func:`id_problem`), or a clip listed
+            twice; the message names the file, the row (header = row 1) and the column. An
+            apex outside onset..offset is replaced by the middle frame, with a warning.
     """
     path = Path(path)
     data = read_csv_strings(path, "manifest")
@@ -228,7 +286,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
         for column in INT_COLUMNS:
             record[column] = _int_value(path, number, column, row[column])
         try:
-            record["fps"] = float(row["fps"])
+            record["fps"] = _fps_value(row["fps"])
             record["aus"] = format_aus(parse_aus(row["aus"]))
         except ValueError as exc:
             raise ManifestError(f"{path}, row {number}: {exc}") from exc
@@ -238,6 +296,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
                 f"{path}, row {number}: apex_estimated {row['apex_estimated']!r} is not true/false"
             )
         record["apex_estimated"] = flagged
+        _check_timing(path, number, record)
         if not row["frames_dir"].strip() and not row["video"].strip():
             raise ManifestError(f"{path}, row {number}: neither frames_dir nor video is given")
         for column in ("frames_dir", "video"):

@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from au_llm.data.au_codes import cell_text
 from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
@@ -28,6 +29,9 @@ from au_llm.data.rows import (
     read_aus,
     read_timing,
 )
+
+if TYPE_CHECKING:
+    import openpyxl
 
 DATASET_FPS = {"casme2": 200.0, "samm": 200.0}
 _HEADER_ROLES = {
@@ -80,12 +84,47 @@ class _Sheet:
     rows: list[tuple[int, tuple[object, ...]]]
 
 
+def _check_formula_results(path: Path, values: openpyxl.Workbook) -> None:
+    """Refuse a formula cell whose result was never saved (it would read as an empty cell).
+
+    Formula cells are read through the result the spreadsheet program saved with them
+    (``values``, loaded with ``data_only=True``). A file written by a program that saves no
+    results (e.g. a script) has formulas with none.
+
+    Raises:
+        ManifestError: Naming the file, the cell (``Sheet1!H2``) and its formula.
+    """
+    import openpyxl
+
+    formulas = openpyxl.load_workbook(path, data_only=False)
+    try:
+        for sheet in formulas.worksheets:
+            for row in sheet.iter_rows():
+                for cell in row:
+                    if (
+                        cell.data_type != "f"
+                        or values[sheet.title][cell.coordinate].value is not None
+                    ):
+                        continue
+                    formula = getattr(cell.value, "text", cell.value)
+                    raise ManifestError(
+                        f"{path}: cell {sheet.title}!{cell.coordinate} holds the formula "
+                        f"{formula} with no saved result; open and save the file in a spreadsheet "
+                        "program (which stores the results) or replace the formula by its value"
+                    )
+    finally:
+        formulas.close()
+
+
 def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
     """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values.
 
+    Formula cells give the result saved with them.
+
     Raises:
         ManifestError: The file is missing, not a workbook, or damaged (e.g. a broken deflate
-            stream inside the .xlsx), naming the file.
+            stream inside the .xlsx), naming the file; or a formula cell has no saved result,
+            naming the cell.
     """
     suffix = path.suffix.lower()
     if suffix not in (".xlsx", ".xlsm", ".csv"):
@@ -101,12 +140,15 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
         workbook_errors = (InvalidFileException,)
         workbook = openpyxl.load_workbook(path, data_only=True)
         try:
+            _check_formula_results(path, workbook)
             return [
                 (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
                 for sheet in workbook.worksheets
             ]
         finally:
             workbook.close()
+    except ManifestError:
+        raise
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"{path}: cannot read the annotation file ({exc})") from exc
     except (
@@ -238,8 +280,8 @@ def _row_identity(
         problems.append("no subject")
     if not clip:
         problems.append("no filename")
-    elif id_problem("Filename", clip) is not None:
-        problems.append(f"Filename {clip!r} with a path separator or a control character")
+    elif (problem := id_problem("Filename", clip)) is not None:
+        problems.append(problem)
     return subject or cell_text(raw_subject).strip(), clip, "; ".join(problems) or None
 
 

@@ -30,8 +30,12 @@ from au_llm.data.rows import (
 )
 
 
-def _table_fps(text: str, log: ClipLog) -> float:
-    """Read a table's fps cell; empty gives the default, a bad value the default and a warning."""
+def _table_fps(text: str) -> float:
+    """Read a table's fps cell; empty gives the default.
+
+    Raises:
+        SkipClipError: The cell is not a positive finite number (``0``, ``-5``, ``fast``).
+    """
     if not text.strip():
         return DEFAULT_FPS
     try:
@@ -39,8 +43,7 @@ def _table_fps(text: str, log: ClipLog) -> float:
     except ValueError:
         fps = float("nan")
     if not (math.isfinite(fps) and fps > 0):
-        log.warn(f"fps {text!r} is not a positive number; {DEFAULT_FPS:g} used")
-        return DEFAULT_FPS
+        raise SkipClipError(BAD_ROW, f"fps {text!r} is not a positive frame rate")
     return fps
 
 
@@ -69,7 +72,7 @@ def _table_record(
         raise SkipClipError(BAD_ROW, "neither frames_dir nor video is given")
     aus_text, raw_text = row.get("aus", ""), row.get("au_raw", "")
     aus = read_aus(aus_text if aus_text.strip() else raw_text, None, log)
-    fps = _table_fps(row.get("fps", ""), log)
+    fps = _table_fps(row.get("fps", ""))
     flagged = parse_bool(row.get("apex_estimated", ""))
     if flagged is None:
         log.warn(f"apex_estimated {row['apex_estimated']!r} is not true/false; false used")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from au_llm.config import BackboneConfig
 from au_llm.model.pytorchvideo_compat import import_pytorchvideo_models
+from au_llm.model.weights import read_state_dict
 
 PYTORCHVIDEO_BACKBONES = ("x3d", "r2plus1d", "slow", "csn")
 
@@ -416,17 +417,13 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If keys are missing or unexpected, or shapes differ; the message names the file.
+        ValueError: If the file is damaged, keys are missing or unexpected, or shapes differ; the
+            message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model.backbone.pretrained_path: no such file {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state: Any = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_state_dict(path)
     for wrapper in ("model_state", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

@@ -21,12 +21,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from au_llm.io_utils import atomic_write_bytes, atomic_write_text
+from au_llm.io_utils import atomic_write_bytes, atomic_write_text, read_json
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.spec import ModelSpec
+from au_llm.model.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,10 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
         "extra": extra or {},
     }
     atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
+
+
+def _field(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
 
 
 def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -> None:
@@ -114,31 +118,33 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
     meta_path = model_dir / MODEL_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{model_dir}: not an au-llm checkpoint ({MODEL_FILE} missing)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(
             f"{meta_path}: expected format {FORMAT!r} version {VERSION}, got "
-            f"{meta.get('format')!r} version {meta.get('version')!r}"
+            f"{_field(meta, 'format')!r} version {_field(meta, 'version')!r}"
         )
     try:
         spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"{meta_path}: {exc}") from exc
+        saved_identity = meta["base_identity"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: {type(exc).__name__}: {exc}") from exc
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{model_dir}: {WEIGHTS_FILE} missing")
     model = build_au_llm(spec, seed=0)
-    _check_identity(meta["base_identity"], model.base_identity, model_dir)
+    _check_identity(saved_identity, model.base_identity, model_dir)
+    state = read_state_dict(weights_path)
     try:
-        model.load_trainable_state_dict(load_safetensors(weights_path.read_bytes()))
+        model.load_trainable_state_dict(state)
     except ValueError as exc:
         raise ValueError(f"{weights_path}: {exc}") from exc
     model.eval()
     config_path = model_dir / CONFIG_FILE
     info = {
-        "config": json.loads(config_path.read_text()) if config_path.is_file() else {},
+        "config": read_json(config_path) if config_path.is_file() else {},
         "extra": meta.get("extra", {}),
-        "base_identity": meta["base_identity"],
+        "base_identity": saved_identity,
         "precision": meta.get("precision", "fp32"),
     }
     return model, info

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from au_llm.config import LLMConfig, LoraConfig, TinyLLMConfig
@@ -157,16 +158,51 @@ def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
         return model_cls(config_cls(**shape))
 
 
+# Files of a Hugging Face folder that may name Python code of the folder to run (``auto_map``).
+_REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json")
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """Raise unless ``folder`` loads without running code it ships (no ``auto_map``).
+
+    A model folder whose ``config.json`` or ``tokenizer_config.json`` has an ``auto_map`` needs
+    its own Python files to load; au-llm never runs them (every load passes
+    ``trust_remote_code=False``, and this check refuses such a folder before transformers reads
+    it, so nothing is ever asked at a terminal).
+
+    Raises:
+        ValueError: A file holds ``auto_map``, or is not a JSON object; the message names it.
+    """
+    for name in _REMOTE_CODE_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"model.llm.path: {path} is not readable JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"model.llm.path: {path} is not a JSON object")
+        if "auto_map" in data:
+            raise ValueError(
+                f"model.llm.path: {folder} needs code shipped with the model ({name} has "
+                "auto_map); au-llm never runs model code: use a model that transformers "
+                "supports natively"
+            )
+
+
 def _load_path_model(path: Path, dtype: torch.dtype) -> tuple[nn.Module, PromptTokenizer]:
-    """Load a local Hugging Face causal LM directory and its tokenizer (no download)."""
+    """Load a local Hugging Face causal LM directory and its tokenizer (no download, no code)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not path.is_dir():
         raise FileNotFoundError(f"model.llm.path: {path} is not a directory (a local HF model)")
+    refuse_remote_code(path)
+    local = {"local_files_only": True, "trust_remote_code": False}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
-    except (OSError, ValueError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), **local)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **local)
+    except (OSError, ValueError, EOFError, SafetensorError) as exc:
         raise ValueError(f"model.llm.path: cannot load a causal LM from {path}: {exc}") from exc
     return model, HFTokenizer(tokenizer)
 

@@ -32,11 +32,12 @@ def _convert(gguf: Path, out: Path) -> None:
 
     start = time.perf_counter()
     logger.info("converting %s once into %s (about a minute)", gguf, out)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **local)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **local)
+    model = AutoModelForCausalLM.from_config(
+        loaded.config, dtype=torch.float32, trust_remote_code=False
     )
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -20,10 +20,9 @@ the normalised ``frames_dir`` / ``video`` path string as written in the manifest
 offset. File contents and modification times are not hashed: after replacing source frames in
 place, delete the cache folder (or use another ``cache_dir``).
 
-Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, a hash of the
-decoded onset and apex source frames
-(:func:`~au_llm.preprocess.readers.content_fingerprint`): the protocols refuse a fold whose train
-and test sides share one, whatever the clips are called.
+Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, hashes of its
+decoded source frames (:meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`): the
+protocols refuse a fold whose train and test sides share a frame, whatever the clips are called.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +129,7 @@ class ClipCache:
         self.settings = pixel_settings(cfg)
         self.settings_hash = _digest(self.settings)[:12]
         self.folder = self.root / self.settings_hash
+        self.pixels = (cfg.size, cfg.size, cfg.channels)
 
     def key(self, row: Mapping[str, Any]) -> str:
         """Hex SHA-256 of the pixel settings and the clip's source (see the module docstring)."""
@@ -168,7 +169,9 @@ class ClipCache:
         """Load a row's cached clip.
 
         Raises:
-            CacheError: When it is not cached (run preprocessing first) or the file is unreadable.
+            CacheError: When it is not cached (run preprocessing first), or the file is
+                unreadable (empty, truncated, damaged, not an ``.npz``) or holds arrays of the
+                wrong shape for these settings.
         """
         path = self.path(row)
         if not path.is_file():
@@ -176,7 +179,7 @@ class ClipCache:
                 f"clip {clip_name(row)} is not in the cache ({path}); run `au-llm preprocess` "
                 "with the same preprocess settings first"
             )
-        return load_file(path)
+        return load_file(path, self.pixels)
 
     def save(
         self,
@@ -241,10 +244,10 @@ class ClipCache:
         rows = []
         for path in sorted(self.folder.glob("*/*.npz")):
             try:
-                meta = read_meta(path)
+                meta = read_meta(path, self.pixels)
                 with np.load(path) as data:
                     count = len(data["numbers"])
-            except CacheError:
+            except (CacheError, *_UNREADABLE):
                 continue
             row = {k: meta.get(k, "") for k in INDEX_COLUMNS}
             row.update(file=str(path.relative_to(self.folder)), frames=count)
@@ -254,21 +257,68 @@ class ClipCache:
         return index
 
 
-def read_meta(path: Path) -> dict[str, Any]:
-    """Read only the metadata of a cached clip file.
+# What numpy and zipfile raise for an empty, truncated, damaged or foreign cache file.
+_UNREADABLE = (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error)
+
+
+def _header(data: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array ``name`` of an open ``.npz``, read without decompressing it."""
+    with data.zip.open(f"{name}.npy") as member:
+        major, _ = np.lib.format.read_magic(member)
+        if major == 1:
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    return tuple(shape), dtype
+
+
+def _shape_problem(
+    frames: tuple[tuple[int, ...], np.dtype],
+    numbers: tuple[int, ...],
+    pixels: tuple[int, int, int] | None,
+) -> str | None:
+    """What is wrong with a cached clip's arrays, or None (``pixels``: expected ``(H, W, C)``)."""
+    shape, dtype = frames
+    if len(shape) != 4 or dtype != np.uint8 or len(numbers) != 1 or shape[0] != numbers[0]:
+        return (
+            f"expected uint8 frames [T, H, W, C] matching numbers [T], got {dtype} {shape} and "
+            f"{numbers}"
+        )
+    if pixels is not None and shape[1:] != pixels:
+        return f"expected frames of {pixels[0]}x{pixels[1]}x{pixels[2]}, got {shape}"
+    return None
+
+
+def read_meta(path: Path, pixels: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """Read the metadata of a cached clip file and check its arrays' shapes.
+
+    Only the metadata and the arrays' headers are read (the frames are not decompressed).
+
+    Args:
+        path: The ``.npz`` file.
+        pixels: Expected ``(H, W, C)`` of each frame, or None to accept any.
 
     Raises:
-        CacheError: When the file is unreadable.
+        CacheError: When the file is empty, truncated, not an ``.npz``, lacks an array, or its
+            arrays have the wrong shapes.
     """
     try:
         with np.load(path) as data:
-            return json.loads(str(data["meta"]))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise CacheError(f"cached clip {path} is unreadable: {exc}") from exc
+            meta = json.loads(str(data["meta"]))
+            problem = _shape_problem(_header(data, "frames"), _header(data, "numbers")[0], pixels)
+    except _UNREADABLE as exc:
+        raise CacheError(f"cached clip {path} is unreadable: {type(exc).__name__}: {exc}") from exc
+    if problem is not None or not isinstance(meta, dict):
+        raise CacheError(f"cached clip {path}: {problem or 'its meta is not a JSON object'}")
+    return meta
 
 
-def load_file(path: Path) -> CachedClip:
+def load_file(path: Path, pixels: tuple[int, int, int] | None = None) -> CachedClip:
     """Load a cached clip file.
+
+    Args:
+        path: The ``.npz`` file.
+        pixels: Expected ``(H, W, C)`` of each frame, or None to accept any.
 
     Raises:
         CacheError: When the file is unreadable or its arrays are inconsistent.
@@ -278,11 +328,9 @@ def load_file(path: Path) -> CachedClip:
             frames, numbers = data["frames"], data["numbers"]
             meta = json.loads(str(data["meta"]))
             transforms = data["transforms"] if "transforms" in data.files else None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise CacheError(f"cached clip {path} is unreadable: {exc}") from exc
-    if frames.ndim != 4 or frames.dtype != np.uint8 or len(frames) != len(numbers):
-        raise CacheError(
-            f"cached clip {path}: expected uint8 frames [T, H, W, C] matching numbers [T], got "
-            f"{frames.dtype} {frames.shape} and {numbers.shape}"
-        )
+    except _UNREADABLE as exc:
+        raise CacheError(f"cached clip {path} is unreadable: {type(exc).__name__}: {exc}") from exc
+    problem = _shape_problem((frames.shape, frames.dtype), numbers.shape, pixels)
+    if problem is not None or not isinstance(meta, dict):
+        raise CacheError(f"cached clip {path}: {problem or 'its meta is not a JSON object'}")
     return CachedClip(frames=frames, numbers=numbers, meta=meta, transforms=transforms)

@@ -222,24 +222,69 @@ class VideoSource:
         self._reader = None
 
 
-def content_fingerprint(source: FrameSource, apex: int) -> str:
-    """SHA-256 of a clip's decoded onset and apex frames: equal pixels give equal fingerprints.
+# Frames kept in a content fingerprint: the clip's frames with the smallest hashes (a bottom-k
+# sketch), so a copy that starts or ends a few frames later keeps most of them.
+FINGERPRINT_FRAMES = 8
+_FRAME_HASH_CHARS = 16
 
-    Args:
-        source: The clip's frames.
-        apex: The apex frame number (the middle frame is used when it is outside the clip).
 
-    Returns:
-        The hex digest; clips copied under another dataset, subject or clip name share it.
+def frame_hash(frame: np.ndarray) -> str:
+    """A short hash of one decoded frame's pixels (64 bits of SHA-256, as hex)."""
+    frame = np.ascontiguousarray(frame)
+    digest = hashlib.sha256(str(frame.shape).encode())
+    digest.update(frame.tobytes())
+    return digest.hexdigest()[:_FRAME_HASH_CHARS]
+
+
+def fingerprint_hashes(fingerprint: object) -> set[str]:
+    """The frame hashes of a content fingerprint (empty for a missing one)."""
+    return set(fingerprint.split()) if isinstance(fingerprint, str) else set()
+
+
+class HashingSource:
+    """A :class:`FrameSource` that hashes each frame it decodes, for the content fingerprint.
+
+    Alignment decodes every frame once; wrapping its source here gives the fingerprint without
+    decoding the clip again.
     """
-    numbers = [int(n) for n in source.numbers]
-    apex_index = numbers.index(apex) if apex in numbers else len(numbers) // 2
-    digest = hashlib.sha256()
-    for index in (0, apex_index):
-        frame = np.ascontiguousarray(source.read(index))
-        digest.update(str(frame.shape).encode())
-        digest.update(frame.tobytes())
-    return digest.hexdigest()
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.numbers = source.numbers
+        self.path = source.path
+        self._hashes: dict[int, str] = {}
+
+    def read(self, i: int) -> np.ndarray:
+        """Frame ``i`` of the wrapped source (its hash is kept)."""
+        frame = self.source.read(i)
+        self._hashes.setdefault(i, frame_hash(frame))
+        return frame
+
+    def close(self) -> None:
+        """Release the wrapped source."""
+        self.source.close()
+
+    def fingerprint(self) -> str:
+        """The clip's content fingerprint (frames not decoded yet are decoded now).
+
+        Returns:
+            The :data:`FINGERPRINT_FRAMES` smallest distinct frame hashes, sorted and joined by
+            spaces. Clips copied under another name share them all; a copy shifted by a few
+            frames shares most; two clips share one only if they hold a frame with identical
+            pixels (see :func:`fingerprint_hashes`).
+        """
+        for i in range(len(self.numbers)):
+            if i not in self._hashes:
+                self.read(i)
+        return " ".join(sorted(set(self._hashes.values()))[:FINGERPRINT_FRAMES])
+
+
+def is_fingerprint(text: object) -> bool:
+    """Whether ``text`` is a content fingerprint as :meth:`HashingSource.fingerprint` writes it."""
+    hashes = text.split(" ") if isinstance(text, str) else []
+    return 0 < len(hashes) <= FINGERPRINT_FRAMES and all(
+        len(h) == _FRAME_HASH_CHARS and all(c in "0123456789abcdef" for c in h) for h in hashes
+    )
 
 
 def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:

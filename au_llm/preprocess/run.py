@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from au_llm.data.fields import ClipReadError, clip_name, text_field
 from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.preprocess.align import align_source
-from au_llm.preprocess.cache import CacheError, ClipCache, read_meta
+from au_llm.preprocess.cache import CacheError, ClipCache
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import content_fingerprint, open_clip
+from au_llm.preprocess.readers import HashingSource, is_fingerprint, open_clip
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +95,10 @@ def process_clip(
     """
     start = time.perf_counter()
     try:
-        source = open_clip(row)
+        source = HashingSource(open_clip(row))
         try:
             result = align_source(source, cache.cfg, landmarker)
-            fingerprint = content_fingerprint(source, int(row["apex"]))
+            fingerprint = source.fingerprint()
         finally:
             source.close()
         info = {
@@ -166,9 +166,9 @@ def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
     Raises:
         CacheError: The cache file is unreadable or has no fingerprint (it is then recomputed).
     """
-    meta = read_meta(cache.path(row))
-    if not meta.get("fingerprint"):
-        raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint")
+    meta = cache.load(row).meta
+    if not is_fingerprint(meta.get("fingerprint")):
+        raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint of frames")
     confidence = meta.get("landmark_confidence")
     return _record(
         row,

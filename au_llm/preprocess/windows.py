@@ -109,7 +109,7 @@ def sidecar_fps(folder: Path) -> float | None:
         fps = float(text)
     except ValueError:
         fps = math.nan
-    if not fps > 0:
+    if not (math.isfinite(fps) and fps > 0):
         raise ClipReadError(f"{path}: expected one positive frame rate, got {text!r}", path)
     return fps
 

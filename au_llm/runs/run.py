@@ -34,6 +34,7 @@ from au_llm.io_utils import (
     atomic_write_text,
     probe_writable,
     remove_stale_temporaries,
+    unescape_frame,
 )
 from au_llm.prepare import PreparedData
 from au_llm.runs.layout import RunLayout
@@ -287,7 +288,8 @@ class Run:
         files = self.layout.finished_predictions()
         if not files:
             raise FileNotFoundError(f"{self.root}: no finished fold")
-        frames = [pd.read_csv(f, dtype={"subject": str, "clip": str, "fold": str}) for f in files]
+        text = {"dataset": str, "subject": str, "clip": str, "fold": str}
+        frames = [unescape_frame(pd.read_csv(f, dtype=text)) for f in files]
         frame = pd.concat(frames, ignore_index=True)
         keys = ["seed", "fold", "dataset", "subject", "clip"]
         return frame.sort_values(keys).reset_index(drop=True)

@@ -175,3 +175,17 @@ def test_parse_aus_rejects_non_canonical_text():
 def test_au_marks_read_side_and_intensity_of_the_clip_aus(cell, aus, expected):
     marks = au_marks(cell, aus)
     assert {au: (m.sides, m.intensity) for au, m in marks.items()} == expected
+
+
+@pytest.mark.parametrize("cell", ["150", "0", "3", "4+47", "AU99", "150?"])
+def test_numbers_that_facs_does_not_define_are_dropped_with_a_warning(cell):
+    parsed = parse_au_cell(cell)
+    assert parsed.aus == ((4,) if cell == "4+47" else ())
+    assert any("not a FACS AU code" in warning for warning in parsed.warnings), parsed.warnings
+
+
+def test_the_canonical_column_refuses_numbers_that_facs_does_not_define():
+    assert parse_aus("1+2+4+46+58+74+98") == (1, 2, 4, 46, 58, 74, 98)
+    for text in ("0", "150", "12+3"):
+        with pytest.raises(ValueError, match="is not a FACS AU code"):
+            parse_aus(text)

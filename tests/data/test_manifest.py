@@ -96,6 +96,8 @@ def _manifest_csv(path: Path, rows: list[dict[str, str]]) -> Path:
         ("clip", "a\\b"),
         ("dataset", ".."),
         ("subject", ""),
+        ("clip", "c" * 101),
+        ("subject", "\u6c49" * 12),
     ],
 )
 def test_ids_that_are_not_one_safe_name_are_rejected_naming_the_row(tmp_path, column, value):
@@ -119,3 +121,55 @@ def test_subject_ids_that_differ_only_by_case_or_padding_warn(tmp_path, caplog):
         caplog.text
     )
     assert "'s2'" not in caplog.text
+
+
+def test_an_id_of_the_longest_length_is_accepted_and_one_more_is_refused(tmp_path):
+    path = _manifest_csv(tmp_path / "m.csv", [{"clip": "c" * 100, "subject": "\u6c49" * 11}])
+    assert read_manifest(path)["clip"].tolist() == ["c" * 100]
+    _manifest_csv(path, [{"clip": "c" * 250}])
+    with pytest.raises(
+        ManifestError, match=r"row 2: clip 'c+'\.\.\. is too long \(250 .*at most 100"
+    ):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("fps", ["0", "-5", "inf", "nan", "fast"])
+def test_a_frame_rate_that_is_not_positive_is_refused_naming_the_row(tmp_path, fps):
+    path = _manifest_csv(tmp_path / "m.csv", [{"fps": "25"}, {"clip": "d", "fps": fps}])
+    with pytest.raises(ManifestError, match=rf"m\.csv, row 3: fps '{fps}': expected a positive"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("aus", ["0", "150", "4+3", "12+47"])
+def test_au_codes_that_facs_does_not_define_are_refused_naming_the_row(tmp_path, aus):
+    path = _manifest_csv(tmp_path / "m.csv", [{"aus": aus}])
+    bad = [au for au in aus.split("+") if au not in ("4", "12")][0]
+    with pytest.raises(ManifestError, match=rf"row 2: .*AU {bad} is not a FACS AU code"):
+        read_manifest(path)
+
+
+def test_an_apex_outside_the_clip_warns_naming_the_clip_and_uses_the_middle(tmp_path, caplog):
+    path = _manifest_csv(
+        tmp_path / "m.csv", [{"apex": "9", "onset": "1", "offset": "5"}, {"clip": "d"}]
+    )
+    with caplog.at_level("WARNING"):
+        frame = read_manifest(path)
+    assert "row 2: clip custom/s1/c: apex 9 outside onset..offset 1..5" in caplog.text
+    assert frame["apex"].tolist() == [3, 2] and frame["apex_estimated"].tolist() == [True, False]
+    assert "middle frame 3 used" in frame["notes"].iloc[0]
+    _manifest_csv(path, [{"onset": "5", "apex": "4", "offset": "3"}])
+    with pytest.raises(ManifestError, match="row 2: onset 5 is after offset 3"):
+        read_manifest(path)
+
+
+def test_ids_a_spreadsheet_would_run_are_escaped_in_the_file_and_read_back(tmp_path):
+    rows = [
+        {"subject": "=HYPERLINK(1)", "clip": "+c", "au_raw": "-12"},
+        {"subject": "@s", "clip": "-d", "notes": "'kept"},
+    ]
+    frame = read_manifest(_manifest_csv(tmp_path / "in.csv", rows))
+    out = tmp_path / "out.csv"
+    write_manifest(frame, out)
+    text = out.read_text()
+    assert "'=HYPERLINK(1),'+c" in text and "'@s,'-d" in text and "''kept" in text
+    pd.testing.assert_frame_equal(read_manifest(out), frame)

@@ -326,10 +326,12 @@ def test_filename_with_a_path_separator_is_skipped_naming_the_row(tmp_path):
     root = tmp_path / "root"
     write_frames(root / "sub01" / "EP01", range(1, 4))
     rows = [casme2_row(1, "EP01", 1, 2, 3, 4), casme2_row(1, "../sub02/EP01", 1, 2, 3, 4)]
+    rows.append(casme2_row(1, "E" * 250, 1, 2, 3, 4))
     result = build_casme2(root, write_casme2_xlsx(tmp_path / "c.xlsx", rows), errata=Errata.empty())
     assert result.frame["clip"].tolist() == ["EP01"]
-    assert result.skipped[0].row == 3
+    assert [skipped.row for skipped in result.skipped] == [3, 4]
     assert "path separator" in result.skipped[0].reason
+    assert "too long (250 characters as a file name; at most 100" in result.skipped[1].reason
 
 
 def _damage_deflate(path: Path, member: str) -> None:
@@ -371,3 +373,29 @@ def test_the_sheet_with_header_and_rows_is_used_after_a_header_only_sheet(tmp_pa
         ManifestError, match=r"empty\.xlsx: the header row of sheet 'Sheet'.*no data"
     ):
         build_casme2(root, tmp_path / "empty.xlsx", errata=Errata.empty())
+
+
+def _save_result(path: Path, cell: str, result: str) -> None:
+    """Store ``result`` as the saved value of the formula in ``cell`` (as Excel does)."""
+    member = "xl/worksheets/sheet1.xml"
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    xml = files[member].decode()
+    start = xml.index(f'<c r="{cell}"')
+    end = xml.index("</c>", start)
+    saved = xml[start:end].replace("<v />", "") + f"<v>{result}</v>"
+    files[member] = (xml[:start] + saved + xml[end:]).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def test_formula_cells_give_their_saved_result_or_are_refused_naming_the_cell(tmp_path):
+    root = tmp_path / "root"
+    write_frames(root / "sub01" / "EP01", range(1, 4))
+    coding = write_casme2_xlsx(tmp_path / "c.xlsx", [casme2_row(1, "EP01", 1, 2, 3, "=10+2")])
+    with pytest.raises(ManifestError, match=r"c\.xlsx: cell Sheet1!H2 holds the formula =10\+2"):
+        build_casme2(root, coding, errata=Errata.empty())
+    _save_result(coding, "H2", "12")
+    result = build_casme2(root, coding, errata=Errata.empty())
+    assert result.frame["aus"].tolist() == ["12"]

@@ -64,18 +64,23 @@ def test_table_fps_column(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     pd.DataFrame(
         {
-            "subject": ["1", "2"],
-            "clip": ["x", "y"],
-            "video": ["a.mp4", "a.mp4"],
-            "onset": [0, 0],
-            "offset": [9, 9],
-            "aus": ["12", "4"],
-            "fps": ["30", "fast"],
+            "subject": ["1", "2", "3", "4", "5"],
+            "clip": ["x", "y", "z", "w", "v"],
+            "video": ["a.mp4"] * 5,
+            "onset": [0] * 5,
+            "offset": [9] * 5,
+            "aus": ["12", "4", "4", "4", "4"],
+            "fps": ["30", "fast", "0", "-5", ""],
         }
     ).to_csv(tmp_path / "t.csv", index=False)
     result = build_from_table(tmp_path / "t.csv")
-    assert result.frame["fps"].tolist() == [30.0, 200.0]
-    assert result.warnings == ["2/y (row 3): fps 'fast' is not a positive number; 200 used"]
+    assert result.frame["fps"].tolist() == [30.0, 200.0]  # an empty cell: the default
+    assert [(s.kind, s.describe()) for s in result.skipped] == [
+        ("bad row", f"{s}/{c} (row {r}): fps {v!r} is not a positive frame rate")
+        for s, c, r, v in (("2", "y", 3, "fast"), ("3", "z", 4, "0"), ("4", "w", 5, "-5"))
+    ]
+    with pytest.raises(ManifestError, match=r"row 3.*fps 'fast' is not a positive frame rate"):
+        build_from_table(tmp_path / "t.csv", strict=True)
 
 
 def test_table_duplicates_are_per_dataset(tmp_path):

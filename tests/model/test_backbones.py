@@ -188,3 +188,29 @@ def test_led3dcnn_per_frame_2d_conv_equals_the_3d_form(channels: int, size: int)
     assert torch.equal(fast, reference)
     for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
         torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_damaged_pretrained_file_is_an_error_naming_it(tmp_path, suffix) -> None:
+    import os
+    import pickle
+
+    cfg = BackboneConfig(name="slow", builder_kwargs=TINY_WIDTHS["slow"])
+    path = tmp_path / f"slow{suffix}"
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    damaged = {
+        "truncated": b"PK\x03\x04" + b"\x00" * 40,
+        "pickled code": pickle.dumps(Payload(), protocol=2),
+        "empty": b"",
+    }
+    cfg.pretrained_path = str(path)
+    for kind, data in damaged.items():
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{path}: not a readable weights file"):
+            build_backbone(cfg, 3, 4, 32)
+        assert not marker.exists(), kind

@@ -137,3 +137,33 @@ def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
 def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_base_llm(LLMConfig(source="path", path=str(tmp_path / "absent")))
+
+
+def _damage(ckpt: Path, name: str, how: str) -> Path:
+    path = ckpt / name
+    data = path.read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"\x80" * 64}
+    path.write_bytes(damaged[how])
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
+@pytest.mark.parametrize("name", ["model.json", "weights.safetensors", "config.json"])
+def test_a_damaged_model_file_is_an_error_naming_it(tmp_path: Path, name: str, how: str) -> None:
+    save_checkpoint(_trained_model(tiny_model_config(source="none")), {"a": 1}, tmp_path / "ckpt")
+    path = _damage(tmp_path / "ckpt", name, how)
+    with pytest.raises(ValueError, match=rf"{path}: not a readable (JSON|weights) file"):
+        load_checkpoint(tmp_path / "ckpt")
+
+
+def test_a_model_json_of_another_shape_names_the_file(tmp_path: Path) -> None:
+    save_checkpoint(_trained_model(tiny_model_config(source="none")), {}, tmp_path / "ckpt")
+    meta_path = tmp_path / "ckpt" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps([meta]))
+    with pytest.raises(ValueError, match=rf"{meta_path}: expected format"):
+        load_checkpoint(tmp_path / "ckpt")
+    del meta["base_identity"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=rf"{meta_path}: KeyError"):
+        load_checkpoint(tmp_path / "ckpt")

@@ -12,8 +12,8 @@ META = {
     "dataset": ["casme2", "casme2"],
     "subject": ["sub01", "sub02"],
     "clip": ["EP01", "EP02"],
-    "au_raw": ["L1+3", "2C"],
-    "aus": ["1+3", "2"],
+    "au_raw": ["L1+4", "2C"],
+    "aus": ["1+4", "2"],
     "emotion": ["surprise", ""],
 }
 

@@ -153,12 +153,36 @@ def test_copied_clips_share_a_content_fingerprint_in_report_and_index(tmp_path: 
     cache = ClipCache(tmp_path / "cache", NONE)
     report = preprocess_manifest(manifest, cache, progress=False)
     prints = report["fingerprint"].tolist()
-    assert prints[0] == prints[1] != prints[2] and len(prints[0]) == 64
+    assert prints[0] == prints[1] != prints[2] and len(prints[0].split()) == 4  # 4 frames
     index = pd.read_csv(cache.folder / "index.csv")
     assert sorted(index["fingerprint"]) == sorted(prints)
     again = preprocess_manifest(manifest, cache, progress=False)
     assert again["status"].tolist() == ["cached"] * 3
     assert again["fingerprint"].tolist() == prints
+
+
+def _shifted_copy(root: Path, frames: list[np.ndarray], shift: int, name: str) -> dict:
+    """A manifest row of ``frames[shift:]`` copied into a folder of its own, numbered from 1."""
+    folder = write_folder(root / name / name, frames[shift:], ext="png")
+    count = len(frames) - shift
+    return manifest_row(name, frames_dir=folder, onset=1, apex=2, offset=count, subject=name)
+
+
+def test_a_copy_starting_a_few_frames_later_shares_frames_of_the_fingerprint(tmp_path: Path):
+    from au_llm.preprocess.readers import fingerprint_hashes
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 24, 3), np.uint8) for _ in range(30)]
+    other = [rng.integers(0, 255, (24, 24, 3), np.uint8) for _ in range(30)]
+    rows = [_shifted_copy(tmp_path, frames, shift, f"s{shift}") for shift in (0, 1, 3)]
+    rows.append(_shifted_copy(tmp_path, other, 0, "distinct"))
+    report = preprocess_manifest(
+        pd.DataFrame(rows), ClipCache(tmp_path / "c", NONE), progress=False
+    )
+    original, one, three, distinct = (fingerprint_hashes(p) for p in report["fingerprint"])
+    assert len(original) == len(one) == len(three) == 8
+    assert len(original & one) >= 6 and len(original & three) >= 4
+    assert not original & distinct and not one & distinct
 
 
 def test_full_disk_on_the_cache_is_fatal_naming_the_file(tmp_path: Path, monkeypatch) -> None:
@@ -203,6 +227,45 @@ def test_truncated_cache_file_is_recomputed(tmp_path: Path) -> None:
     report = preprocess_manifest(manifest, cache, progress=False)
     assert report["status"].tolist() == ["ok"]
     assert cache.load(manifest.iloc[0].to_dict()).frames.shape == (4, 16, 16, 1)
+
+
+def _damaged_entries(path: Path) -> dict[str, bytes]:
+    """Bad contents for the cache file ``path`` (a valid entry), each of another kind."""
+    good = path.read_bytes()
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    foreign, wrong_shape, no_frames = (path.with_suffix(f".{n}.npz") for n in "abc")
+    np.savez(foreign, something=np.zeros(3))
+    np.savez(no_frames, numbers=arrays["numbers"], meta=arrays["meta"])
+    np.savez(wrong_shape, **{**arrays, "frames": arrays["frames"][:, :8]})
+    flipped = bytearray(good)
+    middle = len(good) // 2
+    flipped[middle : middle + 16] = bytes(b ^ 0xFF for b in flipped[middle : middle + 16])
+    return {
+        "bytes flipped": bytes(flipped),
+        "empty": b"",
+        "truncated": good[: len(good) // 2],
+        "not an npz": b"\x93NUMPY garbage",
+        "wrong keys": foreign.read_bytes(),
+        "no frames": no_frames.read_bytes(),
+        "wrong shape": wrong_shape.read_bytes(),
+    }
+
+
+def test_unreadable_cache_entries_of_any_kind_are_recomputed(tmp_path: Path, caplog) -> None:
+    manifest = _tiny_clips(tmp_path, [("s1", "a", 1)])
+    row = manifest.iloc[0].to_dict()
+    cache = ClipCache(tmp_path / "cache", NONE)
+    preprocess_manifest(manifest, cache, progress=False)
+    path = cache.path(row)
+    expected = cache.load(row).frames
+    for kind, content in _damaged_entries(path).items():
+        path.write_bytes(content)
+        caplog.clear()
+        report = preprocess_manifest(manifest, cache, progress=False)
+        assert report["status"].tolist() == ["ok"], kind
+        assert str(path) in caplog.text and "preprocessed again" in caplog.text, kind
+        assert np.array_equal(cache.load(row).frames, expected), kind
 
 
 def test_stale_temporaries_of_the_cache_are_removed_at_start(tmp_path: Path) -> None:
