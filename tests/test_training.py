@@ -18,7 +18,7 @@ from au_llm.training import (
     make_scheduler,
     train_model,
 )
-from tests.conftest import tiny_model_config
+from tests.conftest import tiny_config
 
 
 def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
@@ -83,7 +83,7 @@ def test_inner_split_holds_out_whole_training_subjects(tiny_data):
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
-    cfg = tiny_model_config(
+    cfg = tiny_config(
         tiny_data,
         tmp_path,
         "es",
