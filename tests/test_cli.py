@@ -133,7 +133,7 @@ def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
     from au_llm.model.checkpoint import save_checkpoint
     from au_llm.model.modeling_au_llm import build_au_llm
     from tests.model import one_torch_thread, tiny_spec
-    from tests.model import tiny_config as tiny_model_config
+    from tests.model import tiny_model_config
 
     with one_torch_thread():
         model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
