@@ -55,15 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
-    manifest.add_argument("kind", choices=["casme2", "samm", "csv"])
-    manifest.add_argument("--root", type=Path, help="dataset frames root (casme2, samm)")
-    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (casme2, samm)")
+    manifest.add_argument(
+        "kind", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme", "smic", "csv"]
+    )
+    manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
+    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
     manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
-    synth = sub.add_parser("synth", help="write a synthetic dataset in CASME II / SAMM format")
-    synth.add_argument("--style", choices=["casme2", "samm"], required=True)
+    synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
+    synth.add_argument(
+        "--style", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme"], required=True
+    )
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--subjects", type=int, default=8)
     synth.add_argument("--clips-per-subject", type=int, default=8)
@@ -186,8 +190,10 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.synth import write_synthetic
+    from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
-    result = write_synthetic(
+    writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
+    result = writer(
         args.style,
         args.out,
         args.subjects,
