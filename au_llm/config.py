@@ -36,6 +36,7 @@ from au_llm.config_model import (
     TextConfig,
     TinyLLMConfig,
 )
+from au_llm.data.au_sets import UNCODED_RULES
 
 __all__ = [
     "ANSWER_FORMAT_NAMES",
@@ -75,14 +76,19 @@ class DataConfig:
         aus: AU numbers to detect. Empty means the dataset's published set (``DATASET_AUS``), or
             for ``cross`` the AUs shared by source and target sets.
         cache_dir: Folder of the aligned-clip cache.
+        uncoded_aus: ``negative`` (an AU not named in a clip's cell is absent) or ``unknown``
+            (an AU outside the clip's dataset set, ``au_llm.data.au_sets``, is unknown: left out
+            of the loss and the metrics for that clip).
     """
 
     manifests: list[str] = field(default_factory=list)
     target_manifests: list[str] = field(default_factory=list)
     aus: list[int] = field(default_factory=list)
     cache_dir: str = ".cache/clips"
+    uncoded_aus: str = "negative"
 
     def __post_init__(self) -> None:
+        check_choice("data", "uncoded_aus", self.uncoded_aus, UNCODED_RULES)
         for au in self.aus:
             if not 1 <= au <= 99:
                 raise ConfigError(f"data.aus: AU {au} is not an AU number (1-99)")
