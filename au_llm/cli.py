@@ -88,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--strict", action="store_true", help="fail on the first bad clip")
 
-    for name, text in (("loso", "leave-one-subject-out"), ("cross", "cross-domain transfer")):
+    for name, text in (
+        ("loso", "leave-one-subject-out"),
+        ("lodo", "leave-one-dataset-out"),
+        ("cross", "cross-domain transfer"),
+    ):
         _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
 
     ablate = sub.add_parser(
@@ -370,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": _cmd_synth,
         "preprocess": _cmd_preprocess,
         "loso": lambda a: execute_protocol(a, "loso"),
+        "lodo": lambda a: execute_protocol(a, "lodo"),
         "cross": lambda a: execute_protocol(a, "cross"),
         "ablate": _cmd_ablate,
         "report": _cmd_report,

@@ -364,8 +364,10 @@ class ExperimentConfig:
 
     Attributes:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
-        protocol: ``loso`` (leave one subject out) or ``cross`` (train on ``data.manifests``, test
-            on ``data.target_manifests``).
+        protocol: ``loso`` (leave one subject out; with several datasets, subjects are told apart
+            by dataset), ``lodo`` (leave one dataset out, over the datasets of
+            ``data.manifests``) or ``cross`` (train on ``data.manifests``, test on
+            ``data.target_manifests``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
@@ -387,7 +389,7 @@ class ExperimentConfig:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def __post_init__(self) -> None:
-        check_choice("", "protocol", self.protocol, ("loso", "cross"))
+        check_choice("", "protocol", self.protocol, ("loso", "lodo", "cross"))
         if not self.seeds:
             raise ConfigError("seeds: expected at least one seed")
         if self.protocol == "cross" and not self.data.target_manifests:

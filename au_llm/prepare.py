@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from au_llm.config import DATASET_AUS, ExperimentConfig
-from au_llm.data.au_sets import UNKNOWN_COLUMN, unknown_aus_column
+from au_llm.data.au_sets import COMPOSITE_AUS, UNKNOWN_COLUMN, unknown_aus_column
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
@@ -48,11 +48,16 @@ class PreparedData:
 def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
     """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
 
+    For ``lodo`` the default is the composite benchmark's 12 AUs
+    (:data:`~au_llm.data.au_sets.COMPOSITE_AUS`).
+
     Raises:
         ValueError: If no AU is left, or a dataset has no published set and ``data.aus`` is empty.
     """
     if cfg.data.aus:
         return sorted(set(cfg.data.aus))
+    if cfg.protocol == "lodo":
+        return list(COMPOSITE_AUS)
     unknown = sorted(set(datasets) - set(DATASET_AUS))
     if unknown:
         raise ValueError(
