@@ -114,6 +114,9 @@ class PreprocessConfig:
         max_face_search: Frames tried after the onset when no face is found, before falling back
             to a centre crop.
         workers: Parallel worker processes (0 runs in the calling process).
+        input: What the model reads per sampled frame: ``frames`` (the aligned pixels), ``flow``
+            (TV-L1 optical flow from the onset: u, v and optical strain, see
+            :mod:`au_llm.preprocess.flow`) or ``both`` (pixels, then the 3 flow channels).
     """
 
     size: int = 64
@@ -126,8 +129,10 @@ class PreprocessConfig:
     num_faces: int = 1
     max_face_search: int = 5
     workers: int = 2
+    input: str = "frames"
 
     def __post_init__(self) -> None:
+        check_choice("preprocess", "input", self.input, ("frames", "flow", "both"))
         if not 16 <= self.size <= 512:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
         check_choice("preprocess", "color", self.color, ("gray", "rgb"))
@@ -143,6 +148,11 @@ class PreprocessConfig:
     def channels(self) -> int:
         """Number of image channels of an aligned clip."""
         return 1 if self.color == "gray" else 3
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model input: the frames', 3 flow channels (u, v, strain), or both."""
+        return {"frames": self.channels, "flow": 3, "both": self.channels + 3}[self.input]
 
 
 @dataclass
