@@ -110,12 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("names", nargs="*", help="assets to check (default: all)")
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument(
+        "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
+    )
     demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
-    demo.add_argument("--subjects", type=int, default=8)
-    demo.add_argument("--clips-per-subject", type=int, default=8)
+    demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
+    demo.add_argument(
+        "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
+    )
     demo.add_argument(
         "--no-text", action="store_true", help="skip the text step (SmolLM2 answering in words)"
+    )
+    demo.add_argument(
+        "--composite",
+        action="store_true",
+        help="leave one dataset out over synthetic CASME, CAS(ME)^3, MMEW and 4DME data instead",
     )
     demo.add_argument(
         "--explain",
@@ -316,12 +325,17 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.demo import run_demo
+    from au_llm.demo_composite import run_composite_demo
 
+    if args.composite:
+        out = args.out or Path("runs/demo_composite")
+        run_composite_demo(out, args.subjects or 3, args.clips_per_subject or 4)
+        return 0
     run_demo(
-        args.out,
+        args.out or Path("runs/demo"),
         no_llm=args.no_llm,
-        subjects=args.subjects,
-        clips_per_subject=args.clips_per_subject,
+        subjects=args.subjects or 8,
+        clips_per_subject=args.clips_per_subject or 8,
         text=not args.no_text,
         explain=args.explain,
     )

@@ -50,3 +50,67 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
         "4dme", tmp_path / "b", subjects=1, clips_per_subject=2, frames_per_clip=3
     )
     assert first.coding.read_bytes() == second.coding.read_bytes()
+
+
+def test_cli_writes_and_builds_a_composite_style(tmp_path: Path, capsys) -> None:
+    from au_llm.cli import main
+
+    assert (
+        main(
+            [
+                "synth",
+                "--style",
+                "mmew",
+                "--out",
+                str(tmp_path),
+                "--subjects",
+                "1",
+                "--clips-per-subject",
+                "2",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "m.csv"
+    assert (
+        main(
+            [
+                "manifest",
+                "mmew",
+                "--root",
+                str(tmp_path / "Micro_Expression"),
+                "--coding",
+                str(tmp_path / "MMEW_Micro_Exp.xlsx"),
+                "--out",
+                str(out),
+                "--strict",
+            ]
+        )
+        == 0
+    )
+    assert len(read_manifest(out)) == 2
+    assert (
+        main(
+            [
+                "manifest",
+                "smic",
+                "--root",
+                str(tmp_path),
+                "--coding",
+                str(out),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        != 0
+    )
+    assert "SMIC has no Action Unit labels" in capsys.readouterr().err
+
+
+def test_composite_demo_data_is_kept_when_complete(tmp_path: Path) -> None:
+    from au_llm.demo_composite import write_composite_data
+
+    paths, written = write_composite_data(tmp_path, 1, 2)
+    assert written and [p.stem for p in paths] == list(COMPOSITE_STYLES)
+    again, rewritten = write_composite_data(tmp_path, 1, 2)
+    assert again == paths and not rewritten
