@@ -122,3 +122,16 @@ def test_sigkill_mid_fold_then_rerun_is_byte_identical(lodo_run, composite, tmp_
     assert launch().wait(timeout=300) == 0
     for name in ("predictions.csv", "metrics_per_au.csv", "metrics_per_fold.csv"):
         assert (tmp_path / "lodo" / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_per_dataset_table_scores_each_dataset_on_its_own(lodo_run) -> None:
+    run_dir, _ = lodo_run
+    table = pd.read_csv(run_dir / "metrics_per_dataset.csv")
+    assert sorted(table["dataset"].unique()) == sorted(COMPOSITE_STYLES)
+    counts = table[table["seed"] == 1].set_index(["dataset", "au"])["n_clips"]
+    assert counts[("casme", 2)] == 0  # CASME does not code AU2: no clip scored
+    assert counts[("casme", 4)] == 6 and counts[("casme3", 2)] == 6
+    summary = json.loads((run_dir / "summary.json").read_text())["per_dataset"]
+    assert sorted(summary) == sorted(COMPOSITE_STYLES)
+    assert {"pooled_binary_f1", "pooled_macro_f1", "pooled_binary_f1_std"} <= set(summary["mmew"])
+    assert summary["4dme"]["n_clips"] == 6
