@@ -56,15 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
-    manifest.add_argument("kind", choices=["casme2", "samm", "csv"])
-    manifest.add_argument("--root", type=Path, help="dataset frames root (casme2, samm)")
-    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (casme2, samm)")
+    manifest.add_argument(
+        "kind", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme", "smic", "csv"]
+    )
+    manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
+    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
     manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
-    synth = sub.add_parser("synth", help="write a synthetic dataset in CASME II / SAMM format")
-    synth.add_argument("--style", choices=["casme2", "samm"], required=True)
+    synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
+    synth.add_argument(
+        "--style", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme"], required=True
+    )
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument("--subjects", type=int, default=8)
     synth.add_argument("--clips-per-subject", type=int, default=8)
@@ -85,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--strict", action="store_true", help="fail on the first bad clip")
 
-    for name, text in (("loso", "leave-one-subject-out"), ("cross", "cross-domain transfer")):
+    for name, text in (
+        ("loso", "leave-one-subject-out"),
+        ("lodo", "leave-one-dataset-out"),
+        ("cross", "cross-domain transfer"),
+    ):
         _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
 
     ablate = sub.add_parser(
@@ -103,12 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     assets.add_argument("names", nargs="*", help="assets to check (default: all)")
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument(
+        "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
+    )
     demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
-    demo.add_argument("--subjects", type=int, default=8)
-    demo.add_argument("--clips-per-subject", type=int, default=8)
+    demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
+    demo.add_argument(
+        "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
+    )
     demo.add_argument(
         "--no-text", action="store_true", help="skip the text step (SmolLM2 answering in words)"
+    )
+    demo.add_argument(
+        "--composite",
+        action="store_true",
+        help="leave one dataset out over synthetic CASME, CAS(ME)^3, MMEW and 4DME data instead",
     )
     demo.add_argument(
         "--explain",
@@ -197,9 +214,11 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.synth import write_synthetic
+    from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
     check_output_folder(args.out, overwrite=True)
-    result = write_synthetic(
+    writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
+    result = writer(
         args.style,
         args.out,
         args.subjects,
@@ -326,14 +345,19 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.demo import run_demo
+    from au_llm.demo_composite import run_composite_demo
     from au_llm.io_utils import check_output_folder
 
-    check_output_folder(args.out, overwrite=True)
+    out = args.out or Path("runs/demo_composite" if args.composite else "runs/demo")
+    check_output_folder(out, overwrite=True)
+    if args.composite:
+        run_composite_demo(out, args.subjects or 3, args.clips_per_subject or 4)
+        return 0
     run_demo(
-        args.out,
+        out,
         no_llm=args.no_llm,
-        subjects=args.subjects,
-        clips_per_subject=args.clips_per_subject,
+        subjects=args.subjects or 8,
+        clips_per_subject=args.clips_per_subject or 8,
         text=not args.no_text,
         explain=args.explain,
     )
@@ -387,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synth": _cmd_synth,
         "preprocess": _cmd_preprocess,
         "loso": lambda a: execute_protocol(a, "loso"),
+        "lodo": lambda a: execute_protocol(a, "lodo"),
         "cross": lambda a: execute_protocol(a, "cross"),
         "ablate": _cmd_ablate,
         "report": _cmd_report,

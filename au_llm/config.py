@@ -40,6 +40,7 @@ from au_llm.config_model import (
     TextConfig,
     TinyLLMConfig,
 )
+from au_llm.data.au_sets import UNCODED_RULES
 
 __all__ = [
     "ANSWER_FORMAT_NAMES",
@@ -79,16 +80,21 @@ class DataConfig:
         aus: AU numbers to detect. Empty means the dataset's published set (``DATASET_AUS``), or
             for ``cross`` the AUs shared by source and target sets.
         cache_dir: Folder of the aligned-clip cache.
+        uncoded_aus: ``negative`` (an AU not named in a clip's cell is absent) or ``unknown``
+            (an AU outside the clip's dataset set, ``au_llm.data.au_sets``, is unknown: left out
+            of the loss and the metrics for that clip).
     """
 
     manifests: list[str] = field(default_factory=list)
     target_manifests: list[str] = field(default_factory=list)
     aus: list[int] = field(default_factory=list)
     cache_dir: str = ".cache/clips"
+    uncoded_aus: str = "negative"
 
     def __post_init__(self) -> None:
         from au_llm.data.au_codes import FACS_RANGES, is_facs_code
 
+        check_choice("data", "uncoded_aus", self.uncoded_aus, UNCODED_RULES)
         for au in self.aus:
             if not is_facs_code(au):
                 raise ConfigError(f"data.aus: AU {au} is not a FACS AU code ({FACS_RANGES})")
@@ -114,6 +120,9 @@ class PreprocessConfig:
         max_face_search: Frames tried after the onset when no face is found, before falling back
             to a centre crop.
         workers: Parallel worker processes (0 runs in the calling process).
+        input: What the model reads per sampled frame: ``frames`` (the aligned pixels), ``flow``
+            (TV-L1 optical flow from the onset: u, v and optical strain, see
+            :mod:`au_llm.preprocess.flow`) or ``both`` (pixels, then the 3 flow channels).
     """
 
     size: int = 64
@@ -126,8 +135,10 @@ class PreprocessConfig:
     num_faces: int = 1
     max_face_search: int = 5
     workers: int = 2
+    input: str = "frames"
 
     def __post_init__(self) -> None:
+        check_choice("preprocess", "input", self.input, ("frames", "flow", "both"))
         if not 16 <= self.size <= 512:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
         check_choice("preprocess", "color", self.color, ("gray", "rgb"))
@@ -143,6 +154,11 @@ class PreprocessConfig:
     def channels(self) -> int:
         """Number of image channels of an aligned clip."""
         return 1 if self.color == "gray" else 3
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model input: the frames', 3 flow channels (u, v, strain), or both."""
+        return {"frames": self.channels, "flow": 3, "both": self.channels + 3}[self.input]
 
 
 @dataclass
@@ -376,8 +392,10 @@ class ExperimentConfig:
 
     Attributes:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
-        protocol: ``loso`` (leave one subject out) or ``cross`` (train on ``data.manifests``, test
-            on ``data.target_manifests``).
+        protocol: ``loso`` (leave one subject out; with several datasets, subjects are told apart
+            by dataset), ``lodo`` (leave one dataset out, over the datasets of
+            ``data.manifests``) or ``cross`` (train on ``data.manifests``, test on
+            ``data.target_manifests``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
@@ -399,7 +417,7 @@ class ExperimentConfig:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def __post_init__(self) -> None:
-        check_choice("", "protocol", self.protocol, ("loso", "cross"))
+        check_choice("", "protocol", self.protocol, ("loso", "lodo", "cross"))
         if not self.seeds:
             raise ConfigError("seeds: expected at least one seed")
         if self.protocol == "cross" and not self.data.target_manifests:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
+from au_llm.data.au_sets import DATASET_AU_SETS
+
 DEFAULT_PROMPT = "Analyse the following fused facial video features for action unit classification."
 
-# AU sets of the MEB benchmark (``dataset_aus``), used by AU-LLM.
-DATASET_AUS: dict[str, list[int]] = {
-    "casme2": [1, 2, 4, 7, 12, 14, 15, 17],
-    "samm": [2, 4, 7, 12],
-}
+# AU sets of the MEB benchmark (``dataset_aus``), used by AU-LLM (see au_llm.data.au_sets).
+DATASET_AUS: dict[str, list[int]] = {name: list(aus) for name, aus in DATASET_AU_SETS.items()}
 
 
 # Text-answer formats (see au_llm.answers).

@@ -16,6 +16,8 @@ Conventions used throughout:
   when one class is absent.
 * Averages over AUs, folds and seeds are ``nanmean`` values reported next to the number of defined
   values they were taken over.
+* A label that is nan is unknown (an AU the clip's dataset does not code, see
+  :mod:`au_llm.data.au_sets`): the clip is left out of that AU's metrics and thresholds.
 """
 
 from __future__ import annotations
@@ -284,8 +286,15 @@ def au_prediction_columns(
         columns[au_column(au, "prob")] = probs[:, j]
         columns[au_column(au, "pred")] = preds[:, j]
         if labels is not None:
-            columns[au_column(au, "true")] = np.asarray(labels)[:, j].astype(int)
+            truth = np.asarray(labels, dtype=float)[:, j]
+            columns[au_column(au, "true")] = truth if np.isnan(truth).any() else truth.astype(int)
     return columns
+
+
+def known_rows(y_true: np.ndarray) -> np.ndarray:
+    """[N] bool: the rows of one AU's labels that are known (not nan)."""
+    arr = np.asarray(y_true)
+    return ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
 
 
 def _check_matrix(name: str, arr: np.ndarray, n_aus: int | None = None) -> np.ndarray:
@@ -327,9 +336,10 @@ def best_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray) -> 
     order = np.lexsort((grid, np.round(np.abs(grid - 0.5), 10)))
     chosen = np.empty(y_true.shape[1], dtype=float)
     for a in range(y_true.shape[1]):
+        known = known_rows(y_true[:, a])
         scores = []
         for thr in grid[order]:
-            f1 = binary_f1(y_true[:, a], apply_thresholds(probs[:, a], thr))
+            f1 = binary_f1(y_true[known, a], apply_thresholds(probs[known, a], thr))
             scores.append(1.0 if math.isnan(f1) else f1)
         chosen[a] = grid[order][int(np.argmax(np.round(scores, 12)))]
     return chosen
@@ -347,6 +357,12 @@ def au_metrics(y_true: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> dict
         ``binary_f1, macro_f1, precision, recall, roc_auc`` (floats, possibly nan) and the counts
         ``n_clips, n_pos, n_neg, n_pred_pos, tp, fp, fn, tn`` (ints).
     """
+    known = known_rows(y_true)
+    y_true, probs, preds = (
+        np.asarray(y_true)[known],
+        np.asarray(probs)[known],
+        np.asarray(preds)[known],
+    )
     tp, fp, fn, tn = confusion_counts(y_true, preds)
     return {
         "binary_f1": binary_f1(y_true, preds),
@@ -407,15 +423,14 @@ def always_positive_metrics(y_true: np.ndarray, aus: Sequence[int]) -> list[dict
         A list of A dicts: ``au``, ``binary_f1``, ``macro_f1``.
     """
     y_true = _check_matrix("y_true", y_true, len(aus))
-    ones = np.ones(y_true.shape[0], dtype=int)
-    return [
-        {
-            "au": int(au),
-            "binary_f1": binary_f1(y_true[:, a], ones),
-            "macro_f1": macro_f1(y_true[:, a], ones),
-        }
-        for a, au in enumerate(aus)
-    ]
+    rows = []
+    for a, au in enumerate(aus):
+        truth = y_true[known_rows(y_true[:, a]), a]
+        ones = np.ones(truth.shape[0], dtype=int)
+        rows.append(
+            {"au": int(au), "binary_f1": binary_f1(truth, ones), "macro_f1": macro_f1(truth, ones)}
+        )
+    return rows
 
 
 def per_fold_metrics(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from au_llm.config import DATASET_AUS, ExperimentConfig
+from au_llm.data.au_sets import COMPOSITE_AUS, UNKNOWN_COLUMN, unknown_aus_column
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
@@ -48,11 +49,16 @@ class PreparedData:
 def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
     """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
 
+    For ``lodo`` the default is the composite benchmark's 12 AUs
+    (:data:`~au_llm.data.au_sets.COMPOSITE_AUS`).
+
     Raises:
         ValueError: If no AU is left, or a dataset has no published set and ``data.aus`` is empty.
     """
     if cfg.data.aus:
         return sorted(set(cfg.data.aus))
+    if cfg.protocol == "lodo":
+        return list(COMPOSITE_AUS)
     unknown = sorted(set(datasets) - set(DATASET_AUS))
     if unknown:
         raise ValueError(
@@ -118,10 +124,12 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
             f"(see {run_dir / PREPROCESS_REPORT})"
         )
-    return PreparedData(
-        usable,
-        _with_fingerprints(exclude_failed(target, report), report) if target is not None else None,
-        resolve_aus(cfg, sorted(everything["dataset"].unique())),
-        cache,
-        excluded.reset_index(drop=True),
+    aus = resolve_aus(cfg, sorted(everything["dataset"].unique()))
+    kept = (
+        _with_fingerprints(exclude_failed(target, report), report) if target is not None else None
     )
+    if cfg.data.uncoded_aus == "unknown":
+        usable = usable.assign(**{UNKNOWN_COLUMN: unknown_aus_column(usable, aus)})
+        if kept is not None:
+            kept = kept.assign(**{UNKNOWN_COLUMN: unknown_aus_column(kept, aus)})
+    return PreparedData(usable, kept, aus, cache, excluded.reset_index(drop=True))

@@ -1,4 +1,4 @@
-"""Evaluation protocols: leave-one-subject-out (LOSO) and cross-domain transfer.
+"""Evaluation protocols: leave-one-subject-out (LOSO), leave-one-dataset-out and cross-domain.
 
 A run lives in ``<out_dir>/<name>/`` (``name`` must be a single folder name), read and written
 through :class:`~au_llm.runs.run.Run`. Each finished fold writes its per-clip predictions
@@ -134,6 +134,38 @@ def loso_folds(manifest: pd.DataFrame) -> list[Fold]:
         train = manifest[(manifest["dataset"] != dataset) | (manifest["subject"] != subject)]
         name = f"{dataset}/{subject}" if several else str(subject)
         fold = Fold(name, train.reset_index(drop=True), test.reset_index(drop=True))
+        check_no_subject_leak(fold)
+        check_no_content_leak(fold)
+        folds.append(fold)
+    return folds
+
+
+def lodo_folds(manifest: pd.DataFrame) -> list[Fold]:
+    """Leave one dataset out: one fold per dataset, tested on its clips, trained on all others.
+
+    Fold names are the dataset names. Subjects are told apart by dataset (``casme2/sub01`` and
+    ``casme/sub01`` are two people); a clip copied into another dataset's manifest is refused by
+    the content fingerprint guard (:func:`check_no_content_leak`).
+
+    Raises:
+        ValueError: Fewer than two datasets.
+        LeakageError: A clip or a clip's pixels on both sides of a fold.
+    """
+    datasets = sorted(manifest["dataset"].unique())
+    if len(datasets) < 2:
+        raise ValueError(
+            f"protocol lodo needs clips of at least two datasets, got {datasets}; "
+            "give one manifest per dataset in data.manifests"
+        )
+    folds = []
+    for dataset in datasets:
+        held = manifest["dataset"] == dataset
+        fold = Fold(
+            dataset,
+            manifest[~held].reset_index(drop=True),
+            manifest[held].reset_index(drop=True),
+        )
+        check_no_clip_leak(fold)
         check_no_subject_leak(fold)
         check_no_content_leak(fold)
         folds.append(fold)
@@ -344,6 +376,8 @@ def protocol_folds(cfg: ExperimentConfig, data: PreparedData) -> list[Fold]:
     """Every fold of ``cfg.protocol`` on the prepared clips (before ``--folds``/``--shard``)."""
     if cfg.protocol == "loso":
         return loso_folds(data.source)
+    if cfg.protocol == "lodo":
+        return lodo_folds(data.source)
     assert data.target is not None
     return cross_folds(data.source, data.target)
 

@@ -132,8 +132,7 @@ def test_a_hostile_or_broken_config_exits_2_naming_the_file(tmp_path, capsys, te
 def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
     from au_llm.model.checkpoint import save_checkpoint
     from au_llm.model.modeling_au_llm import build_au_llm
-    from tests.model import one_torch_thread, tiny_spec
-    from tests.model import tiny_model_config
+    from tests.model import one_torch_thread, tiny_model_config, tiny_spec
 
     with one_torch_thread():
         model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)

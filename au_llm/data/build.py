@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from au_llm.data.builders import COMPOSITE_KINDS, SMIC_REFUSAL, build_composite_dataset
 from au_llm.data.manifest import ManifestError
 from au_llm.data.rows import ManifestResult
 from au_llm.data.spreadsheets import build_casme2, build_samm
 from au_llm.data.table import build_from_table
 
-MANIFEST_KINDS = ("casme2", "samm", "csv")
+MANIFEST_KINDS = ("casme2", "samm", *COMPOSITE_KINDS, "csv")
 
 
 def build_manifest(
@@ -23,7 +24,8 @@ def build_manifest(
     """Build a manifest of one kind (the ``au-llm manifest`` command).
 
     Args:
-        kind: ``casme2``, ``samm`` (need ``root`` and ``coding``) or ``csv`` (needs ``table``).
+        kind: ``casme2``, ``samm``, ``casme``, ``casme3``, ``mmew``, ``4dme`` (need ``root`` and
+            ``coding``) or ``csv`` (needs ``table``); ``smic`` is refused (no AU labels).
         root: Frames root folder of a dataset.
         coding: The dataset's annotation spreadsheet.
         table: The user's CSV table.
@@ -36,11 +38,15 @@ def build_manifest(
         ManifestError: Unknown kind, missing arguments, or as raised by the builder.
     """
     name = kind.strip().lower()
-    if name in ("casme2", "samm"):
+    if name == "smic":
+        raise ManifestError(SMIC_REFUSAL)
+    if name in ("casme2", "samm", *COMPOSITE_KINDS):
         if root is None or coding is None:
             raise ManifestError(
                 f"manifest {name} needs root (the frames folder) and coding (the annotation file)"
             )
+        if name in COMPOSITE_KINDS:
+            return build_composite_dataset(name, Path(root), Path(coding), strict=strict)
         builder = build_casme2 if name == "casme2" else build_samm
         return builder(Path(root), Path(coding), strict=strict)
     if name == "csv":

@@ -315,14 +315,18 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def au_label_matrix(frame: pd.DataFrame, aus: Sequence[int]) -> np.ndarray:
-    """Binary AU labels of a manifest.
+    """Binary AU labels of a manifest, nan where a label is unknown.
 
     Args:
-        frame: A manifest with a canonical ``aus`` column.
+        frame: A manifest with a canonical ``aus`` column; an optional ``aus_unknown`` column
+            (canonical AU lists) names AUs whose label is unknown for a clip (see
+            :mod:`au_llm.data.au_sets`).
         aus: The AU numbers to label, in output order.
 
     Returns:
-        float32 array [N, len(aus)]: 1 where the clip's ``aus`` contains the AU, else 0.
+        float32 array [N, len(aus)]: nan where the clip's ``aus_unknown`` contains the AU (even
+        when ``aus`` names it: an AU outside the dataset's set is not scored at all), else 1 where
+        its ``aus`` contains the AU, else 0.
 
     Raises:
         ManifestError: No ``aus`` column, or a value that is not a canonical AU list.
@@ -338,4 +342,10 @@ def au_label_matrix(frame: pd.DataFrame, aus: Sequence[int]) -> np.ndarray:
             clip = frame["clip"].iloc[index] if "clip" in frame.columns else index
             raise ManifestError(f"manifest clip {clip}: {exc}") from exc
         labels[index] = [au in present for au in wanted]
+    if "aus_unknown" in frame.columns:
+        for index, text in enumerate(frame["aus_unknown"].tolist()):
+            unknown = set(parse_aus(text)) if isinstance(text, str) else set()
+            for column, au in enumerate(wanted):
+                if au in unknown:
+                    labels[index, column] = np.nan
     return labels

@@ -7,6 +7,10 @@
 * ``focal``: sigmoid focal loss.
 
 ``reduction`` is ``mean`` (over clips and AUs) or ``sum`` (the AU-LLM reference code).
+
+A target that is nan is an unknown label (an AU the clip's dataset does not code, see
+:mod:`au_llm.data.au_sets`): it adds nothing to the loss, and ``mean`` averages over the known
+targets only.
 """
 
 from __future__ import annotations
@@ -25,12 +29,22 @@ logger = logging.getLogger(__name__)
 POS_WEIGHT_RANGE = (0.1, 50.0)
 
 
-def _reduce(loss: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    raise ValueError(f"reduction = {reduction!r}: expected 'mean' or 'sum'")
+def _known(targets: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """Targets with unknown (nan) entries set to 0, and the known mask (None when all known)."""
+    unknown = torch.isnan(targets)
+    if not bool(unknown.any()):
+        return targets.to(dtype), None
+    return torch.where(unknown, torch.zeros_like(targets), targets).to(dtype), ~unknown
+
+
+def _reduce(loss: Tensor, reduction: str, known: Tensor | None = None) -> Tensor:
+    """Reduce an elementwise loss ``[B, A]``; entries outside ``known`` are left out."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction = {reduction!r}: expected 'mean' or 'sum'")
+    if known is None:
+        return loss.mean() if reduction == "mean" else loss.sum()
+    total = torch.where(known, loss, torch.zeros_like(loss)).sum()
+    return total / known.sum().clamp(min=1) if reduction == "mean" else total
 
 
 class AsymmetricLoss(nn.Module):
@@ -67,7 +81,7 @@ class AsymmetricLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
-        targets = targets.to(logits.dtype)
+        targets, known = _known(targets, logits.dtype)
         prob = torch.sigmoid(logits)
         if self.clip > 0:
             prob_neg = (prob - self.clip).clamp(min=0)
@@ -82,7 +96,7 @@ class AsymmetricLoss(nn.Module):
         loss = -(
             targets * weight_pos * F.logsigmoid(logits) + (1 - targets) * weight_neg * log_not_neg
         )
-        return _reduce(loss, self.reduction)
+        return _reduce(loss, self.reduction, known)
 
 
 class FocalLoss(nn.Module):
@@ -100,9 +114,10 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
-        bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        targets, known = _known(targets, logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         p_t = torch.exp(-bce)
-        return _reduce((1 - p_t) ** self.gamma * bce, self.reduction)
+        return _reduce((1 - p_t) ** self.gamma * bce, self.reduction, known)
 
 
 class WeightedBCELoss(nn.Module):
@@ -120,24 +135,26 @@ class WeightedBCELoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Return the reduced loss of logits ``[B, A]`` against 0/1 targets ``[B, A]``."""
+        targets, known = _known(targets, logits.dtype)
         loss = F.binary_cross_entropy_with_logits(
-            logits, targets.to(logits.dtype), pos_weight=self.pos_weight, reduction="none"
+            logits, targets, pos_weight=self.pos_weight, reduction="none"
         )
-        return _reduce(loss, self.reduction)
+        return _reduce(loss, self.reduction, known)
 
 
 def positive_weights(labels: np.ndarray | Tensor) -> Tensor:
     """Per-AU ``n_neg / n_pos`` from training labels, clamped to :data:`POS_WEIGHT_RANGE`.
 
     Args:
-        labels: ``[N, n_aus]`` 0/1 training labels.
+        labels: ``[N, n_aus]`` 0/1 training labels (nan: unknown, not counted).
 
     Returns:
         ``[n_aus]`` float32 weights (AUs without positives get the upper bound, with a warning).
     """
     y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
-    n_pos = y.sum(dim=0)
-    n_neg = y.shape[0] - n_pos
+    known = ~torch.isnan(y)
+    n_pos = torch.where(known, y, torch.zeros_like(y)).sum(dim=0)
+    n_neg = known.sum(dim=0) - n_pos
     for index in torch.nonzero(n_pos == 0).flatten().tolist():
         logger.warning("AU column %d has no positive training label; pos_weight is clamped", index)
     weights = n_neg / n_pos.clamp(min=1e-6)
@@ -148,8 +165,8 @@ def _check_labels(labels: np.ndarray | Tensor) -> None:
     array = np.asarray(labels)
     if array.ndim != 2 or array.shape[0] == 0:
         raise ValueError(f"training labels: expected [N, n_aus] with N > 0, got {array.shape}")
-    if not np.isin(array, (0, 1)).all():
-        raise ValueError("training labels: expected only 0 and 1 values")
+    if not (np.isin(array, (0, 1)) | np.isnan(array.astype(float))).all():
+        raise ValueError("training labels: expected only 0 and 1 values (nan: unknown)")
 
 
 def build_loss(train_cfg: TrainConfig, labels: np.ndarray | Tensor) -> nn.Module:

@@ -17,7 +17,7 @@ class ModelSpec:
     Attributes:
         model: The model configuration (backbone, projector, LLM).
         aus: AU numbers, in output order (one score per AU).
-        in_channels: Clip channels (1 gray, 3 RGB).
+        in_channels: Clip channels (1 gray, 3 RGB; 3 more with optical flow).
         frames_per_clip: Frames of each clip fed to the model (``T``).
         size: Frame side in pixels.
     """
@@ -50,7 +50,7 @@ class ModelSpec:
         return cls(
             cfg.model,
             tuple(int(a) for a in aus),
-            cfg.preprocess.channels,
+            cfg.preprocess.input_channels,
             cfg.sampling.frames_per_clip,
             cfg.preprocess.size,
         )

@@ -23,6 +23,7 @@ from au_llm.config import SAMPLING_STRATEGIES
 from au_llm.data.fields import int_field, text_field
 from au_llm.data.manifest import au_label_matrix
 from au_llm.preprocess.cache import CachedClip, ClipCache
+from au_llm.preprocess.flow import FlowCache
 from au_llm.preprocess.sampling import sample_indices
 
 Meta = dict[str, str]
@@ -93,6 +94,7 @@ class ClipDataset(Dataset):
         self.labels = torch.from_numpy(labels.reshape(len(self.rows), len(self.aus)))
         self._draws = np.zeros(len(self.rows), dtype=np.int64)
         self._clips: dict[int, CachedClip] = {}
+        self._flows: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -107,6 +109,14 @@ class ClipDataset(Dataset):
         if i not in self._clips:
             self._clips[i] = self.cache.load(self.rows[i])
         return self._clips[i]
+
+    def flow(self, i: int) -> np.ndarray:
+        """``[T, H, W, 3]`` float16 onset-to-frame flow of item ``i`` (computed once, cached)."""
+        if i not in self._flows:
+            self._flows[i] = FlowCache(self.cache).load_or_compute(
+                self.rows[i], self.clip(i).frames
+            )
+        return self._flows[i]
 
     def indices(self, i: int) -> np.ndarray:
         """``[frames_per_clip]`` frame indices of the next sample of item ``i``."""
@@ -126,12 +136,19 @@ class ClipDataset(Dataset):
         )
 
     def __getitem__(self, i: int) -> Item:
-        """Return ``(clip [C, T, H, W] float32 in [0, 1], labels [n_aus] float32, meta)``.
+        """Return ``(clip [C, T, H, W] float32, labels [n_aus] float32, meta)``.
+
+        The clip's channels follow ``preprocess.input``: frames in [0, 1], or the flow's u, v
+        (pixels) and strain, or the frames then the flow.
 
         ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings), and with ``annotation``
         also ``au_raw``, ``aus`` and ``emotion`` (``""`` where the manifest has none).
         """
-        clip = to_clip_tensor(self.clip(i).frames[self.indices(i)])
+        cached, index = self.clip(i), self.indices(i)
+        clip = to_clip_tensor(cached.frames[index])
+        if self.cache.cfg.input != "frames":
+            flow = torch.from_numpy(self.flow(i)[index].astype(np.float32)).permute(3, 0, 1, 2)
+            clip = flow if self.cache.cfg.input == "flow" else torch.cat([clip, flow])
         row = self.rows[i]
         meta = {k: text_field(row, k) for k in self.meta_keys}
         return clip, self.labels[i].clone(), meta

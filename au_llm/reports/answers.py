@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.answers import ANSWER_FORMATS, decisions, parse_answer
-from au_llm.metrics import au_column, binary_f1, macro_f1, precision, recall
+from au_llm.metrics import au_column, binary_f1, known_rows, macro_f1, precision, recall
 
 ANSWER_PREFIX = "answer_"
 
@@ -36,26 +36,29 @@ def answer_tables(frame: pd.DataFrame, aus: Sequence[int]) -> tuple[pd.DataFrame
         precision, recall, n_clips, parse_failures``; and per format ``{"mean_binary_f1",
         "mean_macro_f1", "parse_failures", "n_answers", "parse_rate"}``.
     """
-    y_true = frame[[au_column(au, "true") for au in aus]].to_numpy().astype(int)
+    y_true = frame[[au_column(au, "true") for au in aus]].to_numpy(dtype=float)
     rows, summary = [], {}
     for fmt in answer_formats(frame):
         texts = frame[f"{ANSWER_PREFIX}{fmt}"].fillna("").astype(str).tolist()
         parsed = [parse_answer(fmt, aus, text) for text in texts]
         preds = np.asarray(decisions(parsed, aus), dtype=int).reshape(len(texts), len(aus))
         failures = sum(not p.ok for p in parsed)
-        per_au = [
-            {
-                "head": f"text:{fmt}",
-                "au": int(au),
-                "binary_f1": binary_f1(y_true[:, j], preds[:, j]),
-                "macro_f1": macro_f1(y_true[:, j], preds[:, j]),
-                "precision": precision(y_true[:, j], preds[:, j]),
-                "recall": recall(y_true[:, j], preds[:, j]),
-                "n_clips": len(texts),
-                "parse_failures": failures,
-            }
-            for j, au in enumerate(aus)
-        ]
+        per_au = []
+        for j, au in enumerate(aus):
+            known = known_rows(y_true[:, j])
+            truth, pred = y_true[known, j].astype(int), preds[known, j]
+            per_au.append(
+                {
+                    "head": f"text:{fmt}",
+                    "au": int(au),
+                    "binary_f1": binary_f1(truth, pred),
+                    "macro_f1": macro_f1(truth, pred),
+                    "precision": precision(truth, pred),
+                    "recall": recall(truth, pred),
+                    "n_clips": len(texts),
+                    "parse_failures": failures,
+                }
+            )
         rows.extend(per_au)
         summary[fmt] = {
             "mean_binary_f1": float(np.nanmean([r["binary_f1"] for r in per_au])),

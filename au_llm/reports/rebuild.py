@@ -21,6 +21,7 @@ from au_llm.config import ExperimentConfig
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reports.answers import answer_notes, answer_tables
+from au_llm.reports.datasets import dataset_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.reports.markdown import write_markdown_report
 from au_llm.reports.plots import write_plots
@@ -32,7 +33,7 @@ from au_llm.reports.tables import (
     mark_optimistic,
     write_metric_files,
 )
-from au_llm.runs.layout import ORACLE_THRESHOLDS, PREDICTIONS, SUMMARY
+from au_llm.runs.layout import METRICS_PER_DATASET, ORACLE_THRESHOLDS, PREDICTIONS, SUMMARY
 from au_llm.runs.run import Item, Run
 
 
@@ -106,9 +107,12 @@ def build_report(run_dir: Path) -> RunTables:
     partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial
+    datasets = sorted(frame["dataset"].unique())
+    if len(datasets) > 1:
+        per_dataset, tables.summary["per_dataset"] = dataset_tables(frame, aus)
+        atomic_write_csv(run_dir / METRICS_PER_DATASET, per_dataset)
     atomic_write_csv(run_dir / PREDICTIONS, mark_optimistic(frame) if optimistic else frame)
     write_metric_files(tables, run_dir, optimistic, text_per_au)
-    datasets = sorted(frame["dataset"].unique())
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
     write_markdown_report(
         tables,

@@ -120,11 +120,18 @@ def _row_label(frame: pd.DataFrame, pos: int) -> str:
     return f"predictions row {pos} ({clip})"
 
 
-def _numeric_column(frame: pd.DataFrame, column: str, binary: bool) -> np.ndarray:
-    """Return a column as float [N], raising on missing, non-numeric or out-of-range values."""
+def _numeric_column(
+    frame: pd.DataFrame, column: str, binary: bool, unknown: bool = False
+) -> np.ndarray:
+    """Return a column as float [N], raising on missing, non-numeric or out-of-range values.
+
+    With ``unknown``, an empty cell is allowed and read as nan (an unknown label).
+    """
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     if binary:
         bad = ~np.isin(values, (0.0, 1.0))
+        if unknown:
+            bad &= ~frame[column].isna().to_numpy() & (frame[column].astype(str) != "").to_numpy()
         expected = "0 or 1"
     else:
         bad = ~np.isfinite(values)
@@ -229,10 +236,14 @@ def compute_tables(predictions: pd.DataFrame, aus: Sequence[int] | None = None) 
     if not np.all(seeds_col == np.round(seeds_col)):
         pos = int(np.flatnonzero(seeds_col != np.round(seeds_col))[0])
         raise ValueError(f"{_row_label(frame, pos)}: seed = {seeds_col[pos]!r}, expected an int")
-    y_true = np.stack([_numeric_column(frame, M.au_column(a, "true"), True) for a in aus], 1)
+    y_true = np.stack(
+        [_numeric_column(frame, M.au_column(a, "true"), True, unknown=True) for a in aus], 1
+    )
     preds = np.stack([_numeric_column(frame, M.au_column(a, "pred"), True) for a in aus], 1)
     probs = np.stack([_numeric_column(frame, M.au_column(a, "prob"), False) for a in aus], 1)
-    y_true, preds = y_true.astype(int), preds.astype(int)
+    preds = preds.astype(int)
+    if not np.isnan(y_true).any():
+        y_true = y_true.astype(int)
     folds = frame["fold"].astype(str).to_numpy()
     seeds = sorted({int(s) for s in seeds_col})
 

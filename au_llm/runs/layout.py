@@ -13,7 +13,8 @@ A run lives in ``<out_dir>/<name>/``::
     launch/submissions/<id>.json  one record per ``--launch`` submission
     launch/logs/                  submitit's job scripts and logs
     predictions.csv, metrics_per_au.csv, metrics_per_au_seed_mean.csv, metrics_per_fold.csv,
-    summary.json, f1_per_au.png, f1_fold_heatmap.png, report.md, oracle_thresholds.json:
+    metrics_per_dataset.csv, summary.json, f1_per_au.png, f1_fold_heatmap.png, report.md,
+    oracle_thresholds.json:
                                   the outputs, rebuilt from the finished folds (au_llm.reports)
 
 ``<fold>`` is the fold name as a safe file name (:func:`~au_llm.io_utils.safe_component`), so it
@@ -45,6 +46,7 @@ PREDICTIONS = "predictions.csv"
 METRICS_PER_AU = "metrics_per_au.csv"
 METRICS_PER_AU_SEED_MEAN = "metrics_per_au_seed_mean.csv"
 METRICS_PER_FOLD = "metrics_per_fold.csv"
+METRICS_PER_DATASET = "metrics_per_dataset.csv"
 SUMMARY = "summary.json"
 F1_PER_AU = "f1_per_au.png"
 F1_FOLD_HEATMAP = "f1_fold_heatmap.png"
@@ -61,7 +63,8 @@ OUTPUTS = (
     F1_FOLD_HEATMAP,
     REPORT,
 )
-"""The outputs every report writes (``oracle_thresholds.json`` only under ``test-oracle``)."""
+"""The outputs every report writes (``oracle_thresholds.json`` only under ``test-oracle``,
+``metrics_per_dataset.csv`` only when the clips come from several datasets)."""
 
 
 def lock_file(marker: Path) -> Path:

@@ -101,7 +101,10 @@ def data_fingerprint(data: PreparedData) -> str:
     """SHA-256 of the AU list and every clip's identity, frame range and labels."""
     columns = ["dataset", "subject", "clip", "onset", "offset", "aus"]
     frames = [data.source] + ([data.target] if data.target is not None else [])
-    text = json.dumps(data.aus) + "".join(f[columns].to_csv(index=False) for f in frames)
+    text = json.dumps(data.aus) + "".join(
+        f[columns + [c for c in ("aus_unknown",) if c in f.columns]].to_csv(index=False)
+        for f in frames
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -7,7 +7,7 @@ import io
 import logging
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,22 +106,46 @@ def _coding_rows(style: str, clips: Sequence[SynthClip]) -> list[list[object]]:
 
 
 def _xlsx_bytes(style: str, clips: Sequence[SynthClip]) -> bytes:
-    """The annotation workbook, with fixed document and zip timestamps (byte-reproducible)."""
+    """The annotation workbook of a CASME II or SAMM style dataset."""
+    if style == "casme2":
+        return xlsx_bytes([("Sheet1", [list(CASME_HEADER), *_coding_rows(style, clips)])])
+    rows = [[line] for line in SAMM_PREAMBLE] + [list(SAMM_HEADER), *_coding_rows(style, clips)]
+    return xlsx_bytes([("FACS_Codes", rows)])
+
+
+def write_clip_frames(clip: SynthClip, path_of: Callable[[int], Path]) -> None:
+    """Render frames onset..offset of ``clip`` and write each as a JPEG at ``path_of(frame)``.
+
+    Args:
+        clip: The clip (its style gives the image size, colour and JPEG quality).
+        path_of: Frame number -> file path; the folder must exist.
+
+    Raises:
+        RuntimeError: JPEG encoding failed.
+    """
+    params = [cv2.IMWRITE_JPEG_QUALITY, style_spec(clip.style).jpeg_quality]
+    renderer = ClipRenderer(clip)
+    for frame in range(clip.onset, clip.offset + 1):
+        image = renderer.render(frame)
+        if image.ndim == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".jpg", image, params)
+        if not ok:
+            raise RuntimeError(f"{clip.clip}: JPEG encoding of frame {frame} failed")
+        path_of(frame).write_bytes(encoded.tobytes())
+
+
+def xlsx_bytes(sheets: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> bytes:
+    """A workbook of ``(title, rows)`` sheets with fixed timestamps (byte-reproducible)."""
     from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 
     book = Workbook()
-    sheet = book.active
-    if style == "casme2":
-        sheet.title = "Sheet1"
-        sheet.append(list(CASME_HEADER))
-    else:
-        sheet.title = "FACS_Codes"
-        for line in SAMM_PREAMBLE:
-            sheet.append([line])
-        sheet.append(list(SAMM_HEADER))
-    for row in _coding_rows(style, clips):
-        sheet.append(row)
+    book.remove(book.active)
+    for title, rows in sheets:
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(list(row))
     book.properties.creator = "au-llm synthetic data"
     book.properties.created = _FIXED_TIME
     book.properties.modified = _FIXED_TIME
@@ -141,7 +165,7 @@ def _xlsx_bytes(style: str, clips: Sequence[SynthClip]) -> bytes:
     return fixed.getvalue()
 
 
-def _prepare_root(root: Path) -> None:
+def prepare_root(root: Path) -> None:
     """Create an empty frames root; replace one only when it holds the synthetic marker."""
     if root.exists():
         if not (root / MARKER_NAME).is_file() and any(root.iterdir()):
@@ -194,20 +218,11 @@ def write_synthetic(
     out = Path(out)
     root = out / spec.root_name
     planned = plan_clips(style, subjects, clips_per_subject, seed, frames_per_clip, difficulty)
-    _prepare_root(root)
+    prepare_root(root)
     clips = [replace(c, frames_dir=root / c.frames_dir) for c in planned]
-    params = [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality]
     for clip in sorted(clips, key=lambda c: (c.subject_index, c.index)):
         clip.frames_dir.mkdir(parents=True)
-        renderer = ClipRenderer(clip)
-        for frame in range(clip.onset, clip.offset + 1):
-            image = renderer.render(frame)
-            if image.ndim == 3:
-                image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            ok, encoded = cv2.imencode(".jpg", image, params)
-            if not ok:
-                raise RuntimeError(f"{clip.clip}: JPEG encoding of frame {frame} failed")
-            clip.frame_path(frame).write_bytes(encoded.tobytes())
+        write_clip_frames(clip, clip.frame_path)
     coding = out / spec.coding_name
     atomic_write_bytes(coding, _xlsx_bytes(style, clips))
     logger.info("wrote synthetic %s data: %d clips under %s", style, len(clips), root)

@@ -1,0 +1,58 @@
+"""Named AU sets of each dataset and of the composite benchmark, and the unknown-label rule.
+
+The sets are MEB's ``dataset_aus`` (github:tvaranka/meb, ``meb/utils/utils.py``): the AUs each
+dataset is evaluated on (frequent enough to score). CAS(ME)^3 Part A has no entry there; it is
+FACS-coded with the composite's AUs, so its set is :data:`COMPOSITE_AUS`.
+
+**Unknown labels.** With ``data.uncoded_aus: unknown``, an AU outside a clip's dataset set is
+*unknown* for that clip, not negative: :func:`unknown_aus_column` lists those AUs per clip (the
+manifest column ``aus_unknown``), :func:`~au_llm.data.manifest.au_label_matrix` gives them the
+label nan, the losses skip nan targets (:mod:`au_llm.model.losses`) and every metric skips clips
+whose label is nan for that AU (:mod:`au_llm.metrics`). The default ``negative`` keeps the usual
+rule (an AU not named in a clip's cell is absent), which MEB's composite also uses (it fills
+missing AU columns with 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from au_llm.data.au_codes import format_aus
+
+COMPOSITE_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
+"""MEB's 12 AUs of the composite benchmark (``dataset_aus["cross"]``)."""
+
+DATASET_AU_SETS: dict[str, tuple[int, ...]] = {
+    "casme": (1, 4, 9, 14),
+    "casme2": (1, 2, 4, 7, 12, 14, 15, 17),
+    "samm": (2, 4, 7, 12),
+    "mmew": (1, 2, 4, 5, 7, 10, 12, 14),
+    "4dme": (1, 2, 4, 6, 7, 12, 17, 45),
+    "casme3": COMPOSITE_AUS,
+}
+UNCODED_RULES = ("negative", "unknown")
+UNKNOWN_COLUMN = "aus_unknown"
+
+
+def unknown_aus(dataset: str, aus: Sequence[int]) -> tuple[int, ...]:
+    """The AUs of ``aus`` outside ``dataset``'s set (none for a dataset without a set)."""
+    coded = DATASET_AU_SETS.get(dataset)
+    if coded is None:
+        return ()
+    return tuple(sorted(int(au) for au in aus if int(au) not in coded))
+
+
+def unknown_aus_column(frame: pd.DataFrame, aus: Sequence[int]) -> pd.Series:
+    """Per clip, the canonical list (``"5+6"``) of the AUs its dataset does not code.
+
+    Args:
+        frame: A manifest (``dataset`` column).
+        aus: The AUs a run detects.
+
+    Returns:
+        Strings aligned with ``frame``'s index (``""`` where every AU is coded).
+    """
+    lists = {name: format_aus(unknown_aus(name, aus)) for name in frame["dataset"].unique()}
+    return frame["dataset"].map(lists).astype(str)
