@@ -63,6 +63,15 @@ def check_threads(run_dir: Path) -> None:
         )
 
 
+def fold_precisions(run_dir: Path) -> str:
+    """The precision(s) the finished folds ran in (``fp32``, ``bf16``, or both when mixed)."""
+    seen = {
+        json.loads(path.read_text()).get("precision", "fp32")
+        for path in (run_dir / "folds").glob("seed*/*.json")
+    }
+    return ", ".join(sorted(seen)) + (" (mixed across folds)" if len(seen) > 1 else "")
+
+
 def partial_info(frame: pd.DataFrame, run_info: dict[str, Any]) -> dict[str, Any] | None:
     """Finished vs expected (seed, fold) pairs when some are missing, else None.
 
@@ -133,6 +142,7 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
+    tables.summary["precision"] = fold_precisions(run_dir)
     partial = partial_info(frame, run_info)
     if partial is not None:
         tables.summary["partial"] = partial
@@ -145,7 +155,7 @@ def build_report(run_dir: Path) -> RunTables:
         run_dir,
         title=f"au-llm run: {cfg.name}",
         protocol=cfg.protocol,
-        config_summary=config_summary(cfg, aus),
+        config_summary={**config_summary(cfg, aus), "precision": tables.summary["precision"]},
         excluded_clips=run_info["excluded"],
         plots=plots,
         optimistic=optimistic,
