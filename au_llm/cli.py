@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
+from au_llm.config_checks import PRECISIONS
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         help="numeric precision (default: the one the model was trained in)",
     )
     return parser
