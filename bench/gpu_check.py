@@ -16,7 +16,7 @@ Commands (from the repository root):
 
 2. On the GPU machine (carry ``.gpudata`` and ``.whl``), at most about 8 minutes::
 
-       pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
        export PYTHONPATH=/tmp/site:$PWD
        python3 bench/gpu_check.py --data .gpudata --out $OUT
 
