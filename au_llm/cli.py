@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
-from au_llm.config_checks import AlignMode, FacePolicy, LaunchMode, choices
+from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         help="numeric precision (default: the one the model was trained in)",
     )
     return parser

@@ -16,7 +16,7 @@ Commands (from the repository root):
 
 2. On the GPU machine (carry ``.gpudata`` and ``.whl``), at most about 8 minutes::
 
-       pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
        export PYTHONPATH=/tmp/site:$PWD
        python3 bench/gpu_check.py --data .gpudata --out $OUT
 
@@ -55,7 +55,7 @@ DRY_CONFIG = REPO / "configs" / "tiny_cpu_loso.yaml"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 DEVICE_TESTS = "tests/model/test_precision.py"
 # Time limits of the sections on a GPU (seconds); the whole check stays under 8 minutes.
-LIMITS = {"tests": 120, "loso": 150, "reference_speed": 180, "smollm2": 60}
+LIMITS = {"tests": 100, "loso": 150, "reference_speed": 120}
 
 
 def loso_overrides(root: Path, device: str, precision: str) -> list[str]:
@@ -258,14 +258,12 @@ def check(data: Path, out: Path, device: str, root: Path, dry_run: bool) -> dict
     def save() -> None:
         path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
-    scale = 0.5 if dry_run else 1.0
+    limits = {key: value * (4 if dry_run else 1) for key, value in LIMITS.items()}
     python = sys.executable
     tests = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", DEVICE_TESTS]
     if dry_run:
         tests += ["-k", "led or fp32_linear"]
-    results["tests"] = _section(
-        "tests", tests, LIMITS["tests"] * (1 if not dry_run else 2), {"AU_LLM_TEST_DEVICE": device}
-    )
+    results["tests"] = _section("tests", tests, limits["tests"], {"AU_LLM_TEST_DEVICE": device})
     save()
     loso: dict[str, Any] = {"prepared_cpu_fp32": json.loads((data / "cpu_fp32.json").read_text())}
     for precision in ("bf16", "fp32"):
@@ -275,7 +273,7 @@ def check(data: Path, out: Path, device: str, root: Path, dry_run: bool) -> dict
         except Exception as exc:  # keep going: the other sections still give their numbers
             loso[f"{device}_{precision}"] = {"error": repr(exc)}
         print(f"[loso {device} {precision}] {time.perf_counter() - start:.0f} s", flush=True)
-        if time.perf_counter() - start > LIMITS["loso"] * scale:
+        if time.perf_counter() - start > limits["loso"]:
             break
     cpu_f1 = loso["prepared_cpu_fp32"]["pooled_binary_f1"]
     for key, row in loso.items():
@@ -283,18 +281,22 @@ def check(data: Path, out: Path, device: str, root: Path, dry_run: bool) -> dict
             row["f1_minus_cpu_fp32"] = row["pooled_binary_f1"] - cpu_f1
     results["loso"] = loso
     save()
-    speed_json = out / "reference_speed.json"
-    speed = [python, "bench/reference_speed.py", "--device", device, "--out", str(speed_json)]
-    if dry_run:
-        speed += ["--quick", "--shapes", "tiny", "--batches", "2", "--tokenizer", "byte"]
-    else:
-        speed += ["--shapes", "qwen2-0.5b", "--batches", "8", "32", "128", "--repeats", "3"]
-        if (data / "tokenizer").is_dir():
-            speed += ["--tokenizer", str(data / "tokenizer")]
-    results["reference_speed"] = _section("reference_speed", speed, LIMITS["reference_speed"], {})
-    if speed_json.is_file():
-        results["reference_speed"]["table"] = json.loads(speed_json.read_text())["table"]
-    save()
+    results["reference_speed"] = {}
+    for precision in ("bf16", "fp32"):  # one process each: a time-out loses one precision only
+        speed_json = out / f"reference_speed_{precision}.json"
+        speed = [python, "bench/reference_speed.py", "--device", device, "--out", str(speed_json)]
+        speed += ["--precisions", precision]
+        if dry_run:
+            speed += ["--quick", "--shapes", "tiny", "--batches", "2", "--tokenizer", "byte"]
+        else:
+            speed += ["--shapes", "qwen2-0.5b", "--batches", "8", "32", "128", "--repeats", "2"]
+            if (data / "tokenizer").is_dir():
+                speed += ["--tokenizer", str(data / "tokenizer")]
+        row = _section(f"reference_speed {precision}", speed, limits["reference_speed"], {})
+        if speed_json.is_file():
+            row["table"] = json.loads(speed_json.read_text())["table"]
+        results["reference_speed"][precision] = row
+        save()
     batch, steps = (2, 1) if dry_run else (32, 10)
     smollm2 = {}
     for precision in ("bf16", "fp32"):
@@ -322,10 +324,9 @@ def summary(results: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"LOSO {key}: {row}")
-    speed = results["reference_speed"]
-    lines.append(f"reference_speed: status {speed['status']}")
-    if "table" in speed:
-        lines.append(speed["table"])
+    for precision, speed in results["reference_speed"].items():
+        lines.append(f"reference_speed {precision}: status {speed['status']}")
+        lines.append(speed.get("table", speed["output_tail"][-1500:]))
     for precision, row in results["smollm2"].items():
         if "error" in row:
             lines.append(f"SmolLM2 {precision}: {row['error']}")

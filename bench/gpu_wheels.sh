@@ -2,7 +2,7 @@
 # Pure-Python wheels that bench/gpu_check.py needs on a GPU machine without network access and
 # without them installed (omegaconf and its parser runtime), downloaded here into .whl/ (about
 # 0.3 MB) to be carried along. On the GPU machine:
-#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
 set -euo pipefail
 cd "$(dirname "$0")/.."

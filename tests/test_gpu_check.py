@@ -47,8 +47,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path: Path) -> None:
     assert loso["cpu_bf16"]["precision"] == "bf16" and loso["cpu_fp32"]["precision"] == "fp32"
     assert loso["prepared_cpu_fp32"]["precision"] == "fp32"
     assert loso["cpu_fp32"]["f1_minus_cpu_fp32"] == pytest.approx(0.0)  # same data, same seeds
-    assert results["reference_speed"]["status"] == 0, results["reference_speed"]["output_tail"]
-    assert "tiny bf16, training step" in results["reference_speed"]["table"]
+    for precision in ("bf16", "fp32"):
+        speed = results["reference_speed"][precision]
+        assert speed["status"] == 0, speed["output_tail"]
+        assert f"tiny {precision}, training step" in speed["table"]
     for precision in ("bf16", "fp32"):
         assert results["smollm2"][precision]["train_clips_per_s"] > 0
     assert "LOSO cpu_bf16: F1" in run.stdout

@@ -108,6 +108,9 @@ def test_metrics_equal_a_recomputation_from_predictions(loso_run):
     assert recomputed.per_au["binary_f1"].tolist() == pytest.approx(binary, nan_ok=True)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["optimistic"] is False
+    assert summary["precision"] == "fp32"  # the tiny config's train.precision
+    assert json.loads((run_dir / "run.json").read_text())["precision"] == "fp32"
+    assert "| `precision` | fp32 |" in (run_dir / "report.md").read_text()
 
 
 def test_loso_folds_never_share_a_subject(tiny_data):

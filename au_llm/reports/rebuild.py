@@ -37,6 +37,16 @@ from au_llm.runs.layout import METRICS_PER_DATASET, ORACLE_THRESHOLDS, PREDICTIO
 from au_llm.runs.run import Item, Run
 
 
+def fold_precisions(records: list[dict[str, Any]]) -> str:
+    """The precision(s) finished folds ran in (``fp32``, ``bf16``, or both when mixed).
+
+    Args:
+        records: The finished folds' records (:meth:`Run.fold_records`).
+    """
+    seen = {record.get("precision", "fp32") for record in records}
+    return ", ".join(sorted(seen)) + (" (mixed across folds)" if len(seen) > 1 else "")
+
+
 def partial_info(frame: pd.DataFrame, expected: list[Item]) -> dict[str, Any] | None:
     """Finished vs expected (seed, fold) pairs when some are missing, else None.
 
@@ -104,6 +114,7 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
+    tables.summary["precision"] = fold_precisions(run.fold_records())
     partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial
@@ -119,7 +130,7 @@ def build_report(run_dir: Path) -> RunTables:
         run_dir,
         title=f"au-llm run: {cfg.name}",
         protocol=cfg.protocol,
-        config_summary=config_summary(cfg, aus),
+        config_summary={**config_summary(cfg, aus), "precision": tables.summary["precision"]},
         excluded_clips=run_info["excluded"],
         plots=plots,
         optimistic=optimistic,
