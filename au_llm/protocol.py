@@ -47,6 +47,7 @@ from au_llm.metrics import (
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
+from au_llm.reliance import dataset_reliance
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.explanations import EXPLANATION_COLUMN
 from au_llm.reports.rebuild import build_report
@@ -283,6 +284,7 @@ def run_fold(
         "seconds": result.seconds,
         "num_threads": torch.get_num_threads(),
         "first_step_seconds": result.first_step_seconds,
+        "reliance": dataset_reliance(model, test_set, cfg.train.batch_size),
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))
     atomic_write_csv(csv_path, frame)

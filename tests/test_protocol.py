@@ -294,9 +294,15 @@ def test_text_answers_are_written_parsed_and_reported_beside_the_linear_head(tin
         failures = sum(not parse_answer(fmt, aus, text).ok for text in predictions[f"answer_{fmt}"])
         assert summary[fmt]["parse_failures"] == failures  # counted, not raised
         assert summary[fmt]["n_answers"] == len(predictions)
+        assert summary[fmt]["distinct_answers"] == predictions[f"answer_{fmt}"].nunique()
+    reliance = json.loads((run_dir / "summary.json").read_text())["reliance"]
+    assert set(reliance) == {"list", "json"}
+    assert 0 <= reliance["list"]["own_vs_other"] <= 1
+    assert reliance["list"]["n_clips"] == len(predictions)
     per_au = pd.read_csv(run_dir / "metrics_per_au.csv")
     assert set(per_au["head"]) == {"linear", "text:list", "text:json"}
     assert "Text answers, format `list`" in (run_dir / "report.md").read_text()
+    assert "Reliance, format `json`" in (run_dir / "report.md").read_text()
 
 
 def _keys(rows: list[tuple[str, str, str]], prints: list[str] | None = None) -> pd.DataFrame:
