@@ -168,6 +168,10 @@ class AULLM(nn.Module):
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
         self.head = nn.Linear(hidden if self.llm is not None else n_tokens * hidden, spec.n_aus)
+        # model.skip_head (departs from AU-LLM): a second linear map reads the visual token(s)
+        # directly and is added to the head on the LLM's hidden state.
+        with_skip = cfg.skip_head and self.llm is not None
+        self.skip = nn.Linear(n_tokens * hidden, spec.n_aus) if with_skip else None
 
     @property
     def base_identity(self) -> dict[str, Any] | None:
@@ -217,7 +221,14 @@ class AULLM(nn.Module):
             hidden = self._last_hidden_fast(tokens, prompt_cache)
         else:
             hidden = self._last_hidden_straightforward(tokens)
-        return self.head(hidden.to(self.head.weight.dtype))
+        return self.au_logits(hidden, tokens)
+
+    def au_logits(self, hidden: Tensor, tokens: Tensor) -> Tensor:
+        """``head(hidden [B, H])``, plus ``skip(tokens [B, n, H])`` with ``model.skip_head``."""
+        logits = self.head(hidden.to(self.head.weight.dtype))
+        if self.skip is None:
+            return logits
+        return logits + self.skip(tokens.flatten(1).to(self.skip.weight.dtype))
 
     def _last_hidden_straightforward(self, tokens: Tensor) -> Tensor:
         """Full causal LM on ``[prompt, visual]``; returns the last final hidden state [B, H]."""
@@ -354,7 +365,7 @@ class AULLM(nn.Module):
             torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
         )
         last = suffix.shape[1] - 1
-        au_logits = self.head(hidden[:, last].to(self.head.weight.dtype))
+        au_logits = self.au_logits(hidden[:, last], tokens)
         lm_logits = self.llm.get_output_embeddings()(hidden[:, last : last + text_ids.shape[1]])
         return au_logits, lm_logits
 
@@ -402,6 +413,7 @@ class AULLM(nn.Module):
                 (self.backbone, lambda: reset_backbone(self.backbone, self.cfg.backbone)),
                 (self.projector, self.projector.reset_parameters),
                 (self.head, self.head.reset_parameters),
+                *([(self.skip, self.skip.reset_parameters)] if self.skip is not None else []),
             ):
                 _reset_on_cpu(module, reset)
             if self.llm is not None:
@@ -410,8 +422,9 @@ class AULLM(nn.Module):
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Every trainable weight and backbone buffer, keyed as in ``state_dict()`` (no base)."""
         state: dict[str, Tensor] = {}
-        for prefix in ("backbone", "projector", "head"):
-            for key, value in getattr(self, prefix).state_dict().items():
+        for prefix in ("backbone", "projector", "head", "skip"):
+            module = getattr(self, prefix)
+            for key, value in (module.state_dict() if module is not None else {}).items():
                 state[f"{prefix}.{key}"] = value
         if self.llm is not None:
             adapters = {id(p) for p in lora_parameters(self.llm)}
