@@ -238,14 +238,18 @@ class ExplainConfig:
         weight: Weight of the LM loss on the description target (see :mod:`au_llm.explain`),
             added to the AU loss; 0 turns explanations off.
         max_new_tokens: Longest generated explanation, in tokens.
+        stop_repeat: Greedy decoding stops an explanation when it ends with a run of at least
+            ``stop_repeat`` tokens twice in a row (the repeat is dropped); 0 turns the stop off.
     """
 
     weight: float = 0.0
     max_new_tokens: int = 320
+    stop_repeat: int = 4
 
     def __post_init__(self) -> None:
         check_positive("model.explain", "weight", self.weight, allow_zero=True)
         check_positive("model.explain", "max_new_tokens", self.max_new_tokens)
+        check_positive("model.explain", "stop_repeat", self.stop_repeat, allow_zero=True)
 
 
 @dataclass

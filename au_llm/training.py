@@ -174,9 +174,9 @@ def batch_loss(
     """The training loss of one batch for the model's head(s) and explanations.
 
     ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
-    the answer string (``model.text.weight``), formats per step as
-    :func:`~au_llm.model.groups.batch_formats` gives them), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder
-    pass serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
+    the answer string (``model.text.weight``; formats as :func:`~au_llm.model.groups.batch_formats`
+    gives them), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder pass
+    serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
     each clip's description target (:func:`au_llm.explain.describe_clip`, phrasing drawn from the
     clip and ``step``) is added with that weight; the same visual tokens feed every pass.
 
@@ -401,7 +401,8 @@ def clip_outputs(
             outputs.answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
         if explain:
             limit = model.cfg.explain.max_new_tokens
-            ids = generate_answers(model, tokens, "explain", prompt_cache, limit)
+            stop = model.cfg.explain.stop_repeat
+            ids = generate_answers(model, tokens, "explain", prompt_cache, limit, stop_repeat=stop)
             outputs.explanations = [printable(model.tokenizer.decode(seq)) for seq in ids]
     outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
     return outputs

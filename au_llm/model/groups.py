@@ -55,9 +55,7 @@ def head_modules(model: Any) -> list[nn.Module]:
     return [model.head] + ([skip] if skip is not None else [])
 
 
-def batch_formats(
-    formats: Sequence[str], weights: Sequence[float], step: int, n: int
-) -> list[str]:
+def batch_formats(formats: Sequence[str], weights: Sequence[float], step: int, n: int) -> list[str]:
     """The answer format of each of the ``n`` clips of training step ``step``.
 
     Args:
