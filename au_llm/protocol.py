@@ -284,6 +284,9 @@ def run_fold(
         "seconds": result.seconds,
         "num_threads": torch.get_num_threads(),
         "first_step_seconds": result.first_step_seconds,
+        "train_thresholds": dict(
+            zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
+        ),
         "reliance": dataset_reliance(model, test_set, cfg.train.batch_size),
     }
     atomic_write_text(json_path, json.dumps(record, indent=2))

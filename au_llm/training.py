@@ -495,12 +495,16 @@ class FitResult:
         n_val: Clips in the inner validation split (0 without one).
         thresholds: Per-AU decision thresholds ``[n_aus]``.
         result: Loss curves and timing.
+        train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
+            the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
+            ``train``).
     """
 
     train: pd.DataFrame
     n_val: int
     thresholds: np.ndarray
     result: TrainResult
+    train_thresholds: np.ndarray
 
 
 def fit(
@@ -515,9 +519,10 @@ def fit(
     """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
 
     An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
-    ``train`` policy picks per-AU thresholds on the training clips' own predictions; the others
-    use ``eval.fixed_threshold`` (``test-oracle`` thresholds are chosen later, on pooled test
-    predictions, when the report is built).
+    training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
+    ``train`` policy decides with them, the others with ``eval.fixed_threshold``
+    (``test-oracle`` thresholds are chosen later, on pooled test predictions, when the report is
+    built).
     """
     train, val = rows, None
     if cfg.train.val_fraction > 0:
@@ -532,9 +537,11 @@ def fit(
     )
     result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
+    eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
+    outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
+    grid = threshold_grid(*cfg.eval.threshold_grid)
+    train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
     if cfg.eval.threshold == "train":
-        eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-        outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size, cfg.train.bf16)
-        grid = threshold_grid(*cfg.eval.threshold_grid)
-        thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
-    return FitResult(train, 0 if val is None else len(val), thresholds, result)
+        thresholds = train_thresholds
+    n_val = 0 if val is None else len(val)
+    return FitResult(train, n_val, thresholds, result, train_thresholds)

@@ -81,6 +81,9 @@ def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tm
     assert all(v["parse_failures"] == 0 for v in constrained.values() if v["n_answers"])
     out = capsys.readouterr().out
     assert "text:names" in out and "Example answers" in out
+    assert "Reliance, format `list`" in out and "distinct" in out
+    assert scores["reliance"]["list"]["n_clips"] == len(test)
+    assert scores["free"]["formats"]["list"]["distinct_answers"] >= 1
     assert json.loads((tmp_path / "text" / "summary.json").read_text()) == scores
 
 

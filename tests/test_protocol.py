@@ -30,7 +30,7 @@ from au_llm.protocol import (
     start_run,
 )
 from au_llm.reports.rebuild import build_report
-from au_llm.reports.tables import compute_tables
+from au_llm.reports.tables import compute_tables, headline_table
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +188,19 @@ def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
         run_dir, _ = run_protocol(cfg, fold_names=[subject], progress=False)
         preds = read_predictions(run_dir)
         outputs.append(preds.filter(regex="_(prob|pred)$"))
+        metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+        # Under the train policy the decisions are those thresholds: both F1 values agree.
+        assert metrics["binary_f1_train_threshold"] == pytest.approx(metrics["pooled_binary_f1"])
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
+
+
+def test_train_threshold_f1_is_reported_beside_fixed_threshold_f1(loso_run):
+    _, run_dir, tables = loso_run
+    metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert 0.0 <= metrics["binary_f1_train_threshold"] <= 1.0
+    records = [json.loads(p.read_text()) for p in run_dir.glob("folds/*/*.json")]
+    assert all(set(r["train_thresholds"]) == set(map(str, tables.aus)) for r in records)
+    assert "chosen on each fold's training predictions" in headline_table(tables)
 
 
 def test_cross_domain_end_to_end(tiny_data, tmp_path):

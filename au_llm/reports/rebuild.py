@@ -22,6 +22,7 @@ from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reliance import reliance_notes, run_reliance
 from au_llm.reports.answers import answer_notes, answer_tables
+from au_llm.reports.calibration import train_threshold_f1
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.reports.markdown import write_markdown_report
 from au_llm.reports.plots import write_plots
@@ -134,6 +135,7 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
+    tables.summary["metrics"]["binary_f1_train_threshold"] = train_threshold_f1(frame, run_dir, aus)
     reliance = run_reliance(run_dir)
     if reliance:
         tables.summary["reliance"] = reliance
