@@ -191,7 +191,10 @@ class TrainConfig:
 
     Attributes:
         optimizer: ``adamw`` or ``adam`` (the paper's preset).
-        lr: Learning rate.
+        lr: Learning rate (of the backbone, and of every group whose own rate is 0).
+        lr_projector: Learning rate of the fusion projector (0: ``lr``).
+        lr_head: Learning rate of the AU head(s) (0: ``lr``).
+        lr_lora: Learning rate of the LLM's LoRA adapters (0: ``lr``).
         weight_decay: Weight decay.
         epochs: Training epochs.
         batch_size: Clips per step.
@@ -231,6 +234,9 @@ class TrainConfig:
 
     optimizer: str = "adamw"
     lr: float = 1e-4
+    lr_projector: float = 0.0
+    lr_head: float = 0.0
+    lr_lora: float = 0.0
     weight_decay: float = 0.01
     epochs: int = 30
     batch_size: int = 32
@@ -261,6 +267,8 @@ class TrainConfig:
         check_choice("train", "precision", self.precision, PRECISIONS)
         check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
         check_positive("train", "lr", self.lr)
+        for name in ("lr_projector", "lr_head", "lr_lora"):
+            check_positive("train", name, getattr(self, name), allow_zero=True)
         check_positive("train", "epochs", self.epochs)
         check_positive("train", "batch_size", self.batch_size)
         check_positive("train", "weight_decay", self.weight_decay, allow_zero=True)

@@ -189,6 +189,9 @@ class TextConfig:
     Attributes:
         formats: Answer formats trained and generated: ``list``, ``yesno``, ``json``, ``names``
             (see :mod:`au_llm.answers`); each training clip gets one per step, in turn.
+        format_weights: Empty (formats in turn, clip by clip), or one weight per format: each
+            training step then draws one format for the whole batch with these weights (see
+            :func:`au_llm.model.groups.batch_formats`).
         weight: Weight of the text loss (teacher-forced cross-entropy on the answer).
         linear_weight: Weight of the linear head's AU loss when ``head: both``.
         max_new_tokens: Longest generated answer, in tokens.
@@ -197,6 +200,7 @@ class TextConfig:
     """
 
     formats: list[str] = field(default_factory=lambda: ["list", "yesno", "json", "names"])
+    format_weights: list[float] = field(default_factory=list)
     weight: float = 1.0
     linear_weight: float = 1.0
     max_new_tokens: int = 96
@@ -207,6 +211,15 @@ class TextConfig:
             raise ConfigError(f"model.text.formats = {self.formats}: expected distinct formats")
         for name in self.formats:
             check_choice("model.text", "formats", name, ANSWER_FORMAT_NAMES)
+        if self.format_weights and (
+            len(self.format_weights) != len(self.formats)
+            or min(self.format_weights) < 0
+            or sum(self.format_weights) <= 0
+        ):
+            raise ConfigError(
+                f"model.text.format_weights = {self.format_weights}: expected one weight >= 0 "
+                f"per format of {self.formats}, not all 0 (or [] for formats in turn)"
+            )
         check_positive("model.text", "weight", self.weight, allow_zero=True)
         check_positive("model.text", "linear_weight", self.linear_weight, allow_zero=True)
         check_positive("model.text", "max_new_tokens", self.max_new_tokens)
@@ -220,14 +233,18 @@ class ExplainConfig:
         weight: Weight of the LM loss on the description target (see :mod:`au_llm.explain`),
             added to the AU loss; 0 turns explanations off.
         max_new_tokens: Longest generated explanation, in tokens.
+        stop_repeat: Greedy decoding stops an explanation when it ends with a run of at least
+            ``stop_repeat`` tokens twice in a row (the repeat is dropped); 0 turns the stop off.
     """
 
     weight: float = 0.0
     max_new_tokens: int = 320
+    stop_repeat: int = 4
 
     def __post_init__(self) -> None:
         check_positive("model.explain", "weight", self.weight, allow_zero=True)
         check_positive("model.explain", "max_new_tokens", self.max_new_tokens)
+        check_positive("model.explain", "stop_repeat", self.stop_repeat, allow_zero=True)
 
 
 @dataclass
@@ -242,6 +259,10 @@ class ModelConfig:
             LLM answers in words, AU-LLaVA's; the AU decisions are the first format's parsed
             answer), or ``both`` (trained together; the linear head gives the scores).
         text: Text-answer settings (``head: text`` or ``both``).
+        skip_head: Add a skip path to the AU head: ``head(h_LLM) + W v``, with ``v`` the visual
+            token(s), so the AU scores need not pass through the LLM alone. This departs from
+            AU-LLM (whose head reads the LLM's hidden state only); off by default, an option
+            for comparison.
         explain: Explanation settings (any head; needs an LLM when on).
     """
 
@@ -250,6 +271,7 @@ class ModelConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     head: str = "linear"
     text: TextConfig = field(default_factory=TextConfig)
+    skip_head: bool = False
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self) -> None:

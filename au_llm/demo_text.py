@@ -8,7 +8,9 @@ linear head and of every format's parsed answers, the parse rate, and three exam
 format. With ``explain`` (``au-llm demo --explain``) the model also learns to explain each clip
 (``model.explain.weight=1``, VL-FAU); the greedy pass writes one explanation per test clip, and the
 step prints their faithfulness and three examples chosen by rule
-(:mod:`au_llm.reports.explanations`). Everything is written under ``<out>/text/`` (with explanations
+(:mod:`au_llm.reports.explanations`). The reliance measure (:mod:`au_llm.reliance`: does the
+answer's likelihood depend on the clip's own visual token?) and the number of distinct answers
+per format are printed and saved too. Everything is written under ``<out>/text/`` (with explanations
 ``<out>/text_explain/``); a finished model is reused on a re-run.
 """
 
@@ -26,7 +28,10 @@ from au_llm.data.manifest import read_manifest, write_manifest
 from au_llm.deploy import Predictor
 from au_llm.deployed import DeployedModel, load_deployed, train_deployable
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
-from au_llm.metrics import au_column, binary_f1
+from au_llm.metrics import au_column, binary_f1, roc_auc
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.dataset import ClipDataset
+from au_llm.reliance import dataset_reliance, reliance_notes
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.runs.layout import SUMMARY
@@ -79,28 +84,66 @@ def _mean_f1(frame: pd.DataFrame, aus: list[int]) -> float:
     return float(np.nanmean(scores))
 
 
-def score_answers(frame: pd.DataFrame, aus: list[int]) -> dict[str, Any]:
-    """Linear-head and per-format binary F1 (mean over AUs) and parse rates of a predictions CSV."""
+def score_answers(
+    frame: pd.DataFrame, aus: list[int], train_thresholds: list[float] | None = None
+) -> dict[str, Any]:
+    """Linear-head and per-format scores (means over AUs) of a predictions CSV.
+
+    Args:
+        frame: Predictions with ``AUxx_prob/pred/true`` and ``answer_<format>`` columns.
+        aus: AU numbers.
+        train_thresholds: Per-AU thresholds chosen on the training predictions (never on test
+            labels); with them, the linear head's binary F1 at those thresholds is added.
+
+    Returns:
+        ``linear_binary_f1`` (the model's thresholds), ``linear_auc``, optionally
+        ``linear_binary_f1_train_threshold``, and ``formats`` (:func:`answer_tables`).
+    """
     _, text = answer_tables(frame, aus)
-    return {"linear_binary_f1": _mean_f1(frame, aus), "formats": text}
+    truth = {au: frame[au_column(au, "true")].to_numpy().astype(int) for au in aus}
+    probs = {au: frame[au_column(au, "prob")].to_numpy() for au in aus}
+    scores: dict[str, Any] = {
+        "linear_binary_f1": _mean_f1(frame, aus),
+        "linear_auc": float(np.nanmean([roc_auc(truth[au], probs[au]) for au in aus])),
+    }
+    if train_thresholds is not None:
+        scores["linear_binary_f1_train_threshold"] = float(
+            np.nanmean(
+                [
+                    binary_f1(truth[au], (probs[au] >= cut).astype(int))
+                    for au, cut in zip(aus, train_thresholds, strict=True)
+                ]
+            )
+        )
+    return scores | {"formats": text}
 
 
 def results_table(scores: dict[str, dict[str, Any]]) -> str:
     """A fixed-width table: one row per head/format, one column pair per decoding mode."""
     modes = list(scores)
-    header = f"{'head':<14}" + "".join(f"{m + ' F1':>18}{'parsed':>10}" for m in modes)
+    header = f"{'head':<14}" + "".join(
+        f"{m + ' F1':>18}{'parsed':>10}{'distinct':>10}" for m in modes
+    )
     first = scores[modes[0]]
     lines = [header, "-" * len(header)]
     linear = first["linear_binary_f1"]
-    lines.append(f"{'linear':<14}" + "".join(f"{linear:>18.3f}{'-':>10}" for _ in modes))
+    lines.append(f"{'linear':<14}" + "".join(f"{linear:>18.3f}{'-':>10}{'-':>10}" for _ in modes))
+    at_train = first.get("linear_binary_f1_train_threshold")
+    notes = [f"linear head: AUC {first['linear_auc']:.3f}"]
+    if at_train is not None:
+        notes.append(
+            f"binary F1 {at_train:.3f} at per-AU thresholds chosen on the training predictions "
+            "(never on test labels), beside the table's F1 at the fixed threshold"
+        )
     for fmt in first["formats"]:
         row = f"{'text:' + fmt:<14}"
         for mode in modes:
             values = scores[mode]["formats"][fmt]
             parsed = f"{values['n_answers'] - values['parse_failures']}/{values['n_answers']}"
-            row += f"{values['mean_binary_f1']:>18.3f}{parsed:>10}"
+            distinct = values["distinct_answers"]
+            row += f"{values['mean_binary_f1']:>18.3f}{parsed:>10}{distinct:>10}"
         lines.append(row)
-    return "\n".join(lines)
+    return "\n".join([*lines, "; ".join(notes)])
 
 
 def examples_text(frame: pd.DataFrame, aus: list[int], count: int = EXAMPLES) -> str:
@@ -112,6 +155,20 @@ def examples_text(frame: pd.DataFrame, aus: list[int], count: int = EXAMPLES) ->
         for fmt in answer_formats(frame):
             lines.append(f"  {fmt:<6} {row[ANSWER_PREFIX + fmt]!r}")
     return "\n".join(lines)
+
+
+def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[str, Any]:
+    """The reliance measure (:mod:`au_llm.reliance`) of the deployed model on the test clips."""
+    cfg = deployed.cfg
+    cache = ClipCache(cache_dir, cfg.preprocess)
+    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
+    dataset = ClipDataset(read_manifest(test), cache, deployed.aus, frames, strategy)
+    return dataset_reliance(deployed.model, dataset, cfg.train.batch_size)
+
+
+def _train_thresholds(model_dir: Path) -> list[float] | None:
+    """The deployed model's thresholds chosen on its training predictions, when recorded."""
+    return json.loads((model_dir / "model.json").read_text())["extra"].get("train_thresholds")
 
 
 def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
@@ -151,10 +208,11 @@ def run_text_demo(
         )
         frames[mode] = predictor.predict_manifest(test)
         atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
-        scores[mode] = score_answers(frames[mode], aus)
+        scores[mode] = score_answers(frames[mode], aus, _train_thresholds(folder / "model"))
     results: dict[str, Any] = dict(scores)
     if explained:
         results["explanations"] = explanation_tables(frames["free"], aus)[1]
+    results["reliance"] = test_reliance(deployed, out / "cache", test)
     atomic_write_text(folder / SUMMARY, json.dumps(results, indent=2) + "\n")
     print(
         f"== SmolLM2-135M, head: both, {len(frames['free'])} test clips of 2 held-out subjects =="
@@ -164,4 +222,5 @@ def run_text_demo(
     print(examples_text(frames["free"], aus))
     if explained:
         print("\n" + "\n".join(explanation_notes(results["explanations"])))
+    print("\n" + "\n".join(reliance_notes(results["reliance"])))
     return results

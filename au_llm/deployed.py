@@ -83,6 +83,7 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     clip_seconds = float(np.median(seconds))
     extra = {
         "thresholds": [float(t) for t in fitted.thresholds],
+        "train_thresholds": [float(t) for t in fitted.train_thresholds],
         "clip_seconds": clip_seconds,
         "train_clips": len(fitted.train),
         "train_loss": fitted.result.train_loss,

@@ -32,6 +32,7 @@ from au_llm.prediction_rows import output_columns
 from au_llm.prepare import PreparedData, prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.readers import fingerprint_hashes
+from au_llm.reliance import dataset_reliance
 from au_llm.reports.rebuild import build_report
 from au_llm.reports.tables import RunTables
 from au_llm.runs.run import Item, Run
@@ -276,6 +277,10 @@ def run_fold(
         "seconds": result.seconds,
         "first_step_seconds": result.first_step_seconds,
         "precision": model.precision,
+        "train_thresholds": dict(
+            zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
+        ),
+        "reliance": dataset_reliance(model, test_set, cfg.train.batch_size),
     }
     return run.write_fold(seed, fold.name, frame, record)
 

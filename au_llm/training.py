@@ -15,6 +15,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from au_llm.config import ExperimentConfig, TrainConfig
 from au_llm.explain import describe_clip, printable
 from au_llm.metrics import best_thresholds, threshold_grid
 from au_llm.model.engine import AnswerTrie, PromptCache, answer_trie, generate_answers
+from au_llm.model.groups import batch_formats, parameter_groups
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.precision import autocast, bf16_native, resolve_precision
@@ -136,15 +138,18 @@ def _autocast(model: nn.Module) -> torch.autocast:
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (the paper's preset) or AdamW over the trainable parameters.
+def make_optimizer(
+    params: list[nn.Parameter] | list[dict[str, Any]], cfg: TrainConfig
+) -> torch.optim.Optimizer:
+    """Adam (the paper's preset) or AdamW over the trainable parameters (or parameter groups).
 
     The fused implementation (one kernel over all parameters; about 10x faster than the default
     for-loop on the paper-size projector on CPU) is used when every parameter is a floating-point
     tensor on a CPU or CUDA device; it computes the same update up to float rounding.
     """
-    fused = bool(params) and all(
-        p.is_floating_point() and p.device.type in FUSED_OPTIMIZER_DEVICES for p in params
+    flat = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
+    fused = bool(flat) and all(
+        p.is_floating_point() and p.device.type in FUSED_OPTIMIZER_DEVICES for p in flat
     )
     optimizer_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
@@ -216,9 +221,9 @@ def batch_loss(
     """The training loss of one batch for the model's head(s) and explanations.
 
     ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
-    the answer string (``model.text.weight``), each clip in one format (formats taken in turn,
-    shifted every step), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder
-    pass serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
+    the answer string (``model.text.weight``; formats as :func:`~au_llm.model.groups.batch_formats`
+    gives them), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder pass
+    serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
     each clip's description target (:func:`au_llm.explain.describe_clip`, phrasing drawn from the
     clip and ``step``) is added with that weight; the same visual tokens feed every pass.
 
@@ -245,7 +250,7 @@ def batch_loss(
     au_logits = None
     if head != "linear":
         n = len(labels)
-        formats = [text.formats[(step * n + i) % len(text.formats)] for i in range(n)]
+        formats = batch_formats(text.formats, text.format_weights, step, n)
         ids, targets = model.text_targets(labels, formats)
         au_logits, lm_logits = model.forward_text_tokens(tokens, ids)
         loss = loss + text.weight * _lm_loss(lm_logits, targets)
@@ -311,7 +316,7 @@ def train_model(
     params = list(model.trainable_parameters())
     loss_fn = build_loss(cfg, train_set.labels).to(device)
     loader = _loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
-    optimizer = make_optimizer(params, cfg)
+    optimizer = make_optimizer(parameter_groups(model, cfg), cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     val_loader = _loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
     result = TrainResult()
@@ -442,7 +447,8 @@ def clip_outputs(
             outputs.answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
         if explain:
             limit = model.cfg.explain.max_new_tokens
-            ids = generate_answers(model, tokens, "explain", prompt_cache, limit)
+            stop = model.cfg.explain.stop_repeat
+            ids = generate_answers(model, tokens, "explain", prompt_cache, limit, stop_repeat=stop)
             outputs.explanations = [printable(model.tokenizer.decode(seq)) for seq in ids]
     outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
     return outputs
@@ -534,12 +540,16 @@ class FitResult:
         n_val: Clips in the inner validation split (0 without one).
         thresholds: Per-AU decision thresholds ``[n_aus]``.
         result: Loss curves and timing.
+        train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
+            the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
+            ``train``).
     """
 
     train: pd.DataFrame
     n_val: int
     thresholds: np.ndarray
     result: TrainResult
+    train_thresholds: np.ndarray
 
 
 def fit(
@@ -554,9 +564,10 @@ def fit(
     """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
 
     An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
-    ``train`` policy picks per-AU thresholds on the training clips' own predictions; the others
-    use ``eval.fixed_threshold`` (``test-oracle`` thresholds are chosen later, on pooled test
-    predictions, when the report is built).
+    training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
+    ``train`` policy decides with them, the others with ``eval.fixed_threshold``
+    (``test-oracle`` thresholds are chosen later, on pooled test predictions, when the report is
+    built).
     """
     train, val = rows, None
     if cfg.train.val_fraction > 0:
@@ -571,9 +582,11 @@ def fit(
     )
     result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
+    eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
+    outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size)
+    grid = threshold_grid(*cfg.eval.threshold_grid)
+    train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
     if cfg.eval.threshold == "train":
-        eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-        outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size)
-        grid = threshold_grid(*cfg.eval.threshold_grid)
-        thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
-    return FitResult(train, 0 if val is None else len(val), thresholds, result)
+        thresholds = train_thresholds
+    n_val = 0 if val is None else len(val)
+    return FitResult(train, n_val, thresholds, result, train_thresholds)

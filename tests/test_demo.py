@@ -60,7 +60,11 @@ def _tiny_text_config(tmp_path):
     text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
     text = text.replace("source: smollm2", "source: tiny")
     text = text.replace("precision: auto", "precision: fp32")
-    text = text.replace("epochs: 6", "epochs: 1").replace("size: 64", "size: 32")
+    text = (
+        text.replace("epochs: 15", "epochs: 1")
+        .replace("formats: [list]", "formats: [list, json]")
+        .replace("size: 64", "size: 32")
+    )
     text = text.replace("max_new_tokens: 128", "max_new_tokens: 8")
     assert "source: tiny" in text and "epochs: 1" in text and "max_new_tokens: 8" in text
     config = tmp_path / "text.yaml"
@@ -77,11 +81,14 @@ def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tm
     test = read_manifest(tmp_path / "text" / "test.csv")
     assert test["subject"].nunique() == 2 and not set(train["subject"]) & set(test["subject"])
     for mode in ("free", "constrained"):
-        assert set(scores[mode]["formats"]) == {"list", "yesno", "json", "names"}
+        assert set(scores[mode]["formats"]) == {"list", "json"}
     constrained = scores["constrained"]["formats"]
     assert all(v["parse_failures"] == 0 for v in constrained.values() if v["n_answers"])
     out = capsys.readouterr().out
-    assert "text:names" in out and "Example answers" in out
+    assert "text:json" in out and "Example answers" in out
+    assert "Reliance, format `list`" in out and "distinct" in out
+    assert scores["reliance"]["list"]["n_clips"] == len(test)
+    assert scores["free"]["formats"]["list"]["distinct_answers"] >= 1
     assert json.loads((tmp_path / "text" / "summary.json").read_text()) == scores
 
 

@@ -28,7 +28,7 @@ from au_llm.protocol import (
     select_folds,
 )
 from au_llm.reports.rebuild import build_report
-from au_llm.reports.tables import compute_tables
+from au_llm.reports.tables import compute_tables, headline_table
 from au_llm.runs.layout import RunLayout
 from au_llm.runs.run import Run
 from tests.conftest import tiny_config
@@ -191,7 +191,19 @@ def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
         run_dir, _ = run_protocol(cfg, fold_names=[subject], progress=False)
         preds = read_predictions(run_dir)
         outputs.append(preds.filter(regex="_(prob|pred)$"))
+        metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+        # Under the train policy the decisions are those thresholds: both F1 values agree.
+        assert metrics["binary_f1_train_threshold"] == pytest.approx(metrics["pooled_binary_f1"])
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
+
+
+def test_train_threshold_f1_is_reported_beside_fixed_threshold_f1(loso_run):
+    _, run_dir, tables = loso_run
+    metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    assert 0.0 <= metrics["binary_f1_train_threshold"] <= 1.0
+    records = [json.loads(p.read_text()) for p in run_dir.glob("folds/*/*.json")]
+    assert all(set(r["train_thresholds"]) == set(map(str, tables.aus)) for r in records)
+    assert "chosen on each fold's training predictions" in headline_table(tables)
 
 
 def test_cross_domain_end_to_end(tiny_data, tmp_path):
@@ -297,9 +309,15 @@ def test_text_answers_are_written_parsed_and_reported_beside_the_linear_head(tin
         failures = sum(not parse_answer(fmt, aus, text).ok for text in predictions[f"answer_{fmt}"])
         assert summary[fmt]["parse_failures"] == failures  # counted, not raised
         assert summary[fmt]["n_answers"] == len(predictions)
+        assert summary[fmt]["distinct_answers"] == predictions[f"answer_{fmt}"].nunique()
+    reliance = json.loads((run_dir / "summary.json").read_text())["reliance"]
+    assert set(reliance) == {"list", "json"}
+    assert 0 <= reliance["list"]["own_vs_other"] <= 1
+    assert reliance["list"]["n_clips"] == len(predictions)
     per_au = pd.read_csv(run_dir / "metrics_per_au.csv")
     assert set(per_au["head"]) == {"linear", "text:list", "text:json"}
     assert "Text answers, format `list`" in (run_dir / "report.md").read_text()
+    assert "Reliance, format `json`" in (run_dir / "report.md").read_text()
 
 
 def _keys(rows: list[tuple[str, str, str]], prints: list[str] | None = None) -> pd.DataFrame:

@@ -86,6 +86,17 @@ def answer_trie(model: Any, fmt: str, max_answers: int = 1 << 16) -> AnswerTrie:
     return AnswerTrie(sequences)
 
 
+def repeated_tail(tokens: list[int], min_period: int) -> int:
+    """The length ``p >= min_period`` of a run that ``tokens`` ends with twice in a row, or 0.
+
+    ``tokens[-p:] == tokens[-2p:-p]`` is a loop: greedy decoding would repeat it to the limit.
+    """
+    for period in range(min_period, len(tokens) // 2 + 1):
+        if tokens[-period:] == tokens[-2 * period : -period]:
+            return period
+    return 0
+
+
 def generate_answers(
     model: Any,
     tokens: Tensor,
@@ -93,6 +104,7 @@ def generate_answers(
     prompt_cache: PromptCache | None,
     max_new_tokens: int,
     trie: AnswerTrie | None = None,
+    stop_repeat: int = 0,
 ) -> list[list[int]]:
     """Greedy, batched answers of format ``fmt`` for clips given by their visual tokens.
 
@@ -110,6 +122,10 @@ def generate_answers(
         prompt_cache: From ``model.prompt_cache()`` on the current weights (None recomputes it).
         max_new_tokens: Longest answer.
         trie: Optional constraint (see :func:`answer_trie`).
+        stop_repeat: When > 0, a text stops as soon as it ends with a run of at least
+            ``stop_repeat`` tokens twice in a row (the second copy is dropped,
+            :func:`repeated_tail`): greedy decoding of a small model otherwise loops until
+            ``max_new_tokens``.
 
     Returns:
         The answer token ids of each clip, without the end token.
@@ -145,6 +161,10 @@ def generate_answers(
                     done[i] = True
                 else:
                     answers[i].append(token)
+                    period = repeated_tail(answers[i], stop_repeat) if stop_repeat else 0
+                    if period:
+                        del answers[i][-period:]
+                        done[i] = True
                 if trie is not None:
                     nodes[i] = nodes[i].get(token, {})
             if all(done):

@@ -162,6 +162,10 @@ class AULLM(nn.Module):
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
         self.head = nn.Linear(hidden if self.llm is not None else n_tokens * hidden, spec.n_aus)
+        # model.skip_head (departs from AU-LLM): a second linear map reads the visual token(s)
+        # directly and is added to the head on the LLM's hidden state.
+        with_skip = cfg.skip_head and self.llm is not None
+        self.skip = nn.Linear(n_tokens * hidden, spec.n_aus) if with_skip else None
 
     @property
     def base_identity(self) -> dict[str, Any] | None:
@@ -211,7 +215,17 @@ class AULLM(nn.Module):
             hidden = self._last_hidden_fast(tokens, prompt_cache)
         else:
             hidden = self._last_hidden_straightforward(tokens)
-        return fp32_linear(self.head, hidden)
+        return self.au_logits(hidden, tokens)
+
+    def au_logits(self, hidden: Tensor, tokens: Tensor) -> Tensor:
+        """``head(hidden [B, H])``, plus ``skip(tokens [B, n, H])`` with ``model.skip_head``.
+
+        Both are computed in float32 (:func:`~au_llm.model.precision.fp32_linear`).
+        """
+        logits = fp32_linear(self.head, hidden)
+        if self.skip is None:
+            return logits
+        return logits + fp32_linear(self.skip, tokens.flatten(1))
 
     def _last_hidden_straightforward(self, tokens: Tensor) -> Tensor:
         """Full causal LM on ``[prompt, visual]``; returns the last final hidden state [B, H]."""
@@ -348,7 +362,7 @@ class AULLM(nn.Module):
             torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
         )
         last = suffix.shape[1] - 1
-        au_logits = fp32_linear(self.head, hidden[:, last])
+        au_logits = self.au_logits(hidden[:, last], tokens)
         lm_head = self.llm.get_output_embeddings()
         lm_logits = fp32_linear(lm_head, hidden[:, last : last + text_ids.shape[1]])
         return au_logits, lm_logits
@@ -397,6 +411,7 @@ class AULLM(nn.Module):
                 (self.backbone, lambda: reset_backbone(self.backbone, self.cfg.backbone)),
                 (self.projector, self.projector.reset_parameters),
                 (self.head, self.head.reset_parameters),
+                *([(self.skip, self.skip.reset_parameters)] if self.skip is not None else []),
             ):
                 _reset_on_cpu(module, reset)
             if self.llm is not None:
@@ -405,8 +420,9 @@ class AULLM(nn.Module):
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """Every trainable weight and backbone buffer, keyed as in ``state_dict()`` (no base)."""
         state: dict[str, Tensor] = {}
-        for prefix in ("backbone", "projector", "head"):
-            for key, value in getattr(self, prefix).state_dict().items():
+        for prefix in ("backbone", "projector", "head", "skip"):
+            module = getattr(self, prefix)
+            for key, value in (module.state_dict() if module is not None else {}).items():
                 state[f"{prefix}.{key}"] = value
         if self.llm is not None:
             adapters = {id(p) for p in lora_parameters(self.llm)}

@@ -34,7 +34,7 @@ def answer_tables(frame: pd.DataFrame, aus: Sequence[int]) -> tuple[pd.DataFrame
     Returns:
         ``(per_au, summary)``: one row per (format, AU) with ``head, au, binary_f1, macro_f1,
         precision, recall, n_clips, parse_failures``; and per format ``{"mean_binary_f1",
-        "mean_macro_f1", "parse_failures", "n_answers", "parse_rate"}``.
+        "mean_macro_f1", "parse_failures", "n_answers", "parse_rate", "distinct_answers"}``.
     """
     y_true = frame[[au_column(au, "true") for au in aus]].to_numpy(dtype=float)
     rows, summary = [], {}
@@ -66,6 +66,7 @@ def answer_tables(frame: pd.DataFrame, aus: Sequence[int]) -> tuple[pd.DataFrame
             "parse_failures": failures,
             "n_answers": len(texts),
             "parse_rate": 1.0 - failures / max(1, len(texts)),
+            "distinct_answers": len(set(texts)),
         }
     return pd.DataFrame(rows), summary
 
@@ -78,7 +79,8 @@ def answer_notes(summary: dict[str, Any], linear_f1: float | None) -> list[str]:
     for fmt, values in summary.items():
         lines.append(
             f"Text answers, format `{fmt}`: mean binary F1 {values['mean_binary_f1']:.3f}; "
-            f"parse failures: {values['parse_failures']} of {values['n_answers']} "
+            f"parse failures: {values['parse_failures']} of {values['n_answers']}; "
+            f"{values['distinct_answers']} distinct answers "
             "(failed answers count as no AU present)."
         )
     return lines

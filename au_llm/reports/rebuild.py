@@ -20,7 +20,9 @@ import pandas as pd
 from au_llm.config import ExperimentConfig
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.reliance import reliance_notes, run_reliance
 from au_llm.reports.answers import answer_notes, answer_tables
+from au_llm.reports.calibration import train_threshold_f1
 from au_llm.reports.datasets import dataset_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.reports.markdown import write_markdown_report
@@ -114,7 +116,13 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
-    tables.summary["precision"] = fold_precisions(run.fold_records())
+    records = run.fold_records()
+    tables.summary["precision"] = fold_precisions(records)
+    tables.summary["metrics"]["binary_f1_train_threshold"] = train_threshold_f1(frame, records, aus)
+    reliance = run_reliance(records)
+    if reliance:
+        tables.summary["reliance"] = reliance
+        notes += reliance_notes(reliance)
     partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial

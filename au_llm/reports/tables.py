@@ -433,6 +433,13 @@ def headline_table(tables: RunTables, optimistic: bool = False) -> str:
         f"{'mean':<6}{format_metric(m['pooled_binary_f1']):>8}{format_metric(m['pooled_macro_f1']):>9}"
         f"{format_metric(m['pooled_roc_auc']):>8}{format_metric(m['baseline_binary_f1']):>11}"
     )
+    at_train = m.get("binary_f1_train_threshold")
+    if at_train is not None:
+        lines.append(
+            f"binF1 {format_metric(at_train)} at per-AU thresholds chosen on each fold's training "
+            "predictions (never on test labels), beside the binF1 above at the run's "
+            "threshold policy"
+        )
     if tables.summary["n_seeds"] > 1:
         lines.append(f"(means over {tables.summary['n_seeds']} seeds)")
     return "\n".join(lines)

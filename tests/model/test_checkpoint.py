@@ -76,10 +76,16 @@ def test_incomplete_checkpoint_raises(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
-def _save_local_hf_model(directory: Path, layers: int, seed: int = 0) -> None:
-    """A tiny Qwen2 causal LM with a word-level tokenizer, saved as a local HF directory."""
+def _save_local_hf_model(directory: Path, layers: int, seed: int = 0, arch: str = "qwen2") -> None:
+    """A tiny Qwen2 (or Llama) causal LM with a word-level tokenizer, saved as a local HF folder."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     words = ["<pad>", "<s>", "</s>", "<unk>", "analyse", "the", "following", "features", "."]
     word_model = models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
@@ -88,7 +94,11 @@ def _save_local_hf_model(directory: Path, layers: int, seed: int = 0) -> None:
     PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     ).save_pretrained(directory)
-    config = Qwen2Config(
+    config_cls, model_cls = {
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+    }[arch]
+    config = config_cls(
         vocab_size=64,
         hidden_size=32,
         intermediate_size=64,
@@ -97,7 +107,7 @@ def _save_local_hf_model(directory: Path, layers: int, seed: int = 0) -> None:
         num_key_value_heads=2,
     )
     torch.manual_seed(seed)
-    Qwen2ForCausalLM(config).save_pretrained(directory)
+    model_cls(config).save_pretrained(directory)
 
 
 def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
@@ -167,3 +177,37 @@ def test_a_model_json_of_another_shape_names_the_file(tmp_path: Path) -> None:
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=rf"{meta_path}: KeyError"):
         load_checkpoint(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
+    tmp_path: Path, arch: str
+) -> None:
+    from au_llm.config import TrainConfig
+    from au_llm.model.engine import generate_answers
+    from au_llm.model.groups import parameter_groups
+    from au_llm.model.losses import build_loss
+    from au_llm.training import batch_loss, make_optimizer
+
+    model_dir = tmp_path / arch
+    _save_local_hf_model(model_dir, layers=1, arch=arch)
+    cfg = tiny_model_config()
+    cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
+    cfg.head, cfg.text.formats = "both", ["list"]
+    model = build_au_llm(tiny_spec(cfg, 3), seed=0)
+    assert model.llm.config.model_type == arch
+    train = TrainConfig(lr=1e-2, lr_lora=1e-3)
+    optimizer = make_optimizer(parameter_groups(model, train), train)
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0.0]])
+    loss_fn = build_loss(train, labels.numpy())
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items() if "lora_B" in k}
+    for step in range(2):
+        optimizer.zero_grad()
+        batch_loss(model, clips(2), labels, loss_fn, step).backward()
+        optimizer.step()
+    after = model.trainable_state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the adapters learnt
+    model.eval()
+    with torch.no_grad():
+        answers = generate_answers(model, model.get_visual_tokens(clips(2)), "list", None, 4)
+    assert len(answers) == 2 and all(max(a, default=0) < 64 for a in answers)
