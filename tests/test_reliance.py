@@ -4,7 +4,7 @@ import torch
 
 from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.reliance import other_clips, summarise_logliks, token_reliance
-from tests.model import one_torch_thread, tiny_config, tiny_spec
+from tests.model import one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -14,7 +14,7 @@ def _one_thread():
 
 
 def _model():
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.head = "both"
     cfg.text.formats = ["list", "yesno"]
     return build_au_llm(tiny_spec(cfg, 3), seed=0).eval()

@@ -6,7 +6,7 @@ from au_llm.model.engine import generate_answers, repeated_tail
 from au_llm.model.groups import batch_formats, parameter_groups
 from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.training import make_optimizer
-from tests.model import clips, one_torch_thread, tiny_config, tiny_spec
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +16,7 @@ def _one_thread():
 
 
 def _model(skip: bool = False):
-    cfg = tiny_config()
+    cfg = tiny_model_config()
     cfg.head = "both"
     cfg.text.formats = ["list", "yesno"]
     cfg.skip_head = skip
