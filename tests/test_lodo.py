@@ -84,7 +84,7 @@ def test_lodo_refuses_a_clip_copied_into_another_dataset(composite, tmp_path) ->
     copied = tmp_path / "copied.csv"
     write_manifest(copy, copied)
     cfg = _config(composite, tmp_path, "leak", f"data.manifests=['{paths[0]}','{copied}']")
-    with pytest.raises(LeakageError, match="same source pixels"):
+    with pytest.raises(LeakageError, match="identical source frames on both sides"):
         run_protocol(cfg, progress=False)
 
 

@@ -14,7 +14,6 @@ BUILD_IGNORE = (
     ".venv*",
     "build",
     "*.egg-info",
-    "runs",
     ".cache",
     "__pycache__",
     ".*_cache",
@@ -33,6 +32,12 @@ print(json.dumps({"package": au_llm.__file__, "configs": str(demo.CONFIG_DIR), "
 """
 
 
+def _build_ignore(folder: str, names: list[str]) -> set[str]:
+    """What the build copy leaves out: caches and outputs, and the top-level ``runs/`` only."""
+    ignored = set(shutil.ignore_patterns(*BUILD_IGNORE)(folder, names))
+    return ignored | ({"runs"} & set(names) if Path(folder) == REPO else set())
+
+
 def run(args: list, cwd: Path) -> str:
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
@@ -42,7 +47,7 @@ def run(args: list, cwd: Path) -> str:
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     # Built from a copy, so no stale build/ folder of the checkout can leak into the wheel.
     source = tmp_path / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_IGNORE))
+    shutil.copytree(REPO, source, ignore=_build_ignore)
     run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", tmp_path, source], source
     )
@@ -50,6 +55,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "au_llm/configs/demo_casme2_loso.yaml" in names
     assert "au_llm/synth/astronaut_landmarks.csv" in names
+    assert "au_llm/runs/run.py" in names  # a package named like the top-level output folder
     assert not [n for n in names if n.startswith(("tests/", "configs/"))]
     # A fresh venv that sees this one's dependencies (torch etc.), but not its editable au_llm.
     venv = tmp_path / "venv"
