@@ -116,7 +116,7 @@ def _check_formula_results(path: Path, values: openpyxl.Workbook) -> None:
         formulas.close()
 
 
-def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
+def read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
     """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values.
 
     Formula cells give the result saved with them.
@@ -165,14 +165,15 @@ def _read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
         ) from exc
 
 
-def _header_name(value: object) -> str:
+def header_name(value: object) -> str:
+    """A header cell as lower-case letters and digits only (``"Onset Frame"`` -> ``onsetframe``)."""
     return re.sub(r"[^a-z0-9]", "", value.lower()) if isinstance(value, str) else ""
 
 
 def _sheet_table(path: Path, title: str, rows: list[tuple[object, ...]]) -> _Sheet | None:
     """The table of one sheet from its header row, or None when the sheet has no header row."""
     for index, values in enumerate(rows):
-        names = [_header_name(value) for value in values]
+        names = [header_name(value) for value in values]
         if "subject" not in names or "filename" not in names:
             continue
         columns: dict[str, int] = {}
@@ -201,7 +202,7 @@ def _find_table(path: Path) -> _Sheet:
         ManifestError: No sheet has a header row, or no header row is followed by data rows.
     """
     empty = []
-    for title, rows in _read_sheets(path):
+    for title, rows in read_sheets(path):
         table = _sheet_table(path, title, rows)
         if table is None:
             continue

@@ -29,7 +29,7 @@ from au_llm.data.rows import (
     read_aus,
     read_timing,
 )
-from au_llm.data.spreadsheets import _header_name, _read_sheets
+from au_llm.data.spreadsheets import header_name, read_sheets
 
 _KEY_FRAME = re.compile(r"\(\s*k\s*\)\s*$", re.IGNORECASE)
 
@@ -48,9 +48,9 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
     Raises:
         ManifestError: No header row, a required column missing, or no data rows.
     """
-    for title, rows in _read_sheets(path):
+    for title, rows in read_sheets(path):
         for index, values in enumerate(rows):
-            roles = [HEADER_ROLES.get(_header_name(value)) for value in values]
+            roles = [HEADER_ROLES.get(header_name(value)) for value in values]
             if "subject" not in roles or "clip" not in roles:
                 continue
             columns: dict[str, int] = {}
