@@ -170,17 +170,28 @@ def header_name(value: object) -> str:
     return re.sub(r"[^a-z0-9]", "", value.lower()) if isinstance(value, str) else ""
 
 
+def header_columns(roles: list[str | None]) -> dict[str, int]:
+    """The first column of each role named in a header row (None: a column with no role)."""
+    columns: dict[str, int] = {}
+    for column, role in enumerate(roles):
+        if role is not None and role not in columns:
+            columns[role] = column
+    return columns
+
+
+def row_cell(values: tuple[object, ...], columns: dict[str, int], role: str) -> object:
+    """The cell of ``role`` in a data row; None when the column is absent or the row is short."""
+    column = columns.get(role)
+    return values[column] if column is not None and column < len(values) else None
+
+
 def _sheet_table(path: Path, title: str, rows: list[tuple[object, ...]]) -> _Sheet | None:
     """The table of one sheet from its header row, or None when the sheet has no header row."""
     for index, values in enumerate(rows):
         names = [header_name(value) for value in values]
         if "subject" not in names or "filename" not in names:
             continue
-        columns: dict[str, int] = {}
-        for column, name in enumerate(names):
-            role = _HEADER_ROLES.get(name)
-            if role is not None and role not in columns:
-                columns[role] = column
+        columns = header_columns([_HEADER_ROLES.get(name) for name in names])
         missing = [label for role, label in _SHEET_REQUIRED.items() if role not in columns]
         if missing:
             raise ManifestError(
@@ -219,11 +230,6 @@ def _find_table(path: Path) -> _Sheet:
     )
 
 
-def _cell(values: tuple[object, ...], columns: dict[str, int], role: str) -> object:
-    column = columns.get(role)
-    return values[column] if column is not None and column < len(values) else None
-
-
 def _sheet_record(
     dataset: str,
     values: tuple[object, ...],
@@ -238,15 +244,15 @@ def _sheet_record(
         return errata.get(dataset, subject, clip, name)
 
     onset, apex, offset, estimated = read_timing(
-        _cell(values, columns, "onset"),
-        _cell(values, columns, "apex"),
-        _cell(values, columns, "offset"),
+        row_cell(values, columns, "onset"),
+        row_cell(values, columns, "apex"),
+        row_cell(values, columns, "offset"),
         lookup,
         log,
     )
     folder = root / subject / clip
     n_frames = count_frames(folder, onset, offset, log)
-    raw_aus = _cell(values, columns, "aus")
+    raw_aus = row_cell(values, columns, "aus")
     aus = read_aus(raw_aus, lookup("aus"), log)
     return {
         "dataset": dataset,
@@ -261,7 +267,7 @@ def _sheet_record(
         "fps": DATASET_FPS[dataset],
         "au_raw": cell_text(raw_aus),
         "aus": aus,
-        "emotion": cell_text(_cell(values, columns, "emotion")).strip(),
+        "emotion": cell_text(row_cell(values, columns, "emotion")).strip(),
         "apex_estimated": estimated,
         "notes": "; ".join(log.notes),
     }
@@ -271,8 +277,8 @@ def _row_identity(
     dataset: str, values: tuple[object, ...], columns: dict[str, int]
 ) -> tuple[str, str, str | None]:
     """Return (subject id, clip, problem or None) of a spreadsheet row."""
-    raw_subject = _cell(values, columns, "subject")
-    clip = cell_text(_cell(values, columns, "clip")).strip()
+    raw_subject = row_cell(values, columns, "subject")
+    clip = cell_text(row_cell(values, columns, "clip")).strip()
     subject = subject_id(dataset, raw_subject)
     problems = []
     if subject is None and cell_text(raw_subject).strip():

@@ -29,7 +29,7 @@ from au_llm.data.rows import (
     read_aus,
     read_timing,
 )
-from au_llm.data.spreadsheets import header_name, read_sheets
+from au_llm.data.spreadsheets import header_columns, header_name, read_sheets, row_cell
 
 _KEY_FRAME = re.compile(r"\(\s*k\s*\)\s*$", re.IGNORECASE)
 
@@ -53,10 +53,7 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
             roles = [HEADER_ROLES.get(header_name(value)) for value in values]
             if "subject" not in roles or "clip" not in roles:
                 continue
-            columns: dict[str, int] = {}
-            for column, role in enumerate(roles):
-                if role is not None and role not in columns:
-                    columns[role] = column
+            columns = header_columns(roles)
             missing = [label for role, label in spec.columns.items() if role not in columns]
             if missing:
                 raise ManifestError(
@@ -77,11 +74,6 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
             return _Table(columns, data)
     names = " and ".join(f"{spec.columns[r]!r}" for r in ("subject", "clip"))
     raise ManifestError(f"{path}: no header row found (expected a row with {names} cells)")
-
-
-def _cell(values: tuple[object, ...], columns: dict[str, int], role: str) -> object:
-    column = columns.get(role)
-    return values[column] if column is not None and column < len(values) else None
 
 
 def _without_key_frames(cell: object, log: ClipLog) -> object:
@@ -108,7 +100,7 @@ class _Reader:
         self.row_errata = rows
 
     def cell(self, row: int, role: str) -> object:
-        return _cell(self.table.rows.get(row, ()), self.table.columns, role)
+        return row_cell(self.table.rows.get(row, ()), self.table.columns, role)
 
     def lookup(self, subject: str, clip: str, row: int, name: str) -> Erratum | None:
         found = self.errata.get(self.spec.name, subject, clip, name)
