@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from au_llm.model.precision import autocast
+
 N_OTHERS = 3
 # Log-likelihoods closer than this (relative) count as a tie: batch composition changes float
 # rounding, so a model that ignores its token does not give bit-identical values.
@@ -46,9 +48,10 @@ def answer_logliks(model: Any, tokens: Tensor, ids: Tensor, targets: Tensor) -> 
         targets: ``[B, L]`` the answer ids, -100 where no loss is taken.
 
     Returns:
-        ``[B]`` float32 log-likelihoods (nats).
+        ``[B]`` float32 log-likelihoods (nats), computed in the model's precision.
     """
-    _, lm_logits = model.forward_text_tokens(tokens, ids)
+    with autocast(tokens.device, model.precision):
+        _, lm_logits = model.forward_text_tokens(tokens, ids)
     logp = torch.log_softmax(lm_logits.float(), dim=-1)
     mask = targets != -100
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -170,7 +173,7 @@ def dataset_reliance(
         return {}
     model.eval()
     device = next(model.parameters()).device
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, model.precision):
         clips = [dataset[i][0] for i in range(len(dataset))]
         tokens = torch.cat(
             [
