@@ -29,6 +29,8 @@ FacePolicy = Literal["largest", "all", "center"]
 """``au-llm predict --face``: which faces of a recording are scored (au_llm.preprocess.tracks)."""
 Precision = Literal["auto", "fp32", "bf16"]
 """``train.precision`` and ``au-llm predict --precision`` (see au_llm.model.precision)."""
+ChatTemplate = Literal["auto", "on", "off"]
+"""``model.llm.chat_template``: whether prompts go through the tokenizer's chat template."""
 
 
 def choices(literal: Any) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from typing import Any
 from au_llm.config_checks import (
     ANSWER_FORMAT_NAMES,
     DEFAULT_PROMPT,
+    ChatTemplate,
     ConfigError,
     check_choice,
     check_positive,
@@ -162,6 +163,10 @@ class LLMConfig:
         lora: LoRA settings.
         fast_path: Use the prompt-cache fast path (set false only to compare with the
             straightforward path).
+        chat_template: ``auto`` applies the tokenizer's chat template to the prompt for
+            ``source: path`` when the tokenizer has one (the built-in SmolLM2 and the tiny LLM
+            keep the plain prompt); ``on`` applies it for any source (an error when the tokenizer
+            has none); ``off`` never (see :mod:`au_llm.model.processing_au_llm`).
     """
 
     source: str = "tiny"
@@ -172,9 +177,11 @@ class LLMConfig:
     n_visual_tokens: int = 1
     lora: LoraConfig = field(default_factory=LoraConfig)
     fast_path: bool = True
+    chat_template: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("model.llm", "source", self.source, ("tiny", "smollm2", "path", "none"))
+        check_choice("model.llm", "chat_template", self.chat_template, ChatTemplate)
         if self.source == "path" and not self.path:
             raise ConfigError(
                 "model.llm.source = 'path' needs model.llm.path (a local directory or .gguf file)"
@@ -276,7 +283,17 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_choice("model", "head", self.head, ("linear", "text", "both"))
-        if self.head != "linear" and self.llm.source == "none":
+        if self.has_text_head and self.llm.source == "none":
             raise ConfigError(f"model.head = {self.head!r} needs an LLM (model.llm.source)")
-        if self.explain.weight > 0 and self.llm.source == "none":
+        if self.explains and self.llm.source == "none":
             raise ConfigError("model.explain.weight > 0 needs an LLM (model.llm.source)")
+
+    @property
+    def has_text_head(self) -> bool:
+        """Whether the LLM answers in words (``head: text`` or ``both``)."""
+        return self.head != "linear"
+
+    @property
+    def explains(self) -> bool:
+        """Whether the model learns and gives explanations (``explain.weight > 0``)."""
+        return self.explain.weight > 0

@@ -163,7 +163,7 @@ def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[
     cache = ClipCache(cache_dir, cfg.preprocess)
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
     dataset = ClipDataset(read_manifest(test), cache, deployed.aus, frames, strategy)
-    return dataset_reliance(deployed.model, dataset, cfg.train.batch_size)
+    return dataset_reliance(deployed.model, deployed.processor, dataset, cfg.train.batch_size)
 
 
 def _train_thresholds(model_dir: Path) -> list[float] | None:
@@ -197,7 +197,7 @@ def run_text_demo(
     cfg = text_config(config_file, out, train, test, explain)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
-    explained = deployed.cfg.model.explain.weight > 0
+    explained = deployed.cfg.model.explains
     scores, frames = {}, {}
     for mode, constrained in (("free", False), ("constrained", True)):
         predictor = Predictor(

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest
 from au_llm.deployed import DeployedModel, load_deployed
+from au_llm.inference import ClipOutputs, answer_tries, clip_outputs, inference_prompt_cache
 from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.metrics import au_column
 from au_llm.model.engine import PromptCache
@@ -50,13 +51,7 @@ from au_llm.preprocess.windows import (
 )
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.recording import per_frame_table, plot_recording
-from au_llm.training import (
-    ClipOutputs,
-    answer_tries,
-    clip_outputs,
-    inference_prompt_cache,
-    seed_everything,
-)
+from au_llm.training import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +137,7 @@ class Predictor:
     peak_windows: int = 0
 
     def __post_init__(self) -> None:
-        if self.explain and self.deployed.cfg.model.explain.weight <= 0:
+        if self.explain and not self.deployed.cfg.model.explains:
             raise ValueError(
                 "--explain: this model was not trained with explanations "
                 "(train it with model.explain.weight > 0)"
@@ -161,8 +156,9 @@ class Predictor:
         self._landmarker: Landmarker | None = None
         model = self.deployed.model.eval()
         self._prompt_cache: PromptCache | None = inference_prompt_cache(model)
-        self._text = model.cfg.head != "linear"
-        self._tries = answer_tries(model, self.constrained) if self._text else {}
+        processor = self.deployed.processor
+        self._text = model.cfg.has_text_head
+        self._tries = answer_tries(model, processor, self.constrained) if self._text else {}
 
     def _override_alignment(self, mode: str) -> None:
         """Use alignment ``mode`` instead of the model's ``preprocess.mode``."""
@@ -229,10 +225,11 @@ class Predictor:
 
         The clips go through the model in batches of its ``train.batch_size``.
         """
-        model = self.deployed.model.eval()
+        model, processor = self.deployed.model.eval(), self.deployed.processor
         train = self.deployed.cfg.train
+        cache, tries = self._prompt_cache, self._tries
         parts = [
-            clip_outputs(model, batch, self._prompt_cache, self._tries, self._text, self.explain)
+            clip_outputs(model, processor, batch, cache, tries, self._text, self.explain)
             for batch in torch.split(clips, train.batch_size)
         ]
         return ClipOutputs.concat(parts, len(self.deployed.aus))

@@ -16,8 +16,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config import ExperimentConfig, config_from_dict
 from au_llm.io_utils import check_output_folder
-from au_llm.model.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.checkpoint import MODEL_FILE, build_model, load_checkpoint, save_checkpoint
+from au_llm.model.modeling_au_llm import AULLM
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
 from au_llm.training import (
@@ -38,6 +39,7 @@ class DeployedModel:
 
     Attributes:
         model: The model (eval mode).
+        processor: Its text processor (tokenizer, prompts, decoding).
         cfg: The resolved configuration it was trained with.
         aus: AU numbers, in output order.
         thresholds: Per-AU decision thresholds.
@@ -46,6 +48,7 @@ class DeployedModel:
     """
 
     model: AULLM
+    processor: AULLMProcessor
     cfg: ExperimentConfig
     aus: list[int]
     thresholds: np.ndarray
@@ -74,9 +77,9 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     seed = cfg.seeds[0]
     spec = ModelSpec.from_experiment(cfg, data.aus)
     device, precision = select_device(cfg.train)
-    model = build_au_llm(spec, seed, device, precision)
+    model, processor = build_model(spec, seed, device, precision)
     seed_everything(seed)
-    fitted = fit(model, data.source, cfg, data, seed)
+    fitted = fit(model, processor, data.source, cfg, data, seed)
     if cfg.eval.threshold == "test-oracle":
         log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
     seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
@@ -89,8 +92,8 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
         "train_loss": fitted.result.train_loss,
         "excluded": data.excluded.to_dict("records"),
     }
-    save_checkpoint(model, cfg.to_dict(), out, extra=extra)
-    return DeployedModel(model.eval(), cfg, data.aus, fitted.thresholds, clip_seconds)
+    save_checkpoint(model, processor, cfg.to_dict(), out, extra=extra)
+    return DeployedModel(model.eval(), processor, cfg, data.aus, fitted.thresholds, clip_seconds)
 
 
 def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedModel:
@@ -102,7 +105,7 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
             trained in (recorded in the directory). The one used is logged and is
             ``model.precision``.
     """
-    model, info = load_checkpoint(Path(model_dir))
+    model, processor, info = load_checkpoint(Path(model_dir))
     try:
         cfg = config_from_dict(info["config"])
         extra = info["extra"]
@@ -129,6 +132,7 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
     )
     return DeployedModel(
         model,
+        processor,
         cfg,
         list(model.spec.aus),
         thresholds,

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from au_llm.answers import decision_matrix
+from au_llm.inference import ClipOutputs
 from au_llm.metrics import au_prediction_columns
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.explanations import EXPLANATION_COLUMN
-from au_llm.training import ClipOutputs
 
 
 def output_columns(

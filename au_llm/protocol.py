@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig
 from au_llm.fold_lock import Owner
+from au_llm.inference import predict_clips
 from au_llm.model.precision import resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
@@ -39,7 +40,6 @@ from au_llm.runs.run import Item, Run
 from au_llm.training import (
     ModelHolder,
     fit,
-    predict_clips,
     resolve_device,
     seed_everything,
     select_device,
@@ -246,16 +246,15 @@ def run_fold(
     check_no_subject_leak(fold) if cfg.protocol == "loso" else check_no_clip_leak(fold)
     check_no_content_leak(fold)
     fseed = fold_seed(seed, fold.name)
-    model = holder.fresh(fseed)
+    model, processor = holder.fresh(fseed)
     seed_everything(fseed)
-    fitted = fit(model, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
+    fitted = fit(model, processor, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
     thresholds, result = fitted.thresholds, fitted.result
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
-    explain = cfg.model.explain.weight > 0
+    explain = cfg.model.explains
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
-    text = cfg.model.head != "linear"
     outputs, metas = predict_clips(
-        model, test_set, cfg.train.batch_size, answers=text, explain=explain
+        model, processor, test_set, cfg.train.batch_size, cfg.model.has_text_head, explain
     )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
     labels, model_cfg = test_set.labels.numpy(), cfg.model
@@ -280,7 +279,7 @@ def run_fold(
         "train_thresholds": dict(
             zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
         ),
-        "reliance": dataset_reliance(model, test_set, cfg.train.batch_size),
+        "reliance": dataset_reliance(model, processor, test_set, cfg.train.batch_size),
     }
     return run.write_fold(seed, fold.name, frame, record)
 

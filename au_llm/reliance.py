@@ -28,7 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from au_llm.inference import visual_tokens
 from au_llm.model.precision import autocast
+from au_llm.model.processing_au_llm import AULLMProcessor
 
 N_OTHERS = 3
 # Log-likelihoods closer than this (relative) count as a tie: batch composition changes float
@@ -44,15 +46,16 @@ def answer_logliks(model: Any, tokens: Tensor, ids: Tensor, targets: Tensor) -> 
     Args:
         model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with an LLM.
         tokens: ``[B, n, H]`` visual tokens.
-        ids: ``[B, L]`` instruction + answer ids (:meth:`AULLM.text_targets`).
+        ids: ``[B, L]`` instruction + answer ids (the processor's ``answer_batch``).
         targets: ``[B, L]`` the answer ids, -100 where no loss is taken.
 
     Returns:
         ``[B]`` float32 log-likelihoods (nats), computed in the model's precision.
     """
     with autocast(tokens.device, model.precision):
-        _, lm_logits = model.forward_text_tokens(tokens, ids)
+        _, lm_logits = model.forward_text_tokens(tokens, ids.to(tokens.device))
     logp = torch.log_softmax(lm_logits.float(), dim=-1)
+    targets = targets.to(tokens.device)
     mask = targets != -100
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * mask).sum(dim=1)
@@ -116,6 +119,7 @@ def summarise_logliks(own: np.ndarray, other: np.ndarray, zero: np.ndarray) -> d
 
 def token_reliance(
     model: Any,
+    processor: AULLMProcessor,
     tokens: Tensor,
     labels: np.ndarray,
     formats: Sequence[str],
@@ -125,7 +129,8 @@ def token_reliance(
     """The reliance numbers per format for clips given by their visual tokens.
 
     Args:
-        model: The model (its ``text_targets`` build the teacher-forced answers).
+        model: The model.
+        processor: Its text processor (it builds the teacher-forced answers).
         tokens: ``[N, n, H]`` visual tokens of the clips.
         labels: ``[N, n_aus]`` 0/1 labels of the clips.
         formats: Answer formats to measure.
@@ -141,7 +146,7 @@ def token_reliance(
     label_tensor = torch.as_tensor(labels, dtype=torch.float32)
     results = {}
     for fmt in formats:
-        ids, targets = model.text_targets(label_tensor, [fmt] * len(labels))
+        ids, targets = processor.answer_batch(label_tensor, [fmt] * len(labels))
         own = score(tokens, ids, targets).float().cpu().numpy()
         other = np.full(others.shape, np.nan)
         for k in range(others.shape[1]):
@@ -156,12 +161,17 @@ def token_reliance(
 
 
 def dataset_reliance(
-    model: Any, dataset: Any, batch_size: int, n_others: int = N_OTHERS
+    model: Any,
+    processor: AULLMProcessor,
+    dataset: Any,
+    batch_size: int,
+    n_others: int = N_OTHERS,
 ) -> dict[str, dict[str, float]]:
     """:func:`token_reliance` of every clip of a labelled dataset, for the model's text formats.
 
     Args:
         model: A trained model with a text head (run in eval mode, without gradients).
+        processor: Its text processor.
         dataset: A :class:`~au_llm.preprocess.dataset.ClipDataset` (deterministic sampling).
         batch_size: Clips per backbone pass.
         n_others: Other clips compared per clip.
@@ -169,20 +179,12 @@ def dataset_reliance(
     Returns:
         Format -> reliance numbers; empty for a model without a text head.
     """
-    if model.cfg.head == "linear":
+    if not model.cfg.has_text_head:
         return {}
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode(), autocast(device, model.precision):
-        clips = [dataset[i][0] for i in range(len(dataset))]
-        tokens = torch.cat(
-            [
-                model.get_visual_tokens(torch.stack(clips[i : i + batch_size]).to(device))
-                for i in range(0, len(clips), batch_size)
-            ]
-        )
-        labels = dataset.labels.numpy()
-        return token_reliance(model, tokens, labels, model.cfg.text.formats, n_others=n_others)
+    tokens = visual_tokens(model, dataset, batch_size)
+    labels, formats = dataset.labels.numpy(), model.cfg.text.formats
+    with torch.inference_mode():
+        return token_reliance(model, processor, tokens, labels, formats, n_others=n_others)
 
 
 def run_reliance(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -1,10 +1,10 @@
-"""Training and inference of one AU-LLM model on one split (one fold).
+"""Training of one AU-LLM model on one split (one fold).
 
-:class:`ModelHolder` keeps one model per process and gives it fresh trainable weights per fold;
-:func:`fit` trains it on manifest rows (inner validation split, thresholds never from test
-labels) through :func:`train_model`; :func:`predict_clips` returns per-clip AU probabilities
-(and on request text answers and explanations), computing the prompt cache once per call. All
-are deterministic for a given seed on CPU.
+:class:`ModelHolder` keeps one model (and its text processor) per process and gives it fresh
+trainable weights per fold; :func:`fit` trains it on manifest rows (inner validation split,
+thresholds never from test labels) through :func:`train_model`, whose :func:`batch_loss` gets
+its text batches from the processor. Predictions come from :mod:`au_llm.inference`. All are
+deterministic for a given seed on CPU.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, TrainConfig
-from au_llm.explain import describe_clip, printable
+from au_llm.inference import predict_clips
 from au_llm.metrics import best_thresholds, threshold_grid
-from au_llm.model.engine import AnswerTrie, PromptCache, answer_trie, generate_answers
+from au_llm.model.checkpoint import build_model
 from au_llm.model.groups import batch_formats, parameter_groups
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
-from au_llm.model.precision import autocast, bf16_native, resolve_precision
+from au_llm.model.modeling_au_llm import AULLM
+from au_llm.model.precision import bf16_native, model_autocast, resolve_precision
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import PreparedData
-from au_llm.preprocess.dataset import ClipDataset, collate
+from au_llm.preprocess.dataset import ClipDataset, clip_loader, meta_rows
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,6 @@ def set_num_threads(cfg: TrainConfig) -> int:
     return torch.get_num_threads()
 
 
-def _autocast(model: nn.Module) -> torch.autocast:
-    """Autocast for ``model``'s precision (set by ``AULLM.place``) on its device."""
-    return autocast(next(model.parameters()).device, model.precision)
-
-
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 
@@ -185,18 +181,6 @@ def compile_visual_path(model: AULLM) -> None:
         model.get_visual_tokens = torch.compile(model.get_visual_tokens)
 
 
-def _loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=collate,
-        num_workers=0,
-        generator=generator,
-    )
-
-
 def _lm_loss(lm_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of next-token logits ``[B, L, V]`` on targets ``[B, L]`` (-100 skipped)."""
     return nn.functional.cross_entropy(
@@ -204,14 +188,9 @@ def _lm_loss(lm_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
-def meta_rows(meta: dict[str, list[str]]) -> list[dict[str, str]]:
-    """A collated batch's meta (key -> list) as one dict per clip."""
-    n = len(next(iter(meta.values()))) if meta else 0
-    return [{key: values[i] for key, values in meta.items()} for i in range(n)]
-
-
 def batch_loss(
     model: AULLM,
+    processor: AULLMProcessor,
     clips: torch.Tensor,
     labels: torch.Tensor,
     loss_fn: nn.Module,
@@ -223,12 +202,14 @@ def batch_loss(
     ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
     the answer string (``model.text.weight``; formats as :func:`~au_llm.model.groups.batch_formats`
     gives them), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder pass
-    serves both heads. With ``model.explain.weight > 0`` the teacher-forced cross-entropy on
-    each clip's description target (:func:`au_llm.explain.describe_clip`, phrasing drawn from the
-    clip and ``step``) is added with that weight; the same visual tokens feed every pass.
+    serves both heads. With explanations (``model.explain.weight > 0``) the teacher-forced
+    cross-entropy on each clip's description target (phrasing drawn from the clip and ``step``)
+    is added with that weight; the same visual tokens feed every pass. The processor builds the
+    teacher-forcing ids and targets.
 
     Args:
         model: The model.
+        processor: Its text processor.
         clips: ``[B, C, T, H, W]`` clips on the model's device.
         labels: ``[B, n_aus]`` 0/1 labels on the model's device.
         loss_fn: The AU loss (see :func:`~au_llm.model.losses.build_loss`).
@@ -242,50 +223,54 @@ def batch_loss(
     Raises:
         ValueError: Explanations are on and ``meta`` is missing.
     """
-    head, text, explain = model.cfg.head, model.cfg.text, model.cfg.explain
-    if head == "linear" and explain.weight == 0:
+    cfg = model.cfg
+    if not cfg.has_text_head and not cfg.explains:
         return loss_fn(model(clips).float(), labels)
     tokens = model.get_visual_tokens(clips)
     loss = torch.zeros((), device=clips.device)
     au_logits = None
-    if head != "linear":
-        n = len(labels)
-        formats = batch_formats(text.formats, text.format_weights, step, n)
-        ids, targets = model.text_targets(labels, formats)
-        au_logits, lm_logits = model.forward_text_tokens(tokens, ids)
-        loss = loss + text.weight * _lm_loss(lm_logits, targets)
-    if explain.weight > 0:
+    if cfg.has_text_head:
+        formats = batch_formats(cfg.text.formats, cfg.text.format_weights, step, len(labels))
+        ids, targets = processor.answer_batch(labels.cpu(), formats)
+        au_logits, lm_logits = model.forward_text_tokens(tokens, ids.to(clips.device))
+        loss = loss + cfg.text.weight * _lm_loss(lm_logits, targets.to(clips.device))
+    if cfg.explains:
         if meta is None:
             raise ValueError("model.explain.weight > 0: batch_loss needs the batch's meta")
-        descriptions = [describe_clip(row, step) for row in meta_rows(meta)]
-        ids, targets = model.teacher_forcing(["explain"] * len(descriptions), descriptions)
-        explain_logits, lm_logits = model.forward_text_tokens(tokens, ids)
+        ids, targets = processor.explanation_batch(meta_rows(meta), step)
+        explain_logits, lm_logits = model.forward_text_tokens(tokens, ids.to(clips.device))
         au_logits = explain_logits if au_logits is None else au_logits
-        loss = loss + explain.weight * _lm_loss(lm_logits, targets)
-    if head != "text":
+        loss = loss + cfg.explain.weight * _lm_loss(lm_logits, targets.to(clips.device))
+    if cfg.head != "text":
         assert au_logits is not None
-        weight = text.linear_weight if head == "both" else 1.0
+        weight = cfg.text.linear_weight if cfg.head == "both" else 1.0
         loss = loss + weight * loss_fn(au_logits.float(), labels)
     return loss
 
 
 def _epoch_loss(
-    model: nn.Module, loader: DataLoader, loss_fn: nn.Module, device: torch.device
+    model: AULLM,
+    processor: AULLMProcessor,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    device: torch.device,
 ) -> float:
     """Mean loss over a loader without gradients (model left in eval mode)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for step, (clips, labels, meta) in enumerate(loader):
-            with _autocast(model):
-                loss = batch_loss(model, clips.to(device), labels.to(device), loss_fn, step, meta)
+            with model_autocast(model):
+                x, y = clips.to(device), labels.to(device)
+                loss = batch_loss(model, processor, x, y, loss_fn, step, meta)
             total += float(loss) * len(labels)
             count += len(labels)
     return total / max(1, count)
 
 
 def train_model(
-    model: nn.Module,
+    model: AULLM,
+    processor: AULLMProcessor,
     train_set: ClipDataset,
     cfg: TrainConfig,
     seed: int,
@@ -298,6 +283,7 @@ def train_model(
     Args:
         model: An AU-LLM model (``forward(clips [B,C,T,H,W]) -> logits [B, n_aus]``) already on
             the target device, with ``trainable_parameters()``.
+        processor: Its text processor (teacher-forcing batches of text heads and explanations).
         train_set: Training clips; its random temporal sampling is re-seeded every epoch.
         cfg: Optimiser, schedule, loss and epoch settings.
         seed: Seed of shuffling and sampling (the fold's seed).
@@ -315,10 +301,10 @@ def train_model(
         compile_visual_path(model)
     params = list(model.trainable_parameters())
     loss_fn = build_loss(cfg, train_set.labels).to(device)
-    loader = _loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
+    loader = clip_loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
     optimizer = make_optimizer(parameter_groups(model, cfg), cfg)
     scheduler = make_scheduler(optimizer, cfg, len(loader))
-    val_loader = _loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
+    val_loader = clip_loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
     result = TrainResult()
     best_loss, best_state, since_best = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch", disable=not progress)
@@ -328,9 +314,9 @@ def train_model(
         total, count = 0.0, 0
         for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(model):
+            with model_autocast(model):
                 x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(model, x, y, loss_fn, step, meta)
+                loss = batch_loss(model, processor, x, y, loss_fn, step, meta)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -344,7 +330,7 @@ def train_model(
         result.train_loss.append(total / max(1, count))
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
-            val_loss = _epoch_loss(model, val_loader, loss_fn, device)
+            val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device)
             result.val_loss.append(val_loss)
             postfix["val"] = f"{val_loss:.4f}"
             if cfg.patience > 0:
@@ -368,130 +354,14 @@ def train_model(
     return result
 
 
-def inference_prompt_cache(model: AULLM) -> PromptCache | None:
-    """The model's prompt cache for inference, under the same autocast as :func:`clip_outputs`.
-
-    Call it after training or loading (the cache belongs to the current weights), in eval mode.
-    """
-    with torch.inference_mode(), _autocast(model):
-        return model.prompt_cache()
-
-
-@dataclass
-class ClipOutputs:
-    """What a model gives for clips, in clip order.
-
-    Attributes:
-        probs: ``[N, n_aus]`` float64 AU probabilities of the linear head.
-        answers: Format -> one generated answer per clip (empty unless asked for).
-        explanations: One generated explanation per clip (empty unless asked for).
-    """
-
-    probs: np.ndarray
-    answers: dict[str, list[str]] = field(default_factory=dict)
-    explanations: list[str] = field(default_factory=list)
-
-    @classmethod
-    def concat(cls, parts: list[ClipOutputs], n_aus: int) -> ClipOutputs:
-        """The outputs of consecutive batches as one (``n_aus`` shapes an empty result)."""
-        if not parts:
-            return cls(np.zeros((0, n_aus)))
-        answers = {
-            fmt: [text for part in parts for text in part.answers[fmt]] for fmt in parts[0].answers
-        }
-        explanations = [text for part in parts for text in part.explanations]
-        return cls(np.concatenate([part.probs for part in parts]), answers, explanations)
-
-
-def answer_tries(model: AULLM, constrained: bool | None = None) -> dict[str, AnswerTrie]:
-    """Constraint tries per format when constrained (default ``model.text.constrained``)."""
-    text = model.cfg.text
-    wanted = text.constrained if constrained is None else constrained
-    return {fmt: answer_trie(model, fmt) for fmt in text.formats} if wanted else {}
-
-
-def clip_outputs(
-    model: AULLM,
-    clips: torch.Tensor,
-    prompt_cache: PromptCache | None = None,
-    tries: dict[str, AnswerTrie] | None = None,
-    answers: bool = False,
-    explain: bool = False,
-) -> ClipOutputs:
-    """Probabilities, and on request answers and explanations, of clips ``[B, C, T, H, W]``.
-
-    The backbone and projector run once; their visual tokens feed the linear head, the greedy
-    answers in every format the model was trained on (``answers``; constrained by ``tries`` from
-    :func:`answer_tries`) and the greedy explanations (``explain``). The model is used as it is
-    (call ``model.eval()`` first), under the model's precision (``model.precision``), exactly as
-    during training; probabilities and greedy choices come from float32 logits.
-    ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same weights. Generated
-    text has its control characters replaced (:func:`~au_llm.explain.printable`), so every
-    answer fits one CSV cell.
-
-    Raises:
-        ValueError: ``explain`` for a model not trained with explanations.
-    """
-    if explain and model.cfg.explain.weight <= 0:
-        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
-    device = next(model.parameters()).device
-    text, tries = model.cfg.text, tries or {}
-    outputs = ClipOutputs(np.zeros(0))
-    with torch.inference_mode(), _autocast(model):
-        tokens = model.get_visual_tokens(clips.to(device))
-        logits = model.score_tokens(tokens, prompt_cache)
-        for fmt in text.formats if answers else []:
-            ids = generate_answers(
-                model, tokens, fmt, prompt_cache, text.max_new_tokens, tries.get(fmt)
-            )
-            outputs.answers[fmt] = [printable(model.tokenizer.decode(seq)) for seq in ids]
-        if explain:
-            limit = model.cfg.explain.max_new_tokens
-            stop = model.cfg.explain.stop_repeat
-            ids = generate_answers(model, tokens, "explain", prompt_cache, limit, stop_repeat=stop)
-            outputs.explanations = [printable(model.tokenizer.decode(seq)) for seq in ids]
-    outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
-    return outputs
-
-
-def predict_clips(
-    model: AULLM,
-    dataset: ClipDataset,
-    batch_size: int,
-    answers: bool = False,
-    explain: bool = False,
-) -> tuple[ClipOutputs, list[dict]]:
-    """:func:`clip_outputs` of every clip of ``dataset`` in eval mode, in dataset order.
-
-    The prompt cache (and, with ``model.text.constrained``, the tries that allow only well-formed
-    answers) are computed once; answers and explanations are greedy and deterministic.
-
-    Args:
-        model: A trained model.
-        dataset: Clips to score (deterministic sampling).
-        batch_size: Clips per forward pass.
-        answers: Also generate the text answers in every format.
-        explain: Also generate explanations.
-
-    Returns:
-        ``(outputs, metas)`` with one meta dict per clip (see
-        :class:`~au_llm.preprocess.dataset.ClipDataset`).
-    """
-    model.eval()
-    cache = inference_prompt_cache(model)
-    tries = answer_tries(model) if answers else {}
-    parts, metas = [], []
-    for clips, _, meta in _loader(dataset, batch_size, shuffle=False, seed=0):
-        parts.append(clip_outputs(model, clips, cache, tries, answers, explain))
-        metas.extend(meta_rows(meta))
-    return ClipOutputs.concat(parts, len(dataset.aus)), metas
-
-
 class ModelHolder:
-    """Holds one model per process and re-initialises only its trainable parts per fold.
+    """Holds one model and its text processor per process; only trainable parts change per fold.
 
     Building a model loads its base LLM; every later fold calls ``reset_trainable`` instead,
     which gives the same weights as a fresh build (see ``bench/model_speed.py`` for the gain).
+
+    Attributes:
+        processor: The model's text processor (set by the first :meth:`fresh`).
     """
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32") -> None:
@@ -499,14 +369,15 @@ class ModelHolder:
         self.device = device
         self.precision = precision
         self._model: AULLM | None = None
+        self.processor: AULLMProcessor | None = None
 
-    def fresh(self, seed: int) -> AULLM:
-        """The model with trainable weights initialised from ``seed`` (the base LLM is reused)."""
-        if self._model is None:
-            self._model = build_au_llm(self.spec, seed, self.device, self.precision)
+    def fresh(self, seed: int) -> tuple[AULLM, AULLMProcessor]:
+        """The model with trainable weights from ``seed`` (base LLM reused), and its processor."""
+        if self._model is None or self.processor is None:
+            self._model, self.processor = build_model(self.spec, seed, self.device, self.precision)
         else:
             self._model.reset_trainable(seed)
-        return self._model
+        return self._model, self.processor
 
 
 def inner_split(
@@ -554,6 +425,7 @@ class FitResult:
 
 def fit(
     model: AULLM,
+    processor: AULLMProcessor,
     rows: pd.DataFrame,
     cfg: ExperimentConfig,
     data: PreparedData,
@@ -561,8 +433,9 @@ def fit(
     desc: str = "train",
     progress: bool = True,
 ) -> FitResult:
-    """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
+    """Train ``model`` (with its text ``processor``) on ``rows`` and choose its thresholds.
 
+    Thresholds never come from test labels.
     An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
     training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
     ``train`` policy decides with them, the others with ``eval.fixed_threshold``
@@ -573,17 +446,17 @@ def fit(
     if cfg.train.val_fraction > 0:
         train, val = inner_split(rows, cfg.train.val_fraction, seed)
     frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
-    explain = cfg.model.explain.weight > 0
+    explain = cfg.model.explains
     train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed, explain)
     val_set = (
         ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed, explain)
         if val is not None
         else None
     )
-    result = train_model(model, train_set, cfg.train, seed, val_set, desc, progress)
+    result = train_model(model, processor, train_set, cfg.train, seed, val_set, desc, progress)
     thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
     eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-    outputs, _ = predict_clips(model, eval_set, cfg.train.batch_size)
+    outputs, _ = predict_clips(model, processor, eval_set, cfg.train.batch_size)
     grid = threshold_grid(*cfg.eval.threshold_grid)
     train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
     if cfg.eval.threshold == "train":

@@ -173,18 +173,19 @@ def smollm2_throughput(
     from reference_speed import SHAPES
 
     from au_llm.config import LLMConfig, ModelConfig, TrainConfig
+    from au_llm.inference import clip_outputs, inference_prompt_cache
+    from au_llm.model.checkpoint import build_model
     from au_llm.model.losses import build_loss
-    from au_llm.model.modeling_au_llm import build_au_llm
     from au_llm.model.precision import autocast
     from au_llm.model.spec import ModelSpec
-    from au_llm.training import batch_loss, clip_outputs, inference_prompt_cache, make_optimizer
+    from au_llm.training import batch_loss, make_optimizer
 
     model_cfg, size = ModelConfig(llm=LLMConfig(source="tiny", tiny=SHAPES[shape])), 64
     if shape == "tiny":  # dry runs: a small backbone and projector on 32x32 frames too
         model_cfg.backbone.high_dim, model_cfg.projector.hidden, size = 32, 32, 32
     spec = ModelSpec(model_cfg, tuple(range(8)), 1, 6, size)
     torch_device = torch.device(device)
-    model = build_au_llm(spec, 0, torch_device, precision)
+    model, processor = build_model(spec, 0, torch_device, precision)
     generator = torch.Generator().manual_seed(0)
     clips = torch.rand(batch, *spec.clip_shape, generator=generator).to(torch_device)
     labels = torch.randint(0, 2, (batch, 8), generator=generator).float().to(torch_device)
@@ -195,7 +196,7 @@ def smollm2_throughput(
     def train_step(step: int) -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast(torch_device, model.precision):
-            loss = batch_loss(model, clips, labels, loss_fn, step)
+            loss = batch_loss(model, processor, clips, labels, loss_fn, step)
         loss.backward()
         optimizer.step()
 
@@ -212,7 +213,7 @@ def smollm2_throughput(
     train_s = timed(train_step)
     model.eval()
     cache = inference_prompt_cache(model)
-    infer_s = timed(lambda _: clip_outputs(model, clips, cache))
+    infer_s = timed(lambda _: clip_outputs(model, processor, clips, cache))
     return {
         "shape": shape,
         "precision": model.precision,

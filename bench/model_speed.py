@@ -36,8 +36,9 @@ from reference_speed import SHAPES as REFERENCE_SHAPES  # bench/ is on sys.path
 
 from au_llm.config import LLMConfig, ModelConfig, TinyLLMConfig, TrainConfig
 from au_llm.io_utils import atomic_write_text
+from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.spec import ModelSpec
 
 N_AUS, CHANNELS, FRAMES, SIZE = 4, 1, 6, 64
@@ -126,7 +127,7 @@ def _time_rebuild(spec: ModelSpec, model: AULLM, device: torch.device) -> dict[s
     del model
     gc.collect()
     start = time.perf_counter()
-    build_au_llm(spec, 1, device)
+    build_model(spec, 1, device)
     _sync(device)
     reload_s = time.perf_counter() - start
     return {"reset_trainable_s": reset_s, "build_reload_llm_s": reload_s}
@@ -145,7 +146,7 @@ def run_shape(
     )
     gc.collect()
     start = time.perf_counter()
-    model = build_au_llm(spec, 0, device)
+    model, _ = build_model(spec, 0, device)
     first_build_s = time.perf_counter() - start
     generator = torch.Generator().manual_seed(0)
     batch = torch.rand(batch_size, CHANNELS, FRAMES, SIZE, SIZE, generator=generator).to(device)

@@ -68,8 +68,9 @@ from au_llm.io_utils import atomic_write_text
 from au_llm.model.backbones import LED3DCNN, build_backbone
 from au_llm.model.llm import PromptTokenizer, load_base_llm, lora_parameters
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm, split_prompt
+from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.precision import CPU_BF16_FLAGS, autocast, bf16_native, cpu_flags
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.spec import ModelSpec
 from au_llm.training import make_optimizer
@@ -145,24 +146,22 @@ class ReferenceAULLM(nn.Module):
         return self.head(outputs.hidden_states[-1][:, -1].float())
 
 
-def use_real_tokenizer(project: AULLM, tokenizer_dir: Path | None = None) -> None:
-    """Tokenise both models' prompts with the built-in SmolLM2's BPE tokenizer.
+def real_tokenizer_processor(spec: ModelSpec, tokenizer_dir: Path | None = None) -> AULLMProcessor:
+    """A text processor with the built-in SmolLM2's BPE tokenizer: both models' prompts use it.
 
-    The reference tokenises with ``project.tokenizer``; the random LLM's byte tokenizer is replaced.
-    ``tokenizer_dir``: a folder holding that tokenizer's files (default: the built-in model's);
-    ``byte`` keeps the random LLM's own byte tokenizer (dry runs).
+    The random LLM's byte tokenizer is replaced. ``tokenizer_dir``: a folder holding that
+    tokenizer's files (default: the built-in model's); ``byte`` keeps the random LLM's own byte
+    tokenizer (dry runs).
     """
     if tokenizer_dir == Path("byte"):
-        return
+        return AULLMProcessor.from_spec(spec)
     from au_llm.model.llm import HFTokenizer
     from au_llm.model.smollm2 import smollm2_dir
 
     folder = tokenizer_dir or smollm2_dir()
-    project.tokenizer = HFTokenizer(transformers.AutoTokenizer.from_pretrained(str(folder)))
-    llm = project.cfg.llm
-    ids = project._tokenize(split_prompt(llm.prompt, llm.placeholder, llm.n_visual_tokens))
-    project.prompt_ids = torch.cat(ids).to(project.prompt_ids.device)
-    project._segment_lengths = tuple(len(segment) for segment in ids)
+    return AULLMProcessor(
+        spec, HFTokenizer(transformers.AutoTokenizer.from_pretrained(str(folder)))
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -192,7 +191,7 @@ def _interleaved(
 
 
 def _load_reference(
-    base_dir: Path, project: AULLM, device: torch.device
+    base_dir: Path, project: AULLM, tokenizer: PromptTokenizer, device: torch.device
 ) -> tuple[ReferenceAULLM, float]:
     """Reload the base from disk, wrap it with LoRA, build the other parts; returns (model, s)."""
     from peft import LoraConfig, get_peft_model
@@ -215,7 +214,7 @@ def _load_reference(
         backbone.mid_dim, backbone.high_dim, project.projector.out_dim, cfg.projector
     )
     head = nn.Linear(project.projector.out_dim, spec.n_aus)
-    model = ReferenceAULLM(backbone, projector, head, llm, project.tokenizer, cfg.llm.prompt)
+    model = ReferenceAULLM(backbone, projector, head, llm, tokenizer, cfg.llm.prompt)
     model.to(device)
     _sync(device)
     return model, time.perf_counter() - start
@@ -334,16 +333,16 @@ def run_shape(
     if name == "tiny":  # dry runs: a small backbone and projector on 32x32 frames too
         model_cfg.backbone.high_dim, model_cfg.projector.hidden, size = 32, 32, 32
     spec = ModelSpec(model_cfg, tuple(range(1, N_AUS + 1)), CHANNELS, FRAMES, size)
-    project = build_au_llm(spec, 0, device, precision)
+    processor = real_tokenizer_processor(spec, tokenizer_dir)
+    project = build_au_llm(spec, 0, device, precision, processor.prompt_ids)
     name = f"{name} {project.precision}"
-    use_real_tokenizer(project, tokenizer_dir)
     _perturb_lora(project)
     with tempfile.TemporaryDirectory(prefix="au_llm_ref_") as tmp:
         base = load_base_llm(spec.model.llm).model
         base.save_pretrained(tmp)
         del base
         gc.collect()
-        reference, _ = _load_reference(Path(tmp), project, device)
+        reference, _ = _load_reference(Path(tmp), project, processor.tokenizer, device)
         _copy_weights(reference, project)
         generator = torch.Generator().manual_seed(0)
         check = torch.rand(2, *spec.clip_shape, generator=generator).to(device)
@@ -377,7 +376,7 @@ def run_shape(
             )
         del reference, ref_optimizer
         gc.collect()
-        startup = _time_startup(Path(tmp), project, repeats, device)
+        startup = _time_startup(Path(tmp), project, processor.tokenizer, repeats, device)
     print(
         f"  fold start-up: reload + LoRA {startup['reference_s']:.2f}s / reset_trainable "
         f"{startup['project_s']:.3f}s = {startup['ratio']:.0f}x",
@@ -397,12 +396,16 @@ def run_shape(
 
 
 def _time_startup(
-    base_dir: Path, project: AULLM, repeats: int, device: torch.device
+    base_dir: Path,
+    project: AULLM,
+    tokenizer: PromptTokenizer,
+    repeats: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """Fold start-up, interleaved: reference reload + LoRA wrap vs project ``reset_trainable``."""
     reference_s, project_s = [], []
     for seed in range(repeats):
-        model, seconds = _load_reference(base_dir, project, device)
+        model, seconds = _load_reference(base_dir, project, tokenizer, device)
         reference_s.append(seconds)
         del model
         gc.collect()

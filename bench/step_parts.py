@@ -37,12 +37,12 @@ from au_llm.demo import CONFIG_DIR, demo_config, write_demo_data
 from au_llm.io_utils import atomic_write_text
 from au_llm.model import backbones
 from au_llm.model.backbones import build_backbone
+from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
-from au_llm.preprocess.dataset import ClipDataset
-from au_llm.training import _loader, batch_loss, make_optimizer
+from au_llm.preprocess.dataset import ClipDataset, clip_loader
+from au_llm.training import batch_loss, make_optimizer
 
 
 def _medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -65,8 +65,8 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
     data = prepare_data(cfg, work, progress=False)
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train
     dataset = ClipDataset(data.source, data.cache, data.aus, frames, strategy)
-    loader = _loader(dataset, cfg.train.batch_size, True, 0)
-    model = build_au_llm(ModelSpec.from_experiment(cfg, data.aus), 0, "cpu")
+    loader = clip_loader(dataset, cfg.train.batch_size, True, 0)
+    model, processor = build_model(ModelSpec.from_experiment(cfg, data.aus), 0, "cpu")
     optimizer = make_optimizer(model.trainable_parameters(), cfg.train)
     loss_fn = build_loss(cfg.train, dataset.labels)
     clips, labels, meta = next(iter(loader))
@@ -76,7 +76,7 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        batch_loss(model, clips, labels, loss_fn, 0, meta).backward()
+        batch_loss(model, processor, clips, labels, loss_fn, 0, meta).backward()
         optimizer.step()
 
     model.train()

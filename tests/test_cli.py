@@ -130,13 +130,12 @@ def test_a_hostile_or_broken_config_exits_2_naming_the_file(tmp_path, capsys, te
 
 
 def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
-    from au_llm.model.checkpoint import save_checkpoint
-    from au_llm.model.modeling_au_llm import build_au_llm
+    from au_llm.model.checkpoint import build_model, save_checkpoint
     from tests.model import one_torch_thread, tiny_model_config, tiny_spec
 
     with one_torch_thread():
-        model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
-    save_checkpoint(model, {}, tmp_path / "model")
+        model, processor = build_model(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+    save_checkpoint(model, processor, {}, tmp_path / "model")
     meta = tmp_path / "model" / "model.json"
     meta.write_text(meta.read_text()[:55])
     argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "rec")]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from au_llm.model.modeling_au_llm import build_au_llm
+from au_llm.model.checkpoint import build_model
 from au_llm.reliance import other_clips, summarise_logliks, token_reliance
 from tests.model import one_torch_thread, tiny_model_config, tiny_spec
 
@@ -17,7 +17,8 @@ def _model():
     cfg = tiny_model_config()
     cfg.head = "both"
     cfg.text.formats = ["list", "yesno"]
-    return build_au_llm(tiny_spec(cfg, 3), seed=0).eval()
+    model, processor = build_model(tiny_spec(cfg, 3), seed=0)
+    return model.eval(), processor
 
 
 def _labels(n: int, seed: int = 0) -> np.ndarray:
@@ -30,13 +31,13 @@ def _answer_code(ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def test_text_that_ignores_the_token_prefers_its_own_half_the_time():
-    model, labels = _model(), _labels(12)
+    (model, processor), labels = _model(), _labels(12)
     tokens = torch.randn(12, 1, model.llm.config.hidden_size)
 
     def ignores(tokens, ids, targets):  # depends on the answer only, never on the token
         return -0.01 * _answer_code(ids, targets)
 
-    result = token_reliance(model, tokens, labels, ["list", "yesno"], loglik=ignores)
+    result = token_reliance(model, processor, tokens, labels, ["list", "yesno"], loglik=ignores)
     for fmt in ("list", "yesno"):
         assert result[fmt]["own_vs_other"] == pytest.approx(0.5)
         assert result[fmt]["own_vs_zero"] == pytest.approx(0.5)
@@ -44,13 +45,13 @@ def test_text_that_ignores_the_token_prefers_its_own_half_the_time():
 
 
 def test_text_that_copies_the_token_always_prefers_its_own():
-    model, labels = _model(), _labels(12)
+    (model, processor), labels = _model(), _labels(12)
     hidden = model.llm.config.hidden_size
     # Each clip's token carries its labels; the "text" is likely when the token matches them.
     tokens = torch.zeros(12, 1, hidden)
     tokens[:, 0, :3] = torch.as_tensor(labels, dtype=torch.float32) * 2 - 1
     code_of = {}
-    _, targets = model.text_targets(torch.as_tensor(labels), ["list"] * 12)
+    _, targets = processor.answer_batch(torch.as_tensor(labels), ["list"] * 12)
     for row, code in zip(labels, _answer_code(targets, targets), strict=True):
         code_of[float(code)] = row * 2 - 1
 
@@ -60,7 +61,7 @@ def test_text_that_copies_the_token_always_prefers_its_own():
         )
         return -((tokens[:, 0, :3] - wanted) ** 2).sum(1)
 
-    result = token_reliance(model, tokens, labels, ["list"], loglik=copies)["list"]
+    result = token_reliance(model, processor, tokens, labels, ["list"], loglik=copies)["list"]
     assert result["own_vs_other"] == 1.0
     assert result["own_vs_zero"] == 1.0
     assert result["margin_other"] > 1.0
@@ -68,10 +69,10 @@ def test_text_that_copies_the_token_always_prefers_its_own():
 
 
 def test_the_real_loglik_of_a_tiny_model_runs_and_counts_every_clip():
-    model, labels = _model(), _labels(6, seed=1)
+    (model, processor), labels = _model(), _labels(6, seed=1)
     with torch.no_grad():
         tokens = torch.randn(6, 1, model.llm.config.hidden_size)
-        result = token_reliance(model, tokens, labels, ["list"])["list"]
+        result = token_reliance(model, processor, tokens, labels, ["list"])["list"]
     assert result["n_clips"] == 6
     assert 0.0 <= result["own_vs_other"] <= 1.0
     assert np.isfinite(result["margin_zero"])

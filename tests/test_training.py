@@ -6,21 +6,20 @@ import torch
 
 from au_llm.config import TrainConfig
 from au_llm.data.manifest import read_manifest
+from au_llm.inference import predict_clips
+from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.model.precision import autocast
 from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
-from au_llm.preprocess.dataset import ClipDataset
+from au_llm.preprocess.dataset import ClipDataset, clip_loader
 from au_llm.preprocess.run import preprocess_manifest
 from au_llm.training import (
     CUBLAS_WORKSPACE,
     _epoch_loss,
-    _loader,
     inner_split,
     make_optimizer,
     make_scheduler,
-    predict_clips,
     select_device,
     set_determinism,
     train_model,
@@ -107,13 +106,13 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
     val_set = ClipDataset(val, cache, aus, 4, "uniform", seed=1)
-    model = build_au_llm(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
-    result = train_model(model, train_set, cfg.train, 1, val_set, progress=False)
+    model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
+    result = train_model(model, processor, train_set, cfg.train, 1, val_set, progress=False)
     assert result.best_epoch == int(np.argmin(result.val_loss))
     assert result.best_epoch < len(result.val_loss) - 1, "the restore path must be exercised"
     loss_fn = build_loss(cfg.train, train_set.labels)
-    loader = _loader(val_set, 8, shuffle=False, seed=0)
-    restored = _epoch_loss(model, loader, loss_fn, torch.device("cpu"))
+    loader = clip_loader(val_set, 8, shuffle=False, seed=0)
+    restored = _epoch_loss(model, processor, loader, loss_fn, torch.device("cpu"))
     assert restored == pytest.approx(min(result.val_loss), rel=1e-5)
 
 
@@ -121,10 +120,10 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_compiled_visual_path_equals_eager(precision):
     from au_llm.training import compile_visual_path
-    from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+    from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
     with one_torch_thread():
-        model = build_au_llm(tiny_spec(tiny_model_config(), 3), 0, "cpu", precision).eval()
+        model = build_tiny(tiny_spec(tiny_model_config(), 3), 0, "cpu", precision).eval()
         x = clips(2)
         with torch.no_grad(), autocast(torch.device("cpu"), precision):
             eager = model(x)
@@ -135,7 +134,7 @@ def test_compiled_visual_path_equals_eager(precision):
         with torch.no_grad(), autocast(torch.device("cpu"), precision):
             compiled = model(x)
         assert set(model.trainable_state_dict()) == set(
-            build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0).trainable_state_dict()
+            build_tiny(tiny_spec(tiny_model_config(), 3), seed=0).trainable_state_dict()
         )
     tolerance = {"fp32": 1e-5, "bf16": 2e-2}[precision]  # compiled bf16 kernels round differently
     torch.testing.assert_close(compiled, eager, rtol=tolerance, atol=tolerance)
@@ -152,11 +151,11 @@ def test_train_and_predict_in_each_precision(tiny_data, tmp_path, precision):
     train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
     device, resolved = select_device(cfg.train)
     assert (device.type, resolved) == ("cpu", precision)
-    model = build_au_llm(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), 1, device, resolved)
-    result = train_model(model, train_set, cfg.train, 1, progress=False)
+    model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), 1, device, resolved)
+    result = train_model(model, processor, train_set, cfg.train, 1, progress=False)
     assert np.isfinite(result.train_loss).all()
     test_set = ClipDataset(manifest, cache, aus, 4, "uniform", seed=1)
-    outputs, metas = predict_clips(model, test_set, 4)
+    outputs, metas = predict_clips(model, processor, test_set, 4)
     assert outputs.probs.shape == (len(manifest), len(aus)) and len(metas) == len(manifest)
     assert np.isfinite(outputs.probs).all()
 

@@ -7,9 +7,13 @@ A checkpoint folder holds:
 * ``config.json``: the resolved experiment configuration, as given by the caller.
 * ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
   the base LLM's identity (source, path, config hash, seed of a tiny base) and the caller's
-  ``extra`` (e.g. decision thresholds) and the precision it was trained in (``fp32`` or
-  ``bf16``; :func:`load_checkpoint` returns it). It is written last, so a folder with
-  ``model.json`` is complete.
+  ``extra`` (e.g. decision thresholds), the precision it was trained in (``fp32`` or
+  ``bf16``; :func:`load_checkpoint` returns it) and the text processor's ids (prompt and
+  instructions, :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.to_dict`). It is written
+  last, so a folder with ``model.json`` is complete.
+
+The tokenizer is not copied: like the base LLM, it is loaded again from its source, and the
+processor rebuilt with it must give the recorded ids.
 
 Every file is written atomically.
 """
@@ -25,6 +29,7 @@ from safetensors.torch import save as save_safetensors
 
 from au_llm.io_utils import atomic_write_bytes, atomic_write_text, read_json
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
 from au_llm.model.weights import read_state_dict
 
@@ -42,11 +47,36 @@ def _json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | None = None) -> None:
+def build_model(
+    spec: ModelSpec, seed: int, device: Any = "cpu", precision: str = "fp32"
+) -> tuple[AULLM, AULLMProcessor]:
+    """A fresh model and its text processor (see :func:`~au_llm.model.build_au_llm`).
+
+    Args:
+        spec: What to build.
+        seed: Seed of the trainable weights.
+        device: Where to place the model.
+        precision: ``auto``, ``fp32`` or ``bf16``.
+
+    Returns:
+        ``(model, processor)``: the model in training mode, built on the processor's prompt ids.
+    """
+    processor = AULLMProcessor.from_spec(spec)
+    return build_au_llm(spec, seed, device, precision, processor.prompt_ids), processor
+
+
+def save_checkpoint(
+    model: AULLM,
+    processor: AULLMProcessor,
+    cfg_dict: dict,
+    out_dir: Path,
+    extra: dict | None = None,
+) -> None:
     """Save the trainable weights of ``model`` and what is needed to rebuild it.
 
     Args:
         model: The trained model.
+        processor: Its text processor (its ids are recorded).
         cfg_dict: The resolved experiment configuration (plain dicts/lists), saved as given.
         out_dir: Checkpoint folder (created if needed; existing files are replaced).
         extra: JSON-serialisable extras, e.g. ``{"thresholds": [0.5, 0.5]}``; returned by
@@ -65,6 +95,7 @@ def save_checkpoint(model: AULLM, cfg_dict: dict, out_dir: Path, extra: dict | N
         "spec": model.spec.to_dict(),
         "base_identity": model.base_identity,
         "precision": model.precision,
+        "processor": processor.to_dict(),
         "extra": extra or {},
     }
     atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
@@ -98,21 +129,22 @@ def _check_identity(saved: dict | None, current: dict | None, model_dir: Path) -
         )
 
 
-def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
-    """Rebuild a model saved by :func:`save_checkpoint` (its base LLM is loaded again).
+def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
+    """Rebuild a model saved by :func:`save_checkpoint` (base LLM and tokenizer loaded again).
 
     Args:
         model_dir: Checkpoint folder.
 
     Returns:
-        ``(model, info)``: the model in eval mode on the CPU in float32 (place it with
+        ``(model, processor, info)``: the model in eval mode on the CPU in float32 (place it with
         ``model.place(device, info["precision"])`` to run it as trained), and ``info`` with keys
         ``config`` (the saved experiment configuration), ``extra``, ``base_identity`` and
         ``precision`` (``fp32`` or ``bf16``); the model's ``spec`` holds the rest.
 
     Raises:
         FileNotFoundError: If the folder is not a complete checkpoint.
-        ValueError: If the files are invalid or the base LLM differs from the one trained on.
+        ValueError: If the files are invalid, or the base LLM or its tokenizer differs from the
+            one trained on.
     """
     model_dir = Path(model_dir)
     meta_path = model_dir / MODEL_FILE
@@ -125,6 +157,8 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
             f"{_field(meta, 'format')!r} version {_field(meta, 'version')!r}"
         )
     try:
+        # Models saved before model.llm.chat_template existed were trained without a template.
+        meta["spec"]["model"].setdefault("llm", {}).setdefault("chat_template", "off")
         spec = ModelSpec.from_dict(meta["spec"])
         saved_identity = meta["base_identity"]
     except (KeyError, TypeError, ValueError) as exc:
@@ -132,8 +166,13 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{model_dir}: {WEIGHTS_FILE} missing")
-    model = build_au_llm(spec, seed=0)
+    model, processor = build_model(spec, seed=0)
     _check_identity(saved_identity, model.base_identity, model_dir)
+    if meta.get("processor", processor.to_dict()) != processor.to_dict():
+        raise ValueError(
+            f"{model_dir}: the tokenizer loaded now gives other prompt or instruction ids than "
+            "the one the model was trained with"
+        )
     state = read_state_dict(weights_path)
     try:
         model.load_trainable_state_dict(state)
@@ -147,4 +186,4 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, dict]:
         "base_identity": saved_identity,
         "precision": meta.get("precision", "fp32"),
     }
-    return model, info
+    return model, processor, info

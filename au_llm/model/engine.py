@@ -1,4 +1,4 @@
-"""Inference helpers kept apart from the model file: the prompt's key/value cache.
+"""Inference helpers kept apart from the model file: the prompt's key/value cache, generation.
 
 The prompt text before the first visual token (the prefix) is the same for every clip, so at
 inference its keys/values are computed once (:meth:`AULLM.prompt_cache
@@ -67,25 +67,6 @@ class AnswerTrie:
         return list(node)
 
 
-def answer_trie(model: Any, fmt: str, max_answers: int = 1 << 16) -> AnswerTrie:
-    """The trie of every answer of format ``fmt`` over the model's AUs (all 2^A AU subsets).
-
-    Raises:
-        ValueError: If there are more than ``max_answers`` answers (too many AUs to enumerate).
-    """
-    from au_llm.answers import target_answer
-
-    aus = model.spec.aus
-    if 2 ** len(aus) > max_answers:
-        raise ValueError(f"constrained decoding over {len(aus)} AUs: too many answers to list")
-    sequences = []
-    for mask in range(2 ** len(aus)):
-        present = [au for j, au in enumerate(aus) if mask >> j & 1]
-        ids = model.tokenizer.encode(target_answer(fmt, aus, present), False)
-        sequences.append([*ids, model.tokenizer.eos_id])
-    return AnswerTrie(sequences)
-
-
 def repeated_tail(tokens: list[int], min_period: int) -> int:
     """The length ``p >= min_period`` of a run that ``tokens`` ends with twice in a row, or 0.
 
@@ -100,28 +81,32 @@ def repeated_tail(tokens: list[int], min_period: int) -> int:
 def generate_answers(
     model: Any,
     tokens: Tensor,
-    fmt: str,
+    instruction: Tensor,
+    eos_id: int,
     prompt_cache: PromptCache | None,
     max_new_tokens: int,
     trie: AnswerTrie | None = None,
     stop_repeat: int = 0,
 ) -> list[list[int]]:
-    """Greedy, batched answers of format ``fmt`` for clips given by their visual tokens.
+    """Greedy, batched answers to one instruction for clips given by their visual tokens.
 
     The prompt prefix comes from ``prompt_cache`` (shared by every clip and call) and the visual
-    tokens from the caller (computed once, they serve every format); the visual token and the
-    format's instruction run through the LLM once per batch, then one token per step with the
+    tokens from the caller (computed once, they serve every instruction); the visual token and
+    the instruction run through the LLM once per batch, then one token per step with the
     key/value cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer
     are chosen, and generation may run past ``max_new_tokens`` up to the trie's longest answer, so
     every answer is complete.
 
     Args:
-        model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with a text head, in eval mode.
+        model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with an LLM, in eval mode.
         tokens: ``[B, n, H]`` visual tokens of the clips (``model.get_visual_tokens(clips)``).
-        fmt: Answer format (one the model was built with).
+        instruction: ``[L]`` the instruction's token ids (the processor's
+            :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.instruction_ids`).
+        eos_id: The end token: an answer stops there.
         prompt_cache: From ``model.prompt_cache()`` on the current weights (None recomputes it).
         max_new_tokens: Longest answer.
-        trie: Optional constraint (see :func:`answer_trie`).
+        trie: Optional constraint (the processor's
+            :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.answer_trie`).
         stop_repeat: When > 0, a text stops as soon as it ends with a run of at least
             ``stop_repeat`` tokens twice in a row (the second copy is dropped,
             :func:`repeated_tail`): greedy decoding of a small model otherwise loops until
@@ -132,14 +117,14 @@ def generate_answers(
     """
     import torch
 
-    eos = model.tokenizer.eos_id
     embed = model.llm.get_input_embeddings()
     lm_head = model.llm.get_output_embeddings()
     with torch.no_grad():
-        instruction = embed(getattr(model, f"instruction_{fmt}"))
+        instruction_embeds = embed(instruction.to(tokens.device))
         batch = tokens.shape[0]
         embeds = torch.cat(
-            [model.suffix_embeds(tokens), instruction.unsqueeze(0).expand(batch, -1, -1)], dim=1
+            [model.suffix_embeds(tokens), instruction_embeds.unsqueeze(0).expand(batch, -1, -1)],
+            dim=1,
         )
         hidden, past = model.decode(embeds, model._past(tokens, prompt_cache))
         answers: list[list[int]] = [[] for _ in range(batch)]
@@ -151,13 +136,13 @@ def generate_answers(
             if trie is not None:
                 mask = torch.full_like(logits, float("-inf"))
                 for i, node in enumerate(nodes):
-                    mask[i, AnswerTrie.allowed(node) or [eos]] = 0.0
+                    mask[i, AnswerTrie.allowed(node) or [eos_id]] = 0.0
                 logits = logits + mask
             chosen = logits.argmax(-1)
             for i, token in enumerate(chosen.tolist()):
                 if done[i]:
                     continue
-                if token == eos:
+                if token == eos_id:
                     done[i] = True
                 else:
                     answers[i].append(token)

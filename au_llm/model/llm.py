@@ -1,9 +1,10 @@
-"""The frozen causal LLM: loading, a built-in tokenizer, and LoRA adapters.
+"""The frozen causal LLM: loading, its tokenizer, a built-in tokenizer, and LoRA adapters.
 
-``load_base_llm`` returns a :class:`BaseLLM`: a freshly loaded frozen causal LM, its tokenizer, its
-hidden size and an identity record. Nothing is cached here: the model that owns the LLM
-(:class:`~au_llm.model.modeling_au_llm.AULLM`) loads it once in its constructor, and whoever needs
-reuse across folds or inputs holds that model and calls its ``reset_trainable``.
+``load_base_llm`` returns a :class:`BaseLLM`: a freshly loaded frozen causal LM, its hidden size
+and an identity record; :func:`load_tokenizer` loads the tokenizer of the same source (the text
+processor, :mod:`au_llm.model.processing_au_llm`, owns it). Nothing is cached here: the model that
+owns the LLM (:class:`~au_llm.model.modeling_au_llm.AULLM`) loads it once in its constructor, and
+whoever needs reuse across folds or inputs holds that model and calls its ``reset_trainable``.
 :func:`attach_lora` injects LoRA adapters into the owned LLM (peft).
 """
 
@@ -41,6 +42,13 @@ class PromptTokenizer(Protocol):
         """Return the text of ``ids``, special tokens left out."""
         ...
 
+    def render_chat(self, user: str) -> str | None:
+        """The chat template applied to one user turn, ending with the assistant's header.
+
+        Returns None when the tokenizer has no chat template.
+        """
+        ...
+
 
 class ByteTokenizer:
     """A byte-level tokenizer for the random tiny LLM: exact round trip, no vocabulary file.
@@ -68,6 +76,10 @@ class ByteTokenizer:
         data = bytes(i - self.n_special for i in ids if self.n_special <= i < self.min_vocab)
         return data.decode("utf-8", errors="replace")
 
+    def render_chat(self, user: str) -> str | None:
+        """None: the byte tokenizer has no chat template."""
+        return None
+
 
 class HFTokenizer:
     """Adapter of a Hugging Face tokenizer to :class:`PromptTokenizer`.
@@ -90,6 +102,16 @@ class HFTokenizer:
         """Return the text of ``ids`` without special tokens."""
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
+    def render_chat(self, user: str) -> str | None:
+        """The tokenizer's chat template on one user turn plus the assistant header, or None."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        messages = [{"role": "user", "content": user}]
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
+
 
 @dataclass(eq=False)
 class BaseLLM:
@@ -97,7 +119,6 @@ class BaseLLM:
 
     Attributes:
         model: The Hugging Face causal LM (frozen; LoRA adapters are injected into it).
-        tokenizer: Prompt tokenizer.
         hidden_size: Width of the LM's hidden states.
         identity: ``{"source", "path", "config_sha256", "seed", "weights_sha256"}`` (weights
             fingerprint of a ``source: path`` LLM, see :func:`weights_sha256`); checkpoints record
@@ -105,7 +126,6 @@ class BaseLLM:
     """
 
     model: nn.Module
-    tokenizer: PromptTokenizer
     hidden_size: int
     identity: dict[str, Any]
 
@@ -191,28 +211,56 @@ def refuse_remote_code(folder: Path) -> None:
             )
 
 
-def _load_path_model(path: Path, dtype: torch.dtype) -> tuple[nn.Module, PromptTokenizer]:
-    """Load a local Hugging Face causal LM directory and its tokenizer (no download, no code)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _model_folder(cfg: LLMConfig) -> Path:
+    """The Hugging Face folder of a ``smollm2`` or ``path`` LLM (a ``.gguf`` converted once)."""
+    from au_llm.model.smollm2 import gguf_model_dir, smollm2_dir
 
+    if cfg.source == "smollm2":
+        return smollm2_dir()
+    given = Path(str(cfg.path)).expanduser().resolve()
+    return gguf_model_dir(given) if given.suffix == ".gguf" else given
+
+
+def _checked_folder(path: Path) -> Path:
+    """``path`` if it is a local model folder that runs no shipped code (else raise)."""
     if not path.is_dir():
         raise FileNotFoundError(f"model.llm.path: {path} is not a directory (a local HF model)")
     refuse_remote_code(path)
-    local = {"local_files_only": True, "trust_remote_code": False}
+    return path
+
+
+_LOCAL = {"local_files_only": True, "trust_remote_code": False}
+
+
+def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
+    """The tokenizer of the LLM described by ``cfg`` (no download, no shipped code).
+
+    ``source: tiny`` gets :class:`ByteTokenizer`; ``smollm2`` and ``path`` the folder's own
+    tokenizer (see :func:`load_base_llm`).
+
+    Raises:
+        ValueError: For ``source: none`` or a folder whose tokenizer cannot be loaded.
+        FileNotFoundError: If ``cfg.path`` is not a directory.
+    """
+    if cfg.source == "tiny":
+        return ByteTokenizer(cfg.tiny.vocab_size)
+    if cfg.source not in ("path", "smollm2"):
+        raise ValueError(f"model.llm.source = {cfg.source!r} has no tokenizer")
+    from transformers import AutoTokenizer
+
+    folder = _checked_folder(_model_folder(cfg))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), **local)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **local)
-    except (OSError, ValueError, EOFError, SafetensorError) as exc:
-        raise ValueError(f"model.llm.path: cannot load a causal LM from {path}: {exc}") from exc
-    return model, HFTokenizer(tokenizer)
+        return HFTokenizer(AutoTokenizer.from_pretrained(str(folder), **_LOCAL))
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"model.llm.path: cannot load a tokenizer from {folder}: {exc}") from exc
 
 
 def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     """Load the frozen base LLM described by ``cfg`` (a new object on every call).
 
     ``source: tiny`` builds a random Qwen2/Llama from ``cfg.tiny`` (seeded, identical in every
-    process) with :class:`ByteTokenizer`; ``source: smollm2`` loads the built-in SmolLM2-135M
-    (see :mod:`au_llm.model.smollm2`); ``source: path`` loads a local Hugging Face directory
+    process); ``source: smollm2`` loads the built-in SmolLM2-135M (see
+    :mod:`au_llm.model.smollm2`); ``source: path`` loads a local Hugging Face directory
     (``local_files_only``), or a ``.gguf`` file converted once into the cache; all in float32.
     The caller casts the frozen weights for its device (see
     :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
@@ -223,21 +271,16 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     """
     if cfg.source == "tiny":
         model = _tiny_model(cfg.tiny)
-        tokenizer: PromptTokenizer = ByteTokenizer(cfg.tiny.vocab_size)
         path, seed = None, cfg.tiny.seed
     elif cfg.source in ("path", "smollm2"):
-        from au_llm.model.smollm2 import gguf_model_dir, smollm2_dir
+        from transformers import AutoModelForCausalLM
 
-        given = Path(str(cfg.path)).expanduser().resolve() if cfg.source == "path" else None
-        if given is None:
-            folder = smollm2_dir()
-        elif given.suffix == ".gguf":
-            folder = gguf_model_dir(given)
-        else:
-            folder = given
-        path = str(folder)
-        model, tokenizer = _load_path_model(folder, torch.float32)
-        seed = None
+        folder = _checked_folder(_model_folder(cfg))
+        path, seed = str(folder), None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **_LOCAL)
+        except (OSError, ValueError, EOFError, SafetensorError) as exc:
+            raise ValueError(f"model.llm.path: cannot load a causal LM from {path}: {exc}") from exc
     else:
         raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
     model.eval()
@@ -251,7 +294,7 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
         "weights_sha256": weights_sha256(model) if cfg.source == "path" else None,
     }
     logger.info("loaded base LLM %s", identity)
-    return BaseLLM(model, tokenizer, int(config.hidden_size), identity)
+    return BaseLLM(model, int(config.hidden_size), identity)
 
 
 def _lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

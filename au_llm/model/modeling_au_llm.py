@@ -5,23 +5,25 @@ The whole model in one file, in the manner of Hugging Face's LLaVA modeling file
 and :func:`merge_visual_tokens` is where visual tokens enter the LLM (with a count check against
 the prompt's visual slots). A linear head reads the last position's final (post-norm) hidden state.
 
-Prompt layout: ``cfg.llm.prompt`` followed by the visual token(s) (the paper's layout), or, if
-the prompt contains ``cfg.llm.placeholder``, the visual tokens replace the placeholders in order.
+Prompt layout: the text processor (:mod:`au_llm.model.processing_au_llm`) owns the tokenizer and
+gives the model its prompt as token ids, with :data:`VISUAL_TOKEN_ID` at each visual slot (the
+paper's layout puts the visual token after the prompt); the model splits the ids there and
+checks that their count equals ``n_visual_tokens``. Text answers and explanations reach the model
+as teacher-forcing ids from the processor; the model knows no instruction, answer or tokenizer.
 
 Two equivalent LLM paths:
 
-* straightforward (``fast_path: false``): tokenise the prompt, embed it for every sample, run the
-  full causal LM on ``[prompt, visual]`` with ``output_hidden_states`` (vocabulary logits for every
+* straightforward (``fast_path: false``): embed the prompt ids for every sample, run the full
+  causal LM on ``[prompt, visual]`` with ``output_hidden_states`` (vocabulary logits for every
   position included) and read ``hidden_states[-1]``.
-* fast (``fast_path: true``, default): the prompt ids are tokenised once (a buffer); only the
-  decoder body runs (no vocabulary logits); the text before the first visual token (the prefix) is
-  computed once per forward, and only the visual token(s) and any later text run per sample, at
-  positions after the prefix. During training (no prompt cache) the prefix and all samples' suffixes
-  run as one packed sequence with a block attention mask (:mod:`au_llm.model.packed`; LoRA changes
-  the prefix's keys/values every step, and its LoRA-dropout mask is shared by the batch). At
-  inference the caller computes the prefix's keys/values once with :meth:`AULLM.prompt_cache` and
-  passes them to every forward call (:class:`~au_llm.model.engine.PromptCache`); the model itself
-  keeps no cache.
+* fast (``fast_path: true``, default): only the decoder body runs (no vocabulary logits); the
+  text before the first visual token (the prefix) is computed once per forward, and only the
+  visual token(s) and any later text run per sample, at positions after the prefix. During
+  training (no prompt cache) the prefix and all samples' suffixes run as one packed sequence with
+  a block attention mask (:mod:`au_llm.model.packed`; LoRA changes the prefix's keys/values every
+  step, and its LoRA-dropout mask is shared by the batch). At inference the caller computes the
+  prefix's keys/values once with :meth:`AULLM.prompt_cache` and passes them to every forward call
+  (:class:`~au_llm.model.engine.PromptCache`); the model itself keeps no cache.
 
 The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
 LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
@@ -42,12 +44,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from au_llm.answers import INSTRUCTIONS, target_answer
-from au_llm.explain import EXPLAIN_INSTRUCTION
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
 from au_llm.model.llm import (
-    PromptTokenizer,
     attach_lora,
     cast_frozen_base,
     load_base_llm,
@@ -62,31 +61,32 @@ from au_llm.model.spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 
-def split_prompt(prompt: str, placeholder: str, n_visual_tokens: int) -> list[str]:
-    """Split the prompt into the text segments around the visual tokens.
+# Marks a visual slot in prompt ids (as LLaVA's ``IMAGE_TOKEN_INDEX``): never a vocabulary id.
+VISUAL_TOKEN_ID = -200
+
+
+def split_prompt_ids(prompt_ids: Tensor, n_visual_tokens: int) -> list[Tensor]:
+    """Split prompt ids at their visual slots.
 
     Args:
-        prompt: Prompt text, optionally with ``placeholder`` markers.
-        placeholder: Marker of a visual token.
-        n_visual_tokens: Visual tokens per clip.
+        prompt_ids: ``[P]`` token ids with :data:`VISUAL_TOKEN_ID` at each visual slot.
+        n_visual_tokens: Visual tokens per clip (``model.llm.n_visual_tokens``).
 
     Returns:
-        ``n_visual_tokens + 1`` segments: text before the first visual token, between tokens, and
-        after the last one (empty strings where nothing is there); whitespace around each
-        placeholder is dropped, so no lone space token sits beside a visual token.
+        ``n_visual_tokens + 1`` id segments ``[L_i]``: the text before the first visual token,
+        between tokens, and after the last one (empty where nothing is there).
 
     Raises:
-        ValueError: If the prompt has placeholders but not exactly ``n_visual_tokens`` of them.
+        ValueError: If the ids do not hold exactly ``n_visual_tokens`` visual slots.
     """
-    if placeholder and placeholder in prompt:
-        parts = prompt.split(placeholder)
-        if len(parts) - 1 != n_visual_tokens:
-            raise ValueError(
-                f"model.llm.prompt has {len(parts) - 1} {placeholder!r} placeholder(s) but "
-                f"model.llm.n_visual_tokens = {n_visual_tokens}; they must be equal"
-            )
-        return [part.strip() for part in parts]
-    return [prompt.strip()] + [""] * n_visual_tokens
+    slots = torch.nonzero(prompt_ids == VISUAL_TOKEN_ID).flatten().tolist()
+    if len(slots) != n_visual_tokens:
+        raise ValueError(
+            f"the prompt ids hold {len(slots)} visual slot(s) but model.llm.n_visual_tokens = "
+            f"{n_visual_tokens}: visual tokens and their placeholders do not match"
+        )
+    bounds = [-1, *slots, len(prompt_ids)]
+    return [prompt_ids[start + 1 : end] for start, end in zip(bounds, bounds[1:], strict=False)]
 
 
 def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
@@ -122,9 +122,15 @@ class AULLM(nn.Module):
     Args:
         spec: What to build (model config, AUs, clip shape). With an LLM, its frozen base is
             loaded here and gets this model's own LoRA adapters.
+        prompt_ids: ``[P]`` the prompt's token ids with :data:`VISUAL_TOKEN_ID` at each visual
+            slot (the text processor's ``prompt_ids``); needed with an LLM, unused without.
+
+    Raises:
+        ValueError: With an LLM, ``prompt_ids`` missing or with another number of visual slots
+            than ``model.llm.n_visual_tokens``.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, prompt_ids: Tensor | None = None) -> None:
         super().__init__()
         cfg = spec.model
         self.spec = spec
@@ -136,28 +142,20 @@ class AULLM(nn.Module):
         self.backbone = build_backbone(
             cfg.backbone, spec.in_channels, spec.frames_per_clip, spec.size
         )
-        self.tokenizer: PromptTokenizer | None = None
         self._identity: dict[str, Any] | None = None
         self._segment_lengths: tuple[int, ...] = ()
         if cfg.llm.source == "none":
             hidden = cfg.llm.tiny.hidden_size
             self.llm: nn.Module | None = None
         else:
+            if prompt_ids is None:
+                raise ValueError("a model with an LLM needs prompt_ids (see AULLMProcessor)")
+            segments = split_prompt_ids(prompt_ids.cpu().long(), n_tokens)
             base = load_base_llm(cfg.llm)
             attach_lora(base.model, cfg.llm.lora)
-            self.llm, self.tokenizer, self._identity = base.model, base.tokenizer, base.identity
-            hidden = base.hidden_size
-            ids = self._tokenize(split_prompt(cfg.llm.prompt, cfg.llm.placeholder, n_tokens))
-            self.register_buffer("prompt_ids", torch.cat(ids), persistent=False)
-            self._segment_lengths = tuple(len(seg) for seg in ids)
-            formats = cfg.text.formats if cfg.head != "linear" else []
-            instructions = {fmt: INSTRUCTIONS[fmt] for fmt in formats}
-            if cfg.explain.weight > 0:
-                instructions["explain"] = EXPLAIN_INSTRUCTION
-            for name, instruction in instructions.items():
-                encoded = self.tokenizer.encode(f"\n{instruction}\n", False)
-                buffer = torch.tensor(encoded, dtype=torch.long)
-                self.register_buffer(f"instruction_{name}", buffer, persistent=False)
+            self.llm, self._identity, hidden = base.model, base.identity, base.hidden_size
+            self.register_buffer("prompt_ids", torch.cat(segments), persistent=False)
+            self._segment_lengths = tuple(len(seg) for seg in segments)
         self.projector = EnhancedFusionProjector(
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
@@ -230,9 +228,7 @@ class AULLM(nn.Module):
     def _last_hidden_straightforward(self, tokens: Tensor) -> Tensor:
         """Full causal LM on ``[prompt, visual]``; returns the last final hidden state [B, H]."""
         embed = self.llm.get_input_embeddings()
-        segments = split_prompt(self.cfg.llm.prompt, self.cfg.llm.placeholder, tokens.shape[1])
-        ids = [seg.to(tokens.device) for seg in self._tokenize(segments)]
-        text = [embed(seg) for seg in ids]
+        text = [embed(seg) for seg in torch.split(self.prompt_ids, self._segment_lengths)]
         inputs = merge_visual_tokens(text, tokens.to(embed.weight.dtype))
         outputs = self.llm(inputs_embeds=inputs, output_hidden_states=True)
         return outputs.hidden_states[-1][:, -1]
@@ -296,60 +292,14 @@ class AULLM(nn.Module):
         return outputs.last_hidden_state, outputs.past_key_values
 
     # ----------------------------------------------------------------------------- text answers
-    def text_targets(
-        self, labels: Tensor, formats: list[str], aus: tuple[int, ...] | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Teacher-forcing inputs for text answers: instruction, answer and end token per clip.
-
-        Args:
-            labels: ``[B, n_aus]`` 0/1 AU labels.
-            formats: One answer format per clip.
-            aus: The AUs of the label columns (default: the model's).
-
-        Returns:
-            ``(ids [B, L], targets [B, L])``: see :meth:`teacher_forcing`.
-        """
-        aus = aus or self.spec.aus
-        answers = []
-        for row, fmt in zip(labels.tolist(), formats, strict=True):
-            present = [au for au, on in zip(aus, row, strict=True) if on > 0.5]
-            answers.append(target_answer(fmt, aus, present))
-        return self.teacher_forcing(formats, answers)
-
-    def teacher_forcing(self, instructions: list[str], answers: list[str]) -> tuple[Tensor, Tensor]:
-        """Teacher-forcing inputs: an instruction, a target string and the end token per clip.
-
-        Args:
-            instructions: One instruction name per clip (a format, or ``explain``): the buffer
-                ``instruction_<name>`` is used.
-            answers: One target string per clip.
-
-        Returns:
-            ``(ids [B, L], targets [B, L])``: right-padded token ids, and the same ids with -100
-            wherever no loss is taken (the instruction and the padding).
-        """
-        rows, masks = [], []
-        for name, answer in zip(instructions, answers, strict=True):
-            instruction = getattr(self, f"instruction_{name}").tolist()
-            target = self.tokenizer.encode(answer, False)
-            rows.append(instruction + target + [self.tokenizer.eos_id])
-            masks.append([False] * len(instruction) + [True] * (len(target) + 1))
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.tokenizer.eos_id, dtype=torch.long)
-        targets = torch.full((len(rows), width), -100, dtype=torch.long)
-        for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
-            ids[i, : len(row)] = torch.tensor(row)
-            targets[i, : len(row)] = torch.where(torch.tensor(mask), torch.tensor(row), -100)
-        device = self.prompt_ids.device
-        return ids.to(device), targets.to(device)
-
     def forward_text_tokens(self, tokens: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
         """One decoder pass for both heads, teacher-forced on ``text_ids``.
 
         Args:
             tokens: ``[B, n, H]`` visual tokens (:meth:`get_visual_tokens`; computed once, they
                 can feed several texts, e.g. an answer and an explanation).
-            text_ids: ``[B, L]`` instruction + answer ids (see :meth:`text_targets`).
+            text_ids: ``[B, L]`` instruction + answer ids (the processor's teacher-forcing ids,
+                :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.answer_batch`).
 
         Returns:
             ``(au_logits [B, n_aus], lm_logits [B, L, V])``: the linear head on the visual
@@ -469,13 +419,6 @@ class AULLM(nn.Module):
         return self
 
     # ----------------------------------------------------------------------------- helpers
-    def _tokenize(self, segments: list[str]) -> list[Tensor]:
-        assert self.tokenizer is not None
-        return [
-            torch.tensor(self.tokenizer.encode(seg, add_special_tokens=i == 0), dtype=torch.long)
-            for i, seg in enumerate(segments)
-        ]
-
     def _check_clips(self, clips: Tensor) -> None:
         if clips.dim() != 5 or tuple(clips.shape[1:]) != self.clip_shape:
             c, t, h, w = self.clip_shape
@@ -497,7 +440,11 @@ def _reset_on_cpu(module: nn.Module, reset: Any) -> None:
 
 
 def build_au_llm(
-    spec: ModelSpec, seed: int, device: torch.device | str = "cpu", precision: str = "fp32"
+    spec: ModelSpec,
+    seed: int,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    prompt_ids: Tensor | None = None,
 ) -> AULLM:
     """Build an AU-LLM model (its own base LLM) with trainable weights drawn from ``seed``.
 
@@ -506,12 +453,14 @@ def build_au_llm(
         seed: Seed of the trainable weights (equal to ``reset_trainable(seed)``).
         device: Where to place it (see :meth:`AULLM.place`).
         precision: ``auto``, ``fp32`` or ``bf16`` (see :meth:`AULLM.place`).
+        prompt_ids: ``[P]`` prompt ids with visual slots (see :class:`AULLM`); needed with an
+            LLM.
 
     Returns:
         The model on ``device``, in training mode.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AULLM(spec)
+        model = AULLM(spec, prompt_ids)
     model.reset_trainable(seed)
     return model.place(device, precision)

@@ -96,6 +96,11 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def model_autocast(model: torch.nn.Module) -> torch.autocast:
+    """:func:`autocast` for ``model``'s precision (``model.precision``) on its device."""
+    return autocast(next(model.parameters()).device, model.precision)
+
+
 def autocast_off(device_type: str) -> torch.autocast:
     """A context with autocast disabled on ``device_type`` (for kernels kept in float32)."""
     return torch.autocast(device_type, enabled=False)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from au_llm.config import SAMPLING_STRATEGIES
 from au_llm.data.fields import int_field, text_field
@@ -161,3 +161,22 @@ def collate(batch: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor, dict[str
     keys = batch[0][2].keys() if batch else ()
     meta = {k: [item[2][k] for item in batch] for k in keys}
     return clips, labels, meta
+
+
+def meta_rows(meta: dict[str, list[str]]) -> list[Meta]:
+    """A collated batch's meta (key -> list) as one dict per clip."""
+    n = len(next(iter(meta.values()))) if meta else 0
+    return [{key: values[i] for key, values in meta.items()} for i in range(n)]
+
+
+def clip_loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    """Batches of ``dataset`` (:func:`collate`) in the calling process, shuffled from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate,
+        num_workers=0,
+        generator=generator,
+    )

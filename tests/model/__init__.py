@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import torch
 
 from au_llm.config import LLMConfig, LoraConfig, ModelConfig, ProjectorConfig, TinyLLMConfig
+from au_llm.model.checkpoint import build_model
+from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.spec import ModelSpec
 
 
@@ -60,3 +62,10 @@ def tiny_spec(
 ) -> ModelSpec:
     """A spec for ``cfg`` with AUs 1..n_aus on gray 6x64x64 clips (the shape of :func:`clips`)."""
     return ModelSpec(cfg, tuple(range(1, n_aus + 1)), channels, frames, size)
+
+
+def build_tiny(
+    spec: ModelSpec, seed: int, device: torch.device | str = "cpu", precision: str = "fp32"
+) -> AULLM:
+    """The model of ``spec`` alone (built on its processor's prompt ids, see ``build_model``)."""
+    return build_model(spec, seed, device, precision)[0]

@@ -8,9 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from au_llm.config import LLMConfig
-from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from au_llm.model.llm import load_base_llm
-from au_llm.model.modeling_au_llm import build_au_llm
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
@@ -21,28 +20,31 @@ def _one_thread():
 
 
 def _trained_model(cfg):
-    model = build_au_llm(tiny_spec(cfg, 3), seed=2)
+    model, processor = build_model(tiny_spec(cfg, 3), seed=2)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
     for _ in range(2):
         optimizer.zero_grad()
         model(clips(4)).sum().backward()
         optimizer.step()
-    return model.eval()
+    return model.eval(), processor
 
 
 def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
-    model = _trained_model(tiny_model_config())
+    model, processor = _trained_model(tiny_model_config())
     x = clips(3, seed=1)
     with torch.no_grad():
         expected = model(x)
     cfg_dict = {"name": "demo", "train": {"lr": 0.01}}
-    save_checkpoint(model, cfg_dict, tmp_path / "ckpt", extra={"thresholds": [0.4, 0.5, 0.6]})
+    save_checkpoint(
+        model, processor, cfg_dict, tmp_path / "ckpt", extra={"thresholds": [0.4, 0.5, 0.6]}
+    )
     weights = load_file(tmp_path / "ckpt" / "weights.safetensors")
     base_keys = [k for k in weights if k.startswith("llm.") and "lora_" not in k]
     assert not base_keys and any("lora_B" in k for k in weights)
     assert any(k.endswith("bn1.running_mean") for k in weights)
-    loaded, info = load_checkpoint(tmp_path / "ckpt")
+    loaded, loaded_processor, info = load_checkpoint(tmp_path / "ckpt")
     assert not loaded.training
+    assert loaded_processor.to_dict() == processor.to_dict()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     assert info["extra"] == {"thresholds": [0.4, 0.5, 0.6]} and info["config"] == cfg_dict
@@ -51,18 +53,18 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 def test_none_ablation_round_trip(tmp_path: Path) -> None:
-    model = _trained_model(tiny_model_config(source="none"))
+    model, processor = _trained_model(tiny_model_config(source="none"))
     x = clips(2, seed=3)
-    save_checkpoint(model, {}, tmp_path)
-    loaded, info = load_checkpoint(tmp_path)
+    save_checkpoint(model, processor, {}, tmp_path)
+    loaded, _, info = load_checkpoint(tmp_path)
     assert info["base_identity"] is None
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
 def test_mismatched_base_raises(tmp_path: Path) -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
-    save_checkpoint(model, {}, tmp_path)
+    model, processor = build_model(tiny_spec(tiny_model_config(), 2), seed=0)
+    save_checkpoint(model, processor, {}, tmp_path)
     meta_path = tmp_path / "model.json"
     meta = json.loads(meta_path.read_text())
     meta["base_identity"]["config_sha256"] = "0" * 64  # trained on some other base
@@ -115,14 +117,14 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     _save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
-    model = _trained_model(cfg)
+    model, processor = _trained_model(cfg)
     assert model.base_identity["path"] == str(model_dir.resolve())
     assert max(model.prompt_ids.tolist()) < 64
     x = clips(2)
     with torch.no_grad():
         expected = model(x)
-    save_checkpoint(model, {}, tmp_path / "ckpt")
-    loaded, _ = load_checkpoint(tmp_path / "ckpt")
+    save_checkpoint(model, processor, {}, tmp_path / "ckpt")
+    loaded, _, _ = load_checkpoint(tmp_path / "ckpt")
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     # the directory now holds a different model: its config hash no longer matches
@@ -136,9 +138,9 @@ def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
     _save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
-    model = _trained_model(cfg)
+    model, processor = _trained_model(cfg)
     assert len(model.base_identity["weights_sha256"]) == 64
-    save_checkpoint(model, {}, tmp_path / "ckpt")
+    save_checkpoint(model, processor, {}, tmp_path / "ckpt")
     _save_local_hf_model(model_dir, layers=1, seed=1)  # same config, other weights
     with pytest.raises(ValueError, match="only fit the original base"):
         load_checkpoint(tmp_path / "ckpt")
@@ -160,14 +162,14 @@ def _damage(ckpt: Path, name: str, how: str) -> Path:
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
 @pytest.mark.parametrize("name", ["model.json", "weights.safetensors", "config.json"])
 def test_a_damaged_model_file_is_an_error_naming_it(tmp_path: Path, name: str, how: str) -> None:
-    save_checkpoint(_trained_model(tiny_model_config(source="none")), {"a": 1}, tmp_path / "ckpt")
+    save_checkpoint(*_trained_model(tiny_model_config(source="none")), {"a": 1}, tmp_path / "ckpt")
     path = _damage(tmp_path / "ckpt", name, how)
     with pytest.raises(ValueError, match=rf"{path}: not a readable (JSON|weights) file"):
         load_checkpoint(tmp_path / "ckpt")
 
 
 def test_a_model_json_of_another_shape_names_the_file(tmp_path: Path) -> None:
-    save_checkpoint(_trained_model(tiny_model_config(source="none")), {}, tmp_path / "ckpt")
+    save_checkpoint(*_trained_model(tiny_model_config(source="none")), {}, tmp_path / "ckpt")
     meta_path = tmp_path / "ckpt" / "model.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps([meta]))
@@ -194,7 +196,7 @@ def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     cfg.head, cfg.text.formats = "both", ["list"]
-    model = build_au_llm(tiny_spec(cfg, 3), seed=0)
+    model, processor = build_model(tiny_spec(cfg, 3), seed=0)
     assert model.llm.config.model_type == arch
     train = TrainConfig(lr=1e-2, lr_lora=1e-3)
     optimizer = make_optimizer(parameter_groups(model, train), train)
@@ -203,11 +205,13 @@ def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     before = {k: v.clone() for k, v in model.trainable_state_dict().items() if "lora_B" in k}
     for step in range(2):
         optimizer.zero_grad()
-        batch_loss(model, clips(2), labels, loss_fn, step).backward()
+        batch_loss(model, processor, clips(2), labels, loss_fn, step).backward()
         optimizer.step()
     after = model.trainable_state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the adapters learnt
     model.eval()
     with torch.no_grad():
-        answers = generate_answers(model, model.get_visual_tokens(clips(2)), "list", None, 4)
+        instruction, eos = processor.instruction_ids("list"), processor.eos_id
+        tokens = model.get_visual_tokens(clips(2))
+        answers = generate_answers(model, tokens, instruction, eos, None, 4)
     assert len(answers) == 2 and all(max(a, default=0) < 64 for a in answers)

@@ -3,9 +3,10 @@ import torch
 
 from au_llm.config import TrainConfig
 from au_llm.explain import describe_clip
+from au_llm.inference import clip_outputs
+from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import build_au_llm
-from au_llm.training import _lm_loss, batch_loss, clip_outputs
+from au_llm.training import _lm_loss, batch_loss
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 META = {
@@ -31,49 +32,52 @@ def _model(weight: float = 1.0, head: str = "linear"):
     cfg.text.formats = ["list"]
     cfg.explain.weight = weight
     cfg.explain.max_new_tokens = 24
-    return build_au_llm(tiny_spec(cfg, 3), seed=0)
+    return build_model(tiny_spec(cfg, 3), seed=0)
 
 
 def test_explanation_instruction_only_when_trained_with_explanations():
-    assert hasattr(_model(1.0), "instruction_explain")
-    assert not hasattr(_model(0.0), "instruction_explain")
-    assert hasattr(_model(1.0, head="both"), "instruction_list")
+    assert len(_model(1.0)[1].instruction_ids("explain")) > 0
+    with pytest.raises(ValueError, match="no instruction 'explain'"):
+        _model(0.0)[1].instruction_ids("explain")
+    assert len(_model(1.0, head="both")[1].instruction_ids("list")) > 0
 
 
 def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
-    model = _model(0.5).eval()
+    model, processor = _model(0.5)
+    model.eval()
     x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
     loss_fn = build_loss(TrainConfig(), labels.numpy())
     with torch.no_grad():
-        loss = batch_loss(model, x, labels, loss_fn, 3, META)
+        loss = batch_loss(model, processor, x, labels, loss_fn, 3, META)
         texts = [describe_clip({k: v[i] for k, v in META.items()}, 3) for i in range(2)]
-        ids, targets = model.teacher_forcing(["explain", "explain"], texts)
+        ids, targets = processor.teacher_forcing(["explain", "explain"], texts)
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         expected = 0.5 * _lm_loss(lm_logits, targets) + loss_fn(au_logits.float(), labels)
         assert torch.allclose(au_logits, model(x), atol=1e-5)
     assert torch.allclose(loss, expected, atol=1e-5)
-    prompt = len(model.instruction_explain)
+    prompt = len(processor.instruction_ids("explain"))
     assert (targets[:, :prompt] == -100).all()
-    first = model.tokenizer.decode(targets[0][targets[0] >= 0].tolist())
+    first = processor.tokenizer.decode(targets[0][targets[0] >= 0].tolist())
     assert first.startswith(texts[0])
 
 
 def test_explanations_need_the_batch_meta():
-    model = _model(1.0)
+    model, processor = _model(1.0)
     labels = torch.zeros(2, 3)
+    loss_fn = build_loss(TrainConfig(), labels.numpy())
     with pytest.raises(ValueError, match="meta"):
-        batch_loss(model, clips(2), labels, build_loss(TrainConfig(), labels.numpy()), 0)
+        batch_loss(model, processor, clips(2), labels, loss_fn, 0)
 
 
 def test_explanation_loss_decreases_on_a_tiny_overfit_set():
-    model = _model(1.0, head="both")
+    model, processor = _model(1.0, head="both")
     x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
     loss_fn = build_loss(TrainConfig(), labels.numpy())
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
     losses = []
     for _ in range(25):
         optimizer.zero_grad()
-        loss = batch_loss(model, x, labels, loss_fn, 0, META)
+        loss = batch_loss(model, processor, x, labels, loss_fn, 0, META)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
@@ -81,10 +85,12 @@ def test_explanation_loss_decreases_on_a_tiny_overfit_set():
 
 
 def test_generated_explanations_are_deterministic_and_printable():
-    model = _model(1.0).eval()
+    model, processor = _model(1.0)
+    model.eval()
     cache = model.prompt_cache()
-    first = clip_outputs(model, clips(2), cache, explain=True).explanations
-    assert first == clip_outputs(model, clips(2), cache, explain=True).explanations
+    first = clip_outputs(model, processor, clips(2), cache, explain=True).explanations
+    assert first == clip_outputs(model, processor, clips(2), cache, explain=True).explanations
     assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
+    untrained, untrained_processor = _model(0.0)
     with pytest.raises(ValueError, match="not trained with explanations"):
-        clip_outputs(_model(0.0).eval(), clips(1), explain=True)
+        clip_outputs(untrained.eval(), untrained_processor, clips(1), explain=True)

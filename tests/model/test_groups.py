@@ -4,9 +4,9 @@ import torch
 from au_llm.config import TrainConfig
 from au_llm.model.engine import generate_answers, repeated_tail
 from au_llm.model.groups import batch_formats, parameter_groups
-from au_llm.model.modeling_au_llm import build_au_llm
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.training import make_optimizer
-from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def _model(skip: bool = False):
     cfg.head = "both"
     cfg.text.formats = ["list", "yesno"]
     cfg.skip_head = skip
-    return build_au_llm(tiny_spec(cfg, 3), seed=0)
+    return build_tiny(tiny_spec(cfg, 3), seed=0)
 
 
 def test_parameter_groups_cover_every_trainable_parameter_once_with_their_rates():
@@ -77,12 +77,14 @@ def test_repeated_tail_finds_loops_only():
 def test_generation_stops_at_a_loop_and_keeps_the_text_before_it():
     model = _model().eval()
     cfg = model.cfg
+    processor = AULLMProcessor.from_spec(model.spec)
+    instruction, eos = processor.instruction_ids("list"), processor.eos_id
     torch.manual_seed(0)
     with torch.no_grad():
         tokens = model.get_visual_tokens(clips(4))
         cache = model.prompt_cache()
-        free = generate_answers(model, tokens, "list", cache, 40)
-        stopped = generate_answers(model, tokens, "list", cache, 40, stop_repeat=1)
+        free = generate_answers(model, tokens, instruction, eos, cache, 40)
+        stopped = generate_answers(model, tokens, instruction, eos, cache, 40, stop_repeat=1)
     assert cfg.explain.stop_repeat > 0
     looped = [
         i

@@ -5,12 +5,8 @@ import torch
 
 from au_llm.model import precision
 from au_llm.model.llm import ByteTokenizer, load_base_llm, lora_parameters
-from au_llm.model.modeling_au_llm import (
-    AULLM,
-    build_au_llm,
-    merge_visual_tokens,
-)
-from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+from au_llm.model.modeling_au_llm import AULLM, VISUAL_TOKEN_ID, merge_visual_tokens
+from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +35,7 @@ def _logits_and_grads(model: AULLM, x: torch.Tensor) -> tuple[torch.Tensor, dict
 
 
 def test_shapes_and_projector_width() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 4), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 4), seed=0)
     x = clips(3)
     feats = model.get_clip_features(x)
     assert model.projector.in_dim == feats["mid"].shape[1] + feats["high"].shape[1]
@@ -51,7 +47,7 @@ def test_shapes_and_projector_width() -> None:
 
 
 def test_gradients_reach_trainable_parts_but_not_base() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 3), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 3), seed=0)
     _perturb_lora(model)
     _, grads = _logits_and_grads(model, clips(2))
     for prefix in ("backbone.conv1.", "backbone.fc_high.", "projector.", "head.", "llm."):
@@ -72,7 +68,7 @@ def test_gradients_reach_trainable_parts_but_not_base() -> None:
 def test_fast_path_equals_straightforward_path(
     arch: str, prompt: str | None, n_tokens: int
 ) -> None:
-    model = build_au_llm(
+    model = build_tiny(
         tiny_spec(tiny_model_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 4), seed=0
     )
     _perturb_lora(model)
@@ -97,7 +93,7 @@ def test_fast_path_without_prefix_equals_straightforward_path(monkeypatch) -> No
         "encode",
         lambda self, text, add_special_tokens=True: encode(self, text, False),
     )
-    model = build_au_llm(tiny_spec(cfg, 2), seed=0)
+    model = build_tiny(tiny_spec(cfg, 2), seed=0)
     assert model._segment_lengths[0] == 0  # nothing to cache: the visual token comes first
     _perturb_lora(model)
     model.eval()
@@ -117,7 +113,7 @@ def test_visual_token_count_is_checked_where_tokens_enter_the_llm() -> None:
 
 
 def test_explicit_prompt_cache_gives_the_same_logits_and_belongs_to_its_weights() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
     x = clips(2)
@@ -149,31 +145,31 @@ def test_explicit_prompt_cache_gives_the_same_logits_and_belongs_to_its_weights(
 
 def test_reset_trainable_equals_fresh_build() -> None:
     cfg = tiny_model_config(dropout=0.1)
-    model = build_au_llm(tiny_spec(cfg, 3), seed=5)
+    model = build_tiny(tiny_spec(cfg, 3), seed=5)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-2)
     model(clips(2)).sum().backward()
     optimizer.step()  # changes every trainable weight and the BatchNorm statistics
     model.reset_trainable(7)
     reset_state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
-    fresh = build_au_llm(tiny_spec(cfg, 3), seed=7)
+    fresh = build_tiny(tiny_spec(cfg, 3), seed=7)
     fresh_state = fresh.trainable_state_dict()
     assert reset_state.keys() == fresh_state.keys()
     assert any("lora_A" in k for k in fresh_state) and any("running_mean" in k for k in fresh_state)
     for key, value in fresh_state.items():
         assert torch.equal(value, reset_state[key]), key
-    other = build_au_llm(tiny_spec(cfg, 3), seed=8).trainable_state_dict()
+    other = build_tiny(tiny_spec(cfg, 3), seed=8).trainable_state_dict()
     assert not torch.equal(other["projector.mlp.0.weight"], fresh_state["projector.mlp.0.weight"])
 
 
 def test_two_models_in_one_process_both_work() -> None:
     cfg = tiny_model_config()
-    first = build_au_llm(tiny_spec(cfg, 2), seed=0)
+    first = build_tiny(tiny_spec(cfg, 2), seed=0)
     _perturb_lora(first, seed=0)
     first.eval()
     x = clips(1)
     with torch.no_grad():
         before = first(x)
-    second = build_au_llm(tiny_spec(cfg, 2), seed=1)
+    second = build_tiny(tiny_spec(cfg, 2), seed=1)
     _perturb_lora(second, seed=1)
     second.eval()
     assert first.llm is not second.llm
@@ -209,19 +205,30 @@ def test_tiny_base_is_deterministic_and_identified() -> None:
 def test_placeholder_count_must_match_visual_tokens() -> None:
     cfg = tiny_model_config(prompt="a <video> b <video> c", n_visual_tokens=1)
     with pytest.raises(ValueError, match="2 '<video>' placeholder.*n_visual_tokens = 1"):
-        build_au_llm(tiny_spec(cfg, 2), seed=0)
+        build_tiny(tiny_spec(cfg, 2), seed=0)
+
+
+def test_the_model_checks_the_visual_slots_of_its_prompt_ids() -> None:
+    spec = tiny_spec(tiny_model_config(), 2)
+    two_slots = torch.tensor([1, 5, VISUAL_TOKEN_ID, 6, VISUAL_TOKEN_ID])
+    with pytest.raises(ValueError, match="2 visual slot.*n_visual_tokens = 1.*do not match"):
+        AULLM(spec, two_slots)
+    with pytest.raises(ValueError, match="needs prompt_ids"):
+        AULLM(spec)
+    model = AULLM(spec, torch.tensor([1, 5, 6, VISUAL_TOKEN_ID, 7]))
+    assert model.prompt_ids.tolist() == [1, 5, 6, 7] and model._segment_lengths == (3, 1)
 
 
 def test_visual_token_goes_after_the_prompt() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 2), seed=0)
     expected = ByteTokenizer(model.cfg.llm.tiny.vocab_size).encode(model.cfg.llm.prompt)
     assert model.prompt_ids.tolist() == expected and expected[0] == ByteTokenizer.bos_id
     assert model._segment_lengths == (len(expected), 0)
 
 
 def test_none_ablation_trains_without_llm() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
-    assert model.llm is None and model.tokenizer is None and model.base_identity is None
+    model = build_tiny(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+    assert model.llm is None and model.base_identity is None
     assert model.projector.out_dim == 32 and model.head.in_features == 32
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
     logits = model(clips(2))
@@ -232,7 +239,7 @@ def test_none_ablation_trains_without_llm() -> None:
 
 
 def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 2), seed=0)
     _perturb_lora(model)
     model.eval()
     model.place("cpu", "bf16")
@@ -250,7 +257,7 @@ def test_frozen_base_in_bf16_keeps_trainable_weights_fp32() -> None:
 
 
 def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(), 2), seed=0)
     for native, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(precision, "bf16_native", lambda device, n=native: n)
         assert model.place("cpu", "auto").precision == expected

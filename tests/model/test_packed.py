@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from au_llm.model.llm import lora_parameters
-from au_llm.model.modeling_au_llm import AULLM, build_au_llm
+from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.packed import block_attention_mask, packed_last_hidden
-from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 PLACEHOLDER_PROMPT = "Frames <video> show a face ; the onset <video> is subtle . Which AUs ?"
 
@@ -47,7 +47,7 @@ def _hidden_and_grads(model: AULLM, hidden_fn) -> tuple[torch.Tensor, dict]:
 def test_packed_pass_equals_prefix_cache_pass_with_gradients(
     arch: str, prompt: str | None, n_tokens: int
 ) -> None:
-    model = build_au_llm(
+    model = build_tiny(
         tiny_spec(tiny_model_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 3), seed=0
     )
     generator = torch.Generator().manual_seed(1)
@@ -77,7 +77,7 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
 
 
 def test_packed_pass_without_prefix_is_per_sample_causal() -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 2), seed=0).eval()
+    model = build_tiny(tiny_spec(tiny_model_config(), 2), seed=0).eval()
     decoder = model.llm.get_decoder()
     suffix = torch.randn(3, 2, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -8,18 +8,12 @@ import pytest
 import torch
 
 from au_llm.config import TrainConfig
+from au_llm.inference import clip_outputs, inference_prompt_cache
 from au_llm.model import precision as P
 from au_llm.model.backbones import FrameConv2d, LearnableEulerianDynamics
-from au_llm.model.checkpoint import load_checkpoint, save_checkpoint
+from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import build_au_llm
-from au_llm.training import (
-    batch_loss,
-    clip_outputs,
-    inference_prompt_cache,
-    make_optimizer,
-    set_determinism,
-)
+from au_llm.training import batch_loss, make_optimizer, set_determinism
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 CPU = torch.device("cpu")
@@ -103,7 +97,7 @@ def test_fp32_linear_gives_fp32_logits_under_autocast(device) -> None:
     torch.testing.assert_close(logits, expected)
 
 
-def _train_steps(model, device, steps: int = 2) -> list[float]:
+def _train_steps(model, processor, device, steps: int = 2) -> list[float]:
     """A few AdamW steps of ``batch_loss`` under the model's autocast; the losses."""
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], device=device)
     loss_fn = build_loss(TrainConfig(), labels.cpu()).to(device)
@@ -112,7 +106,8 @@ def _train_steps(model, device, steps: int = 2) -> list[float]:
     for step in range(steps):
         optimizer.zero_grad()
         with P.autocast(device, model.precision):
-            loss = batch_loss(model, clips(2, seed=step).to(device), labels, loss_fn, step)
+            x = clips(2, seed=step).to(device)
+            loss = batch_loss(model, processor, x, labels, loss_fn, step)
         loss.backward()
         optimizer.step()
         assert loss.dtype == torch.float32 and torch.isfinite(loss)
@@ -124,29 +119,30 @@ def test_model_trains_and_generates_in_each_precision(precision: str, device) ->
     cfg = tiny_model_config()
     cfg.head = "both"
     cfg.text.formats = ["list"]
-    model = build_au_llm(tiny_spec(cfg, 3), 0, device, precision)
+    model, processor = build_model(tiny_spec(cfg, 3), 0, device, precision)
     assert model.precision == precision
     expected_base = torch.bfloat16 if precision == "bf16" else torch.float32
     assert model.llm.get_input_embeddings().weight.dtype == expected_base
-    _train_steps(model, device)
+    _train_steps(model, processor, device)
     assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
     model.eval()
     cache = inference_prompt_cache(model)
-    outputs = clip_outputs(model, clips(2, seed=1), cache, answers=True)
+    outputs = clip_outputs(model, processor, clips(2, seed=1), cache, answers=True)
     assert outputs.probs.shape == (2, 3) and ((outputs.probs >= 0) & (outputs.probs <= 1)).all()
     assert len(outputs.answers["list"]) == 2
-    again = clip_outputs(model, clips(2, seed=1), cache, answers=True)
+    again = clip_outputs(model, processor, clips(2, seed=1), cache, answers=True)
     assert again.answers == outputs.answers and (again.probs == outputs.probs).all()
 
 
 def test_checkpoint_records_and_restores_the_precision(tmp_path: Path, precision, device) -> None:
-    model = build_au_llm(tiny_spec(tiny_model_config(), 3), 2, device, precision).eval()
+    model, processor = build_model(tiny_spec(tiny_model_config(), 3), 2, device, precision)
+    model.eval()
     x = clips(2, seed=3).to(device)
     with torch.no_grad(), P.autocast(device, precision):
         expected = model(x)
     assert expected.dtype == torch.float32
-    save_checkpoint(model, {}, tmp_path / "ckpt")
-    loaded, info = load_checkpoint(tmp_path / "ckpt")
+    save_checkpoint(model, processor, {}, tmp_path / "ckpt")
+    loaded, _, info = load_checkpoint(tmp_path / "ckpt")
     assert info["precision"] == precision
     loaded.place(device, info["precision"])
     assert loaded.precision == precision
@@ -160,8 +156,8 @@ def test_training_repeats_exactly_under_determinism(precision: str, device) -> N
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = build_au_llm(tiny_spec(tiny_model_config(), 3), 0, device, precision)
-        losses = _train_steps(model, device, steps=3)
+        model, processor = build_model(tiny_spec(tiny_model_config(), 3), 0, device, precision)
+        losses = _train_steps(model, processor, device, steps=3)
         runs.append((losses, {k: v.cpu() for k, v in model.trainable_state_dict().items()}))
     assert runs[0][0] == runs[1][0]
     for key, value in runs[0][1].items():

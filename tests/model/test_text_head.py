@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from au_llm.answers import parse_answer
-from au_llm.model.engine import answer_trie, generate_answers
+from au_llm.model.checkpoint import build_model
+from au_llm.model.engine import generate_answers
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import build_au_llm
 from au_llm.training import batch_loss
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
@@ -20,22 +20,22 @@ def _text_model(head: str = "both", formats=("list", "yesno"), seed: int = 0):
     cfg.llm.tiny.init_std = 0.5  # sharp enough logits for a 32-wide random LM to learn text
     cfg.head = head
     cfg.text.formats = list(formats)
-    return build_au_llm(tiny_spec(cfg, 3), seed=seed)
+    return build_model(tiny_spec(cfg, 3), seed=seed)
 
 
-def _reference_greedy(model, clip, fmt, steps):
+def _reference_greedy(model, processor, clip, fmt, steps):
     """Step-by-step greedy decoding with the full causal LM and no cache."""
     embed = model.llm.get_input_embeddings()
     prefix = embed(model.prompt_ids[: model._segment_lengths[0]]).unsqueeze(0)
     with torch.no_grad():
         visual = model.suffix_embeds(model.get_visual_tokens(clip))
-        instruction = embed(getattr(model, f"instruction_{fmt}")).unsqueeze(0)
+        instruction = embed(processor.instruction_ids(fmt)).unsqueeze(0)
         sequence = torch.cat([prefix, visual, instruction], dim=1)
         out = []
         for _ in range(steps):
             logits = model.llm(inputs_embeds=sequence).logits[:, -1]
             token = int(logits.argmax(-1))
-            if token == model.tokenizer.eos_id:
+            if token == processor.eos_id:
                 break
             out.append(token)
             sequence = torch.cat([sequence, embed(torch.tensor([[token]]))], dim=1)
@@ -43,24 +43,26 @@ def _reference_greedy(model, clip, fmt, steps):
 
 
 def test_generation_equals_step_by_step_greedy_without_cache():
-    model = _text_model(formats=("list",)).eval()
+    model, processor = _text_model(formats=("list",))
+    model.eval()
     x = clips(3)
     cache = model.prompt_cache()
-    batched = generate_answers(model, model.get_visual_tokens(x), "list", cache, max_new_tokens=12)
+    instruction, eos = processor.instruction_ids("list"), processor.eos_id
+    batched = generate_answers(model, model.get_visual_tokens(x), instruction, eos, cache, 12)
     assert any(batched), "the random model must produce some tokens for the test to mean anything"
     for i in range(3):
-        assert batched[i] == _reference_greedy(model, x[i : i + 1], "list", 12)
+        assert batched[i] == _reference_greedy(model, processor, x[i : i + 1], "list", 12)
 
 
 def test_text_loss_decreases_on_a_tiny_overfit_set():
-    model = _text_model()
+    model, processor = _text_model()
     x, labels = clips(4), torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1.0]])
     loss_fn = build_loss(model.cfg and _train_cfg(), labels.numpy())
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
     losses = []
     for step in range(40):
         optimizer.zero_grad()
-        loss = batch_loss(model, x, labels, loss_fn, step % 2)
+        loss = batch_loss(model, processor, x, labels, loss_fn, step % 2)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
@@ -74,28 +76,30 @@ def _train_cfg():
 
 
 def test_both_heads_share_one_pass_and_the_linear_head_is_unchanged():
-    model = _text_model().eval()
+    model, processor = _text_model()
+    model.eval()
     x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 0, 0.0]])
-    ids, targets = model.text_targets(labels, ["list", "yesno"])
-    assert (targets[0] == -100).sum() >= len(model.instruction_list)
+    ids, targets = processor.answer_batch(labels, ["list", "yesno"])
+    assert (targets[0] == -100).sum() >= len(processor.instruction_ids("list"))
     with torch.no_grad():
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         torch.testing.assert_close(au_logits, model(x), rtol=0, atol=1e-5)
     assert lm_logits.shape == (*ids.shape, model.cfg.llm.tiny.vocab_size)
     answer = [t for t in targets[0].tolist() if t != -100][:-1]
-    assert model.tokenizer.decode(answer) == "AU1, AU3"
+    assert processor.decode([answer]) == ["AU1, AU3"]
 
 
 def test_constrained_decoding_always_parses():
-    model = _text_model(formats=("list", "json")).eval()
+    model, processor = _text_model(formats=("list", "json"))
+    model.eval()
     x = clips(4)
     tokens = model.get_visual_tokens(x)
     for fmt in ("list", "json"):
-        free = generate_answers(model, tokens, fmt, model.prompt_cache(), 40)
-        texts = [model.tokenizer.decode(a) for a in free]
+        instruction, eos = processor.instruction_ids(fmt), processor.eos_id
+        free = generate_answers(model, tokens, instruction, eos, model.prompt_cache(), 40)
+        texts = processor.decode(free)
         assert not all(parse_answer(fmt, model.spec.aus, t).ok for t in texts)  # random model
-        tied = generate_answers(
-            model, tokens, fmt, model.prompt_cache(), 80, answer_trie(model, fmt)
-        )
-        for ids in tied:
-            assert parse_answer(fmt, model.spec.aus, model.tokenizer.decode(ids)).ok
+        trie = processor.answer_trie(fmt)
+        tied = generate_answers(model, tokens, instruction, eos, model.prompt_cache(), 80, trie)
+        for text in processor.decode(tied):
+            assert parse_answer(fmt, model.spec.aus, text).ok

@@ -1,0 +1,173 @@
+"""Inference of a trained AU-LLM model: visual tokens once per batch -> probabilities, text.
+
+:func:`clip_outputs` runs the backbone and projector once per batch of clips; the visual tokens
+feed the linear head (AU probabilities), the greedy answers in every format the model was
+trained on, and the greedy explanations. :func:`predict_clips` does it for a whole dataset. The
+prompt cache (:func:`inference_prompt_cache`) and the constraint tries (:func:`answer_tries`) are
+computed once per model state by the caller and passed to every batch. The protocols
+(:mod:`au_llm.protocol`), ``au-llm predict`` (:mod:`au_llm.deploy`), the reliance measure and the
+demo all predict through this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from au_llm.model.engine import AnswerTrie, PromptCache, generate_answers
+from au_llm.model.modeling_au_llm import AULLM
+from au_llm.model.precision import model_autocast
+from au_llm.model.processing_au_llm import EXPLAIN, AULLMProcessor
+from au_llm.preprocess.dataset import ClipDataset, clip_loader, meta_rows
+
+
+def inference_prompt_cache(model: AULLM) -> PromptCache | None:
+    """The model's prompt cache for inference, under the same autocast as :func:`clip_outputs`.
+
+    Call it after training or loading (the cache belongs to the current weights), in eval mode.
+    """
+    with torch.inference_mode(), model_autocast(model):
+        return model.prompt_cache()
+
+
+@dataclass
+class ClipOutputs:
+    """What a model gives for clips, in clip order.
+
+    Attributes:
+        probs: ``[N, n_aus]`` float64 AU probabilities of the linear head.
+        answers: Format -> one generated answer per clip (empty unless asked for).
+        explanations: One generated explanation per clip (empty unless asked for).
+    """
+
+    probs: np.ndarray
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    explanations: list[str] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: list[ClipOutputs], n_aus: int) -> ClipOutputs:
+        """The outputs of consecutive batches as one (``n_aus`` shapes an empty result)."""
+        if not parts:
+            return cls(np.zeros((0, n_aus)))
+        answers = {
+            fmt: [text for part in parts for text in part.answers[fmt]] for fmt in parts[0].answers
+        }
+        explanations = [text for part in parts for text in part.explanations]
+        return cls(np.concatenate([part.probs for part in parts]), answers, explanations)
+
+
+def answer_tries(
+    model: AULLM, processor: AULLMProcessor, constrained: bool | None = None
+) -> dict[str, AnswerTrie]:
+    """Constraint tries per format when constrained (default ``model.text.constrained``)."""
+    text = model.cfg.text
+    wanted = text.constrained if constrained is None else constrained
+    return {fmt: processor.answer_trie(fmt) for fmt in text.formats} if wanted else {}
+
+
+def clip_outputs(
+    model: AULLM,
+    processor: AULLMProcessor,
+    clips: torch.Tensor,
+    prompt_cache: PromptCache | None = None,
+    tries: dict[str, AnswerTrie] | None = None,
+    answers: bool = False,
+    explain: bool = False,
+) -> ClipOutputs:
+    """Probabilities, and on request answers and explanations, of clips ``[B, C, T, H, W]``.
+
+    The backbone and projector run once; their visual tokens ``[B, n, H]`` feed the linear head,
+    the greedy answers in every format the model was trained on (``answers``; constrained by
+    ``tries`` from :func:`answer_tries`) and the greedy explanations (``explain``). The model is
+    used as it is (call ``model.eval()`` first), under the model's precision
+    (``model.precision``), exactly as during training; probabilities and greedy choices come from
+    float32 logits. ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same
+    weights. The processor decodes the text into one printable line per clip, so every answer
+    fits one CSV cell.
+
+    Raises:
+        ValueError: ``explain`` for a model not trained with explanations.
+    """
+    if explain and not model.cfg.explains:
+        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
+    device = next(model.parameters()).device
+    text, tries = model.cfg.text, tries or {}
+    eos = processor.eos_id if answers or explain else 0
+    outputs = ClipOutputs(np.zeros(0))
+    with torch.inference_mode(), model_autocast(model):
+        tokens = model.get_visual_tokens(clips.to(device))
+        logits = model.score_tokens(tokens, prompt_cache)
+        for fmt in text.formats if answers else []:
+            instruction = processor.instruction_ids(fmt)
+            ids = generate_answers(
+                model, tokens, instruction, eos, prompt_cache, text.max_new_tokens, tries.get(fmt)
+            )
+            outputs.answers[fmt] = processor.decode(ids)
+        if explain:
+            instruction, cfg = processor.instruction_ids(EXPLAIN), model.cfg.explain
+            ids = generate_answers(
+                model,
+                tokens,
+                instruction,
+                eos,
+                prompt_cache,
+                cfg.max_new_tokens,
+                stop_repeat=cfg.stop_repeat,
+            )
+            outputs.explanations = processor.decode(ids)
+    outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+    return outputs
+
+
+def predict_clips(
+    model: AULLM,
+    processor: AULLMProcessor,
+    dataset: ClipDataset,
+    batch_size: int,
+    answers: bool = False,
+    explain: bool = False,
+) -> tuple[ClipOutputs, list[dict]]:
+    """:func:`clip_outputs` of every clip of ``dataset`` in eval mode, in dataset order.
+
+    The prompt cache (and, with ``model.text.constrained``, the tries that allow only well-formed
+    answers) are computed once; answers and explanations are greedy and deterministic.
+
+    Args:
+        model: A trained model.
+        processor: Its text processor.
+        dataset: Clips to score (deterministic sampling).
+        batch_size: Clips per forward pass.
+        answers: Also generate the text answers in every format.
+        explain: Also generate explanations.
+
+    Returns:
+        ``(outputs, metas)`` with one meta dict per clip (see
+        :class:`~au_llm.preprocess.dataset.ClipDataset`).
+    """
+    model.eval()
+    cache = inference_prompt_cache(model)
+    tries = answer_tries(model, processor) if answers else {}
+    parts, metas = [], []
+    for clips, _, meta in clip_loader(dataset, batch_size, shuffle=False, seed=0):
+        parts.append(clip_outputs(model, processor, clips, cache, tries, answers, explain))
+        metas.extend(meta_rows(meta))
+    return ClipOutputs.concat(parts, len(dataset.aus)), metas
+
+
+def visual_tokens(model: AULLM, dataset: ClipDataset, batch_size: int) -> torch.Tensor:
+    """``[N, n, H]`` visual tokens of every clip of ``dataset``, in order, under inference mode.
+
+    Batches of ``batch_size`` clips go through the backbone and projector in eval mode, under the
+    model's precision.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.inference_mode(), model_autocast(model):
+        return torch.cat(
+            [
+                model.get_visual_tokens(clips.to(device))
+                for clips, _, _ in clip_loader(dataset, batch_size, shuffle=False, seed=0)
+            ]
+        )
