@@ -32,6 +32,7 @@ def test_the_defaults_are_a_valid_linear_head_on_a_tiny_llm():
         (lambda: TinyLLMConfig(hidden_size=100, num_heads=3), r"divisible by num_heads"),
         (lambda: LLMConfig(source="hub"), r"model.llm.source = 'hub': expected one of"),
         (lambda: LLMConfig(source="path"), r"'path' needs model.llm.path"),
+        (lambda: LLMConfig(chat_template="yes"), r"chat_template = 'yes': expected one of auto"),
         (lambda: TextConfig(formats=["list", "list"]), r"expected distinct formats"),
         (lambda: TextConfig(formats=["xml"]), r"model.text.formats = 'xml': expected one of"),
         (
@@ -52,3 +53,18 @@ def test_explanations_need_an_llm_and_model_errors_surface_through_load_config()
         load_config(None, ["model.head=words"])
     cfg = load_config(None, ["model.head=both", "model.text.formats=[json]"])
     assert cfg.model.head == "both" and cfg.model.text.formats == ["json"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "text_head", "explains"),
+    [
+        ([], False, False),
+        (["model.head=both"], True, False),
+        (["model.head=text", "model.explain.weight=0.5"], True, True),
+        (["model.explain.weight=1"], False, True),
+    ],
+)
+def test_the_derived_switches_follow_head_and_explanation_weight(overrides, text_head, explains):
+    model = load_config(None, overrides).model
+    assert (model.has_text_head, model.explains) == (text_head, explains)
+    assert load_config(None, overrides).model.llm.chat_template == "auto"

@@ -1,7 +1,7 @@
 import numpy as np
 
-from au_llm.prediction_rows import output_columns
 from au_llm.inference import ClipOutputs
+from au_llm.prediction_rows import output_columns
 
 AUS = [1, 12]
 PROBS = np.array([[0.9, 0.2], [0.4, 0.7]])

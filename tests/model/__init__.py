@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -69,3 +70,61 @@ def build_tiny(
 ) -> AULLM:
     """The model of ``spec`` alone (built on its processor's prompt ids, see ``build_model``)."""
     return build_model(spec, seed, device, precision)[0]
+
+
+CHAT_SPECIAL = ("<|user|>", "<|assistant|>", "<|end|>")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+"""A small Jinja chat template whose role and end markers are special tokens of the vocabulary."""
+
+
+def save_local_hf_model(
+    directory: Path,
+    layers: int,
+    seed: int = 0,
+    arch: str = "qwen2",
+    chat_template: str | None = None,
+) -> None:
+    """A tiny Qwen2 (or Llama) causal LM with a word-level tokenizer, saved as a local HF folder.
+
+    The vocabulary holds the default prompt's words, the ``list`` answers of AUs 1-3 and the
+    markers of :data:`CHAT_TEMPLATE`; with ``chat_template`` the markers are special tokens and
+    the tokenizer carries the template.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "analyse", "the", "following", "features", "."]
+    words += ["AU1", "AU2", "AU3", ",", "none", *CHAT_SPECIAL]
+    word_model = models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
+    tokenizer = Tokenizer(word_model)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    special = {"extra_special_tokens": list(CHAT_SPECIAL)} if chat_template else {}
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>", **special
+    )
+    fast.add_tokens(["AU1", "AU2", "AU3", "none"])  # whole words whatever class loads the files
+    fast.chat_template = chat_template
+    fast.save_pretrained(directory)
+    config_cls, model_cls = {
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+    }[arch]
+    config = config_cls(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    torch.manual_seed(seed)
+    model_cls(config).save_pretrained(directory)

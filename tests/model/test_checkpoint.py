@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from au_llm.config import LLMConfig
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from au_llm.model.llm import load_base_llm
-from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import clips, one_torch_thread, save_local_hf_model, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -78,43 +78,9 @@ def test_incomplete_checkpoint_raises(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
 
 
-def _save_local_hf_model(directory: Path, layers: int, seed: int = 0, arch: str = "qwen2") -> None:
-    """A tiny Qwen2 (or Llama) causal LM with a word-level tokenizer, saved as a local HF folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        LlamaConfig,
-        LlamaForCausalLM,
-        PreTrainedTokenizerFast,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
-
-    words = ["<pad>", "<s>", "</s>", "<unk>", "analyse", "the", "following", "features", "."]
-    word_model = models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
-    tokenizer = Tokenizer(word_model)
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    ).save_pretrained(directory)
-    config_cls, model_cls = {
-        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-        "llama": (LlamaConfig, LlamaForCausalLM),
-    }[arch]
-    config = config_cls(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    torch.manual_seed(seed)
-    model_cls(config).save_pretrained(directory)
-
-
 def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
-    _save_local_hf_model(model_dir, layers=1)
+    save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     model, processor = _trained_model(cfg)
@@ -128,20 +94,20 @@ def test_local_path_model_round_trip_and_replaced_model(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
     # the directory now holds a different model: its config hash no longer matches
-    _save_local_hf_model(model_dir, layers=2)
+    save_local_hf_model(model_dir, layers=2)
     with pytest.raises(ValueError, match="only fit the original base"):
         load_checkpoint(tmp_path / "ckpt")
 
 
 def test_other_weights_at_the_same_path_are_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "llm"
-    _save_local_hf_model(model_dir, layers=1)
+    save_local_hf_model(model_dir, layers=1)
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     model, processor = _trained_model(cfg)
     assert len(model.base_identity["weights_sha256"]) == 64
     save_checkpoint(model, processor, {}, tmp_path / "ckpt")
-    _save_local_hf_model(model_dir, layers=1, seed=1)  # same config, other weights
+    save_local_hf_model(model_dir, layers=1, seed=1)  # same config, other weights
     with pytest.raises(ValueError, match="only fit the original base"):
         load_checkpoint(tmp_path / "ckpt")
 
@@ -192,7 +158,7 @@ def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     from au_llm.training import batch_loss, make_optimizer
 
     model_dir = tmp_path / arch
-    _save_local_hf_model(model_dir, layers=1, arch=arch)
+    save_local_hf_model(model_dir, layers=1, arch=arch)
     cfg = tiny_model_config()
     cfg.llm = LLMConfig(source="path", path=str(model_dir), lora=cfg.llm.lora)
     cfg.head, cfg.text.formats = "both", ["list"]
