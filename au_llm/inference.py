@@ -12,6 +12,7 @@ demo all predict through this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,29 +95,23 @@ def clip_outputs(
         raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
     device = next(model.parameters()).device
     text, tries = model.cfg.text, tries or {}
-    eos = processor.eos_id if answers or explain else 0
     outputs = ClipOutputs(np.zeros(0))
     with torch.inference_mode(), model_autocast(model):
         tokens = model.get_visual_tokens(clips.to(device))
         logits = model.score_tokens(tokens, prompt_cache)
+
+        def generate(name: str, limit: int, **options: Any) -> list[str]:
+            instruction, eos = processor.instruction_ids(name), processor.eos_id
+            ids = generate_answers(model, tokens, instruction, eos, prompt_cache, limit, **options)
+            return processor.decode(ids)
+
         for fmt in text.formats if answers else []:
-            instruction = processor.instruction_ids(fmt)
-            ids = generate_answers(
-                model, tokens, instruction, eos, prompt_cache, text.max_new_tokens, tries.get(fmt)
-            )
-            outputs.answers[fmt] = processor.decode(ids)
+            outputs.answers[fmt] = generate(fmt, text.max_new_tokens, trie=tries.get(fmt))
         if explain:
-            instruction, cfg = processor.instruction_ids(EXPLAIN), model.cfg.explain
-            ids = generate_answers(
-                model,
-                tokens,
-                instruction,
-                eos,
-                prompt_cache,
-                cfg.max_new_tokens,
-                stop_repeat=cfg.stop_repeat,
+            cfg = model.cfg.explain
+            outputs.explanations = generate(
+                EXPLAIN, cfg.max_new_tokens, stop_repeat=cfg.stop_repeat
             )
-            outputs.explanations = processor.decode(ids)
     outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
     return outputs
 

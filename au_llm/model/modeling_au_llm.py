@@ -37,6 +37,7 @@ device, resolves ``train.precision`` there (:mod:`au_llm.model.precision`; the r
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -86,7 +87,7 @@ def split_prompt_ids(prompt_ids: Tensor, n_visual_tokens: int) -> list[Tensor]:
             f"{n_visual_tokens}: visual tokens and their placeholders do not match"
         )
     bounds = [-1, *slots, len(prompt_ids)]
-    return [prompt_ids[start + 1 : end] for start, end in zip(bounds, bounds[1:], strict=False)]
+    return [prompt_ids[start + 1 : end] for start, end in itertools.pairwise(bounds)]
 
 
 def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:

@@ -112,7 +112,6 @@ class AULLMProcessor:
         self.aus = spec.aus
         self.chat_template = False
         self.prompt_ids: Tensor | None = None
-        self._formats = list(cfg.text.formats) if cfg.has_text_head else []
         self._instructions: dict[str, Tensor] = {}
         if tokenizer is None:
             return
@@ -127,7 +126,8 @@ class AULLMProcessor:
             special = i == 0 and not self.chat_template
             pieces += [self._encode(segment, special), torch.tensor([VISUAL_TOKEN_ID])]
         self.prompt_ids = torch.cat(pieces[:-1])
-        texts = {fmt: INSTRUCTIONS[fmt] for fmt in self._formats}
+        formats = cfg.text.formats if cfg.has_text_head else []
+        texts = {fmt: INSTRUCTIONS[fmt] for fmt in formats}
         if cfg.explains:
             texts[EXPLAIN] = EXPLAIN_INSTRUCTION
         self._instructions = {
