@@ -359,9 +359,6 @@ class ModelHolder:
 
     Building a model loads its base LLM; every later fold calls ``reset_trainable`` instead,
     which gives the same weights as a fresh build (see ``bench/model_speed.py`` for the gain).
-
-    Attributes:
-        processor: The model's text processor (set by the first :meth:`fresh`).
     """
 
     def __init__(self, spec: ModelSpec, device: torch.device, precision: str = "fp32") -> None:
@@ -369,15 +366,16 @@ class ModelHolder:
         self.device = device
         self.precision = precision
         self._model: AULLM | None = None
-        self.processor: AULLMProcessor | None = None
+        self._processor: AULLMProcessor | None = None
 
     def fresh(self, seed: int) -> tuple[AULLM, AULLMProcessor]:
         """The model with trainable weights from ``seed`` (base LLM reused), and its processor."""
-        if self._model is None or self.processor is None:
-            self._model, self.processor = build_model(self.spec, seed, self.device, self.precision)
+        if self._model is None or self._processor is None:
+            built = build_model(self.spec, seed, self.device, self.precision)
+            self._model, self._processor = built
         else:
             self._model.reset_trainable(seed)
-        return self._model, self.processor
+        return self._model, self._processor
 
 
 def inner_split(
