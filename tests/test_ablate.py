@@ -69,5 +69,8 @@ def test_ablate_runs_every_setting_on_identical_folds_and_seeds(tiny_data, tmp_p
     assert table["value"].tolist() == [0, 1]
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert table["binary_f1_mean"][0] == pytest.approx(summary["metrics"]["pooled_binary_f1"])
+    threshold_f1 = summary["metrics"]["binary_f1_train_threshold"]
+    assert table["train_threshold_f1"][0] == pytest.approx(threshold_f1)
+    assert "training thresholds" in text and f"| {threshold_f1:.3f} |" in text
     assert "| 0 |" in text and "(reference)" in text and "Explanations" in text
     assert (out_dir / "ablation.md").read_text() == text
