@@ -164,7 +164,7 @@ def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[
     """The reliance measure (:mod:`au_llm.reliance`) of the deployed model on the test clips."""
     inference = deployed.inference
     cache = ClipCache(cache_dir, inference.preprocess)
-    frames, strategy = deployed.spec.frames_per_clip, inference.sampling
+    frames, strategy = deployed.spec.frames_per_clip, inference.frame_sampling
     dataset = ClipDataset(read_manifest(test), cache, deployed.aus, frames, strategy)
     return dataset_reliance(deployed.model, dataset, inference.batch_size)
 

@@ -46,7 +46,7 @@ class InferenceConfig:
 
     Attributes:
         preprocess: The face alignment of the training clips; inputs are aligned the same way.
-        sampling: How a clip's frames are picked (the training run's ``sampling.test``).
+        frame_sampling: How a clip's frames are picked (the training run's ``sampling.test``).
         batch_size: Clips per forward pass (the training run's ``train.batch_size``).
         device: ``auto``, ``cpu`` or ``cuda`` (``train.device``).
         deterministic: Deterministic kernels (``train.deterministic``).
@@ -58,7 +58,7 @@ class InferenceConfig:
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    sampling: str = "uniform"
+    frame_sampling: str = "uniform"
     batch_size: int = 32
     device: str = "auto"
     deterministic: bool = True
@@ -67,7 +67,7 @@ class InferenceConfig:
     clip_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        check_choice("inference", "sampling", self.sampling, SAMPLING_STRATEGIES)
+        check_choice("inference", "frame_sampling", self.frame_sampling, SAMPLING_STRATEGIES)
         check_choice("inference", "threshold_policy", self.threshold_policy, ("fixed", "train"))
         if self.batch_size < 1:
             raise ConfigError(f"inference.batch_size = {self.batch_size}: expected >= 1")

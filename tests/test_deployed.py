@@ -41,7 +41,11 @@ def saved(tmp_path_factory) -> tuple[DeployedModel, Path, dict]:
 def test_inference_settings_come_from_the_training_sections(saved):
     deployed, _, _ = saved
     inference = deployed.inference
-    assert (inference.batch_size, inference.sampling, inference.device) == (5, "onset_apex", "cpu")
+    assert (inference.batch_size, inference.frame_sampling, inference.device) == (
+        5,
+        "onset_apex",
+        "cpu",
+    )
     assert inference.preprocess.mode == "frame" and inference.preprocess.size == 48
     assert inference.threshold_policy == "train"
     assert deployed.aus == [1, 2, 3] and list(deployed.thresholds) == [0.3, 0.5, 0.7]

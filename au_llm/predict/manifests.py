@@ -70,7 +70,7 @@ class ManifestPredictor:
         )
         if rows.empty:
             return pd.DataFrame()
-        data = ClipDataset(rows, cache, scorer.aus, scorer.frames_per_clip, scorer.sampling)
+        data = ClipDataset(rows, cache, scorer.aus, scorer.frames_per_clip, scorer.frame_sampling)
         clips = torch.stack([data[i][0] for i in range(len(data))])
         outputs = scorer.outputs(clips)
         labelled = rows["aus"].fillna("").astype(str).str.strip().ne("").any()

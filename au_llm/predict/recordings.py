@@ -127,7 +127,7 @@ class RecordingScanner:
         tracks: list[int | None] = [None]
         if pre.mode != "none":
             tracks = list(choose_tracks(window, self.options.face))
-        n_frames, strategy = scorer.frames_per_clip, scorer.sampling
+        n_frames, strategy = scorer.frames_per_clip, scorer.frame_sampling
         return [(t, align_track(window, t, pre, n_frames, strategy, rng)) for t in tracks]
 
     def _score_batch(self, batch: list[tuple[dict, AlignedWindow]]) -> pd.DataFrame:

@@ -70,9 +70,9 @@ class ClipScorer:
         return self.deployed.spec.frames_per_clip
 
     @property
-    def sampling(self) -> str:
+    def frame_sampling(self) -> str:
         """How a clip's frames are picked (the model's test sampling strategy)."""
-        return self.deployed.inference.sampling
+        return self.deployed.inference.frame_sampling
 
     def outputs(self, clips: torch.Tensor) -> ClipOutputs:
         """Probabilities, answers and (``explain``) explanations of clips ``[B, C, T, H, W]``.
