@@ -365,7 +365,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from au_llm.deployed import train_deployable
+    from au_llm.train_recipe import train_deployable
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     train_deployable(load_config(args.config, overrides), args.out, overwrite=args.overwrite)
@@ -374,26 +374,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from au_llm.deploy import predict_inputs
+    from au_llm.predict.config import PredictConfig
+    from au_llm.predict.run import predict_inputs
 
-    run = predict_inputs(
-        args.model,
-        args.input,
-        args.out,
+    options = PredictConfig(
         window=args.window,
         stride=args.stride,
         fps=args.fps,
-        plot=args.plot,
-        per_frame=args.per_frame,
-        strict=args.strict,
-        cache_dir=args.cache_dir,
-        overwrite=args.overwrite,
-        explain=args.explain,
         face=args.face,
         min_face=args.min_face,
+        explain=args.explain,
         align=args.align,
         precision=args.precision,
+        strict=args.strict,
+        plot=args.plot,
+        per_frame=args.per_frame,
+        overwrite=args.overwrite,
+        cache_dir=args.cache_dir,
     )
+    run = predict_inputs(args.model, args.input, args.out, options)
     print(run.summary.to_string(index=False, na_rep=""))
     print(f"predictions written: {run.out} (failures: {run.failures}; precision: {run.precision})")
     return run.status

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -41,6 +41,8 @@ from au_llm.config_model import (
     TinyLLMConfig,
 )
 from au_llm.data.au_sets import UNCODED_RULES
+
+T = TypeVar("T")
 
 __all__ = [
     "ANSWER_FORMAT_NAMES",
@@ -550,9 +552,17 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
 
 
-def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    """Build a validated configuration from nested dicts (e.g. a checkpoint's saved config)."""
-    merged = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), OmegaConf.create(data))
+def config_from_dict(cls: type[T], data: Any) -> T:
+    """A config dataclass (the experiment or one of its sections) from plain data, validated.
+
+    Missing keys take their defaults; an unknown key, a wrong type or an invalid value raises
+    (OmegaConf's errors, or :class:`ConfigError`).
+
+    Args:
+        cls: The dataclass, e.g. :class:`ExperimentConfig` or :class:`PreprocessConfig`.
+        data: Nested dicts and lists (e.g. read from JSON).
+    """
+    merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(data))
     cfg = OmegaConf.to_object(merged)
-    assert isinstance(cfg, ExperimentConfig)
+    assert isinstance(cfg, cls)
     return cfg

@@ -25,16 +25,19 @@ import pandas as pd
 
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.deploy import Predictor
-from au_llm.deployed import DeployedModel, load_deployed, train_deployable
+from au_llm.deployed import DeployedModel, load_deployed
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import au_column, binary_f1, roc_auc
+from au_llm.predict.config import PredictConfig
+from au_llm.predict.manifests import ManifestPredictor
+from au_llm.predict.scorer import ClipScorer
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.reliance import dataset_reliance, reliance_notes
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.runs.layout import SUMMARY
+from au_llm.train_recipe import train_deployable
 
 TEXT_CONFIG = "demo_smollm2_text.yaml"
 TEST_SUBJECTS = 2
@@ -159,11 +162,11 @@ def examples_text(frame: pd.DataFrame, aus: list[int], count: int = EXAMPLES) ->
 
 def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[str, Any]:
     """The reliance measure (:mod:`au_llm.reliance`) of the deployed model on the test clips."""
-    cfg = deployed.cfg
-    cache = ClipCache(cache_dir, cfg.preprocess)
-    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
+    inference = deployed.inference
+    cache = ClipCache(cache_dir, inference.preprocess)
+    frames, strategy = deployed.spec.frames_per_clip, inference.frame_sampling
     dataset = ClipDataset(read_manifest(test), cache, deployed.aus, frames, strategy)
-    return dataset_reliance(deployed.model, deployed.processor, dataset, cfg.train.batch_size)
+    return dataset_reliance(deployed.model, deployed.processor, dataset, inference.batch_size)
 
 
 def _train_thresholds(model_dir: Path) -> list[float] | None:
@@ -197,16 +200,12 @@ def run_text_demo(
     cfg = text_config(config_file, out, train, test, explain)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
-    explained = deployed.cfg.model.explains
+    explained = deployed.spec.model.explains
     scores, frames = {}, {}
     for mode, constrained in (("free", False), ("constrained", True)):
-        predictor = Predictor(
-            deployed,
-            cache_dir=out / "cache",
-            constrained=constrained,
-            explain=explained and not constrained,
-        )
-        frames[mode] = predictor.predict_manifest(test)
+        options = PredictConfig(explain=explained and not constrained, constrained=constrained)
+        predictor = ManifestPredictor(ClipScorer(deployed, options), out / "cache")
+        frames[mode] = predictor.predict(test)
         atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
         scores[mode] = score_answers(frames[mode], aus, _train_thresholds(folder / "model"))
     results: dict[str, Any] = dict(scores)

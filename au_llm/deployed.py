@@ -1,36 +1,137 @@
-"""Deployable models: ``au-llm train`` trains one model on every labelled clip and saves it.
+"""Deployable models: a trained model with the settings that apply it, saved in a folder.
 
-A model directory holds the trainable weights, the resolved config and the AU list with the
-decision thresholds; :func:`load_deployed` reads it back for ``au-llm predict``
-(:mod:`au_llm.deploy`).
+A model folder (written by ``au-llm train``, see :mod:`au_llm.train_recipe`) holds the trainable
+weights, the :class:`~au_llm.model.spec.ModelSpec` (AUs, clip shape, model configuration) and an
+:class:`InferenceConfig` (alignment, sampling, batch size, thresholds) in ``model.json``, and the
+experiment it was trained with in ``config.json`` for the record; :func:`load_deployed` reads it
+back for ``au-llm predict`` (:mod:`au_llm.predict`). Folders of the previous format (version 3,
+whose settings are only in the saved experiment) still load.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf.errors import OmegaConfBaseException
 
-from au_llm.config import ExperimentConfig, config_from_dict
-from au_llm.io_utils import check_output_folder
-from au_llm.model.checkpoint import MODEL_FILE, build_model, load_checkpoint, save_checkpoint
+from au_llm.config import (
+    EvalConfig,
+    PreprocessConfig,
+    SamplingConfig,
+    TrainConfig,
+    config_from_dict,
+)
+from au_llm.config_checks import SAMPLING_STRATEGIES, ConfigError, check_choice
+from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
-from au_llm.prepare import prepare_data
-from au_llm.training import (
-    fit,
-    resolve_device,
-    seed_everything,
-    select_device,
-    set_determinism,
-    set_num_threads,
-)
+from au_llm.training import resolve_device, set_determinism
 
 log = logging.getLogger(__name__)
+
+INFERENCE_KEY = "inference"
+"""The key of :class:`InferenceConfig` in ``model.json``'s ``extra``."""
+
+
+@dataclass
+class InferenceConfig:
+    """What applying a trained model needs besides its :class:`ModelSpec`.
+
+    The spec gives the AUs (output order), frames per clip and the clip shape; the precision the
+    model was trained in is recorded beside it in ``model.json``.
+
+    Attributes:
+        preprocess: The face alignment of the training clips; inputs are aligned the same way.
+        frame_sampling: How a clip's frames are picked (the training run's ``sampling.test``).
+        batch_size: Clips per forward pass (the training run's ``train.batch_size``).
+        device: ``auto``, ``cpu`` or ``cuda`` (``train.device``).
+        deterministic: Deterministic kernels (``train.deterministic``).
+        threshold_policy: How ``thresholds`` were chosen: ``train`` (on the training clips'
+            predictions) or ``fixed`` (``eval.fixed_threshold``).
+        thresholds: Per-AU decision thresholds, in the spec's AU order.
+        clip_seconds: Median duration of the training clips (onset..offset) in seconds: the
+            default sliding window of a recording, converted to frames at its own frame rate.
+    """
+
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    frame_sampling: str = "uniform"
+    batch_size: int = 32
+    device: str = "auto"
+    deterministic: bool = True
+    threshold_policy: str = "fixed"
+    thresholds: list[float] = field(default_factory=list)
+    clip_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("inference", "frame_sampling", self.frame_sampling, SAMPLING_STRATEGIES)
+        check_choice("inference", "threshold_policy", self.threshold_policy, ("fixed", "train"))
+        if self.batch_size < 1:
+            raise ConfigError(f"inference.batch_size = {self.batch_size}: expected >= 1")
+        if not (np.isfinite(self.clip_seconds) and self.clip_seconds > 0):
+            raise ConfigError(f"inference.clip_seconds = {self.clip_seconds}: expected > 0")
+
+    @classmethod
+    def from_sections(
+        cls,
+        preprocess: PreprocessConfig,
+        sampling: SamplingConfig,
+        train: TrainConfig,
+        eval_cfg: EvalConfig,
+        thresholds: list[float] | np.ndarray,
+        clip_seconds: float,
+    ) -> InferenceConfig:
+        """The settings of a model trained with these sections.
+
+        The ``test-oracle`` threshold policy has no test set outside a protocol and is recorded
+        as ``fixed``.
+
+        Args:
+            preprocess: The ``preprocess`` section.
+            sampling: The ``sampling`` section.
+            train: The ``train`` section.
+            eval_cfg: The ``eval`` section.
+            thresholds: The per-AU thresholds chosen.
+            clip_seconds: The median training clip duration in seconds.
+        """
+        return cls(
+            preprocess,
+            sampling.test,
+            train.batch_size,
+            train.device,
+            train.deterministic,
+            "train" if eval_cfg.threshold == "train" else "fixed",
+            [float(t) for t in thresholds],
+            float(clip_seconds),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (:func:`structured` of this class inverts it)."""
+        return asdict(self)
+
+
+def inference_from_experiment(
+    experiment: dict[str, Any], thresholds: list[float], clip_seconds: float
+) -> InferenceConfig:
+    """The inference config of a version-3 model folder, from the experiment it saved.
+
+    Args:
+        experiment: The saved experiment configuration (``config.json``).
+        thresholds: The per-AU thresholds it recorded.
+        clip_seconds: The median training clip duration it recorded.
+    """
+    return InferenceConfig.from_sections(
+        config_from_dict(PreprocessConfig, experiment.get("preprocess", {})),
+        config_from_dict(SamplingConfig, experiment.get("sampling", {})),
+        config_from_dict(TrainConfig, experiment.get("train", {})),
+        config_from_dict(EvalConfig, experiment.get("eval", {})),
+        thresholds,
+        clip_seconds,
+    )
 
 
 @dataclass
@@ -38,91 +139,81 @@ class DeployedModel:
     """A trained model with what is needed to apply it.
 
     Attributes:
-        model: The model (eval mode).
+        model: The model (eval mode); ``model.spec`` is its :class:`ModelSpec`.
         processor: Its text processor (tokenizer, prompts, decoding).
-        cfg: The resolved configuration it was trained with.
-        aus: AU numbers, in output order.
-        thresholds: Per-AU decision thresholds.
-        clip_seconds: Median duration of the training clips (onset..offset) in seconds: the
-            default sliding window of a recording, converted to frames at its own frame rate.
+        inference: The settings that apply it.
     """
 
     model: AULLM
     processor: AULLMProcessor
-    cfg: ExperimentConfig
-    aus: list[int]
-    thresholds: np.ndarray
-    clip_seconds: float
+    inference: InferenceConfig
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What defines the model (AUs, clip shape, model configuration)."""
+        return self.model.spec
+
+    @property
+    def aus(self) -> list[int]:
+        """AU numbers, in output order."""
+        return list(self.model.spec.aus)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-AU decision thresholds ``[n_aus]``."""
+        return np.asarray(self.inference.thresholds, dtype=np.float64)
 
 
-def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) -> DeployedModel:
-    """Train one model on every clip of ``data.manifests`` and save it to ``out``.
+def save_deployed(
+    deployed: DeployedModel, out: Path, experiment: dict[str, Any], record: dict[str, Any]
+) -> None:
+    """Write a model folder that :func:`load_deployed` reads back identically.
 
-    Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
-    subjects when ``train.val_fraction > 0``). The threshold policy ``train`` picks per-AU
-    thresholds on the training clips' own predictions; ``fixed`` uses ``eval.fixed_threshold``;
-    ``test-oracle`` has no test set here and falls back to ``fixed`` with a warning.
-
-    Raises:
-        ValueError: ``out`` already holds a model and ``overwrite`` is false, is a file, or is
-            (or lies inside) a manifest or the base LLM's folder (checked before any work).
-        OutputError: ``out`` cannot be written.
+    Args:
+        deployed: The trained model and its inference settings.
+        out: The model folder.
+        experiment: The experiment it was trained with (plain data, kept for the record).
+        record: How training went (JSON-ready), kept in ``model.json``'s ``extra``.
     """
-    llm = cfg.model.llm
-    inputs = [*cfg.data.manifests, *cfg.data.target_manifests]
-    inputs += [llm.path] if llm.source == "path" and llm.path else []
-    out = check_output_folder(out, overwrite, inputs, result=MODEL_FILE)
-    set_num_threads(cfg.train)
-    data = prepare_data(cfg, out)
-    seed = cfg.seeds[0]
-    spec = ModelSpec.from_experiment(cfg, data.aus)
-    device, precision = select_device(cfg.train)
-    model, processor = build_model(spec, seed, device, precision)
-    seed_everything(seed)
-    fitted = fit(model, processor, data.source, cfg, data, seed)
-    if cfg.eval.threshold == "test-oracle":
-        log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
-    seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
-    clip_seconds = float(np.median(seconds))
-    extra = {
-        "thresholds": [float(t) for t in fitted.thresholds],
-        "train_thresholds": [float(t) for t in fitted.train_thresholds],
-        "clip_seconds": clip_seconds,
-        "train_clips": len(fitted.train),
-        "train_loss": fitted.result.train_loss,
-        "excluded": data.excluded.to_dict("records"),
-    }
-    save_checkpoint(model, processor, cfg.to_dict(), out, extra=extra)
-    return DeployedModel(model.eval(), processor, cfg, data.aus, fitted.thresholds, clip_seconds)
+    extra = {**record, INFERENCE_KEY: deployed.inference.to_dict()}
+    save_checkpoint(deployed.model, deployed.processor, experiment, out, extra=extra)
 
 
 def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedModel:
-    """Load a model directory written by :func:`train_deployable` (the base LLM must match).
+    """Load a model folder written by ``au-llm train`` (the base LLM must match).
 
     Args:
-        model_dir: The model directory.
+        model_dir: The model folder.
         precision: ``auto``, ``fp32`` or ``bf16``; None runs the model in the precision it was
-            trained in (recorded in the directory). The one used is logged and is
+            trained in (recorded in the folder). The one used is logged and is
             ``model.precision``.
+
+    Raises:
+        ValueError: The folder's settings are missing or invalid, or its thresholds do not
+            match its AUs.
     """
     model, processor, info = load_checkpoint(Path(model_dir))
+    extra = info["extra"]
     try:
-        cfg = config_from_dict(info["config"])
-        extra = info["extra"]
-        thresholds = np.asarray(extra["thresholds"], dtype=np.float64)
-        clip_seconds = float(extra["clip_seconds"])
+        if info["version"] == 3:
+            inference = inference_from_experiment(
+                info["config"], extra["thresholds"], extra["clip_seconds"]
+            )
+        else:
+            inference = config_from_dict(InferenceConfig, extra[INFERENCE_KEY])
     except (KeyError, TypeError, ValueError, OmegaConfBaseException) as exc:
+        where = CONFIG_FILE if info["version"] == 3 else MODEL_FILE
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ValueError(
-            f"{model_dir}: its config.json or model.json is not a trained model's "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"{model_dir}/{where}: not a trained model's settings ({type(exc).__name__}: {first})"
         ) from exc
-    if len(thresholds) != len(model.spec.aus) or not np.isfinite(clip_seconds) or clip_seconds <= 0:
+    if len(inference.thresholds) != model.spec.n_aus:
         raise ValueError(
-            f"{model_dir}/model.json: expected {len(model.spec.aus)} thresholds and a positive "
-            f"clip_seconds, got {len(thresholds)} and {clip_seconds}"
+            f"{model_dir}/{MODEL_FILE}: expected {model.spec.n_aus} thresholds, "
+            f"got {len(inference.thresholds)}"
         )
-    device = resolve_device(cfg.train.device)
-    set_determinism(device, cfg.train.deterministic)
+    device = resolve_device(inference.device)
+    set_determinism(device, inference.deterministic)
     model.place(device, precision or info["precision"])
     log.info(
         "precision: %s (%s; trained in %s)",
@@ -130,11 +221,4 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
         "as trained" if precision is None else f"asked for {precision}",
         info["precision"],
     )
-    return DeployedModel(
-        model,
-        processor,
-        cfg,
-        list(model.spec.aus),
-        thresholds,
-        clip_seconds,
-    )
+    return DeployedModel(model, processor, inference)

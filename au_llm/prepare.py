@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from au_llm.config import DATASET_AUS, ExperimentConfig
+from au_llm.config import DATASET_AUS, DataConfig, PreprocessConfig
 from au_llm.data.au_sets import COMPOSITE_AUS, UNKNOWN_COLUMN, unknown_aus_column
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
@@ -46,18 +46,24 @@ class PreparedData:
     excluded: pd.DataFrame
 
 
-def resolve_aus(cfg: ExperimentConfig, datasets: list[str]) -> list[int]:
+def resolve_aus(data: DataConfig, protocol: str, datasets: list[str]) -> list[int]:
     """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
 
     For ``lodo`` the default is the composite benchmark's 12 AUs
     (:data:`~au_llm.data.au_sets.COMPOSITE_AUS`).
 
+    Args:
+        data: The ``data`` section.
+        protocol: The run's protocol (``loso``, ``lodo``, ``cross``; ``train`` for a deployable
+            model).
+        datasets: The datasets of the run's clips.
+
     Raises:
         ValueError: If no AU is left, or a dataset has no published set and ``data.aus`` is empty.
     """
-    if cfg.data.aus:
-        return sorted(set(cfg.data.aus))
-    if cfg.protocol == "lodo":
+    if data.aus:
+        return sorted(set(data.aus))
+    if protocol == "lodo":
         return list(COMPOSITE_AUS)
     unknown = sorted(set(datasets) - set(DATASET_AUS))
     if unknown:
@@ -102,19 +108,34 @@ def _with_fingerprints(frame: pd.DataFrame, report: pd.DataFrame) -> pd.DataFram
     return frame.drop(columns=["fingerprint"], errors="ignore").merge(prints, on=keys, how="left")
 
 
-def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) -> PreparedData:
+def prepare_data(
+    data: DataConfig,
+    preprocess: PreprocessConfig,
+    run_dir: Path,
+    protocol: str,
+    strict: bool = False,
+    progress: bool = True,
+) -> PreparedData:
     """Read manifests, align and cache every clip, and exclude the clips that failed.
 
     The per-clip preprocessing report is written to ``run_dir/preprocess_report.csv``.
+
+    Args:
+        data: The ``data`` section (manifests, cache folder, AUs).
+        preprocess: The ``preprocess`` section (face alignment of the cached clips).
+        run_dir: The folder receiving the preprocessing report.
+        protocol: The run's protocol (see :func:`resolve_aus`).
+        strict: Raise on the first clip that fails instead of excluding it.
+        progress: Show a progress bar.
     """
-    if not cfg.data.manifests:
+    if not data.manifests:
         raise ValueError("data.manifests is empty: give at least one manifest CSV")
-    source = read_manifests(cfg.data.manifests)
-    target = read_manifests(cfg.data.target_manifests) if cfg.data.target_manifests else None
+    source = read_manifests(data.manifests)
+    target = read_manifests(data.target_manifests) if data.target_manifests else None
     everything = pd.concat([source, target], ignore_index=True) if target is not None else source
     everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
-    cache = ClipCache(Path(cfg.data.cache_dir), cfg.preprocess)
-    report = preprocess_manifest(everything, cache, strict=cfg.strict, progress=progress)
+    cache = ClipCache(Path(data.cache_dir), preprocess)
+    report = preprocess_manifest(everything, cache, strict=strict, progress=progress)
     write_preprocess_report(report, run_dir / PREPROCESS_REPORT)
     failed = report[report["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
@@ -124,11 +145,11 @@ def prepare_data(cfg: ExperimentConfig, run_dir: Path, progress: bool = True) ->
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
             f"(see {run_dir / PREPROCESS_REPORT})"
         )
-    aus = resolve_aus(cfg, sorted(everything["dataset"].unique()))
+    aus = resolve_aus(data, protocol, sorted(everything["dataset"].unique()))
     kept = (
         _with_fingerprints(exclude_failed(target, report), report) if target is not None else None
     )
-    if cfg.data.uncoded_aus == "unknown":
+    if data.uncoded_aus == "unknown":
         usable = usable.assign(**{UNKNOWN_COLUMN: unknown_aus_column(usable, aus)})
         if kept is not None:
             kept = kept.assign(**{UNKNOWN_COLUMN: unknown_aus_column(kept, aus)})

@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig
+from au_llm.fitting import fit
 from au_llm.fold_lock import Owner
 from au_llm.inference import predict_clips
 from au_llm.model.precision import resolve_precision
@@ -39,7 +40,6 @@ from au_llm.reports.tables import RunTables
 from au_llm.runs.run import Item, Run
 from au_llm.training import (
     ModelHolder,
-    fit,
     resolve_device,
     seed_everything,
     select_device,
@@ -248,7 +248,18 @@ def run_fold(
     fseed = fold_seed(seed, fold.name)
     model, processor = holder.fresh(fseed)
     seed_everything(fseed)
-    fitted = fit(model, processor, fold.train, cfg, data, fseed, f"fold {fold.name}", progress)
+    fitted = fit(
+        model,
+        processor,
+        fold.train,
+        data.cache,
+        cfg.train,
+        cfg.sampling,
+        cfg.eval,
+        fseed,
+        f"fold {fold.name}",
+        progress,
+    )
     thresholds, result = fitted.thresholds, fitted.result
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
     explain = cfg.model.explains
@@ -325,7 +336,7 @@ def open_run(
         RuntimeError: A joining task prepared other clips than those recorded.
     """
     run = Run.join(cfg, joining) if joining is not None else Run.start(cfg)
-    data = prepare_data(cfg, run.root, progress)
+    data = prepare_data(cfg.data, cfg.preprocess, run.root, cfg.protocol, cfg.strict, progress)
     folds = protocol_folds(cfg, data)
     if joining is not None:
         run.check_data(data)
@@ -409,7 +420,8 @@ def run_work(
     run, data, cfg = opened.run, opened.data, opened.run.cfg
     by_name = {fold.name: fold for fold in opened.folds}
     device, precision = select_device(cfg.train)
-    holder = ModelHolder(ModelSpec.from_experiment(cfg, data.aus), device, precision)
+    spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
+    holder = ModelHolder(spec, device, precision)
     owner = owner or Owner.current()
     elsewhere = []
     for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):

@@ -1,10 +1,10 @@
 """Training of one AU-LLM model on one split (one fold).
 
 :class:`ModelHolder` keeps one model (and its text processor) per process and gives it fresh
-trainable weights per fold; :func:`fit` trains it on manifest rows (inner validation split,
-thresholds never from test labels) through :func:`train_model`, whose :func:`batch_loss` gets
-its text batches from the processor. Predictions come from :mod:`au_llm.inference`. All are
-deterministic for a given seed on CPU.
+trainable weights per fold; :func:`train_model` fits its trainable parameters (its
+:func:`batch_loss` gets its text batches from the processor; :func:`~au_llm.fitting.fit` adds
+the inner validation split and the thresholds). Predictions come from :mod:`au_llm.inference`.
+All are deterministic for a given seed on CPU.
 """
 
 from __future__ import annotations
@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from au_llm.config import ExperimentConfig, TrainConfig
-from au_llm.inference import predict_clips
-from au_llm.metrics import best_thresholds, threshold_grid
+from au_llm.config import TrainConfig
 from au_llm.model.checkpoint import build_model
 from au_llm.model.groups import batch_formats, parameter_groups
 from au_llm.model.losses import build_loss
@@ -34,7 +31,6 @@ from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.precision import bf16_native, model_autocast, resolve_precision
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
-from au_llm.prepare import PreparedData
 from au_llm.preprocess.dataset import ClipDataset, clip_loader, meta_rows
 
 log = logging.getLogger(__name__)
@@ -376,88 +372,3 @@ class ModelHolder:
         else:
             self._model.reset_trainable(seed)
         return self._model, self._processor
-
-
-def inner_split(
-    train: pd.DataFrame, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a fraction of the training subjects (at least one, never all) for validation.
-
-    Raises:
-        ValueError: If fewer than two training subjects are available.
-    """
-    keys = list(zip(train["dataset"], train["subject"], strict=True))
-    subjects = sorted(set(keys))
-    if len(subjects) < 2:
-        raise ValueError(
-            f"train.val_fraction = {fraction} needs at least 2 training subjects, "
-            f"got {len(subjects)}"
-        )
-    rng = np.random.default_rng(seed)
-    n_val = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
-    chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
-    is_val = np.array([key in chosen for key in keys])
-    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
-
-
-@dataclass
-class FitResult:
-    """One trained model's record.
-
-    Attributes:
-        train: The rows trained on (the inner validation split removed).
-        n_val: Clips in the inner validation split (0 without one).
-        thresholds: Per-AU decision thresholds ``[n_aus]``.
-        result: Loss curves and timing.
-        train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
-            the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
-            ``train``).
-    """
-
-    train: pd.DataFrame
-    n_val: int
-    thresholds: np.ndarray
-    result: TrainResult
-    train_thresholds: np.ndarray
-
-
-def fit(
-    model: AULLM,
-    processor: AULLMProcessor,
-    rows: pd.DataFrame,
-    cfg: ExperimentConfig,
-    data: PreparedData,
-    seed: int,
-    desc: str = "train",
-    progress: bool = True,
-) -> FitResult:
-    """Train ``model`` (with its text ``processor``) on ``rows`` and choose its thresholds.
-
-    Thresholds never come from test labels.
-    An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
-    training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
-    ``train`` policy decides with them, the others with ``eval.fixed_threshold``
-    (``test-oracle`` thresholds are chosen later, on pooled test predictions, when the report is
-    built).
-    """
-    train, val = rows, None
-    if cfg.train.val_fraction > 0:
-        train, val = inner_split(rows, cfg.train.val_fraction, seed)
-    frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
-    explain = cfg.model.explains
-    train_set = ClipDataset(train, data.cache, data.aus, frames, sampling.train, seed, explain)
-    val_set = (
-        ClipDataset(val, data.cache, data.aus, frames, sampling.test, seed, explain)
-        if val is not None
-        else None
-    )
-    result = train_model(model, processor, train_set, cfg.train, seed, val_set, desc, progress)
-    thresholds = np.full(len(data.aus), cfg.eval.fixed_threshold)
-    eval_set = ClipDataset(train, data.cache, data.aus, frames, sampling.test, seed=seed)
-    outputs, _ = predict_clips(model, processor, eval_set, cfg.train.batch_size)
-    grid = threshold_grid(*cfg.eval.threshold_grid)
-    train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
-    if cfg.eval.threshold == "train":
-        thresholds = train_thresholds
-    n_val = 0 if val is None else len(val)
-    return FitResult(train, n_val, thresholds, result, train_thresholds)

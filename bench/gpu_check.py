@@ -111,7 +111,7 @@ def prepare(folder: Path, root: Path, subjects: int, clips: int, dry_run: bool) 
     write_manifest(result.frame, root / "casme2.csv")
     config = DRY_CONFIG if dry_run else LOSO_CONFIG
     cfg = load_config(config, loso_overrides(root, "cpu", "fp32"))
-    prepare_data(cfg, root / "runs" / "prepare", progress=False)
+    prepare_data(cfg.data, cfg.preprocess, root / "runs" / "prepare", cfg.protocol, progress=False)
     reference = run_loso(root, "cpu", "fp32", dry_run)
     print(f"CPU fp32 LOSO: F1 {reference['pooled_binary_f1']:.4f} ({reference['seconds']:.0f} s)")
     shutil.rmtree(folder, ignore_errors=True)

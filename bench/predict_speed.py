@@ -26,9 +26,10 @@ import torch
 from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import write_manifest
-from au_llm.deploy import predict_inputs
-from au_llm.deployed import train_deployable
+from au_llm.predict.config import PredictConfig
+from au_llm.predict.run import predict_inputs
 from au_llm.synth import write_synthetic
+from au_llm.train_recipe import train_deployable
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, WIDTH, HEIGHT = 30.0, 640, 480
@@ -83,7 +84,8 @@ def main() -> None:
         frames = write_recording(video, args.seconds)
         window = round(FPS)
         start = time.perf_counter()
-        predict_inputs(model_dir, [video], work / "out" / "preds.csv", window, window // 2)
+        options = PredictConfig(window=window, stride=window // 2)
+        predict_inputs(model_dir, [video], work / "out" / "preds.csv", options)
         wall = time.perf_counter() - start
     result = {
         "video_seconds": frames / FPS,

@@ -67,7 +67,7 @@ def main() -> None:
     cfg = load_config(
         CONFIG, [f"data.manifests=['{args.manifest}']", f"data.cache_dir='{args.cache}'"]
     )
-    data = prepare_data(cfg, args.out.parent, progress=False)
+    data = prepare_data(cfg.data, cfg.preprocess, args.out.parent, cfg.protocol, progress=False)
     rows = data.source.reset_index(drop=True)
     dataset = ClipDataset(rows, data.cache, data.aus, cfg.sampling.frames_per_clip, "uniform")
     clips = torch.stack([dataset[i][0] for i in range(len(dataset))])

@@ -62,11 +62,12 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
     """Seconds per batch of the demo LOSO config's loader and of its training step."""
     manifests, _ = write_demo_data(work, 8, 8)
     cfg = demo_config(CONFIG_DIR / "demo_casme2_loso.yaml", work, manifests, False)
-    data = prepare_data(cfg, work, progress=False)
+    data = prepare_data(cfg.data, cfg.preprocess, work, cfg.protocol, progress=False)
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train
     dataset = ClipDataset(data.source, data.cache, data.aus, frames, strategy)
     loader = clip_loader(dataset, cfg.train.batch_size, True, 0)
-    model, processor = build_model(ModelSpec.from_experiment(cfg, data.aus), 0, "cpu")
+    spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
+    model, processor = build_model(spec, 0, "cpu")
     optimizer = make_optimizer(model.trainable_parameters(), cfg.train)
     loss_fn = build_loss(cfg.train, dataset.labels)
     clips, labels, meta = next(iter(loader))

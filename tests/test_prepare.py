@@ -10,12 +10,12 @@ from tests.conftest import tiny_config
 
 def test_the_aus_are_the_configured_ones_or_those_the_datasets_share(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, tmp_path, "aus")
-    assert resolve_aus(cfg, ["casme2"]) == [1, 2, 4, 7, 12, 14, 15, 17]
-    assert resolve_aus(cfg, ["casme2", "samm"]) == [2, 4, 7, 12]
+    assert resolve_aus(cfg.data, cfg.protocol, ["casme2"]) == [1, 2, 4, 7, 12, 14, 15, 17]
+    assert resolve_aus(cfg.data, cfg.protocol, ["casme2", "samm"]) == [2, 4, 7, 12]
     chosen = tiny_config(tiny_data, tmp_path, "aus", "loso", "data.aus=[12,4,12]")
-    assert resolve_aus(chosen, ["mine"]) == [4, 12]
+    assert resolve_aus(chosen.data, chosen.protocol, ["mine"]) == [4, 12]
     with pytest.raises(ValueError, match=r"datasets \['mine'\] have no default AU set"):
-        resolve_aus(cfg, ["mine"])
+        resolve_aus(cfg.data, cfg.protocol, ["mine"])
 
 
 def test_a_clip_listed_in_two_manifests_is_refused_naming_both(tiny_data, tmp_path):
@@ -46,7 +46,7 @@ def test_a_clip_that_fails_alignment_is_excluded_and_reported(tiny_data, tmp_pat
         f"data.cache_dir='{tmp_path / 'cache'}'",
     )
     run_dir = tmp_path / "run"
-    data = prepare_data(cfg, run_dir, progress=False)
+    data = prepare_data(cfg.data, cfg.preprocess, run_dir, cfg.protocol, progress=False)
     key = (broken["dataset"], broken["subject"], broken["clip"])
     assert [tuple(r) for r in data.excluded[["dataset", "subject", "clip"]].to_numpy()] == [key]
     assert data.excluded["reason"].str.len().iloc[0] > 0

@@ -6,6 +6,7 @@ import torch
 
 from au_llm.config import TrainConfig
 from au_llm.data.manifest import read_manifest
+from au_llm.fitting import inner_split
 from au_llm.inference import predict_clips
 from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
@@ -17,7 +18,6 @@ from au_llm.preprocess.run import preprocess_manifest
 from au_llm.training import (
     CUBLAS_WORKSPACE,
     _epoch_loss,
-    inner_split,
     make_optimizer,
     make_scheduler,
     select_device,
@@ -73,19 +73,6 @@ def test_constant_and_linear_schedules():
     assert _lrs(TrainConfig(lr=0.1, epochs=3, scheduler="constant"), 1) == pytest.approx([0.1] * 3)
     linear = _lrs(TrainConfig(lr=1.0, epochs=4, scheduler="linear"), 1)
     assert linear == pytest.approx([1.0, 0.75, 0.5, 0.25])
-
-
-def test_inner_split_holds_out_whole_training_subjects(tiny_data):
-    manifest = read_manifest(tiny_data.casme2)
-    train, val = inner_split(manifest, 0.34, seed=3)
-    assert len(val) and len(train)
-    assert not set(train["subject"]) & set(val["subject"])
-    assert len(train) + len(val) == len(manifest)
-    train, val = inner_split(manifest, 0.99, seed=3)
-    assert train["subject"].nunique() == 1
-    one = manifest[manifest["subject"] == manifest["subject"].iloc[0]]
-    with pytest.raises(ValueError, match="at least 2 training subjects"):
-        inner_split(one, 0.5, seed=0)
 
 
 def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):

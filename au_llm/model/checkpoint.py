@@ -4,7 +4,8 @@ A checkpoint folder holds:
 
 * ``weights.safetensors``: backbone (with BatchNorm statistics), projector, head and LoRA adapter
   weights; the frozen base LLM is never saved.
-* ``config.json``: the resolved experiment configuration, as given by the caller.
+* ``config.json``: the resolved experiment configuration, as given by the caller (a record;
+  rebuilding the model needs only ``model.json``).
 * ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
   the base LLM's identity (source, path, config hash, seed of a tiny base) and the caller's
   ``extra`` (e.g. decision thresholds), the precision it was trained in (``fp32`` or
@@ -15,7 +16,8 @@ A checkpoint folder holds:
 The tokenizer is not copied: like the base LLM, it is loaded again from its source, and the
 processor rebuilt with it must give the recorded ids.
 
-Every file is written atomically.
+Every file is written atomically. Version 4 is written; version 3 folders (whose callers kept
+their settings in ``config.json``) are read too, and :func:`load_checkpoint` says which it read.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from au_llm.model.weights import read_state_dict
 logger = logging.getLogger(__name__)
 
 FORMAT = "au-llm-checkpoint"
-VERSION = 3
+VERSION = 4
+READABLE_VERSIONS = (3, VERSION)
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
@@ -138,8 +141,9 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
     Returns:
         ``(model, processor, info)``: the model in eval mode on the CPU in float32 (place it with
         ``model.place(device, info["precision"])`` to run it as trained), and ``info`` with keys
-        ``config`` (the saved experiment configuration), ``extra``, ``base_identity`` and
-        ``precision`` (``fp32`` or ``bf16``); the model's ``spec`` holds the rest.
+        ``config`` (the saved experiment configuration), ``extra``, ``base_identity``,
+        ``precision`` (``fp32`` or ``bf16``) and ``version`` (the folder's format version); the
+        model's ``spec`` holds the rest.
 
     Raises:
         FileNotFoundError: If the folder is not a complete checkpoint.
@@ -151,9 +155,13 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{model_dir}: not an au-llm checkpoint ({MODEL_FILE} missing)")
     meta = read_json(meta_path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT
+        or meta.get("version") not in READABLE_VERSIONS
+    ):
         raise ValueError(
-            f"{meta_path}: expected format {FORMAT!r} version {VERSION}, got "
+            f"{meta_path}: expected format {FORMAT!r} version {VERSION} (or 3), got "
             f"{_field(meta, 'format')!r} version {_field(meta, 'version')!r}"
         )
     try:
@@ -185,5 +193,6 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
         "extra": meta.get("extra", {}),
         "base_identity": saved_identity,
         "precision": meta.get("precision", "fp32"),
+        "version": meta["version"],
     }
     return model, processor, info

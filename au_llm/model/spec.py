@@ -1,13 +1,11 @@
-"""What defines an AU-LLM model: built once from the experiment, stored once in checkpoints."""
+"""What defines an AU-LLM model: built once from the config sections, stored once in checkpoints."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from au_llm.config import ExperimentConfig, ModelConfig
+from au_llm.config import ModelConfig, PreprocessConfig, SamplingConfig, config_from_dict
 
 
 @dataclass(frozen=True)
@@ -45,14 +43,27 @@ class ModelSpec:
         return (self.in_channels, self.frames_per_clip, self.size, self.size)
 
     @classmethod
-    def from_experiment(cls, cfg: ExperimentConfig, aus: list[int]) -> ModelSpec:
-        """The spec of the model an experiment trains on ``aus``."""
+    def from_sections(
+        cls,
+        model: ModelConfig,
+        aus: list[int],
+        preprocess: PreprocessConfig,
+        sampling: SamplingConfig,
+    ) -> ModelSpec:
+        """The spec of the model trained on ``aus``.
+
+        Args:
+            model: The ``model`` section.
+            aus: AU numbers, in output order.
+            preprocess: The ``preprocess`` section (channels and frame size of the clips).
+            sampling: The ``sampling`` section (frames per clip).
+        """
         return cls(
-            cfg.model,
+            model,
             tuple(int(a) for a in aus),
-            cfg.preprocess.input_channels,
-            cfg.sampling.frames_per_clip,
-            cfg.preprocess.size,
+            preprocess.input_channels,
+            sampling.frames_per_clip,
+            preprocess.size,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,13 +83,9 @@ class ModelSpec:
         if missing:
             raise ValueError(f"model spec: missing {sorted(missing)}")
         try:
-            merged = OmegaConf.merge(
-                OmegaConf.structured(ModelConfig), OmegaConf.create(data["model"])
-            )
-            model = OmegaConf.to_object(merged)
+            model = config_from_dict(ModelConfig, data["model"])
         except Exception as exc:
             raise ValueError(f"model spec: invalid model configuration: {exc}") from exc
-        assert isinstance(model, ModelConfig)
         return cls(
             model,
             tuple(int(a) for a in data["aus"]),

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from au_llm.config import ExperimentConfig
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
 from au_llm.reliance import reliance_notes, run_reliance
@@ -138,34 +137,13 @@ def build_report(run_dir: Path) -> RunTables:
         run_dir,
         title=f"au-llm run: {cfg.name}",
         protocol=cfg.protocol,
-        config_summary={**config_summary(cfg, aus), "precision": tables.summary["precision"]},
+        config_summary={**run.config_summary(), "precision": tables.summary["precision"]},
         excluded_clips=run_info["excluded"],
         plots=plots,
         optimistic=optimistic,
         notes=notes,
     )
     return tables
-
-
-def config_summary(cfg: ExperimentConfig, aus: list[int]) -> dict[str, Any]:
-    """The settings a reader of a report needs first."""
-    return {
-        "protocol": cfg.protocol,
-        "manifests": ", ".join(cfg.data.manifests),
-        "target": ", ".join(cfg.data.target_manifests) or "-",
-        "AUs": ", ".join(f"AU{a}" for a in aus),
-        "frames": (
-            f"{cfg.sampling.frames_per_clip} x {cfg.preprocess.size}px {cfg.preprocess.color}"
-        ),
-        "backbone": cfg.model.backbone.name,
-        "LLM": cfg.model.llm.source if cfg.model.llm.source != "path" else cfg.model.llm.path,
-        "LoRA": f"r={cfg.model.llm.lora.r}, alpha={cfg.model.llm.lora.alpha}",
-        "loss": cfg.train.loss,
-        "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
-        "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
-        "threshold": cfg.eval.threshold,
-        "seeds": ", ".join(map(str, cfg.seeds)),
-    }
 
 
 def headline_text(run_dir: Path, tables: RunTables) -> str:

@@ -245,6 +245,28 @@ class Run:
         """The AUs the run detects."""
         return [int(au) for au in self.info()["aus"]]
 
+    def config_summary(self) -> dict[str, str]:
+        """The settings a reader of the run's report needs first."""
+        cfg = self.cfg
+        llm = cfg.model.llm
+        return {
+            "protocol": cfg.protocol,
+            "manifests": ", ".join(cfg.data.manifests),
+            "target": ", ".join(cfg.data.target_manifests) or "-",
+            "AUs": ", ".join(f"AU{a}" for a in self.aus()),
+            "frames": (
+                f"{cfg.sampling.frames_per_clip} x {cfg.preprocess.size}px {cfg.preprocess.color}"
+            ),
+            "backbone": cfg.model.backbone.name,
+            "LLM": llm.source if llm.source != "path" else llm.path,
+            "LoRA": f"r={llm.lora.r}, alpha={llm.lora.alpha}",
+            "loss": cfg.train.loss,
+            "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
+            "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
+            "threshold": cfg.eval.threshold,
+            "seeds": ", ".join(map(str, cfg.seeds)),
+        }
+
     # -- folds ---------------------------------------------------------------------------------
 
     def is_finished(self, seed: int, fold: str) -> bool:

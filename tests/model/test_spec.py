@@ -6,9 +6,9 @@ from au_llm.config import load_config
 from au_llm.model.spec import ModelSpec
 
 
-def test_a_spec_is_built_from_the_experiment_and_survives_json():
+def test_a_spec_is_built_from_the_config_sections_and_survives_json():
     cfg = load_config(None, ["preprocess.color=rgb", "preprocess.size=48", "model.head=both"])
-    spec = ModelSpec.from_experiment(cfg, [4, 1, 12])
+    spec = ModelSpec.from_sections(cfg.model, [4, 1, 12], cfg.preprocess, cfg.sampling)
     assert spec.aus == (4, 1, 12) and spec.n_aus == 3
     assert spec.clip_shape == (3, cfg.sampling.frames_per_clip, 48, 48)
     again = ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
@@ -17,7 +17,9 @@ def test_a_spec_is_built_from_the_experiment_and_survives_json():
 
 
 def test_a_spec_refuses_missing_fields_bad_models_and_bad_au_lists():
-    data = ModelSpec.from_experiment(load_config(None), [1, 2]).to_dict()
+    cfg = load_config(None)
+    spec = ModelSpec.from_sections(cfg.model, [1, 2], cfg.preprocess, cfg.sampling)
+    data = spec.to_dict()
     with pytest.raises(ValueError, match=r"missing \['size'\]"):
         ModelSpec.from_dict({k: v for k, v in data.items() if k != "size"})
     bad = {**data, "model": {**data["model"], "head": "words"}}

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from au_llm.data.manifest import read_manifest
-from au_llm.predict_outputs import input_paths, prediction_files
+from au_llm.predict.outputs import input_paths, prediction_files
 
 
 def test_an_output_never_replaces_or_joins_an_input_even_with_overwrite(tiny_data, tmp_path):

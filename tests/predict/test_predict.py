@@ -9,16 +9,36 @@ import pandas as pd
 import pytest
 import torch
 
-from au_llm import deploy
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
-from au_llm.deploy import Predictor, predict_inputs, window_starts
-from au_llm.deployed import load_deployed, train_deployable
+from au_llm.deployed import load_deployed
 from au_llm.io_utils import OutputError
 from au_llm.metrics import au_column
+from au_llm.predict import recordings
+from au_llm.predict import run as predict_run
+from au_llm.predict.config import PredictConfig
+from au_llm.predict.failures import SUMMARY_COLUMNS
+from au_llm.predict.manifests import ManifestPredictor
+from au_llm.predict.recordings import RecordingScanner
+from au_llm.predict.run import predict_inputs
+from au_llm.predict.scorer import ClipScorer
+from au_llm.preprocess.windows import window_starts
+from au_llm.train_recipe import train_deployable
 from tests.conftest import tiny_config
 
 AUS = [1, 2, 4, 7, 12, 14, 15, 17]
+
+
+def _scanner(model, **options):
+    """A recording scanner of ``model`` with ``options`` (see PredictConfig)."""
+    config = PredictConfig(**options)
+    return RecordingScanner(ClipScorer(model, config), config)
+
+
+def _manifest_rows(model, manifest, cache_dir, **options):
+    """The rows a manifest predictor of ``model`` gives for ``manifest``."""
+    scorer = ClipScorer(model, PredictConfig(**options))
+    return ManifestPredictor(scorer, cache_dir).predict(manifest)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +47,7 @@ def deployed(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy")
     cfg = tiny_config(tiny_data, out, "deploy", "loso", "eval.threshold=train")
     model = train_deployable(cfg, out / "model")
-    return model, out / "model", Predictor(model).predict_manifest(tiny_data.casme2)
+    return model, out / "model", _manifest_rows(model, tiny_data.casme2, tiny_data.cache_dir)
 
 
 def test_window_starts_cover_the_recording_end():
@@ -41,10 +61,10 @@ def test_window_starts_cover_the_recording_end():
 
 def test_default_window_is_the_training_clip_duration_at_the_input_frame_rate(deployed):
     model, _, _ = deployed
-    assert model.clip_seconds == pytest.approx(8 / 200)
-    assert Predictor(model).window_for(200.0) == (8, 4)
-    assert Predictor(model).window_for(100.0) == (4, 2)
-    assert Predictor(model, window=6, stride=1).window_for(30.0) == (6, 1)
+    assert model.inference.clip_seconds == pytest.approx(8 / 200)
+    assert _scanner(model).window_for(200.0) == (8, 4)
+    assert _scanner(model).window_for(100.0) == (4, 2)
+    assert _scanner(model, window=6, stride=1).window_for(30.0) == (6, 1)
 
 
 def test_model_directory_holds_weights_config_and_aus(deployed):
@@ -53,12 +73,13 @@ def test_model_directory_holds_weights_config_and_aus(deployed):
     loaded = load_deployed(model_dir)
     assert loaded.aus == model.aus == AUS
     np.testing.assert_array_equal(loaded.thresholds, model.thresholds)
-    assert loaded.cfg == model.cfg
+    assert loaded.inference == model.inference
+    assert loaded.spec == model.spec
 
 
 def test_model_from_disk_gives_the_same_probabilities(deployed, tiny_data):
     _, model_dir, in_memory = deployed
-    from_disk = Predictor(load_deployed(model_dir)).predict_manifest(tiny_data.casme2)
+    from_disk = _manifest_rows(load_deployed(model_dir), tiny_data.casme2, tiny_data.cache_dir)
     pd.testing.assert_frame_equal(in_memory, from_disk)
 
 
@@ -69,7 +90,7 @@ def test_saved_precision_is_restored_unless_another_is_asked_for(deployed, tiny_
     forced = load_deployed(model_dir, "bf16")
     assert forced.model.precision == "bf16"
     assert forced.model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
-    bf16 = Predictor(forced).predict_manifest(tiny_data.casme2)
+    bf16 = _manifest_rows(forced, tiny_data.casme2, tiny_data.cache_dir)
     probs = [c for c in in_memory.columns if c.endswith("_prob")]
     assert np.abs(bf16[probs].to_numpy() - in_memory[probs].to_numpy()).max() < 0.05
 
@@ -100,9 +121,10 @@ def predictions(deployed, tiny_data, tmp_path_factory):
         cv2.imwrite(str(noface / f"img{i + 1}.jpg"), rng.integers(100, 140, (120, 160), np.uint8))
     inputs = [tiny_data.casme2, folder, video, broken, noface, tmp / "missing.avi"]
     out = tmp / "preds.csv"
-    run = predict_inputs(model_dir, inputs, out, window=4, stride=3, fps=200.0, plot=True)
+    options = PredictConfig(window=4, stride=3, fps=200.0)
+    run = predict_inputs(model_dir, inputs, out, dataclasses.replace(options, plot=True))
     again = tmp / "again.csv"
-    predict_inputs(model_dir, inputs, again, window=4, stride=3, fps=200.0)
+    predict_inputs(model_dir, inputs, again, options)
     return {
         "table": pd.read_csv(out, dtype={"clip": str, "subject": str}),
         "again": pd.read_csv(again, dtype={"clip": str, "subject": str}),
@@ -191,12 +213,12 @@ def test_predict_checks_its_outputs_against_its_inputs_before_any_work(
     deployed, tiny_data, tmp_path, monkeypatch
 ):
     _, model_dir, _ = deployed
-    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    monkeypatch.setattr(predict_run, "load_deployed", _no_work)
     manifest = tmp_path / "failures.csv"
     read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
     kept = manifest.read_text()
     with pytest.raises(ValueError, match=rf"failures.csv .beside --out. {manifest} is the input"):
-        predict_inputs(model_dir, [manifest], tmp_path / "p.csv", overwrite=True)
+        predict_inputs(model_dir, [manifest], tmp_path / "p.csv", PredictConfig(overwrite=True))
     assert manifest.read_text() == kept
 
 
@@ -204,7 +226,7 @@ def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, m
     from au_llm.cli import main
 
     _, model_dir, _ = deployed
-    monkeypatch.setattr(deploy, "load_deployed", _no_work)
+    monkeypatch.setattr(predict_run, "load_deployed", _no_work)
     argv = ["predict", "--model", str(model_dir), "--input", str(tmp_path), "--overwrite"]
     assert main([*argv, "--out", str(model_dir.parent)]) == 2
     assert f"--out {model_dir.parent} is a folder" in capsys.readouterr().err
@@ -213,35 +235,36 @@ def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, m
 def test_train_refuses_an_existing_model_unless_overwrite(
     deployed, tiny_data, tmp_path, monkeypatch
 ):
-    from au_llm import deployed as deployed_module
+    from au_llm import train_recipe
 
-    model, model_dir, _ = deployed
-    monkeypatch.setattr(deployed_module, "prepare_data", _no_work)
+    _, model_dir, _ = deployed
+    cfg = tiny_config(tiny_data, tmp_path, "deploy", "loso", "eval.threshold=train")
+    monkeypatch.setattr(train_recipe, "prepare_data", _no_work)
     kept = (model_dir / "weights.safetensors").read_bytes()
     with pytest.raises(ValueError, match=rf"--out {model_dir} already holds a result"):
-        train_deployable(model.cfg, model_dir)
+        train_deployable(cfg, model_dir)
     with pytest.raises(AssertionError, match="work started"):  # the check passes
-        train_deployable(model.cfg, model_dir, overwrite=True)
+        train_deployable(cfg, model_dir, overwrite=True)
     with pytest.raises(ValueError, match="is a file; expected a folder"):
-        train_deployable(model.cfg, Path(model.cfg.data.manifests[0]), overwrite=True)
+        train_deployable(cfg, Path(cfg.data.manifests[0]), overwrite=True)
     assert (model_dir / "weights.safetensors").read_bytes() == kept
 
 
-def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path, monkeypatch):
-    model, model_dir, _ = deployed
-    elsewhere = tmp_path / "config_cache"
-    cfg = dataclasses.replace(
-        model.cfg, data=dataclasses.replace(model.cfg.data, cache_dir=str(elsewhere))
-    )
-    monkeypatch.setattr(deploy, "load_deployed", lambda *_: dataclasses.replace(model, cfg=cfg))
+def test_predict_writes_only_under_its_out_folder(deployed, tiny_data, tmp_path):
+    _, model_dir, _ = deployed
+    # the cache the model was trained with, named in its config.json, is left alone
+    trained_cache = Path(json.loads((model_dir / "config.json").read_text())["data"]["cache_dir"])
+    before = sorted(trained_cache.rglob("*"))
+    model_files = sorted(model_dir.rglob("*"))
     manifest = tmp_path / "one.csv"
     read_manifest(tiny_data.casme2).iloc[:1].to_csv(manifest, index=False)
     out = tmp_path / "out" / "preds.csv"
     predict_inputs(model_dir, [manifest], out)
     assert len(pd.read_csv(out)) == 1
-    assert not elsewhere.exists()
+    assert sorted(trained_cache.rglob("*")) == before
+    assert sorted(model_dir.rglob("*")) == model_files
     assert (tmp_path / "out" / "cache").is_dir()
-    predict_inputs(model_dir, [manifest], out, overwrite=True)
+    predict_inputs(model_dir, [manifest], out, PredictConfig(overwrite=True))
     assert len(pd.read_csv(out)) == 1
 
 
@@ -260,11 +283,13 @@ def test_predict_writes_text_answers_and_constrained_answers_parse(tiny_data, tm
         "train.epochs=1",
     )
     model = train_deployable(cfg, tmp_path / "model")
-    table = Predictor(model).predict_manifest(tiny_data.casme2)
+    table = _manifest_rows(model, tiny_data.casme2, tiny_data.cache_dir)
     assert {"answer_list", "answer_yesno"} <= set(table.columns)
     for fmt in ("list", "yesno"):
         assert all(parse_answer(fmt, AUS, text).ok for text in table[f"answer_{fmt}"])
-    loaded = Predictor(load_deployed(tmp_path / "model")).predict_manifest(tiny_data.casme2)
+    loaded = _manifest_rows(
+        load_deployed(tmp_path / "model"), tiny_data.casme2, tiny_data.cache_dir
+    )
     pd.testing.assert_frame_equal(table, loaded)
 
 
@@ -301,7 +326,7 @@ def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_
     assert (table["au_raw"][len(manifest) :] == "").all()
     assert all(isinstance(text, str) for text in table["explanation"])
     with pytest.raises(ValueError, match="not trained with explanations"):
-        Predictor(deployed[0], explain=True)
+        ClipScorer(deployed[0], PredictConfig(explain=True))
 
 
 class FakeLandmarker:
@@ -340,7 +365,7 @@ def _folder(tmp, n, size=(48, 64), fps=None):
 def test_every_frame_landmarked_once_and_windows_streamed_in_small_batches(deployed, tmp_path):
     model, _, _ = deployed
     folder = _folder(tmp_path / "rec", 40)
-    predictor = Predictor(model, window=8, stride=2, fps=25.0, batch_size=3)
+    predictor = _scanner(model, window=8, stride=2, fps=25.0, batch_size=3)
     fake = predictor._landmarker = FakeLandmarker()
     table = predictor.predict(folder)
     assert fake.calls == 40  # 17 windows of 8 frames, each frame landmarked once
@@ -369,16 +394,16 @@ def test_face_coverage_is_checked_on_every_frame_of_a_window(deployed, tmp_path)
     model, _, _ = deployed
     folder = _folder(tmp_path / "rec", 12, fps=30)
     # the face is lost on the last 3 frames of the recording (positions 9-11)
-    predictor = Predictor(model, window=6, stride=3, min_face=0.8)
+    predictor = _scanner(model, window=6, stride=3, min_face=0.8)
     predictor._landmarker = FakeLandmarker(lambda number: number < 9)
     table = predictor.predict(folder)
     assert list(table["frame_start"]) == [1, 4]
     assert list(table["face_frames"]) == [1.0, 1.0]
-    failures = pd.DataFrame(predictor.failures)
+    failures = pd.DataFrame(predictor.log.failures)
     assert list(failures["frame_start"]) == [7] and list(failures["frame_end"]) == [12]
     assert "fewer than 80%" in failures["reason"].iloc[0]
-    assert predictor.summary[-1]["failed_windows"] == 1
-    lenient = Predictor(model, window=6, stride=3, min_face=0.5)
+    assert predictor.log.summary[-1]["failed_windows"] == 1
+    lenient = _scanner(model, window=6, stride=3, min_face=0.5)
     lenient._landmarker = FakeLandmarker(lambda number: number < 9)
     assert list(lenient.predict(folder)["face_frames"]) == [1.0, 1.0, 0.5]
 
@@ -386,34 +411,33 @@ def test_face_coverage_is_checked_on_every_frame_of_a_window(deployed, tmp_path)
 def test_frame_folders_need_a_frame_rate(deployed, tmp_path):
     model, _, _ = deployed
     folder = _folder(tmp_path / "rec", 6)
-    predictor = Predictor(model, window=4)
+    predictor = _scanner(model, window=4)
     predictor._landmarker = FakeLandmarker()
     assert predictor.predict(folder).empty
-    assert "--fps" in predictor.failures[-1]["reason"]
+    assert "--fps" in predictor.log.failures[-1]["reason"]
     for bad in ("0", "-5", "inf"):
         (folder / "fps.txt").write_text(f"{bad}\n")
         assert predictor.predict(folder).empty
-        assert "expected one positive frame rate" in predictor.failures[-1]["reason"]
+        assert "expected one positive frame rate" in predictor.log.failures[-1]["reason"]
     (folder / "fps.txt").write_text("24\n")
     table = predictor.predict(folder)
     assert table["time_end"].iloc[-1] == pytest.approx(5 / 24)
 
 
 @pytest.mark.parametrize("fps", [0.0, -5.0, float("inf"), float("nan")])
-def test_a_frame_rate_option_that_is_not_positive_is_refused(deployed, fps):
-    model, _, _ = deployed
+def test_a_frame_rate_option_that_is_not_positive_is_refused(fps):
     with pytest.raises(ValueError, match="--fps .*: expected a positive frame rate"):
-        Predictor(model, window=4, fps=fps)
+        PredictConfig(window=4, fps=fps)
 
 
 def test_short_default_window_warns_with_both_numbers(deployed, tmp_path, caplog):
     model, _, _ = deployed
     folder = _folder(tmp_path / "rec", 6, fps=25)
-    predictor = Predictor(model)
+    predictor = _scanner(model)
     predictor._landmarker = FakeLandmarker()
     with caplog.at_level("INFO"):
         predictor.predict(folder)
-    frames = model.cfg.sampling.frames_per_clip
+    frames = model.spec.frames_per_clip
     assert f"shorter than the model's {frames} frames per clip" in caplog.text
     assert f"pass --window {frames}" in caplog.text
     assert "window 2 frames (0.080 s at 25 fps" in caplog.text
@@ -422,27 +446,27 @@ def test_short_default_window_warns_with_both_numbers(deployed, tmp_path, caplog
 def test_face_all_gives_one_stream_per_tracked_face(deployed, tmp_path):
     model, _, _ = deployed
     folder = _folder(tmp_path / "rec", 8, fps=25)
-    predictor = Predictor(model, window=4, stride=4, face="all")
+    predictor = _scanner(model, window=4, stride=4, face="all")
     predictor._landmarker = FakeLandmarker(faces=2)
     table = predictor.predict(folder)
     assert sorted(table["face_id"]) == [0, 0, 1, 1]
     left = table[table["face_id"] == 0]
     assert (left["face_x"] < 32).all()
-    largest = Predictor(model, window=4, stride=4)
+    largest = _scanner(model, window=4, stride=4)
     largest._landmarker = FakeLandmarker(faces=2)
     assert len(largest.predict(folder)) == 2
 
 
 def test_exit_status_and_summary(predictions, deployed, tmp_path):
     run = predictions["run"]
-    assert run.status == deploy.EXIT_SOME_FAILED
-    assert list(run.summary.columns) == deploy.SUMMARY_COLUMNS
+    assert run.status == predict_run.EXIT_SOME_FAILED
+    assert list(run.summary.columns) == SUMMARY_COLUMNS
     assert len(run.summary) == 6
     _, model_dir, _ = deployed
     none = predict_inputs(model_dir, [tmp_path / "missing.avi"], tmp_path / "none.csv")
-    assert none.status == deploy.EXIT_ALL_FAILED
+    assert none.status == predict_run.EXIT_ALL_FAILED
     video = predictions["video"]
-    ok = predict_inputs(model_dir, [video], tmp_path / "ok.csv", window=4)
+    ok = predict_inputs(model_dir, [video], tmp_path / "ok.csv", PredictConfig(window=4))
     assert ok.status == 0
     text = (tmp_path / "ok.csv").read_text()
     assert ".0," not in text.splitlines()[1].split(",", 3)[2]
@@ -484,20 +508,21 @@ def test_same_named_recordings_get_distinct_clips_and_align_overrides_the_mode(
         copies.append(tmp_path / day / "rec.mp4")
         copies[-1].write_bytes(predictions["video"].read_bytes())
     modes = []
-    align_track = deploy.align_track
+    align_track = recordings.align_track
 
     def recording_mode(window, track, cfg, *args):
         modes.append(cfg.mode)
         return align_track(window, track, cfg, *args)
 
-    monkeypatch.setattr(deploy, "align_track", recording_mode)
-    run = predict_inputs(model_dir, copies, tmp_path / "p.csv", window=4, align="frame")
+    monkeypatch.setattr(recordings, "align_track", recording_mode)
+    options = PredictConfig(window=4, align="frame")
+    run = predict_inputs(model_dir, copies, tmp_path / "p.csv", options)
     table = pd.read_csv(run.out)
     assert list(table.drop_duplicates("source")["clip"]) == ["day1/rec", "day2/rec"]
     assert modes and set(modes) == {"frame"}
-    assert load_deployed(model_dir).cfg.preprocess.mode == "clip"
+    assert load_deployed(model_dir).inference.preprocess.mode == "clip"
     with pytest.raises(ValueError, match="preprocess.mode"):
-        Predictor(deployed[0], align="sideways")
+        PredictConfig(align="sideways")
 
 
 def test_a_video_decord_cannot_open_is_reported_with_its_whole_reason(predictions):
@@ -530,7 +555,7 @@ def test_predict_prints_no_native_start_up_chatter(predictions, deployed, tmp_pa
 
     _, model_dir, _ = deployed
     capfd.readouterr()
-    predict_inputs(model_dir, [predictions["video"]], tmp_path / "p.csv", window=4)
+    predict_inputs(model_dir, [predictions["video"]], tmp_path / "p.csv", PredictConfig(window=4))
     gc.collect()  # the landmarker's graphs are gone by now, closed or collected
     err = capfd.readouterr().err
     assert [line for line in err.splitlines() if NATIVE_CHATTER.match(line)] == []

@@ -1,0 +1,119 @@
+"""One model trained on a fold's clips, with decision thresholds never chosen on test labels.
+
+:func:`fit` holds out an inner validation split of the training subjects when asked, trains
+through :func:`~au_llm.training.train_model` and chooses per-AU thresholds on the training clips'
+own predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from au_llm.config import EvalConfig, SamplingConfig, TrainConfig
+from au_llm.inference import predict_clips
+from au_llm.metrics import best_thresholds, threshold_grid
+from au_llm.model.modeling_au_llm import AULLM
+from au_llm.model.processing_au_llm import AULLMProcessor
+from au_llm.preprocess.cache import ClipCache
+from au_llm.preprocess.dataset import ClipDataset
+from au_llm.training import TrainResult, train_model
+
+
+def inner_split(
+    train: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a fraction of the training subjects (at least one, never all) for validation.
+
+    Raises:
+        ValueError: If fewer than two training subjects are available.
+    """
+    keys = list(zip(train["dataset"], train["subject"], strict=True))
+    subjects = sorted(set(keys))
+    if len(subjects) < 2:
+        raise ValueError(
+            f"train.val_fraction = {fraction} needs at least 2 training subjects, "
+            f"got {len(subjects)}"
+        )
+    rng = np.random.default_rng(seed)
+    n_val = min(len(subjects) - 1, max(1, round(fraction * len(subjects))))
+    chosen = {subjects[i] for i in rng.choice(len(subjects), size=n_val, replace=False)}
+    is_val = np.array([key in chosen for key in keys])
+    return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+@dataclass
+class FitResult:
+    """One trained model's record.
+
+    Attributes:
+        train: The rows trained on (the inner validation split removed).
+        n_val: Clips in the inner validation split (0 without one).
+        thresholds: Per-AU decision thresholds ``[n_aus]``.
+        result: Loss curves and timing.
+        train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
+            the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
+            ``train``).
+    """
+
+    train: pd.DataFrame
+    n_val: int
+    thresholds: np.ndarray
+    result: TrainResult
+    train_thresholds: np.ndarray
+
+
+def fit(
+    model: AULLM,
+    processor: AULLMProcessor,
+    rows: pd.DataFrame,
+    cache: ClipCache,
+    train_cfg: TrainConfig,
+    sampling: SamplingConfig,
+    eval_cfg: EvalConfig,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` on ``rows`` and choose its thresholds, never from test labels.
+
+    An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
+    training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
+    ``train`` policy decides with them, the others with ``eval.fixed_threshold``
+    (``test-oracle`` thresholds are chosen later, on pooled test predictions, when the report is
+    built).
+
+    Args:
+        model: The model (its spec gives the AUs; it learns explanations when its
+            ``explain.weight > 0``).
+        processor: Its text processor.
+        rows: Manifest rows of the training clips.
+        cache: The aligned-clip cache holding them.
+        train_cfg: The ``train`` section.
+        sampling: The ``sampling`` section.
+        eval_cfg: The ``eval`` section (threshold policy and grid).
+        seed: The fold's seed.
+        desc: Label of the epoch progress bar.
+        progress: Show the epoch progress bar.
+    """
+    aus, explain = list(model.spec.aus), model.cfg.explains
+    frames = model.spec.frames_per_clip
+    train, val = rows, None
+    if train_cfg.val_fraction > 0:
+        train, val = inner_split(rows, train_cfg.val_fraction, seed)
+    train_set = ClipDataset(train, cache, aus, frames, sampling.train, seed, explain)
+    val_set = (
+        val if val is None else ClipDataset(val, cache, aus, frames, sampling.test, seed, explain)
+    )
+    result = train_model(model, processor, train_set, train_cfg, seed, val_set, desc, progress)
+    thresholds = np.full(len(aus), eval_cfg.fixed_threshold)
+    eval_set = ClipDataset(train, cache, aus, frames, sampling.test, seed=seed)
+    outputs, _ = predict_clips(model, processor, eval_set, train_cfg.batch_size)
+    grid = threshold_grid(*eval_cfg.threshold_grid)
+    train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
+    if eval_cfg.threshold == "train":
+        thresholds = train_thresholds
+    n_val = 0 if val is None else len(val)
+    return FitResult(train, n_val, thresholds, result, train_thresholds)

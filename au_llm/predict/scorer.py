@@ -1,0 +1,107 @@
+"""A deployed model applied to batches of aligned clips: probabilities, answers, CSV columns."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from au_llm.config import PreprocessConfig
+from au_llm.deployed import DeployedModel
+from au_llm.inference import ClipOutputs, answer_tries, clip_outputs, inference_prompt_cache
+from au_llm.model.engine import PromptCache
+from au_llm.predict.config import PredictConfig
+from au_llm.prediction_rows import output_columns
+
+log = logging.getLogger(__name__)
+
+
+class ClipScorer:
+    """The model of a deployed model with the options it is applied with.
+
+    The prompt cache (and, for text heads, the answer tries) are computed once.
+
+    Attributes:
+        deployed: The model and its inference settings.
+        preprocess: The alignment inputs get: the model's, or its ``--align`` replacement.
+        batch_size: Clips per forward pass.
+        explain: Whether explanations are generated.
+    """
+
+    def __init__(self, deployed: DeployedModel, options: PredictConfig) -> None:
+        """Check the options against the model and prepare its prompt.
+
+        Raises:
+            ValueError: ``explain`` for a model trained without explanations.
+        """
+        if options.explain and not deployed.spec.model.explains:
+            raise ValueError(
+                "--explain: this model was not trained with explanations "
+                "(train it with model.explain.weight > 0)"
+            )
+        self.deployed = deployed
+        inference = deployed.inference
+        self.preprocess: PreprocessConfig = inference.preprocess
+        if options.align is not None:
+            log.info(
+                "alignment: %s (--align; the model was trained with %s)",
+                options.align,
+                inference.preprocess.mode,
+            )
+            self.preprocess = replace(inference.preprocess, mode=options.align)
+        self.batch_size = options.batch_size or inference.batch_size
+        self.explain = options.explain
+        model = deployed.model.eval()
+        self._prompt_cache: PromptCache | None = inference_prompt_cache(model)
+        self._text = model.cfg.has_text_head
+        tries = answer_tries(model, deployed.processor, options.constrained) if self._text else {}
+        self._tries = tries
+
+    @property
+    def aus(self) -> list[int]:
+        """AU numbers, in output order."""
+        return self.deployed.aus
+
+    @property
+    def frames_per_clip(self) -> int:
+        """Frames of each clip fed to the model."""
+        return self.deployed.spec.frames_per_clip
+
+    @property
+    def frame_sampling(self) -> str:
+        """How a clip's frames are picked (the model's test sampling strategy)."""
+        return self.deployed.inference.frame_sampling
+
+    def outputs(self, clips: torch.Tensor) -> ClipOutputs:
+        """Probabilities, answers and (``explain``) explanations of clips ``[B, C, T, H, W]``.
+
+        The clips go through the model ``batch_size`` at a time.
+        """
+        model, processor = self.deployed.model.eval(), self.deployed.processor
+        cache, tries = self._prompt_cache, self._tries
+        parts = [
+            clip_outputs(model, processor, batch, cache, tries, self._text, self.explain)
+            for batch in torch.split(clips, self.batch_size)
+        ]
+        return ClipOutputs.concat(parts, len(self.aus))
+
+    def columns(
+        self,
+        outputs: ClipOutputs,
+        labels: np.ndarray | None = None,
+        explained: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A row's columns after its keys (see :func:`~au_llm.prediction_rows.output_columns`)."""
+        spec = self.deployed.spec.model
+        return output_columns(
+            outputs,
+            self.aus,
+            self.deployed.thresholds,
+            spec.head,
+            spec.text.formats,
+            labels,
+            explained,
+        )

@@ -1,0 +1,106 @@
+"""A model folder: save -> load gives the same model and settings; version-3 folders still load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from au_llm.config import load_config
+from au_llm.deployed import DeployedModel, InferenceConfig, load_deployed, save_deployed
+from au_llm.model.checkpoint import build_model
+from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+
+EXPERIMENT = [
+    "eval.threshold=train",
+    "train.batch_size=5",
+    "train.device=cpu",
+    "sampling.test=onset_apex",
+    "preprocess.mode=frame",
+    "preprocess.size=48",
+]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> tuple[DeployedModel, Path, dict]:
+    """A deployed tiny model (AUs 1..3), its folder and the experiment recorded beside it."""
+    cfg = load_config(None, EXPERIMENT)
+    with one_torch_thread():
+        model, processor = build_model(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+    inference = InferenceConfig.from_sections(
+        cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, [0.3, 0.5, 0.7], 0.25
+    )
+    deployed = DeployedModel(model.eval(), processor, inference)
+    folder = tmp_path_factory.mktemp("deployed") / "model"
+    save_deployed(deployed, folder, cfg.to_dict(), {"train_clips": 4})
+    return deployed, folder, cfg.to_dict()
+
+
+def test_inference_settings_come_from_the_training_sections(saved):
+    deployed, _, _ = saved
+    inference = deployed.inference
+    assert (inference.batch_size, inference.frame_sampling, inference.device) == (
+        5,
+        "onset_apex",
+        "cpu",
+    )
+    assert inference.preprocess.mode == "frame" and inference.preprocess.size == 48
+    assert inference.threshold_policy == "train"
+    assert deployed.aus == [1, 2, 3] and list(deployed.thresholds) == [0.3, 0.5, 0.7]
+    oracle = load_config(None, ["eval.threshold=test-oracle"])
+    recorded = InferenceConfig.from_sections(
+        oracle.preprocess, oracle.sampling, oracle.train, oracle.eval, [0.5], 1.0
+    )
+    assert recorded.threshold_policy == "fixed"  # no test set outside a protocol
+
+
+def test_save_then_load_gives_the_same_model_and_settings(saved):
+    deployed, folder, _ = saved
+    info = json.loads((folder / "model.json").read_text())
+    assert info["version"] == 4 and info["extra"]["train_clips"] == 4
+    loaded = load_deployed(folder)
+    assert loaded.inference == deployed.inference and loaded.spec == deployed.spec
+    x = clips(2, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), deployed.model(x), rtol=0, atol=0)
+
+
+def _as_version_3(folder: Path, target: Path, inference: InferenceConfig) -> None:
+    """``folder`` rewritten as the previous format wrote it: settings only in the experiment."""
+    target.mkdir()
+    for path in folder.iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    info = json.loads((folder / "model.json").read_text())
+    info["version"] = 3
+    info["extra"] = {"thresholds": inference.thresholds, "clip_seconds": inference.clip_seconds}
+    (target / "model.json").write_text(json.dumps(info))
+
+
+def test_a_version_3_folder_loads_with_settings_converted_from_its_experiment(saved, tmp_path):
+    deployed, folder, _ = saved
+    _as_version_3(folder, tmp_path / "old", deployed.inference)
+    loaded = load_deployed(tmp_path / "old")
+    assert loaded.inference == deployed.inference and loaded.spec == deployed.spec
+    x = clips(2, seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), deployed.model(x), rtol=0, atol=0)
+
+
+def test_settings_that_do_not_fit_the_model_are_refused_naming_the_file(saved, tmp_path):
+    deployed, folder, experiment = saved
+    _as_version_3(folder, tmp_path / "short", deployed.inference)
+    meta = tmp_path / "short" / "model.json"
+    info = json.loads(meta.read_text())
+    info["extra"]["thresholds"] = [0.5]
+    meta.write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=rf"{meta}: expected 3 thresholds, got 1"):
+        load_deployed(tmp_path / "short")
+    bad = {**experiment, "sampling": {**experiment["sampling"], "test": "sideways"}}
+    _as_version_3(folder, tmp_path / "bad", deployed.inference)
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(bad))
+    with pytest.raises(
+        ValueError, match=r"bad/config.json: not a trained model's settings.*sideways"
+    ):
+        load_deployed(tmp_path / "bad")
