@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--align",
         choices=choices(AlignMode),
-        help="alignment replacing the model's preprocess.mode (frame: recordings with head motion)",
+        help="alignment replacing the model's preprocess.align (frame: head motion)",
     )
     predict.add_argument("--plot", action="store_true", help="PNG of AU probability over time")
     predict.add_argument(

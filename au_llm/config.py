@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
@@ -110,7 +110,7 @@ class PreprocessConfig:
         size: Side of the square aligned crop in pixels (64, 112, 128, ...).
         color: ``gray`` (one channel) or ``rgb`` (three channels).
         margin: Extra border around the landmark template, as a fraction of the crop side.
-        mode: ``clip`` estimates one similarity transform per clip from its first frames and
+        align: ``clip`` estimates one similarity transform per clip from its first frames and
             applies it to every frame (the face is still, the micro-movement is kept); ``frame``
             estimates one per frame and smooths them over time (recordings with head motion);
             ``none`` only centre-crops and resizes.
@@ -130,7 +130,7 @@ class PreprocessConfig:
     size: int = 64
     color: str = "gray"
     margin: float = 0.15
-    mode: str = "clip"
+    align: str = "clip"
     ref_frames: int = 3
     smooth: int = 5
     landmarker_model: str = ""
@@ -144,7 +144,7 @@ class PreprocessConfig:
         if not 16 <= self.size <= 512:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
         check_choice("preprocess", "color", self.color, ("gray", "rgb"))
-        check_choice("preprocess", "mode", self.mode, AlignMode)
+        check_choice("preprocess", "align", self.align, AlignMode)
         check_positive("preprocess", "num_faces", self.num_faces)
         if not 0 <= self.margin < 1:
             raise ConfigError(f"preprocess.margin = {self.margin}: expected 0 <= margin < 1")
@@ -289,20 +289,23 @@ class EvalConfig:
     """How scores become decisions.
 
     Attributes:
-        threshold: ``fixed`` (``fixed_threshold`` for every AU), ``train`` (per AU, chosen on the
-            training clips' own predictions), or ``test-oracle`` (per AU, chosen on the pooled test
-            predictions over ``threshold_grid``: AU-LLM's reference code; optimistic).
+        threshold_policy: ``fixed`` (``fixed_threshold`` for every AU), ``train`` (per AU,
+            chosen on the training clips' own predictions), or ``test-oracle`` (per AU, chosen on
+            the pooled test predictions over ``threshold_grid``: AU-LLM's reference code;
+            optimistic).
         fixed_threshold: Threshold of the ``fixed`` policy.
         threshold_grid: Start, stop (inclusive) and step of the threshold grid of ``train`` and
             ``test-oracle``.
     """
 
-    threshold: str = "fixed"
+    threshold_policy: str = "fixed"
     fixed_threshold: float = 0.5
     threshold_grid: list[float] = field(default_factory=lambda: [0.10, 0.85, 0.05])
 
     def __post_init__(self) -> None:
-        check_choice("eval", "threshold", self.threshold, ("fixed", "train", "test-oracle"))
+        check_choice(
+            "eval", "threshold_policy", self.threshold_policy, ("fixed", "train", "test-oracle")
+        )
         if not 0 < self.fixed_threshold < 1:
             raise ConfigError(f"eval.fixed_threshold = {self.fixed_threshold}: expected (0, 1)")
         if len(self.threshold_grid) != 3:
@@ -458,11 +461,15 @@ RETIRED_KEYS = {
     "train.bf16": "train.precision (auto, fp32 or bf16)",
     "model.llm.dtype": "train.precision (auto, fp32 or bf16)",
 }
+# Keys that were renamed (section.old -> section.new). A config a user gives that sets the old
+# name gets an error naming the new one; configs au-llm saved itself (run and model folders) are
+# read with the old name moved to the new one (:func:`upgrade_saved`).
+RENAMED_KEYS = {"preprocess.mode": "preprocess.align", "eval.threshold": "eval.threshold_policy"}
 
 
 def _check_retired(node: Any, source: str) -> None:
     """Raise a :class:`ConfigError` if ``node`` sets a key of :data:`RETIRED_KEYS`."""
-    for key, new in RETIRED_KEYS.items():
+    for key, new in {**RETIRED_KEYS, **RENAMED_KEYS}.items():
         if OmegaConf.select(node, key, default=_ABSENT) is not _ABSENT:
             raise ConfigError(f"{source}: {key} was replaced by {new}; remove {key}")
 
@@ -503,7 +510,20 @@ def _validated(merged: Any, source: str) -> ExperimentConfig:
     return cfg
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A config au-llm saved (plain data), with each key of :data:`RENAMED_KEYS` renamed."""
+    upgraded = {name: dict(part) if isinstance(part, dict) else part for name, part in data.items()}
+    for old, new in RENAMED_KEYS.items():
+        section, old_key = old.split(".")
+        part, new_key = upgraded.get(section), new.split(".")[1]
+        if isinstance(part, dict) and old_key in part:
+            part.setdefault(new_key, part.pop(old_key))
+    return upgraded
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, saved: bool = False
+) -> ExperimentConfig:
     """Load an experiment config from YAML and apply ``key=value`` overrides.
 
     The file is validated on its own first, so an error in it is reported against the file even
@@ -512,6 +532,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     Args:
         path: YAML file, or None to start from the defaults.
         overrides: Dotted overrides such as ``["train.lr=1e-4", "seeds=[1,2]"]``.
+        saved: ``path`` is a config au-llm wrote (a run folder's ``config.yaml``): renamed keys
+            are read under their new names instead of being refused.
 
     Returns:
         The validated configuration.
@@ -526,6 +548,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         source = str(path)
         with _blame(source):
             loaded = read_yaml(Path(path))
+            if saved and isinstance(loaded, DictConfig):
+                loaded = OmegaConf.create(upgrade_saved(OmegaConf.to_container(loaded)))
         _check_retired(loaded, source)
         with _blame(source):
             merged = OmegaConf.merge(merged, loaded)

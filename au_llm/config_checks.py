@@ -22,7 +22,7 @@ SAMPLING_STRATEGIES = ("uniform", "onset_apex", "random_end")
 # ``str`` (OmegaConf's structured configs do not take Literal types) and are checked with
 # :func:`check_choice`; the CLI offers ``choices(...)`` of the same Literal.
 AlignMode = Literal["clip", "frame", "none"]
-"""``preprocess.mode`` and ``au-llm predict --align`` (see au_llm.preprocess.align)."""
+"""``preprocess.align`` and ``au-llm predict --align`` (see au_llm.preprocess.align)."""
 LaunchMode = Literal["none", "local", "slurm"]
 """``launch.mode`` and ``--launch``: where the folds of a run are trained."""
 FacePolicy = Literal["largest", "all", "center"]

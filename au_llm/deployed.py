@@ -24,6 +24,7 @@ from au_llm.config import (
     SamplingConfig,
     TrainConfig,
     config_from_dict,
+    upgrade_saved,
 )
 from au_llm.config_checks import SAMPLING_STRATEGIES, ConfigError, check_choice
 from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
@@ -104,7 +105,7 @@ class InferenceConfig:
             train.batch_size,
             train.device,
             train.deterministic,
-            "train" if eval_cfg.threshold == "train" else "fixed",
+            "train" if eval_cfg.threshold_policy == "train" else "fixed",
             [float(t) for t in thresholds],
             float(clip_seconds),
         )
@@ -124,6 +125,7 @@ def inference_from_experiment(
         thresholds: The per-AU thresholds it recorded.
         clip_seconds: The median training clip duration it recorded.
     """
+    experiment = upgrade_saved(experiment)
     return InferenceConfig.from_sections(
         config_from_dict(PreprocessConfig, experiment.get("preprocess", {})),
         config_from_dict(SamplingConfig, experiment.get("sampling", {})),

@@ -113,7 +113,7 @@ def fit(
     outputs, _ = predict_clips(model, processor, eval_set, train_cfg.batch_size)
     grid = threshold_grid(*eval_cfg.threshold_grid)
     train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
-    if eval_cfg.threshold == "train":
+    if eval_cfg.threshold_policy == "train":
         thresholds = train_thresholds
     n_val = 0 if val is None else len(val)
     return FitResult(train, n_val, thresholds, result, train_thresholds)

@@ -50,8 +50,8 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     model, processor = build_model(spec, seed, device, precision)
     seed_everything(seed)
     fitted = fit(model, processor, data.source, data.cache, cfg.train, cfg.sampling, cfg.eval, seed)
-    if cfg.eval.threshold == "test-oracle":
-        log.warning("eval.threshold = test-oracle has no test set in `train`: using fixed")
+    if cfg.eval.threshold_policy == "test-oracle":
+        log.warning("eval.threshold_policy = test-oracle has no test set in `train`: using fixed")
     seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
     inference = InferenceConfig.from_sections(
         cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, fitted.thresholds, np.median(seconds)

@@ -88,7 +88,7 @@ def make_clip(drift: bool) -> list[np.ndarray]:
 
 
 def config(mode: str) -> PreprocessConfig:
-    return PreprocessConfig(size=SIZE, color="gray", mode=mode, smooth=5, workers=0)
+    return PreprocessConfig(size=SIZE, color="gray", align=mode, smooth=5, workers=0)
 
 
 def residual(

@@ -48,7 +48,7 @@ def test_paper_presets_match_the_published_settings(name):
     )
     assert (t.loss, t.asl_gamma_neg, t.asl_gamma_pos, t.asl_clip) == ("asl", 4.0, 0.0, 0.05)
     assert cfg.seeds == [1]
-    assert cfg.eval.threshold == "fixed"
+    assert cfg.eval.threshold_policy == "fixed"
 
 
 def test_cross_presets_use_the_shared_aus():
@@ -120,8 +120,10 @@ def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
     assert offered("predict", "--face") == choices(FacePolicy) == FACE_POLICIES
     with pytest.raises(ConfigError, match=r"launch.mode = 'cloud': expected one of none, local"):
         load_config(None, ["launch.mode=cloud"])
-    with pytest.raises(ConfigError, match=r"preprocess.mode = 'warp': expected one of clip, frame"):
-        load_config(None, ["preprocess.mode=warp"])
+    with pytest.raises(
+        ConfigError, match=r"preprocess.align = 'warp': expected one of clip, frame"
+    ):
+        load_config(None, ["preprocess.align=warp"])
 
 
 @pytest.mark.parametrize(
@@ -136,6 +138,27 @@ def test_retired_precision_keys_name_the_new_one(tmp_path, yaml_text, override):
     if override:
         with pytest.raises(ConfigError, match=r"command line: train.bf16 .* train.precision"):
             load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "old", "new"),
+    [
+        ("preprocess:\n  mode: frame\n", "preprocess.mode", "preprocess.align"),
+        ("eval:\n  threshold: train\n", "eval.threshold", "eval.threshold_policy"),
+    ],
+)
+def test_renamed_keys_are_refused_from_a_user_and_read_from_a_saved_run(
+    tmp_path, yaml_text, old, new
+):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=rf"config.yaml: {old} was replaced by {new}"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=rf"command line: {old} was replaced by {new}"):
+        load_config(None, [f"{old}={yaml_text.split()[-1]}"])
+    saved = load_config(path, saved=True)
+    section, key = new.split(".")
+    assert getattr(getattr(saved, section), key) == yaml_text.split()[-1]
 
 
 def test_precision_setting_is_checked():

@@ -14,11 +14,11 @@ from au_llm.model.checkpoint import build_model
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 EXPERIMENT = [
-    "eval.threshold=train",
+    "eval.threshold_policy=train",
     "train.batch_size=5",
     "train.device=cpu",
     "sampling.test=onset_apex",
-    "preprocess.mode=frame",
+    "preprocess.align=frame",
     "preprocess.size=48",
 ]
 
@@ -46,10 +46,10 @@ def test_inference_settings_come_from_the_training_sections(saved):
         "onset_apex",
         "cpu",
     )
-    assert inference.preprocess.mode == "frame" and inference.preprocess.size == 48
+    assert inference.preprocess.align == "frame" and inference.preprocess.size == 48
     assert inference.threshold_policy == "train"
     assert deployed.aus == [1, 2, 3] and list(deployed.thresholds) == [0.3, 0.5, 0.7]
-    oracle = load_config(None, ["eval.threshold=test-oracle"])
+    oracle = load_config(None, ["eval.threshold_policy=test-oracle"])
     recorded = InferenceConfig.from_sections(
         oracle.preprocess, oracle.sampling, oracle.train, oracle.eval, [0.5], 1.0
     )
@@ -76,6 +76,10 @@ def _as_version_3(folder: Path, target: Path, inference: InferenceConfig) -> Non
     info["version"] = 3
     info["extra"] = {"thresholds": inference.thresholds, "clip_seconds": inference.clip_seconds}
     (target / "model.json").write_text(json.dumps(info))
+    experiment = json.loads((folder / "config.json").read_text())  # the key names it had then
+    experiment["preprocess"]["mode"] = experiment["preprocess"].pop("align")
+    experiment["eval"]["threshold"] = experiment["eval"].pop("threshold_policy")
+    (target / "config.json").write_text(json.dumps(experiment))
 
 
 def test_a_version_3_folder_loads_with_settings_converted_from_its_experiment(saved, tmp_path):

@@ -164,7 +164,7 @@ def test_a_run_directory_refuses_a_different_config(loso_run, tiny_data):
 
 
 def test_test_oracle_outputs_say_optimistic(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, tmp_path, "oracle", "loso", "eval.threshold=test-oracle")
+    cfg = tiny_config(tiny_data, tmp_path, "oracle", "loso", "eval.threshold_policy=test-oracle")
     run_dir, _ = run_protocol(cfg, progress=False)
     note = "optimistic: thresholds tuned on test labels"
     assert note in (run_dir / "report.md").read_text()
@@ -186,7 +186,12 @@ def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
     outputs = []
     for name, path in (("orig", tiny_data.casme2), ("flip", flipped_path)):
         cfg = tiny_config(
-            tiny_data, tmp_path, name, "loso", "eval.threshold=train", f"data.manifests=['{path}']"
+            tiny_data,
+            tmp_path,
+            name,
+            "loso",
+            "eval.threshold_policy=train",
+            f"data.manifests=['{path}']",
         )
         run_dir, _ = run_protocol(cfg, fold_names=[subject], progress=False)
         preds = read_predictions(run_dir)

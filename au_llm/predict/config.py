@@ -73,7 +73,7 @@ class PredictConfig:
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size {self.batch_size}: expected at least 1")
         if self.align is not None:
-            _check("--align (preprocess.mode)", self.align, AlignMode)
+            _check("--align (preprocess.align)", self.align, AlignMode)
         if self.precision is not None:
             _check("--precision", self.precision, Precision)
 

@@ -64,7 +64,7 @@ class RecordingScanner:
     def landmarker(self) -> Landmarker | None:
         """The face landmarker, created on first use (None for alignment mode ``none``)."""
         pre = self.scorer.preprocess
-        if self._landmarker is None and pre.mode != "none":
+        if self._landmarker is None and pre.align != "none":
             faces = max(pre.num_faces, FACES_SEARCHED)
             self._landmarker = Landmarker(model=pre.landmarker_model, num_faces=faces)
         return self._landmarker
@@ -125,7 +125,7 @@ class RecordingScanner:
         """``(face_id, aligned)`` per face the policy picks in a window (empty: no face)."""
         pre, scorer = self.scorer.preprocess, self.scorer
         tracks: list[int | None] = [None]
-        if pre.mode != "none":
+        if pre.align != "none":
             tracks = list(choose_tracks(window, self.options.face))
         n_frames, strategy = scorer.frames_per_clip, scorer.frame_sampling
         return [(t, align_track(window, t, pre, n_frames, strategy, rng)) for t in tracks]

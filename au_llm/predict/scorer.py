@@ -49,9 +49,9 @@ class ClipScorer:
             log.info(
                 "alignment: %s (--align; the model was trained with %s)",
                 options.align,
-                inference.preprocess.mode,
+                inference.preprocess.align,
             )
-            self.preprocess = replace(inference.preprocess, mode=options.align)
+            self.preprocess = replace(inference.preprocess, align=options.align)
         self.batch_size = options.batch_size or inference.batch_size
         self.explain = options.explain
         model = deployed.model.eval()

@@ -266,14 +266,14 @@ def align_source(
     count = len(source.numbers)
     store = _FrameStore(source)
     first = store.read(0, keep=True)
-    if cfg.mode == "none":
+    if cfg.align == "none":
         matrix = centre_crop_transform(first.shape[0], first.shape[1], cfg.size)
         transforms = np.repeat(matrix[None], count, axis=0)
         fallback, confidence, found = "", math.nan, 0
     else:
         if landmarker is None:
-            raise ValueError(f"mode {cfg.mode!r} needs a Landmarker")
-        if cfg.mode == "clip":
+            raise ValueError(f"mode {cfg.align!r} needs a Landmarker")
+        if cfg.align == "clip":
             transforms, fallback, confidence, found = _clip_transforms(store, cfg, landmarker)
         else:
             transforms, fallback, confidence, found = _frame_transforms(store, cfg, landmarker)

@@ -95,16 +95,16 @@ def pixel_settings(cfg: PreprocessConfig) -> dict[str, Any]:
         "version": CACHE_VERSION,
         "size": cfg.size,
         "color": cfg.color,
-        "mode": cfg.mode,
+        "mode": cfg.align,
     }
-    if cfg.mode != "none":
+    if cfg.align != "none":
         settings.update(
             margin=cfg.margin,
             landmarker_model=cfg.landmarker_model or FACE_LANDMARKER.sha256,
             num_faces=cfg.num_faces,
             max_face_search=cfg.max_face_search,
         )
-        if cfg.mode == "clip":
+        if cfg.align == "clip":
             settings["ref_frames"] = cfg.ref_frames
         else:
             settings["smooth"] = cfg.smooth

@@ -150,7 +150,7 @@ def _init_worker(cache: ClipCache) -> None:
     threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
     cv2.setNumThreads(1)
     _worker_cache = cache
-    _worker_landmarker = None if cache.cfg.mode == "none" else Landmarker.from_config(cache.cfg)
+    _worker_landmarker = None if cache.cfg.align == "none" else Landmarker.from_config(cache.cfg)
 
 
 def _worker_task(row: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +259,7 @@ def _run_here(
     landmarker: Landmarker | None = None
     try:
         for i in todo:
-            if landmarker is None and cache.cfg.mode != "none":
+            if landmarker is None and cache.cfg.align != "none":
                 landmarker = Landmarker.from_config(cache.cfg)
             records[i] = process_clip(rows[i], cache, landmarker)
             bar.update(1)

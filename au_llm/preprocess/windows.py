@@ -280,10 +280,10 @@ def align_track(
     found = [f for f in faces if f is not None]
     height, width = window[0].image.shape[:2]
     transforms = np.repeat(centre_crop_transform(height, width, cfg.size)[None], len(window), 0)
-    if found and cfg.mode == "clip":
+    if found and cfg.align == "clip":
         reference = np.median(np.stack([f.points for f in found[: cfg.ref_frames]]), axis=0)
         transforms[:] = landmark_transform(reference, cfg.size, cfg.margin)
-    elif found and cfg.mode == "frame":
+    elif found and cfg.align == "frame":
         valid = np.array([f is not None for f in faces])
         for i, face in enumerate(faces):
             if face is not None:

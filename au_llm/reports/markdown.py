@@ -45,7 +45,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 def _threshold_policy(config_summary: Mapping[str, Any], optimistic: bool) -> str:
     flat = dict(_flatten(config_summary))
-    policy = flat.get("eval.threshold", flat.get("threshold"))
+    policy = flat.get("eval.threshold_policy", flat.get("threshold"))
     if policy is None:
         policy = "test-oracle" if optimistic else "not recorded"
     text = f"`{policy}`"
@@ -267,7 +267,8 @@ def write_markdown_report(
         title: Report title.
         protocol: Protocol name, e.g. ``loso`` or ``cross``.
         config_summary: Settings to list (nested dicts are flattened with dots). The threshold
-            policy is read from ``eval.threshold`` (or ``threshold``) and ``eval.fixed_threshold``.
+            policy is read from ``eval.threshold_policy`` (or ``threshold``) and
+            ``eval.fixed_threshold``.
         excluded_clips: Clips left out before evaluation, each a dict with e.g. ``dataset,
             subject, clip, reason``.
         plots: PNG files to link (e.g. from :func:`~au_llm.reports.plots.write_plots`).

@@ -88,16 +88,16 @@ def apply_oracle_thresholds(
 def build_report(run_dir: Path) -> RunTables:
     """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds.
 
-    Under ``eval.threshold: test-oracle`` the decisions are re-made with thresholds tuned on the
-    pooled test labels; every file then says so (a ``note`` column in each CSV, ``optimistic`` in
-    summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
+    Under ``eval.threshold_policy: test-oracle`` the decisions are re-made with thresholds tuned
+    on the pooled test labels; every file then says so (a ``note`` column in each CSV,
+    ``optimistic`` in summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
     """
     run = Run.read(run_dir)
     run_dir, cfg, run_info = run.root, run.cfg, run.info()
     aus = run.aus()
     run.check_threads()
     frame = run.finished_predictions()
-    optimistic = cfg.eval.threshold == "test-oracle"
+    optimistic = cfg.eval.threshold_policy == "test-oracle"
     if optimistic:
         frame, chosen = apply_oracle_thresholds(
             frame, aus, threshold_grid(*cfg.eval.threshold_grid)

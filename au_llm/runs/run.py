@@ -151,7 +151,9 @@ class Run:
             OutputError: The run folder cannot be written.
         """
         layout = RunLayout(run_folder(cfg).resolve())
-        if layout.config.exists() and _comparable(load_config(layout.config)) != _comparable(cfg):
+        if layout.config.exists() and _comparable(
+            load_config(layout.config, saved=True)
+        ) != _comparable(cfg):
             raise ValueError(
                 f"{layout.root} holds a run with a different config ({layout.config}); "
                 "use another name= or remove the folder"
@@ -180,7 +182,7 @@ class Run:
                 f"{layout.root}: no {layout.record.name}; not a run directory, or its run has "
                 "not started"
             )
-        return cls(layout, load_config(layout.config))
+        return cls(layout, load_config(layout.config, saved=True))
 
     # -- run.json: the data and the plan -------------------------------------------------------
 
@@ -263,7 +265,7 @@ class Run:
             "loss": cfg.train.loss,
             "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
             "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
-            "threshold": cfg.eval.threshold,
+            "threshold": cfg.eval.threshold_policy,
             "seeds": ", ".join(map(str, cfg.seeds)),
         }
 

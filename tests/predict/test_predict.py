@@ -45,7 +45,7 @@ def _manifest_rows(model, manifest, cache_dir, **options):
 def deployed(tiny_data, tmp_path_factory):
     """The trained model, its directory, and its predictions made before it was ever reloaded."""
     out = tmp_path_factory.mktemp("deploy")
-    cfg = tiny_config(tiny_data, out, "deploy", "loso", "eval.threshold=train")
+    cfg = tiny_config(tiny_data, out, "deploy", "loso", "eval.threshold_policy=train")
     model = train_deployable(cfg, out / "model")
     return model, out / "model", _manifest_rows(model, tiny_data.casme2, tiny_data.cache_dir)
 
@@ -238,7 +238,7 @@ def test_train_refuses_an_existing_model_unless_overwrite(
     from au_llm import train_recipe
 
     _, model_dir, _ = deployed
-    cfg = tiny_config(tiny_data, tmp_path, "deploy", "loso", "eval.threshold=train")
+    cfg = tiny_config(tiny_data, tmp_path, "deploy", "loso", "eval.threshold_policy=train")
     monkeypatch.setattr(train_recipe, "prepare_data", _no_work)
     kept = (model_dir / "weights.safetensors").read_bytes()
     with pytest.raises(ValueError, match=rf"--out {model_dir} already holds a result"):
@@ -511,7 +511,7 @@ def test_same_named_recordings_get_distinct_clips_and_align_overrides_the_mode(
     align_track = recordings.align_track
 
     def recording_mode(window, track, cfg, *args):
-        modes.append(cfg.mode)
+        modes.append(cfg.align)
         return align_track(window, track, cfg, *args)
 
     monkeypatch.setattr(recordings, "align_track", recording_mode)
@@ -520,8 +520,8 @@ def test_same_named_recordings_get_distinct_clips_and_align_overrides_the_mode(
     table = pd.read_csv(run.out)
     assert list(table.drop_duplicates("source")["clip"]) == ["day1/rec", "day2/rec"]
     assert modes and set(modes) == {"frame"}
-    assert load_deployed(model_dir).inference.preprocess.mode == "clip"
-    with pytest.raises(ValueError, match="preprocess.mode"):
+    assert load_deployed(model_dir).inference.preprocess.align == "clip"
+    with pytest.raises(ValueError, match="preprocess.align"):
         PredictConfig(align="sideways")
 
 

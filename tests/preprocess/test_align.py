@@ -71,7 +71,7 @@ def test_template_is_symmetric_and_inside_the_crop() -> None:
 def test_clip_mode_puts_eyes_on_template_and_keeps_only_the_micro_movement(
     clips: Clips, landmarker: Landmarker
 ) -> None:
-    cfg = PreprocessConfig(size=SIZE, color="rgb", mode="clip", workers=0)
+    cfg = PreprocessConfig(size=SIZE, color="rgb", align="clip", workers=0)
     source = open_clip(manifest_row("still", frames_dir=clips.still_dir))
     result = align_source(source, cfg, landmarker)
     assert result.fallback == "" and result.detections == cfg.ref_frames
@@ -95,8 +95,8 @@ def pose_matrix() -> np.ndarray:
 
 def test_frame_mode_follows_head_motion(clips: Clips, landmarker: Landmarker) -> None:
     row = manifest_row("moving", frames_dir=clips.moving_dir)
-    frame_cfg = PreprocessConfig(size=SIZE, color="rgb", mode="frame", smooth=3, workers=0)
-    clip_cfg = PreprocessConfig(size=SIZE, color="rgb", mode="clip", workers=0)
+    frame_cfg = PreprocessConfig(size=SIZE, color="rgb", align="frame", smooth=3, workers=0)
+    clip_cfg = PreprocessConfig(size=SIZE, color="rgb", align="clip", workers=0)
     aligned = align_source(open_clip(row), frame_cfg, landmarker)
     assert aligned.fallback == "" and aligned.detections == 10
     assert eye_errors(aligned.frames, landmarker, frame_cfg.margin).max() < 2.0
@@ -125,13 +125,13 @@ def test_smoothing_keeps_linear_motion_and_fills_gaps() -> None:
 
 
 def test_no_face_falls_back_to_centre_crop(clips: Clips, landmarker: Landmarker) -> None:
-    cfg = PreprocessConfig(size=64, color="gray", mode="clip", max_face_search=2, workers=0)
+    cfg = PreprocessConfig(size=64, color="gray", align="clip", max_face_search=2, workers=0)
     calls = landmarker.calls
     result = align_source(open_clip(manifest_row("g", frames_dir=clips.grey_dir)), cfg, landmarker)
     assert result.fallback == "centre_crop" and result.detections == 0
     assert landmarker.calls - calls == cfg.ref_frames + cfg.max_face_search
     assert result.frames.shape == (10, 64, 64, 1)
-    frame_cfg = PreprocessConfig(size=64, mode="frame", workers=0)
+    frame_cfg = PreprocessConfig(size=64, align="frame", workers=0)
     result = align_source(
         open_clip(manifest_row("g", frames_dir=clips.grey_dir)), frame_cfg, landmarker
     )
@@ -141,10 +141,10 @@ def test_no_face_falls_back_to_centre_crop(clips: Clips, landmarker: Landmarker)
 def test_face_found_after_onset_is_flagged(landmarker: Landmarker) -> None:
     face = pose(base_image(), 12, -6, 5)
     frames = [np.full_like(face, 128), face, face, face, face]
-    cfg = PreprocessConfig(size=64, color="rgb", mode="clip", workers=0)
+    cfg = PreprocessConfig(size=64, color="rgb", align="clip", workers=0)
     result = align_source(ListSource(frames), cfg, landmarker)
     assert result.fallback == "next_frame" and result.detections == cfg.ref_frames
-    frame_cfg = PreprocessConfig(size=64, color="rgb", mode="frame", workers=0)
+    frame_cfg = PreprocessConfig(size=64, color="rgb", align="frame", workers=0)
     result = align_source(ListSource(frames), frame_cfg, landmarker)
     assert result.fallback == "interpolated" and result.detections == 4
     assert np.allclose(result.transforms[0], result.transforms[1])
@@ -153,13 +153,13 @@ def test_face_found_after_onset_is_flagged(landmarker: Landmarker) -> None:
 def test_mode_none_is_a_centre_crop() -> None:
     image = np.zeros((240, 320, 3), np.uint8)
     image[:, 40:280] = 200  # the centred 240 x 240 square
-    cfg = PreprocessConfig(size=48, color="gray", mode="none", workers=0)
+    cfg = PreprocessConfig(size=48, color="gray", align="none", workers=0)
     result = align_source(ListSource([image, image]), cfg, None)
     assert result.fallback == "" and result.frames.shape == (2, 48, 48, 1)
     # Nothing of the dark sides enters, except a little antialiasing blur at the border.
     assert np.all(result.frames[:, :, 1:-1] == 200) and result.frames.min() > 180
     with pytest.raises(ValueError, match="Landmarker"):
-        align_source(ListSource([image]), PreprocessConfig(mode="clip"), None)
+        align_source(ListSource([image]), PreprocessConfig(align="clip"), None)
 
 
 def test_large_downscale_averages_instead_of_aliasing() -> None:

@@ -30,7 +30,7 @@ def test_key_depends_on_pixel_settings_and_source_only(tmp_path: Path) -> None:
         dataclasses.replace(cfg, size=112),
         dataclasses.replace(cfg, color="rgb"),
         dataclasses.replace(cfg, margin=0.2),
-        dataclasses.replace(cfg, mode="frame"),
+        dataclasses.replace(cfg, align="frame"),
         dataclasses.replace(cfg, ref_frames=5),
     ]
     keys = {ClipCache(tmp_path, other).key(row()) for other in different}

@@ -20,7 +20,7 @@ AUS = [1, 2, 4, 12]
 def cached(
     clips: Clips, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[pd.DataFrame, ClipCache]:
-    cfg = PreprocessConfig(size=32, color="gray", mode="clip", workers=0)
+    cfg = PreprocessConfig(size=32, color="gray", align="clip", workers=0)
     root = tmp_path_factory.mktemp("ds_cache")
     report = preprocess_manifest(clips.manifest(), ClipCache(root, cfg), progress=False)
     return exclude_failed(clips.manifest(), report), ClipCache(root, cfg)

@@ -12,7 +12,7 @@ from .conftest import Clips
 
 
 def test_contact_sheet(clips: Clips, tmp_path: Path) -> None:
-    cfg = PreprocessConfig(size=48, color="rgb", mode="clip", workers=0)
+    cfg = PreprocessConfig(size=48, color="rgb", align="clip", workers=0)
     manifest = clips.manifest()
     preprocess_manifest(manifest, ClipCache(tmp_path / "cache", cfg), progress=False)
     cache = ClipCache(tmp_path / "cache", cfg)

@@ -25,7 +25,7 @@ from au_llm.preprocess.run import (
 
 from .conftest import Clips, manifest_row, write_folder
 
-CFG = PreprocessConfig(size=64, color="gray", mode="clip", workers=0)
+CFG = PreprocessConfig(size=64, color="gray", align="clip", workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_bad_row_fails_without_stopping(clips: Clips, tmp_path: Path) -> None:
     manifest = clips.manifest().iloc[[0]].copy()
     manifest.loc[:, "frames_dir"] = np.nan
     manifest = pd.concat([manifest, clips.manifest().iloc[[2]]], ignore_index=True)
-    cache = ClipCache(tmp_path, dataclasses.replace(CFG, mode="none"))
+    cache = ClipCache(tmp_path, dataclasses.replace(CFG, align="none"))
     report = preprocess_manifest(manifest, cache, progress=False)
     assert report["status"].tolist() == ["failed", "ok"]
     assert "neither frames_dir nor video" in report["error"][0]
@@ -132,7 +132,7 @@ def test_worker_pool(clips: Clips, tmp_path: Path) -> None:
     assert np.array_equal(pooled, ClipCache(tmp_path / "here", CFG).load(row).frames)
 
 
-NONE = dataclasses.replace(CFG, size=16, mode="none")
+NONE = dataclasses.replace(CFG, size=16, align="none")
 
 
 def _tiny_clips(root: Path, names: list[tuple[str, str, int]]) -> pd.DataFrame:
@@ -291,7 +291,7 @@ from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import _init_worker
 
 if __name__ == "__main__":
-    cache = ClipCache(sys.argv[1], PreprocessConfig(size=16, mode="none"))
+    cache = ClipCache(sys.argv[1], PreprocessConfig(size=16, align="none"))
     pool = ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
         initargs=(cache,),

@@ -15,7 +15,7 @@ def _report(tables, tmp_path, optimistic):
         tmp_path,
         title="LOSO on CASME II",
         protocol="loso",
-        config_summary={"eval": {"threshold": "test-oracle" if optimistic else "train"}},
+        config_summary={"eval": {"threshold_policy": "test-oracle" if optimistic else "train"}},
         excluded_clips=[{"dataset": "casme2", "subject": "s3", "clip": "c9", "reason": "no face"}],
         plots=plots,
         optimistic=optimistic,

@@ -32,7 +32,9 @@ def subjects(tiny_data) -> list[str]:
 def oracle_run(tiny_data, tmp_path_factory):
     """A finished tiny LOSO run with every optional output (test-oracle thresholds, 2 seeds)."""
     out = tmp_path_factory.mktemp("runs")
-    cfg = tiny_config(tiny_data, out, "all", "loso", "eval.threshold=test-oracle", "seeds=[1,2]")
+    cfg = tiny_config(
+        tiny_data, out, "all", "loso", "eval.threshold_policy=test-oracle", "seeds=[1,2]"
+    )
     run_dir, _ = run_protocol(cfg, progress=False)
     return run_dir
 
