@@ -58,7 +58,8 @@ def evaluate(
     Returns:
         ``formats`` (per format: ``parse_rate``, ``mean_binary_f1``, ``distinct_answers``, ...),
         ``explanation_f1`` and ``explanation_kinds`` when the model explains, ``reliance`` (per
-        format) when asked for, and ``examples`` (the first clip's answers and explanation).
+        format) when asked for, ``clips`` and ``answers`` (format or ``explanation`` -> one
+        text per clip) and, with explanations, ``explanation_examples`` (chosen by rule).
     """
     explain = model.cfg.explain.weight > 0
     outputs, metas = predict_clips(model, test_set, batch_size, answers=True, explain=explain)
@@ -69,12 +70,14 @@ def evaluate(
     )
     frame = pd.DataFrame([{key: m[key] for key in ID_KEYS} for m in metas]).assign(**columns)
     result: dict[str, Any] = {"formats": answer_tables(frame, aus)[1]}
-    result["examples"] = {fmt: texts[0] for fmt, texts in outputs.answers.items() if texts}
+    result["clips"] = [f"{m['subject']}/{m['clip']}" for m in metas]
+    result["answers"] = dict(outputs.answers)
     if explain:
         summary = explanation_tables(frame, aus)[1]
         result["explanation_f1"] = summary["mean_binary_f1"]
         result["explanation_kinds"] = summary["kinds"]
-        result["examples"]["explanation"] = outputs.explanations[0]
+        result["explanation_examples"] = summary["examples"]
+        result["answers"]["explanation"] = outputs.explanations
     if reliance:
         result["reliance"] = dataset_reliance(model, test_set, batch_size)
     return result
@@ -82,7 +85,7 @@ def evaluate(
 
 def curve_line(epoch: int, point: dict[str, Any]) -> str:
     """One printed line: per format F1 / parse rate / distinct answers, explanation F1."""
-    parts = [f"epoch {epoch:>3}"]
+    parts = [f"epoch {epoch:>3} ({point['seconds']:.0f} s)"]
     for fmt, values in point["formats"].items():
         parts.append(
             f"{fmt} F1 {values['mean_binary_f1']:.3f} parsed {values['parse_rate']:.0%} "
