@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,12 @@ def curve_line(epoch: int, point: dict[str, Any]) -> str:
 
 
 def run_curve(
-    cfg: ExperimentConfig, folder: Path, every: int, first_alone: int = 0, reliance: bool = True
+    cfg: ExperimentConfig,
+    folder: Path,
+    every: int,
+    first_alone: int = 0,
+    reliance: bool = True,
+    saved: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Train the text step once and evaluate the held-out clips every ``every`` epochs.
 
@@ -109,6 +115,7 @@ def run_curve(
         every: Epochs between evaluations (the last epoch is always evaluated).
         first_alone: Epochs during which only the first format is trained (0: none).
         reliance: Also compute the reliance measure at each evaluation.
+        saved: Called with the points so far after each evaluation (to save them).
 
     Returns:
         ``points`` (one per evaluation: ``epoch`` counted from 1, ``seconds`` of training so far,
@@ -146,6 +153,8 @@ def run_curve(
         evaluating += time.perf_counter() - began
         points.append(point)
         print(curve_line(epoch + 1, point), flush=True)
+        if saved is not None:
+            saved(points)
 
     result = train_model(model, train_set, cfg.train, seed, progress=False, on_epoch=on_epoch)
     return {"points": points, "train_loss": result.train_loss}
@@ -168,19 +177,22 @@ def main() -> None:
     overrides = ["train.num_threads=1", "preprocess.workers=0", *args.overrides]
     cfg = text_config(args.config, args.demo, train, test, args.explain, overrides)
     print(f"text curve: {' '.join(overrides)}; explain {args.explain}; first {args.first_alone}")
-    began = time.perf_counter()
-    curve = run_curve(cfg, folder, args.every, args.first_alone, not args.no_reliance)
-    results = {
+    results: dict[str, Any] = {
         "config": str(args.config),
         "overrides": overrides,
         "explain": args.explain,
         "first_alone": args.first_alone,
-        "wall_seconds": round(time.perf_counter() - began, 1),
-        **curve,
     }
+
+    def save(points: list[dict[str, Any]]) -> None:
+        if args.json:
+            atomic_write_text(args.json, json.dumps(results | {"points": points}, indent=2) + "\n")
+
+    began = time.perf_counter()
+    curve = run_curve(cfg, folder, args.every, args.first_alone, not args.no_reliance, save)
+    results |= {"wall_seconds": round(time.perf_counter() - began, 1), **curve}
     print(f"wall time {results['wall_seconds']:.0f} s")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+    save(curve["points"])
 
 
 if __name__ == "__main__":

@@ -64,9 +64,10 @@ def test_train_model_calls_back_after_every_epoch_in_order(tiny_data, tmp_path):
 
 def test_curve_scores_every_k_epochs_and_the_last(tiny_data, tmp_path):
     bench, cfg = _curve_config(tiny_data, tmp_path, "train.epochs=3")
-    curve = bench.run_curve(cfg, tmp_path, every=2)
+    saved = []
+    curve = bench.run_curve(cfg, tmp_path, every=2, saved=lambda points: saved.append(len(points)))
     n_test = len(read_manifest(tmp_path / "test.csv"))
-    assert [point["epoch"] for point in curve["points"]] == [2, 3]
+    assert [point["epoch"] for point in curve["points"]] == [2, 3] and saved == [1, 2]
     for point in curve["points"]:
         assert set(point["formats"]) == {"list", "json"}
         assert all(v["n_answers"] == n_test for v in point["formats"].values())
