@@ -5,7 +5,9 @@ changes. For the run's AUs (in order) and a set of present AUs:
 
 * ``list``: ``AU1, AU4, AU7`` (in the run's AU order), or ``none``;
 * ``yesno``: ``AU1: yes; AU2: no; ...`` over every AU of the run;
-* ``json``: ``{"AU1": 1, "AU2": 0, ...}`` over every AU of the run;
+* ``json``: ``{"AU1":1,"AU2":0,...}`` over every AU of the run, written compactly (no spaces:
+  45 tokens instead of 60 for 8 AUs with SmolLM2's tokenizer, so fewer fixed tokens to learn);
+  any JSON spacing parses;
 * ``names``: FACS names from the vocabulary table, ``inner brow raiser, brow lowerer``, or ``none``.
 
 :func:`parse_answer` is strict: an answer that is not exactly of its format's shape (an unknown
@@ -82,7 +84,7 @@ def target_answer(fmt: str, aus: Sequence[int], present: Iterable[int]) -> str:
     if fmt == "yesno":
         return "; ".join(f"AU{au}: {'yes' if au in chosen else 'no'}" for au in aus)
     if fmt == "json":
-        return json.dumps({f"AU{au}": int(au in chosen) for au in aus})
+        return json.dumps({f"AU{au}": int(au in chosen) for au in aus}, separators=(",", ":"))
     names = [entry.name for entry in facs_entries(list(aus)) if entry.au in chosen]
     return ", ".join(names) or NONE_WORD
 

@@ -17,6 +17,7 @@ per format are printed and saved too. Everything is written under ``<out>/text/`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,25 @@ def text_folder(explain: bool) -> str:
 
 
 def text_config(
-    config_file: Path, out: Path, train: Path, test: Path, explain: bool = False
+    config_file: Path,
+    out: Path,
+    train: Path,
+    test: Path,
+    explain: bool = False,
+    overrides: Sequence[str] = (),
 ) -> ExperimentConfig:
-    """The text step's config redirected to the demo folder ``out`` (``explain``: weight 1)."""
-    overrides = [
+    """The text step's config redirected to the demo folder ``out`` (``explain``: weight 1).
+
+    ``overrides`` (``key=value``) are applied last.
+    """
+    redirect = [
         f"out_dir='{out}'",
         f"data.cache_dir='{out / 'cache'}'",
         f"data.manifests=['{train}']",
         f"data.target_manifests=['{test}']",
     ]
-    return load_config(config_file, overrides + (["model.explain.weight=1.0"] if explain else []))
+    redirect += ["model.explain.weight=1.0"] if explain else []
+    return load_config(config_file, [*redirect, *overrides])
 
 
 def _mean_f1(frame: pd.DataFrame, aus: list[int]) -> float:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,6 +274,7 @@ def train_model(
     val_set: ClipDataset | None = None,
     desc: str = "train",
     progress: bool = True,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Fit the model's trainable parameters on ``train_set``.
 
@@ -287,6 +289,8 @@ def train_model(
             stopping when ``cfg.patience > 0``; the best epoch's weights are restored.
         desc: Label of the epoch progress bar.
         progress: Show the epoch progress bar.
+        on_epoch: Called with the epoch index after each epoch's optimiser steps (before the
+            validation loss); it may evaluate the model (the next epoch sets train mode again).
 
     Returns:
         Loss curves and timing.
@@ -324,6 +328,8 @@ def train_model(
             total += float(loss.detach()) * len(labels)
             count += len(labels)
         result.train_loss.append(total / max(1, count))
+        if on_epoch is not None:
+            on_epoch(epoch)
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
             val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device)

@@ -90,7 +90,8 @@ def build_report(run_dir: Path) -> RunTables:
 
     Under ``eval.threshold_policy: test-oracle`` the decisions are re-made with thresholds tuned
     on the pooled test labels; every file then says so (a ``note`` column in each CSV,
-    ``optimistic`` in summary.json, plot titles, report.md) and ``oracle_thresholds.json`` records the thresholds.
+    ``optimistic`` in summary.json, plot titles, report.md) and ``oracle_thresholds.json``
+    records the thresholds.
     """
     run = Run.read(run_dir)
     run_dir, cfg, run_info = run.root, run.cfg, run.info()
