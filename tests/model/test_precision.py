@@ -111,7 +111,7 @@ def _train_steps(model, processor, device, steps: int = 2) -> list[float]:
         loss.backward()
         optimizer.step()
         assert loss.dtype == torch.float32 and torch.isfinite(loss)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
