@@ -169,18 +169,18 @@ class SamplingConfig:
 
     Attributes:
         frames_per_clip: Frames per sampled clip (the model's input length ``T``).
-        train: Strategy for training clips: ``uniform`` (over onset..offset), ``onset_apex``, or
-            ``random_end`` (onset to a random end frame, AU-LLM's augmentation).
-        test: Strategy for evaluation clips (``uniform`` in AU-LLM).
+        train_strategy: Strategy for training clips: ``uniform`` (over onset..offset),
+            ``onset_apex``, or ``random_end`` (onset to a random end frame, AU-LLM's augmentation).
+        test_strategy: Strategy for evaluation clips (``uniform`` in AU-LLM).
     """
 
     frames_per_clip: int = 6
-    train: str = "random_end"
-    test: str = "uniform"
+    train_strategy: str = "random_end"
+    test_strategy: str = "uniform"
 
     def __post_init__(self) -> None:
-        check_choice("sampling", "train", self.train, SAMPLING_STRATEGIES)
-        check_choice("sampling", "test", self.test, SAMPLING_STRATEGIES)
+        check_choice("sampling", "train_strategy", self.train_strategy, SAMPLING_STRATEGIES)
+        check_choice("sampling", "test_strategy", self.test_strategy, SAMPLING_STRATEGIES)
         if self.frames_per_clip < 2:
             raise ConfigError(
                 f"sampling.frames_per_clip = {self.frames_per_clip}: expected at least 2"
@@ -464,7 +464,12 @@ RETIRED_KEYS = {
 # Keys that were renamed (section.old -> section.new). A config a user gives that sets the old
 # name gets an error naming the new one; configs au-llm saved itself (run and model folders) are
 # read with the old name moved to the new one (:func:`upgrade_saved`).
-RENAMED_KEYS = {"preprocess.mode": "preprocess.align", "eval.threshold": "eval.threshold_policy"}
+RENAMED_KEYS = {
+    "preprocess.mode": "preprocess.align",
+    "eval.threshold": "eval.threshold_policy",
+    "sampling.train": "sampling.train_strategy",
+    "sampling.test": "sampling.test_strategy",
+}
 
 
 def _check_retired(node: Any, source: str) -> None:

@@ -48,7 +48,8 @@ class InferenceConfig:
 
     Attributes:
         preprocess: The face alignment of the training clips; inputs are aligned the same way.
-        frame_sampling: How a clip's frames are picked (the training run's ``sampling.test``).
+        frame_sampling: How a clip's frames are picked (the training run's
+            ``sampling.test_strategy``).
         batch_size: Clips per forward pass (the training run's ``train.batch_size``).
         device: ``auto``, ``cpu`` or ``cuda`` (``train.device``).
         deterministic: Deterministic kernels (``train.deterministic``).
@@ -101,7 +102,7 @@ class InferenceConfig:
         """
         return cls(
             preprocess,
-            sampling.test,
+            sampling.test_strategy,
             train.batch_size,
             train.device,
             train.deterministic,

@@ -103,13 +103,14 @@ def fit(
     train, val = rows, None
     if train_cfg.val_fraction > 0:
         train, val = inner_split(rows, train_cfg.val_fraction, seed)
-    train_set = ClipDataset(train, cache, aus, frames, sampling.train, seed, explain)
+    train_strategy, test_strategy = sampling.train_strategy, sampling.test_strategy
+    train_set = ClipDataset(train, cache, aus, frames, train_strategy, seed, explain)
     val_set = (
-        val if val is None else ClipDataset(val, cache, aus, frames, sampling.test, seed, explain)
+        val if val is None else ClipDataset(val, cache, aus, frames, test_strategy, seed, explain)
     )
     result = train_model(model, processor, train_set, train_cfg, seed, val_set, desc, progress)
     thresholds = np.full(len(aus), eval_cfg.fixed_threshold)
-    eval_set = ClipDataset(train, cache, aus, frames, sampling.test, seed=seed)
+    eval_set = ClipDataset(train, cache, aus, frames, test_strategy, seed=seed)
     outputs, _ = predict_clips(model, processor, eval_set, train_cfg.batch_size)
     grid = threshold_grid(*eval_cfg.threshold_grid)
     train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)

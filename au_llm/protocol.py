@@ -261,7 +261,7 @@ def run_fold(
         progress,
     )
     thresholds, result = fitted.thresholds, fitted.result
-    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test
+    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test_strategy
     explain = cfg.model.explains
     test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
     outputs, metas = predict_clips(

@@ -63,7 +63,7 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
     manifests, _ = write_demo_data(work, 8, 8)
     cfg = demo_config(CONFIG_DIR / "demo_casme2_loso.yaml", work, manifests, False)
     data = prepare_data(cfg.data, cfg.preprocess, work, cfg.protocol, progress=False)
-    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train
+    frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train_strategy
     dataset = ClipDataset(data.source, data.cache, data.aus, frames, strategy)
     loader = clip_loader(dataset, cfg.train.batch_size, True, 0)
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)

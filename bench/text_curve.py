@@ -138,8 +138,9 @@ def run_curve(
     seed_everything(seed)
     explain = cfg.model.explains
     aus, frames = data.aus, sampling.frames_per_clip
-    train_set = ClipDataset(data.source, data.cache, aus, frames, sampling.train, seed, explain)
-    test_set = ClipDataset(data.target, data.cache, aus, frames, sampling.test, seed, explain)
+    strategies = sampling.train_strategy, sampling.test_strategy
+    train_set = ClipDataset(data.source, data.cache, aus, frames, strategies[0], seed, explain)
+    test_set = ClipDataset(data.target, data.cache, aus, frames, strategies[1], seed, explain)
     text = model.cfg.text
     weights = list(text.format_weights) or [1.0] * len(text.formats)
     if first_alone > 0:

@@ -145,6 +145,7 @@ def test_retired_precision_keys_name_the_new_one(tmp_path, yaml_text, override):
     [
         ("preprocess:\n  mode: frame\n", "preprocess.mode", "preprocess.align"),
         ("eval:\n  threshold: train\n", "eval.threshold", "eval.threshold_policy"),
+        ("sampling:\n  test: onset_apex\n", "sampling.test", "sampling.test_strategy"),
     ],
 )
 def test_renamed_keys_are_refused_from_a_user_and_read_from_a_saved_run(

@@ -17,7 +17,7 @@ EXPERIMENT = [
     "eval.threshold_policy=train",
     "train.batch_size=5",
     "train.device=cpu",
-    "sampling.test=onset_apex",
+    "sampling.test_strategy=onset_apex",
     "preprocess.align=frame",
     "preprocess.size=48",
 ]
@@ -101,7 +101,8 @@ def test_settings_that_do_not_fit_the_model_are_refused_naming_the_file(saved, t
     meta.write_text(json.dumps(info))
     with pytest.raises(ValueError, match=rf"{meta}: expected 3 thresholds, got 1"):
         load_deployed(tmp_path / "short")
-    bad = {**experiment, "sampling": {**experiment["sampling"], "test": "sideways"}}
+    sampling = {k: v for k, v in experiment["sampling"].items() if k != "test_strategy"}
+    bad = {**experiment, "sampling": {**sampling, "test": "sideways"}}  # as version 3 named it
     _as_version_3(folder, tmp_path / "bad", deployed.inference)
     (tmp_path / "bad" / "config.json").write_text(json.dumps(bad))
     with pytest.raises(
