@@ -10,7 +10,7 @@ The steps, in order, assembled once by :func:`open_run` for a plain run and for 
 task: :meth:`Run.start <au_llm.runs.run.Run.start>` -> :func:`~au_llm.prepare.prepare_data`
 (manifests -> aligned-clip cache, failed clips excluded) -> :func:`protocol_folds` -> the run's
 record and plan; then :func:`select_folds` -> :func:`run_work`, which claims each fold and runs
-:func:`run_fold` (:func:`~au_llm.training.fit`, then test predictions) -> the report.
+:func:`run_fold` (:func:`~au_llm.fitting.fit`, then test predictions) -> the report.
 """
 
 from __future__ import annotations
