@@ -57,8 +57,8 @@ class ClipScorer:
         model = deployed.model.eval()
         self._prompt_cache: PromptCache | None = inference_prompt_cache(model)
         self._text = model.cfg.has_text_head
-        tries = answer_tries(model, deployed.processor, options.constrained) if self._text else {}
-        self._tries = tries
+        processor = deployed.processor
+        self._tries = answer_tries(model, processor, options.constrained) if self._text else {}
 
     @property
     def aus(self) -> list[int]:

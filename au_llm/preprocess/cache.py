@@ -95,7 +95,7 @@ def pixel_settings(cfg: PreprocessConfig) -> dict[str, Any]:
         "version": CACHE_VERSION,
         "size": cfg.size,
         "color": cfg.color,
-        "mode": cfg.align,
+        "mode": cfg.align,  # the key is stored in every cache entry: it keeps its first name
     }
     if cfg.align != "none":
         settings.update(
