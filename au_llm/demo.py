@@ -14,7 +14,7 @@ from pathlib import Path
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.demo_text import TEXT_CONFIG, run_text_demo, text_folder
+from au_llm.demo_text import run_text_demo, text_config_name, text_folder
 from au_llm.protocol import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth import write_synthetic
@@ -80,8 +80,9 @@ def run_demo(
         clips_per_subject: Synthetic clips per subject.
         text: End with the text step (SmolLM2 answering in words, see :mod:`au_llm.demo_text`);
             never with ``no_llm``.
-        explain: The text step also trains and writes explanations (``model.explain.weight=1``),
-            into ``out/text_explain`` instead of ``out/text``.
+        explain: The text step also trains and writes explanations
+            (``configs/demo_smollm2_explain.yaml``), into ``out/text_explain`` instead of
+            ``out/text``.
 
     Returns:
         The run directories (LOSO, then cross-domain). Runs made on earlier demo data are
@@ -111,7 +112,7 @@ def run_demo(
             shutil.rmtree(folder, ignore_errors=True)
         what = "text answers and explanations" if explain else "text answers"
         print(f"\n[demo] {what} with the built-in SmolLM2-135M (first run converts it once)")
-        run_text_demo(CONFIG_DIR / TEXT_CONFIG, Path(out), manifests["casme2"], explain)
+        run_text_demo(CONFIG_DIR / text_config_name(explain), Path(out), manifests["casme2"])
         print(f"[demo] text step done, written under {folder}")
     print(f"[demo] finished in {time.perf_counter() - start:.0f} s")
     return runs

@@ -5,8 +5,9 @@ others train one ``head: both`` model (``configs/demo_smollm2_text.yaml``: the b
 SmolLM2-135M-Instruct, LoRA, the linear head and the text loss together). The test clips are then
 answered twice, greedy without and with constrained decoding, and the step prints binary F1 of the
 linear head and of every format's parsed answers, the parse rate, and three example answers per
-format. With ``explain`` (``au-llm demo --explain``) the model also learns to explain each clip
-(``model.explain.weight=1``, VL-FAU); the greedy pass writes one explanation per test clip, and the
+format. With ``au-llm demo --explain`` (``configs/demo_smollm2_explain.yaml``) the model also learns
+to explain each clip (``model.explain.weight: 1``, VL-FAU); the greedy pass writes one explanation
+per test clip, and the
 step prints their faithfulness and three examples chosen by rule
 (:mod:`au_llm.reports.explanations`). The reliance measure (:mod:`au_llm.reliance`: does the
 answer's likelihood depend on the clip's own visual token?) and the number of distinct answers
@@ -41,6 +42,7 @@ from au_llm.runs.layout import SUMMARY
 from au_llm.train_recipe import train_deployable
 
 TEXT_CONFIG = "demo_smollm2_text.yaml"
+EXPLAIN_CONFIG = "demo_smollm2_explain.yaml"
 TEST_SUBJECTS = 2
 EXAMPLES = 3
 
@@ -62,20 +64,20 @@ def split_subjects(manifest: Path, out: Path, n_test: int = TEST_SUBJECTS) -> tu
     return paths
 
 
+def text_config_name(explain: bool) -> str:
+    """The text step's config file: with explanations or without."""
+    return EXPLAIN_CONFIG if explain else TEXT_CONFIG
+
+
 def text_folder(explain: bool) -> str:
     """The text step's folder under the demo folder."""
     return "text_explain" if explain else "text"
 
 
 def text_config(
-    config_file: Path,
-    out: Path,
-    train: Path,
-    test: Path,
-    explain: bool = False,
-    overrides: Sequence[str] = (),
+    config_file: Path, out: Path, train: Path, test: Path, overrides: Sequence[str] = ()
 ) -> ExperimentConfig:
-    """The text step's config redirected to the demo folder ``out`` (``explain``: weight 1).
+    """The text step's config redirected to the demo folder ``out``.
 
     ``overrides`` (``key=value``) are applied last.
     """
@@ -85,7 +87,6 @@ def text_config(
         f"data.manifests=['{train}']",
         f"data.target_manifests=['{test}']",
     ]
-    redirect += ["model.explain.weight=1.0"] if explain else []
     return load_config(config_file, [*redirect, *overrides])
 
 
@@ -190,24 +191,23 @@ def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
     return train_deployable(cfg, model_dir)
 
 
-def run_text_demo(
-    config_file: Path, out: Path, casme2_manifest: Path, explain: bool = False
-) -> dict[str, Any]:
+def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[str, Any]:
     """Train the SmolLM2 ``head: both`` model, answer the test clips, print and save the results.
 
     Args:
-        config_file: ``configs/demo_smollm2_text.yaml``.
-        out: The demo folder (the step writes into ``out/text``, see :func:`text_folder`).
+        config_file: ``configs/demo_smollm2_text.yaml`` or, with explanations,
+            ``configs/demo_smollm2_explain.yaml``.
+        out: The demo folder (the step writes into ``out/text``, or ``out/text_explain`` when
+            the config trains explanations; see :func:`text_folder`).
         casme2_manifest: The synthetic CASME II-style manifest.
-        explain: Also learn and write explanations (``model.explain.weight=1``).
 
     Returns:
         The scores per decoding mode (``free``, ``constrained``) and, with explanations, their
         faithfulness (``explanations``), as written to ``summary.json`` in the step's folder.
     """
-    folder = out / text_folder(explain)
+    folder = out / text_folder(load_config(config_file).model.explains)
     train, test = split_subjects(casme2_manifest, folder)
-    cfg = text_config(config_file, out, train, test, explain)
+    cfg = text_config(config_file, out, train, test)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
     explained = deployed.spec.model.explains

@@ -2,17 +2,23 @@
 
 A clip's description target (VL-FAU's language task) is built from its annotation only:
 
-* a *global* sentence: the facial regions involved, the number of AUs and, when the manifest
-  has one, the emotion label (``A brief, subtle movement of the upper face with two action
-  units, annotated as disgust.``);
-* one *local* clause per annotated AU, from the FACS table (:mod:`au_llm.data.facs`): AU, name,
-  muscle and visible movement, with the side when the raw AU cell codes it (``L12``: "on the
-  left side") and the FACS intensity when coded (SAMM's ``A``-``E``).
+* one *local* clause per annotated AU, in ascending order, from the FACS table
+  (:mod:`au_llm.data.facs`): AU, name, muscle and visible movement, with the side when the raw
+  AU cell codes it (``L12``: "on the left side") and the FACS intensity when coded (SAMM's
+  ``A``-``E``);
+* then a closing *global* sentence: the number of AUs, the facial regions involved and, when
+  the manifest has one, the emotion label (``In all, two action units of the upper face,
+  annotated as disgust.``).
 
-Every phrasing is data (``au_llm/data/explain_phrasings.csv``: part, key, text); each part has
-several phrasings and one is drawn per clause from the clip's seed, so the model cannot learn
-one fixed string. Every local clause starts with ``AU<n>``, which is what
-:func:`parse_explanation` reads back: the AU set, and the side (left / right) said of each AU.
+The AUs come first, so the first decision a model makes after the instruction is which AU the
+clip shows (the same decision as a ``list`` answer's first token), and the clauses and the
+closing sentence follow from the AUs named.
+
+Every phrasing is data (``au_llm/data/explain_phrasings.csv``: part, key, text). Each part has
+few phrasings (one is drawn per clause from the clip's seed and the training step), so most of
+a target's tokens follow from its AUs and the loss is spent on content rather than wording.
+Every local clause starts with ``AU<n>``, which is what :func:`parse_explanation` reads back:
+the AU set, and the side (left / right) said of each AU.
 """
 
 from __future__ import annotations
@@ -54,13 +60,20 @@ Phrasings = dict[str, dict[str, tuple[str, ...]]]
 
 
 def load_phrasings() -> Phrasings:
-    """The phrasing table: part -> key -> phrasings (in file order).
+    """The phrasing table shipped with au-llm (see :func:`parse_phrasings`)."""
+    text = resources.files("au_llm.data").joinpath(PHRASINGS_FILE).read_text(encoding="utf-8")
+    return parse_phrasings(text)
+
+
+def parse_phrasings(text: str) -> Phrasings:
+    """A phrasing table (CSV ``part,key,text``) as part -> key -> phrasings (in file order).
 
     Raises:
         ValueError: A required part or key is missing, a local phrasing does not start with
-            ``AU{au}``, or a phrasing outside the local clauses names an AU (``AU<n>``).
+            ``AU{au}``, or a phrasing outside the local clauses names an AU (``AU<n>``), or
+            one outside the local clauses and side phrases says left or right (the parser
+            reads a side up to the next AU, across the closing global sentence).
     """
-    text = resources.files("au_llm.data").joinpath(PHRASINGS_FILE).read_text(encoding="utf-8")
     table: dict[str, dict[str, list[str]]] = {}
     for row in csv.DictReader(text.splitlines()):
         table.setdefault(row["part"], {}).setdefault(row["key"], []).append(row["text"])
@@ -74,9 +87,14 @@ def load_phrasings() -> Phrasings:
                 raise ValueError(f"{PHRASINGS_FILE}: {part} {phrasing!r} must start with AU{{au}}")
     for part, keys in table.items():
         for phrasings in keys.values():
+            if part in ("local", "local_unlisted"):
+                continue
             named = [p for p in phrasings if _AU_MENTION.search(p)]
-            if named and part not in ("local", "local_unlisted"):
+            if named:
                 raise ValueError(f"{PHRASINGS_FILE}: {part} {named[0]!r} names an AU")
+            sided = [p for p in phrasings if _SIDE_MENTION.search(p)]
+            if sided and part != "side":
+                raise ValueError(f"{PHRASINGS_FILE}: {part} {sided[0]!r} says a side")
     return {part: {key: tuple(v) for key, v in keys.items()} for part, keys in table.items()}
 
 
@@ -170,16 +188,18 @@ def describe(
         phrasings: The phrasing table (default: :func:`load_phrasings`).
 
     Returns:
-        The global sentence, then one sentence per AU in ascending AU order.
+        One sentence per AU in ascending AU order, then the global sentence.
     """
     phrasings = phrasings or load_phrasings()
     rng = np.random.default_rng(np.random.SeedSequence([int(s) % 2**32 for s in seed]))
     table = facs_table()
     ordered = [marks[au] for au in sorted(marks)]
     entries = [table.get(mark.au) for mark in ordered]
-    sentences = [_global_sentence(entries, emotion, rng, phrasings)]
-    for mark, entry in zip(ordered, entries, strict=True):
-        sentences.append(_local_clause(mark, entry, rng, phrasings) + ".")
+    sentences = [
+        _local_clause(mark, entry, rng, phrasings) + "."
+        for mark, entry in zip(ordered, entries, strict=True)
+    ]
+    sentences.append(_global_sentence(entries, emotion, rng, phrasings))
     return " ".join(sentences)
 
 

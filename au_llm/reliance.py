@@ -52,13 +52,14 @@ def answer_logliks(model: Any, tokens: Tensor, ids: Tensor, targets: Tensor) -> 
     Returns:
         ``[B]`` float32 log-likelihoods (nats), computed in the model's precision.
     """
-    with autocast(tokens.device, model.precision):
-        _, lm_logits = model.forward_text_tokens(tokens, ids.to(tokens.device))
-    logp = torch.log_softmax(lm_logits.float(), dim=-1)
     targets = targets.to(tokens.device)
-    mask = targets != -100
-    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(dim=1)
+    keep = targets != -100
+    with autocast(tokens.device, model.precision):
+        _, lm_logits = model.forward_text_tokens(tokens, ids.to(tokens.device), keep)
+    logp = torch.log_softmax(lm_logits.float(), dim=-1)
+    picked = logp.gather(-1, targets[keep].unsqueeze(-1)).squeeze(-1)
+    rows = keep.nonzero()[:, 0]
+    return torch.zeros(len(ids), device=picked.device).index_add_(0, rows, picked)
 
 
 def other_clips(labels: np.ndarray, n_others: int = N_OTHERS) -> np.ndarray:

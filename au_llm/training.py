@@ -178,11 +178,25 @@ def compile_visual_path(model: AULLM) -> None:
         model.get_visual_tokens = torch.compile(model.get_visual_tokens)
 
 
-def _lm_loss(lm_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of next-token logits ``[B, L, V]`` on targets ``[B, L]`` (-100 skipped)."""
-    return nn.functional.cross_entropy(
-        lm_logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100
-    )
+def _text_pass(
+    model: AULLM, tokens: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A teacher-forced text pass: the AU logits and the cross-entropy on the targets.
+
+    Args:
+        model: The model.
+        tokens: ``[B, n, H]`` visual tokens.
+        ids: ``[B, L]`` teacher-forcing ids (instruction + target).
+        targets: ``[B, L]`` next-token targets, -100 where no loss is taken.
+
+    Returns:
+        ``(au_logits [B, n_aus], loss)``: the loss is the mean over the target tokens, with
+        logits computed at those positions only.
+    """
+    targets = targets.to(tokens.device)
+    keep = targets != -100
+    au_logits, lm_logits = model.forward_text_tokens(tokens, ids.to(tokens.device), keep)
+    return au_logits, nn.functional.cross_entropy(lm_logits.float(), targets[keep])
 
 
 def batch_loss(
@@ -229,15 +243,15 @@ def batch_loss(
     if cfg.has_text_head:
         formats = batch_formats(cfg.text.formats, cfg.text.format_weights, step, len(labels))
         ids, targets = processor.answer_batch(labels.cpu(), formats)
-        au_logits, lm_logits = model.forward_text_tokens(tokens, ids.to(clips.device))
-        loss = loss + cfg.text.weight * _lm_loss(lm_logits, targets.to(clips.device))
+        au_logits, text_loss = _text_pass(model, tokens, ids, targets)
+        loss = loss + cfg.text.weight * text_loss
     if cfg.explains:
         if meta is None:
             raise ValueError("model.explain.weight > 0: batch_loss needs the batch's meta")
         ids, targets = processor.explanation_batch(meta_rows(meta), step)
-        explain_logits, lm_logits = model.forward_text_tokens(tokens, ids.to(clips.device))
+        explain_logits, explain_loss = _text_pass(model, tokens, ids, targets)
         au_logits = explain_logits if au_logits is None else au_logits
-        loss = loss + cfg.explain.weight * _lm_loss(lm_logits, targets.to(clips.device))
+        loss = loss + cfg.explain.weight * explain_loss
     if cfg.head != "text":
         assert au_logits is not None
         weight = cfg.text.linear_weight if cfg.head == "both" else 1.0

@@ -45,7 +45,7 @@ from au_llm.preprocess.dataset import ClipDataset, clip_loader
 from au_llm.training import batch_loss, make_optimizer
 
 
-def _medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
     """Median seconds of each function over ``repeats`` interleaved rounds, after a warm-up."""
     for fn in fns.values():
         fn()
@@ -81,7 +81,7 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
         optimizer.step()
 
     model.train()
-    times = _medians({"load": load, "step": step}, repeats)
+    times = interleaved_medians({"load": load, "step": step}, repeats)
     return {
         "batch_size": cfg.train.batch_size,
         "load_s": times["load"],
@@ -107,7 +107,7 @@ def backbone_backward(batch: int, channels: int, repeats: int) -> dict[str, floa
 
         return go
 
-    times = _medians({"aten": run(aten_conv), "onednn": run(F.conv2d)}, repeats)
+    times = interleaved_medians({"aten": run(aten_conv), "onednn": run(F.conv2d)}, repeats)
     return {**times, "speedup": times["onednn"] / times["aten"]}
 
 
@@ -120,7 +120,7 @@ def matmul_rates(repeats: int) -> dict[str, dict[str, float]]:
             x = torch.randn(rows, 896).to(dtype)
             weight = torch.randn(4864, 896).to(dtype)
             fns[str(dtype).removeprefix("torch.")] = lambda x=x, weight=weight: F.linear(x, weight)
-        times = _medians(fns, repeats * 4)
+        times = interleaved_medians(fns, repeats * 4)
         flops = 2 * rows * 896 * 4864
         rates[f"{rows} rows"] = {
             name: {"ms": 1e3 * sec, "gflops": flops / sec / 1e9} for name, sec in times.items()

@@ -1,15 +1,17 @@
 r"""Held-out text answers and explanations against epochs: one training run, evaluated every k.
 
-The demo's text step (``configs/demo_smollm2_text.yaml``, the demo's split: every synthetic
+The demo's text step (``--config``: ``configs/demo_smollm2_text.yaml`` by default, or
+``configs/demo_smollm2_explain.yaml`` with explanations; the demo's split: every synthetic
 CASME II-style subject but the last two train, those two are held out) is trained once; after
 every ``--every`` epochs (and after the last) the held-out clips are answered greedily, without
 constrained decoding, and the tool records per format the parse rate, the mean binary F1 of the
-parsed answers and the number of distinct answers; with ``--explain`` the named-AU F1 of the
-explanations; and (unless ``--no-reliance``) the reliance measure (:mod:`au_llm.reliance`). The
-cosine schedule spans all epochs, so a point at epoch k is a model part-way through its schedule,
-not a k-epoch run. ``--first-alone N`` is a format curriculum: the first format alone for the
-first ``N`` epochs, then the formats with their ``model.text.format_weights`` (equal weights
-when none are given). It prints one line per evaluation and saves JSON.
+parsed answers and the number of distinct answers; for a model that explains, the named-AU F1
+of the explanations; and (unless ``--no-reliance``) the reliance measure
+(:mod:`au_llm.reliance`). The cosine schedule spans all epochs, so a point at epoch k is a
+model part-way through its schedule, not a k-epoch run. ``--first-alone N`` is a format
+curriculum: the first format alone for the first ``N`` epochs, then the formats with their
+``model.text.format_weights`` (equal weights when none are given). It prints one line per
+evaluation and saves JSON.
 
 Usage (the demo's data first: ``au-llm demo --out /tmp/demo_run``; 1 torch thread)::
 
@@ -176,7 +178,6 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--every", type=int, default=3, help="epochs between evaluations")
     parser.add_argument("--first-alone", type=int, default=0, help="epochs of the first format")
-    parser.add_argument("--explain", action="store_true", help="model.explain.weight=1")
     parser.add_argument("--no-reliance", action="store_true")
     parser.add_argument("--json", type=Path, help="where to save the results")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -185,12 +186,13 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     train, test = split_subjects(args.demo / "manifests" / "casme2.csv", folder)
     overrides = ["train.num_threads=1", "preprocess.workers=0", *args.overrides]
-    cfg = text_config(args.config, args.demo, train, test, args.explain, overrides)
-    print(f"text curve: {' '.join(overrides)}; explain {args.explain}; first {args.first_alone}")
+    cfg = text_config(args.config, args.demo, train, test, overrides)
+    explain = cfg.model.explains
+    print(f"text curve: {' '.join(overrides)}; explain {explain}; first {args.first_alone}")
     results: dict[str, Any] = {
         "config": str(args.config),
         "overrides": overrides,
-        "explain": args.explain,
+        "explain": explain,
         "first_alone": args.first_alone,
     }
 

@@ -1,4 +1,5 @@
 import json
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 
 from au_llm.demo import CONFIG_DIR, DEMO_CONFIGS, demo_config, run_demo
+from au_llm.demo_text import text_config_name
 
 
 def test_no_llm_flag_gives_the_ablation_on_equal_terms(tmp_path):
@@ -55,13 +57,13 @@ def test_full_demo_learns_within_ten_minutes(tmp_path):
         assert summary["pooled_binary_f1"] >= summary["baseline_binary_f1"] + 0.2
 
 
-def _tiny_text_config(tmp_path):
+def _tiny_text_config(tmp_path, explain=False):
     """The text step's config with the tiny random LLM, 1 epoch, 32x32 clips."""
-    text = (CONFIG_DIR / "demo_smollm2_text.yaml").read_text()
+    text = (CONFIG_DIR / text_config_name(explain)).read_text()
     text = text.replace("source: smollm2", "source: tiny")
     text = text.replace("precision: auto", "precision: fp32")
     text = (
-        text.replace("epochs: 15", "epochs: 1")
+        re.sub(r"epochs: \d+", "epochs: 1", text)
         .replace("formats: [list]", "formats: [list, json]")
         .replace("size: 64", "size: 32")
     )
@@ -98,7 +100,7 @@ def test_text_step_with_explain_writes_and_scores_an_explanation_per_test_clip(
     from au_llm.data.manifest import read_manifest
     from au_llm.demo_text import run_text_demo
 
-    results = run_text_demo(_tiny_text_config(tmp_path), tmp_path, tiny_data.casme2, True)
+    results = run_text_demo(_tiny_text_config(tmp_path, True), tmp_path, tiny_data.casme2)
     folder = tmp_path / "text_explain"
     free = pd.read_csv(folder / "predictions_free.csv", keep_default_na=False)
     n_test = len(read_manifest(folder / "test.csv"))

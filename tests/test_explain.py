@@ -1,8 +1,10 @@
 import itertools
 import re
+from pathlib import Path
 
 import pytest
 
+import au_llm.data
 from au_llm.data.au_codes import AUMark, parse_au_cell
 from au_llm.data.facs import facs_table
 from au_llm.explain import (
@@ -12,6 +14,7 @@ from au_llm.explain import (
     describe_clip,
     load_phrasings,
     parse_explanation,
+    parse_phrasings,
 )
 
 # Every AU cell of datasets.md (CASME II and SAMM), with the AU sets the coding rules give.
@@ -30,6 +33,12 @@ ERRATA = [
     ("R12 or R14", "R14", {14: {"R"}}),
     ("R14A or 17A or 24A", "R14A", {14: {"R"}}),
 ]
+
+
+def resources_text() -> str:
+    return (Path(au_llm.data.__file__).parent / "explain_phrasings.csv").read_text()
+
+
 SENTENCE = re.compile(r"^[A-Z][^{}]*[.]$")
 
 
@@ -48,7 +57,8 @@ def test_targets_are_well_formed_and_name_exactly_the_annotated_aus(cell):
             assert SENTENCE.match(text), text
             assert "  " not in text and ".." not in text
             assert parse_explanation(text).aus == frozenset(aus), text
-            assert emotion.lower() in text.split(". ")[0]
+            assert emotion.lower() in text.split(". ")[-1]
+            assert text.startswith(f"AU{min(aus)},") if aus else "AU" not in text
 
 
 def test_sides_and_intensities_of_datasets_md_notations_reach_the_text():
@@ -113,7 +123,7 @@ def test_every_phrasing_is_drawn_for_some_seed():
     texts = {describe(marks, "fear", [seed]) for seed in range(200)}
     for template in load_phrasings()["global"][""]:
         opening = template.split("{")[0]
-        assert any(text.startswith(opening) for text in texts), opening
+        assert any(f". {opening}" in text for text in texts), opening
 
 
 def test_descriptions_are_deterministic_and_vary_with_the_variant():
@@ -146,3 +156,17 @@ def test_side_contradictions_on_hand_made_cases():
     # agree; 7 is not annotated (a wrong AU, not a wrong side).
     assert contradicted_sides(said, marks) == [4, 12]
     assert contradicted_sides(parse_explanation("AU12 and AU4."), marks) == []
+
+
+def test_a_phrasing_table_that_would_mislead_the_parser_is_refused():
+    header = "part,key,text\n"
+    shipped = "\n".join(
+        line for line in resources_text().splitlines()[1:] if not line.startswith("region,upper,")
+    )
+    assert parse_phrasings(header + shipped + "\nregion,upper,upper face") == load_phrasings()
+    with pytest.raises(ValueError, match="says a side"):
+        parse_phrasings(header + shipped + "\nregion,upper,left brow")
+    with pytest.raises(ValueError, match="names an AU"):
+        parse_phrasings(header + shipped + "\nregion,upper,AU4 area")
+    with pytest.raises(ValueError, match="no phrasing for part 'region', key 'upper'"):
+        parse_phrasings(header + shipped)

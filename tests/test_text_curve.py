@@ -7,7 +7,7 @@ import numpy as np
 
 import au_llm.training
 from au_llm.data.manifest import read_manifest
-from au_llm.demo_text import split_subjects, text_config
+from au_llm.demo_text import split_subjects, text_config, text_config_name
 from au_llm.model.checkpoint import build_model
 from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
@@ -38,7 +38,8 @@ def _curve_config(tiny_data, tmp_path, *extra, explain=False):
         *extra,
     ]
     bench = _bench()
-    return bench, text_config(bench.CONFIG, tmp_path, train, test, explain, overrides)
+    config = bench.CONFIG.with_name(text_config_name(explain))
+    return bench, text_config(config, tmp_path, train, test, overrides)
 
 
 def test_train_model_calls_back_after_every_epoch_in_order(tiny_data, tmp_path):

@@ -293,7 +293,9 @@ class AULLM(nn.Module):
         return outputs.last_hidden_state, outputs.past_key_values
 
     # ----------------------------------------------------------------------------- text answers
-    def forward_text_tokens(self, tokens: Tensor, text_ids: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_text_tokens(
+        self, tokens: Tensor, text_ids: Tensor, keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One decoder pass for both heads, teacher-forced on ``text_ids``.
 
         Args:
@@ -301,11 +303,16 @@ class AULLM(nn.Module):
                 can feed several texts, e.g. an answer and an explanation).
             text_ids: ``[B, L]`` instruction + answer ids (the processor's teacher-forcing ids,
                 :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.answer_batch`).
+            keep: ``[B, L]`` bool, the positions whose next-token logits are wanted (a loss
+                needs only those with a target: ``targets != -100``). The vocabulary projection
+                is the largest matrix product of a small LLM, so the positions without a target
+                (the instruction) are not projected. None: every position.
 
         Returns:
-            ``(au_logits [B, n_aus], lm_logits [B, L, V])``: the linear head on the visual
-            position's hidden state (what :meth:`forward` gives; later text cannot change it in
-            a causal LM), and the LM head's next-token logits for every position of ``text_ids``.
+            ``(au_logits [B, n_aus], lm_logits)``: the linear head on the visual position's
+            hidden state (what :meth:`forward` gives; later text cannot change it in a causal
+            LM), and the LM head's next-token logits: ``[B, L, V]`` for every position of
+            ``text_ids``, or ``[K, V]`` for the ``K`` kept positions in row-major order.
         """
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
@@ -314,8 +321,10 @@ class AULLM(nn.Module):
         )
         last = suffix.shape[1] - 1
         au_logits = self.au_logits(hidden[:, last], tokens)
-        lm_head = self.llm.get_output_embeddings()
-        lm_logits = fp32_linear(lm_head, hidden[:, last : last + text_ids.shape[1]])
+        text_hidden = hidden[:, last : last + text_ids.shape[1]]
+        if keep is not None:
+            text_hidden = text_hidden[keep.to(text_hidden.device)]
+        lm_logits = fp32_linear(self.llm.get_output_embeddings(), text_hidden)
         return au_logits, lm_logits
 
     def _prefix_cache(self, decoder: nn.Module, prefix: Tensor) -> PromptCache:

@@ -1,12 +1,13 @@
 import pytest
 import torch
+from torch.nn.functional import cross_entropy
 
 from au_llm.config import TrainConfig
 from au_llm.explain import describe_clip
 from au_llm.inference import clip_outputs
 from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
-from au_llm.training import _lm_loss, batch_loss
+from au_llm.training import batch_loss
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 META = {
@@ -52,7 +53,8 @@ def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
         texts = [describe_clip({k: v[i] for k, v in META.items()}, 3) for i in range(2)]
         ids, targets = processor.teacher_forcing(["explain", "explain"], texts)
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
-        expected = 0.5 * _lm_loss(lm_logits, targets) + loss_fn(au_logits.float(), labels)
+        text_loss = cross_entropy(lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        expected = 0.5 * text_loss + loss_fn(au_logits.float(), labels)
         assert torch.allclose(au_logits, model(x), atol=1e-5)
     assert torch.allclose(loss, expected, atol=1e-5)
     prompt = len(processor.instruction_ids("explain"))

@@ -90,7 +90,7 @@ def test_explanation_batch_and_instructions_follow_the_model_config():
     processor = _processor(formats=("list",), explain=True)
     ids, targets = processor.explanation_batch([meta], step=2)
     text = processor.decode([[t for t in targets[0].tolist() if t != -100][:-1]])[0]
-    assert text.startswith("A ") and "AU1" in text and "left" in text
+    assert text.startswith("AU1, ") and "AU4" in text and "left" in text
     assert ids.shape == targets.shape
     with pytest.raises(ValueError, match="no instruction 'yesno'"):
         processor.instruction_ids("yesno")

@@ -3,7 +3,7 @@ import pytest
 from au_llm.assets import SMOLLM2, AssetError
 from au_llm.config import LLMConfig
 from au_llm.model import smollm2
-from au_llm.model.llm import load_base_llm
+from au_llm.model.llm import load_base_llm, load_tokenizer
 
 
 def test_missing_package_names_the_hash_and_the_install_command(monkeypatch, tmp_path):
@@ -27,10 +27,11 @@ def test_a_wrong_file_is_refused_before_conversion(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_built_in_smollm2_loads_and_speaks():
-    base = load_base_llm(LLMConfig(source="smollm2"))
+    cfg = LLMConfig(source="smollm2")
+    base, tokenizer = load_base_llm(cfg), load_tokenizer(cfg)
     assert base.hidden_size == 576 and base.identity["source"] == "smollm2"
-    ids = base.tokenizer.encode("The capital of France is")
-    assert ids[0] != base.tokenizer.eos_id  # no BOS token is added
+    ids = tokenizer.encode("The capital of France is")
+    assert ids[0] != tokenizer.eos_id  # no BOS token is added
     import torch
 
     tokens = torch.tensor([ids])
@@ -38,4 +39,4 @@ def test_built_in_smollm2_loads_and_speaks():
         for _ in range(3):
             nxt = base.model(tokens).logits[0, -1].argmax()
             tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-    assert "Paris" in base.tokenizer.decode(tokens[0, len(ids) :].tolist())
+    assert "Paris" in tokenizer.decode(tokens[0, len(ids) :].tolist())

@@ -85,6 +85,10 @@ def test_both_heads_share_one_pass_and_the_linear_head_is_unchanged():
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         torch.testing.assert_close(au_logits, model(x), rtol=0, atol=1e-5)
     assert lm_logits.shape == (*ids.shape, model.cfg.llm.tiny.vocab_size)
+    keep = targets != -100
+    with torch.no_grad():
+        _, kept = model.forward_text_tokens(model.get_visual_tokens(x), ids, keep)
+    torch.testing.assert_close(kept, lm_logits[keep], rtol=0, atol=1e-5)
     answer = [t for t in targets[0].tolist() if t != -100][:-1]
     assert processor.decode([answer]) == ["AU1, AU3"]
 
