@@ -199,6 +199,9 @@ class TextConfig:
         format_weights: Empty (formats in turn, clip by clip), or one weight per format: each
             training step then draws one format for the whole batch with these weights (see
             :func:`au_llm.model.groups.batch_formats`).
+        first_format_epochs: A format curriculum: the first format of ``formats`` alone for
+            this many epochs, then every format as ``format_weights`` says (0: every format
+            from the first step). Training only; validation losses use every format.
         weight: Weight of the text loss (teacher-forced cross-entropy on the answer).
         linear_weight: Weight of the linear head's AU loss when ``head: both``.
         max_new_tokens: Longest generated answer, in tokens.
@@ -208,6 +211,7 @@ class TextConfig:
 
     formats: list[str] = field(default_factory=lambda: ["list", "yesno", "json", "names"])
     format_weights: list[float] = field(default_factory=list)
+    first_format_epochs: int = 0
     weight: float = 1.0
     linear_weight: float = 1.0
     max_new_tokens: int = 96
@@ -227,6 +231,7 @@ class TextConfig:
                 f"model.text.format_weights = {self.format_weights}: expected one weight >= 0 "
                 f"per format of {self.formats}, not all 0 (or [] for formats in turn)"
             )
+        check_positive("model.text", "first_format_epochs", self.first_format_epochs, True)
         check_positive("model.text", "weight", self.weight, allow_zero=True)
         check_positive("model.text", "linear_weight", self.linear_weight, allow_zero=True)
         check_positive("model.text", "max_new_tokens", self.max_new_tokens)

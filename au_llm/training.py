@@ -207,6 +207,7 @@ def batch_loss(
     loss_fn: nn.Module,
     step: int,
     meta: dict[str, list[str]] | None = None,
+    first_format_only: bool = False,
 ) -> torch.Tensor:
     """The training loss of one batch for the model's head(s) and explanations.
 
@@ -227,6 +228,8 @@ def batch_loss(
         step: Step counter (chooses the formats and the explanations' phrasings).
         meta: The batch's meta (see :class:`~au_llm.preprocess.dataset.ClipDataset`); with
             the annotation, needed for explanations.
+        first_format_only: Every clip answers in the first format (the first phase of
+            ``model.text.first_format_epochs``).
 
     Returns:
         The scalar loss.
@@ -241,7 +244,10 @@ def batch_loss(
     loss = torch.zeros((), device=clips.device)
     au_logits = None
     if cfg.has_text_head:
-        formats = batch_formats(cfg.text.formats, cfg.text.format_weights, step, len(labels))
+        text = cfg.text
+        formats = batch_formats(
+            text.formats, text.format_weights, step, len(labels), first_format_only
+        )
         ids, targets = processor.answer_batch(labels.cpu(), formats)
         au_logits, text_loss = _text_pass(model, tokens, ids, targets)
         loss = loss + cfg.text.weight * text_loss
@@ -326,11 +332,12 @@ def train_model(
         train_set.set_epoch(epoch)
         model.train()
         total, count = 0.0, 0
+        first_only = epoch < model.cfg.text.first_format_epochs
         for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
             with model_autocast(model):
                 x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(model, processor, x, y, loss_fn, step, meta)
+                loss = batch_loss(model, processor, x, y, loss_fn, step, meta, first_only)
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

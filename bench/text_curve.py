@@ -8,16 +8,15 @@ constrained decoding, and the tool records per format the parse rate, the mean b
 parsed answers and the number of distinct answers; for a model that explains, the named-AU F1
 of the explanations; and (unless ``--no-reliance``) the reliance measure
 (:mod:`au_llm.reliance`). The cosine schedule spans all epochs, so a point at epoch k is a
-model part-way through its schedule, not a k-epoch run. ``--first-alone N`` is a format
-curriculum: the first format alone for the first ``N`` epochs, then the formats with their
-``model.text.format_weights`` (equal weights when none are given). It prints one line per
-evaluation and saves JSON.
+model part-way through its schedule, not a k-epoch run. A format curriculum is the config's
+``model.text.first_format_epochs``. It prints one line per evaluation and saves JSON.
 
 Usage (the demo's data first: ``au-llm demo --out /tmp/demo_run``; 1 torch thread)::
 
-    OMP_NUM_THREADS=1 python bench/text_curve.py --demo /tmp/demo_run --every 3 \
-        --first-alone 6 --json bench/results/text_curve_formats.json \
-        model.text.formats=[list,yesno,json,names] train.epochs=18
+    OMP_NUM_THREADS=1 python bench/text_curve.py --demo /tmp/demo_run --every 6 \
+        --json bench/results/text_curve_formats_30.json \
+        model.text.formats=[list,yesno,json,names] model.text.format_weights=[1,1,1,1] \
+        model.text.first_format_epochs=6 train.epochs=30
 """
 
 from __future__ import annotations
@@ -111,7 +110,6 @@ def run_curve(
     cfg: ExperimentConfig,
     folder: Path,
     every: int,
-    first_alone: int = 0,
     reliance: bool = True,
     saved: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
@@ -121,7 +119,6 @@ def run_curve(
         cfg: The text step's config (``data.manifests`` train, ``data.target_manifests`` test).
         folder: Where the preprocessing report goes.
         every: Epochs between evaluations (the last epoch is always evaluated).
-        first_alone: Epochs during which only the first format is trained (0: none).
         reliance: Also compute the reliance measure at each evaluation.
         saved: Called with the points so far after each evaluation (to save them).
 
@@ -143,17 +140,11 @@ def run_curve(
     strategies = sampling.train_strategy, sampling.test_strategy
     train_set = ClipDataset(data.source, data.cache, aus, frames, strategies[0], seed, explain)
     test_set = ClipDataset(data.target, data.cache, aus, frames, strategies[1], seed, explain)
-    text = model.cfg.text
-    weights = list(text.format_weights) or [1.0] * len(text.formats)
-    if first_alone > 0:
-        text.format_weights = [1.0] + [0.0] * (len(text.formats) - 1)
     points: list[dict[str, Any]] = []
     start, evaluating = time.perf_counter(), 0.0
 
     def on_epoch(epoch: int) -> None:
         nonlocal evaluating
-        if epoch + 1 == first_alone:
-            text.format_weights = weights
         if (epoch + 1) % every and epoch + 1 != cfg.train.epochs:
             return
         trained = time.perf_counter() - start - evaluating
@@ -177,7 +168,6 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, required=True, help="folder `au-llm demo` wrote")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--every", type=int, default=3, help="epochs between evaluations")
-    parser.add_argument("--first-alone", type=int, default=0, help="epochs of the first format")
     parser.add_argument("--no-reliance", action="store_true")
     parser.add_argument("--json", type=Path, help="where to save the results")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -188,12 +178,11 @@ def main() -> None:
     overrides = ["train.num_threads=1", "preprocess.workers=0", *args.overrides]
     cfg = text_config(args.config, args.demo, train, test, overrides)
     explain = cfg.model.explains
-    print(f"text curve: {' '.join(overrides)}; explain {explain}; first {args.first_alone}")
+    print(f"text curve: {' '.join(overrides)}; explain {explain}")
     results: dict[str, Any] = {
         "config": str(args.config),
         "overrides": overrides,
         "explain": explain,
-        "first_alone": args.first_alone,
     }
 
     def save(points: list[dict[str, Any]]) -> None:
@@ -201,7 +190,7 @@ def main() -> None:
             atomic_write_text(args.json, json.dumps(results | {"points": points}, indent=2) + "\n")
 
     began = time.perf_counter()
-    curve = run_curve(cfg, folder, args.every, args.first_alone, not args.no_reliance, save)
+    curve = run_curve(cfg, folder, args.every, not args.no_reliance, save)
     results |= {"wall_seconds": round(time.perf_counter() - began, 1), **curve}
     print(f"wall time {results['wall_seconds']:.0f} s")
     save(curve["points"])

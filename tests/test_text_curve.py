@@ -82,20 +82,23 @@ def test_curve_scores_every_k_epochs_and_the_last(tiny_data, tmp_path):
 def test_curve_trains_the_first_format_alone_first_and_scores_explanations(
     tiny_data, tmp_path, monkeypatch
 ):
-    bench, cfg = _curve_config(tiny_data, tmp_path, "train.epochs=2", explain=True)
+    bench, cfg = _curve_config(
+        tiny_data, tmp_path, "train.epochs=2", "model.text.first_format_epochs=1", explain=True
+    )
     drawn = []
     original = au_llm.training.batch_formats
 
-    def spy(formats, weights, step, n):
-        drawn.append((step, list(weights)))
-        return original(formats, weights, step, n)
+    def spy(formats, weights, step, n, first_only):
+        chosen = original(formats, weights, step, n, first_only)
+        drawn.append(chosen)
+        return chosen
 
     monkeypatch.setattr(au_llm.training, "batch_formats", spy)
-    curve = bench.run_curve(cfg, tmp_path, every=1, first_alone=1, reliance=False)
+    curve = bench.run_curve(cfg, tmp_path, every=1, reliance=False)
     steps = len(drawn) // 2
     assert steps >= 1 and len(drawn) == 2 * steps
-    assert all(weights == [1.0, 0.0] for _, weights in drawn[:steps])
-    assert all(weights == [1.0, 1.0] for _, weights in drawn[steps:])
+    assert all(set(chosen) == {"list"} for chosen in drawn[:steps])
+    assert {"json"} <= {name for chosen in drawn[steps:] for name in chosen}
     last = curve["points"][-1]
     assert "explanation_f1" in last and len(last["answers"]["explanation"]) == len(last["clips"])
     assert sum(last["explanation_kinds"].values()) == len(read_manifest(tmp_path / "test.csv"))

@@ -55,7 +55,9 @@ def head_modules(model: Any) -> list[nn.Module]:
     return [model.head] + ([skip] if skip is not None else [])
 
 
-def batch_formats(formats: Sequence[str], weights: Sequence[float], step: int, n: int) -> list[str]:
+def batch_formats(
+    formats: Sequence[str], weights: Sequence[float], step: int, n: int, first_only: bool = False
+) -> list[str]:
     """The answer format of each of the ``n`` clips of training step ``step``.
 
     Args:
@@ -64,10 +66,13 @@ def batch_formats(formats: Sequence[str], weights: Sequence[float], step: int, n
             per format: one format for the whole batch, drawn with these weights.
         step: Global step counter.
         n: Clips in the batch.
+        first_only: The first format for every clip (a curriculum's first phase).
 
     Returns:
         ``n`` format names.
     """
+    if first_only:
+        return [formats[0]] * n
     if not weights:
         return [formats[(step * n + i) % len(formats)] for i in range(n)]
     p = np.asarray(weights, dtype=float)

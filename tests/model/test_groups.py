@@ -47,6 +47,8 @@ def test_formats_in_turn_or_one_drawn_per_step():
     assert "json" not in firsts
     assert 0.7 < firsts.count("list") / len(firsts) < 0.9
     assert drawn[7] == batch_formats(formats, [0.8, 0.2, 0.0], 7, 4)  # seeded by the step
+    for weights in ([], [0.0, 1.0, 1.0]):
+        assert batch_formats(formats, weights, 5, 4, first_only=True) == ["list"] * 4
 
 
 def test_skip_head_adds_a_linear_map_of_the_visual_token():
@@ -103,3 +105,5 @@ def test_format_weights_must_match_the_formats():
 
     with pytest.raises(ConfigError, match="format_weights"):
         load_config(None, ["model.text.formats=[list,json]", "model.text.format_weights=[1.0]"])
+    with pytest.raises(ConfigError, match="first_format_epochs"):
+        load_config(None, ["model.text.first_format_epochs=-1"])
