@@ -163,7 +163,9 @@ def parse_bool(text: str) -> bool | None:
 
 
 def write_manifest(frame: pd.DataFrame, out: Path) -> None:
-    """Write a manifest CSV atomically (manifest columns first, extra columns kept after them).
+    """Write a manifest CSV atomically (manifest columns first, extra columns after them).
+
+    :func:`read_manifest` ignores the extra columns (with a warning): they are never labels.
 
     Args:
         frame: A manifest, e.g. :attr:`~au_llm.data.rows.ManifestResult.frame`.
