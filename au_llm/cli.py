@@ -14,6 +14,9 @@ from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
+from au_llm.data.build import MANIFEST_KINDS
+from au_llm.data.builders import SMIC_KIND
+from au_llm.synth.styles import ALL_STYLES
 
 
 def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -56,9 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
-    manifest.add_argument(
-        "kind", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme", "smic", "csv"]
-    )
+    manifest.add_argument("kind", choices=[*MANIFEST_KINDS, SMIC_KIND])
     manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
     manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
     manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
@@ -66,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
-    synth.add_argument(
-        "--style", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme"], required=True
-    )
+    synth.add_argument("--style", choices=ALL_STYLES, required=True)
     synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument(
+        "--overwrite", action="store_true", help="replace the style's data already in --out"
+    )
     synth.add_argument("--subjects", type=int, default=8)
     synth.add_argument("--clips-per-subject", type=int, default=8)
     synth.add_argument("--seed", type=int, default=0)
@@ -214,9 +216,10 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.synth import write_synthetic
-    from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
+    from au_llm.synth.styles import COMPOSITE_STYLES, output_names, write_composite_style
 
-    check_output_folder(args.out, overwrite=True)
+    coding = output_names(args.style)[1]
+    check_output_folder(args.out, overwrite=args.overwrite, result=coding)
     writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
     result = writer(
         args.style,

@@ -17,7 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from au_llm.config import DATASET_AUS, DataConfig, PreprocessConfig
-from au_llm.data.au_sets import COMPOSITE_AUS, UNKNOWN_COLUMN, unknown_aus_column
+from au_llm.data.au_sets import (
+    COMPOSITE_AUS,
+    UNKNOWN_COLUMN,
+    unknown_aus_column,
+    unknown_positives,
+)
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
@@ -153,4 +158,22 @@ def prepare_data(
         usable = usable.assign(**{UNKNOWN_COLUMN: unknown_aus_column(usable, aus)})
         if kept is not None:
             kept = kept.assign(**{UNKNOWN_COLUMN: unknown_aus_column(kept, aus)})
+        warn_unknown_positives(pd.concat([usable, kept]) if kept is not None else usable, aus)
     return PreparedData(usable, kept, aus, cache, excluded.reset_index(drop=True))
+
+
+def warn_unknown_positives(frame: pd.DataFrame, aus: list[int]) -> None:
+    """Say how many coded positives ``data.uncoded_aus: unknown`` turns into unknown labels.
+
+    A clip whose cell names an AU outside its dataset's set is not scored for that AU; the
+    manifest builders note it per clip, and this warning counts them for the run.
+    """
+    counts = unknown_positives(frame, aus)
+    if counts:
+        listed = ", ".join(f"{dataset} AU{au} ({n} clips)" for (dataset, au), n in counts.items())
+        logger.warning(
+            "data.uncoded_aus=unknown: %d coded positive labels lie outside their dataset's AU "
+            "set and are unknown, not positive: %s",
+            sum(counts.values()),
+            listed,
+        )

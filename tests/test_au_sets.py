@@ -11,7 +11,12 @@ import torch
 
 from au_llm import metrics as M
 from au_llm.config import TrainConfig
-from au_llm.data.au_sets import COMPOSITE_AUS, DATASET_AU_SETS, unknown_aus_column
+from au_llm.data.au_sets import (
+    COMPOSITE_AUS,
+    DATASET_AU_SETS,
+    unknown_aus_column,
+    unknown_positives,
+)
 from au_llm.data.manifest import au_label_matrix
 from au_llm.model.losses import (
     AsymmetricLoss,
@@ -20,6 +25,7 @@ from au_llm.model.losses import (
     build_loss,
     positive_weights,
 )
+from au_llm.prepare import warn_unknown_positives
 from au_llm.reports.tables import compute_tables
 
 
@@ -42,6 +48,20 @@ def test_uncoded_aus_become_nan_labels() -> None:
     labels = au_label_matrix(frame, [1, 4, 9])
     expected = np.array([[np.nan, 1, np.nan], [1, 1, np.nan], [1, 0, 0]], dtype=np.float32)
     np.testing.assert_array_equal(labels, expected)
+
+
+def test_coded_positives_made_unknown_are_counted_and_warned(caplog) -> None:
+    """SAMM codes AU1 in clip a; under the unknown rule it is no positive: the run says so."""
+    frame = pd.DataFrame(
+        {"dataset": ["samm", "samm", "casme2"], "clip": ["a", "b", "c"], "aus": ["1+4", "1", "5"]}
+    )
+    assert unknown_positives(frame, [1, 4, 9]) == {("samm", 1): 2}
+    with caplog.at_level("WARNING", logger="au_llm.prepare"):
+        warn_unknown_positives(frame, [1, 4, 5])
+    assert (
+        "data.uncoded_aus=unknown: 3 coded positive labels lie outside their dataset's AU set "
+        "and are unknown, not positive: casme2 AU5 (1 clips), samm AU1 (2 clips)"
+    ) in caplog.text
 
 
 WEIGHTS = torch.tensor([2.0, 0.5])

@@ -114,3 +114,33 @@ def test_composite_demo_data_is_kept_when_complete(tmp_path: Path) -> None:
     assert written and [p.stem for p in paths] == list(COMPOSITE_STYLES)
     again, rewritten = write_composite_data(tmp_path, 1, 2)
     assert again == paths and not rewritten
+
+
+def test_synth_replaces_earlier_output_only_with_overwrite(tmp_path: Path, capsys) -> None:
+    from au_llm.cli import main
+
+    args = ["synth", "--style", "casme3", "--out", str(tmp_path), "--subjects", "1"]
+    args += ["--clips-per-subject", "1", "--seed"]
+    assert main([*args, "1"]) == 0
+    coding = tmp_path / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+    first = coding.read_bytes()
+    assert main([*args, "2"]) == 2
+    error = capsys.readouterr().err
+    assert f"--out {tmp_path} already holds a result ({coding.name})" in error
+    assert "--overwrite" in error
+    assert coding.read_bytes() == first
+    assert main([*args, "2", "--overwrite"]) == 0
+    assert coding.read_bytes() != first
+
+
+def test_synth_errors_name_the_style_asked_for(tmp_path: Path, capsys) -> None:
+    """CAS(ME)^3 data is rendered like CASME II; its messages still say casme3."""
+    from au_llm.cli import main
+
+    args = ["synth", "--style", "casme3", "--out", str(tmp_path), "--subjects", "150"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "synthetic casme3: at most 99 subjects, got 150" in error
+    assert "casme2" not in error
+    with pytest.raises(ValueError, match="synthetic mmew: frames_per_clip = 2"):
+        write_composite_style("mmew", tmp_path, 1, 1, frames_per_clip=2)

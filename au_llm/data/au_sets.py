@@ -15,11 +15,12 @@ missing AU columns with 0).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import pandas as pd
 
-from au_llm.data.au_codes import format_aus
+from au_llm.data.au_codes import format_aus, parse_aus
 
 COMPOSITE_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
 """MEB's 12 AUs of the composite benchmark (``dataset_aus["cross"]``)."""
@@ -56,3 +57,21 @@ def unknown_aus_column(frame: pd.DataFrame, aus: Sequence[int]) -> pd.Series:
     """
     lists = {name: format_aus(unknown_aus(name, aus)) for name in frame["dataset"].unique()}
     return frame["dataset"].map(lists).astype(str)
+
+
+def unknown_positives(frame: pd.DataFrame, aus: Sequence[int]) -> dict[tuple[str, int], int]:
+    """Coded positives that the unknown-label rule turns into unknown labels.
+
+    Args:
+        frame: A manifest (``dataset`` and canonical ``aus`` columns).
+        aus: The AUs a run detects.
+
+    Returns:
+        (dataset, AU) -> number of clips whose ``aus`` names that AU although it lies outside
+        the dataset's set (only AUs of ``aus``).
+    """
+    counts: Counter[tuple[str, int]] = Counter()
+    for dataset, text in zip(frame["dataset"], frame["aus"], strict=True):
+        counts.update((str(dataset), au) for au in unknown_aus(str(dataset), parse_aus(text)))
+    wanted = {int(au) for au in aus}
+    return {key: n for key, n in sorted(counts.items()) if key[1] in wanted}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from au_llm.data.builders import COMPOSITE_KINDS, SMIC_REFUSAL, build_composite_dataset
+from au_llm.data.builders import (
+    COMPOSITE_KINDS,
+    SMIC_KIND,
+    SMIC_REFUSAL,
+    build_composite_dataset,
+)
 from au_llm.data.manifest import ManifestError
 from au_llm.data.rows import ManifestResult
 from au_llm.data.spreadsheets import build_casme2, build_samm
@@ -38,7 +43,7 @@ def build_manifest(
         ManifestError: Unknown kind, missing arguments, or as raised by the builder.
     """
     name = kind.strip().lower()
-    if name == "smic":
+    if name == SMIC_KIND:
         raise ManifestError(SMIC_REFUSAL)
     if name in ("casme2", "samm", *COMPOSITE_KINDS):
         if root is None or coding is None:

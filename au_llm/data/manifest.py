@@ -163,7 +163,9 @@ def parse_bool(text: str) -> bool | None:
 
 
 def write_manifest(frame: pd.DataFrame, out: Path) -> None:
-    """Write a manifest CSV atomically (manifest columns first, extra columns kept after them).
+    """Write a manifest CSV atomically (manifest columns first, extra columns after them).
+
+    :func:`read_manifest` ignores the extra columns (with a warning): they are never labels.
 
     Args:
         frame: A manifest, e.g. :attr:`~au_llm.data.rows.ManifestResult.frame`.
@@ -241,7 +243,10 @@ def read_manifest(path: Path) -> pd.DataFrame:
         path: The manifest CSV.
 
     Returns:
-        The manifest, columns :data:`MANIFEST_COLUMNS` first, extra columns after.
+        The manifest, columns :data:`MANIFEST_COLUMNS`. Any other column (``aus_unknown``, a
+        user's own) is ignored with a warning naming the file and the columns: labels come from
+        ``aus`` only, and which labels are unknown is decided by the run
+        (``data.uncoded_aus``, :mod:`au_llm.data.au_sets`), never by a manifest.
 
     Raises:
         ManifestError: Missing file, missing column, a value of the wrong type, an fps that is
@@ -253,6 +258,15 @@ def read_manifest(path: Path) -> pd.DataFrame:
     path = Path(path)
     data = read_csv_strings(path, "manifest")
     expected = f"a manifest has the columns {', '.join(MANIFEST_COLUMNS)}"
+    ignored = [column for column in data.columns if column not in MANIFEST_COLUMNS]
+    if ignored:
+        logger.warning(
+            "%s: column %s ignored: not a manifest column (%s); labels come from 'aus' only",
+            path,
+            ", ".join(repr(column) for column in ignored),
+            expected,
+        )
+        data = data.drop(columns=ignored)
     for column in (*REQUIRED_MANIFEST_COLUMNS, "aus"):
         if column not in data.columns:
             raise ManifestError(f"{path}: missing column {column!r} ({expected})")
@@ -303,12 +317,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
             text = row[column].strip()
             record[column] = str(resolve_path(text, base)) if text else ""
         records.append(record)
-    extra = [column for column in data.columns if column not in MANIFEST_COLUMNS]
-    frame = typed_frame(
-        [{column: record[column] for column in MANIFEST_COLUMNS} for record in records]
-    )
-    for column in extra:
-        frame[column] = [record[column] for record in records]
+    frame = typed_frame(records)
     for warning in similar_subjects(frame):
         logger.warning("%s: %s", path, warning)
     return frame

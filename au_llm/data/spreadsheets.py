@@ -2,36 +2,33 @@
 
 The header row is searched for (the first row with ``Subject`` and ``Filename`` cells), so
 preambles and extra sheets do not matter. Errata (``data_manifests/errata.csv``) repair known
-mistakes of the files; how they apply is described in :mod:`au_llm.data.rows`.
+mistakes of the files: each names its clip and the value it replaces (:mod:`au_llm.data.errata`,
+:mod:`au_llm.data.errata_ledger`).
 """
 
 from __future__ import annotations
 
-import csv
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from au_llm.data.au_codes import cell_text
-from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
+from au_llm.data.errata import ERRATA_FIELDS, Errata, ErrataError, load_errata
+from au_llm.data.errata_ledger import ClipErrata, LabelRow
 from au_llm.data.manifest import ManifestError, id_problem
 from au_llm.data.rows import (
     BAD_ROW,
     DUPLICATE,
     BuildReport,
     ClipLog,
+    LabelClip,
     ManifestResult,
-    SkipClipError,
     count_frames,
     read_aus,
+    read_label_clips,
     read_timing,
 )
-
-if TYPE_CHECKING:
-    import openpyxl
+from au_llm.data.workbook import Cells, header_columns, header_name, read_sheets, row_cell
 
 DATASET_FPS = {"casme2": 200.0, "samm": 200.0}
 _HEADER_ROLES = {
@@ -81,126 +78,24 @@ class _Sheet:
     """The table part of an annotation file: role -> column index, rows with Excel row numbers."""
 
     columns: dict[str, int]
-    rows: list[tuple[int, tuple[object, ...]]]
+    rows: list[tuple[int, Cells]]
 
 
-def _check_formula_results(path: Path, values: openpyxl.Workbook) -> None:
-    """Refuse a formula cell whose result was never saved (it would read as an empty cell).
-
-    Formula cells are read through the result the spreadsheet program saved with them
-    (``values``, loaded with ``data_only=True``). A file written by a program that saves no
-    results (e.g. a script) has formulas with none.
-
-    Raises:
-        ManifestError: Naming the file, the cell (``Sheet1!H2``) and its formula.
-    """
-    import openpyxl
-
-    formulas = openpyxl.load_workbook(path, data_only=False)
-    try:
-        for sheet in formulas.worksheets:
-            for row in sheet.iter_rows():
-                for cell in row:
-                    if (
-                        cell.data_type != "f"
-                        or values[sheet.title][cell.coordinate].value is not None
-                    ):
-                        continue
-                    formula = getattr(cell.value, "text", cell.value)
-                    raise ManifestError(
-                        f"{path}: cell {sheet.title}!{cell.coordinate} holds the formula "
-                        f"{formula} with no saved result; open and save the file in a spreadsheet "
-                        "program (which stores the results) or replace the formula by its value"
-                    )
-    finally:
-        formulas.close()
-
-
-def read_sheets(path: Path) -> list[tuple[str, list[tuple[object, ...]]]]:
-    """All sheets of an .xlsx/.xlsm (or the one table of a .csv), as rows of cell values.
-
-    Formula cells give the result saved with them.
-
-    Raises:
-        ManifestError: The file is missing, not a workbook, or damaged (e.g. a broken deflate
-            stream inside the .xlsx), naming the file; or a formula cell has no saved result,
-            naming the cell.
-    """
-    suffix = path.suffix.lower()
-    if suffix not in (".xlsx", ".xlsm", ".csv"):
-        raise ManifestError(f"{path}: expected an .xlsx or .csv annotation file")
-    workbook_errors: tuple[type[Exception], ...] = ()
-    try:
-        if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8-sig") as handle:
-                return [(path.name, [tuple(row) for row in csv.reader(handle)])]
-        import openpyxl  # only for workbooks: CSV annotations and manifests never need it
-        from openpyxl.utils.exceptions import InvalidFileException
-
-        workbook_errors = (InvalidFileException,)
-        workbook = openpyxl.load_workbook(path, data_only=True)
-        try:
-            _check_formula_results(path, workbook)
-            return [
-                (sheet.title, list(sheet.iter_rows(min_row=1, values_only=True)))
-                for sheet in workbook.worksheets
-            ]
-        finally:
-            workbook.close()
-    except ManifestError:
-        raise
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ManifestError(f"{path}: cannot read the annotation file ({exc})") from exc
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        EOFError,
-        KeyError,
-        ValueError,
-        *workbook_errors,
-    ) as exc:
-        raise ManifestError(
-            f"{path}: not a readable .xlsx workbook, the file is damaged ({type(exc).__name__}: "
-            f"{exc}); expected an intact .xlsx, e.g. saved again from Excel"
-        ) from exc
-
-
-def header_name(value: object) -> str:
-    """A header cell as lower-case letters and digits only (``"Onset Frame"`` -> ``onsetframe``)."""
-    return re.sub(r"[^a-z0-9]", "", value.lower()) if isinstance(value, str) else ""
-
-
-def header_columns(roles: list[str | None]) -> dict[str, int]:
-    """The first column of each role named in a header row (None: a column with no role)."""
-    columns: dict[str, int] = {}
-    for column, role in enumerate(roles):
-        if role is not None and role not in columns:
-            columns[role] = column
-    return columns
-
-
-def row_cell(values: tuple[object, ...], columns: dict[str, int], role: str) -> object:
-    """The cell of ``role`` in a data row; None when the column is absent or the row is short."""
-    column = columns.get(role)
-    return values[column] if column is not None and column < len(values) else None
-
-
-def _sheet_table(path: Path, title: str, rows: list[tuple[object, ...]]) -> _Sheet | None:
+def _sheet_table(path: Path, title: str, rows: list[tuple[int, Cells]]) -> _Sheet | None:
     """The table of one sheet from its header row, or None when the sheet has no header row."""
-    for index, values in enumerate(rows):
-        names = [header_name(value) for value in values]
-        if "subject" not in names or "filename" not in names:
+    for position, (number, values) in enumerate(rows):
+        names = {column: header_name(value) for column, value in values.items()}
+        if "subject" not in names.values() or "filename" not in names.values():
             continue
-        columns = header_columns([_HEADER_ROLES.get(name) for name in names])
+        columns = header_columns({c: _HEADER_ROLES.get(name) for c, name in names.items()})
         missing = [label for role, label in _SHEET_REQUIRED.items() if role not in columns]
         if missing:
             raise ManifestError(
-                f"{path}: the header (sheet {title!r}, row {index + 1}) has no "
+                f"{path}: the header (sheet {title!r}, row {number}) has no "
                 f"{missing[0]!r} column; expected the columns "
                 f"{', '.join(_SHEET_REQUIRED.values())}"
             )
-        data = [(number + 1, rows[number]) for number in range(index + 1, len(rows))]
-        return _Sheet(columns, data)
+        return _Sheet(columns, rows[position + 1 :])
     return None
 
 
@@ -217,7 +112,7 @@ def _find_table(path: Path) -> _Sheet:
         table = _sheet_table(path, title, rows)
         if table is None:
             continue
-        if any(cell_text(value).strip() for _, values in table.rows for value in values):
+        if table.rows:
             return table
         empty.append(repr(title))
     if empty:
@@ -232,28 +127,24 @@ def _find_table(path: Path) -> _Sheet:
 
 def _sheet_record(
     dataset: str,
-    values: tuple[object, ...],
     columns: dict[str, int],
     root: Path,
-    errata: Errata,
-    subject: str,
-    clip: str,
+    item: LabelClip,
+    errata: ClipErrata,
     log: ClipLog,
 ) -> dict[str, object]:
-    def lookup(name: str) -> Erratum | None:
-        return errata.get(dataset, subject, clip, name)
-
+    values, subject, clip = item.values, item.label.subject, item.clip
     onset, apex, offset, estimated = read_timing(
         row_cell(values, columns, "onset"),
         row_cell(values, columns, "apex"),
         row_cell(values, columns, "offset"),
-        lookup,
+        errata,
         log,
     )
     folder = root / subject / clip
     n_frames = count_frames(folder, onset, offset, log)
     raw_aus = row_cell(values, columns, "aus")
-    aus = read_aus(raw_aus, lookup("aus"), log)
+    aus = read_aus(raw_aus, errata, log)
     return {
         "dataset": dataset,
         "subject": subject,
@@ -274,7 +165,7 @@ def _sheet_record(
 
 
 def _row_identity(
-    dataset: str, values: tuple[object, ...], columns: dict[str, int]
+    dataset: str, values: Cells, columns: dict[str, int]
 ) -> tuple[str, str, str | None]:
     """Return (subject id, clip, problem or None) of a spreadsheet row."""
     raw_subject = row_cell(values, columns, "subject")
@@ -292,6 +183,25 @@ def _row_identity(
     return subject or cell_text(raw_subject).strip(), clip, "; ".join(problems) or None
 
 
+def _label_clips(dataset: str, sheet: _Sheet) -> list[LabelClip]:
+    """Every data row, identified; bad and repeated rows carry the reason they are left out."""
+    clips: list[LabelClip] = []
+    seen: dict[tuple[str, str], int] = {}
+    for row, values in sheet.rows:
+        subject, clip, problem = _row_identity(dataset, values, sheet.columns)
+        cells = {name: row_cell(values, sheet.columns, name) for name in ERRATA_FIELDS}
+        label = LabelRow(row, subject, clip, cells)
+        if problem is not None:
+            clips.append(LabelClip(label, clip, values, (BAD_ROW, f"row has {problem}")))
+        elif (subject, clip) in seen:
+            reason = f"clip listed again (first at row {seen[(subject, clip)]})"
+            clips.append(LabelClip(label, clip, values, (DUPLICATE, reason)))
+        else:
+            seen[(subject, clip)] = row
+            clips.append(LabelClip(label, clip, values))
+    return clips
+
+
 def _build_coded(
     dataset: str, root: Path, coding: Path, strict: bool, errata: Errata | None
 ) -> ManifestResult:
@@ -306,31 +216,12 @@ def _build_coded(
         except ErrataError as exc:
             raise ManifestError(str(exc)) from exc
     sheet = _find_table(coding)
+
+    def read(item: LabelClip, clip_errata: ClipErrata, log: ClipLog) -> dict[str, object]:
+        return _sheet_record(dataset, sheet.columns, root, item, clip_errata, log)
+
     report = BuildReport(coding, strict)
-    records: list[dict[str, object]] = []
-    seen: dict[tuple[str, str], int] = {}
-    for row, values in sheet.rows:
-        if not any(cell_text(value).strip() for value in values):
-            continue
-        subject, clip, problem = _row_identity(dataset, values, sheet.columns)
-        if problem is not None:
-            report.skip(BAD_ROW, f"row has {problem}", subject, clip, row)
-            continue
-        if (subject, clip) in seen:
-            first = seen[(subject, clip)]
-            report.skip(DUPLICATE, f"clip listed again (first at row {first})", subject, clip, row)
-            continue
-        seen[(subject, clip)] = row
-        log = ClipLog()
-        try:
-            record = _sheet_record(dataset, values, sheet.columns, root, errata, subject, clip, log)
-        except SkipClipError as skip:
-            report.skip(skip.kind, skip.reason, subject, clip, row)
-            continue
-        for warning in log.warnings:
-            report.warn(warning, subject, clip, row)
-        records.append(record)
-    return report.result(records)
+    return read_label_clips(report, _label_clips(dataset, sheet), errata, dataset, read)
 
 
 def build_casme2(
@@ -342,8 +233,8 @@ def build_casme2(
         root: Folder holding ``sub01/EP02_01f/img46.jpg`` (or ``reg_img46.jpg``) frames.
         coding: The ``CASME2-coding-*.xlsx`` annotation file (any revision).
         strict: Raise :class:`ManifestError` on the first skipped clip or warning.
-        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv``
-            (pass ``Errata.empty()`` to apply none).
+        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv`` and
+            ``errata_rows.csv`` (pass ``Errata.empty()`` to apply none).
 
     Returns:
         The manifest with its report.
@@ -363,8 +254,8 @@ def build_samm(
         root: Folder holding ``006/006_1_2/006_05562.jpg`` frames (any zero padding).
         coding: ``SAMM_Micro_FACS_Codes_v2.xlsx``; the header row is found wherever it is.
         strict: Raise :class:`ManifestError` on the first skipped clip or warning.
-        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv``
-            (pass ``Errata.empty()`` to apply none).
+        errata: Errata to apply; None loads the repository's ``data_manifests/errata.csv`` and
+            ``errata_rows.csv`` (pass ``Errata.empty()`` to apply none).
 
     Returns:
         The manifest with its report.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from au_llm.data.errata_ledger import ClipErrata
 from au_llm.data.manifest import (
     DEFAULT_DATASET,
     DEFAULT_FPS,
@@ -24,7 +25,6 @@ from au_llm.data.rows import (
     ManifestResult,
     SkipClipError,
     count_frames,
-    no_errata,
     read_aus,
     read_timing,
 )
@@ -54,7 +54,7 @@ def _table_record(
         row["onset"],
         row.get("apex", ""),
         row["offset"],
-        no_errata,
+        ClipErrata(),
         log,
         warn_missing_apex="apex" in columns,
     )
@@ -71,7 +71,7 @@ def _table_record(
     else:
         raise SkipClipError(BAD_ROW, "neither frames_dir nor video is given")
     aus_text, raw_text = row.get("aus", ""), row.get("au_raw", "")
-    aus = read_aus(aus_text if aus_text.strip() else raw_text, None, log)
+    aus = read_aus(aus_text if aus_text.strip() else raw_text, ClipErrata(), log)
     fps = _table_fps(row.get("fps", ""))
     flagged = parse_bool(row.get("apex_estimated", ""))
     if flagged is None:

@@ -281,11 +281,11 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
 
 
-def _subject_numbers(style: str, subjects: int, rng: np.random.Generator) -> list[int]:
+def _subject_numbers(style: str, subjects: int, rng: np.random.Generator, name: str) -> list[int]:
     pool = list(range(1, 27)) if style == "casme2" else list(_SAMM_SUBJECTS)
     limit = 99 if style == "casme2" else 999
     if subjects > limit:
-        raise ValueError(f"{style}: at most {limit} synthetic subjects, got {subjects}")
+        raise ValueError(f"synthetic {name}: at most {limit} subjects, got {subjects}")
     if subjects > len(pool):
         pool += list(range(pool[-1] + 1, pool[-1] + 1 + subjects - len(pool)))
     return sorted(int(n) for n in rng.choice(pool, size=subjects, replace=False))
@@ -325,6 +325,8 @@ def plan_clips(
     seed: int = 0,
     frames_per_clip: int | None = None,
     difficulty: str = "normal",
+    *,
+    name: str | None = None,
 ) -> list[SynthClip]:
     """The clips :func:`write_synthetic` writes with the same arguments, without any pixels.
 
@@ -338,6 +340,8 @@ def plan_clips(
         seed: Seed of everything random.
         frames_per_clip: Frames per clip (at least 3); None draws 12-24 per clip.
         difficulty: ``normal`` or ``hard`` (see :data:`DIFFICULTIES`).
+        name: The style named in messages (a composite style rendered as ``style``, e.g.
+            ``casme3``); None: ``style``.
 
     Returns:
         Clips in spreadsheet order; ``frames_dir`` is relative to the frames root.
@@ -347,15 +351,16 @@ def plan_clips(
     """
     spec = style_spec(style)
     level = difficulty_spec(difficulty)
+    name = name or style
     if subjects < 1 or clips_per_subject < 1:
         raise ValueError(
-            f"synthetic {style}: subjects ({subjects}) and clips_per_subject "
+            f"synthetic {name}: subjects ({subjects}) and clips_per_subject "
             f"({clips_per_subject}) must be >= 1"
         )
     if frames_per_clip is not None and frames_per_clip < 3:
-        raise ValueError(f"synthetic {style}: frames_per_clip = {frames_per_clip}, expected >= 3")
+        raise ValueError(f"synthetic {name}: frames_per_clip = {frames_per_clip}, expected >= 3")
     rng = rng_for(seed, spec.code, RNG_LAYOUT)
-    numbers = _subject_numbers(style, subjects, rng)
+    numbers = _subject_numbers(style, subjects, rng, name)
     pool = HARD_COMBOS[style] if level.imbalanced else spec.combos
     combos = _dealt_combos(pool, subjects * clips_per_subject, rng)
     timing = rng_for(seed, spec.code, RNG_LAYOUT, 1)

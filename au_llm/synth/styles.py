@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from au_llm.io_utils import atomic_write_bytes
-from au_llm.synth.plan import SynthClip, plan_clips
+from au_llm.synth.plan import STYLES, SynthClip, plan_clips, style_spec
 from au_llm.synth.write import SynthResult, prepare_root, write_clip_frames, xlsx_bytes
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ _LAYOUTS = {
     "mmew": ("casme2", 3005, "Micro_Expression", "MMEW_Micro_Exp.xlsx"),
     "4dme": ("samm", 4007, "gray_micro", "4DME_Labelling_Micro_release v1.xlsx"),
 }
+ALL_STYLES = (*STYLES, *COMPOSITE_STYLES)
 _RECORDINGS = ("a", "b", "e")
 _RECORDING_GAP = 7
 _MMEW_EMOTIONS = {"repression": "others"}
@@ -160,7 +161,7 @@ def write_composite_style(
         raise ValueError(f"synthetic style {style!r}: expected one of {', '.join(_LAYOUTS)}")
     base, offset, root_name, coding_name = _LAYOUTS[style]
     planned = plan_clips(
-        base, subjects, clips_per_subject, seed + offset, frames_per_clip, difficulty
+        base, subjects, clips_per_subject, seed + offset, frames_per_clip, difficulty, name=style
     )
     named = _casme3_timing(planned) if style == "casme3" else [(c, c.clip) for c in planned]
     out = Path(out)
@@ -180,3 +181,15 @@ def write_composite_style(
     atomic_write_bytes(coding, xlsx_bytes([(sheet, [list(_HEADERS[style]), *rows])]))
     logger.info("wrote synthetic %s data: %d clips under %s", style, len(clips), root)
     return SynthResult(style=style, root=root, coding=coding, clips=clips)
+
+
+def output_names(style: str) -> tuple[str, str]:
+    """The frames root and the annotation file a style writes into its output folder.
+
+    Raises:
+        ValueError: Unknown style.
+    """
+    if style in _LAYOUTS:
+        return _LAYOUTS[style][2], _LAYOUTS[style][3]
+    spec = style_spec(style)
+    return spec.root_name, spec.coding_name

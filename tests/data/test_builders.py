@@ -9,9 +9,8 @@ from openpyxl import Workbook
 
 from au_llm.data.build import build_manifest
 from au_llm.data.builders import build_composite_dataset
-from au_llm.data.errata import Errata, ErrataError
+from au_llm.data.errata import ERRATA_COLUMNS, Errata, load_errata
 from au_llm.data.manifest import ManifestError, read_manifest, write_manifest
-from au_llm.data.row_errata import RowErrata, load_row_errata
 from tests.data.helpers import by_clip, skipped_by_clip, write_frames
 
 CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class"]
@@ -33,9 +32,9 @@ def _xlsx(path: Path, header: list[object], rows: list[list[object]], title: str
     return path
 
 
-def _row_errata(path: Path, lines: list[str]) -> RowErrata:
-    path.write_text("dataset,row,field,value,source,note\n" + "\n".join(lines) + "\n")
-    return load_row_errata(path)
+def _errata(path: Path, lines: list[str]) -> Errata:
+    path.write_text(",".join(ERRATA_COLUMNS) + "\n" + "\n".join(lines) + "\n")
+    return load_errata(path)
 
 
 def test_casme3_clips_sharing_a_recording_get_distinct_ids(tmp_path: Path) -> None:
@@ -81,39 +80,134 @@ def test_casme3_prefers_the_extracted_folder_of_a_repeated_clip(tmp_path: Path) 
     assert Path(frame["frames_dir"].iloc[1]).parent.name == "a2"
 
 
-def test_row_errata_repair_only_invalid_values_and_say_so(tmp_path: Path) -> None:
+def _casme_tree(tmp_path: Path, rows: list[list[object]]) -> tuple[Path, Path]:
     root = tmp_path / "CASME_raw_selected"
-    write_frames(root / "sub01" / "EP01_5", range(100, 150))
-    write_frames(root / "sub02" / "EP03_2", range(10, 20))
-    rows = [
-        [1, "EP01_5", None, 100, 300, None, 99, None, "4+9", "disgust"],
-        [2, "EP03_2", None, 10, 12, None, 19, None, 14, "tense"],
-    ]
-    coding = _xlsx(tmp_path / "casme.xlsx", CASME_HEADER, rows)
-    errata = _row_errata(
-        tmp_path / "rows.csv",
+    for row in rows:
+        write_frames(root / f"sub{row[0]:02d}" / row[1], range(1, 160))
+    return root, _xlsx(tmp_path / "casme.xlsx", CASME_HEADER, rows)
+
+
+def test_an_erratum_applies_only_where_its_clip_and_old_value_match(tmp_path: Path) -> None:
+    root, coding = _casme_tree(
+        tmp_path,
         [
-            "casme,2,offset,149,MEB benchmark,offset from the image folder",
-            "casme,2,apex,120,MEB benchmark,middle frame",
-            "casme,3,offset,18,MEB benchmark,a valid value stays",
+            [1, "EP01_5", None, 100, 300, None, 99, None, "4+9", "disgust"],
+            [2, "EP03_2", None, 10, 12, None, 19, None, 14, "tense"],
         ],
     )
-    result = build_composite_dataset(
-        "casme", root, coding, errata=Errata.empty(), row_errata=errata
+    errata = _errata(
+        tmp_path / "errata.csv",
+        [
+            "casme,sub01,EP01_5,offset,99,149,MEB benchmark,offset from the image folder,",
+            "casme,sub01,EP01_5,apex,300,120,MEB benchmark,middle frame,",
+            "casme,sub02,EP03_2,offset,18,17,MEB benchmark,written for another revision,",
+            "casme,sub09,EP09_9,onset,5,6,MEB benchmark,a clip this file does not hold,",
+        ],
     )
+    result = build_composite_dataset("casme", root, coding, errata=errata)
     clips = by_clip(result.frame)
     first = clips["EP01_5"]
-    assert (first["subject"], first["onset"], first["apex"], first["offset"]) == (
-        "sub01",
-        100,
-        120,
-        149,
-    )
-    assert "erratum, MEB benchmark" in first["notes"]
-    second = clips["EP03_2"]
-    assert second["offset"] == 19
-    assert "erratum offset 18 not applied" in second["notes"]
+    assert (first["onset"], first["apex"], first["offset"]) == (100, 120, 149)
+    assert "offset '99' replaced by 149 (erratum errata.csv row 2, MEB benchmark)" in first["notes"]
+    assert clips["EP03_2"]["offset"] == 19
+    assert (result.errata_applied, result.errata_skipped) == (2, 2)
+    assert result.errata_lines == [
+        "errata.csv row 4: casme sub02/EP03_2 offset '18' -> 17: expects offset '18', the file "
+        "has '19' (row 3)",
+        "errata.csv row 5: casme sub09/EP09_9 onset '5' -> 6: no clip sub09/EP09_9 in this file",
+    ]
+    assert "errata: 2 applied, 2 skipped" in result.summary()
     assert (result.frame["fps"] == 60.0).all()
+
+
+def test_a_resorted_sheet_never_takes_another_clips_erratum(tmp_path: Path) -> None:
+    """A sheet sorted by its user: MEB's rows hold other clips, which keep their own labels."""
+    root = tmp_path / "gray_micro"
+    rows = []
+    for index in range(2, 150):
+        subject, name = f"S{index + 500}", f"S{index + 500}_01"
+        cell = "AU12"
+        if index == 146:
+            subject, name, cell = "S022", "S022_01", "AU4+AU15"
+        write_frames(root / subject / name, range(1, 9), lambda k: f"{k}.jpg")
+        rows.append([subject, name, "Negative", 1, 4, 8, cell])
+    coding = _xlsx(tmp_path / "4dme.xlsx", FOURD_HEADER, rows)
+    result = build_composite_dataset("4dme", root, coding)
+    assert by_clip(result.frame)["S022_01"]["aus"] == "4+15"
+    assert (result.errata_applied, result.errata_skipped) == (0, 2)
+    assert result.errata_lines == [
+        "errata_rows.csv row 52: row 146 (aus -> ?) names no clip, so it is never applied; "
+        "row 146 of this file holds S022/S022_01 with aus 'AU4+AU15'",
+        "errata_rows.csv row 53: row 147 (aus -> ?) names no clip, so it is never applied; "
+        "row 147 of this file holds S647/S647_01 with aus 'AU12'",
+    ]
+    assert "errata: 0 applied, 2 skipped" in result.summary()
+
+
+@pytest.mark.parametrize(
+    ("offset", "problem"),
+    [
+        (40, "onset 102 is after offset 40"),
+        (400, "frames 160-400 missing of 102-400 in "),
+    ],
+)
+def test_a_value_set_by_an_erratum_is_named_in_the_message(
+    tmp_path: Path, offset: int, problem: str
+) -> None:
+    """The file's offset 120 is valid; an erratum for another revision sets a wrong one."""
+    root, coding = _casme_tree(
+        tmp_path, [[1, "EP01_5", None, 102, 110, None, 120, None, "4", "disgust"]]
+    )
+    errata = _errata(
+        tmp_path / "errata.csv", [f"casme,sub01,EP01_5,offset,120,{offset},MEB benchmark,typo,"]
+    )
+    result = build_composite_dataset("casme", root, coding, errata=errata)
+    reason = skipped_by_clip(result)["EP01_5"].reason
+    assert reason.startswith(problem)
+    assert reason.endswith("(offset from erratum errata.csv row 2, MEB benchmark)")
+    assert result.errata_applied == 1
+
+
+def test_an_erratum_matching_two_clips_of_a_recording_is_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "ME_A"
+    write_frames(root / "spNO.1" / "a" / "color", range(1, 60), lambda k: f"{k}.jpg")
+    rows = [
+        ["spNO.1", "a", 10, 40, 15, "4", 1, "d"],
+        ["spNO.1", "a", 20, 50, 25, "4", 1, "d"],
+        ["spNO.1", "a", 30, 32, 35, "4", 1, "d"],
+    ]
+    coding = _xlsx(tmp_path / "label.xlsx", CASME3_HEADER, rows, title="label")
+    errata = _errata(
+        tmp_path / "errata.csv",
+        [
+            "casme3,spNO.1,a,apex,<invalid>,13,src,an apex outside its clip,",
+            "casme3,spNO.1,a,apex,50,22,src,the second clip's apex,",
+        ],
+    )
+    result = build_composite_dataset("casme3", root, coding, errata=errata)
+    clips = result.frame.set_index("clip")
+    assert clips.loc["a2", "apex"] == 22
+    assert clips.loc["a", "apex"] == 12 and clips.loc["a", "apex_estimated"]
+    assert result.errata_applied == 1
+    assert "matches 3 clips (rows 2, 3, 4)" in result.errata_lines[0]
+
+
+def test_casme3_generated_ids_never_collide_with_the_sheets_filenames(tmp_path: Path) -> None:
+    root = tmp_path / "ME_A"
+    for name in ("a", "a2"):
+        write_frames(root / "spNO.1" / name / "color", range(1, 60), lambda k: f"{k}.jpg")
+    rows = [
+        ["spNO.1", "a", 10, 12, 15, "4", 1, "d"],
+        ["spNO.1", "a", 20, 22, 25, "4", 1, "d"],
+        ["spNO.1", "a2", 30, 32, 35, "4", 1, "d"],
+        ["spNO.1", "a", 40, 42, 45, "4", 1, "d"],
+    ]
+    coding = _xlsx(tmp_path / "label.xlsx", CASME3_HEADER, rows, title="label")
+    result = build_composite_dataset("casme3", root, coding, errata=Errata.empty())
+    assert result.frame["clip"].tolist() == ["a", "a3", "a2", "a4"]
+    out = tmp_path / "m.csv"
+    write_manifest(result.frame, out)
+    assert read_manifest(out)["clip"].tolist() == ["a", "a3", "a2", "a4"]
 
 
 def test_casme_without_errata_skips_the_inverted_clip(tmp_path: Path) -> None:
@@ -121,14 +215,12 @@ def test_casme_without_errata_skips_the_inverted_clip(tmp_path: Path) -> None:
     write_frames(root / "sub01" / "EP01_5", range(100, 150))
     rows = [[1, "EP01_5", None, 100, 120, None, 99, None, "4", "disgust"]]
     coding = _xlsx(tmp_path / "casme.xlsx", CASME_HEADER, rows)
-    result = build_composite_dataset(
-        "casme", root, coding, errata=Errata.empty(), row_errata=RowErrata.empty()
-    )
+    result = build_composite_dataset("casme", root, coding, errata=Errata.empty())
     assert result.frame.empty
     assert "onset 100 is after offset 99" in skipped_by_clip(result)["EP01_5"].reason
 
 
-def test_4dme_swapped_rows_and_key_frame_marks(tmp_path: Path) -> None:
+def test_4dme_swapped_au_cells_and_key_frame_marks(tmp_path: Path) -> None:
     root = tmp_path / "gray_micro"
     for name in ("S01_01", "S01_02"):
         write_frames(root / "S01" / name, range(1, 9), lambda k: f"{k}.jpg")
@@ -137,22 +229,23 @@ def test_4dme_swapped_rows_and_key_frame_marks(tmp_path: Path) -> None:
         ["S01", "S01_02", "Negative", 1, 4, 8, "AU4+AU7"],
     ]
     coding = _xlsx(tmp_path / "4dme.xlsx", FOURD_HEADER, rows)
-    errata = _row_errata(
-        tmp_path / "rows.csv",
-        ["4dme,2,aus_row,3,MEB benchmark,swapped", "4dme,3,aus_row,2,MEB benchmark,swapped"],
+    errata = _errata(
+        tmp_path / "errata.csv",
+        [
+            "4dme,S01,S01_01,aus,AU12+AU45(k),AU4+AU7,MEB benchmark,swapped,",
+            "4dme,S01,S01_02,aus,AU4+AU7,AU12,MEB benchmark,swapped,",
+        ],
     )
-    plain = build_composite_dataset(
-        "4dme", root, coding, errata=Errata.empty(), row_errata=RowErrata.empty()
-    )
+    plain = build_composite_dataset("4dme", root, coding, errata=Errata.empty())
     assert by_clip(plain.frame)["S01_01"]["aus"] == "12"
     assert "AU45(k)" in by_clip(plain.frame)["S01_01"]["notes"]
     assert not plain.warnings
-    swapped = build_composite_dataset(
-        "4dme", root, coding, errata=Errata.empty(), row_errata=errata
-    )
+    swapped = build_composite_dataset("4dme", root, coding, errata=errata)
     clips = by_clip(swapped.frame)
     assert (clips["S01_01"]["aus"], clips["S01_02"]["aus"]) == ("4+7", "12")
-    assert "AU cell of row 3 used" in clips["S01_01"]["notes"]
+    assert "AU cell 'AU12+AU45(k)' replaced by 'AU4+AU7'" in clips["S01_01"]["notes"]
+    assert clips["S01_01"]["au_raw"] == "AU12+AU45(k)"
+    assert swapped.errata_applied == 2
 
 
 def test_mmew_finds_clips_under_their_emotion_folder(tmp_path: Path) -> None:
@@ -167,9 +260,7 @@ def test_mmew_finds_clips_under_their_emotion_folder(tmp_path: Path) -> None:
         ["S02", "S02_02", 1, 3, 9, "4", "fear", None],
     ]
     coding = _xlsx(tmp_path / "mmew.xlsx", MMEW_HEADER, rows)
-    result = build_composite_dataset(
-        "mmew", root, coding, errata=Errata.empty(), row_errata=RowErrata.empty()
-    )
+    result = build_composite_dataset("mmew", root, coding, errata=Errata.empty())
     clips = by_clip(result.frame)
     assert sorted(clips) == ["S01_01", "S01_02", "S02_01"]
     assert Path(clips["S01_02"]["frames_dir"]).parent.name == "others"
@@ -188,15 +279,24 @@ def test_a_missing_column_names_the_dataset_columns(tmp_path: Path) -> None:
         build_composite_dataset("4dme", tmp_path, coding)
 
 
-def test_the_shipped_row_errata_hold_mebs_corrections() -> None:
-    errata = load_row_errata()
-    casme3_rows = {row for dataset, row, _ in errata.entries if dataset == "casme3"}
-    assert casme3_rows == {130, 710, 751, 752, 798, 800}
-    assert errata.get("casme3", 752, "apex").frame == 1
-    assert errata.get("4dme", 146, "aus_row").frame == 147
-    assert len({row for dataset, row, _ in errata.entries if dataset == "mmew"}) == 16
-
-
-def test_row_errata_reject_a_bad_field(tmp_path: Path) -> None:
-    with pytest.raises(ErrataError, match="row 2: field 'color'"):
-        _row_errata(tmp_path / "rows.csv", ["casme,5,color,1,x,y"])
+def test_aus_coded_outside_the_datasets_set_are_noted_and_counted(tmp_path: Path) -> None:
+    root, coding = _casme_tree(
+        tmp_path,
+        [
+            [1, "EP01_5", None, 10, 12, None, 19, None, "4+5", "disgust"],
+            [2, "EP03_2", None, 10, 12, None, 19, None, "5+L12", "tense"],
+            [3, "EP04_1", None, 10, 12, None, 19, None, "9", "tense"],
+        ],
+    )
+    result = build_composite_dataset("casme", root, coding, errata=Errata.empty())
+    assert result.outside_set == {("casme", 5): 2, ("casme", 12): 1}
+    notes = by_clip(result.frame)
+    assert (
+        "AU5 coded but outside casme's AU set; with data.uncoded_aus=unknown the label is "
+        in (notes["EP01_5"]["notes"])
+    )
+    assert "AU5, AU12 coded but outside casme's AU set" in notes["EP03_2"]["notes"]
+    assert notes["EP04_1"]["notes"] == ""
+    assert "AUs coded outside casme's AU set (1, 4, 9, 14): AU5 in 2, AU12 in 1 clips" in (
+        result.summary()
+    )

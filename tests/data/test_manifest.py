@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from au_llm.data.manifest import ManifestError, au_label_matrix, read_manifest, write_manifest
+from au_llm.data.manifest import (
+    MANIFEST_COLUMNS,
+    ManifestError,
+    au_label_matrix,
+    read_manifest,
+    write_manifest,
+)
 from au_llm.data.spreadsheets import build_samm
 
 
@@ -173,3 +179,15 @@ def test_ids_a_spreadsheet_would_run_are_escaped_in_the_file_and_read_back(tmp_p
     text = out.read_text()
     assert "'=HYPERLINK(1),'+c" in text and "'@s,'-d" in text and "''kept" in text
     pd.testing.assert_frame_equal(read_manifest(out), frame)
+
+
+def test_columns_a_manifest_does_not_define_are_ignored_with_a_warning(tmp_path, caplog):
+    """An ``aus_unknown`` column never overrides coded labels: labels come from ``aus`` only."""
+    path = _manifest_csv(
+        tmp_path / "m.csv", [{"dataset": "casme2", "aus": "4+12", "aus_unknown": "4", "mine": "x"}]
+    )
+    with caplog.at_level("WARNING", logger="au_llm.data.manifest"):
+        frame = read_manifest(path)
+    assert list(frame.columns) == MANIFEST_COLUMNS
+    assert "m.csv: column 'aus_unknown', 'mine' ignored: not a manifest column" in caplog.text
+    np.testing.assert_array_equal(au_label_matrix(frame, [4, 12]), [[1, 1]])

@@ -2,7 +2,8 @@ import logging
 
 import pytest
 
-from au_llm.data.errata import Erratum
+from au_llm.data.errata import OLD_ALTERNATIVES, OLD_INVALID, Erratum
+from au_llm.data.errata_ledger import ClipErrata
 from au_llm.data.manifest import ManifestError
 from au_llm.data.rows import (
     BAD_TIMING,
@@ -11,35 +12,40 @@ from au_llm.data.rows import (
     ClipLog,
     SkipClipError,
     count_frames,
-    no_errata,
     read_aus,
     read_timing,
 )
 from tests.data.helpers import write_frames
 
 
-def errata(**frames: int):
-    """A lookup holding one erratum per given field."""
-    table = {
-        name: Erratum("casme2", "sub01", "EP01", name, str(v), "MEB") for name, v in frames.items()
-    }
-    return table.get
+def errata(**frames: int) -> ClipErrata:
+    """A clip's errata: one for an invalid value per given field."""
+    return ClipErrata(
+        {
+            name: Erratum("casme2", "sub01", "EP01", name, OLD_INVALID, str(v), "MEB")
+            for name, v in frames.items()
+        }
+    )
+
+
+def no_errata() -> ClipErrata:
+    return ClipErrata()
 
 
 def test_frame_cells_are_read_in_every_spreadsheet_spelling():
     log = ClipLog()
-    assert read_timing(46, "50.0", " 60 ", no_errata, log) == (46, 50, 60, False)
-    assert read_timing(46.0, "50?", 60, no_errata, log) == (46, 50, 60, False)
+    assert read_timing(46, "50.0", " 60 ", no_errata(), log) == (46, 50, 60, False)
+    assert read_timing(46.0, "50?", 60, no_errata(), log) == (46, 50, 60, False)
     assert log.notes == ["apex '50?' marked unclear; 50 used"]
     assert log.warnings == []
 
 
 def test_a_missing_apex_becomes_the_middle_frame_and_is_warned_about():
     log = ClipLog()
-    assert read_timing(40, "/", 50, no_errata, log) == (40, 45, 50, True)
+    assert read_timing(40, "/", 50, no_errata(), log) == (40, 45, 50, True)
     assert log.warnings == ["apex '/' is not a frame number; middle frame 45 used"]
     quiet = ClipLog()
-    assert read_timing(40, None, 50, no_errata, quiet, warn_missing_apex=False)[1:] == (
+    assert read_timing(40, None, 50, no_errata(), quiet, warn_missing_apex=False)[1:] == (
         45,
         50,
         True,
@@ -61,10 +67,10 @@ def test_errata_repair_only_what_the_file_gets_wrong():
 
 def test_unusable_timing_skips_the_clip_naming_the_cell():
     with pytest.raises(SkipClipError, match="onset 'x' is not a frame number") as caught:
-        read_timing("x", 5, 9, no_errata, ClipLog())
+        read_timing("x", 5, 9, no_errata(), ClipLog())
     assert caught.value.kind == BAD_TIMING
     with pytest.raises(SkipClipError, match="onset 12 is after offset 9"):
-        read_timing(12, 5, 9, no_errata, ClipLog())
+        read_timing(12, 5, 9, no_errata(), ClipLog())
 
 
 def test_frames_are_counted_and_gaps_skip_the_clip(tmp_path):
@@ -80,14 +86,14 @@ def test_frames_are_counted_and_gaps_skip_the_clip(tmp_path):
 
 def test_au_cells_are_canonical_and_alternatives_are_warnings():
     log = ClipLog()
-    assert read_aus("L10+4", None, log) == "4+10"
+    assert read_aus("L10+4", no_errata(), log) == "4+10"
     assert log.warnings == []
     alternatives = ClipLog()
-    assert read_aus("L12 or L14", None, alternatives) in ("12", "14")
+    assert read_aus("L12 or L14", no_errata(), alternatives) in ("12", "14")
     assert alternatives.warnings, "an unresolved alternative must be a warning"
     resolved = ClipLog()
-    erratum = Erratum("casme2", "sub01", "EP01", "aus", "14", "MEB")
-    assert read_aus("L12 or L14", erratum, resolved) == "14"
+    erratum = Erratum("casme2", "sub01", "EP01", "aus", OLD_ALTERNATIVES, "14", "MEB")
+    assert read_aus("L12 or L14", ClipErrata({"aus": erratum}), resolved) == "14"
     assert resolved.notes == [
         "AU alternatives in 'L12 or L14' resolved by erratum to '14' (erratum, MEB)"
     ]
@@ -107,3 +113,29 @@ def test_a_build_report_names_file_row_and_clip_and_raises_when_strict(tmp_path,
     with pytest.raises(ManifestError, match=r"coding.xlsx, row 7, clip sub01/EP01: onset is empty"):
         strict.skip(BAD_TIMING, "onset is empty", "sub01", "EP01", 7)
     assert strict.skipped == []
+
+
+def test_an_erratum_naming_the_exact_value_replaces_even_a_valid_one():
+    exact = ClipErrata(
+        {
+            "apex": Erratum(
+                "casme", "sub01", "EP01", "apex", "70", "95", "MEB", table="e.csv", line=2
+            )
+        }
+    )
+    log = ClipLog()
+    assert read_timing(60, 70, 90, exact, log) == (60, 75, 90, True)
+    assert log.notes[0] == "apex '70' replaced by 95 (erratum e.csv row 2, MEB)"
+    assert log.warnings == [
+        "apex 95 (apex from erratum e.csv row 2, MEB) lies outside onset..offset 60-90; "
+        "middle frame 75 used"
+    ]
+    assert exact.used == [exact.found["apex"]]
+
+
+def test_an_erratum_for_an_invalid_value_is_declined_where_the_value_is_valid():
+    clip = errata(offset=95)
+    log = ClipLog()
+    assert read_timing(60, 70, 90, clip, log)[2] == 90
+    assert clip.declined == {clip.found["offset"]: "the file's offset 90 is valid"}
+    assert clip.used == []

@@ -7,7 +7,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from au_llm.data.errata import Errata, Erratum
+from au_llm.data.errata import OLD_INVALID, Errata, Erratum
 from au_llm.data.manifest import MANIFEST_COLUMNS, ManifestError, read_manifest, write_manifest
 from au_llm.data.spreadsheets import build_casme2, build_samm, subject_id
 from tests.data.helpers import (
@@ -228,7 +228,9 @@ def test_samm_frame_errata_apply_only_to_invalid_values(samm):
 
 
 def test_samm_frame_erratum_is_ignored_when_the_file_value_is_valid(samm):
-    errata = Errata.from_entries([Erratum("samm", "006", "006_1_2", "offset", "5571", "test")])
+    errata = Errata.from_entries(
+        [Erratum("samm", "006", "006_1_2", "offset", OLD_INVALID, "5571", "test")]
+    )
     row = by_clip(build_samm(*samm, errata=errata).frame)["006_1_2"]
     assert row["offset"] == 5570
     assert "erratum offset 5571 not applied" in row["notes"]
@@ -284,7 +286,9 @@ def test_unclear_offsets_float_text_and_inverted_pairs(tmp_path):
         samm_row("six", "006_1_5", 1, 2, 3, "4"),
     ]
     coding = write_samm_xlsx(tmp_path / "samm.xlsx", rows)
-    errata = Errata.from_entries([Erratum("samm", "006", "006_1_3", "offset", "40", "typo fix")])
+    errata = Errata.from_entries(
+        [Erratum("samm", "006", "006_1_3", "offset", OLD_INVALID, "40", "typo fix")]
+    )
     result = build_samm(root, coding, errata=errata)
     rows = by_clip(result.frame)
     assert (rows["006_1_2"]["apex"], rows["006_1_2"]["offset"]) == (12, 20)

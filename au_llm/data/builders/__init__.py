@@ -6,6 +6,7 @@ Each dataset's annotation file and folder layout is described by a :class:`Datas
 
 from au_llm.data.builders.formats import (
     COMPOSITE_KINDS,
+    SMIC_KIND,
     SMIC_REFUSAL,
     DatasetFormat,
     dataset_format,
@@ -14,6 +15,7 @@ from au_llm.data.builders.sheet import build_composite_dataset
 
 __all__ = [
     "COMPOSITE_KINDS",
+    "SMIC_KIND",
     "SMIC_REFUSAL",
     "DatasetFormat",
     "build_composite_dataset",

@@ -29,6 +29,7 @@ from au_llm.data.au_codes import cell_text
 from au_llm.data.manifest import ManifestError
 
 COMPOSITE_KINDS = ("casme", "casme3", "mmew", "4dme")
+SMIC_KIND = "smic"
 SMIC_REFUSAL = (
     "smic: SMIC has no Action Unit labels (its annotation gives emotion classes only), so it "
     "cannot be used for AU detection; use casme, casme2, casme3, samm, mmew or 4dme"
@@ -200,7 +201,7 @@ def dataset_format(name: str) -> DatasetFormat:
         ManifestError: For ``smic`` (no AU labels) or an unknown name.
     """
     key = name.strip().lower()
-    if key == "smic":
+    if key == SMIC_KIND:
         raise ManifestError(SMIC_REFUSAL)
     for spec in _FORMATS:
         if spec.name == key:

@@ -3,8 +3,8 @@
 The header row is searched for on every sheet (the first row with a subject and a filename
 column, under any of the datasets' names: ``Subject``/``sub_ID``, ``Filename``/``fold_name``), so
 sheet names and preambles do not matter. Clips are identified by subject + clip id, never by row
-index; only MEB's hand corrections, which MEB itself keys by row, are looked up by row
-(:mod:`au_llm.data.row_errata`), after the clip errata of ``data_manifests/errata.csv``.
+index, and so are the errata (:mod:`au_llm.data.errata`): each names its clip by subject,
+``Filename`` and the value it replaces.
 """
 
 from __future__ import annotations
@@ -15,21 +15,22 @@ from pathlib import Path
 
 from au_llm.data.au_codes import cell_text
 from au_llm.data.builders.formats import HEADER_ROLES, DatasetFormat, dataset_format
-from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
+from au_llm.data.errata import ERRATA_FIELDS, Errata, ErrataError, load_errata
+from au_llm.data.errata_ledger import ClipErrata, LabelRow
 from au_llm.data.manifest import ManifestError, id_problem
-from au_llm.data.row_errata import RowErrata, load_row_errata
 from au_llm.data.rows import (
     BAD_ROW,
     DUPLICATE,
     BuildReport,
     ClipLog,
+    LabelClip,
     ManifestResult,
-    SkipClipError,
     count_frames,
     read_aus,
+    read_label_clips,
     read_timing,
 )
-from au_llm.data.spreadsheets import header_columns, header_name, read_sheets, row_cell
+from au_llm.data.workbook import Cells, header_columns, header_name, read_sheets, row_cell
 
 _KEY_FRAME = re.compile(r"\(\s*k\s*\)\s*$", re.IGNORECASE)
 
@@ -39,7 +40,7 @@ class _Table:
     """Role -> column index, and the data rows with their Excel row numbers."""
 
     columns: dict[str, int]
-    rows: dict[int, tuple[object, ...]]
+    rows: dict[int, Cells]
 
 
 def _find_table(spec: DatasetFormat, path: Path) -> _Table:
@@ -49,23 +50,19 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
         ManifestError: No header row, a required column missing, or no data rows.
     """
     for title, rows in read_sheets(path):
-        for index, values in enumerate(rows):
-            roles = [HEADER_ROLES.get(header_name(value)) for value in values]
-            if "subject" not in roles or "clip" not in roles:
+        for position, (number, values) in enumerate(rows):
+            roles = {column: HEADER_ROLES.get(header_name(v)) for column, v in values.items()}
+            if "subject" not in roles.values() or "clip" not in roles.values():
                 continue
             columns = header_columns(roles)
             missing = [label for role, label in spec.columns.items() if role not in columns]
             if missing:
                 raise ManifestError(
-                    f"{path}: the header (sheet {title!r}, row {index + 1}) has no "
+                    f"{path}: the header (sheet {title!r}, row {number}) has no "
                     f"{missing[0]!r} column; expected the {spec.title} columns "
                     f"{', '.join(spec.columns.values())}"
                 )
-            data = {
-                number + 1: rows[number]
-                for number in range(index + 1, len(rows))
-                if any(cell_text(value).strip() for value in rows[number])
-            }
+            data = dict(rows[position + 1 :])
             if not data:
                 raise ManifestError(
                     f"{path}: the header row of sheet {title!r} is followed by no data rows; "
@@ -90,52 +87,39 @@ def _without_key_frames(cell: object, log: ClipLog) -> object:
 class _Reader:
     """Reads the rows of one label file into manifest records."""
 
-    def __init__(
-        self, spec: DatasetFormat, root: Path, table: _Table, errata: Errata, rows: RowErrata
-    ) -> None:
+    def __init__(self, spec: DatasetFormat, root: Path, table: _Table) -> None:
         self.spec = spec
         self.root = root
         self.table = table
-        self.errata = errata
-        self.row_errata = rows
 
     def cell(self, row: int, role: str) -> object:
-        return row_cell(self.table.rows.get(row, ()), self.table.columns, role)
+        return row_cell(self.table.rows.get(row, {}), self.table.columns, role)
 
-    def lookup(self, subject: str, clip: str, row: int, name: str) -> Erratum | None:
-        found = self.errata.get(self.spec.name, subject, clip, name)
-        return found or self.row_errata.get(self.spec.name, row, name)
-
-    def au_cell(self, row: int, log: ClipLog) -> object:
-        """The row's AU cell, or the cell of the row an ``aus_row`` erratum names."""
-        swap = self.row_errata.get(self.spec.name, row, "aus_row")
+    def au_cell(self, row: int, errata: ClipErrata, log: ClipLog) -> object:
+        """The row's AU cell; 4DME parts marked ``(k)`` dropped unless an erratum replaces it."""
         cell = self.cell(row, "aus")
-        if swap is not None:
-            if swap.frame not in self.table.rows:
-                raise SkipClipError(
-                    BAD_ROW, f"erratum aus_row names row {swap.frame}, which holds no clip"
-                )
-            cell = self.cell(swap.frame, "aus")
-            log.notes.append(f"AU cell of row {swap.frame} used ({swap.origin}: {swap.note})")
-        return _without_key_frames(cell, log) if self.spec.key_frame_marks else cell
+        erratum = errata.get("aus")
+        if self.spec.key_frame_marks and (erratum is None or erratum.conditional):
+            return _without_key_frames(cell, log)
+        return cell
 
-    def record(self, row: int, subject: str, clip: str, filename: str) -> tuple[dict, ClipLog]:
-        log = ClipLog()
-
-        def lookup(name: str) -> Erratum | None:
-            return self.lookup(subject, clip, row, name)
-
+    def record(self, item: LabelClip, errata: ClipErrata, log: ClipLog) -> dict[str, object]:
+        row, subject, filename, clip = (
+            item.label.row,
+            item.label.subject,
+            item.label.filename,
+            item.clip,
+        )
         onset, apex, offset, estimated = read_timing(
-            self.cell(row, "onset"), self.cell(row, "apex"), self.cell(row, "offset"), lookup, log
+            self.cell(row, "onset"), self.cell(row, "apex"), self.cell(row, "offset"), errata, log
         )
         emotion = cell_text(self.cell(row, "emotion")).strip()
         folder = self.spec.frames_folder(self.root, subject, clip, filename, emotion)
         n_frames = count_frames(folder, onset, offset, log)
-        raw_aus = self.au_cell(row, log)
-        aus = read_aus(raw_aus, lookup("aus"), log)
+        aus = read_aus(self.au_cell(row, errata, log), errata, log)
         if clip != filename:
             log.notes.append(f"recording {filename!r} holds several clips; clip id {clip!r}")
-        record = {
+        return {
             "dataset": self.spec.name,
             "subject": subject,
             "clip": clip,
@@ -152,7 +136,6 @@ class _Reader:
             "apex_estimated": estimated,
             "notes": "; ".join(log.notes),
         }
-        return record, log
 
 
 def _identity(spec: DatasetFormat, reader: _Reader, row: int) -> tuple[str, str, str | None]:
@@ -172,13 +155,54 @@ def _identity(spec: DatasetFormat, reader: _Reader, row: int) -> tuple[str, str,
     return subject or "", filename, "; ".join(problems) or None
 
 
+def _label_clips(spec: DatasetFormat, reader: _Reader) -> list[LabelClip]:
+    """Every data row, identified, with its clip id; bad and repeated rows carry the reason.
+
+    A CAS(ME)^3 clip whose subject and ``Filename`` repeat an earlier row's gets the id
+    ``<Filename>2``, ``<Filename>3``, ... in row order, passing over every id that a row of the
+    file already uses as its ``Filename``, so ids never collide.
+    """
+    rows = sorted(reader.table.rows)
+    identities = {row: _identity(spec, reader, row) for row in rows}
+    taken = {
+        (subject, filename) for subject, filename, problem in identities.values() if not problem
+    }
+    clips: list[LabelClip] = []
+    seen: dict[tuple[str, ...], int] = {}
+    used: set[tuple[str, str]] = set()
+    for row in rows:
+        subject, filename, problem = identities[row]
+        cells = {name: reader.cell(row, name) for name in ERRATA_FIELDS}
+        label = LabelRow(row, subject, filename, cells)
+        values = reader.table.rows[row]
+        if problem is not None:
+            clips.append(LabelClip(label, filename, values, (BAD_ROW, f"row has {problem}")))
+            continue
+        key: tuple[str, ...] = (subject, filename)
+        if spec.shared_recordings:
+            key += tuple(cell_text(reader.cell(row, role)).strip() for role in ("onset", "offset"))
+        if key in seen:
+            reason = f"clip listed again (first at row {seen[key]})"
+            clips.append(LabelClip(label, filename, values, (DUPLICATE, reason)))
+            continue
+        seen[key] = row
+        clip = filename
+        if (subject, filename) in used:
+            count = 2
+            while {(subject, f"{filename}{count}")} & (taken | used):
+                count += 1
+            clip = f"{filename}{count}"
+        used.add((subject, clip))
+        clips.append(LabelClip(label, clip, values))
+    return clips
+
+
 def build_composite_dataset(
     name: str,
     root: Path,
     coding: Path,
     strict: bool = False,
     errata: Errata | None = None,
-    row_errata: RowErrata | None = None,
 ) -> ManifestResult:
     """Build the manifest of CASME, CAS(ME)^3 Part A, MMEW or 4DME.
 
@@ -187,14 +211,14 @@ def build_composite_dataset(
         root: The frames root (see :mod:`au_llm.data.builders.formats` for each layout).
         coding: The dataset's label file (.xlsx, or a .csv export).
         strict: Raise :class:`ManifestError` on the first skipped clip or warning.
-        errata: Clip errata; None loads ``data_manifests/errata.csv`` (``Errata.empty()``: none).
-        row_errata: MEB's row errata; None loads ``data_manifests/errata_rows.csv``
-            (``RowErrata.empty()``: none).
+        errata: Errata; None loads ``data_manifests/errata.csv`` and ``errata_rows.csv``
+            (``Errata.empty()``: none). Each names its clip and the value it replaces.
 
     Returns:
         The manifest with its report. A CAS(ME)^3 clip whose subject and ``Filename`` repeat an
-        earlier row's gets the id ``<Filename>2``, ``<Filename>3``, ... in row order; a row that
-        repeats subject, ``Filename``, onset and offset is skipped as a duplicate.
+        earlier row's gets the id ``<Filename>2``, ``<Filename>3``, ... in row order (an id that a
+        row of the file uses as its ``Filename`` is passed over); a row that repeats subject,
+        ``Filename``, onset and offset is skipped as a duplicate.
 
     Raises:
         ManifestError: Unknown dataset, SMIC, unreadable or missing files, no header row, invalid
@@ -208,40 +232,8 @@ def build_composite_dataset(
         raise ManifestError(f"{root}: frames root folder not found (for {coding})")
     try:
         errata = load_errata() if errata is None else errata
-        row_errata = load_row_errata() if row_errata is None else row_errata
     except ErrataError as exc:
         raise ManifestError(str(exc)) from exc
-    table = _find_table(spec, coding)
-    reader = _Reader(spec, root, table, errata, row_errata)
+    reader = _Reader(spec, root, _find_table(spec, coding))
     report = BuildReport(coding, strict)
-    records: list[dict[str, object]] = []
-    seen: dict[tuple[str, ...], int] = {}
-    repeats: dict[tuple[str, str], int] = {}
-    for row in sorted(table.rows):
-        subject, filename, problem = _identity(spec, reader, row)
-        if problem is not None:
-            report.skip(BAD_ROW, f"row has {problem}", subject, filename, row)
-            continue
-        key: tuple[str, ...] = (subject, filename)
-        if spec.shared_recordings:
-            timing = ("onset", "offset")
-            key += tuple(cell_text(reader.cell(row, role)).strip() for role in timing)
-        if key in seen:
-            reason = f"clip listed again (first at row {seen[key]})"
-            report.skip(DUPLICATE, reason, subject, filename, row)
-            continue
-        seen[key] = row
-        clip = filename
-        if spec.shared_recordings:
-            count = repeats.get((subject, filename), 0) + 1
-            repeats[(subject, filename)] = count
-            clip = filename if count == 1 else f"{filename}{count}"
-        try:
-            record, log = reader.record(row, subject, clip, filename)
-        except SkipClipError as skip:
-            report.skip(skip.kind, skip.reason, subject, clip, row)
-            continue
-        for warning in log.warnings:
-            report.warn(warning, subject, clip, row)
-        records.append(record)
-    return report.result(records)
+    return read_label_clips(report, _label_clips(spec, reader), errata, spec.name, reader.record)
