@@ -106,6 +106,23 @@ def clip_flow(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def onset_flow(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """Flow from an onset frame to each of some frames, as :class:`FlowCache` stores it.
+
+    Training computes the flow from the clip's onset to every frame and samples it; prediction
+    over a window computes it from the window's first frame to the sampled frames only. Each
+    frame's flow depends on the onset and that frame alone, so both give the same values.
+
+    Args:
+        frames: ``[T, H, W, C]`` uint8 aligned frames.
+        onset: ``[H, W, C]`` uint8 aligned onset frame.
+
+    Returns:
+        ``[T, H, W, 3]`` float16 (a frame equal to the onset has zero flow).
+    """
+    return clip_flow(np.concatenate([onset[None], frames]))[1:].astype(np.float16)
+
+
 class FlowCache:
     """Flows of the clips of one :class:`~au_llm.preprocess.cache.ClipCache`.
 
