@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from au_llm.data.fields import ClipReadError, clip_name, frame_range, source_path
-from au_llm.data.frames import describe_missing, index_frames, missing_frames
+from au_llm.data.frames import describe_missing, index_frames, missing_frames, scan_frames
 from au_llm.preprocess.native import native_stderr, pass_on, with_native_reason
 
 T = TypeVar("T")
@@ -285,6 +285,42 @@ def is_fingerprint(text: object) -> bool:
     return 0 < len(hashes) <= FINGERPRINT_FRAMES and all(
         len(h) == _FRAME_HASH_CHARS and all(c in "0123456789abcdef" for c in h) for h in hashes
     )
+
+
+def source_stamp(row: Mapping[str, Any]) -> str | None:
+    """A cheap stamp of a clip's source files: changes when any of them is replaced.
+
+    Hashes the name, size and modification time (ns) of every frame file of onset..offset of a
+    frame folder (a frame number without a file counts too), or of the video file; the pixels
+    are not read.
+
+    Returns:
+        Hex SHA-256, or None when the folder or video is not there at all (a machine that sees
+        only the cache; nothing to compare).
+
+    Raises:
+        ClipReadError: When the row has no source or a bad range.
+    """
+    kind, path = source_path(row)
+    onset, offset = frame_range(row)
+    if kind == "frames":
+        if not Path(path).is_dir():
+            return None
+        files = scan_frames(Path(path)).frames
+        named = [files.get(number) for number in range(onset, offset + 1)]
+    else:
+        if not Path(path).is_file():
+            return None
+        named = [Path(path)]
+    digest = hashlib.sha256()
+    for file in named:
+        try:
+            stat = file.stat() if file is not None else None
+        except OSError:  # removed since the folder was listed
+            stat = None
+        entry = (file.name, stat.st_size, stat.st_mtime_ns) if file and stat else None
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()
 
 
 def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:
