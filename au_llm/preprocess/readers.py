@@ -222,9 +222,6 @@ class VideoSource:
         self._reader = None
 
 
-# Frames kept in a content fingerprint: the clip's frames with the smallest hashes (a bottom-k
-# sketch), so a copy that starts or ends a few frames later keeps most of them.
-FINGERPRINT_FRAMES = 8
 _FRAME_HASH_CHARS = 16
 
 
@@ -268,21 +265,22 @@ class HashingSource:
         """The clip's content fingerprint (frames not decoded yet are decoded now).
 
         Returns:
-            The :data:`FINGERPRINT_FRAMES` smallest distinct frame hashes, sorted and joined by
-            spaces. Clips copied under another name share them all; a copy shifted by a few
-            frames shares most; two clips share one only if they hold a frame with identical
-            pixels (see :func:`fingerprint_hashes`).
+            Every distinct frame hash of the clip, sorted and joined by spaces. A clip copied
+            under another name shares them all; a copy shifted by a few frames, or any part of
+            the clip copied alone (a single frame included), shares the hashes of the frames it
+            holds; two clips share one only if they hold a frame with identical pixels (see
+            :func:`fingerprint_hashes`). A re-encoded copy (other pixels) shares none.
         """
         for i in range(len(self.numbers)):
             if i not in self._hashes:
                 self.read(i)
-        return " ".join(sorted(set(self._hashes.values()))[:FINGERPRINT_FRAMES])
+        return " ".join(sorted(set(self._hashes.values())))
 
 
 def is_fingerprint(text: object) -> bool:
     """Whether ``text`` is a content fingerprint as :meth:`HashingSource.fingerprint` writes it."""
     hashes = text.split(" ") if isinstance(text, str) else []
-    return 0 < len(hashes) <= FINGERPRINT_FRAMES and all(
+    return len(hashes) > 0 and all(
         len(h) == _FRAME_HASH_CHARS and all(c in "0123456789abcdef" for c in h) for h in hashes
     )
 

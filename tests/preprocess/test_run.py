@@ -227,8 +227,8 @@ def test_a_copy_starting_a_few_frames_later_shares_frames_of_the_fingerprint(tmp
         pd.DataFrame(rows), ClipCache(tmp_path / "c", NONE), progress=False
     )
     original, one, three, distinct = (fingerprint_hashes(p) for p in report["fingerprint"])
-    assert len(original) == len(one) == len(three) == 8
-    assert len(original & one) >= 6 and len(original & three) >= 4
+    assert (len(original), len(one), len(three)) == (30, 29, 27)  # every frame of each clip
+    assert one < original and three < original
     assert not original & distinct and not one & distinct
 
 
