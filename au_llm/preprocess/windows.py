@@ -224,14 +224,7 @@ class RecordingReader:
             self.numbers = np.arange(self.reported, dtype=np.int64)
             own = float(self._reader.get_avg_fps()) or None
             hint = "the video reports no frame rate; pass --fps"
-            if self.reported:
-                stamps = usable_timestamps(
-                    call_decord(
-                        lambda: self._reader.get_frame_timestamp(range(self.reported)),
-                        "cannot read the frame timestamps",
-                        self.path,
-                    )[:, 0]
-                )
+            stamps = usable_timestamps(self._timestamps())
         if self.reported < 1:
             raise ClipReadError("no frames", self.path)
         if stamps is not None:
@@ -249,6 +242,18 @@ class RecordingReader:
                 )
             self.fps = float(rate)
             self.times = (self.numbers - self.numbers[0]) / self.fps
+
+    def _timestamps(self) -> np.ndarray:
+        """Start times (s) of the video's frames from its index; empty when unreadable."""
+        try:
+            stamps = call_decord(
+                lambda: self._reader.get_frame_timestamp(range(self.reported)),
+                "cannot read the frame timestamps",
+                self.path,
+            )
+        except ClipReadError:
+            return np.empty(0)
+        return np.asarray(stamps).reshape(-1, 2)[:, 0]
 
     def time_of(self, number: int) -> float:
         """Seconds of frame ``number`` from the recording's first frame (see ``times``)."""

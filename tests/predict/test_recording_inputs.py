@@ -69,6 +69,28 @@ def test_a_video_reader_gives_each_frame_its_own_timestamp(tmp_path):
     np.testing.assert_allclose(cfr.times, steady, atol=1e-6)
 
 
+def test_unusable_timestamps_fall_back_to_the_header_rate(tmp_path, monkeypatch, caplog):
+    from au_llm.preprocess.windows import usable_timestamps, variable_rate
+
+    assert usable_timestamps(np.array([0.0, 0.1, 0.05])) is None  # decreasing
+    assert usable_timestamps(np.array([0.2, 0.2, 0.2])) is None  # all equal
+    assert usable_timestamps(np.array([0.0, np.nan])) is None
+    assert usable_timestamps(np.array([0.5])) is None
+    assert not variable_rate(np.array([0.0, 0.034, 0.067, 0.1]))  # ms rounding of 30 fps
+    assert variable_rate(np.array([0.0, 0.01, 0.2, 0.3]))
+    video = write_timed_video(tmp_path / "v.mkv", [i / 10 for i in range(6)])
+    import decord
+
+    def broken(self, indices):
+        raise decord.DECORDError("no index")
+
+    monkeypatch.setattr(decord.VideoReader, "get_frame_timestamp", broken)
+    with caplog.at_level("WARNING"):
+        reader = RecordingReader(video, "video", None)
+    assert "the frame timestamps are unusable; times follow the header's" in caplog.text
+    np.testing.assert_allclose(reader.times, np.arange(6) / reader.fps)
+
+
 def test_a_frame_folder_keeps_times_from_its_frame_rate(tmp_path):
     folder = tmp_path / "rec"
     folder.mkdir()
