@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--window", type=int, help="window length in frames (recordings)")
     predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
     predict.add_argument(
+        "--max-window-gib",
+        type=float,
+        default=4.0,
+        help="most memory one window's frames may take at full resolution (recordings)",
+    )
+    predict.add_argument(
         "--fps",
         type=float,
         help="frame rate of frame folders without an fps.txt (required for them; videos use "
@@ -383,6 +389,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     options = PredictConfig(
         window=args.window,
         stride=args.stride,
+        max_window_gib=args.max_window_gib,
         fps=args.fps,
         face=args.face,
         min_face=args.min_face,

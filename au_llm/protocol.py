@@ -103,7 +103,8 @@ def check_no_content_leak(fold: Fold) -> None:
     frames, see :meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`; sides without one
     are not compared). Two clips sharing a frame hash hold a frame with identical pixels, so a
     clip copied under another dataset, subject or clip name is found, also when the copy starts
-    or ends a few frames later; the message names both clips.
+    or ends a few frames later or holds a single frame of the clip; the message names both clips.
+    A copy with other pixels (re-encoded as JPEG) is not found (``data_manifests/README.md``).
     """
     if "fingerprint" not in fold.train.columns or "fingerprint" not in fold.test.columns:
         return

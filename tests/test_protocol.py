@@ -364,6 +364,34 @@ def test_a_clip_sharing_some_frames_with_a_clip_of_the_other_side_is_refused():
     assert cross_folds(source, distinct)[0].name == "casme2_to_samm"
 
 
+def test_a_single_frame_or_a_few_frames_of_a_test_clip_on_the_train_side_are_refused(tmp_path):
+    from au_llm.config import PreprocessConfig
+    from au_llm.preprocess.cache import ClipCache
+    from au_llm.preprocess.run import preprocess_manifest
+    from tests.preprocess.conftest import manifest_row, write_folder
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 24, 3), np.uint8) for _ in range(30)]
+
+    def clip(dataset, name, images):
+        folder = write_folder(tmp_path / dataset / name, images, ext="png")
+        row = manifest_row(name, frames_dir=folder, onset=1, apex=1, offset=len(images))
+        return row | {"dataset": dataset, "subject": name}
+
+    rows = [clip("samm", "whole", frames)]
+    rows += [clip("casme2", f"f{k}", [frames[k]]) for k in range(30)]
+    rows += [clip("casme2", "middle", frames[12:15])]
+    rows += [clip("casme2", "other", [rng.integers(0, 255, (24, 24, 3), np.uint8)])]
+    manifest = pd.DataFrame(rows)
+    cache = ClipCache(tmp_path / "cache", PreprocessConfig(size=16, align="none", workers=0))
+    manifest["fingerprint"] = preprocess_manifest(manifest, cache, progress=False)["fingerprint"]
+    target = manifest.iloc[:1]
+    for k in range(1, len(manifest) - 1):  # every single frame, and three frames of the middle
+        with pytest.raises(LeakageError, match=r"casme2/f\d+|casme2/middle"):
+            cross_folds(manifest.iloc[k : k + 1], target)
+    assert cross_folds(manifest.iloc[-1:], target)[0].name == "casme2_to_samm"
+
+
 def test_fold_names_and_files_never_collide(tmp_path):
     manifest = _keys([("x-y", "z", "a"), ("x", "y-z", "b"), ("x", "../../../../ESCAPED", "c")])
     names = [fold.name for fold in loso_folds(manifest)]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from au_llm.config_checks import AlignMode, FacePolicy, Precision, choices
-from au_llm.preprocess.windows import check_window
 
 
 @dataclass(frozen=True)
@@ -15,9 +14,12 @@ class PredictConfig:
     """How a deployed model is applied to inputs.
 
     Attributes:
-        window: Sliding-window length in frames (default: the model's median training clip
-            duration at the recording's frame rate).
-        stride: Window stride in frames (default: half the window).
+        window: Sliding-window length in frames, at least 2 (default: the model's median
+            training clip duration at the recording's mean frame rate).
+        stride: Window stride in frames, at least 1 (default: half the window).
+        max_window_gib: Most memory one window's frames may take at the recording's full
+            resolution, in GiB; a recording whose window would take more fails, naming the
+            longest window that fits.
         fps: Frame rate of frame folders without an ``fps.txt`` and of videos that report none
             (videos use their own); a folder without either fails.
         face: Face policy for recordings: ``largest``, ``all`` (one stream per tracked face) or
@@ -48,6 +50,7 @@ class PredictConfig:
 
     window: int | None = None
     stride: int | None = None
+    max_window_gib: float = 4.0
     fps: float | None = None
     face: FacePolicy = "largest"
     min_face: float = 0.8
@@ -63,8 +66,12 @@ class PredictConfig:
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.window is not None:
-            check_window(self.window, self.stride or max(1, self.window // 2))
+        if self.window is not None and self.window < 2:
+            raise ValueError(f"--window {self.window}: expected at least 2 frames")
+        if self.stride is not None and self.stride < 1:
+            raise ValueError(f"--stride {self.stride}: expected at least 1 frame")
+        if not (math.isfinite(self.max_window_gib) and self.max_window_gib > 0):
+            raise ValueError(f"--max-window-gib {self.max_window_gib:g}: expected a positive size")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"--fps {self.fps:g}: expected a positive frame rate")
         _check("--face", self.face, FacePolicy)

@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 
 FAILURE_COLUMNS = ["input", "clip", "face_id", "frame_start", "frame_end", "time_start", "time_end"]
 FAILURE_COLUMNS += ["reason"]
-SUMMARY_COLUMNS = ["input", "frames", "windows", "failed_windows", "reason"]
+# ``fps``: a recording's mean frame rate; ``variable_fps``: whether its frames' own times depart
+# from that constant rate by more than half a frame (times then come from each frame's timestamp).
+SUMMARY_COLUMNS = ["input", "frames", "windows", "failed_windows", "fps", "variable_fps"]
+SUMMARY_COLUMNS += ["reason"]
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from au_llm.predict.config import PredictConfig
 from au_llm.predict.failures import FailureLog
 from au_llm.predict.inputs import input_kind
 from au_llm.predict.scorer import ClipScorer
-from au_llm.preprocess.dataset import to_clip_tensor
+from au_llm.preprocess.dataset import model_input
+from au_llm.preprocess.flow import onset_flow
 from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.tracks import FrameRecord, choose_tracks, track_frames
 from au_llm.preprocess.windows import (
@@ -32,6 +34,7 @@ from au_llm.preprocess.windows import (
     StreamStats,
     align_track,
     check_window,
+    check_window_memory,
     recording_name,
     stream_windows,
     window_starts,
@@ -52,12 +55,15 @@ class RecordingScanner:
         options: Window, stride, frame rate, face policy and least face coverage.
         log: Where failed recordings and windows and each recording's summary go.
         peak_windows: Most aligned windows held at once.
+        times: Each scanned recording's frame times (seconds, indexed by frame number; see
+            :meth:`~au_llm.preprocess.windows.RecordingReader.frame_times`), by ``source``.
     """
 
     scorer: ClipScorer
     options: PredictConfig = field(default_factory=PredictConfig)
     log: FailureLog = field(default_factory=FailureLog)
     peak_windows: int = 0
+    times: dict[str, pd.Series] = field(default_factory=dict)
     _landmarker: Landmarker | None = field(default=None, repr=False)
 
     @property
@@ -89,16 +95,21 @@ class RecordingScanner:
         Keys (``clip``: the given name, default the file's stem or the folder's name):
         ``source, clip, face_id, frame_start, frame_end, time_start, time_end``; frame
         numbers are the files' numbers for frame folders and 0-based indices for videos; times are
-        seconds from the recording's first frame. Coverage: ``face_frames`` (frames showing the
-        face / window length) and ``face_confidence``; ``face_x, face_y, face_w, face_h`` is the
-        median face box in source pixels. A recording that cannot be read is recorded in the log
-        and gives an empty frame.
+        seconds from the recording's first frame (a video's own frame timestamps, so variable
+        frame rates get true times; ``number / fps`` for frame folders). Coverage:
+        ``face_frames`` (frames showing the face / window length) and ``face_confidence``;
+        ``face_x, face_y, face_w, face_h`` is the median face box in source pixels. A recording
+        that cannot be read is recorded in the log and gives an empty frame.
         """
         return self.log.attempt(path, lambda: self._scan(path, clip))
 
-    def _describe_window(self, path: Path, fps: float, window: int, stride: int) -> None:
-        """Log the window in frames and seconds; warn when it is shorter than the model's input."""
-        n_frames = self.scorer.frames_per_clip
+    def _describe_window(self, reader: RecordingReader, window: int, stride: int) -> None:
+        """Log the window in frames and seconds, with warnings.
+
+        Warns when the window is shorter than the model's input or longer than the recording,
+        and when the recording's frame rate varies (with the seconds its windows span).
+        """
+        path, fps, n_frames = reader.path, reader.fps, self.scorer.frames_per_clip
         given = "--window" if self.options.window else "the model's clip duration"
         log.info(
             "%s: window %d frames (%.3f s at %g fps, %s), stride %d frames",
@@ -118,6 +129,40 @@ class RecordingScanner:
                 n_frames,
                 n_frames,
             )
+        if window > reader.reported:
+            log.warning(
+                "%s: a window of %d frames is longer than the recording (%d frames): one "
+                "window covers all of it",
+                path,
+                window,
+                reader.reported,
+            )
+        if reader.variable_rate:
+            steps = np.diff(reader.times) * 1000
+            held = min(window, reader.reported) - 1
+            spans = reader.times[held:] - reader.times[: len(reader.times) - held]
+            log.warning(
+                "%s: variable frame rate (%.1f-%.1f ms between frames, mean %.3g fps): times "
+                "are each frame's own timestamp, and windows of %d frames span %.3f-%.3f s",
+                path,
+                steps.min(),
+                steps.max(),
+                fps,
+                window,
+                spans.min(),
+                spans.max(),
+            )
+
+    def _bounded(self, reader: RecordingReader, window: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The reader's frames; the first one checks what a window of them would hold.
+
+        Raises:
+            ValueError: The window's frames would take more than ``--max-window-gib``.
+        """
+        for position, (number, image) in enumerate(reader):
+            if position == 0:
+                check_window_memory(window, reader.reported, image, self.options.max_window_gib)
+            yield number, image
 
     def _window_faces(
         self, window: list[FrameRecord], rng: np.random.Generator
@@ -133,7 +178,17 @@ class RecordingScanner:
     def _score_batch(self, batch: list[tuple[dict, AlignedWindow]]) -> pd.DataFrame:
         """Rows of one batch of aligned windows (their keys, then the AU columns)."""
         self.peak_windows = max(self.peak_windows, len(batch))
-        clips = torch.stack([to_clip_tensor(aligned.frames) for _, aligned in batch])
+        kind = self.scorer.preprocess.input
+        clips = torch.stack(
+            [
+                model_input(
+                    aligned.frames,
+                    None if aligned.onset is None else onset_flow(aligned.frames, aligned.onset),
+                    kind,
+                )
+                for _, aligned in batch
+            ]
+        )
         outputs = self.scorer.outputs(clips)
         frame = pd.DataFrame([keys for keys, _ in batch])
         explained: dict[str, Any] | None = {} if self.scorer.explain else None
@@ -145,26 +200,25 @@ class RecordingScanner:
         if kind == "manifest":
             raise ClipReadError(f"input {path}: expected a video or a frame folder", path)
         reader = RecordingReader(path, kind, self.options.fps)
-        fps = reader.fps
-        window, stride = self.window_for(fps)
-        self._describe_window(path, fps, window, stride)
+        window, stride = self.window_for(reader.fps)
+        self._describe_window(reader, window, stride)
+        self.times[str(path)] = reader.frame_times()
         rng = np.random.default_rng(0)
         min_face = self.options.min_face
         frames, batch, failed = [], [], Counter()
         expected = len(window_starts(reader.reported, window, stride))
-        stats, origin, count = StreamStats(), None, 0
-        records = track_frames(reader, self.landmarker)
+        stats, count = StreamStats(), 0
+        records = track_frames(self._bounded(reader, window), self.landmarker)
         bar = tqdm(total=expected, desc=path.name, unit="window", leave=False)
         for records_window in stream_windows(records, window, stride, stats):
             bar.update()
             count += 1
             first, last = records_window[0].number, records_window[-1].number
-            origin = first if origin is None else origin
             span = {
                 "frame_start": first,
                 "frame_end": last,
-                "time_start": (first - origin) / fps,
-                "time_end": (last - origin) / fps,
+                "time_start": reader.time_of(first),
+                "time_end": reader.time_of(last),
             }
             faces = self._window_faces(records_window, rng)
             if not faces:
@@ -206,6 +260,8 @@ class RecordingScanner:
                 "frames": reader.decoded,
                 "windows": count,
                 "failed_windows": sum(failed.values()),
+                "fps": reader.fps,
+                "variable_fps": reader.variable_rate,
                 "reason": "; ".join(reasons),
             }
         )

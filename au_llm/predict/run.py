@@ -40,7 +40,8 @@ class PredictionRun:
     Attributes:
         out: The predictions CSV.
         failures: The failure table beside it.
-        summary: One row per input: ``input, frames, windows, failed_windows, reason``.
+        summary: One row per input: ``input, frames, windows, failed_windows, fps,
+            variable_fps, reason`` (the frame rate columns for recordings only).
         status: 0 when every input gave rows, :data:`EXIT_SOME_FAILED` when some gave none,
             :data:`EXIT_ALL_FAILED` when none did.
         precision: The precision the model ran in (``fp32`` or ``bf16``).
@@ -99,7 +100,7 @@ def predict_inputs(
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     atomic_write_csv(out, _ordered(table, deployed.aus))
     if options.per_frame:
-        frames_table = per_frame_table(table, deployed.aus)
+        frames_table = per_frame_table(table, deployed.aus, scanner.times)
         atomic_write_csv(per_frame_path(out), _integers(frames_table))
     atomic_write_csv(failures, _integers(failure_log.failure_table()))
     status = 0

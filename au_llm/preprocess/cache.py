@@ -17,8 +17,10 @@ new preprocessing.
 A clip's key hashes the settings that change pixels (``CACHE_VERSION``, size, colour, mode and the
 settings that mode uses; never ``workers``) and its source: dataset, subject, clip, source kind,
 the normalised ``frames_dir`` / ``video`` path string as written in the manifest, onset and
-offset. File contents and modification times are not hashed: after replacing source frames in
-place, delete the cache folder (or use another ``cache_dir``).
+offset. Each clip's ``meta`` also holds the ``source_stamp`` of its source files (name, size and
+modification time of each, :func:`~au_llm.preprocess.readers.source_stamp`) taken before they
+were read: a clip whose source files were replaced in place is preprocessed again
+(:mod:`au_llm.preprocess.run`), and its optical flow with it (:mod:`au_llm.preprocess.flow`).
 
 Each clip's ``meta`` (and ``index.csv``) also holds its content ``fingerprint``, hashes of its
 decoded source frames (:meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`): the

@@ -47,6 +47,25 @@ def to_clip_tensor(frames: np.ndarray) -> torch.Tensor:
     return clip.contiguous()
 
 
+def model_input(frames: np.ndarray, flow: np.ndarray | None, kind: str) -> torch.Tensor:
+    """The model's input from sampled frames and their flow, per ``preprocess.input``.
+
+    Args:
+        frames: ``[T, H, W, C]`` uint8 sampled aligned frames.
+        flow: ``[T, H, W, 3]`` onset-to-frame flow of the same frames (u, v in pixels, strain);
+            None for ``kind == "frames"``.
+        kind: ``frames`` (pixels in [0, 1]), ``flow`` (the flow's 3 channels) or ``both``
+            (pixels, then the flow).
+
+    Returns:
+        ``[C', T, H, W]`` float32.
+    """
+    parts = [] if kind == "flow" else [to_clip_tensor(frames)]
+    if kind != "frames":
+        parts.append(torch.from_numpy(np.asarray(flow, dtype=np.float32)).permute(3, 0, 1, 2))
+    return torch.cat(parts)
+
+
 class ClipDataset(Dataset):
     """Sampled aligned clips with their AU labels.
 
@@ -144,11 +163,9 @@ class ClipDataset(Dataset):
         ``meta`` holds ``dataset``, ``subject`` and ``clip`` (strings), and with ``annotation``
         also ``au_raw``, ``aus`` and ``emotion`` (``""`` where the manifest has none).
         """
-        cached, index = self.clip(i), self.indices(i)
-        clip = to_clip_tensor(cached.frames[index])
-        if self.cache.cfg.input != "frames":
-            flow = torch.from_numpy(self.flow(i)[index].astype(np.float32)).permute(3, 0, 1, 2)
-            clip = flow if self.cache.cfg.input == "flow" else torch.cat([clip, flow])
+        cached, index, kind = self.clip(i), self.indices(i), self.cache.cfg.input
+        flow = None if kind == "frames" else self.flow(i)[index]
+        clip = model_input(cached.frames[index], flow, kind)
         row = self.rows[i]
         meta = {k: text_field(row, k) for k in self.meta_keys}
         return clip, self.labels[i].clone(), meta

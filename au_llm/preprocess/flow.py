@@ -12,8 +12,9 @@ channels computed on the aligned gray frames (``both``: after the frame's own ch
 OpenCV's implementation was measured against scikit-image's ``optical_flow_tvl1`` on 64x64 faces
 (``bench/flow_tvl1.py``, ``docs/datasets.md``). Flows are computed once per clip, when first
 needed, and cached next to the aligned frames in a folder keyed by the frame cache's settings and
-:data:`TVL1_SETTINGS` (``flow-<hash>``); each file is keyed like the frames (the clip's source) and
-written atomically, as float16 ``[T, H, W, 3]``.
+:data:`TVL1_SETTINGS` (``flow-<hash>``); each file is keyed like the frames (the clip's source),
+records the digest of the aligned frames it was computed from (a flow of other frames is computed
+again) and is written atomically, as float16 ``[T, H, W, 3]``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ import numpy as np
 from au_llm.data.fields import text_field
 from au_llm.io_utils import atomic_write_bytes, safe_component
 from au_llm.preprocess.cache import CacheError, ClipCache
+
+log = logging.getLogger(__name__)
 
 INPUTS = ("frames", "flow", "both")
 FLOW_CHANNELS = 3
@@ -106,6 +110,31 @@ def clip_flow(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def onset_flow(frames: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """Flow from an onset frame to each of some frames, as :class:`FlowCache` stores it.
+
+    Training computes the flow from the clip's onset to every frame and samples it; prediction
+    over a window computes it from the window's first frame to the sampled frames only. Each
+    frame's flow depends on the onset and that frame alone, so both give the same values.
+
+    Args:
+        frames: ``[T, H, W, C]`` uint8 aligned frames.
+        onset: ``[H, W, C]`` uint8 aligned onset frame.
+
+    Returns:
+        ``[T, H, W, 3]`` float16 (a frame equal to the onset has zero flow).
+    """
+    return clip_flow(np.concatenate([onset[None], frames]))[1:].astype(np.float16)
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    """SHA-256 of aligned frames (shape and pixels): what a cached flow was computed from."""
+    frames = np.ascontiguousarray(frames)
+    digest = hashlib.sha256(str((frames.shape, frames.dtype.str)).encode())
+    digest.update(frames.tobytes())
+    return digest.hexdigest()
+
+
 class FlowCache:
     """Flows of the clips of one :class:`~au_llm.preprocess.cache.ClipCache`.
 
@@ -131,24 +160,26 @@ class FlowCache:
             row: The clip's manifest row.
             frames: Its cached aligned frames ``[T, H, W, C]`` uint8.
 
+        A cached flow computed from other frames (the clip's source replaced, so its aligned
+        frames were cached again) is computed again: each file records the
+        :func:`frames_digest` of the frames it came from.
+
         Raises:
-            CacheError: A cached file is unreadable or does not match the frames.
+            CacheError: A cached file is unreadable.
         """
-        path = self.path(row)
+        path, digest = self.path(row), frames_digest(frames)
         if path.is_file():
             try:
                 with np.load(path) as data:
                     flow = data["flow"]
+                    source = str(data["frames"]) if "frames" in data.files else ""
             except (OSError, ValueError, KeyError) as exc:
                 raise CacheError(f"{path}: unreadable flow file ({exc}); delete it") from exc
-            if flow.shape[:3] != frames.shape[:3]:
-                raise CacheError(
-                    f"{path}: flow of shape {flow.shape} does not match the clip's frames "
-                    f"{frames.shape}; delete it"
-                )
-            return flow
+            if source == digest and flow.shape[:3] == frames.shape[:3]:
+                return flow
+            log.info("%s: computed from other aligned frames; computed again", path)
         flow = clip_flow(frames).astype(np.float16)
         buffer = io.BytesIO()
-        np.savez(buffer, flow=flow)
+        np.savez(buffer, flow=flow, frames=np.array(digest))
         atomic_write_bytes(path, buffer.getvalue())
         return flow

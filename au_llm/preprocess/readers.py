@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from au_llm.data.fields import ClipReadError, clip_name, frame_range, source_path
-from au_llm.data.frames import describe_missing, index_frames, missing_frames
+from au_llm.data.frames import describe_missing, index_frames, missing_frames, scan_frames
 from au_llm.preprocess.native import native_stderr, pass_on, with_native_reason
 
 T = TypeVar("T")
@@ -222,9 +222,6 @@ class VideoSource:
         self._reader = None
 
 
-# Frames kept in a content fingerprint: the clip's frames with the smallest hashes (a bottom-k
-# sketch), so a copy that starts or ends a few frames later keeps most of them.
-FINGERPRINT_FRAMES = 8
 _FRAME_HASH_CHARS = 16
 
 
@@ -268,23 +265,60 @@ class HashingSource:
         """The clip's content fingerprint (frames not decoded yet are decoded now).
 
         Returns:
-            The :data:`FINGERPRINT_FRAMES` smallest distinct frame hashes, sorted and joined by
-            spaces. Clips copied under another name share them all; a copy shifted by a few
-            frames shares most; two clips share one only if they hold a frame with identical
-            pixels (see :func:`fingerprint_hashes`).
+            Every distinct frame hash of the clip, sorted and joined by spaces. A clip copied
+            under another name shares them all; a copy shifted by a few frames, or any part of
+            the clip copied alone (a single frame included), shares the hashes of the frames it
+            holds; two clips share one only if they hold a frame with identical pixels (see
+            :func:`fingerprint_hashes`). A re-encoded copy (other pixels) shares none.
         """
         for i in range(len(self.numbers)):
             if i not in self._hashes:
                 self.read(i)
-        return " ".join(sorted(set(self._hashes.values()))[:FINGERPRINT_FRAMES])
+        return " ".join(sorted(set(self._hashes.values())))
 
 
 def is_fingerprint(text: object) -> bool:
     """Whether ``text`` is a content fingerprint as :meth:`HashingSource.fingerprint` writes it."""
     hashes = text.split(" ") if isinstance(text, str) else []
-    return 0 < len(hashes) <= FINGERPRINT_FRAMES and all(
+    return len(hashes) > 0 and all(
         len(h) == _FRAME_HASH_CHARS and all(c in "0123456789abcdef" for c in h) for h in hashes
     )
+
+
+def source_stamp(row: Mapping[str, Any]) -> str | None:
+    """A cheap stamp of a clip's source files: changes when any of them is replaced.
+
+    Hashes the name, size and modification time (ns) of every frame file of onset..offset of a
+    frame folder (a frame number without a file counts too), or of the video file; the pixels
+    are not read.
+
+    Returns:
+        Hex SHA-256, or None when the folder or video is not there at all (a machine that sees
+        only the cache; nothing to compare).
+
+    Raises:
+        ClipReadError: When the row has no source or a bad range.
+    """
+    kind, path = source_path(row)
+    onset, offset = frame_range(row)
+    if kind == "frames":
+        if not Path(path).is_dir():
+            return None
+        files = scan_frames(Path(path)).frames
+        named = [files.get(number) for number in range(onset, offset + 1)]
+    else:
+        if not Path(path).is_file():
+            return None
+        named = [Path(path)]
+    digest = hashlib.sha256()
+    for file in named:
+        try:
+            stat = file.stat() if file is not None else None
+        except OSError:  # removed since the folder was listed
+            stat = None
+        entry = (file.name, stat.st_size, stat.st_mtime_ns) if file and stat else None
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()
 
 
 def open_clip(row: Mapping[str, Any]) -> FolderSource | VideoSource:

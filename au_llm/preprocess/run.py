@@ -1,8 +1,10 @@
 """Batch preprocessing of a manifest into the aligned-clip cache, with a per-clip report.
 
 Clips already cached with the same settings are skipped (status ``cached``), so an interrupted run
-resumes where it stopped; every cache file is written atomically, and an unreadable cache file is
-preprocessed again. A clip whose frames cannot be read is reported ``failed`` and the batch goes on
+resumes where it stopped; every cache file is written atomically, and an unreadable cache file, or
+one whose source files were replaced since (:func:`~au_llm.preprocess.readers.source_stamp`), is
+preprocessed again; a source that is not there at all (a machine that sees only the cache) is not
+compared. A clip whose frames cannot be read is reported ``failed`` and the batch goes on
 (unless ``strict``); a failure to write the cache itself (full disk, read-only folder) is not a
 problem of the clip and stops the batch with :class:`~au_llm.io_utils.OutputError`, and a cache
 folder that cannot be written fails before any clip is read. Work runs in the calling process
@@ -32,7 +34,7 @@ from au_llm.io_utils import OutputError, atomic_write_csv
 from au_llm.preprocess.align import align_source
 from au_llm.preprocess.cache import CacheError, ClipCache
 from au_llm.preprocess.landmarks import Landmarker
-from au_llm.preprocess.readers import HashingSource, is_fingerprint, open_clip
+from au_llm.preprocess.readers import HashingSource, is_fingerprint, open_clip, source_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ def process_clip(
     """
     start = time.perf_counter()
     try:
+        stamp = source_stamp(row)  # before reading: a file replaced meanwhile changes it again
         source = HashingSource(open_clip(row))
         try:
             result = align_source(source, cache.cfg, landmarker)
@@ -107,6 +110,7 @@ def process_clip(
             "detections": result.detections,
             "frames": len(result.numbers),
             "fingerprint": fingerprint,
+            "source_stamp": stamp,
         }
         cache.save(row, result.frames, result.numbers, info, result.transforms)
     except OutputError:
@@ -164,11 +168,19 @@ def _cached_record(row: Mapping[str, Any], cache: ClipCache) -> dict[str, Any]:
     """The report record of a cached clip.
 
     Raises:
-        CacheError: The cache file is unreadable or has no fingerprint (it is then recomputed).
+        CacheError: The cache file is unreadable, has no fingerprint, or its source files were
+            replaced since it was written (their :func:`source_stamp` differs; a source that is
+            not there at all is not compared); the clip is then preprocessed again.
     """
     meta = cache.load(row).meta
     if not is_fingerprint(meta.get("fingerprint")):
         raise CacheError(f"cached clip {cache.path(row)} has no content fingerprint of frames")
+    stamp = source_stamp(row)
+    if stamp is not None and meta.get("source_stamp") != stamp:
+        raise CacheError(
+            f"cached clip {cache.path(row)}: the source files of clip {clip_name(row)} changed "
+            "since it was cached (or it was cached before sources were stamped)"
+        )
     confidence = meta.get("landmark_confidence")
     return _record(
         row,

@@ -7,10 +7,16 @@ memory is bounded by the window, not the recording. Windows follow :func:`window
 frames actually decoded: a video that reports more frames than it decodes ends where decoding
 ends, and no frame is ever repeated to fill a window. :func:`align_track` aligns one face track of
 a window like a training clip, warping only the frames the model samples.
+
+Every frame has its own time (:attr:`RecordingReader.times`): a video's presentation timestamps,
+so recordings with a variable frame rate (phones, screen recorders) get true times, and a frame
+folder's ``number / fps``. A window's frames are held at full resolution, at most
+``--max-window-gib`` of them (:func:`check_window_memory`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -19,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from au_llm.config import PreprocessConfig
 from au_llm.data.fields import ClipReadError
@@ -33,7 +40,10 @@ from au_llm.preprocess.readers import call_decord, read_image_file
 from au_llm.preprocess.sampling import sample_indices
 from au_llm.preprocess.tracks import FrameRecord
 
+log = logging.getLogger(__name__)
+
 FPS_SIDECAR = "fps.txt"
+GIB = 2**30
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 
 
@@ -41,6 +51,32 @@ def check_window(window: int, stride: int) -> None:
     """Raise ValueError unless ``window >= 2`` and ``stride >= 1``."""
     if window < 2 or stride < 1:
         raise ValueError(f"window = {window}, stride = {stride}: expected window >= 2, stride >= 1")
+
+
+def check_window_memory(window: int, frames: int, image: np.ndarray, limit_gib: float) -> None:
+    """Refuse a window whose frames, held at full resolution, would take over ``limit_gib``.
+
+    Args:
+        window: Window length in frames.
+        frames: Frames the recording holds (a longer window holds the whole recording).
+        image: ``[H, W, 3]`` uint8, one decoded frame of the recording.
+        limit_gib: Most memory the window's frames may take, in GiB (``--max-window-gib``).
+
+    Raises:
+        ValueError: Naming the frames held, their size and memory, and the longest window that
+            fits.
+    """
+    held = min(window, frames)
+    need, limit = held * image.nbytes, limit_gib * GIB
+    if need > limit:
+        height, width = image.shape[:2]
+        fits = int(limit // image.nbytes)
+        shorter = f"pass --window {fits} or less, or " if fits >= 2 else "pass "
+        raise ValueError(
+            f"a window of {window} frames holds {held} frames of {width}x{height} at once "
+            f"({need / GIB:.2f} GiB), over --max-window-gib {limit_gib:g}; {shorter}a larger "
+            "--max-window-gib"
+        )
 
 
 def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
@@ -114,8 +150,36 @@ def sidecar_fps(folder: Path) -> float | None:
     return fps
 
 
+def usable_timestamps(stamps: np.ndarray) -> np.ndarray | None:
+    """A video's frame timestamps ``[N]`` (seconds) as float64, or None when unusable.
+
+    Unusable: fewer than two, not finite, decreasing, or all equal.
+    """
+    stamps = np.asarray(stamps, dtype=np.float64)
+    if len(stamps) < 2 or not np.isfinite(stamps).all():
+        return None
+    if (np.diff(stamps) < 0).any() or stamps[-1] <= stamps[0]:
+        return None
+    return stamps
+
+
+def variable_rate(times: np.ndarray) -> bool:
+    """Whether frame times ``[N]`` (seconds, increasing) depart from a constant rate.
+
+    True when some frame lies more than half a mean frame interval from where the mean rate
+    would put it (times computed from that rate would be wrong by more than half a frame).
+    Timestamps rounded to a container's time base (1 ms in Matroska) stay well inside that
+    margin up to several hundred frames per second.
+    """
+    if len(times) < 3:
+        return False
+    span = float(times[-1] - times[0])
+    steady = np.linspace(times[0], times[-1], len(times))
+    return bool(np.abs(times - steady).max() > 0.5 * span / (len(times) - 1))
+
+
 class RecordingReader:
-    """Every frame of a recording, decoded once in order.
+    """Every frame of a recording, decoded once in order, with each frame's own time.
 
     Args:
         path: A frame folder (``kind == "frames"``) or a video file (``"video"``).
@@ -124,7 +188,13 @@ class RecordingReader:
 
     Attributes:
         reported: Frames the folder holds or the video's header reports.
-        fps: The frame rate: a video's own, else a folder's ``fps.txt``, else ``fps``.
+        numbers: ``[reported]`` int64 frame numbers in order (file numbers of a folder, 0-based
+            indices of a video).
+        times: ``[reported]`` float64 seconds of each frame from the recording's first frame: a
+            video's own presentation timestamps (variable frame rates included), a folder's
+            ``(number - first number) / fps``.
+        fps: The mean frame rate: a video's from its timestamps (its header's rate when they
+            are unusable or it has one frame), else a folder's ``fps.txt``, else ``fps``.
         decoded: Frames decoded so far.
         stop_reason: Why decoding stopped before ``reported`` frames ("" otherwise).
 
@@ -135,9 +205,11 @@ class RecordingReader:
     def __init__(self, path: Path, kind: str, fps: float | None) -> None:
         self.path, self.kind = Path(path), kind
         self.decoded, self.stop_reason = 0, ""
+        stamps = None
         if kind == "frames":
             self._files = index_frames(self.path)
             self.reported = len(self._files)
+            self.numbers = np.array(sorted(self._files), dtype=np.int64)
             own = sidecar_fps(self.path)
             hint = f"pass --fps or write the rate into {self.path / FPS_SIDECAR}"
         else:
@@ -149,14 +221,52 @@ class RecordingReader:
                 self.path,
             )
             self.reported = len(self._reader)
+            self.numbers = np.arange(self.reported, dtype=np.int64)
             own = float(self._reader.get_avg_fps()) or None
             hint = "the video reports no frame rate; pass --fps"
+            stamps = usable_timestamps(self._timestamps())
         if self.reported < 1:
             raise ClipReadError("no frames", self.path)
-        rate = own or fps
-        if not rate:
-            raise ClipReadError(f"frame rate unknown: {hint}", self.path)
-        self.fps = float(rate)
+        if stamps is not None:
+            self.times = np.round(stamps - stamps[0], 6)  # decord's are float32: whole µs
+            self.fps = (self.reported - 1) / float(self.times[-1])
+        else:
+            rate = own or fps
+            if not rate:
+                raise ClipReadError(f"frame rate unknown: {hint}", self.path)
+            if kind == "video" and self.reported > 1:
+                log.warning(
+                    "%s: the frame timestamps are unusable; times follow the header's %g fps",
+                    self.path,
+                    rate,
+                )
+            self.fps = float(rate)
+            self.times = (self.numbers - self.numbers[0]) / self.fps
+
+    def _timestamps(self) -> np.ndarray:
+        """Start times (s) of the video's frames from its index; empty when unreadable."""
+        try:
+            stamps = call_decord(
+                lambda: self._reader.get_frame_timestamp(range(self.reported)),
+                "cannot read the frame timestamps",
+                self.path,
+            )
+        except ClipReadError:
+            return np.empty(0)
+        return np.asarray(stamps).reshape(-1, 2)[:, 0]
+
+    def time_of(self, number: int) -> float:
+        """Seconds of frame ``number`` from the recording's first frame (see ``times``)."""
+        return float(self.times[np.searchsorted(self.numbers, number)])
+
+    def frame_times(self) -> pd.Series:
+        """``times`` indexed by frame number (the per-frame table's time column)."""
+        return pd.Series(self.times, index=self.numbers, name="time")
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the frame rate varies (see :func:`variable_rate`)."""
+        return variable_rate(self.times)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         """``(number, [H, W, 3] uint8 RGB)`` for every frame that decodes, in order."""
@@ -167,7 +277,7 @@ class RecordingReader:
 
     def _folder_frames(self) -> Iterator[tuple[int, np.ndarray]]:
         size = None
-        for number in sorted(self._files):
+        for number in self.numbers.tolist():
             path = self._files[number]
             image = read_image_file(path, number, f"frame {number} ({path.name})")
             if size is not None and image.shape != size:
@@ -251,6 +361,8 @@ class AlignedWindow:
         confidence: Mean detection score of those faces (NaN when none or unscored).
         box: Median ``(x, y, w, h)`` face box in source pixels (None without a face).
         repeated: Whether the window has fewer frames than the model samples (frames repeat).
+        onset: ``[size, size, C]`` uint8 the window's first frame aligned like the others, the
+            onset of the optical flow (``preprocess.input`` ``flow`` or ``both``; else None).
     """
 
     frames: np.ndarray
@@ -258,6 +370,7 @@ class AlignedWindow:
     confidence: float
     box: tuple[float, float, float, float] | None
     repeated: bool
+    onset: np.ndarray | None = None
 
 
 def align_track(
@@ -272,7 +385,8 @@ def align_track(
 
     ``clip`` mode uses the median landmarks of the track's first ``ref_frames`` faces in the
     window for every frame; ``frame`` mode smooths per-frame transforms (frames without the face
-    interpolated); ``none`` (or ``track`` None) centre-crops. Only sampled frames are warped.
+    interpolated); ``none`` (or ``track`` None) centre-crops. Only sampled frames are warped, and
+    the window's first frame (the flow's onset) when ``cfg.input`` reads optical flow.
     """
     numbers = np.array([r.number for r in window], dtype=np.int64)
     idx = sample_indices(numbers, int(numbers[0]), None, int(numbers[-1]), n_frames, strategy, rng)
@@ -290,6 +404,9 @@ def align_track(
                 transforms[i] = landmark_transform(face.points, cfg.size, cfg.margin)
         transforms = smooth_transforms(transforms, valid, cfg.smooth)
     frames = np.stack([warp(window[i].image, transforms[i], cfg.size, cfg.color) for i in idx])
+    onset = None
+    if cfg.input != "frames":
+        onset = warp(window[0].image, transforms[0], cfg.size, cfg.color)
     scores = [f.confidence for f in found if not math.isnan(f.confidence)]
     box = tuple(float(v) for v in np.median([f.box for f in found], axis=0)) if found else None
     return AlignedWindow(
@@ -298,4 +415,5 @@ def align_track(
         confidence=float(np.mean(scores)) if scores else math.nan,
         box=box,  # type: ignore[arg-type]
         repeated=len(window) < n_frames,
+        onset=onset,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +54,17 @@ def plot_recording(
     return out_png
 
 
-def per_frame_table(windows: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
+def per_frame_table(
+    windows: pd.DataFrame, aus: list[int], times: Mapping[str, pd.Series]
+) -> pd.DataFrame:
     """One row per frame of each recording and face: each AU's probability averaged over windows.
 
     Args:
-        windows: Window rows of ``au-llm predict`` (``source, face_id, frame_start, frame_end,
-            time_start, time_end`` and ``AUxx_prob``); rows without a frame span (manifest clips)
-            are ignored.
+        windows: Window rows of ``au-llm predict`` (``source, face_id, frame_start, frame_end``
+            and ``AUxx_prob``); rows without a frame span (manifest clips) are ignored.
         aus: AU numbers.
+        times: Each recording's frame times in seconds indexed by frame number, by ``source``
+            (:meth:`~au_llm.preprocess.windows.RecordingReader.frame_times`).
 
     Returns:
         ``source, face_id, frame, time, windows`` (how many windows cover the frame), then
@@ -72,23 +76,25 @@ def per_frame_table(windows: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["source", "face_id", "frame", "time", "windows", *probs])
     spans = []
     for _, row in rows.iterrows():
-        first, last = int(row["frame_start"]), int(row["frame_end"])
-        frames = np.arange(first, last + 1)
-        per_frame = (row["time_end"] - row["time_start"]) / max(1, last - first)
+        source = row["source"]
+        recording = times[source]
+        frames = recording.index[
+            (recording.index >= row["frame_start"]) & (recording.index <= row["frame_end"])
+        ]
         spans.append(
             pd.DataFrame(
                 {
-                    "source": row["source"],
+                    "source": source,
                     "face_id": row.get("face_id", 0),
-                    "frame": frames,
-                    "time": row["time_start"] + (frames - first) * per_frame,
+                    "frame": frames.to_numpy(),
+                    "time": recording.loc[frames].to_numpy(),
                     **{column: row[column] for column in probs},
                 }
             )
         )
     keys = ["source", "face_id", "frame"]
     stacked = pd.concat(spans, ignore_index=True)
-    grouped = stacked.groupby(keys, sort=True)
+    grouped = stacked.groupby(keys, sort=True, dropna=False)  # face_id is empty under --align none
     table = grouped[probs].mean().reset_index()
     table.insert(3, "time", grouped["time"].first().to_numpy())
     table.insert(4, "windows", grouped.size().to_numpy())

@@ -57,7 +57,7 @@ def test_strain_of_a_linear_stretch() -> None:
     np.testing.assert_allclose(optical_strain(shear), np.sqrt(0.5) * 0.2, rtol=1e-5)
 
 
-def test_flow_cache_writes_once_and_checks_shapes(tmp_path: Path) -> None:
+def test_flow_cache_writes_once_and_recomputes_for_other_frames(tmp_path: Path) -> None:
     cache = ClipCache(tmp_path, PreprocessConfig(size=48, input="flow"))
     flows = FlowCache(cache)
     assert flows.folder.parent == cache.folder and flows.folder.name.startswith("flow-")
@@ -70,8 +70,14 @@ def test_flow_cache_writes_once_and_checks_shapes(tmp_path: Path) -> None:
     stamp = flows.path(row).stat().st_mtime_ns
     np.testing.assert_array_equal(flows.load_or_compute(row, frames), first)
     assert flows.path(row).stat().st_mtime_ns == stamp
-    with pytest.raises(CacheError, match="does not match the clip's frames"):
-        flows.load_or_compute(row, frames[:1])
+    # the clip's source replaced, so its aligned frames were cached again: the flow follows
+    other = np.stack([face, _shifted(face, 0.0, 1.0)])[..., None]
+    expected = clip_flow(other).astype(np.float16)  # the same kernels: exact
+    np.testing.assert_array_equal(flows.load_or_compute(row, other), expected)
+    assert flows.load_or_compute(row, frames[:1]).shape == (1, 48, 48, 3)
+    flows.path(row).write_bytes(b"not a flow file")
+    with pytest.raises(CacheError, match="unreadable flow file"):
+        flows.load_or_compute(row, frames)
 
 
 @pytest.mark.parametrize(("mode", "channels"), [("flow", 3), ("both", 4)])
