@@ -32,7 +32,8 @@ from typing import Any
 
 import pandas as pd
 
-from au_llm.config import ConfigError, ExperimentConfig, load_config, read_yaml
+from au_llm.config import ConfigError, ExperimentConfig, load_config
+from au_llm.config_yaml import read_yaml
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.reports.paired import PAIRED_METRICS, paired_difference, subject_metrics
 from au_llm.runs.layout import SUMMARY, RunLayout
