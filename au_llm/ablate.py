@@ -154,6 +154,7 @@ def _summary_row(value: str, run_dir: Path) -> dict[str, Any]:
         "roc_auc_std": summary["metrics_std"]["pooled_roc_auc"],
         "train_threshold_f1": summary["metrics"].get("binary_f1_train_threshold"),
         "binary_f1_per_seed": {seed: v["pooled_binary_f1"] for seed, v in per_seed.items()},
+        "undefined_aus": [u["au"] for u in summary.get("undefined_aus", [])],
     }
     explained = summary.get("explanations")
     if explained:
@@ -210,6 +211,10 @@ def ablation_markdown(sweep: Sweep, rows: list[dict[str, Any]], folds: int) -> s
             f"| {_cell(row['roc_auc_mean'])} +- {_cell(row['roc_auc_std'])} "
             f"| {_cell(row['train_threshold_f1'])} | {_cell(row['diff_vs_first'])} | {exceeds} |"
         )
+    undefined = sorted({au for row in rows for au in row.get("undefined_aus", [])})
+    if undefined:
+        listed = ", ".join(f"AU{au}" for au in undefined)
+        lines += ["", f"Undefined (no positive test clip), left out of every mean: {listed}."]
     explained = [row for row in rows if "explanation_f1" in row]
     if explained:
         lines += ["", "Explanations (pooled over seeds):", ""]
