@@ -140,10 +140,6 @@ class RunLayout:
         """Every finished fold's predictions CSV, sorted."""
         return sorted(self.folds.glob(f"seed*/*{FOLD_PREDICTIONS}"))
 
-    def fold_records(self) -> list[Path]:
-        """Every fold record, sorted."""
-        return sorted(self.folds.glob(f"seed*/*{FOLD_RECORD}"))
-
     @property
     def submissions(self) -> Path:
         """The folder of the launch submission records."""

@@ -265,6 +265,9 @@ class Run:
     ) -> None:
         """Write ``run.json``: the AUs, excluded clips, data fingerprint and the plan.
 
+        Finished folds of the plan that do not read back whole are set aside first, to be
+        computed again (:mod:`au_llm.runs.folds`).
+
         Args:
             data: The prepared clips.
             folds: Every fold name of the protocol (before ``--folds``/``--shard``).
@@ -272,9 +275,6 @@ class Run:
                 task); checked against the finished folds (:meth:`check_threads`).
             precision: The precision the folds compute in here (``fp32`` or ``bf16``); None
                 when they run elsewhere (each fold's record holds its own).
-
-        Finished folds that do not read back whole are set aside first (to be computed again,
-        see :mod:`au_llm.runs.folds`).
 
         Raises:
             ValueError: If finished folds were computed on different clips or labels (a
