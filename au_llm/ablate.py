@@ -265,6 +265,7 @@ def _summary_row(arm: Arm, run_dir: Path) -> dict[str, Any]:
         "train_threshold_f1": summary["metrics"].get("binary_f1_train_threshold"),
         "binary_f1_per_seed": {seed: v["pooled_binary_f1"] for seed, v in per_seed.items()},
         **_cost(Run.read(run_dir)),
+        "undefined_aus": [u["au"] for u in summary.get("undefined_aus", [])],
     }
     explained = summary.get("explanations")
     if explained:
@@ -306,7 +307,9 @@ def paired_rows(
     dict (the reference arm's own row gets none).
     """
     runs = [Run.read(d) for d in run_dirs]
-    units = [subject_metrics(run.finished_predictions(), run.aus()) for run in runs]
+    units = [
+        subject_metrics(run.finished_predictions(run.scan_folds().whole), run.aus()) for run in runs
+    ]
     out = []
     for i, row in enumerate(rows):
         paired = {}
@@ -379,6 +382,10 @@ def ablation_markdown(ablation: Ablation, rows: list[dict[str, Any]], folds: int
     for row in rows:
         cells = [row["value"], *_paired_cells(row), _cell(row["train_minutes"], 1)]
         lines.append("| " + " | ".join([*cells, _params(row["trainable_parameters"])]) + " |")
+    undefined = sorted({au for row in rows for au in row.get("undefined_aus", [])})
+    if undefined:
+        listed = ", ".join(f"AU{au}" for au in undefined)
+        lines += ["", f"Undefined (no positive test clip), left out of every mean: {listed}."]
     explained = [row for row in rows if "explanation_f1" in row]
     if explained:
         lines += ["", "Explanations (pooled over seeds):", ""]

@@ -14,9 +14,10 @@ import pandas as pd
 
 from au_llm.config import EvalConfig, SamplingConfig, TrainConfig
 from au_llm.inference import predict_clips
-from au_llm.metrics import best_thresholds, threshold_grid
+from au_llm.metrics import best_thresholds, known_rows, threshold_grid
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor
+from au_llm.prediction_rows import check_finite_scores
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.training import TrainResult, train_model
@@ -56,6 +57,8 @@ class FitResult:
         train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
             the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
             ``train``).
+        label_counts: Per AU (as text), the training clips' ``known`` and ``positive`` labels
+            (an AU without a known label was never learnt).
     """
 
     train: pd.DataFrame
@@ -63,6 +66,7 @@ class FitResult:
     thresholds: np.ndarray
     result: TrainResult
     train_thresholds: np.ndarray
+    label_counts: dict[str, dict[str, int]]
 
 
 def fit(
@@ -111,10 +115,17 @@ def fit(
     result = train_model(model, processor, train_set, train_cfg, seed, val_set, desc, progress)
     thresholds = np.full(len(aus), eval_cfg.fixed_threshold)
     eval_set = ClipDataset(train, cache, aus, frames, test_strategy, seed=seed)
-    outputs, _ = predict_clips(model, processor, eval_set, train_cfg.batch_size)
+    outputs, metas = predict_clips(model, processor, eval_set, train_cfg.batch_size)
+    keys = pd.DataFrame(metas, columns=["dataset", "subject", "clip"])
+    check_finite_scores(outputs.probs, aus, keys, f"{desc}: scores of its training clips")
     grid = threshold_grid(*eval_cfg.threshold_grid)
-    train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
+    labels = eval_set.labels.numpy()
+    train_thresholds = best_thresholds(labels, outputs.probs, grid)
     if eval_cfg.threshold_policy == "train":
         thresholds = train_thresholds
     n_val = 0 if val is None else len(val)
-    return FitResult(train, n_val, thresholds, result, train_thresholds)
+    counts = {
+        str(au): {"known": int(known_rows(column).sum()), "positive": int(np.nansum(column))}
+        for au, column in zip(aus, labels.T, strict=True)
+    }
+    return FitResult(train, n_val, thresholds, result, train_thresholds, counts)

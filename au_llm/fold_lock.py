@@ -16,7 +16,6 @@ error, for ``au-llm status``. The file names are in :mod:`au_llm.runs.layout`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from au_llm.io_utils import atomic_write_text
+from au_llm.io_utils import atomic_write_text, create_exclusive, read_json
 from au_llm.runs.layout import failure_file, lock_file
 
 log = logging.getLogger(__name__)
@@ -139,35 +138,6 @@ def _lock_text(owner: Owner, token: str, claimed: float) -> str:
     return json.dumps(record, indent=2)
 
 
-def _create_exclusive(path: Path, text: str) -> bool:
-    """Create ``path`` holding ``text`` unless it exists; True when this call created it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        # Over NFS a retried link can report EEXIST although it succeeded: the count says.
-        return tmp.stat().st_nlink == 2
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        return _create_exclusive_no_links(path, text)
-    finally:
-        tmp.unlink()
-
-
-def _create_exclusive_no_links(path: Path, text: str) -> bool:
-    """``O_EXCL`` creation, for filesystems without hard links (a reader may see it empty)."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    return True
-
-
 def _remove_stale(path: Path, timeout: float) -> bool:
     """Move a stale lock out of the way; False when it turned out to be live after all.
 
@@ -268,7 +238,7 @@ def try_claim(marker: Path, timeout: float, owner: Owner) -> Claim | None:
         if marker.exists():
             return None
         token, claimed = uuid.uuid4().hex, time.time()
-        if _create_exclusive(path, _lock_text(owner, token, claimed)):
+        if create_exclusive(path, _lock_text(owner, token, claimed)):
             claim = Claim(marker, owner, token, claimed, timeout)
             if marker.exists():
                 claim.release()
@@ -294,8 +264,15 @@ def try_claim(marker: Path, timeout: float, owner: Owner) -> Claim | None:
 
 
 def read_failure(marker: Path) -> dict | None:
-    """The failure record of a fold (owner, time, error, traceback), or None."""
-    try:
-        return json.loads(failure_file(marker).read_text())
-    except FileNotFoundError:
+    """The failure record of a fold (owner, time, error, traceback), or None.
+
+    A record that cannot be read back (truncated, edited) gives its own problem as the error.
+    """
+    path = failure_file(marker)
+    if not path.exists():
         return None
+    try:
+        record = read_json(path)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return record if isinstance(record, dict) else {"error": f"{path}: not a failure record"}

@@ -8,11 +8,13 @@ naming the path, which callers never treat as a problem of one clip.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,20 @@ class OutputError(RuntimeError):
 def _output_error(path: Path, exc: OSError) -> OutputError:
     reason = exc.strerror or str(exc)
     return OutputError(f"cannot write {path}: {reason}; free space or fix permissions, then rerun")
+
+
+@contextlib.contextmanager
+def output_errors(path: str | Path) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside into :class:`OutputError` naming ``path``.
+
+    For writes of the toolkit's own output that are not atomic (the frames of a synthetic clip,
+    a lock's staging file): a full disk, "File too large" (a file size limit) or a read-only
+    folder then stops the command with the path named.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise _output_error(Path(path), exc) from exc
 
 
 def safe_component(text: str) -> str:
@@ -229,6 +245,57 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def link_exclusive(source: Path, path: Path) -> bool:
+    """Give the complete file ``source`` the name ``path`` too, unless ``path`` exists.
+
+    A hard link is atomic on local filesystems and NFS: of several processes linking to one
+    ``path``, exactly one succeeds, and a reader never sees ``path`` half-written. Filesystems
+    without hard links get an ``O_EXCL`` creation holding a copy (a reader may see it empty).
+
+    Returns:
+        True when this call created ``path``; ``source`` is left in place either way.
+
+    Raises:
+        OutputError: ``path`` cannot be created (other than because it exists).
+    """
+    with output_errors(path):
+        try:
+            os.link(source, path)
+            return True
+        except FileExistsError:
+            # Over NFS a retried link can report EEXIST although it succeeded: the count says.
+            return source.stat().st_nlink == 2
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(source.read_bytes())
+        return True
+
+
+def create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists, atomically (:func:`link_exclusive`).
+
+    Returns:
+        True when this call created ``path``.
+
+    Raises:
+        OutputError: ``path`` cannot be written (other than because it exists).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    try:
+        with output_errors(tmp):
+            tmp.write_text(text)
+        return link_exclusive(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as handle:
@@ -282,18 +349,22 @@ def unescape_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{column: frame[column].map(unescape_cell) for column in columns})
 
 
-def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
-    """Write a DataFrame as CSV (no index) to ``path`` atomically, text cells escaped.
-
-    Every CSV the toolkit writes goes through here, so no cell of it runs as a spreadsheet
-    formula (see :func:`escape_cell`); the toolkit's readers undo the escape
-    (:func:`unescape_frame`).
-    """
+def csv_text(frame: pd.DataFrame) -> str:
+    """A DataFrame as CSV text (no index), text cells escaped (see :func:`atomic_write_csv`)."""
     columns = _text_columns(frame)
     if columns:
         frame = frame.assign(**{column: frame[column].map(escape_cell) for column in columns})
-    with atomic_open(path, "w") as handle:
-        frame.to_csv(handle, index=False)
+    return frame.to_csv(index=False)
+
+
+def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
+    """Write a DataFrame as CSV (no index) to ``path`` atomically, text cells escaped.
+
+    Every CSV the toolkit writes goes through here (or :func:`csv_text`), so no cell of it runs
+    as a spreadsheet formula (see :func:`escape_cell`); the toolkit's readers undo the escape
+    (:func:`unescape_frame`).
+    """
+    atomic_write_text(path, csv_text(frame))
 
 
 def read_json(path: str | Path) -> Any:

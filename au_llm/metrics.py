@@ -14,6 +14,11 @@ Conventions used throughout:
   conventions are not comparable: always label which one a number is.
 * Precision is nan without predicted positives, recall is nan without positives, ROC AUC is nan
   when one class is absent.
+* **An AU is undefined on a set of clips without a positive label** (:func:`decision_metrics`):
+  every metric of it there is nan, whatever the decisions. Its "macro" F1 would otherwise be the
+  negative class's F1 alone (1.0 when nothing is predicted) and its binary F1 0 or nan by the
+  decisions alone: neither measures detecting the AU. Tables show it as n/a with its counts and
+  leave it out of every mean.
 * Averages over AUs, folds and seeds are ``nanmean`` values reported next to the number of defined
   values they were taken over.
 * A label that is nan is unknown (an AU the clip's dataset does not code, see
@@ -345,17 +350,39 @@ def best_thresholds(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray) -> 
     return chosen
 
 
-def au_metrics(y_true: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> dict[str, float]:
-    """All metrics of one AU on one set of clips.
+def decision_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Binary F1, "macro" F1, precision and recall of one AU's decisions on a set of clips.
+
+    Every table of metrics (the linear head's, text answers', explanations') computes them
+    here, so an AU without a positive label is undefined everywhere alike.
 
     Args:
-        y_true: [N] 0/1 labels.
+        y_true: [N] 0/1 labels (known ones only).
+        y_pred: [N] 0/1 decisions.
+
+    Returns:
+        ``binary_f1, macro_f1, precision, recall``; all nan when no label is positive.
+    """
+    names = ("binary_f1", "macro_f1", "precision", "recall")
+    if not _binary(y_true, "y_true").any():
+        _pair(y_true, y_pred)
+        return dict.fromkeys(names, float("nan"))
+    functions = (binary_f1, macro_f1, precision, recall)
+    return {name: f(y_true, y_pred) for name, f in zip(names, functions, strict=True)}
+
+
+def au_metrics(y_true: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+    """All metrics of one AU on one set of clips (nan labels left out).
+
+    Args:
+        y_true: [N] 0/1 labels, nan where unknown.
         probs: [N] scores.
         preds: [N] 0/1 decisions.
 
     Returns:
-        ``binary_f1, macro_f1, precision, recall, roc_auc`` (floats, possibly nan) and the counts
-        ``n_clips, n_pos, n_neg, n_pred_pos, tp, fp, fn, tn`` (ints).
+        ``binary_f1, macro_f1, precision, recall, roc_auc`` (floats; all nan when no known label
+        is positive, see :func:`decision_metrics`) and the counts ``n_clips, n_pos, n_neg,
+        n_pred_pos, tp, fp, fn, tn`` (ints).
     """
     known = known_rows(y_true)
     y_true, probs, preds = (
@@ -365,10 +392,7 @@ def au_metrics(y_true: np.ndarray, probs: np.ndarray, preds: np.ndarray) -> dict
     )
     tp, fp, fn, tn = confusion_counts(y_true, preds)
     return {
-        "binary_f1": binary_f1(y_true, preds),
-        "macro_f1": macro_f1(y_true, preds),
-        "precision": precision(y_true, preds),
-        "recall": recall(y_true, preds),
+        **decision_metrics(y_true, preds),
         "roc_auc": roc_auc(y_true, probs),
         "n_clips": tp + fp + fn + tn,
         "n_pos": tp + fn,
@@ -413,7 +437,8 @@ def always_positive_metrics(y_true: np.ndarray, aus: Sequence[int]) -> list[dict
     """Metrics of the always-positive baseline (every clip predicted positive), per AU.
 
     With P positives and M negatives its binary F1 is ``2P / (2P + M)`` and its "macro" F1 is half
-    of that when both classes occur (the negative class gets F1 = 0).
+    of that when both classes occur (the negative class gets F1 = 0); both are nan when P = 0
+    (the AU is undefined there, see :func:`decision_metrics`).
 
     Args:
         y_true: [N, A] 0/1 labels.
@@ -426,10 +451,8 @@ def always_positive_metrics(y_true: np.ndarray, aus: Sequence[int]) -> list[dict
     rows = []
     for a, au in enumerate(aus):
         truth = y_true[known_rows(y_true[:, a]), a]
-        ones = np.ones(truth.shape[0], dtype=int)
-        rows.append(
-            {"au": int(au), "binary_f1": binary_f1(truth, ones), "macro_f1": macro_f1(truth, ones)}
-        )
+        values = decision_metrics(truth, np.ones(truth.shape[0], dtype=int))
+        rows.append({"au": int(au), **{k: values[k] for k in ("binary_f1", "macro_f1")}})
     return rows
 
 

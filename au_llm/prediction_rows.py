@@ -4,6 +4,9 @@ A row is its keys (``dataset, subject, clip, fold, seed`` in a protocol; source,
 ``au-llm predict``), then :func:`output_columns`: ``AUxx_prob, AUxx_pred`` (and ``AUxx_true``
 when labels are known) per AU, one ``answer_<format>`` per text format, and with explanations
 the clip's annotation (``au_raw``, ``aus``) beside its ``explanation``.
+
+No row ever holds a non-finite score: :func:`check_finite_scores` refuses them here, where scores
+become rows (and where training predictions become thresholds), naming the clip and the AU.
 """
 
 from __future__ import annotations
@@ -12,12 +15,48 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from au_llm.answers import decision_matrix
 from au_llm.inference import ClipOutputs
-from au_llm.metrics import au_prediction_columns
+from au_llm.metrics import au_column, au_prediction_columns
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.explanations import EXPLANATION_COLUMN
+
+
+class NonFiniteScoreError(ValueError):
+    """A model gave a NaN or infinite score; the message names the clip and the AU."""
+
+
+def check_finite_scores(
+    probs: np.ndarray, aus: Sequence[int], keys: pd.DataFrame | None = None, what: str = "scores"
+) -> None:
+    """Refuse scores that are NaN or infinite (damaged weights, a diverged training).
+
+    Args:
+        probs: ``[N, A]`` scores.
+        aus: AU numbers, in the column order of ``probs``.
+        keys: ``N`` rows identifying the clips or windows (e.g. ``dataset, subject, clip, fold,
+            seed``), to name the first bad one; None names it by its row number.
+        what: What the scores are, for the message.
+
+    Raises:
+        NonFiniteScoreError: Naming the first clip and AU with a non-finite score, and how many
+            scores are.
+    """
+    bad = ~np.isfinite(np.asarray(probs, dtype=float))
+    if not bad.any():
+        return
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    if keys is None:
+        name = f"row {row}"
+    else:
+        name = " ".join(f"{key}={value}" for key, value in keys.iloc[row].items())
+    raise NonFiniteScoreError(
+        f"{what}: {au_column(aus[col], 'prob')} = {probs[row, col]} for {name} ({int(bad.sum())} "
+        f"of {bad.size} scores are not finite); nothing of it is written: the model's weights are "
+        "damaged or its training diverged"
+    )
 
 
 def output_columns(
@@ -28,11 +67,13 @@ def output_columns(
     formats: Sequence[str],
     labels: np.ndarray | None = None,
     explained: Mapping[str, Any] | None = None,
+    keys: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """The columns after a row's keys, for ``N`` clips, in their order.
 
     With ``head: text`` the AU scores are the first format's parsed 0/1 answers (the model has
-    no linear head to give probabilities), so ``AUxx_prob`` holds those decisions.
+    no linear head to give probabilities), so ``AUxx_prob`` holds those decisions. Non-finite
+    scores are refused (:func:`check_finite_scores`).
 
     Args:
         outputs: The model's outputs for the clips (``probs`` ``[N, A]``).
@@ -43,13 +84,18 @@ def output_columns(
         labels: ``[N, A]`` 0/1 labels, when known (adds ``AUxx_true``).
         explained: With explanations: the annotation columns to show beside them (``au_raw``,
             ``aus``); None when explanations were not asked for.
+        keys: The rows' keys, to name a clip whose score is not finite.
 
     Returns:
         Column name -> ``N`` values, in column order.
+
+    Raises:
+        NonFiniteScoreError: A score is NaN or infinite.
     """
     probs = outputs.probs
     if head == "text":
         probs = decision_matrix(formats[0], aus, outputs.answers[formats[0]])
+    check_finite_scores(probs, aus, keys, "AU scores")
     columns: dict[str, Any] = dict(au_prediction_columns(aus, probs, thresholds, labels))
     columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in outputs.answers.items()})
     if explained is not None:

@@ -2,10 +2,13 @@
 
 :func:`prepare_data` reads the experiment's manifests, aligns every clip into the run's one
 :class:`~au_llm.preprocess.cache.ClipCache`, excludes the clips that failed and resolves the AU
-list. Manifests are validated before anything else (ids, a clip listed twice, even across files),
-so a bad manifest fails before any preprocessing or training. Protocols (LOSO, cross-domain) and
-``au-llm train`` start from its :class:`PreparedData`; its clips carry a ``fingerprint`` column
-(see :meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`) for the protocols' content guard.
+list. Its first step, :func:`read_inputs`, writes nothing: manifests are validated (ids, a clip
+listed twice, even across files) and the AUs resolved before anything else, so a bad manifest or
+a missing ``data.aus`` fails before any file is written, preprocessing or training. A dataset
+whose every clip failed is named in a warning and in :attr:`PreparedData.lost_datasets`.
+Protocols (LOSO, cross-domain) and ``au-llm train`` start from its :class:`PreparedData`; its
+clips carry a ``fingerprint`` column (see
+:meth:`~au_llm.preprocess.readers.HashingSource.fingerprint`) for the protocols' content guard.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class PreparedData:
         aus: AU numbers the run detects.
         cache: The aligned-clip cache holding every clip above.
         excluded: Clips left out (dataset, subject, clip, reason).
+        lost_datasets: Datasets of the manifests none of whose clips is left -> how many clips
+            they listed (all failed preprocessing).
     """
 
     source: pd.DataFrame
@@ -49,6 +54,22 @@ class PreparedData:
     aus: list[int]
     cache: ClipCache
     excluded: pd.DataFrame
+    lost_datasets: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DataInputs:
+    """The experiment's manifests, read and validated, and the AUs to detect (nothing written).
+
+    Attributes:
+        source: The rows of ``data.manifests``.
+        target: The rows of ``data.target_manifests`` (cross-domain), else None.
+        aus: AU numbers the run detects.
+    """
+
+    source: pd.DataFrame
+    target: pd.DataFrame | None
+    aus: list[int]
 
 
 def resolve_aus(data: DataConfig, protocol: str, datasets: list[str]) -> list[int]:
@@ -113,6 +134,36 @@ def _with_fingerprints(frame: pd.DataFrame, report: pd.DataFrame) -> pd.DataFram
     return frame.drop(columns=["fingerprint"], errors="ignore").merge(prints, on=keys, how="left")
 
 
+def read_inputs(data: DataConfig, protocol: str) -> DataInputs:
+    """Read and validate the manifests and resolve the AUs; writes nothing.
+
+    Raises:
+        ValueError: No manifest, an invalid manifest (:class:`ManifestError`), or no AU set
+            (:func:`resolve_aus`).
+    """
+    if not data.manifests:
+        raise ValueError("data.manifests is empty: give at least one manifest CSV")
+    source = read_manifests(data.manifests)
+    target = read_manifests(data.target_manifests) if data.target_manifests else None
+    datasets = set(source["dataset"]) | (set(target["dataset"]) if target is not None else set())
+    return DataInputs(source, target, resolve_aus(data, protocol, sorted(datasets)))
+
+
+def _lost_datasets(listed: pd.DataFrame, usable: pd.DataFrame) -> dict[str, int]:
+    """Datasets of ``listed`` without a row in ``usable`` -> their rows in ``listed`` (warned)."""
+    counts = listed["dataset"].value_counts()
+    lost = {str(d): int(n) for d, n in sorted(counts.items()) if d not in set(usable["dataset"])}
+    for dataset, n in lost.items():
+        logger.warning(
+            "dataset %s: all %d of its clips failed preprocessing, so the run has none of its "
+            "clips (see %s)",
+            dataset,
+            n,
+            PREPROCESS_REPORT,
+        )
+    return lost
+
+
 def prepare_data(
     data: DataConfig,
     preprocess: PreprocessConfig,
@@ -120,6 +171,7 @@ def prepare_data(
     protocol: str,
     strict: bool = False,
     progress: bool = True,
+    inputs: DataInputs | None = None,
 ) -> PreparedData:
     """Read manifests, align and cache every clip, and exclude the clips that failed.
 
@@ -132,11 +184,11 @@ def prepare_data(
         protocol: The run's protocol (see :func:`resolve_aus`).
         strict: Raise on the first clip that fails instead of excluding it.
         progress: Show a progress bar.
+        inputs: The manifests and AUs, when the caller has read them already
+            (:func:`read_inputs`, e.g. to validate them before writing anything).
     """
-    if not data.manifests:
-        raise ValueError("data.manifests is empty: give at least one manifest CSV")
-    source = read_manifests(data.manifests)
-    target = read_manifests(data.target_manifests) if data.target_manifests else None
+    inputs = inputs or read_inputs(data, protocol)
+    source, target, aus = inputs.source, inputs.target, inputs.aus
     everything = pd.concat([source, target], ignore_index=True) if target is not None else source
     everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
     cache = ClipCache(Path(data.cache_dir), preprocess)
@@ -150,16 +202,16 @@ def prepare_data(
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
             f"(see {run_dir / PREPROCESS_REPORT})"
         )
-    aus = resolve_aus(data, protocol, sorted(everything["dataset"].unique()))
     kept = (
         _with_fingerprints(exclude_failed(target, report), report) if target is not None else None
     )
+    lost = _lost_datasets(everything, pd.concat([usable, kept]) if kept is not None else usable)
     if data.uncoded_aus == "unknown":
         usable = usable.assign(**{UNKNOWN_COLUMN: unknown_aus_column(usable, aus)})
         if kept is not None:
             kept = kept.assign(**{UNKNOWN_COLUMN: unknown_aus_column(kept, aus)})
         warn_unknown_positives(pd.concat([usable, kept]) if kept is not None else usable, aus)
-    return PreparedData(usable, kept, aus, cache, excluded.reset_index(drop=True))
+    return PreparedData(usable, kept, aus, cache, excluded.reset_index(drop=True), lost)
 
 
 def warn_unknown_positives(frame: pd.DataFrame, aus: list[int]) -> None:

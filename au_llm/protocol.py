@@ -7,10 +7,12 @@ config merge into one run directory, and :func:`build_report` rebuilds every out
 folds are finished.
 
 The steps, in order, assembled once by :func:`open_run` for a plain run and for every launched
-task: :meth:`Run.start <au_llm.runs.run.Run.start>` -> :func:`~au_llm.prepare.prepare_data`
+task: :func:`~au_llm.prepare.read_inputs` (manifests and AUs validated; nothing is written before)
+-> :meth:`Run.start <au_llm.runs.run.Run.start>` -> :func:`~au_llm.prepare.prepare_data`
 (manifests -> aligned-clip cache, failed clips excluded) -> :func:`protocol_folds` -> the run's
-record and plan; then :func:`select_folds` -> :func:`run_work`, which claims each fold and runs
-:func:`run_fold` (:func:`~au_llm.fitting.fit`, then test predictions) -> the report.
+record and plan (finished folds that do not read back whole set aside); then
+:func:`select_folds` -> :func:`run_work`, which claims each fold and runs :func:`run_fold`
+(:func:`~au_llm.fitting.fit`, then test predictions) -> the report.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from au_llm.inference import predict_clips
 from au_llm.model.precision import resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
-from au_llm.prepare import PreparedData, prepare_data
+from au_llm.prepare import PreparedData, prepare_data, read_inputs
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.readers import fingerprint_hashes
 from au_llm.reliance import dataset_reliance
@@ -269,11 +271,10 @@ def run_fold(
         model, processor, test_set, cfg.train.batch_size, cfg.model.has_text_head, explain
     )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
-    labels, model_cfg = test_set.labels.numpy(), cfg.model
-    columns = output_columns(
-        outputs, data.aus, thresholds, model_cfg.head, model_cfg.text.formats, labels, explained
-    )
-    frame = fold_keys(metas, fold.name, seed).assign(**columns)
+    labels, model_cfg, keys = test_set.labels.numpy(), cfg.model, fold_keys(metas, fold.name, seed)
+    head, formats = model_cfg.head, model_cfg.text.formats
+    columns = output_columns(outputs, data.aus, thresholds, head, formats, labels, explained, keys)
+    frame = keys.assign(**columns)
     record = {
         "fold": fold.name,
         "seed": seed,
@@ -291,6 +292,7 @@ def run_fold(
         "train_thresholds": dict(
             zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
         ),
+        "train_labels": fitted.label_counts,
         "reliance": dataset_reliance(model, processor, test_set, cfg.train.batch_size),
     }
     return run.write_fold(seed, fold.name, frame, record)
@@ -332,12 +334,16 @@ def open_run(
             ``run.json``; None when they run elsewhere (each fold's record holds its own).
 
     Raises:
-        ValueError: The folder holds another config, other clips, or folds computed with
-            another thread count.
+        ValueError: A manifest is invalid or no AU set is given (before anything is written),
+            the folder holds another config, other clips, or folds computed with another
+            thread count.
         RuntimeError: A joining task prepared other clips than those recorded.
     """
+    inputs = read_inputs(cfg.data, cfg.protocol)
     run = Run.join(cfg, joining) if joining is not None else Run.start(cfg)
-    data = prepare_data(cfg.data, cfg.preprocess, run.root, cfg.protocol, cfg.strict, progress)
+    data = prepare_data(
+        cfg.data, cfg.preprocess, run.root, cfg.protocol, cfg.strict, progress, inputs
+    )
     folds = protocol_folds(cfg, data)
     if joining is not None:
         run.check_data(data)

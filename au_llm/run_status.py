@@ -1,9 +1,11 @@
 """``au-llm status RUN_DIR``: the state of each fold of a run, and how to finish it.
 
-A fold is ``done`` (its predictions CSV exists), ``running`` (a live claim: which job, host,
-pid), ``failed`` (its training raised, or the process holding its claim died: the last lines of
-that job's log are shown) or ``pending``. The states are read from the run directory only, so
-the command works while tasks run on other nodes.
+A fold is ``done`` (its predictions CSV exists and reads back whole), ``running`` (a live claim:
+which job, host, pid), ``failed`` (its training raised, the process holding its claim died: the
+last lines of that job's log are shown, or its files do not read back whole: named, to be set
+aside and computed again by the next run) or ``pending`` (with the files of it set aside
+earlier, if any). The states are read from the run directory only (nothing is renamed), so the
+command works while tasks run on other nodes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from au_llm.fold_lock import read_failure, read_lock, stale_reason
-from au_llm.runs.layout import lock_file
+from au_llm.runs.folds import fold_problem
+from au_llm.runs.layout import lock_file, set_aside_files
 from au_llm.runs.run import Run
 
 STATES = ("done", "running", "failed", "pending")
@@ -61,9 +64,13 @@ def fold_status(run: Run, seed: int, fold: str) -> FoldStatus:
     timeout = run.cfg.launch.lock_timeout
     marker = run.layout.fold_predictions(seed, fold)
     if marker.exists():
+        problem = fold_problem(run.layout, seed, fold)
+        if problem is not None:
+            detail = f"{problem}; the next run sets it aside and computes the fold again"
+            return FoldStatus(seed, fold, "failed", detail)
         try:
             seconds = run.read_fold_record(seed, fold)["seconds"]
-        except (OSError, ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             return FoldStatus(seed, fold, "done")
         return FoldStatus(seed, fold, "done", f"trained in {seconds:.0f} s")
     claim = read_lock(lock_file(marker))
@@ -87,7 +94,9 @@ def fold_status(run: Run, seed: int, fold: str) -> FoldStatus:
             ]
         )
         return FoldStatus(seed, fold, "failed", f"{who}: {failure.get('error', '?')}", lines)
-    return FoldStatus(seed, fold, "pending")
+    aside = [path.name for path in set_aside_files(marker)]
+    detail = f"set aside earlier, not read back whole: {', '.join(aside)}" if aside else ""
+    return FoldStatus(seed, fold, "pending", detail)
 
 
 def fold_states(run: Run) -> list[FoldStatus]:

@@ -285,6 +285,23 @@ def _epoch_loss(
     return total / max(1, count)
 
 
+class DivergedError(RuntimeError):
+    """Training gave a NaN or infinite loss; the message names the fold, epoch and step."""
+
+
+def check_finite_loss(value: float, where: str) -> None:
+    """Stop a training whose loss is NaN or infinite, before anything of it is written.
+
+    Raises:
+        DivergedError: Naming ``where`` (the fold, epoch and step).
+    """
+    if not math.isfinite(value):
+        raise DivergedError(
+            f"{where} is {value}: the training diverged and nothing of it is written; lower "
+            "train.lr, set train.grad_clip, or check the clips"
+        )
+
+
 def train_model(
     model: AULLM,
     processor: AULLMProcessor,
@@ -314,6 +331,9 @@ def train_model(
 
     Returns:
         Loss curves and timing.
+
+    Raises:
+        DivergedError: A training or validation loss is NaN or infinite.
     """
     device = next(model.parameters()).device
     start = time.perf_counter()
@@ -346,7 +366,9 @@ def train_model(
             if not result.first_step_seconds:
                 result.first_step_seconds = time.perf_counter() - start
                 log.info("%s: first step %.1f s", desc, result.first_step_seconds)
-            total += float(loss.detach()) * len(labels)
+            value = float(loss.detach())
+            check_finite_loss(value, f"{desc}: training loss at epoch {epoch + 1}, step {step + 1}")
+            total += value * len(labels)
             count += len(labels)
         result.train_loss.append(total / max(1, count))
         if on_epoch is not None:
@@ -354,6 +376,7 @@ def train_model(
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
             val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device)
+            check_finite_loss(val_loss, f"{desc}: validation loss at epoch {epoch + 1}")
             result.val_loss.append(val_loss)
             postfix["val"] = f"{val_loss:.4f}"
             if cfg.patience > 0:

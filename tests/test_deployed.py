@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from au_llm.cli import main
 from au_llm.config import load_config
 from au_llm.deployed import DeployedModel, InferenceConfig, load_deployed, save_deployed
 from au_llm.model.checkpoint import build_model
@@ -121,3 +125,51 @@ def test_a_version_3_folder_that_records_train_bf16_loads(saved, tmp_path, bf16,
     (tmp_path / "old" / "config.json").write_text(json.dumps(experiment))
     loaded = load_deployed(tmp_path / "old")
     assert loaded.inference == deployed.inference and loaded.model.precision == "fp32"
+
+
+def _overwrite_middle(path: Path, n_bytes: int = 64) -> None:
+    """Overwrite ``n_bytes`` in the middle of a safetensors file, its header left intact."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    middle = header + (len(data) - header) // 2
+    data[middle : middle + n_bytes] = b"\xff" * n_bytes
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_weights_are_refused_naming_the_file_and_predict_exits_2(
+    saved, tiny_data, tmp_path, capsys
+):
+    _, folder, _ = saved
+    damaged = Path(shutil.copytree(folder, tmp_path / "damaged"))
+    weights = damaged / "weights.safetensors"
+    _overwrite_middle(weights)
+    with pytest.raises(ValueError, match=rf"{weights}: sha256 \w+ differs from the \w+ recorded"):
+        load_deployed(damaged)
+    args = ["predict", "--model", damaged, "--input", tiny_data.casme2, "--out", tmp_path / "p.csv"]
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert f"au-llm predict: error: {weights}: sha256" in err and "Traceback" not in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_folder_without_a_recorded_hash_loads_with_a_warning_unless_its_weights_are_nan(
+    saved, tmp_path, caplog
+):
+    deployed, folder, _ = saved
+    old = Path(shutil.copytree(folder, tmp_path / "old"))
+    meta = old / "model.json"
+    info = json.loads(meta.read_text())
+    del info["files_sha256"]
+    meta.write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING):
+        loaded = load_deployed(old)
+    assert "records no sha256 of it" in caplog.text and "cannot be verified" in caplog.text
+    x = clips(2, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), deployed.model(x), rtol=0, atol=0)
+    state = load_file(old / "weights.safetensors")
+    name = sorted(state)[0]
+    state[name] = torch.full_like(state[name], float("nan"))
+    save_file(state, old / "weights.safetensors")
+    with pytest.raises(ValueError, match=rf"weights.safetensors: 1 tensor\(s\) hold NaN .*{name}"):
+        load_deployed(old)

@@ -1,5 +1,7 @@
 import errno
 import os
+import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -144,3 +146,37 @@ def test_an_output_folder_keeps_a_previous_result_unless_overwrite(tmp_path):
         check_output_folder(model / "model.json", overwrite=True)
     with pytest.raises(ValueError, match="is the input"):
         check_output_folder(model, overwrite=True, inputs=[model])
+
+
+FILE_SIZE_LIMIT = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # Python ignores SIGXFSZ: EFBIG
+from au_llm.cli import main
+from au_llm.io_utils import OutputError, atomic_write_text, create_exclusive
+out = Path(sys.argv[1])
+for write in (atomic_write_text, create_exclusive):
+    try:
+        write(out / write.__name__, "x" * 4096)
+    except OutputError as exc:
+        print(exc)
+sys.exit(main(["synth", "--style", "casme2", "--out", str(out / "synth"), "--subjects", "1"]))
+"""
+
+
+def test_a_file_size_limit_stops_each_write_naming_the_path(tmp_path):
+    """A file size limit ("[Errno 27] File too large") names the file, like a full disk."""
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"cannot write {tmp_path / 'atomic_write_text'}: File too large" + (
+        "; free space or fix permissions, then rerun"
+    )
+    assert lines[1].startswith(f"cannot write {tmp_path}/.create_exclusive.")
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr
+    assert f"au-llm synth: error: cannot write {tmp_path / 'synth'}" in done.stderr
+    assert ".jpg: File too large" in done.stderr
+    assert not (tmp_path / "atomic_write_text").exists()
+    assert not (tmp_path / "create_exclusive").exists()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +19,9 @@ import pytest
 from au_llm.config import load_config, save_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.preprocess.run import PreprocessError
 from au_llm.protocol import LeakageError, lodo_folds, run_protocol
+from au_llm.reports.rebuild import headline_text
 from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,3 +140,53 @@ def test_per_dataset_table_scores_each_dataset_on_its_own(lodo_run) -> None:
     assert sorted(summary) == sorted(COMPOSITE_STYLES)
     assert {"pooled_binary_f1", "pooled_macro_f1", "pooled_binary_f1_std"} <= set(summary["mmew"])
     assert summary["4dme"]["n_clips"] == 6
+
+
+def test_an_au_no_training_dataset_codes_is_left_out_where_never_learnt(lodo_run) -> None:
+    """Only CAS(ME)^3 codes AU15: its fold never learns AU15, so AU15 is scored nowhere."""
+    run_dir, tables = lodo_run
+    records = [
+        json.loads(p.read_text()) for p in sorted((run_dir / "folds").glob("seed*/casme3.json"))
+    ]
+    assert [r["train_labels"]["15"] for r in records] == [{"known": 0, "positive": 0}] * 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    line = (
+        "AU15: no known label among the training clips of seed1/casme3, seed2/casme3; those "
+        "folds never learnt it, so their test clips are left out of AU15's metrics"
+    )
+    assert line in summary["warnings"] and line in (run_dir / "report.md").read_text()
+    assert {"au": 15, "n_clips": 0, "n_pos": 0, "reason": "no test clip with a known label"} in (
+        summary["undefined_aus"]
+    )
+    per_au = pd.read_csv(run_dir / "metrics_per_au.csv").set_index("au")
+    assert per_au.loc[15, ["binary_f1", "macro_f1", "roc_auc"]].isna().all().all()
+    preds = pd.read_csv(run_dir / "predictions.csv", dtype=str, keep_default_na=False)
+    assert (preds[preds["dataset"] == "casme3"]["AU15_true"] != "").all(), "the labels are kept"
+
+
+def test_a_dataset_whose_every_clip_fails_is_named_in_the_report(composite, tmp_path, caplog):
+    """Every clip of one dataset fails preprocessing: lodo says it has 3 folds, not 4."""
+    paths, _ = composite
+    lost = read_manifest(paths[1])
+    dataset = lost["dataset"].iloc[0]
+    for i, row in lost.iterrows():
+        frames = Path(shutil.copytree(row["frames_dir"], tmp_path / "broken" / str(i)))
+        for path in frames.iterdir():
+            path.write_bytes(b"not an image")
+        lost.loc[i, "frames_dir"] = str(frames)
+    broken = tmp_path / f"{dataset}.csv"
+    write_manifest(lost, broken)
+    listed = ",".join(f"'{p}'" for p in [*paths[:1], broken, *paths[2:]])
+    cfg = _config(composite, tmp_path, "lost", f"data.manifests=[{listed}]", "seeds=[1]")
+    with pytest.raises(PreprocessError):
+        run_protocol(replace(cfg, strict=True, name="strict"), progress=False)
+    with caplog.at_level(logging.WARNING):
+        run_dir, tables = run_protocol(cfg, fold_names=[paths[0].stem], progress=False)
+    assert f"dataset {dataset}: all {len(lost)} of its clips failed preprocessing" in caplog.text
+    assert json.loads((run_dir / "run.json").read_text())["lost_datasets"] == {dataset: len(lost)}
+    line = (
+        f"dataset {dataset}: all {len(lost)} of its clips failed preprocessing "
+        "(preprocess_report.csv); the run holds none of its clips, so it has 3 folds, not 4"
+    )
+    assert line in headline_text(run_dir, tables)
+    assert line in (run_dir / "report.md").read_text()

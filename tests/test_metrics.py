@@ -155,14 +155,14 @@ def test_per_au_metrics_and_baseline():
     assert (rows[0]["n_pos"], rows[0]["n_neg"], rows[0]["n_pred_pos"]) == (2, 3, 2)
     # AU1 AUC: positives 0.8, 0.2 vs negatives 0.7, 0.1, 0.3 -> wins 3 + 1 = 4 of 6.
     assert rows[0]["roc_auc"] == pytest.approx(4 / 6)
-    # AU12: no positives, one false alarm -> binary F1 0, AUC undefined.
-    assert rows[1]["binary_f1"] == 0.0
-    assert math.isnan(rows[1]["roc_auc"])
+    # AU12: no positives (one false alarm): undefined, every metric nan, the counts kept.
+    assert all(math.isnan(rows[1][key]) for key in M.METRIC_KEYS)
+    assert (rows[1]["n_clips"], rows[1]["n_pos"], rows[1]["fp"]) == (5, 0, 1)
     base = M.always_positive_metrics(y, [1, 12])
     # Always positive with P=2, M=3: 2P / (2P + M) = 4/7; negative class F1 0 -> macro 2/7.
     assert base[0]["binary_f1"] == pytest.approx(4 / 7)
     assert base[0]["macro_f1"] == pytest.approx(2 / 7)
-    assert base[1]["binary_f1"] == 0.0 and base[1]["macro_f1"] == 0.0
+    assert math.isnan(base[1]["binary_f1"]) and math.isnan(base[1]["macro_f1"])
 
 
 def test_fold_mean_differs_from_pooled():
@@ -179,8 +179,10 @@ def test_fold_mean_differs_from_pooled():
     (mean,) = M.fold_mean(rows, [4])
     assert mean["binary_f1_fold_mean"] == pytest.approx(0.7)
     assert mean["binary_f1_n_folds"] == 2 and mean["n_folds"] == 3
-    # Macro F1 is defined in all three folds; fold C has only the negative class, F1 1.
-    assert mean["macro_f1_n_folds"] == 3
+    # Fold C has no positive clip: the AU is undefined there, "macro" F1 too (not the negative
+    # class's F1 of 1 alone). A: macro 1; B: (2/5 + 0) / 2 = 0.2; mean 0.6.
+    assert mean["macro_f1_n_folds"] == 2
+    assert mean["macro_f1_fold_mean"] == pytest.approx(0.6)
     pooled = M.per_au_metrics(y, probs, pred, [4])[0]["binary_f1"]
     assert pooled == pytest.approx(4 / 7)
     assert pooled != pytest.approx(mean["binary_f1_fold_mean"])

@@ -9,9 +9,15 @@ A checkpoint folder holds:
 * ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
   the base LLM's identity (source, path, config hash, seed of a tiny base) and the caller's
   ``extra`` (e.g. decision thresholds), the precision it was trained in (``fp32`` or
-  ``bf16``; :func:`load_checkpoint` returns it) and the text processor's ids (prompt and
-  instructions, :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.to_dict`). It is written
-  last, so a folder with ``model.json`` is complete.
+  ``bf16``; :func:`load_checkpoint` returns it), the text processor's ids (prompt and
+  instructions, :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.to_dict`) and the sha256
+  of ``weights.safetensors`` (``files_sha256``). It is written last, so a folder with
+  ``model.json`` is complete.
+
+Loading refuses weights whose sha256 differs from the recorded one, naming the file (a damaged
+or replaced file would give NaN or wrong scores); folders saved before the hash was recorded load
+with a warning that their weights cannot be verified. Weights holding NaN or infinite values are
+refused either way.
 
 The tokenizer is not copied: like the base LLM, it is loaded again from its source, and the
 processor rebuilt with it must give the recorded ids.
@@ -22,11 +28,13 @@ their settings in ``config.json``) are read too, and :func:`load_checkpoint` say
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save as save_safetensors
 
 from au_llm.io_utils import atomic_write_bytes, atomic_write_text, read_json
@@ -90,7 +98,8 @@ def save_checkpoint(
         key: value.detach().to("cpu").contiguous().clone()
         for key, value in model.trainable_state_dict().items()
     }
-    atomic_write_bytes(out_dir / WEIGHTS_FILE, save_safetensors(tensors))
+    weights = save_safetensors(tensors)
+    atomic_write_bytes(out_dir / WEIGHTS_FILE, weights)
     atomic_write_text(out_dir / CONFIG_FILE, _json_text(cfg_dict))
     info = {
         "format": FORMAT,
@@ -99,9 +108,48 @@ def save_checkpoint(
         "base_identity": model.base_identity,
         "precision": model.precision,
         "processor": processor.to_dict(),
+        "files_sha256": {WEIGHTS_FILE: hashlib.sha256(weights).hexdigest()},
         "extra": extra or {},
     }
     atomic_write_text(out_dir / MODEL_FILE, _json_text(info))
+
+
+def _verified_state(weights_path: Path, recorded: Any) -> dict[str, torch.Tensor]:
+    """The tensors of a model folder's weights file, checked against its recorded sha256.
+
+    Args:
+        weights_path: The weights file.
+        recorded: The sha256 ``model.json`` records for it (None for folders saved before it
+            was recorded: loaded with a warning).
+
+    Raises:
+        ValueError: The file is unreadable (:func:`~au_llm.model.weights.read_state_dict`), its
+            sha256 differs from the recorded one, or a tensor holds NaN or infinite values; the
+            message names the file.
+    """
+    state = read_state_dict(weights_path)
+    if recorded is None:
+        logger.warning(
+            "%s: its model folder records no sha256 of it (saved by an older au-llm), so the "
+            "weights cannot be verified; train or save the model again to record it",
+            weights_path,
+        )
+    else:
+        with open(weights_path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if digest != recorded:
+            raise ValueError(
+                f"{weights_path}: sha256 {digest} differs from the {recorded} recorded in "
+                f"{MODEL_FILE}: the file was damaged or replaced after training; restore it or "
+                "train the model again"
+            )
+    bad = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise ValueError(
+            f"{weights_path}: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...); "
+            "the weights are damaged, or their training diverged"
+        )
+    return state
 
 
 def _field(data: Any, key: str) -> Any:
@@ -174,6 +222,7 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
     weights_path = model_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(f"{model_dir}: {WEIGHTS_FILE} missing")
+    state = _verified_state(weights_path, _field(meta.get("files_sha256"), WEIGHTS_FILE))
     model, processor = build_model(spec, seed=0)
     _check_identity(saved_identity, model.base_identity, model_dir)
     if meta.get("processor", processor.to_dict()) != processor.to_dict():
@@ -181,7 +230,6 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
             f"{model_dir}: the tokenizer loaded now gives other prompt or instruction ids than "
             "the one the model was trained with"
         )
-    state = read_state_dict(weights_path)
     try:
         model.load_trainable_state_dict(state)
     except ValueError as exc:

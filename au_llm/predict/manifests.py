@@ -88,4 +88,4 @@ class ManifestPredictor:
         explained = None
         if scorer.explain:
             explained = {c: rows[c] for c in ("au_raw", "aus") if c in rows.columns}
-        return frame.assign(**scorer.columns(outputs, labels, explained))
+        return frame.assign(**scorer.columns(frame, outputs, labels, explained))

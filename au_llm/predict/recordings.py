@@ -192,7 +192,7 @@ class RecordingScanner:
         outputs = self.scorer.outputs(clips)
         frame = pd.DataFrame([keys for keys, _ in batch])
         explained: dict[str, Any] | None = {} if self.scorer.explain else None
-        return frame.assign(**self.scorer.columns(outputs, explained=explained))
+        return frame.assign(**self.scorer.columns(frame, outputs, explained=explained))
 
     def _scan(self, path: Path, clip: str | None) -> pd.DataFrame:
         """:meth:`predict` without the failure guard."""

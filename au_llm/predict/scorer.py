@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from au_llm.config import PreprocessConfig
@@ -90,11 +91,16 @@ class ClipScorer:
 
     def columns(
         self,
+        keys: pd.DataFrame,
         outputs: ClipOutputs,
         labels: np.ndarray | None = None,
         explained: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A row's columns after its keys (see :func:`~au_llm.prediction_rows.output_columns`)."""
+        """The columns after the rows' ``keys`` (:func:`~au_llm.prediction_rows.output_columns`).
+
+        Raises:
+            NonFiniteScoreError: A score is NaN or infinite (the message names its row's keys).
+        """
         spec = self.deployed.spec.model
         return output_columns(
             outputs,
@@ -104,4 +110,5 @@ class ClipScorer:
             spec.text.formats,
             labels,
             explained,
+            keys,
         )

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from au_llm.answers import ANSWER_FORMATS, decisions, parse_answer
-from au_llm.metrics import au_column, binary_f1, known_rows, macro_f1, precision, recall
+from au_llm.metrics import au_column, decision_metrics, known_rows, nanmean_count
+from au_llm.reports.tables import format_metric
 
 ANSWER_PREFIX = "answer_"
 
@@ -51,18 +52,15 @@ def answer_tables(frame: pd.DataFrame, aus: Sequence[int]) -> tuple[pd.DataFrame
                 {
                     "head": f"text:{fmt}",
                     "au": int(au),
-                    "binary_f1": binary_f1(truth, pred),
-                    "macro_f1": macro_f1(truth, pred),
-                    "precision": precision(truth, pred),
-                    "recall": recall(truth, pred),
+                    **decision_metrics(truth, pred),
                     "n_clips": len(texts),
                     "parse_failures": failures,
                 }
             )
         rows.extend(per_au)
         summary[fmt] = {
-            "mean_binary_f1": float(np.nanmean([r["binary_f1"] for r in per_au])),
-            "mean_macro_f1": float(np.nanmean([r["macro_f1"] for r in per_au])),
+            "mean_binary_f1": nanmean_count(r["binary_f1"] for r in per_au)[0],
+            "mean_macro_f1": nanmean_count(r["macro_f1"] for r in per_au)[0],
             "parse_failures": failures,
             "n_answers": len(texts),
             "parse_rate": 1.0 - failures / max(1, len(texts)),
@@ -75,10 +73,11 @@ def answer_notes(summary: dict[str, Any], linear_f1: float | None) -> list[str]:
     """Report lines comparing each text format with the linear head."""
     lines = []
     if linear_f1 is not None:
-        lines.append(f"Linear head: mean binary F1 {linear_f1:.3f} (pooled).")
+        lines.append(f"Linear head: mean binary F1 {format_metric(linear_f1)} (pooled).")
     for fmt, values in summary.items():
         lines.append(
-            f"Text answers, format `{fmt}`: mean binary F1 {values['mean_binary_f1']:.3f}; "
+            f"Text answers, format `{fmt}`: mean binary F1 "
+            f"{format_metric(values['mean_binary_f1'])}; "
             f"parse failures: {values['parse_failures']} of {values['n_answers']}; "
             f"{values['distinct_answers']} distinct answers "
             "(failed answers count as no AU present)."

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from au_llm.metrics import au_column, binary_f1, known_rows
+from au_llm.metrics import au_column, decision_metrics, known_rows, nanmean_count
 
 
 def fold_train_thresholds(
@@ -41,7 +41,8 @@ def train_threshold_f1(
         aus: AU numbers.
 
     Returns:
-        The F1, or None when a fold has no recorded training thresholds.
+        The F1 (nan when no AU is defined, see :func:`~au_llm.metrics.decision_metrics`), or
+        None when a fold has no recorded training thresholds.
     """
     thresholds = fold_train_thresholds(records)
     keys = list(zip(frame["seed"].astype(str), frame["fold"].astype(str), strict=True))
@@ -56,6 +57,6 @@ def train_threshold_f1(
             truth = rows[au_column(au, "true")].to_numpy(dtype=float)
             known = known_rows(truth)
             preds = (rows[au_column(au, "prob")].to_numpy() >= cut).astype(int)
-            scores.append(binary_f1(truth[known].astype(int), preds[known]))
-        per_seed.append(float(np.nanmean(scores)))
-    return float(np.mean(per_seed))
+            scores.append(decision_metrics(truth[known], preds[known])["binary_f1"])
+        per_seed.append(nanmean_count(scores)[0])
+    return nanmean_count(per_seed)[0]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.explain import annotation_marks, contradicted_sides, parse_explanation
-from au_llm.metrics import au_column, binary_f1, macro_f1, precision, recall
+from au_llm.metrics import au_column, decision_metrics
 
 EXPLANATION_COLUMN = "explanation"
 EXAMPLE_KINDS = ("correct", "partially_wrong", "wrong")
@@ -125,10 +125,7 @@ def explanation_tables(
             {
                 "head": "explanation",
                 "au": int(au),
-                "binary_f1": binary_f1(y_true[:, j], named[:, j]),
-                "macro_f1": macro_f1(y_true[:, j], named[:, j]),
-                "precision": precision(y_true[:, j], named[:, j]),
-                "recall": recall(y_true[:, j], named[:, j]),
+                **decision_metrics(y_true[:, j], named[:, j]),
                 "n_clips": len(rows),
             }
             for j, au in enumerate(aus)

@@ -18,6 +18,7 @@ from au_llm.reports.tables import (
     format_metric,
     normalise_dataset,
     partial_line,
+    undefined_line,
 )
 from au_llm.runs.layout import REPORT
 
@@ -208,8 +209,8 @@ def _per_fold_section(tables: RunTables, optimistic: bool) -> list[str]:
     if optimistic:
         lines += [f"**{OPTIMISTIC_NOTE}**", ""]
     lines += [
-        "Binary F1 is undefined for an AU in a fold without positive clips and without positive "
-        "predictions; such cells are left out of the means.",
+        "Every metric of an AU is undefined (n/a) in a fold without a positive clip of it; such "
+        "cells are left out of the means.",
         "",
     ]
     if tables.summary["n_seeds"] > 1:
@@ -287,6 +288,9 @@ def write_markdown_report(
             f"> **{partial_line(s['partial'])}.** The numbers cover the finished folds only.",
             "",
         ]
+    undefined = undefined_line(s)
+    for warning in [*s.get("warnings", []), *([undefined] if undefined else [])]:
+        lines += [f"> **{warning}.**", ""]
     if optimistic:
         lines += [
             f"> **{OPTIMISTIC_NOTE}.** Per-AU decision thresholds were chosen on the pooled test "

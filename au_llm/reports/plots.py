@@ -123,10 +123,7 @@ def _plot_fold_heatmap(
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(image, ax=ax, label="binary F1 (positive class)")
     n_nan = int(np.isnan(matrix).sum())
-    note = (
-        f"grey / n/a: binary F1 undefined ({n_nan} cells: no positive clip and no positive "
-        "prediction in that fold)"
-    )
+    note = f"grey / n/a: binary F1 undefined ({n_nan} cells: no positive clip in that fold)"
     ax.set_title(note, fontsize=8)
     seeds = tables.summary["n_seeds"]
     head = f"{dataset} binary F1 per fold" if dataset else "Binary F1 per fold"

@@ -5,7 +5,10 @@ A protocol run writes one predictions CSV per finished fold (see :mod:`au_llm.ru
 files, the plots and ``report.md``. When some work items of the run's plan are not finished (a
 ``--shard``/``--folds`` run alone, or a run still going), the report, ``summary.json``
 (``partial``) and the headline say "partial: N of M folds". Folds computed with different CPU
-thread counts are refused (their probabilities differ slightly).
+thread counts are refused (their probabilities differ slightly). Only the plan's folds that read
+back whole are pooled (:mod:`au_llm.runs.folds`); folds set aside, fold files outside the plan,
+datasets none of whose clips was left, and folds whose training clips had no known label of an
+AU are named in ``summary.json``'s ``warnings``, at the top of ``report.md`` and in the headline.
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ from au_llm.reports.tables import (
     mark_optimistic,
     write_metric_files,
 )
-from au_llm.runs.layout import METRICS_PER_DATASET, ORACLE_THRESHOLDS, PREDICTIONS, SUMMARY
+from au_llm.runs.folds import FoldScan
+from au_llm.runs.layout import (
+    METRICS_PER_DATASET,
+    ORACLE_THRESHOLDS,
+    PREDICTIONS,
+    PREPROCESS_REPORT,
+    SUMMARY,
+)
 from au_llm.runs.run import Item, Run
 
 
@@ -62,6 +72,55 @@ def partial_info(frame: pd.DataFrame, expected: list[Item]) -> dict[str, Any] | 
     if not missing:
         return None
     return {"finished": len(expected) - len(missing), "expected": len(expected), "missing": missing}
+
+
+def untrained_folds(records: list[dict[str, Any]], aus: list[int]) -> dict[int, list[Item]]:
+    """Per AU, the folds whose training clips had no known label of it (never learnt there).
+
+    Read from the ``train_labels`` of the fold records that have them.
+    """
+    untrained: dict[int, list[Item]] = {}
+    for record in records:
+        counts = record.get("train_labels", {})
+        for au in aus:
+            if str(au) in counts and counts[str(au)]["known"] == 0:
+                untrained.setdefault(au, []).append((int(record["seed"]), str(record["fold"])))
+    return untrained
+
+
+def without_untrained(frame: pd.DataFrame, untrained: dict[int, list[Item]]) -> pd.DataFrame:
+    """``frame`` with the labels of each AU made unknown in the folds that never learnt it."""
+    frame = frame.copy()
+    keys = pd.Series(list(zip(frame["seed"].astype(int), frame["fold"].astype(str), strict=True)))
+    for au, items in untrained.items():
+        frame.loc[keys.isin(items).to_numpy(), au_column(au, "true")] = np.nan
+    return frame
+
+
+def run_warnings(
+    run: Run, scan: FoldScan, untrained: dict[int, list[Item]], n_folds: int
+) -> list[str]:
+    """The lines a reader must see first.
+
+    Folds set aside or left out, datasets without a clip, AUs some folds never learnt.
+    """
+    lines = scan.notes(run.root)
+    lost = run.info().get("lost_datasets") or {}
+    for dataset, n in lost.items():
+        line = (
+            f"dataset {dataset}: all {n} of its clips failed preprocessing "
+            f"({PREPROCESS_REPORT}); the run holds none of its clips"
+        )
+        if run.cfg.protocol == "lodo":
+            line += f", so it has {n_folds} folds, not {n_folds + len(lost)}"
+        lines.append(line)
+    for au, items in sorted(untrained.items()):
+        folds = ", ".join(f"seed{seed}/{fold}" for seed, fold in items)
+        lines.append(
+            f"AU{au}: no known label among the training clips of {folds}; those folds never "
+            f"learnt it, so their test clips are left out of AU{au}'s metrics"
+        )
+    return lines
 
 
 def apply_oracle_thresholds(
@@ -96,8 +155,13 @@ def build_report(run_dir: Path) -> RunTables:
     run = Run.read(run_dir)
     run_dir, cfg, run_info = run.root, run.cfg, run.info()
     aus = run.aus()
-    run.check_threads()
-    frame = run.finished_predictions()
+    scan = run.scan_folds()
+    if not scan.whole:
+        raise FileNotFoundError(" ".join([f"{run_dir}: no finished fold.", *scan.notes(run_dir)]))
+    run.check_threads(items=scan.whole)
+    records = run.fold_records(scan.whole)
+    untrained = untrained_folds(records, aus)
+    frame = run.finished_predictions(scan.whole)
     optimistic = cfg.eval.threshold_policy == "test-oracle"
     if optimistic:
         frame, chosen = apply_oracle_thresholds(
@@ -105,6 +169,7 @@ def build_report(run_dir: Path) -> RunTables:
         )
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
         atomic_write_text(run_dir / ORACLE_THRESHOLDS, json.dumps(oracle, indent=2))
+    written, frame = frame, without_untrained(frame, untrained)
     tables = compute_tables(frame, aus)
     text_per_au, text_summary = answer_tables(frame, aus)
     notes = []
@@ -116,7 +181,6 @@ def build_report(run_dir: Path) -> RunTables:
         tables.summary["explanations"] = explain_summary
         notes += explanation_notes(explain_summary)
         text_per_au = pd.concat([text_per_au, explain_per_au], ignore_index=True)
-    records = run.fold_records()
     tables.summary["precision"] = fold_precisions(records)
     tables.summary["metrics"]["binary_f1_train_threshold"] = train_threshold_f1(frame, records, aus)
     reliance = run_reliance(records)
@@ -126,11 +190,12 @@ def build_report(run_dir: Path) -> RunTables:
     partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial
+    tables.summary["warnings"] = run_warnings(run, scan, untrained, len(run_info["folds"]))
     datasets = sorted(frame["dataset"].unique())
     if len(datasets) > 1:
         per_dataset, tables.summary["per_dataset"] = dataset_tables(frame, aus)
         atomic_write_csv(run_dir / METRICS_PER_DATASET, per_dataset)
-    atomic_write_csv(run_dir / PREDICTIONS, mark_optimistic(frame) if optimistic else frame)
+    atomic_write_csv(run_dir / PREDICTIONS, mark_optimistic(written) if optimistic else written)
     write_metric_files(tables, run_dir, optimistic, text_per_au)
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
     write_markdown_report(

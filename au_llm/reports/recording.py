@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from au_llm.io_utils import atomic_write_bytes
 from au_llm.metrics import au_column
 
 
@@ -48,8 +50,9 @@ def plot_recording(
     if faces.nunique() > 1:
         axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(out_png, buffer.getvalue())
     plt.close(fig)
     return out_png
 

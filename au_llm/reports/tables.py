@@ -4,7 +4,9 @@ Two F1 conventions are computed side by side: **binary F1** (positive class) and
 (mean of positive- and negative-class F1, AU-LLM's convention). "Pooled" metrics concatenate the
 test clips of all folds of one seed and compute each AU's metric once; "fold mean" metrics are
 computed per fold and averaged over the folds where they are defined. See :mod:`au_llm.metrics`
-for the degenerate cases.
+for the degenerate cases: an AU without a positive test clip is undefined (n/a in every table,
+left out of every mean, named with its counts in ``summary.json``'s ``undefined_aus`` and in a
+line of the headline and the report).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
 
 DEFINITIONS: dict[str, str] = {
     "binary_f1": "F1 of the positive class, 2TP/(2TP+FP+FN); undefined (null) when TP+FP+FN=0",
+    "undefined": "every metric of an AU is undefined (null) on clips without a positive label",
     "macro_f1": '"macro" F1: mean of positive-class and negative-class F1 (AU-LLM convention)',
     "pooled": "test clips of all folds of one seed concatenated, each AU's metric computed once",
     "fold_mean": "metric computed per fold, averaged over the folds where it is defined",
@@ -290,12 +293,45 @@ def compute_tables(predictions: pd.DataFrame, aus: Sequence[int] | None = None) 
         "per_seed": per_seed,
         "definitions": dict(DEFINITIONS),
     }
+    per_au_mean = _mean_over_seeds(per_au, aus)
+    summary["undefined_aus"] = undefined_aus(per_au_mean)
     return RunTables(
         per_au=per_au,
-        per_au_mean=_mean_over_seeds(per_au, aus),
+        per_au_mean=per_au_mean,
         per_fold=per_fold,
         summary=summary,
         aus=aus,
+    )
+
+
+def undefined_aus(per_au_mean: pd.DataFrame) -> list[dict[str, Any]]:
+    """The AUs without a positive test clip in any seed, with their counts and why.
+
+    Returns:
+        One ``{"au", "n_clips", "n_pos", "reason"}`` per undefined AU (``n_clips`` counts the
+        test clips with a known label).
+    """
+    rows = []
+    for _, row in per_au_mean[per_au_mean["n_pos"] == 0].iterrows():
+        n_clips = int(row["n_clips"])
+        reason = (
+            f"no positive among its {n_clips} test clips"
+            if n_clips
+            else "no test clip with a known label"
+        )
+        rows.append({"au": int(row["au"]), "n_clips": n_clips, "n_pos": 0, "reason": reason})
+    return rows
+
+
+def undefined_line(summary: Mapping[str, Any]) -> str | None:
+    """The line naming the undefined AUs, left out of the means; None when every AU is defined."""
+    undefined = summary.get("undefined_aus") or []
+    if not undefined:
+        return None
+    listed = "; ".join(f"AU{u['au']} ({u['reason']})" for u in undefined)
+    return (
+        f"undefined, shown as n/a and left out of every mean: {listed}; "
+        f"{len(summary['aus']) - len(undefined)} of {len(summary['aus'])} AUs are scored"
     )
 
 
@@ -415,6 +451,7 @@ def headline_table(tables: RunTables, optimistic: bool = False) -> str:
     lines = [OPTIMISTIC_NOTE] if optimistic else []
     if tables.summary.get("partial"):
         lines.append(partial_line(tables.summary["partial"]))
+    lines += tables.summary.get("warnings", [])
     lines += [
         "binF1 = binary F1 (positive class); macroF1 = mean of pos./neg. class F1 (AU-LLM); "
         "alwaysPos = binary F1 of predicting every clip positive",
@@ -440,6 +477,9 @@ def headline_table(tables: RunTables, optimistic: bool = False) -> str:
             "predictions (never on test labels), beside the binF1 above at the run's "
             "threshold policy"
         )
+    undefined = undefined_line(tables.summary)
+    if undefined is not None:
+        lines.append(undefined)
     if tables.summary["n_seeds"] > 1:
         lines.append(f"(means over {tables.summary['n_seeds']} seeds)")
     return "\n".join(lines)

@@ -10,6 +10,8 @@ A run lives in ``<out_dir>/<name>/``::
     folds/seed<S>/<fold>.json     its thresholds, losses, seeds, device and thread count
     folds/seed<S>/<fold>.lock     a live claim (au_llm.fold_lock)
     folds/seed<S>/<fold>.failed   the error of a fold whose training raised
+    folds/seed<S>/<file>.<time>.damaged
+                                  a fold file that did not read back whole, set aside
     launch/submissions/<id>.json  one record per ``--launch`` submission
     launch/logs/                  submitit's job scripts and logs
     predictions.csv, metrics_per_au.csv, metrics_per_au_seed_mean.csv, metrics_per_fold.csv,
@@ -41,6 +43,7 @@ FOLD_PREDICTIONS = ".csv"
 FOLD_RECORD = ".json"
 LOCK = ".lock"
 FAILED = ".failed"
+DAMAGED = ".damaged"
 
 PREDICTIONS = "predictions.csv"
 METRICS_PER_AU = "metrics_per_au.csv"
@@ -75,6 +78,16 @@ def lock_file(marker: Path) -> Path:
 def failure_file(marker: Path) -> Path:
     """The failure record of the fold whose completion marker is ``marker``."""
     return marker.with_suffix(FAILED)
+
+
+def set_aside_name(path: Path, stamp: str) -> Path:
+    """Where a fold file that did not read back whole is moved: ``<name>.<stamp>.damaged``."""
+    return path.with_name(f"{path.name}.{stamp}{DAMAGED}")
+
+
+def set_aside_files(marker: Path) -> list[Path]:
+    """The predictions CSVs of the fold whose marker is ``marker`` that were set aside, sorted."""
+    return sorted(marker.parent.glob(f"{marker.name}.*{DAMAGED}"))
 
 
 @dataclass(frozen=True)
@@ -126,10 +139,6 @@ class RunLayout:
     def finished_predictions(self) -> list[Path]:
         """Every finished fold's predictions CSV, sorted."""
         return sorted(self.folds.glob(f"seed*/*{FOLD_PREDICTIONS}"))
-
-    def fold_records(self) -> list[Path]:
-        """Every fold record, sorted."""
-        return sorted(self.folds.glob(f"seed*/*{FOLD_RECORD}"))
 
     @property
     def submissions(self) -> Path:

@@ -7,13 +7,18 @@ file names are in :mod:`au_llm.runs.layout`.
 
 ``run.json`` holds the plan (every seed x every fold of the protocol, before ``--folds`` or
 ``--shard``), so the report can say when a run is partial and ``au-llm status`` lists every
-work item.
+work item. Starting a run is atomic: the first process creates ``config.yaml`` (a hard link of a
+complete file, :func:`~au_llm.io_utils.link_exclusive`) and every later one compares its config
+with it, so two configs never share a run folder, whatever the timing. Finished folds are read
+back through :mod:`au_llm.runs.folds` (whole, set aside, or outside the plan).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -30,17 +35,19 @@ from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.data.manifest import id_problem
 from au_llm.fold_lock import Claim, Owner, try_claim
 from au_llm.io_utils import (
-    atomic_write_csv,
+    TEMP_SUFFIX,
     atomic_write_text,
+    csv_text,
+    link_exclusive,
+    output_errors,
     probe_writable,
+    read_json,
     remove_stale_temporaries,
     unescape_frame,
 )
 from au_llm.prepare import PreparedData
+from au_llm.runs.folds import CSV_SHA256, FoldScan, Item, scan_folds, text_sha256
 from au_llm.runs.layout import RunLayout
-
-Item = tuple[int, str]
-"""A work item: ``(seed, fold name)``."""
 
 # Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
 RUNTIME_KEYS = (
@@ -97,6 +104,49 @@ def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
     return data
 
 
+def config_differences(saved: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: saved value -> given value`` for every dotted key whose values differ."""
+    lines = []
+    for key in sorted(set(saved) | set(given), key=str):
+        name, old, new = f"{prefix}{key}", saved.get(key), given.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += config_differences(old, new, f"{name}.")
+        elif old != new:
+            lines.append(f"{name}: {old!r} -> {new!r}")
+    return lines
+
+
+# What run.json must hold, and the type of each entry.
+_RECORD_SHAPE = {"aus": int, "folds": str, "seeds": int, "excluded": dict}
+
+
+def read_run_record(path: Path) -> dict[str, Any]:
+    """``run.json``, checked to be a run record (AUs, folds, seeds, excluded clips, fingerprint).
+
+    Raises:
+        ValueError: The file is unreadable, truncated, not JSON, or of another shape; the
+            message names it.
+    """
+    info = read_json(path)
+    problem = None
+    if not isinstance(info, dict):
+        problem = f"a JSON {type(info).__name__}, not an object"
+    else:
+        for key, kind in _RECORD_SHAPE.items():
+            values = info.get(key)
+            if not isinstance(values, list) or not all(isinstance(v, kind) for v in values):
+                problem = f"{key!r} is not a list of {kind.__name__} values"
+                break
+        if problem is None and not isinstance(info.get("data_fingerprint"), str):
+            problem = "no 'data_fingerprint'"
+    if problem is not None:
+        raise ValueError(
+            f"{path}: not a run record ({problem}); restore it, or remove the run folder and "
+            "run again"
+        )
+    return info
+
+
 def data_fingerprint(data: PreparedData) -> str:
     """SHA-256 of the AU list and every clip's identity, frame range and labels."""
     columns = ["dataset", "subject", "clip", "onset", "offset", "aus"]
@@ -143,24 +193,36 @@ class Run:
 
         Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
         machine of a job array) may share a run. Temporaries left by a killed write (older than
-        a few minutes) are removed, the folder must be writable before any work starts, and
-        ``config.yaml`` and ``env.json`` are written.
+        a few minutes) are removed and the folder must be writable before any work starts. The
+        first process creates ``config.yaml`` atomically; a later one compares its config with
+        it (and writes its runtime settings into it when they are the only difference), so of
+        two processes starting one folder with different configs, one is always refused.
+        ``env.json`` is written.
 
         Raises:
-            ValueError: ``name`` is not a single folder name, or the folder holds another config.
+            ValueError: ``name`` is not a single folder name, or the folder holds another config
+                (the differing keys are named).
             OutputError: The run folder cannot be written.
         """
         layout = RunLayout(run_folder(cfg).resolve())
-        if layout.config.exists() and _comparable(
-            load_config(layout.config, saved=True)
-        ) != _comparable(cfg):
-            raise ValueError(
-                f"{layout.root} holds a run with a different config ({layout.config}); "
-                "use another name= or remove the folder"
-            )
         probe_writable(layout.root)
         remove_stale_temporaries(layout.root)
-        save_config(cfg, layout.config)
+        staging = layout.root / f".{layout.config.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        try:
+            save_config(cfg, staging)
+            if not link_exclusive(staging, layout.config):
+                saved = load_config(layout.config, saved=True)
+                differences = config_differences(_comparable(saved), _comparable(cfg))
+                if differences:
+                    raise ValueError(
+                        f"{layout.root} holds a run with a different config ({layout.config}): "
+                        f"{'; '.join(differences)}; use another name= or remove the folder"
+                    )
+                with output_errors(layout.config):
+                    os.replace(staging, layout.config)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
         atomic_write_text(layout.env, json.dumps(environment(), indent=2))
         return cls(layout, cfg)
 
@@ -187,8 +249,12 @@ class Run:
     # -- run.json: the data and the plan -------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        """``run.json``: AUs, excluded clips, data fingerprint, folds, seeds, threads."""
-        return json.loads(self.layout.record.read_text())
+        """``run.json``: AUs, excluded clips, data fingerprint, folds, seeds, threads.
+
+        Raises:
+            ValueError: The file is damaged or of another shape (:func:`read_run_record`).
+        """
+        return read_run_record(self.layout.record)
 
     def record_data(
         self,
@@ -198,6 +264,9 @@ class Run:
         precision: str | None = None,
     ) -> None:
         """Write ``run.json``: the AUs, excluded clips, data fingerprint and the plan.
+
+        Finished folds of the plan that do not read back whole are set aside first, to be
+        computed again (:mod:`au_llm.runs.folds`).
 
         Args:
             data: The prepared clips.
@@ -212,16 +281,18 @@ class Run:
                 manifest rebuilt at the same path) or with another number of threads.
         """
         fingerprint = data_fingerprint(data)
-        finished = self.layout.record.exists() and self.layout.finished_predictions()
-        if finished and self.info().get("data_fingerprint") != fingerprint:
+        finished = self.layout.record.exists() and self.has_finished_folds()
+        if finished and self.info()["data_fingerprint"] != fingerprint:
             raise ValueError(
                 f"{self.root}: the manifests' clips, frame ranges or labels changed since "
                 "its finished folds were computed; use another name= or remove the folder"
             )
-        self.check_threads(num_threads)
+        plan = [(seed, fold) for seed in self.cfg.seeds for fold in folds]
+        self.check_threads(num_threads, self.scan_folds(plan).whole)
         info = {
             "aus": data.aus,
             "excluded": data.excluded.to_dict("records"),
+            "lost_datasets": data.lost_datasets,
             "data_fingerprint": fingerprint,
             "folds": folds,
             "seeds": self.cfg.seeds,
@@ -279,6 +350,14 @@ class Run:
         """Whether any fold of the run is finished."""
         return bool(self.layout.finished_predictions())
 
+    def scan_folds(self, plan: list[Item] | None = None) -> FoldScan:
+        """The finished folds of the plan (default: ``run.json``'s), damaged ones set aside."""
+        return scan_folds(self.layout, self.plan() if plan is None else plan)
+
+    def _finished(self, items: list[Item] | None) -> list[Item]:
+        """``items``, or by default the plan's finished folds."""
+        return [item for item in self.plan() if self.is_finished(*item)] if items is None else items
+
     def claim(self, seed: int, fold: str, owner: Owner) -> Claim | None:
         """Claim a fold to train it (None: finished, or a live process holds it)."""
         marker = self.layout.fold_predictions(seed, fold)
@@ -287,32 +366,43 @@ class Run:
     def write_fold(self, seed: int, fold: str, frame: pd.DataFrame, record: dict) -> Path:
         """Write a fold's record, then its predictions (the completion marker), atomically.
 
-        The record gets the device and CPU thread count of this process.
+        The record gets the device and CPU thread count of this process, and the sha256 of the
+        predictions CSV (so a fold that does not read back whole is found).
 
         Returns:
             The fold's predictions CSV.
         """
-        record = {**record, "num_threads": torch.get_num_threads(), "device": device_name()}
+        text = csv_text(frame)
+        record = {
+            **record,
+            "num_threads": torch.get_num_threads(),
+            "device": device_name(),
+            CSV_SHA256: text_sha256(text),
+        }
         atomic_write_text(self.layout.fold_record(seed, fold), json.dumps(record, indent=2))
         marker = self.layout.fold_predictions(seed, fold)
-        atomic_write_csv(marker, frame)
+        atomic_write_text(marker, text)
         return marker
 
-    def fold_records(self) -> list[dict[str, Any]]:
-        """The JSON record of every finished (or record-written) fold, sorted by file."""
-        return [json.loads(path.read_text()) for path in self.layout.fold_records()]
+    def fold_records(self, items: list[Item] | None = None) -> list[dict[str, Any]]:
+        """The JSON records of ``items`` (default: the plan's finished folds), in order."""
+        return [self.read_fold_record(seed, fold) for seed, fold in self._finished(items)]
 
     def read_fold_record(self, seed: int, fold: str) -> dict[str, Any]:
-        """One fold's record."""
-        return json.loads(self.layout.fold_record(seed, fold).read_text())
-
-    def finished_predictions(self) -> pd.DataFrame:
-        """Every finished fold's predictions, in a canonical order (seed, fold, clip).
+        """One fold's record.
 
         Raises:
-            FileNotFoundError: If no fold is finished.
+            ValueError: The record is unreadable or truncated; the message names it.
         """
-        files = self.layout.finished_predictions()
+        return read_json(self.layout.fold_record(seed, fold))
+
+    def finished_predictions(self, items: list[Item]) -> pd.DataFrame:
+        """The predictions of the finished folds ``items``, in a canonical order (seed, fold, clip).
+
+        Raises:
+            FileNotFoundError: If ``items`` is empty.
+        """
+        files = [self.layout.fold_predictions(seed, fold) for seed, fold in items]
         if not files:
             raise FileNotFoundError(f"{self.root}: no finished fold")
         text = {"dataset": str, "subject": str, "clip": str, "fold": str}
@@ -321,18 +411,21 @@ class Run:
         keys = ["seed", "fold", "dataset", "subject", "clip"]
         return frame.sort_values(keys).reset_index(drop=True)
 
-    def check_threads(self, num_threads: int | None = None) -> None:
+    def check_threads(
+        self, num_threads: int | None = None, items: list[Item] | None = None
+    ) -> None:
         """Refuse folds computed with different CPU thread counts (their results differ slightly).
 
         Args:
             num_threads: The thread count of the folds still to compute; None compares the
                 finished folds with each other only.
+            items: The finished folds to compare (default: the plan's finished folds).
 
         Raises:
             ValueError: Naming a fold computed with another thread count.
         """
         seen: dict[int, str] = {}
-        for record in self.fold_records():
+        for record in self.fold_records(items):
             if record.get("num_threads") is not None:
                 name = f"seed{record['seed']}/{record['fold']}"
                 seen.setdefault(int(record["num_threads"]), name)
@@ -364,10 +457,19 @@ class Run:
 
     def update_submission(self, path: Path, **fields: Any) -> None:
         """Add ``fields`` (the jobs, once submitted) to a submission record."""
-        info = json.loads(path.read_text())
+        info = read_json(path)
         atomic_write_text(path, json.dumps({**info, **fields}, indent=2))
 
     def latest_submission(self) -> dict[str, Any] | None:
-        """The record of the last launch submission, or None."""
+        """The record of the last launch submission, or None.
+
+        Raises:
+            ValueError: The record is unreadable or not a JSON object; the message names it.
+        """
         records = sorted(self.layout.submissions.glob("*.json"))
-        return json.loads(records[-1].read_text()) if records else None
+        if not records:
+            return None
+        info = read_json(records[-1])
+        if not isinstance(info, dict):
+            raise ValueError(f"{records[-1]}: not a launch submission record")
+        return info

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2  # before anything that may import decord (see the project notes)
 
-from au_llm.io_utils import atomic_write_bytes
+from au_llm.io_utils import atomic_write_bytes, output_errors
 from au_llm.synth.plan import SynthClip, plan_clips, style_spec
 from au_llm.synth.render import ClipRenderer
 
@@ -132,7 +132,8 @@ def write_clip_frames(clip: SynthClip, path_of: Callable[[int], Path]) -> None:
         ok, encoded = cv2.imencode(".jpg", image, params)
         if not ok:
             raise RuntimeError(f"{clip.clip}: JPEG encoding of frame {frame} failed")
-        path_of(frame).write_bytes(encoded.tobytes())
+        with output_errors(path_of(frame)):
+            path_of(frame).write_bytes(encoded.tobytes())
 
 
 def xlsx_bytes(sheets: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> bytes:
@@ -175,7 +176,8 @@ def prepare_root(root: Path) -> None:
             )
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    (root / MARKER_NAME).write_text("synthetic micro-expression frames written by au_llm.synth\n")
+    with output_errors(root / MARKER_NAME):
+        (root / MARKER_NAME).write_text("synthetic frames written by au_llm.synth\n")
 
 
 def write_synthetic(

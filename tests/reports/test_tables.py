@@ -137,7 +137,9 @@ def test_write_metric_files_nan_as_null(tmp_path):
     assert summary["per_seed"]["1"]["pooled_roc_auc"] is None
     assert summary["metrics_std"]["pooled_macro_f1"] is None  # one seed
     assert summary["n_aus_defined"]["pooled_binary_f1"] == 0
-    assert summary["metrics"]["pooled_macro_f1"] == 1.0  # only the negative class, all correct
+    # No positive label: the AUs are undefined, not "macro" F1 1.0 from the negative class alone.
+    assert summary["metrics"]["pooled_macro_f1"] is None
+    assert [u["au"] for u in summary["undefined_aus"]] == AUS
     per_au = pd.read_csv(tmp_path / "metrics_per_au.csv")
     assert per_au["binary_f1"].isna().all()
     assert list(per_au.columns) == [*tables.per_au.columns, "note"]
