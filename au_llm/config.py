@@ -18,14 +18,21 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
-    ANSWER_FORMAT_NAMES,
     DATASET_AUS,
     DEFAULT_PROMPT,
     PRECISIONS,
     SAMPLING_STRATEGIES,
     AlignMode,
+    ClipInput,
+    Color,
     ConfigError,
+    Device,
     LaunchMode,
+    Loss,
+    LossReduction,
+    Optimizer,
+    Scheduler,
+    ThresholdPolicy,
     check_choice,
     check_positive,
     check_values,
@@ -43,11 +50,11 @@ from au_llm.config_model import (
 )
 from au_llm.config_yaml import parse_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
+from au_llm.protocols import PROTOCOLS
 
 T = TypeVar("T")
 
 __all__ = [
-    "ANSWER_FORMAT_NAMES",
     "DATASET_AUS",
     "DEFAULT_PROMPT",
     "SAMPLING_STRATEGIES",
@@ -142,10 +149,10 @@ class PreprocessConfig:
     input: str = "frames"
 
     def __post_init__(self) -> None:
-        check_choice("preprocess", "input", self.input, ("frames", "flow", "both"))
+        check_choice("preprocess", "input", self.input, ClipInput)
         if not 16 <= self.size <= 512:
             raise ConfigError(f"preprocess.size = {self.size}: expected 16..512 pixels")
-        check_choice("preprocess", "color", self.color, ("gray", "rgb"))
+        check_choice("preprocess", "color", self.color, Color)
         check_choice("preprocess", "align", self.align, AlignMode)
         check_positive("preprocess", "num_faces", self.num_faces)
         if not 0 <= self.margin < 1:
@@ -262,14 +269,14 @@ class TrainConfig:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        check_choice("train", "optimizer", self.optimizer, ("adamw", "adam"))
-        check_choice("train", "scheduler", self.scheduler, ("constant", "cosine", "linear"))
-        check_choice("train", "loss", self.loss, ("asl", "bce", "focal"))
-        check_choice("train", "loss_reduction", self.loss_reduction, ("mean", "sum"))
+        check_choice("train", "optimizer", self.optimizer, Optimizer)
+        check_choice("train", "scheduler", self.scheduler, Scheduler)
+        check_choice("train", "loss", self.loss, Loss)
+        check_choice("train", "loss_reduction", self.loss_reduction, LossReduction)
         if not 0 <= self.asl_clip < 1:
             raise ConfigError(f"train.asl_clip = {self.asl_clip}: expected 0 <= clip < 1")
         check_choice("train", "precision", self.precision, PRECISIONS)
-        check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("train", "device", self.device, Device)
         check_positive("train", "lr", self.lr)
         for name in ("lr_projector", "lr_head", "lr_lora"):
             check_positive("train", name, getattr(self, name), allow_zero=True)
@@ -305,9 +312,7 @@ class EvalConfig:
     threshold_grid: list[float] = field(default_factory=lambda: [0.10, 0.85, 0.05])
 
     def __post_init__(self) -> None:
-        check_choice(
-            "eval", "threshold_policy", self.threshold_policy, ("fixed", "train", "test-oracle")
-        )
+        check_choice("eval", "threshold_policy", self.threshold_policy, ThresholdPolicy)
         if not 0 < self.fixed_threshold < 1:
             raise ConfigError(f"eval.fixed_threshold = {self.fixed_threshold}: expected (0, 1)")
         if len(self.threshold_grid) != 3:
@@ -432,11 +437,11 @@ class ExperimentConfig:
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def __post_init__(self) -> None:
-        check_choice("", "protocol", self.protocol, ("loso", "lodo", "cross"))
+        check_choice("", "protocol", self.protocol, PROTOCOLS)
         if not self.seeds:
             raise ConfigError("seeds: expected at least one seed")
-        if self.protocol == "cross" and not self.data.target_manifests:
-            raise ConfigError("protocol 'cross' needs data.target_manifests")
+        if PROTOCOLS[self.protocol].target and not self.data.target_manifests:
+            raise ConfigError(f"protocol {self.protocol!r} needs data.target_manifests")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts and lists."""
@@ -513,11 +518,16 @@ def load_config(
     return cfg
 
 
+def config_text(cfg: ExperimentConfig) -> str:
+    """The resolved configuration as YAML (what :func:`save_config` writes)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved configuration as YAML (atomically)."""
     from au_llm.io_utils import atomic_write_text
 
-    atomic_write_text(Path(path), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    atomic_write_text(Path(path), config_text(cfg))
 
 
 def config_from_dict(cls: type[T], data: Any) -> T:

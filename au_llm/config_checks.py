@@ -1,9 +1,17 @@
-"""Shared pieces of the typed configuration: the error type, value checks and fixed vocabularies."""
+"""Shared pieces of the typed configuration: the error type, value checks and fixed vocabularies.
+
+A choice is spelled once. Where a module of the library owns a table of the choices (protocols in
+:mod:`au_llm.protocols`, backbones in :mod:`au_llm.model.backbones`, answer formats in
+:mod:`au_llm.answers`), the config checks read that table. The choices below have no table of
+their own: they are named here once, as ``Literal`` types, and the config checks, the command
+line's ``choices=`` and the code that acts on them read these names.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from au_llm.data.au_sets import DATASET_AU_SETS
@@ -12,10 +20,6 @@ DEFAULT_PROMPT = "Analyse the following fused facial video features for action u
 
 # AU sets of the MEB benchmark (``dataset_aus``), used by AU-LLM (see au_llm.data.au_sets).
 DATASET_AUS: dict[str, list[int]] = {name: list(aus) for name, aus in DATASET_AU_SETS.items()}
-
-
-# Text-answer formats (see au_llm.answers).
-ANSWER_FORMAT_NAMES = ("list", "yesno", "json", "names")
 
 # Temporal sampling strategies (see au_llm.preprocess.sampling).
 SAMPLING_STRATEGIES = ("uniform", "onset_apex", "random_end")
@@ -33,6 +37,32 @@ Precision = Literal["auto", "fp32", "bf16"]
 """``train.precision`` and ``au-llm predict --precision`` (see au_llm.model.precision)."""
 ChatTemplate = Literal["auto", "on", "off"]
 """``model.llm.chat_template``: whether prompts go through the tokenizer's chat template."""
+LLMSource = Literal["tiny", "smollm2", "path", "none"]
+"""``model.llm.source``: where the LLM comes from (see au_llm.model.llm)."""
+TinyArch = Literal["qwen2", "llama"]
+"""``model.llm.tiny.arch``: the architecture of the tiny random LLM (see au_llm.model.llm)."""
+Activation = Literal["gelu", "relu"]
+"""``model.projector.activation`` (see au_llm.model.projector)."""
+Head = Literal["linear", "text", "both"]
+"""``model.head``: the linear AU head, answers in words, or both."""
+ClipInput = Literal["frames", "flow", "both"]
+"""``preprocess.input``: what the backbone sees (see au_llm.preprocess.flow)."""
+Color = Literal["gray", "rgb"]
+"""``preprocess.color``: the channels of the aligned frames."""
+Optimizer = Literal["adamw", "adam"]
+"""``train.optimizer`` (see au_llm.training)."""
+Scheduler = Literal["constant", "cosine", "linear"]
+"""``train.scheduler``: the learning-rate schedule (see au_llm.training)."""
+Loss = Literal["asl", "bce", "focal"]
+"""``train.loss`` (see au_llm.model.losses)."""
+LossReduction = Literal["mean", "sum"]
+"""``train.loss_reduction`` (see au_llm.model.losses)."""
+Device = Literal["auto", "cpu", "cuda"]
+"""``train.device``."""
+ThresholdPolicy = Literal["fixed", "train", "test-oracle"]
+"""``eval.threshold_policy``: how per-AU decision thresholds are chosen (see au_llm.fitting)."""
+DeployedThresholdPolicy = Literal["fixed", "train"]
+"""The threshold policies a model folder can hold (a deployed model has no test labels)."""
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -47,16 +77,17 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key and the file."""
 
 
-def check_choice(section: str, key: str, value: str, allowed: tuple[str, ...] | Any) -> None:
+def check_choice(section: str, key: str, value: str, allowed: Collection[str] | Any) -> None:
     """Raise :class:`ConfigError` naming ``section.key`` unless ``value`` is allowed.
 
     Args:
         section: The config section.
         key: The key in it.
         value: The value given.
-        allowed: The allowed values, or a ``Literal`` type of them.
+        allowed: The allowed values: a ``Literal`` type, or a table keyed by them (a dict, in
+            its order) or a tuple of them.
     """
-    names = allowed if isinstance(allowed, tuple) else choices(allowed)
+    names = choices(allowed) if get_origin(allowed) is Literal else tuple(allowed)
     if value not in names:
         raise ConfigError(f"{section}.{key} = {value!r}: expected one of {', '.join(names)}")
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from au_llm.answers import FORMATS
 from au_llm.config_checks import (
-    ANSWER_FORMAT_NAMES,
     DEFAULT_PROMPT,
+    Activation,
     ChatTemplate,
     ConfigError,
+    Head,
+    LLMSource,
+    TinyArch,
     check_choice,
     check_positive,
 )
@@ -48,9 +52,10 @@ class BackboneConfig:
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_choice(
-            "model.backbone", "name", self.name, ("led3dcnn", "x3d", "r2plus1d", "slow", "csn")
-        )
+        # The backbones' table lives with their builders (torch); read when a config is checked.
+        from au_llm.model.backbones import BACKBONES
+
+        check_choice("model.backbone", "name", self.name, BACKBONES)
         if self.name in ("slow", "r2plus1d", "csn") and self.depth not in (50, 101, 152):
             raise ConfigError(f"model.backbone.depth = {self.depth}: expected 50, 101 or 152")
         check_positive("model.backbone", "high_dim", self.high_dim)
@@ -77,7 +82,7 @@ class ProjectorConfig:
     layer_norm: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("model.projector", "activation", self.activation, ("gelu", "relu"))
+        check_choice("model.projector", "activation", self.activation, Activation)
         check_positive("model.projector", "hidden", self.hidden, allow_zero=True)
 
 
@@ -132,7 +137,7 @@ class TinyLLMConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        check_choice("model.llm.tiny", "arch", self.arch, ("qwen2", "llama"))
+        check_choice("model.llm.tiny", "arch", self.arch, TinyArch)
         if self.vocab_size < 259:
             raise ConfigError(
                 f"model.llm.tiny.vocab_size = {self.vocab_size}: expected at least 259 "
@@ -180,7 +185,7 @@ class LLMConfig:
     chat_template: str = "auto"
 
     def __post_init__(self) -> None:
-        check_choice("model.llm", "source", self.source, ("tiny", "smollm2", "path", "none"))
+        check_choice("model.llm", "source", self.source, LLMSource)
         check_choice("model.llm", "chat_template", self.chat_template, ChatTemplate)
         if self.source == "path" and not self.path:
             raise ConfigError(
@@ -221,7 +226,7 @@ class TextConfig:
         if not self.formats or len(set(self.formats)) != len(self.formats):
             raise ConfigError(f"model.text.formats = {self.formats}: expected distinct formats")
         for name in self.formats:
-            check_choice("model.text", "formats", name, ANSWER_FORMAT_NAMES)
+            check_choice("model.text", "formats", name, FORMATS)
         if self.format_weights and (
             len(self.format_weights) != len(self.formats)
             or min(self.format_weights) < 0
@@ -287,7 +292,7 @@ class ModelConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     def __post_init__(self) -> None:
-        check_choice("model", "head", self.head, ("linear", "text", "both"))
+        check_choice("model", "head", self.head, Head)
         if self.has_text_head and self.llm.source == "none":
             raise ConfigError(f"model.head = {self.head!r} needs an LLM (model.llm.source)")
         if self.explains and self.llm.source == "none":

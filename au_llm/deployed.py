@@ -1,6 +1,6 @@
 """Deployable models: a trained model with the settings that apply it, saved in a folder.
 
-A model folder (written by ``au-llm train``, see :mod:`au_llm.train_recipe`) holds the trainable
+A model folder (written by ``au-llm train``, see :mod:`au_llm.recipes.train`) holds the trainable
 weights, the :class:`~au_llm.model.spec.ModelSpec` (AUs, clip shape, model configuration) and an
 :class:`InferenceConfig` (alignment, sampling, batch size, thresholds) in ``model.json``, and the
 experiment it was trained with in ``config.json`` for the record; :func:`load_deployed` reads it
@@ -25,7 +25,12 @@ from au_llm.config import (
     TrainConfig,
     config_from_dict,
 )
-from au_llm.config_checks import SAMPLING_STRATEGIES, ConfigError, check_choice
+from au_llm.config_checks import (
+    SAMPLING_STRATEGIES,
+    ConfigError,
+    DeployedThresholdPolicy,
+    check_choice,
+)
 from au_llm.config_keys import upgrade_saved
 from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM
@@ -71,7 +76,9 @@ class InferenceConfig:
 
     def __post_init__(self) -> None:
         check_choice("inference", "frame_sampling", self.frame_sampling, SAMPLING_STRATEGIES)
-        check_choice("inference", "threshold_policy", self.threshold_policy, ("fixed", "train"))
+        check_choice(
+            "inference", "threshold_policy", self.threshold_policy, DeployedThresholdPolicy
+        )
         if self.batch_size < 1:
             raise ConfigError(f"inference.batch_size = {self.batch_size}: expected >= 1")
         if not (np.isfinite(self.clip_seconds) and self.clip_seconds > 0):
@@ -145,11 +152,14 @@ class DeployedModel:
         model: The model (eval mode); ``model.spec`` is its :class:`ModelSpec`.
         processor: Its text processor (tokenizer, prompts, decoding).
         inference: The settings that apply it.
+        record: How training went (``model.json``'s ``extra`` without the inference settings,
+            e.g. ``train_thresholds``); empty when not recorded.
     """
 
     model: AULLM
     processor: AULLMProcessor
     inference: InferenceConfig
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> ModelSpec:
@@ -224,4 +234,5 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
         "as trained" if precision is None else f"asked for {precision}",
         info["precision"],
     )
-    return DeployedModel(model, processor, inference)
+    record = {key: value for key, value in extra.items() if key != INFERENCE_KEY}
+    return DeployedModel(model, processor, inference, record)

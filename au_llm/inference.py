@@ -5,8 +5,8 @@ feed the linear head (AU probabilities), the greedy answers in every format the 
 trained on, and the greedy explanations. :func:`predict_clips` does it for a whole dataset. The
 prompt cache (:func:`inference_prompt_cache`) and the constraint tries (:func:`answer_tries`) are
 computed once per model state by the caller and passed to every batch. The protocols
-(:mod:`au_llm.protocol`), ``au-llm predict`` (:mod:`au_llm.predict`), the reliance measure and the
-demo all predict through this module.
+(:mod:`au_llm.recipes.experiment`), ``au-llm predict`` (:mod:`au_llm.predict`), the reliance
+measure and the demo all predict through this module.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import pandas as pd
 
 from au_llm.config import DATASET_AUS, DataConfig, PreprocessConfig
 from au_llm.data.au_sets import (
-    COMPOSITE_AUS,
     UNKNOWN_COLUMN,
     unknown_aus_column,
     unknown_positives,
@@ -29,7 +28,7 @@ from au_llm.data.au_sets import (
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
-from au_llm.runs.layout import PREPROCESS_REPORT
+from au_llm.protocols import PROTOCOLS
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +72,16 @@ class DataInputs:
 
 
 def resolve_aus(data: DataConfig, protocol: str, datasets: list[str]) -> list[int]:
-    """The AUs to detect: ``data.aus`` if set, else the AUs shared by the datasets' published sets.
+    """The AUs to detect: ``data.aus`` if set, else the protocol's own, else the datasets' shared.
 
-    For ``lodo`` the default is the composite benchmark's 12 AUs
-    (:data:`~au_llm.data.au_sets.COMPOSITE_AUS`).
+    A protocol may name its own default (``lodo``: the composite benchmark's 12 AUs,
+    :data:`~au_llm.data.au_sets.COMPOSITE_AUS`); otherwise the default is the AUs that the
+    datasets' published sets share.
 
     Args:
         data: The ``data`` section.
-        protocol: The run's protocol (``loso``, ``lodo``, ``cross``; ``train`` for a deployable
-            model).
+        protocol: The experiment's protocol (a name of :data:`~au_llm.protocols.PROTOCOLS`;
+            ``au-llm train`` passes its config's).
         datasets: The datasets of the run's clips.
 
     Raises:
@@ -89,8 +89,8 @@ def resolve_aus(data: DataConfig, protocol: str, datasets: list[str]) -> list[in
     """
     if data.aus:
         return sorted(set(data.aus))
-    if protocol == "lodo":
-        return list(COMPOSITE_AUS)
+    if PROTOCOLS[protocol].aus:
+        return list(PROTOCOLS[protocol].aus)
     unknown = sorted(set(datasets) - set(DATASET_AUS))
     if unknown:
         raise ValueError(
@@ -149,7 +149,7 @@ def read_inputs(data: DataConfig, protocol: str) -> DataInputs:
     return DataInputs(source, target, resolve_aus(data, protocol, sorted(datasets)))
 
 
-def _lost_datasets(listed: pd.DataFrame, usable: pd.DataFrame) -> dict[str, int]:
+def _lost_datasets(listed: pd.DataFrame, usable: pd.DataFrame, report: Path) -> dict[str, int]:
     """Datasets of ``listed`` without a row in ``usable`` -> their rows in ``listed`` (warned)."""
     counts = listed["dataset"].value_counts()
     lost = {str(d): int(n) for d, n in sorted(counts.items()) if d not in set(usable["dataset"])}
@@ -159,7 +159,7 @@ def _lost_datasets(listed: pd.DataFrame, usable: pd.DataFrame) -> dict[str, int]
             "clips (see %s)",
             dataset,
             n,
-            PREPROCESS_REPORT,
+            report.name,
         )
     return lost
 
@@ -167,20 +167,20 @@ def _lost_datasets(listed: pd.DataFrame, usable: pd.DataFrame) -> dict[str, int]
 def prepare_data(
     data: DataConfig,
     preprocess: PreprocessConfig,
-    run_dir: Path,
+    report: Path,
     protocol: str,
+    *,
     strict: bool = False,
     progress: bool = True,
     inputs: DataInputs | None = None,
 ) -> PreparedData:
     """Read manifests, align and cache every clip, and exclude the clips that failed.
 
-    The per-clip preprocessing report is written to ``run_dir/preprocess_report.csv``.
-
     Args:
         data: The ``data`` section (manifests, cache folder, AUs).
         preprocess: The ``preprocess`` section (face alignment of the cached clips).
-        run_dir: The folder receiving the preprocessing report.
+        report: The per-clip preprocessing report to write (a run's
+            :attr:`~au_llm.runs.layout.RunLayout.preprocess_report`).
         protocol: The run's protocol (see :func:`resolve_aus`).
         strict: Raise on the first clip that fails instead of excluding it.
         progress: Show a progress bar.
@@ -192,20 +192,21 @@ def prepare_data(
     everything = pd.concat([source, target], ignore_index=True) if target is not None else source
     everything = everything.drop_duplicates(subset=["dataset", "subject", "clip"])
     cache = ClipCache(Path(data.cache_dir), preprocess)
-    report = preprocess_manifest(everything, cache, strict=strict, progress=progress)
-    write_preprocess_report(report, run_dir / PREPROCESS_REPORT)
-    failed = report[report["status"] == "failed"]
+    outcome = preprocess_manifest(everything, cache, strict=strict, progress=progress)
+    write_preprocess_report(outcome, report)
+    failed = outcome[outcome["status"] == "failed"]
     excluded = failed[["dataset", "subject", "clip", "error"]].rename(columns={"error": "reason"})
-    usable = _with_fingerprints(exclude_failed(source, report), report)
+    usable = _with_fingerprints(exclude_failed(source, outcome), outcome)
     if usable.empty:
         raise ValueError(
             f"no usable clip: all {len(source)} clips of data.manifests failed preprocessing "
-            f"(see {run_dir / PREPROCESS_REPORT})"
+            f"(see {report})"
         )
     kept = (
-        _with_fingerprints(exclude_failed(target, report), report) if target is not None else None
+        _with_fingerprints(exclude_failed(target, outcome), outcome) if target is not None else None
     )
-    lost = _lost_datasets(everything, pd.concat([usable, kept]) if kept is not None else usable)
+    left = pd.concat([usable, kept]) if kept is not None else usable
+    lost = _lost_datasets(everything, left, report)
     if data.uncoded_aus == "unknown":
         usable = usable.assign(**{UNKNOWN_COLUMN: unknown_aus_column(usable, aus)})
         if kept is not None:

@@ -75,7 +75,7 @@ def loso_overrides(root: Path, device: str, precision: str) -> list[str]:
 def run_loso(root: Path, device: str, precision: str, dry_run: bool) -> dict[str, Any]:
     """One LOSO run (fresh run folder); its pooled F1, precision used and seconds."""
     from au_llm.config import load_config
-    from au_llm.protocol import run_protocol
+    from au_llm.recipes.experiment import run_protocol
 
     config = DRY_CONFIG if dry_run else LOSO_CONFIG
     cfg = load_config(config, loso_overrides(root, device, precision))
@@ -103,6 +103,7 @@ def prepare(folder: Path, root: Path, subjects: int, clips: int, dry_run: bool) 
     from au_llm.data.build import build_manifest
     from au_llm.data.manifest import write_manifest
     from au_llm.prepare import prepare_data
+    from au_llm.runs.layout import preprocess_report
     from au_llm.synth import write_synthetic
 
     shutil.rmtree(root, ignore_errors=True)
@@ -111,7 +112,8 @@ def prepare(folder: Path, root: Path, subjects: int, clips: int, dry_run: bool) 
     write_manifest(result.frame, root / "casme2.csv")
     config = DRY_CONFIG if dry_run else LOSO_CONFIG
     cfg = load_config(config, loso_overrides(root, "cpu", "fp32"))
-    prepare_data(cfg.data, cfg.preprocess, root / "runs" / "prepare", cfg.protocol, progress=False)
+    report = preprocess_report(root / "runs" / "prepare")
+    prepare_data(cfg.data, cfg.preprocess, report, cfg.protocol, progress=False)
     reference = run_loso(root, "cpu", "fp32", dry_run)
     print(f"CPU fp32 LOSO: F1 {reference['pooled_binary_f1']:.4f} ({reference['seconds']:.0f} s)")
     shutil.rmtree(folder, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Could a perceptual hash find re-encoded copies of clips without refusing distinct clips?
 
-The content guard (:func:`au_llm.protocol.check_no_content_leak`) compares exact frame hashes, so
+The content guard (:func:`au_llm.protocols.check_no_content_leak`) compares exact frame hashes, so
 a JPEG re-encoded copy of a clip (other pixels) is not found. This measures, on synthetic
 datasets (``au_llm.synth``: every subject is rendered from one photo, as real recordings of one
 lab share a booth, a camera and a background), a 63-bit DCT perceptual hash of each source frame

@@ -28,8 +28,8 @@ from au_llm.data.build import build_manifest
 from au_llm.data.manifest import write_manifest
 from au_llm.predict.config import PredictConfig
 from au_llm.predict.run import predict_inputs
+from au_llm.recipes.train import train_deployable
 from au_llm.synth import write_synthetic
-from au_llm.train_recipe import train_deployable
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS, WIDTH, HEIGHT = 30.0, 640, 480

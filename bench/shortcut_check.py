@@ -24,6 +24,7 @@ from au_llm.config import load_config
 from au_llm.metrics import roc_auc
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset
+from au_llm.runs.layout import preprocess_report
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_casme2_loso.yaml"
 
@@ -67,7 +68,13 @@ def main() -> None:
     cfg = load_config(
         CONFIG, [f"data.manifests=['{args.manifest}']", f"data.cache_dir='{args.cache}'"]
     )
-    data = prepare_data(cfg.data, cfg.preprocess, args.out.parent, cfg.protocol, progress=False)
+    data = prepare_data(
+        cfg.data,
+        cfg.preprocess,
+        preprocess_report(args.out.parent),
+        cfg.protocol,
+        progress=False,
+    )
     rows = data.source.reset_index(drop=True)
     dataset = ClipDataset(rows, data.cache, data.aus, cfg.sampling.frames_per_clip, "uniform")
     clips = torch.stack([dataset[i][0] for i in range(len(dataset))])

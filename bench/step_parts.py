@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 
 from au_llm.config import ModelConfig
-from au_llm.demo import CONFIG_DIR, demo_config, write_demo_data
 from au_llm.io_utils import atomic_write_text
 from au_llm.model import backbones
 from au_llm.model.backbones import build_backbone
@@ -42,6 +41,8 @@ from au_llm.model.losses import build_loss
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset, clip_loader
+from au_llm.recipes.demo import CONFIG_DIR, demo_config, write_demo_data
+from au_llm.runs.layout import preprocess_report
 from au_llm.training import batch_loss, make_optimizer
 
 
@@ -61,8 +62,10 @@ def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict
 def loader_share(work: Path, repeats: int) -> dict[str, float]:
     """Seconds per batch of the demo LOSO config's loader and of its training step."""
     manifests, _ = write_demo_data(work, 8, 8)
-    cfg = demo_config(CONFIG_DIR / "demo_casme2_loso.yaml", work, manifests, False)
-    data = prepare_data(cfg.data, cfg.preprocess, work, cfg.protocol, progress=False)
+    cfg = demo_config(CONFIG_DIR / "demo_casme2_loso.yaml", work, manifests, no_llm=False)
+    data = prepare_data(
+        cfg.data, cfg.preprocess, preprocess_report(work), cfg.protocol, progress=False
+    )
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train_strategy
     dataset = ClipDataset(data.source, data.cache, data.aus, frames, strategy)
     loader = clip_loader(dataset, cfg.train.batch_size, True, 0)

@@ -31,7 +31,6 @@ from typing import Any
 import pandas as pd
 
 from au_llm.config import ExperimentConfig
-from au_llm.demo_text import TEXT_CONFIG, split_subjects, text_config
 from au_llm.inference import predict_clips
 from au_llm.io_utils import atomic_write_text
 from au_llm.model.checkpoint import build_model
@@ -41,9 +40,11 @@ from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ID_KEYS, ClipDataset
+from au_llm.recipes.demo_text import TEXT_CONFIG, split_subjects, text_config
 from au_llm.reliance import dataset_reliance
 from au_llm.reports.answers import answer_tables
 from au_llm.reports.explanations import explanation_tables
+from au_llm.runs.layout import preprocess_report
 from au_llm.training import (
     seed_everything,
     select_device,
@@ -127,7 +128,9 @@ def run_curve(
         and :func:`evaluate`'s scores) and ``train_loss`` per epoch.
     """
     set_num_threads(cfg.train)
-    data = prepare_data(cfg.data, cfg.preprocess, folder, cfg.protocol, progress=False)
+    data = prepare_data(
+        cfg.data, cfg.preprocess, preprocess_report(folder), cfg.protocol, progress=False
+    )
     if data.target is None:
         raise ValueError("the curve needs held-out clips (data.target_manifests)")
     seed, sampling = cfg.seeds[0], cfg.sampling

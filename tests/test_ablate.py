@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from au_llm.ablate import compare, parse_sweep, read_arms, run_ablation
 from au_llm.config import ConfigError
 from au_llm.data.manifest import read_manifest
+from au_llm.recipes.ablate import compare, parse_sweep, read_arms, run_ablation
 from au_llm.reports.paired import subject_metrics
 from tests.conftest import CONFIG_DIR
 

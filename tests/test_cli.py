@@ -6,10 +6,10 @@ import cv2
 import pandas as pd
 import pytest
 
-from au_llm.cli import main
 from au_llm.data.frames import index_frames
 from au_llm.data.manifest import read_manifest
-from au_llm.protocol import run_protocol
+from au_llm.recipes.cli import main
+from au_llm.recipes.experiment import run_protocol
 from tests.conftest import CONFIG_DIR, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_the_files_protocol_must_match_the_sub_command(capsys):
 @pytest.mark.parametrize("script", ["loso", "cross", "demo"])
 def test_the_module_entry_point_is_the_cli(script, tmp_path):
     help_run = subprocess.run(
-        [sys.executable, "-m", "au_llm.cli", script, "--help"],
+        [sys.executable, "-m", "au_llm.recipes.cli", script, "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -107,7 +107,7 @@ def test_the_module_entry_point_is_the_cli(script, tmp_path):
     if script == "demo":
         return
     bad = subprocess.run(
-        [sys.executable, "-m", "au_llm.cli", script, "--config", str(_bad_yaml(tmp_path))],
+        [sys.executable, "-m", "au_llm.recipes.cli", script, "--config", str(_bad_yaml(tmp_path))],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -106,9 +106,9 @@ def test_explain_settings_are_validated():
 
 
 def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
-    from au_llm.cli import build_parser
     from au_llm.config_checks import AlignMode, FacePolicy, LaunchMode, choices
     from au_llm.preprocess.tracks import FACE_POLICIES
+    from au_llm.recipes.cli import build_parser
 
     def offered(command: str, option: str) -> tuple[str, ...]:
         sub = next(a for a in build_parser()._subparsers._group_actions)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from au_llm.demo import CONFIG_DIR, DEMO_CONFIGS, demo_config, run_demo
-from au_llm.demo_text import text_config_name
+from au_llm.recipes.demo import CONFIG_DIR, DEMO_CONFIGS, demo_config, run_demo
+from au_llm.recipes.demo_text import text_config_name
 
 
 def test_no_llm_flag_gives_the_ablation_on_equal_terms(tmp_path):
@@ -41,7 +41,8 @@ def test_demo_configs_load_from_any_folder(tmp_path, monkeypatch):
     assert Path(str(resources.files("au_llm.configs"))) == CONFIG_DIR
     manifests = {"casme2": Path("c.csv"), "samm": Path("s.csv")}
     names = [
-        demo_config(CONFIG_DIR / name, Path("out"), manifests, False).name for name in DEMO_CONFIGS
+        demo_config(CONFIG_DIR / name, Path("out"), manifests, no_llm=False).name
+        for name in DEMO_CONFIGS
     ]
     assert names == ["demo_casme2_loso", "demo_casme2_to_samm"]
 
@@ -59,7 +60,7 @@ def test_full_demo_learns_within_ten_minutes(tmp_path):
 
 def _tiny_text_config(tmp_path, explain=False):
     """The text step's config with the tiny random LLM, 1 epoch, 32x32 clips."""
-    text = (CONFIG_DIR / text_config_name(explain)).read_text()
+    text = (CONFIG_DIR / text_config_name(explain=explain)).read_text()
     text = text.replace("source: smollm2", "source: tiny")
     text = text.replace("precision: auto", "precision: fp32")
     text = (
@@ -76,7 +77,7 @@ def _tiny_text_config(tmp_path, explain=False):
 
 def test_text_step_holds_out_two_subjects_and_reports_every_format(tiny_data, tmp_path, capsys):
     from au_llm.data.manifest import read_manifest
-    from au_llm.demo_text import run_text_demo
+    from au_llm.recipes.demo_text import run_text_demo
 
     scores = run_text_demo(_tiny_text_config(tmp_path), tmp_path, tiny_data.casme2)
     train = read_manifest(tmp_path / "text" / "train.csv")
@@ -98,7 +99,7 @@ def test_text_step_with_explain_writes_and_scores_an_explanation_per_test_clip(
     tiny_data, tmp_path, capsys
 ):
     from au_llm.data.manifest import read_manifest
-    from au_llm.demo_text import run_text_demo
+    from au_llm.recipes.demo_text import run_text_demo
 
     results = run_text_demo(_tiny_text_config(tmp_path, True), tmp_path, tiny_data.casme2)
     folder = tmp_path / "text_explain"

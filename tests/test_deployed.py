@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from au_llm.cli import main
 from au_llm.config import load_config
 from au_llm.deployed import DeployedModel, InferenceConfig, load_deployed, save_deployed
 from au_llm.model.checkpoint import build_model
+from au_llm.recipes.cli import main
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 EXPERIMENT = [

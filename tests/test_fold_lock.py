@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from au_llm.fold_lock import (
+from au_llm.runs.fold_lock import (
     Owner,
     read_failure,
     read_lock,

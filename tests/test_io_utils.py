@@ -152,7 +152,7 @@ FILE_SIZE_LIMIT = """
 import resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # Python ignores SIGXFSZ: EFBIG
-from au_llm.cli import main
+from au_llm.recipes.cli import main
 from au_llm.io_utils import OutputError, atomic_write_text, create_exclusive
 out = Path(sys.argv[1])
 for write in (atomic_write_text, create_exclusive):

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
-from au_llm.cli import main
 from au_llm.config import ConfigError, parse_devices, save_config
 from au_llm.data.manifest import read_manifest
-from au_llm.fold_lock import Owner, read_lock, try_claim
-from au_llm.launch import (
+from au_llm.recipes.cli import main
+from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.launch import (
     TaskSpec,
     deal,
     run_local,
@@ -25,10 +25,10 @@ from au_llm.launch import (
     task_items,
     worker_gpus,
 )
-from au_llm.protocol import run_protocol
-from au_llm.run_status import run_status
+from au_llm.recipes.run_config import start_run
+from au_llm.recipes.status import run_status
+from au_llm.runs.fold_lock import Owner, read_lock, try_claim
 from au_llm.runs.layout import RunLayout
-from au_llm.runs.run import Run
 from tests.conftest import CONFIG_DIR, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +78,8 @@ def test_launch_settings_are_validated_and_may_differ_within_a_run(tiny_data, tm
     local = tiny_config(tiny_data, tmp_path, "run", "loso", *gpus)
     assert parse_devices(local.launch.devices) == [0, 2]
     assert parse_devices("cpu:3") == [None, None, None]
-    run_dir = Run.start(cfg).root
-    assert Run.start(replace(cfg, launch=local.launch)).root == run_dir
+    run_dir = start_run(cfg).root
+    assert start_run(replace(cfg, launch=local.launch)).root == run_dir
 
 
 def test_slurm_array_run_by_debug_jobs_equals_one_process(tiny_data, tmp_path, reference):
@@ -204,7 +204,7 @@ def test_a_task_that_cannot_see_the_run_directory_says_so(tiny_data, tmp_path):
 
 
 def _launch_local(config: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "au_llm.cli", "loso", "--config", str(config)]
+    command = [sys.executable, "-m", "au_llm.recipes.cli", "loso", "--config", str(config)]
     return subprocess.Popen(
         [*command, "--launch", "local", "--devices", "cpu:2"],
         cwd=REPO,

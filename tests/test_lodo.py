@@ -20,7 +20,8 @@ from au_llm.config import load_config, save_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
 from au_llm.preprocess.run import PreprocessError
-from au_llm.protocol import LeakageError, lodo_folds, run_protocol
+from au_llm.protocols import LeakageError, lodo_folds
+from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
@@ -107,7 +108,7 @@ def test_sigkill_mid_fold_then_rerun_is_byte_identical(lodo_run, composite, tmp_
 
     def launch() -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "au_llm.cli", "lodo", "--config", str(config_file)],
+            [sys.executable, "-m", "au_llm.recipes.cli", "lodo", "--config", str(config_file)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

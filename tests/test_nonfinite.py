@@ -9,15 +9,24 @@ import pandas as pd
 import pytest
 import torch
 
-from au_llm import fitting, protocol, training
-from au_llm.ablate import Ablation, Arm, _summary_row, ablation_markdown, compare, paired_rows
+from au_llm import fitting, training
+from au_llm.config import LaunchConfig
 from au_llm.data.manifest import read_manifest
 from au_llm.inference import ClipOutputs
 from au_llm.prediction_rows import NonFiniteScoreError, output_columns
-from au_llm.protocol import run_protocol
+from au_llm.recipes import experiment
+from au_llm.recipes.ablate import (
+    Ablation,
+    Arm,
+    _summary_row,
+    ablation_markdown,
+    compare,
+    paired_rows,
+)
+from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
-from au_llm.run_status import fold_status
 from au_llm.runs.run import Run
+from au_llm.runs.status import fold_status
 from au_llm.training import DivergedError
 from tests.conftest import tiny_config
 
@@ -60,7 +69,7 @@ def test_a_diverging_training_stops_its_fold_naming_it(tiny_data, tmp_path, monk
         run_protocol(cfg, fold_names=[first], progress=False)
     run = Run.read(tmp_path / "diverged")
     assert not run.is_finished(1, first) and not run.layout.fold_record(1, first).exists()
-    status = fold_status(run, 1, first)
+    status = fold_status(run, 1, first, lock_timeout=LaunchConfig.lock_timeout)
     assert status.state == "failed" and "DivergedError" in status.detail
 
 
@@ -80,8 +89,8 @@ def test_nan_logits_and_an_au_without_positives_never_reach_a_table_as_a_number(
     cfg = tiny_config(
         tiny_data, tmp_path, "nan", "loso", "data.aus=[1,45]", f"train.precision={precision}"
     )
-    real = protocol.fit
-    monkeypatch.setattr(protocol, "fit", _poisoned(real))
+    real = experiment.fit
+    monkeypatch.setattr(experiment, "fit", _poisoned(real))
     first = sorted(read_manifest(tiny_data.casme2)["subject"].unique())[0]
     with pytest.raises(NonFiniteScoreError) as caught:
         run_protocol(cfg, fold_names=[first], progress=False)
@@ -89,9 +98,12 @@ def test_nan_logits_and_an_au_without_positives_never_reach_a_table_as_a_number(
     assert f"AU01_prob = nan for dataset=casme2 subject={first} clip=" in message
     assert f"fold={first} seed=1" in message and "nothing of it is written" in message
     run = Run.read(tmp_path / "nan")
-    assert not run.is_finished(1, first) and fold_status(run, 1, first).state == "failed"
+    assert (
+        not run.is_finished(1, first)
+        and fold_status(run, 1, first, lock_timeout=LaunchConfig.lock_timeout).state == "failed"
+    )
 
-    monkeypatch.setattr(protocol, "fit", real)
+    monkeypatch.setattr(experiment, "fit", real)
     run_dir, tables = run_protocol(cfg, progress=False)
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert np.isfinite(predictions[["AU01_prob", "AU45_prob"]].to_numpy()).all()

@@ -22,10 +22,10 @@ BUILD_IGNORE = (
 CHECK = """
 import json, sys
 from pathlib import Path
-import au_llm, au_llm.demo as demo
+import au_llm, au_llm.recipes.demo as demo
 from au_llm.synth.render import source_landmarks
 manifests = {"casme2": Path("c.csv"), "samm": Path("s.csv")}
-names = [demo.demo_config(demo.CONFIG_DIR / n, Path("out"), manifests, False).name
+names = [demo.demo_config(demo.CONFIG_DIR / n, Path("out"), manifests, no_llm=False).name
          for n in demo.DEMO_CONFIGS]
 print(json.dumps({"package": au_llm.__file__, "configs": str(demo.CONFIG_DIR), "names": names,
                   "landmarks": source_landmarks().shape}))

@@ -4,7 +4,7 @@ import pytest
 
 from au_llm.data.manifest import ManifestError, read_manifest
 from au_llm.prepare import prepare_data, read_manifests, resolve_aus
-from au_llm.runs.layout import PREPROCESS_REPORT
+from au_llm.runs.layout import PREPROCESS_REPORT, preprocess_report
 from tests.conftest import tiny_config
 
 
@@ -46,7 +46,8 @@ def test_a_clip_that_fails_alignment_is_excluded_and_reported(tiny_data, tmp_pat
         f"data.cache_dir='{tmp_path / 'cache'}'",
     )
     run_dir = tmp_path / "run"
-    data = prepare_data(cfg.data, cfg.preprocess, run_dir, cfg.protocol, progress=False)
+    report = preprocess_report(run_dir)
+    data = prepare_data(cfg.data, cfg.preprocess, report, cfg.protocol, progress=False)
     key = (broken["dataset"], broken["subject"], broken["clip"])
     assert [tuple(r) for r in data.excluded[["dataset", "subject", "clip"]].to_numpy()] == [key]
     assert data.excluded["reason"].str.len().iloc[0] > 0

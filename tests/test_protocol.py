@@ -16,7 +16,7 @@ from au_llm.answers import parse_answer
 from au_llm.config import save_config
 from au_llm.data.manifest import read_manifest
 from au_llm.metrics import au_column
-from au_llm.protocol import (
+from au_llm.protocols import (
     Fold,
     LeakageError,
     check_no_clip_leak,
@@ -24,13 +24,13 @@ from au_llm.protocol import (
     cross_folds,
     loso_folds,
     parse_shard,
-    run_protocol,
     select_folds,
 )
-from au_llm.reports.rebuild import build_report
+from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.report import build_report
+from au_llm.recipes.run_config import start_run
 from au_llm.reports.tables import compute_tables, headline_table
 from au_llm.runs.layout import RunLayout
-from au_llm.runs.run import Run
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def test_cross_domain_end_to_end(tiny_data, tmp_path):
 
 def _run_loso_subprocess(config: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "au_llm.cli", "loso", "--config", str(config)],
+        [sys.executable, "-m", "au_llm.recipes.cli", "loso", "--config", str(config)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -408,7 +408,7 @@ def test_run_name_must_be_one_folder_name(tiny_data, tmp_path):
         cfg = tiny_config(tiny_data, tmp_path / "runs", "x")
         cfg.name = name
         with pytest.raises(ValueError, match="run name .*must lie directly in out_dir"):
-            Run.start(cfg)
+            start_run(cfg)
     assert not any(tmp_path.rglob("config.yaml"))
 
 
@@ -435,7 +435,7 @@ def test_stale_temporaries_of_a_run_are_removed_at_start(tiny_data, tmp_path):
     stale.parent.mkdir(parents=True)
     stale.write_text("half")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    Run.start(cfg)
+    start_run(cfg)
     assert not stale.exists()
 
 

@@ -53,7 +53,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 
 
 def test_cli_writes_and_builds_a_composite_style(tmp_path: Path, capsys) -> None:
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     assert (
         main(
@@ -108,7 +108,7 @@ def test_cli_writes_and_builds_a_composite_style(tmp_path: Path, capsys) -> None
 
 
 def test_composite_demo_data_is_kept_when_complete(tmp_path: Path) -> None:
-    from au_llm.demo_composite import write_composite_data
+    from au_llm.recipes.demo_composite import write_composite_data
 
     paths, written = write_composite_data(tmp_path, 1, 2)
     assert written and [p.stem for p in paths] == list(COMPOSITE_STYLES)
@@ -117,7 +117,7 @@ def test_composite_demo_data_is_kept_when_complete(tmp_path: Path) -> None:
 
 
 def test_synth_replaces_earlier_output_only_with_overwrite(tmp_path: Path, capsys) -> None:
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     args = ["synth", "--style", "casme3", "--out", str(tmp_path), "--subjects", "1"]
     args += ["--clips-per-subject", "1", "--seed"]
@@ -135,7 +135,7 @@ def test_synth_replaces_earlier_output_only_with_overwrite(tmp_path: Path, capsy
 
 def test_synth_errors_name_the_style_asked_for(tmp_path: Path, capsys) -> None:
     """CAS(ME)^3 data is rendered like CASME II; its messages still say casme3."""
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     args = ["synth", "--style", "casme3", "--out", str(tmp_path), "--subjects", "150"]
     assert main(args) == 2

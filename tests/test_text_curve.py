@@ -7,12 +7,12 @@ import numpy as np
 
 import au_llm.training
 from au_llm.data.manifest import read_manifest
-from au_llm.demo_text import split_subjects, text_config, text_config_name
 from au_llm.model.checkpoint import build_model
 from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.preprocess.run import preprocess_manifest
+from au_llm.recipes.demo_text import split_subjects, text_config, text_config_name
 from tests.conftest import tiny_config
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "text_curve.py"
@@ -38,7 +38,7 @@ def _curve_config(tiny_data, tmp_path, *extra, explain=False):
         *extra,
     ]
     bench = _bench()
-    config = bench.CONFIG.with_name(text_config_name(explain))
+    config = bench.CONFIG.with_name(text_config_name(explain=explain))
     return bench, text_config(config, tmp_path, train, test, overrides)
 
 

@@ -14,6 +14,7 @@ Every backbone takes clips ``[B, C, T, H, W]`` (float32 in [0, 1]) and implement
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -459,11 +460,46 @@ def reset_backbone(backbone: nn.Module, cfg: BackboneConfig) -> None:
         load_backbone_weights(backbone, cfg.pretrained_path)
 
 
+def _led3dcnn(cfg: BackboneConfig, in_channels: int, n_frames: int, size: int) -> nn.Module:
+    mid_pool = tuple(cfg.mid_pool) if cfg.mid_pool else None
+    return LED3DCNN(
+        in_channels,
+        n_frames,
+        size,
+        high_dim=cfg.high_dim,
+        dropout=cfg.dropout,
+        mid_pool=mid_pool,
+        add_input=cfg.led_add_input,
+    )
+
+
+def _pytorchvideo(cfg: BackboneConfig, in_channels: int, n_frames: int, size: int) -> nn.Module:
+    return PyTorchVideoBackbone(
+        cfg.name,
+        in_channels,
+        n_frames,
+        size,
+        depth=cfg.depth,
+        dropout=cfg.dropout,
+        mid_pool=tuple(cfg.mid_pool) if cfg.mid_pool else None,
+        builder_kwargs=dict(cfg.builder_kwargs),
+    )
+
+
+BackboneBuilder = Callable[[BackboneConfig, int, int, int], nn.Module]
+BACKBONES: dict[str, BackboneBuilder] = {
+    "led3dcnn": _led3dcnn,
+    **{name: _pytorchvideo for name in PYTORCHVIDEO_BACKBONES},
+}
+"""Every backbone by name (``model.backbone.name``) -> its builder,
+``builder(cfg, in_channels, n_frames, size)``; the config check reads this table."""
+
+
 def build_backbone(cfg: BackboneConfig, in_channels: int, n_frames: int, size: int) -> nn.Module:
     """Build the backbone named in ``cfg`` for clips ``[B, in_channels, n_frames, size, size]``.
 
     Args:
-        cfg: Backbone settings.
+        cfg: Backbone settings (``cfg.name`` is a name of :data:`BACKBONES`).
         in_channels: 1 (gray) or 3 (RGB).
         n_frames: Frames per clip.
         size: Side of the square frames in pixels.
@@ -472,28 +508,7 @@ def build_backbone(cfg: BackboneConfig, in_channels: int, n_frames: int, size: i
         A module with ``get_clip_features``, ``reset_parameters``, ``mid_dim`` and ``high_dim``;
         pretrained weights from ``cfg.pretrained_path`` are loaded when given.
     """
-    mid_pool = tuple(cfg.mid_pool) if cfg.mid_pool else None
-    if cfg.name == "led3dcnn":
-        backbone: nn.Module = LED3DCNN(
-            in_channels,
-            n_frames,
-            size,
-            high_dim=cfg.high_dim,
-            dropout=cfg.dropout,
-            mid_pool=mid_pool,
-            add_input=cfg.led_add_input,
-        )
-    else:
-        backbone = PyTorchVideoBackbone(
-            cfg.name,
-            in_channels,
-            n_frames,
-            size,
-            depth=cfg.depth,
-            dropout=cfg.dropout,
-            mid_pool=mid_pool,
-            builder_kwargs=dict(cfg.builder_kwargs),
-        )
+    backbone = BACKBONES[cfg.name](cfg, in_channels, n_frames, size)
     if cfg.pretrained_path:
         load_backbone_weights(backbone, cfg.pretrained_path)
     return backbone

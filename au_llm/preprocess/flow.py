@@ -36,7 +36,6 @@ from au_llm.preprocess.cache import CacheError, ClipCache
 
 log = logging.getLogger(__name__)
 
-INPUTS = ("frames", "flow", "both")
 FLOW_CHANNELS = 3
 TVL1_SETTINGS: dict[str, float | int] = {
     "tau": 0.25,

@@ -9,7 +9,7 @@ Two ways to name the settings (the *arms*):
   overrides in another arms file reuses its finished folds).
 
 Every arm runs the config's protocol with every other setting equal: the same manifests, folds,
-seeds, epochs and fold seeds (:func:`~au_llm.protocol.fold_seed` depends only on the seed and the
+seeds, epochs and fold seeds (:func:`~au_llm.protocols.fold_seed` depends only on the seed and the
 fold's name). Afterwards the runs are checked to share their folds, seeds, fold seeds, clips and
 labels, and one table compares each arm with the reference arm (``--reference``, default the
 first): pooled binary F1 and AUC (mean +- std over seeds), whether the difference exceeds the seed
@@ -450,7 +450,7 @@ def run_ablation(
         The ablation folder (``<out_dir>/<name>_ablate_<key or arms file stem>``) and the
         Markdown tables.
     """
-    from au_llm.protocol import run_protocol
+    from au_llm.recipes.experiment import run_protocol
 
     if arms_file is None:
         fixed, ablation = parse_sweep(config, overrides, reference)

@@ -1,6 +1,9 @@
 """The ``au-llm`` command line: one sub-command per step of the toolkit.
 
-Heavy modules are imported inside each command, so ``au-llm manifest`` starts quickly.
+Heavy modules are imported inside each command, so ``au-llm manifest`` starts quickly. The
+choices the commands offer (protocols, manifest kinds, synthetic styles, precisions, ...) and their
+help come from the tables that own them, so a protocol or a dataset kind added there is listed
+here without an edit.
 """
 
 from __future__ import annotations
@@ -9,17 +12,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
-from au_llm.data.build import MANIFEST_KINDS
+from au_llm.data.build import INPUT_FILES, MANIFEST_KINDS
 from au_llm.data.builders import SMIC_KIND
-from au_llm.synth.styles import ALL_STYLES
+from au_llm.predict.config import PredictConfig
+from au_llm.protocols import PROTOCOLS
+from au_llm.synth.plan import DIFFICULTIES
+from au_llm.synth.styles import SYNTH_STYLES
 
 
-def _add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def _add_config_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--config", type=Path, required=required, help="experiment YAML")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=1e-4"
@@ -58,16 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    kinds = "; ".join(f"{name}: {kind.title}" for name, kind in MANIFEST_KINDS.items())
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
-    manifest.add_argument("kind", choices=[*MANIFEST_KINDS, SMIC_KIND])
-    manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
-    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
-    manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
+    manifest.add_argument(
+        "kind", choices=[*MANIFEST_KINDS, SMIC_KIND], help=f"{kinds} ({SMIC_KIND}: refused)"
+    )
+    for key, what in INPUT_FILES.items():
+        users = ", ".join(name for name, kind in MANIFEST_KINDS.items() if key in kind.needs)
+        manifest.add_argument(f"--{key}", type=Path, help=f"{what} ({users})")
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
-    synth.add_argument("--style", choices=ALL_STYLES, required=True)
+    synth.add_argument("--style", choices=SYNTH_STYLES, required=True)
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument(
         "--overwrite", action="store_true", help="replace the style's data already in --out"
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--difficulty",
-        choices=["normal", "hard"],
+        choices=DIFFICULTIES,
         default="normal",
         help="hard: smaller movements, more jitter and noise, AU4 in about half the clips",
     )
@@ -91,12 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prep.add_argument("--strict", action="store_true", help="fail on the first bad clip")
 
-    for name, text in (
-        ("loso", "leave-one-subject-out"),
-        ("lodo", "leave-one-dataset-out"),
-        ("cross", "cross-domain transfer"),
-    ):
-        _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
+    for name, protocol in PROTOCOLS.items():
+        _add_protocol_args(sub.add_parser(name, help=f"run a {protocol.title} experiment"))
 
     ablate = sub.add_parser(
         "ablate",
@@ -162,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--max-window-gib",
         type=float,
-        default=4.0,
+        default=PredictConfig.max_window_gib,
         help="most memory one window's frames may take at full resolution (recordings)",
     )
     predict.add_argument(
@@ -174,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--face",
         choices=choices(FacePolicy),
-        default="largest",
+        default=PredictConfig.face,
         help="which tracked face a window uses; all: one stream per face (face_id column)",
     )
     predict.add_argument(
         "--min-face",
         type=float,
-        default=0.8,
+        default=PredictConfig.min_face,
         help="least fraction of a window's frames showing its face (others go to failures.csv)",
     )
     predict.add_argument(
@@ -228,13 +234,11 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
-    from au_llm.synth import write_synthetic
-    from au_llm.synth.styles import COMPOSITE_STYLES, output_names, write_composite_style
+    from au_llm.synth.styles import output_names
 
     coding = output_names(args.style)[1]
     check_output_folder(args.out, overwrite=args.overwrite, result=coding)
-    writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
-    result = writer(
+    result = SYNTH_STYLES[args.style](
         args.style,
         args.out,
         args.subjects,
@@ -255,11 +259,11 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from au_llm.preprocess.cache import ClipCache
     from au_llm.preprocess.preview import write_contact_sheet
     from au_llm.preprocess.run import preprocess_manifest, write_preprocess_report
-    from au_llm.runs.layout import PREPROCESS_REPORT
+    from au_llm.runs.layout import preprocess_report
 
     cfg = load_config(args.config, args.overrides)
     cache_dir = Path(cfg.data.cache_dir)
-    report_path = args.report or cache_dir / PREPROCESS_REPORT
+    report_path = args.report or preprocess_report(cache_dir)
     check_output_file(report_path, overwrite=True, inputs=args.manifest, option="--report")
     manifest = pd.concat([read_manifest(m) for m in args.manifest], ignore_index=True)
     cache = ClipCache(cache_dir, cfg.preprocess)
@@ -286,7 +290,7 @@ def protocol_request(
     Raises:
         ConfigError: If the config's ``protocol`` is not the sub-command's.
     """
-    from au_llm.protocol import parse_shard
+    from au_llm.protocols import parse_shard
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     cfg = load_config(args.config, overrides)
@@ -305,17 +309,17 @@ def protocol_request(
 
 def execute_protocol(args: argparse.Namespace, protocol: str) -> int:
     """Run a protocol here, on local workers or on SLURM (``launch.mode``); print the outcome."""
-    from au_llm.protocol import run_protocol
+    from au_llm.recipes.experiment import run_protocol
     from au_llm.reports.rebuild import headline_text
 
     cfg, folds, shard = protocol_request(args, protocol)
     if cfg.launch.mode == "slurm":
-        from au_llm.launch import submission_summary, submit_slurm
+        from au_llm.recipes.launch import submission_summary, submit_slurm
 
         print(submission_summary(submit_slurm(cfg, folds, shard)))
         return 0
     if cfg.launch.mode == "local":
-        from au_llm.launch import run_local
+        from au_llm.recipes.launch import run_local
 
         run_dir, tables = run_local(cfg, folds, shard)
     else:
@@ -328,7 +332,7 @@ def execute_protocol(args: argparse.Namespace, protocol: str) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:
-    from au_llm.ablate import run_ablation
+    from au_llm.recipes.ablate import run_ablation
 
     folds = args.folds.split(",") if args.folds else None
     out_dir, text = run_ablation(
@@ -344,16 +348,17 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from au_llm.run_status import describe_states, fold_states
+    from au_llm.recipes.status import describe_states, run_states
     from au_llm.runs.run import Run
 
     run = Run.read(args.run_dir)
-    print(describe_states(run, fold_states(run)))
+    print(describe_states(run, run_states(run)))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from au_llm.reports.rebuild import build_report, headline_text
+    from au_llm.recipes.report import build_report
+    from au_llm.reports.rebuild import headline_text
 
     print(headline_text(args.run_dir, build_report(args.run_dir)))
     return 0
@@ -366,9 +371,9 @@ def _cmd_assets(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from au_llm.demo import run_demo
-    from au_llm.demo_composite import run_composite_demo
     from au_llm.io_utils import check_output_folder
+    from au_llm.recipes.demo import run_demo
+    from au_llm.recipes.demo_composite import run_composite_demo
 
     out = args.out or Path("runs/demo_composite" if args.composite else "runs/demo")
     check_output_folder(out, overwrite=True)
@@ -387,7 +392,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from au_llm.train_recipe import train_deployable
+    from au_llm.recipes.train import train_deployable
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
     train_deployable(load_config(args.config, overrides), args.out, overwrite=args.overwrite)
@@ -396,29 +401,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from au_llm.predict.config import PredictConfig
     from au_llm.predict.run import predict_inputs
 
-    options = PredictConfig(
-        window=args.window,
-        stride=args.stride,
-        max_window_gib=args.max_window_gib,
-        fps=args.fps,
-        face=args.face,
-        min_face=args.min_face,
-        explain=args.explain,
-        align=args.align,
-        precision=args.precision,
-        strict=args.strict,
-        plot=args.plot,
-        per_frame=args.per_frame,
-        overwrite=args.overwrite,
-        cache_dir=args.cache_dir,
-    )
-    run = predict_inputs(args.model, args.input, args.out, options)
+    run = predict_inputs(args.model, args.input, args.out, predict_options(args))
     print(run.summary.to_string(index=False, na_rep=""))
     print(f"predictions written: {run.out} (failures: {run.failures}; precision: {run.precision})")
     return run.status
+
+
+def predict_options(args: argparse.Namespace) -> PredictConfig:
+    """The ``au-llm predict`` options that are :class:`PredictConfig` fields, validated there."""
+    names = {field.name for field in fields(PredictConfig)}
+    return PredictConfig(**{key: value for key, value in vars(args).items() if key in names})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,9 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "manifest": _cmd_manifest,
         "synth": _cmd_synth,
         "preprocess": _cmd_preprocess,
-        "loso": lambda a: execute_protocol(a, "loso"),
-        "lodo": lambda a: execute_protocol(a, "lodo"),
-        "cross": lambda a: execute_protocol(a, "cross"),
+        **{name: partial(execute_protocol, protocol=name) for name in PROTOCOLS},
         "ablate": _cmd_ablate,
         "report": _cmd_report,
         "status": _cmd_status,

@@ -14,8 +14,8 @@ from pathlib import Path
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.demo_text import run_text_demo, text_config_name, text_folder
-from au_llm.protocol import run_protocol
+from au_llm.recipes.demo_text import run_text_demo, text_config_name, text_folder
+from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth import write_synthetic
 
@@ -47,7 +47,7 @@ def write_demo_data(
 
 
 def demo_config(
-    config_file: Path, out: Path, manifests: dict[str, Path], no_llm: bool
+    config_file: Path, out: Path, manifests: dict[str, Path], *, no_llm: bool
 ) -> ExperimentConfig:
     """A demo config redirected to ``out`` (and to the LLM-free ablation when ``no_llm``)."""
     cfg = load_config(config_file)
@@ -65,6 +65,7 @@ def demo_config(
 
 def run_demo(
     out: Path,
+    *,
     no_llm: bool = False,
     subjects: int = 8,
     clips_per_subject: int = 8,
@@ -78,8 +79,8 @@ def run_demo(
         no_llm: Run the ablation without the LLM (``model.llm.source=none``).
         subjects: Synthetic subjects per dataset.
         clips_per_subject: Synthetic clips per subject.
-        text: End with the text step (SmolLM2 answering in words, see :mod:`au_llm.demo_text`);
-            never with ``no_llm``.
+        text: End with the text step (SmolLM2 answering in words, see
+            :mod:`au_llm.recipes.demo_text`); never with ``no_llm``.
         explain: The text step also trains and writes explanations
             (``configs/demo_smollm2_explain.yaml``), into ``out/text_explain`` instead of
             ``out/text``.
@@ -94,7 +95,7 @@ def run_demo(
     print(f"[demo] synthetic data and manifests ready ({time.perf_counter() - start:.0f} s)")
     runs, texts = [], []
     for name in DEMO_CONFIGS:
-        cfg = demo_config(CONFIG_DIR / name, Path(out), manifests, no_llm)
+        cfg = demo_config(CONFIG_DIR / name, Path(out), manifests, no_llm=no_llm)
         if written:
             shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
         run_dir, tables = run_protocol(cfg)
@@ -107,12 +108,13 @@ def run_demo(
         "metrics_per_fold.csv, summary.json, report.md and the plots."
     )
     if text and not no_llm:
-        folder = Path(out) / text_folder(explain)
+        folder = Path(out) / text_folder(explain=explain)
         if written:
             shutil.rmtree(folder, ignore_errors=True)
         what = "text answers and explanations" if explain else "text answers"
         print(f"\n[demo] {what} with the built-in SmolLM2-135M (first run converts it once)")
-        run_text_demo(CONFIG_DIR / text_config_name(explain), Path(out), manifests["casme2"])
+        config = CONFIG_DIR / text_config_name(explain=explain)
+        run_text_demo(config, Path(out), manifests["casme2"])
         print(f"[demo] text step done, written under {folder}")
     print(f"[demo] finished in {time.perf_counter() - start:.0f} s")
     return runs

@@ -14,8 +14,8 @@ from pathlib import Path
 from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.demo import CONFIG_DIR
-from au_llm.protocol import run_protocol
+from au_llm.recipes.demo import CONFIG_DIR
+from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 

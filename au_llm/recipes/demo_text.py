@@ -30,16 +30,17 @@ from au_llm.data.manifest import read_manifest, write_manifest
 from au_llm.deployed import DeployedModel, load_deployed
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import au_column, binary_f1, roc_auc
+from au_llm.model.checkpoint import MODEL_FILE
 from au_llm.predict.config import PredictConfig
 from au_llm.predict.manifests import ManifestPredictor
 from au_llm.predict.scorer import ClipScorer
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
+from au_llm.recipes.train import train_deployable
 from au_llm.reliance import dataset_reliance, reliance_notes
 from au_llm.reports.answers import ANSWER_PREFIX, answer_formats, answer_tables
 from au_llm.reports.explanations import explanation_notes, explanation_tables
 from au_llm.runs.layout import SUMMARY
-from au_llm.train_recipe import train_deployable
 
 TEXT_CONFIG = "demo_smollm2_text.yaml"
 EXPLAIN_CONFIG = "demo_smollm2_explain.yaml"
@@ -64,12 +65,12 @@ def split_subjects(manifest: Path, out: Path, n_test: int = TEST_SUBJECTS) -> tu
     return paths
 
 
-def text_config_name(explain: bool) -> str:
+def text_config_name(*, explain: bool) -> str:
     """The text step's config file: with explanations or without."""
     return EXPLAIN_CONFIG if explain else TEXT_CONFIG
 
 
-def text_folder(explain: bool) -> str:
+def text_folder(*, explain: bool) -> str:
     """The text step's folder under the demo folder."""
     return "text_explain" if explain else "text"
 
@@ -180,13 +181,9 @@ def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[
     return dataset_reliance(deployed.model, deployed.processor, dataset, inference.batch_size)
 
 
-def _train_thresholds(model_dir: Path) -> list[float] | None:
-    """The deployed model's thresholds chosen on its training predictions, when recorded."""
-    return json.loads((model_dir / "model.json").read_text())["extra"].get("train_thresholds")
-
-
 def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
-    if (model_dir / "model.json").is_file():
+    """The model folder's model, trained first when the folder holds none."""
+    if (model_dir / MODEL_FILE).is_file():
         return load_deployed(model_dir)
     return train_deployable(cfg, model_dir)
 
@@ -205,7 +202,7 @@ def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[s
         The scores per decoding mode (``free``, ``constrained``) and, with explanations, their
         faithfulness (``explanations``), as written to ``summary.json`` in the step's folder.
     """
-    folder = out / text_folder(load_config(config_file).model.explains)
+    folder = out / text_folder(explain=load_config(config_file).model.explains)
     train, test = split_subjects(casme2_manifest, folder)
     cfg = text_config(config_file, out, train, test)
     deployed = _deployed(cfg, folder / "model")
@@ -217,7 +214,8 @@ def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[s
         predictor = ManifestPredictor(ClipScorer(deployed, options), out / "cache")
         frames[mode] = predictor.predict(test)
         atomic_write_csv(folder / f"predictions_{mode}.csv", frames[mode])
-        scores[mode] = score_answers(frames[mode], aus, _train_thresholds(folder / "model"))
+        train_thresholds = deployed.record.get("train_thresholds")
+        scores[mode] = score_answers(frames[mode], aus, train_thresholds)
     results: dict[str, Any] = dict(scores)
     if explained:
         results["explanations"] = explanation_tables(frames["free"], aus)[1]

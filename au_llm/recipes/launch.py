@@ -5,7 +5,7 @@ The work items are seeds x folds. :func:`submit_slurm` deals the unfinished ones
 :func:`run_local` starts one worker per entry of ``launch.devices`` (pinned with
 ``CUDA_VISIBLE_DEVICES``) and builds the report itself when they are done. Every task first
 trains its own items, then items that no other process has claimed (so a fast task helps a slow
-one), each under a fold claim (:mod:`au_llm.fold_lock`); all of them write into one run
+one), each under a fold claim (:mod:`au_llm.runs.fold_lock`); all of them write into one run
 directory, exactly as one process would.
 
 Each submission is recorded in the run folder (:meth:`~au_llm.runs.run.Run.record_submission`);
@@ -29,12 +29,15 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig, parse_devices, slurm_minutes
-from au_llm.fold_lock import Owner, job_id_from_env
-from au_llm.protocol import open_run, report_if_finished, run_work, select_folds
+from au_llm.protocols import select_folds
+from au_llm.recipes.experiment import open_run, run_work
+from au_llm.recipes.report import report_if_finished
+from au_llm.recipes.status import describe_states, run_states
 from au_llm.reports.tables import RunTables
-from au_llm.run_status import describe_states, fold_states
+from au_llm.runs.fold_lock import Owner, job_id_from_env
 from au_llm.runs.layout import RunLayout
 from au_llm.runs.run import Item, Run
+from au_llm.runs.status import fold_states
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +150,7 @@ def run_task(spec: TaskSpec) -> list[Item]:
     threads = spec.threads or spec.cfg.train.num_threads
     if threads:
         torch.set_num_threads(threads)
-    opened = open_run(spec.cfg, torch.get_num_threads(), False, joining=Path(spec.run_dir))
+    opened = open_run(spec.cfg, torch.get_num_threads(), progress=False, joining=Path(spec.run_dir))
     run = opened.run
     owner = Owner.current(str(run.layout.job_log(job_id_from_env())))
     log.info("task %s: %d own work item(s)", owner.describe(), len(spec.own))
@@ -164,7 +167,7 @@ def report_task(run_dir: str) -> str:
     _log_to_stderr()
     run = Run.read(run_dir)
     report_if_finished(run)
-    text = describe_states(run, fold_states(run))
+    text = describe_states(run, run_states(run))
     log.info("%s", text)
     return text
 
@@ -213,6 +216,7 @@ def prepare_launch(
     cfg: ExperimentConfig,
     fold_names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
+    *,
     progress: bool = True,
     num_threads: int | None = None,
 ) -> Prepared:
@@ -225,9 +229,9 @@ def prepare_launch(
         progress: Show progress bars while preparing the clips.
         num_threads: The CPU threads the tasks will use (None: each task decides and checks).
     """
-    opened = open_run(cfg, num_threads, progress)
+    opened = open_run(cfg, num_threads, progress=progress)
     selected = {fold.name for fold in select_folds(opened.folds, fold_names, shard)}
-    states = fold_states(opened.run)
+    states = fold_states(opened.run, lock_timeout=cfg.launch.lock_timeout)
     waiting = {(s.seed, s.fold) for s in states if s.state in ("pending", "failed")}
     todo = [(seed, f.name) for seed in cfg.seeds for f in opened.folds if f.name in selected]
     todo = [item for item in todo if item in waiting]
@@ -287,6 +291,7 @@ def submit_slurm(
     cfg: ExperimentConfig,
     fold_names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
+    *,
     progress: bool = True,
     cluster: str = "slurm",
 ) -> Submission:
@@ -304,7 +309,9 @@ def submit_slurm(
         The submission.
     """
     submitit = _submitit()
-    prepared = prepare_launch(cfg, fold_names, shard, progress, cfg.train.num_threads or None)
+    prepared = prepare_launch(
+        cfg, fold_names, shard, progress=progress, num_threads=cfg.train.num_threads or None
+    )
     if not prepared.todo:
         log.info("%s: every selected fold is finished or running", prepared.run_dir)
         return Submission(prepared.run_dir, prepared.record, [], None, [])
@@ -349,7 +356,7 @@ def _error_line(exc: Exception) -> str:
     return (raised or lines)[-1 if raised else 0].strip()
 
 
-def _wait(jobs: list[Any], run: Run, todo: list[Item], progress: bool) -> list[str]:
+def _wait(jobs: list[Any], run: Run, todo: list[Item], *, progress: bool) -> list[str]:
     """Wait for local jobs, showing finished folds; return an error line per failed job."""
     with tqdm(total=len(todo), desc="folds", unit="fold", disable=not progress) as bar:
         while not all(job.done() for job in jobs):
@@ -404,6 +411,7 @@ def run_local(
     cfg: ExperimentConfig,
     fold_names: list[str] | None = None,
     shard: tuple[int, int] | None = None,
+    *,
     progress: bool = True,
     cluster: str = "local",
 ) -> tuple[Path, RunTables | None]:
@@ -428,7 +436,11 @@ def run_local(
     devices = worker_gpus(parse_devices(cfg.launch.devices), os.environ.get("CUDA_VISIBLE_DEVICES"))
     threads = _worker_threads(cfg, len(devices)) if None in devices else 0
     prepared = prepare_launch(
-        cfg, fold_names, shard, progress, threads or cfg.train.num_threads or None
+        cfg,
+        fold_names,
+        shard,
+        progress=progress,
+        num_threads=threads or cfg.train.num_threads or None,
     )
     jobs = []
     if prepared.todo:
@@ -449,7 +461,7 @@ def run_local(
         owns = {job.job_id: spec.own for job, spec in zip(jobs, specs, strict=True)}
         prepared.run.update_submission(prepared.record, jobs=owns)
     try:
-        errors = _wait(jobs, prepared.run, prepared.todo, progress)
+        errors = _wait(jobs, prepared.run, prepared.todo, progress=progress)
     except KeyboardInterrupt:
         for job in jobs:
             job.cancel(check=False)

@@ -20,12 +20,13 @@ from au_llm.io_utils import check_output_folder
 from au_llm.model.checkpoint import MODEL_FILE, build_model
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
+from au_llm.runs.layout import preprocess_report
 from au_llm.training import seed_everything, select_device, set_num_threads
 
 log = logging.getLogger(__name__)
 
 
-def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) -> DeployedModel:
+def train_deployable(cfg: ExperimentConfig, out: Path, *, overwrite: bool = False) -> DeployedModel:
     """Train one model on every clip of ``data.manifests`` and save it to ``out``.
 
     Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
@@ -43,7 +44,8 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     inputs += [llm.path] if llm.source == "path" and llm.path else []
     out = check_output_folder(out, overwrite, inputs, result=MODEL_FILE)
     set_num_threads(cfg.train)
-    data = prepare_data(cfg.data, cfg.preprocess, out, cfg.protocol, cfg.strict)
+    report = preprocess_report(out)
+    data = prepare_data(cfg.data, cfg.preprocess, report, cfg.protocol, strict=cfg.strict)
     seed = cfg.seeds[0]
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
     device, precision = select_device(cfg.train)
@@ -56,12 +58,12 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     inference = InferenceConfig.from_sections(
         cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, fitted.thresholds, np.median(seconds)
     )
-    deployed = DeployedModel(model.eval(), processor, inference)
     record = {
         "train_thresholds": [float(t) for t in fitted.train_thresholds],
         "train_clips": len(fitted.train),
         "train_loss": fitted.result.train_loss,
         "excluded": data.excluded.to_dict("records"),
     }
+    deployed = DeployedModel(model.eval(), processor, inference, record)
     save_deployed(deployed, out, cfg.to_dict(), record)
     return deployed

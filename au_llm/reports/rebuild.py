@@ -1,8 +1,9 @@
 """Every output of a run directory rebuilt from its finished folds.
 
 A protocol run writes one predictions CSV per finished fold (see :mod:`au_llm.runs.layout`);
-:func:`build_report` turns whatever folds are finished into ``predictions.csv``, the metric
-files, the plots and ``report.md``. When some work items of the run's plan are not finished (a
+:func:`write_run_report` turns whatever folds are finished into ``predictions.csv``, the metric
+files, the plots and ``report.md`` (``au-llm report``, :mod:`au_llm.recipes.report`, gives it
+the run's settings). When some work items of the run's plan are not finished (a
 ``--shard``/``--folds`` run alone, or a run still going), the report, ``summary.json``
 (``partial``) and the headline say "partial: N of M folds". Folds computed with different CPU
 thread counts are refused (their probabilities differ slightly). Only the plan's folds that read
@@ -20,8 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from au_llm.config import EvalConfig
 from au_llm.io_utils import atomic_write_csv, atomic_write_text
 from au_llm.metrics import apply_thresholds, au_column, best_thresholds, threshold_grid
+from au_llm.protocols import PROTOCOLS
 from au_llm.reliance import reliance_notes, run_reliance
 from au_llm.reports.answers import answer_notes, answer_tables
 from au_llm.reports.calibration import train_threshold_f1
@@ -44,6 +47,7 @@ from au_llm.runs.layout import (
     PREDICTIONS,
     PREPROCESS_REPORT,
     SUMMARY,
+    RunLayout,
 )
 from au_llm.runs.run import Item, Run
 
@@ -98,11 +102,12 @@ def without_untrained(frame: pd.DataFrame, untrained: dict[int, list[Item]]) -> 
 
 
 def run_warnings(
-    run: Run, scan: FoldScan, untrained: dict[int, list[Item]], n_folds: int
+    run: Run, scan: FoldScan, untrained: dict[int, list[Item]], n_folds: int, *, protocol: str
 ) -> list[str]:
     """The lines a reader must see first.
 
-    Folds set aside or left out, datasets without a clip, AUs some folds never learnt.
+    Folds set aside or left out, datasets without a clip (under a protocol with a fold per
+    dataset, the folds it cost), AUs some folds never learnt.
     """
     lines = scan.notes(run.root)
     lost = run.info().get("lost_datasets") or {}
@@ -111,7 +116,7 @@ def run_warnings(
             f"dataset {dataset}: all {n} of its clips failed preprocessing "
             f"({PREPROCESS_REPORT}); the run holds none of its clips"
         )
-        if run.cfg.protocol == "lodo":
+        if PROTOCOLS[protocol].per_dataset:
             line += f", so it has {n_folds} folds, not {n_folds + len(lost)}"
         lines.append(line)
     for au, items in sorted(untrained.items()):
@@ -144,16 +149,28 @@ def apply_oracle_thresholds(
     return frame, chosen
 
 
-def build_report(run_dir: Path) -> RunTables:
+def write_run_report(
+    run: Run, *, title: str, protocol: str, evaluation: EvalConfig, settings: dict[str, str]
+) -> RunTables:
     """Rebuild predictions.csv, metric tables, plots and report.md from the finished folds.
 
     Under ``eval.threshold_policy: test-oracle`` the decisions are re-made with thresholds tuned
     on the pooled test labels; every file then says so (a ``note`` column in each CSV,
     ``optimistic`` in summary.json, plot titles, report.md) and ``oracle_thresholds.json``
     records the thresholds.
+
+    Args:
+        run: The run folder.
+        title: The report's title.
+        protocol: The run's protocol (a name of :data:`~au_llm.protocols.PROTOCOLS`).
+        evaluation: The run's ``eval`` section (threshold policy and grid).
+        settings: The settings ``report.md`` lists (the fold precisions are added).
+
+    Raises:
+        FileNotFoundError: No fold of the run is finished.
+        ValueError: Finished folds were computed with different CPU thread counts.
     """
-    run = Run.read(run_dir)
-    run_dir, cfg, run_info = run.root, run.cfg, run.info()
+    run_dir, run_info = run.root, run.info()
     aus = run.aus()
     scan = run.scan_folds()
     if not scan.whole:
@@ -162,13 +179,13 @@ def build_report(run_dir: Path) -> RunTables:
     records = run.fold_records(scan.whole)
     untrained = untrained_folds(records, aus)
     frame = run.finished_predictions(scan.whole)
-    optimistic = cfg.eval.threshold_policy == "test-oracle"
+    optimistic = evaluation.threshold_policy == "test-oracle"
     if optimistic:
         frame, chosen = apply_oracle_thresholds(
-            frame, aus, threshold_grid(*cfg.eval.threshold_grid)
+            frame, aus, threshold_grid(*evaluation.threshold_grid)
         )
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
-        atomic_write_text(run_dir / ORACLE_THRESHOLDS, json.dumps(oracle, indent=2))
+        atomic_write_text(run.layout.output(ORACLE_THRESHOLDS), json.dumps(oracle, indent=2))
     written, frame = frame, without_untrained(frame, untrained)
     tables = compute_tables(frame, aus)
     text_per_au, text_summary = answer_tables(frame, aus)
@@ -190,20 +207,22 @@ def build_report(run_dir: Path) -> RunTables:
     partial = partial_info(frame, run.plan())
     if partial is not None:
         tables.summary["partial"] = partial
-    tables.summary["warnings"] = run_warnings(run, scan, untrained, len(run_info["folds"]))
+    n_folds = len(run_info["folds"])
+    tables.summary["warnings"] = run_warnings(run, scan, untrained, n_folds, protocol=protocol)
     datasets = sorted(frame["dataset"].unique())
     if len(datasets) > 1:
         per_dataset, tables.summary["per_dataset"] = dataset_tables(frame, aus)
-        atomic_write_csv(run_dir / METRICS_PER_DATASET, per_dataset)
-    atomic_write_csv(run_dir / PREDICTIONS, mark_optimistic(written) if optimistic else written)
+        atomic_write_csv(run.layout.output(METRICS_PER_DATASET), per_dataset)
+    predictions = mark_optimistic(written) if optimistic else written
+    atomic_write_csv(run.layout.output(PREDICTIONS), predictions)
     write_metric_files(tables, run_dir, optimistic, text_per_au)
     plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
     write_markdown_report(
         tables,
         run_dir,
-        title=f"au-llm run: {cfg.name}",
-        protocol=cfg.protocol,
-        config_summary={**run.config_summary(), "precision": tables.summary["precision"]},
+        title=title,
+        protocol=protocol,
+        config_summary={**settings, "precision": tables.summary["precision"]},
         excluded_clips=run_info["excluded"],
         plots=plots,
         optimistic=optimistic,
@@ -214,5 +233,5 @@ def build_report(run_dir: Path) -> RunTables:
 
 def headline_text(run_dir: Path, tables: RunTables) -> str:
     """Text for the end of a run (printed by the caller): the run directory and headline table."""
-    optimistic = json.loads((Path(run_dir) / SUMMARY).read_text())["optimistic"]
+    optimistic = json.loads(RunLayout(Path(run_dir)).output(SUMMARY).read_text())["optimistic"]
     return f"Run directory: {run_dir}\n{headline_table(tables, optimistic)}"

@@ -8,7 +8,7 @@ A run lives in ``<out_dir>/<name>/``::
     preprocess_report.csv         per-clip alignment outcome
     folds/seed<S>/<fold>.csv      a finished fold's predictions: the completion marker
     folds/seed<S>/<fold>.json     its thresholds, losses, seeds, device and thread count
-    folds/seed<S>/<fold>.lock     a live claim (au_llm.fold_lock)
+    folds/seed<S>/<fold>.lock     a live claim (au_llm.runs.fold_lock)
     folds/seed<S>/<fold>.failed   the error of a fold whose training raised
     folds/seed<S>/<file>.<time>.damaged
                                   a fold file that did not read back whole, set aside
@@ -70,6 +70,15 @@ OUTPUTS = (
 ``metrics_per_dataset.csv`` only when the clips come from several datasets)."""
 
 
+def preprocess_report(folder: Path) -> Path:
+    """The per-clip alignment report written into ``folder``.
+
+    The folder is a run's, a model folder (``au-llm train``) or an aligned-clip cache
+    (``au-llm preprocess``).
+    """
+    return Path(folder) / PREPROCESS_REPORT
+
+
 def lock_file(marker: Path) -> Path:
     """The claim file of the fold whose completion marker (predictions CSV) is ``marker``."""
     return marker.with_suffix(LOCK)
@@ -121,7 +130,7 @@ class RunLayout:
     @property
     def preprocess_report(self) -> Path:
         """The per-clip alignment report."""
-        return self.root / PREPROCESS_REPORT
+        return preprocess_report(self.root)
 
     @property
     def folds(self) -> Path:

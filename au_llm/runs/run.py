@@ -3,7 +3,9 @@
 :class:`Run` is the only reader and writer of a run folder's records (``config.yaml``,
 ``env.json``, ``run.json``, the fold files and the launch submissions); protocols, launchers,
 ``au-llm status``, ``au-llm report`` and ``au-llm ablate`` ask it instead of building paths. The
-file names are in :mod:`au_llm.runs.layout`.
+file names are in :mod:`au_llm.runs.layout`. A run holds its experiment's config as a file it
+writes and compares, not as the typed config: the recipes read that file back and hand each
+method the settings it needs (the seeds, the claim timeout).
 
 ``run.json`` holds the plan (every seed x every fold of the protocol, before ``--folds`` or
 ``--shard``), so the report can say when a run is partial and ``au-llm status`` lists every
@@ -23,6 +25,7 @@ import platform
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from au_llm.config import ExperimentConfig, load_config, save_config
 from au_llm.data.manifest import id_problem
-from au_llm.fold_lock import Claim, Owner, try_claim
 from au_llm.io_utils import (
     TEMP_SUFFIX,
     atomic_write_text,
@@ -46,17 +47,9 @@ from au_llm.io_utils import (
     unescape_frame,
 )
 from au_llm.prepare import PreparedData
+from au_llm.runs.fold_lock import Claim, Owner, try_claim
 from au_llm.runs.folds import CSV_SHA256, FoldScan, Item, scan_folds, text_sha256
 from au_llm.runs.layout import RunLayout
-
-# Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
-RUNTIME_KEYS = (
-    ("strict",),
-    ("out_dir",),
-    ("preprocess", "workers"),
-    ("train", "num_threads"),
-    ("launch",),
-)
 
 
 def environment() -> dict[str, Any]:
@@ -91,29 +84,6 @@ def environment() -> dict[str, Any]:
 def device_name() -> str:
     """The GPU's name, or ``cpu``."""
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-
-
-def _comparable(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The config as a dict without :data:`RUNTIME_KEYS`."""
-    data = cfg.to_dict()
-    for path in RUNTIME_KEYS:
-        parent = data
-        for key in path[:-1]:
-            parent = parent[key]
-        parent.pop(path[-1])
-    return data
-
-
-def config_differences(saved: dict[str, Any], given: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: saved value -> given value`` for every dotted key whose values differ."""
-    lines = []
-    for key in sorted(set(saved) | set(given), key=str):
-        name, old, new = f"{prefix}{key}", saved.get(key), given.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            lines += config_differences(old, new, f"{name}.")
-        elif old != new:
-            lines.append(f"{name}: {old!r} -> {new!r}")
-    return lines
 
 
 # What run.json must hold, and the type of each entry.
@@ -158,29 +128,27 @@ def data_fingerprint(data: PreparedData) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_folder(cfg: ExperimentConfig) -> Path:
-    """``<out_dir>/<name>``, the folder of ``cfg``'s run.
+def run_folder(out_dir: str | Path, name: str) -> Path:
+    """``<out_dir>/<name>``, the folder of the run called ``name``.
 
     Raises:
         ValueError: ``name`` is not a single folder name.
     """
-    problem = id_problem("name", cfg.name)
+    problem = id_problem("name", name)
     if problem is not None:
         raise ValueError(f"run {problem}: the run folder must lie directly in out_dir")
-    return Path(cfg.out_dir) / cfg.name
+    return Path(out_dir) / name
 
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder and the experiment it holds.
+    """A run folder.
 
     Attributes:
         layout: The folder's paths.
-        cfg: The experiment (the saved ``config.yaml`` for a folder opened with :meth:`read`).
     """
 
     layout: RunLayout
-    cfg: ExperimentConfig
 
     @property
     def root(self) -> Path:
@@ -188,35 +156,41 @@ class Run:
         return self.layout.root
 
     @classmethod
-    def start(cls, cfg: ExperimentConfig) -> Run:
+    def start(
+        cls, root: Path, *, config_text: str, differences: Callable[[Path], list[str]]
+    ) -> Run:
         """Create (or reopen) the run folder, refusing to mix two configs in one run.
 
-        Configs that differ only in :data:`RUNTIME_KEYS` (e.g. ``preprocess.workers`` on another
-        machine of a job array) may share a run. Temporaries left by a killed write (older than
-        a few minutes) are removed and the folder must be writable before any work starts. The
-        first process creates ``config.yaml`` atomically; a later one compares its config with
-        it (and writes its runtime settings into it when they are the only difference), so of
-        two processes starting one folder with different configs, one is always refused.
-        ``env.json`` is written.
+        Configs that differ only in settings of how a run executes (e.g. ``preprocess.workers``
+        on another machine of a job array; ``differences`` leaves them out) may share a run.
+        Temporaries left by a killed write (older than a few minutes) are removed and the folder
+        must be writable before any work starts. The first process creates ``config.yaml``
+        atomically; a later one compares its config with it (and writes its runtime settings
+        into it when they are the only difference), so of two processes starting one folder
+        with different configs, one is always refused. ``env.json`` is written.
+
+        Args:
+            root: The run folder (:func:`run_folder`).
+            config_text: The experiment's config as YAML, written as ``config.yaml``.
+            differences: Reads the ``config.yaml`` a folder already holds and names each setting
+                in which it differs from ``config_text`` (empty: the same run).
 
         Raises:
-            ValueError: ``name`` is not a single folder name, or the folder holds another config
-                (the differing keys are named).
+            ValueError: The folder holds another config (the differing keys are named).
             OutputError: The run folder cannot be written.
         """
-        layout = RunLayout(run_folder(cfg).resolve())
+        layout = RunLayout(Path(root).resolve())
         probe_writable(layout.root)
         remove_stale_temporaries(layout.root)
         staging = layout.root / f".{layout.config.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
-            save_config(cfg, staging)
+            atomic_write_text(staging, config_text)
             if not link_exclusive(staging, layout.config):
-                saved = load_config(layout.config, saved=True)
-                differences = config_differences(_comparable(saved), _comparable(cfg))
-                if differences:
+                changed = differences(layout.config)
+                if changed:
                     raise ValueError(
                         f"{layout.root} holds a run with a different config ({layout.config}): "
-                        f"{'; '.join(differences)}; use another name= or remove the folder"
+                        f"{'; '.join(changed)}; use another name= or remove the folder"
                     )
                 with output_errors(layout.config):
                     os.replace(staging, layout.config)
@@ -224,16 +198,16 @@ class Run:
             with contextlib.suppress(FileNotFoundError):
                 staging.unlink()
         atomic_write_text(layout.env, json.dumps(environment(), indent=2))
-        return cls(layout, cfg)
+        return cls(layout)
 
     @classmethod
-    def join(cls, cfg: ExperimentConfig, root: Path) -> Run:
+    def join(cls, root: Path) -> Run:
         """The run at ``root`` that another process started, for a task that trains its folds."""
-        return cls(RunLayout(Path(root)), cfg)
+        return cls(RunLayout(Path(root)))
 
     @classmethod
     def read(cls, root: str | Path) -> Run:
-        """An existing run folder, opened to read (its saved config).
+        """An existing run folder, opened to read.
 
         Raises:
             FileNotFoundError: If the folder holds no started run (no ``run.json``).
@@ -244,7 +218,7 @@ class Run:
                 f"{layout.root}: no {layout.record.name}; not a run directory, or its run has "
                 "not started"
             )
-        return cls(layout, load_config(layout.config, saved=True))
+        return cls(layout)
 
     # -- run.json: the data and the plan -------------------------------------------------------
 
@@ -260,6 +234,8 @@ class Run:
         self,
         data: PreparedData,
         folds: list[str],
+        *,
+        seeds: list[int],
         num_threads: int | None,
         precision: str | None = None,
     ) -> None:
@@ -271,6 +247,7 @@ class Run:
         Args:
             data: The prepared clips.
             folds: Every fold name of the protocol (before ``--folds``/``--shard``).
+            seeds: The run's seeds (the protocol is repeated once per seed).
             num_threads: The CPU threads the folds are computed with (None: decided by each
                 task); checked against the finished folds (:meth:`check_threads`).
             precision: The precision the folds compute in here (``fp32`` or ``bf16``); None
@@ -287,7 +264,7 @@ class Run:
                 f"{self.root}: the manifests' clips, frame ranges or labels changed since "
                 "its finished folds were computed; use another name= or remove the folder"
             )
-        plan = [(seed, fold) for seed in self.cfg.seeds for fold in folds]
+        plan = [(seed, fold) for seed in seeds for fold in folds]
         self.check_threads(num_threads, self.scan_folds(plan).whole)
         info = {
             "aus": data.aus,
@@ -295,7 +272,7 @@ class Run:
             "lost_datasets": data.lost_datasets,
             "data_fingerprint": fingerprint,
             "folds": folds,
-            "seeds": self.cfg.seeds,
+            "seeds": seeds,
             "num_threads": num_threads,
             "precision": precision,
         }
@@ -318,28 +295,6 @@ class Run:
         """The AUs the run detects."""
         return [int(au) for au in self.info()["aus"]]
 
-    def config_summary(self) -> dict[str, str]:
-        """The settings a reader of the run's report needs first."""
-        cfg = self.cfg
-        llm = cfg.model.llm
-        return {
-            "protocol": cfg.protocol,
-            "manifests": ", ".join(cfg.data.manifests),
-            "target": ", ".join(cfg.data.target_manifests) or "-",
-            "AUs": ", ".join(f"AU{a}" for a in self.aus()),
-            "frames": (
-                f"{cfg.sampling.frames_per_clip} x {cfg.preprocess.size}px {cfg.preprocess.color}"
-            ),
-            "backbone": cfg.model.backbone.name,
-            "LLM": llm.source if llm.source != "path" else llm.path,
-            "LoRA": f"r={llm.lora.r}, alpha={llm.lora.alpha}",
-            "loss": cfg.train.loss,
-            "optimizer": f"{cfg.train.optimizer}, lr={cfg.train.lr}, wd={cfg.train.weight_decay}",
-            "epochs x batch": f"{cfg.train.epochs} x {cfg.train.batch_size}",
-            "threshold": cfg.eval.threshold_policy,
-            "seeds": ", ".join(map(str, cfg.seeds)),
-        }
-
     # -- folds ---------------------------------------------------------------------------------
 
     def is_finished(self, seed: int, fold: str) -> bool:
@@ -358,10 +313,18 @@ class Run:
         """``items``, or by default the plan's finished folds."""
         return [item for item in self.plan() if self.is_finished(*item)] if items is None else items
 
-    def claim(self, seed: int, fold: str, owner: Owner) -> Claim | None:
-        """Claim a fold to train it (None: finished, or a live process holds it)."""
+    def claim(self, seed: int, fold: str, owner: Owner, *, timeout: float) -> Claim | None:
+        """Claim a fold to train it (None: finished, or a live process holds it).
+
+        Args:
+            seed: The seed of the work item.
+            fold: Its fold.
+            owner: This process, as the claim records it.
+            timeout: Seconds without a refresh after which another process's claim is dead
+                (``launch.lock_timeout``).
+        """
         marker = self.layout.fold_predictions(seed, fold)
-        return try_claim(marker, self.cfg.launch.lock_timeout, owner)
+        return try_claim(marker, timeout, owner)
 
     def write_fold(self, seed: int, fold: str, frame: pd.DataFrame, record: dict) -> Path:
         """Write a fold's record, then its predictions (the completion marker), atomically.

@@ -22,24 +22,32 @@ builders only read the integer at the end of a name).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from au_llm.data.builders import dataset_format
 from au_llm.io_utils import atomic_write_bytes
 from au_llm.synth.plan import STYLES, SynthClip, plan_clips, style_spec
-from au_llm.synth.write import SynthResult, prepare_root, write_clip_frames, xlsx_bytes
+from au_llm.synth.write import (
+    SynthResult,
+    prepare_root,
+    write_clip_frames,
+    write_synthetic,
+    xlsx_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
-COMPOSITE_STYLES = ("casme", "casme3", "mmew", "4dme")
-# style -> (rendering style, seed offset, frames root, label file)
+# style -> (rendering style, seed offset); the frames root and label file are the dataset's
+# (:func:`~au_llm.data.builders.dataset_format`).
 _LAYOUTS = {
-    "casme": ("casme2", 1001, "CASME_raw_selected", "casme.xlsx"),
-    "casme3": ("casme2", 2003, "ME_A", "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"),
-    "mmew": ("casme2", 3005, "Micro_Expression", "MMEW_Micro_Exp.xlsx"),
-    "4dme": ("samm", 4007, "gray_micro", "4DME_Labelling_Micro_release v1.xlsx"),
+    "casme": ("casme2", 1001),
+    "casme3": ("casme2", 2003),
+    "mmew": ("casme2", 3005),
+    "4dme": ("samm", 4007),
 }
-ALL_STYLES = (*STYLES, *COMPOSITE_STYLES)
+COMPOSITE_STYLES = tuple(_LAYOUTS)
 _RECORDINGS = ("a", "b", "e")
 _RECORDING_GAP = 7
 _MMEW_EMOTIONS = {"repression": "others"}
@@ -159,13 +167,14 @@ def write_composite_style(
     """
     if style not in _LAYOUTS:
         raise ValueError(f"synthetic style {style!r}: expected one of {', '.join(_LAYOUTS)}")
-    base, offset, root_name, coding_name = _LAYOUTS[style]
+    base, offset = _LAYOUTS[style]
+    spec = dataset_format(style)
     planned = plan_clips(
         base, subjects, clips_per_subject, seed + offset, frames_per_clip, difficulty, name=style
     )
     named = _casme3_timing(planned) if style == "casme3" else [(c, c.clip) for c in planned]
     out = Path(out)
-    root = out / root_name
+    root = out / spec.root_name
     prepare_root(root)
     pattern = "img{}.jpg" if style == "casme" else "{}.jpg"
     clips, rows = [], []
@@ -177,7 +186,7 @@ def write_composite_style(
         clips.append(replace(renamed, frames_dir=target))
         rows.append(row)
     sheet = "label" if style == "casme3" else "Sheet1"
-    coding = out / coding_name
+    coding = out / spec.coding_name
     atomic_write_bytes(coding, xlsx_bytes([(sheet, [list(_HEADERS[style]), *rows])]))
     logger.info("wrote synthetic %s data: %d clips under %s", style, len(clips), root)
     return SynthResult(style=style, root=root, coding=coding, clips=clips)
@@ -189,7 +198,14 @@ def output_names(style: str) -> tuple[str, str]:
     Raises:
         ValueError: Unknown style.
     """
-    if style in _LAYOUTS:
-        return _LAYOUTS[style][2], _LAYOUTS[style][3]
-    spec = style_spec(style)
+    spec = dataset_format(style) if style in _LAYOUTS else style_spec(style)
     return spec.root_name, spec.coding_name
+
+
+SynthWriter = Callable[..., SynthResult]
+SYNTH_STYLES: dict[str, SynthWriter] = {
+    **{style: write_synthetic for style in STYLES},
+    **{style: write_composite_style for style in _LAYOUTS},
+}
+"""Every synthetic style by name (``au-llm synth --style``) -> its writer, called as
+``writer(style, out, subjects, clips_per_subject, seed=..., difficulty=...)``."""

@@ -23,7 +23,7 @@ from au_llm.predict.recordings import RecordingScanner
 from au_llm.predict.run import predict_inputs
 from au_llm.predict.scorer import ClipScorer
 from au_llm.preprocess.windows import window_starts
-from au_llm.train_recipe import train_deployable
+from au_llm.recipes.train import train_deployable
 from tests.conftest import tiny_config
 
 AUS = [1, 2, 4, 7, 12, 14, 15, 17]
@@ -223,7 +223,7 @@ def test_predict_checks_its_outputs_against_its_inputs_before_any_work(
 
 
 def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, monkeypatch, capsys):
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     _, model_dir, _ = deployed
     monkeypatch.setattr(predict_run, "load_deployed", _no_work)
@@ -235,7 +235,7 @@ def test_predict_out_naming_a_folder_fails_before_any_work(deployed, tmp_path, m
 def test_train_refuses_an_existing_model_unless_overwrite(
     deployed, tiny_data, tmp_path, monkeypatch
 ):
-    from au_llm import train_recipe
+    from au_llm.recipes import train as train_recipe
 
     _, model_dir, _ = deployed
     cfg = tiny_config(tiny_data, tmp_path, "deploy", "loso", "eval.threshold_policy=train")
@@ -294,7 +294,7 @@ def test_predict_writes_text_answers_and_constrained_answers_parse(tiny_data, tm
 
 
 def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_data, tmp_path):
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     cfg = tiny_config(
         tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",

@@ -15,7 +15,7 @@ from au_llm.predict.recordings import RecordingScanner
 from au_llm.predict.run import predict_inputs
 from au_llm.predict.scorer import ClipScorer
 from au_llm.preprocess.windows import RecordingReader
-from au_llm.train_recipe import train_deployable
+from au_llm.recipes.train import train_deployable
 from tests.conftest import tiny_config
 
 # Presentation times of a variable-frame-rate recording: 10 fps, then 20, then 50, then 5.
@@ -144,7 +144,7 @@ def test_window_options_out_of_range_are_refused_naming_the_option(option, value
 
 
 def test_a_negative_stride_exits_2_before_any_work(tmp_path, capsys):
-    from au_llm.cli import main
+    from au_llm.recipes.cli import main
 
     argv = ["predict", "--model", str(tmp_path / "no_model"), "--input", str(tmp_path)]
     assert main([*argv, "--out", str(tmp_path / "p.csv"), "--stride", "-1"]) == 2

@@ -14,7 +14,8 @@ from au_llm.config import PreprocessConfig
 from au_llm.data.manifest import read_manifest
 from au_llm.preprocess.cache import CacheError, ClipCache
 from au_llm.preprocess.flow import FlowCache, clip_flow, optical_strain
-from au_llm.protocol import loso_folds, run_protocol
+from au_llm.protocols import loso_folds
+from au_llm.recipes.experiment import run_protocol
 from tests.conftest import tiny_config
 
 

@@ -5,8 +5,10 @@ import json
 import pandas as pd
 
 from au_llm.data.manifest import read_manifest
-from au_llm.protocol import loso_folds, run_protocol
-from au_llm.reports.rebuild import build_report, headline_text
+from au_llm.protocols import loso_folds
+from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.report import build_report
+from au_llm.reports.rebuild import headline_text
 from tests.conftest import tiny_config
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from au_llm.cli import main
-from au_llm.protocol import run_protocol
-from au_llm.run_status import fold_status
+from au_llm.config import LaunchConfig
+from au_llm.recipes.cli import main
+from au_llm.recipes.experiment import run_protocol
 from au_llm.runs.run import Run
+from au_llm.runs.status import fold_status
 from tests.conftest import tiny_config
 
 
@@ -89,7 +90,10 @@ def test_a_fold_written_before_hashes_is_checked_by_its_row_count(finished, tmp_
     del info["predictions_sha256"]
     record.write_text(json.dumps(info))
     lines = csv.read_text().splitlines(keepends=True)
-    assert fold_status(Run.read(run_dir), 1, fold).state == "done", "a whole old fold counts"
+    assert (
+        fold_status(Run.read(run_dir), 1, fold, lock_timeout=LaunchConfig.lock_timeout).state
+        == "done"
+    ), "a whole old fold counts"
     csv.write_text("".join(lines[:2]))
     status, out, _ = cli(capsys, "status", run_dir)
     assert f"{csv}: 1 rows, but the fold tested {info['n_test']} clips (truncated?)" in out

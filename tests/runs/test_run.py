@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from au_llm.cli import main
 from au_llm.data.manifest import read_manifest
-from au_llm.launch import run_local
-from au_llm.protocol import run_protocol
+from au_llm.recipes.cli import main
+from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.launch import run_local
+from au_llm.recipes.run_config import saved_config, start_run
 from au_llm.runs import layout
 from au_llm.runs.layout import RunLayout
 from au_llm.runs.run import Run
@@ -144,7 +145,9 @@ def test_a_run_folder_that_records_train_bf16_reads_and_resumes(oracle_run, tmp_
     assert "  precision: fp32\n" in text
     saved.write_text(text.replace("  precision: fp32\n", "  bf16: false\n"))  # an older run
     run = Run.read(copy)
-    assert run.cfg.train.precision == "fp32"
+    assert saved_config(run).train.precision == "fp32"
     assert main(["status", str(copy)]) == 0 and main(["report", str(copy)]) == 0
-    assert Run.start(replace(run.cfg, out_dir=str(tmp_path))).layout.root == copy.resolve()
+    assert (
+        start_run(replace(saved_config(run), out_dir=str(tmp_path))).layout.root == copy.resolve()
+    )
     assert "error" not in capsys.readouterr().err

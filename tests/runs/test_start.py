@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from au_llm.config import load_config
-from au_llm.protocol import open_run
-from au_llm.runs.run import Run
+from au_llm.recipes.experiment import open_run
+from au_llm.recipes.run_config import saved_config, start_run
 from tests.conftest import CONFIG_DIR, tiny_config
 
 TRIALS = 8
@@ -31,7 +31,7 @@ def _start(cfg, barrier, results) -> None:
     """Start the run of ``cfg`` once every racer is ready; record the outcome."""
     barrier.wait()
     try:
-        Run.start(cfg)
+        start_run(cfg)
         results.put((cfg.train.epochs, "started"))
     except ValueError as exc:
         results.put((cfg.train.epochs, str(exc)))
@@ -87,14 +87,14 @@ def test_threads_racing_through_run_start_never_mix_configs(tmp_path):
 
 
 def test_a_second_config_is_refused_naming_every_differing_key(tmp_path):
-    Run.start(_config(tmp_path, 2))
+    start_run(_config(tmp_path, 2))
     with pytest.raises(ValueError, match="different config") as caught:
-        Run.start(_config(tmp_path, 5, "train.lr=0.5"))
+        start_run(_config(tmp_path, 5, "train.lr=0.5"))
     assert "train.epochs: 2 -> 5" in str(caught.value)
     assert "train.lr: 0.001 -> 0.5" in str(caught.value)
     assert _saved_epochs(tmp_path) == 2
-    rejoined = Run.start(_config(tmp_path, 2, "train.num_threads=2", "preprocess.workers=1"))
-    assert rejoined.cfg.train.num_threads == 2, "a runtime setting alone may differ"
+    rejoined = start_run(_config(tmp_path, 2, "train.num_threads=2", "preprocess.workers=1"))
+    assert saved_config(rejoined).train.num_threads == 2, "a runtime setting alone may differ"
     assert load_config(tmp_path / "race" / "config.yaml", saved=True).train.num_threads == 2
     assert not list((tmp_path / "race").glob(".*.tmp"))
 

@@ -28,7 +28,6 @@ from pathlib import Path
 from au_llm.data.au_codes import cell_text
 from au_llm.data.manifest import ManifestError
 
-COMPOSITE_KINDS = ("casme", "casme3", "mmew", "4dme")
 SMIC_KIND = "smic"
 SMIC_REFUSAL = (
     "smic: SMIC has no Action Unit labels (its annotation gives emotion classes only), so it "
@@ -189,6 +188,8 @@ _FORMATS = (
         key_frame_marks=True,
     ),
 )
+
+COMPOSITE_KINDS = tuple(spec.name for spec in _FORMATS)
 
 
 def dataset_format(name: str) -> DatasetFormat:
