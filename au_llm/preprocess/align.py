@@ -8,7 +8,7 @@ Template positions are the x, y of those vertices in mediapipe's ``canonical_fac
 (y flipped to point down). The template is framed so that the canonical face's extent (forehead
 top 10 to chin 152, cheek to cheek) fills ``1 - 2 * margin`` of the square crop, centred.
 
-Modes (``PreprocessConfig.mode``):
+Modes (``PreprocessConfig.align``, :data:`~au_llm.config_checks.AlignMode`):
 
 * ``clip``: frames are landmarked from the onset on until ``ref_frames`` faces are found, trying
   at most ``ref_frames + max_face_search`` frames; the per-point median of those landmarks gives

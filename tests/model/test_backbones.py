@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from au_llm.config import BackboneConfig
-from au_llm.model.backbones import LED3DCNN, LearnableEulerianDynamics, build_backbone
+from au_llm.model.backbones import BACKBONES, LED3DCNN, LearnableEulerianDynamics, build_backbone
 from tests.model import clips, one_torch_thread
 
 
@@ -88,7 +88,7 @@ TINY_WIDTHS = {
 }
 
 
-@pytest.mark.parametrize("name", ["led3dcnn", "x3d", "r2plus1d", "slow", "csn"])
+@pytest.mark.parametrize("name", list(BACKBONES))
 def test_every_backbone_trains(name: str) -> None:
     torch.manual_seed(0)
     cfg = BackboneConfig(name=name, high_dim=16, builder_kwargs=TINY_WIDTHS.get(name, {}))
