@@ -412,10 +412,10 @@ class ExperimentConfig:
 
     Attributes:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
-        protocol: ``loso`` (leave one subject out; with several datasets, subjects are told apart
-            by dataset), ``lodo`` (leave one dataset out, over the datasets of
-            ``data.manifests``) or ``cross`` (train on ``data.manifests``, test on
-            ``data.target_manifests``).
+        protocol: A name of :data:`~au_llm.protocols.PROTOCOLS`: ``loso`` (leave one subject
+            out; with several datasets, subjects are told apart by dataset), ``lodo`` (leave one
+            dataset out, over the datasets of ``data.manifests``) or ``cross`` (train on
+            ``data.manifests``, test on ``data.target_manifests``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.

@@ -3,8 +3,8 @@
 A choice is spelled once. Where a module of the library owns a table of the choices (protocols in
 :mod:`au_llm.protocols`, backbones in :mod:`au_llm.model.backbones`, answer formats in
 :mod:`au_llm.answers`), the config checks read that table. The choices below have no table of
-their own: they are named here once, as ``Literal`` types, and the config checks, the command
-line's ``choices=`` and the code that acts on them read these names.
+their own: they are named here once, as ``Literal`` types, which the config checks and the
+command line's ``choices=`` read.
 """
 
 from __future__ import annotations

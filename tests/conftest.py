@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +75,19 @@ def device() -> torch.device:
     ``bench/gpu_check.py`` runs them with ``AU_LLM_TEST_DEVICE=cuda`` on a GPU machine.
     """
     return torch.device(os.environ.get("AU_LLM_TEST_DEVICE", "cpu"))
+
+
+def kill_within_second_fold(proc: subprocess.Popen, folds_dir: Path) -> None:
+    """SIGKILL a protocol run part way into its next fold, once its first fold's record is written.
+
+    Waits for the first ``*.json`` fold record in ``folds_dir`` (failing if the run ends first),
+    then 40% of that fold's training time more.
+    """
+    deadline = time.monotonic() + 240
+    while not any(folds_dir.glob("*.json")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.005)
+    first = json.loads(next(folds_dir.glob("*.json")).read_text())
+    time.sleep(0.4 * first["seconds"])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

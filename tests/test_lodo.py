@@ -6,10 +6,8 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from au_llm.protocols import LeakageError, lodo_folds
 from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
+from tests.conftest import kill_within_second_fold
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny_cpu_lodo.yaml"
@@ -116,14 +115,7 @@ def test_sigkill_mid_fold_then_rerun_is_byte_identical(lodo_run, composite, tmp_
         )
 
     proc = launch()
-    deadline = time.monotonic() + 240
-    while not any(folds_dir.glob("*.json")) and time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.005)
-    first = json.loads(next(folds_dir.glob("*.json")).read_text())
-    time.sleep(0.4 * first["seconds"])
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_within_second_fold(proc, folds_dir)
     assert 1 <= len(list(folds_dir.glob("*.csv"))) < 4
     assert launch().wait(timeout=300) == 0
     for name in ("predictions.csv", "metrics_per_au.csv", "metrics_per_fold.csv"):

@@ -1,7 +1,6 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from au_llm.recipes.report import build_report
 from au_llm.recipes.run_config import start_run
 from au_llm.reports.tables import compute_tables, headline_table
 from au_llm.runs.layout import RunLayout
-from tests.conftest import tiny_config
+from tests.conftest import kill_within_second_fold, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -241,14 +240,7 @@ def test_sigkill_mid_fold_then_rerun_equals_an_uninterrupted_run(loso_run, tiny_
     save_config(cfg, config_file)
     folds_dir = tmp_path / "loso" / "folds" / "seed1"
     proc = _run_loso_subprocess(config_file)
-    deadline = time.monotonic() + 240
-    while not any(folds_dir.glob("*.json")) and time.monotonic() < deadline:
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.005)
-    first = json.loads(next(folds_dir.glob("*.json")).read_text())
-    time.sleep(0.4 * first["seconds"])
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_within_second_fold(proc, folds_dir)
     finished = sorted(p.stem for p in folds_dir.glob("*.csv"))
     assert 1 <= len(finished) < 3, finished
     assert _run_loso_subprocess(config_file).wait(timeout=300) == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from au_llm.config import ExperimentConfig, load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.protocols import PROTOCOLS
 from au_llm.recipes.demo_text import run_text_demo, text_config_name, text_folder
 from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
@@ -56,7 +57,7 @@ def demo_config(
         f"data.cache_dir='{out / 'cache'}'",
         f"data.manifests=['{manifests['casme2']}']",
     ]
-    if cfg.protocol == "cross":
+    if PROTOCOLS[cfg.protocol].target:
         overrides.append(f"data.target_manifests=['{manifests['samm']}']")
     if no_llm:
         overrides += ["model.llm.source=none", f"name={cfg.name}_no_llm"]
