@@ -92,7 +92,7 @@ def check_choice(section: str, key: str, value: str, allowed: Collection[str] | 
         raise ConfigError(f"{section}.{key} = {value!r}: expected one of {', '.join(names)}")
 
 
-def check_positive(section: str, key: str, value: float, allow_zero: bool = False) -> None:
+def check_positive(section: str, key: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise :class:`ConfigError` naming ``section.key`` unless ``value > 0`` (or ``>= 0``)."""
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"

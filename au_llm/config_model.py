@@ -236,7 +236,9 @@ class TextConfig:
                 f"model.text.format_weights = {self.format_weights}: expected one weight >= 0 "
                 f"per format of {self.formats}, not all 0 (or [] for formats in turn)"
             )
-        check_positive("model.text", "first_format_epochs", self.first_format_epochs, True)
+        check_positive(
+            "model.text", "first_format_epochs", self.first_format_epochs, allow_zero=True
+        )
         check_positive("model.text", "weight", self.weight, allow_zero=True)
         check_positive("model.text", "linear_weight", self.linear_weight, allow_zero=True)
         check_positive("model.text", "max_new_tokens", self.max_new_tokens)

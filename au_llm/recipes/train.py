@@ -42,7 +42,7 @@ def train_deployable(cfg: ExperimentConfig, out: Path, *, overwrite: bool = Fals
     llm = cfg.model.llm
     inputs = [*cfg.data.manifests, *cfg.data.target_manifests]
     inputs += [llm.path] if llm.source == "path" and llm.path else []
-    out = check_output_folder(out, overwrite, inputs, result=MODEL_FILE)
+    out = check_output_folder(out, overwrite=overwrite, inputs=inputs, result=MODEL_FILE)
     set_num_threads(cfg.train)
     report = preprocess_report(out)
     data = prepare_data(cfg.data, cfg.preprocess, report, cfg.protocol, strict=cfg.strict)
