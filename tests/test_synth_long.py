@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pytest
 
-from au_llm.synth.long import LONG_STYLES, LongRenderer, iter_long_frames, plan_long_recordings
+from au_llm.synth.long import (
+    LONG_STYLES,
+    LongRenderer,
+    iter_long_frames,
+    plan_long_recordings,
+    write_long_style,
+)
 from au_llm.synth.long.plan import MARGIN_SECONDS
+from au_llm.synth.long.write import CASME3_HEADERS
 
 
 @pytest.mark.parametrize("style", LONG_STYLES)
@@ -104,3 +113,63 @@ def test_bad_arguments_are_refused() -> None:
     rec = plan_long_recordings("casme3-lv", 1, 1, seconds=2, size=0.2)[0]
     with pytest.raises(ValueError, match="outside"):
         LongRenderer(rec).render(rec.last_frame + 1)
+
+
+def _sheets(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    book = openpyxl.load_workbook(path)
+    return {sheet.title: list(sheet.iter_rows(values_only=True)) for sheet in book.worksheets}
+
+
+def test_written_layouts_are_the_real_ones(tmp_path: Path) -> None:
+    samm = write_long_style("samm-lv", tmp_path / "samm", 1, 2, seconds=2.5, size=0.2)
+    rec = samm.recordings[1]
+    assert rec.frames_dir == samm.root / rec.recording and rec.recording.endswith("_2")
+    assert (rec.frames_dir / f"{rec.recording}_0001.jpg").is_file()
+    assert len(list(rec.frames_dir.iterdir())) == rec.n_frames == 500
+    rows = _sheets(samm.codings[0])["FACS_Movement_Only"]
+    assert rows[9][:4] == ("Subject", "Filename", "Inducement Code", "Onset")  # row 10
+    types = {row[7] for row in rows[10:]}
+    assert types <= {"Micro - 1/2", "Macro"}
+
+    sq = write_long_style("casme-sq-lv", tmp_path / "sq", 2, 1, seconds=3, size=0.2)
+    rec = sq.recordings[0]
+    number = rec.subject_number
+    assert rec.frames_dir == sq.root / f"s{number}" / f"{number}_0101disgustingteeth"
+    assert (rec.frames_dir / "img001.jpg").is_file() and (rec.frames_dir / "img090.jpg").is_file()
+    sheets = _sheets(sq.codings[0])
+    assert list(sheets) == ["CASFEcode_final", "naming rule1", "naming rule2"]
+    assert sheets["naming rule1"][0] == (number, f"s{number}", 1)
+    assert sheets["naming rule2"][0] == (101, "disgust1")
+    assert {row[7] for row in sheets["CASFEcode_final"]} <= {"micro-expression", "macro-expression"}
+
+    c3 = write_long_style("casme3-lv", tmp_path / "c3", 1, 1, seconds=4, size=0.2)
+    rec = c3.recordings[0]
+    assert rec.frames_dir == c3.root / rec.subject / "a" / "color"
+    assert rec.subject.startswith("spNO.") and (rec.frames_dir / "0.jpg").is_file()
+    micro, macro = (_sheets(path) for path in c3.codings)
+    assert list(micro) == ["label"] and list(macro) == ["Sheet1"]
+    assert micro["label"][0] == CASME3_HEADERS["micro"]
+    assert len(micro["label"]) - 1 == sum(e.kind == "micro" for e in rec.expressions)
+
+
+def test_cli_synth_long_and_its_refusals(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from au_llm.cli import main
+
+    base = ["synth", "--out", str(tmp_path / "out"), "--subjects", "1"]
+    tiny = ["--seconds", "2", "--size", "0.2", "--recordings-per-subject", "1"]
+    assert main([*base, "--long", "--style", "casme3-lv", *tiny]) == 0
+    assert "1 recordings written" in capsys.readouterr().out
+    assert main([*base, "--style", "samm-lv", *tiny]) == 2
+    assert "add --long" in capsys.readouterr().err
+    assert main([*base, "--long", "--style", "casme2"]) == 2
+    assert "choose one of them" in capsys.readouterr().err
+    assert main([*base, "--style", "casme2", "--seconds", "3"]) == 2
+    assert "--seconds applies to long recordings only" in capsys.readouterr().err
+
+
+def test_cli_offers_every_style() -> None:
+    from au_llm.cli import SYNTH_STYLE_CHOICES
+    from au_llm.synth import STYLES
+    from au_llm.synth.styles import COMPOSITE_STYLES
+
+    assert set(SYNTH_STYLE_CHOICES) == {*STYLES, *COMPOSITE_STYLES, *LONG_STYLES}

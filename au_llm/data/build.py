@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from au_llm.data.builders import COMPOSITE_KINDS, SMIC_REFUSAL, build_composite_dataset
@@ -13,11 +14,20 @@ from au_llm.data.table import build_from_table
 MANIFEST_KINDS = ("casme2", "samm", *COMPOSITE_KINDS, "csv")
 
 
+def _paths(coding: Path | Sequence[Path] | None) -> list[Path]:
+    """The annotation file(s) given as one path, several or none."""
+    if coding is None:
+        return []
+    if isinstance(coding, (str, Path)):
+        return [Path(coding)]
+    return [Path(path) for path in coding]
+
+
 def build_manifest(
     kind: str,
     *,
     root: Path | None = None,
-    coding: Path | None = None,
+    coding: Path | Sequence[Path] | None = None,
     table: Path | None = None,
     strict: bool = False,
 ) -> ManifestResult:
@@ -27,7 +37,8 @@ def build_manifest(
         kind: ``casme2``, ``samm``, ``casme``, ``casme3``, ``mmew``, ``4dme`` (need ``root`` and
             ``coding``) or ``csv`` (needs ``table``); ``smic`` is refused (no AU labels).
         root: Frames root folder of a dataset.
-        coding: The dataset's annotation spreadsheet.
+        coding: The dataset's annotation spreadsheet (a sequence of them where a dataset has
+            several: CAS(ME)^3's micro- and macro-expression files).
         table: The user's CSV table.
         strict: Raise on the first skipped clip or warning.
 
@@ -40,6 +51,13 @@ def build_manifest(
     name = kind.strip().lower()
     if name == "smic":
         raise ManifestError(SMIC_REFUSAL)
+    codings = _paths(coding)
+    if len(codings) > 1:
+        raise ManifestError(
+            f"manifest {name} reads one annotation file, got {len(codings)}: "
+            f"{', '.join(map(str, codings))}"
+        )
+    coding = codings[0] if codings else None
     if name in ("casme2", "samm", *COMPOSITE_KINDS):
         if root is None or coding is None:
             raise ManifestError(
