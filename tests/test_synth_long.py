@@ -121,11 +121,15 @@ def _sheets(path: Path) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_written_layouts_are_the_real_ones(tmp_path: Path) -> None:
-    samm = write_long_style("samm-lv", tmp_path / "samm", 1, 2, seconds=2.5, size=0.2)
-    rec = samm.recordings[1]
-    assert rec.frames_dir == samm.root / rec.recording and rec.recording.endswith("_2")
-    assert (rec.frames_dir / f"{rec.recording}_0001.jpg").is_file()
-    assert len(list(rec.frames_dir.iterdir())) == rec.n_frames == 500
+    assert [r.recording for r in plan_long_recordings("samm-lv", 1, 2, seconds=2)] == [
+        "032_1",
+        "032_2",
+    ]
+    samm = write_long_style("samm-lv", tmp_path / "samm", 1, 1, seconds=2, size=0.15)
+    rec = samm.recordings[0]
+    assert rec.frames_dir == samm.root / "032_1"
+    assert (rec.frames_dir / "032_1_0001.jpg").is_file()
+    assert len(list(rec.frames_dir.iterdir())) == rec.n_frames == 400
     rows = _sheets(samm.codings[0])["FACS_Movement_Only"]
     assert rows[9][:4] == ("Subject", "Filename", "Inducement Code", "Onset")  # row 10
     types = {row[7] for row in rows[10:]}
@@ -173,3 +177,33 @@ def test_cli_offers_every_style() -> None:
     from au_llm.synth.styles import COMPOSITE_STYLES
 
     assert set(SYNTH_STYLE_CHOICES) == {*STYLES, *COMPOSITE_STYLES, *LONG_STYLES}
+
+
+@pytest.mark.parametrize("style", LONG_STYLES)
+def test_every_interval_round_trips_through_the_builder(tmp_path: Path, style: str) -> None:
+    from au_llm.data.build import build_manifest
+    from au_llm.data.manifest import read_manifest, write_manifest
+
+    # 200 fps: one 4-second recording (800 frames); 30 fps: two subjects, 2 x 9 s each (1080).
+    subjects, recordings, seconds = (1, 1, 4.0) if style == "samm-lv" else (2, 2, 9.0)
+    written = write_long_style(style, tmp_path, subjects, recordings, seconds=seconds, size=0.15)
+    result = build_manifest(style, root=written.root, coding=list(written.codings))
+    out = tmp_path / "long.csv"
+    write_manifest(result.frame, out)
+    frame = read_manifest(out)
+    columns = ["subject", "recording", "frames_dir", "kind", "onset", "offset", "aus"]
+    got = sorted(tuple(row) for row in frame[columns].astype(str).values.tolist())
+    expected = sorted(
+        (r.subject, r.recording, str(r.frames_dir), e.kind, str(e.onset), str(e.offset))
+        + ("+".join(map(str, e.aus)),)
+        for r, e in written.expressions
+    )
+    assert got == expected and len(expected) >= subjects * recordings
+    assert not result.skipped
+    apexes = {(row["subject"], row["onset"]): row for row in frame.to_dict("records")}
+    for r, e in written.expressions:
+        row = apexes[(r.subject, e.onset)]
+        assert row["apex"] == e.apex or (style == "casme-sq-lv" and row["apex_estimated"])
+        assert row["fps"] == r.fps and row["n_frames"] == e.n_frames
+    if style == "casme-sq-lv":  # every seventh expression is written with apex 0, as real rows
+        assert frame["apex_estimated"].sum() == len(expected) // 7 > 0

@@ -25,15 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2  # before anything that may import decord (see the project notes)
-
 from au_llm.data.builders.long_formats import long_format
 from au_llm.io_utils import atomic_write_bytes
 from au_llm.synth.long.plan import CASME_SQ_STIMULI, long_look_style, plan_long_recordings
 from au_llm.synth.long.recording import LongExpression, LongRecording
 from au_llm.synth.long.render import LongRenderer
 from au_llm.synth.plan import style_spec
-from au_llm.synth.write import prepare_root, xlsx_bytes
+from au_llm.synth.write import jpeg_bytes, prepare_root, xlsx_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +95,11 @@ def write_recording_frames(recording: LongRecording) -> None:
     Raises:
         RuntimeError: JPEG encoding failed.
     """
-    params = [cv2.IMWRITE_JPEG_QUALITY, style_spec(long_look_style(recording.style)).jpeg_quality]
+    quality = style_spec(long_look_style(recording.style)).jpeg_quality
     renderer = LongRenderer(recording)
     for frame in recording.frame_numbers:
-        image = renderer.render(frame)
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        ok, encoded = cv2.imencode(".jpg", image, params)
-        if not ok:
-            raise RuntimeError(f"{recording.recording}: JPEG encoding of frame {frame} failed")
-        recording.frame_path(frame).write_bytes(encoded.tobytes())
+        what = f"{recording.subject}/{recording.recording}: frame {frame}"
+        recording.frame_path(frame).write_bytes(jpeg_bytes(renderer.render(frame), quality, what))
 
 
 def _frame_cell(value: int, messy: bool) -> int | float:
