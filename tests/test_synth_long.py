@@ -103,6 +103,23 @@ def test_head_motion_and_noise_move_every_frame() -> None:
     assert hard.noise_sigma > renderer.noise_sigma and hard.jitter_sigma > renderer.jitter_sigma
 
 
+def test_an_hour_long_recording_finds_its_events_by_bisection() -> None:
+    rec = plan_long_recordings("samm-lv", 1, 1, seconds=3600, difficulty="hard", size=0.1)[0]
+    assert rec.n_frames == 720_000 and len(rec.expressions) > 500 and len(rec.turns) > 100
+    frames = range(rec.first_frame, rec.last_frame + 1, 997)
+    for frame in frames:
+        linear = [e for e in rec.expressions if e.onset <= frame <= e.offset]
+        assert rec.expression_at(frame) == (linear[0] if linear else None)
+        blinks = [b for b in rec.blinks if b.start <= frame <= b.end]
+        assert rec.blink_at(frame) == (blinks[0] if blinks else None)
+    turn = rec.turns[-1]
+    middle = turn.start + turn.ramp + turn.hold // 2
+    drift = replace(rec, turns=())
+    moved = np.subtract(rec.head_pose(middle), drift.head_pose(middle))
+    assert np.allclose(moved, (*turn.shift, turn.roll))
+    assert LongRenderer(rec).render(rec.last_frame).shape == (36, 68)
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="long style"):
         plan_long_recordings("casme2")

@@ -57,6 +57,7 @@ def _samm_lv(tmp_path: Path) -> tuple[Path, Path]:
         row("006_1_7", 25, 28, 40, "micro - 1/2 ", "L2"),  # overlaps 006_1_1
         row("006_2_1", 15, 18, 25, "Macro", 12),  # frames 20-22 missing
         row("006_2_2", 30, 35, 0, "Macro", 12),  # offset 0: not annotated
+        row("006_2_3", 0, 0, 40, "Macro", 12),  # onset and apex 0: nothing to use
         row("007_2_1", 1, 2, 3, "Macro", 12),  # no folder 007_2
     ]
     rows[-1][0] = 7
@@ -88,6 +89,7 @@ def test_samm_lv_rows_and_bad_rows(tmp_path: Path) -> None:
         "006_1": BAD_ROW,
         "006_1_6": DUPLICATE,
         "006_2_1": FRAMES_MISSING,
+        "006_2_3": BAD_TIMING,
         "007_2_1": FOLDER_MISSING,
     }
     reasons = {item.clip: item.describe() for item in result.skipped}
@@ -95,6 +97,7 @@ def test_samm_lv_rows_and_bad_rows(tmp_path: Path) -> None:
     assert "'Micro - 1/2' or 'Macro'" in reasons["006_1_3"]
     assert "outside the recording's frames 1-200" in reasons["006_1_4"]
     assert "frames 20-22 missing" in reasons["006_2_1"]
+    assert "onset 0 (not annotated) and no apex to use" in reasons["006_2_3"]
     with pytest.raises(ManifestError, match=r"row 13, clip 006/006_1_3: type 'Blink'"):
         build_manifest("samm-lv", root=root, coding=coding, strict=True)
 
@@ -105,6 +108,7 @@ def test_casme_sq_rows_and_bad_rows(tmp_path: Path) -> None:
         root / "s15" / "15_0101disgustingteeth", range(1, 101), lambda k: f"img{k:03d}.jpg"
     )
     write_frames(root / "s16" / "16_0401girlcrashing", range(1, 61), lambda k: f"img{k:03d}.jpg")
+    (root / "s15" / "15_0101disgustingteeth" / "thumb_1.png").write_bytes(b"")  # not a frame
 
     def row(index: int, name: str, onset: int, apex: int, offset: int, kind: str = "micro"):
         return [index, name, onset, apex, offset, "4+7", "negative", f"{kind}-expression", "fear"]
@@ -138,6 +142,8 @@ def test_casme_sq_rows_and_bad_rows(tmp_path: Path) -> None:
     assert "apex 0: not annotated" in clips["disgust1_2"]["notes"]
     assert (clips["disgust1_3"]["offset"], clips["disgust1_3"]["kind"]) == (75, "macro")
     assert clips["disgust1_1"]["emotion"] == "fear"
+    ignored = [w for w in result.warnings if "thumb_<N>.png ignored" in w]
+    assert len(ignored) == 1 and "s15/15_0101disgustingteeth" in ignored[0]  # once per recording
     skipped = {(item.clip, item.subject): item for item in result.skipped}
     assert {key: item.kind for key, item in skipped.items()} == {
         ("disgust1_1", "s16"): FOLDER_MISSING,

@@ -57,12 +57,16 @@ class _Recordings:
 
     def __init__(self) -> None:
         self.scans: dict[Path, FrameScan] = {}
+        self.owners: dict[Path, tuple[str, str]] = {}
 
-    def scan(self, folder: Path) -> FrameScan:
+    def scan(self, row: LongRow) -> FrameScan:
+        """The frames of a row's recording (the scan's warnings are reported once, at the end)."""
+        folder = row.folder
         if folder not in self.scans:
             if not folder.is_dir():
                 raise SkipClipError(FOLDER_MISSING, f"recording folder {folder} not found")
             self.scans[folder] = scan_frames(folder)
+            self.owners[folder] = (row.subject, row.recording)
         scan = self.scans[folder]
         if not scan.frames:
             raise SkipClipError(NO_FRAMES, f"no image frames (jpg, jpeg, png, bmp) in {folder}")
@@ -73,7 +77,9 @@ def _zero(value: object) -> bool:
     return cell_text(value).strip() in ("0", "0.0")
 
 
-def _unannotated(cells: dict[str, object], frames: dict[int, Path], log: ClipLog) -> dict:
+def _unannotated(
+    cells: dict[str, object], frames: dict[int, Path], log: ClipLog
+) -> dict[str, object]:
     """Cells with a 0 that is no frame of the recording read as "not annotated"."""
     cells = dict(cells)
     if 0 in frames:
@@ -84,7 +90,7 @@ def _unannotated(cells: dict[str, object], frames: dict[int, Path], log: ClipLog
     for name in ("onset", "offset"):
         if _zero(cells[name]):
             if cells["apex"] is None:
-                raise SkipClipError(BAD_TIMING, f"{name} 0 and apex 0: neither is annotated")
+                raise SkipClipError(BAD_TIMING, f"{name} 0 (not annotated) and no apex to use")
             log.warn(f"{name} 0 (not annotated): the apex {cell_text(cells['apex'])} used")
             cells[name] = cells["apex"]
     return cells
@@ -115,12 +121,15 @@ def _record(
         raise SkipClipError(
             UNKNOWN_TYPE, f"type {row.type_cell!r} names no expression type (expected {types})"
         )
-    scan = recordings.scan(row.folder)
-    for message in scan.messages:
-        log.warn(message)
+    scan = recordings.scan(row)
     cells = _unannotated(row.cells, scan.frames, log)
     onset, apex, offset, estimated = read_timing(
-        cells["onset"], cells["apex"], cells["offset"], no_errata, log, cells["apex"] is not None
+        cells["onset"],
+        cells["apex"],
+        cells["offset"],
+        no_errata,
+        log,
+        warn_missing_apex=cells["apex"] is not None,
     )
     n_frames = _inside(scan.frames, onset, offset, row.folder)
     return {
@@ -228,6 +237,9 @@ def build_long_dataset(
         records.append(record)
     _note_overlaps(records)
     merged = reports[paths[0]]
+    for folder, scan in recordings.scans.items():
+        for message in scan.messages:  # ignored or doubled frame files, once per recording
+            merged.warn(message, *recordings.owners[folder], None)
     for path in paths[1:]:
         merged.skipped += reports[path].skipped
         merged.warnings += reports[path].warnings

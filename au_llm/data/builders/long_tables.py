@@ -107,7 +107,9 @@ def _samm_lv_rows(spec: LongVideoFormat, root: Path, path: Path) -> list[LongRow
     return rows
 
 
-def _sheet(sheets: dict[str, list[tuple[object, ...]]], name: str, position: int, path: Path):
+def _sheet(
+    sheets: dict[str, list[tuple[object, ...]]], name: str, position: int, path: Path
+) -> list[tuple[object, ...]]:
     """A CAS(ME)^2 sheet by its name, or else by its position."""
     if name in sheets:
         return sheets[name]

@@ -1,13 +1,17 @@
 """One synthetic long recording and what happens in it: expressions, blinks, head motion.
 
 Pure data (:func:`~au_llm.synth.long.plan.plan_long_recordings` fills it in); the frame naming of
-each dataset is here too.
+each dataset is here too. Expressions, blinks and turns never overlap their own kind, so the
+event at a frame is found by bisection: a frame of an hour-long recording costs the same as one
+of a short one.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from au_llm.synth.plan import AUAction
@@ -170,12 +174,24 @@ class LongRecording:
         """Path of the JPEG file of frame ``frame``."""
         return self.frames_dir / self.frame_name(frame)
 
+    @cached_property
+    def _starts(self) -> tuple[list[int], list[int], list[int]]:
+        """First frames of the expressions, the blinks and the turns (each in time order)."""
+        return (
+            [e.onset for e in self.expressions],
+            [b.start for b in self.blinks],
+            [t.start for t in self.turns],
+        )
+
     def expression_at(self, frame: int) -> LongExpression | None:
         """The expression whose onset..offset holds ``frame``, or None."""
-        for expression in self.expressions:
-            if expression.onset <= frame <= expression.offset:
-                return expression
-        return None
+        k = bisect.bisect_right(self._starts[0], frame) - 1
+        return self.expressions[k] if k >= 0 and frame <= self.expressions[k].offset else None
+
+    def blink_at(self, frame: int) -> Blink | None:
+        """The blink under way at ``frame``, or None."""
+        k = bisect.bisect_right(self._starts[1], frame) - 1
+        return self.blinks[k] if k >= 0 and frame <= self.blinks[k].end else None
 
     def head_pose(self, frame: int) -> tuple[float, float, float]:
         """Head shift ``(x, y)`` in output pixels at size 1 and roll in degrees at ``frame``."""
@@ -184,10 +200,11 @@ class LongRecording:
             sum(a * math.sin(2.0 * math.pi * seconds / period + phase) for a, period, phase in axis)
             for axis in self.drift
         ]
-        for turn in self.turns:
+        k = bisect.bisect_right(self._starts[2], frame) - 1
+        if k >= 0:
+            turn = self.turns[k]
             level = turn.level(frame)
-            if level:
-                pose[0] += level * turn.shift[0]
-                pose[1] += level * turn.shift[1]
-                pose[2] += level * turn.roll
+            pose[0] += level * turn.shift[0]
+            pose[1] += level * turn.shift[1]
+            pose[2] += level * turn.roll
         return pose[0], pose[1], pose[2]

@@ -67,10 +67,10 @@ class LongRenderer:
             level = activation(expression.onset, expression.apex, expression.offset, frame)
             if level:
                 maps = maps - np.float32(level) * self._motion(expression)
-        for blink in self.recording.blinks:
-            closure = blink.level(frame)
-            if closure:
-                maps = maps - np.float32(closure) * self.blink
+        blink = self.recording.blink_at(frame)
+        closure = blink.level(frame) if blink is not None else 0.0
+        if closure:
+            maps = maps - np.float32(closure) * self.blink
         return maps
 
     def render(self, frame: int, *, noise: bool = True, head: bool = True) -> np.ndarray:
