@@ -107,9 +107,21 @@ def _samm_lv_rows(spec: LongVideoFormat, root: Path, path: Path) -> list[LongRow
     return rows
 
 
-def _sheet(
-    sheets: dict[str, list[tuple[object, ...]]], name: str, position: int, path: Path
-) -> list[tuple[object, ...]]:
+Rows = dict[int, tuple[object, ...]]
+"""A sheet's rows by their number as Excel shows it."""
+_RULE1 = {"number": 0, "folder": 1, "index": 2}  # naming rule1: 15, s15, 1
+_RULE2 = {"code": 0, "label": 1}  # naming rule2: 101, disgust1
+
+
+def _sheets_by_title(path: Path) -> dict[str, Rows]:
+    """Every sheet of a workbook: title -> its rows by number."""
+    return {
+        title: {number + 1: values for number, values in enumerate(rows)}
+        for title, rows in read_sheets(path)
+    }
+
+
+def _sheet(sheets: dict[str, Rows], name: str, position: int, path: Path) -> Rows:
     """A CAS(ME)^2 sheet by its name, or else by its position."""
     if name in sheets:
         return sheets[name]
@@ -122,20 +134,22 @@ def _sheet(
 
 
 def _naming_rules(
-    path: Path, sheets: dict[str, list[tuple[object, ...]]]
+    path: Path, sheets: dict[str, Rows]
 ) -> tuple[dict[int, tuple[str, int]], dict[str, int]]:
     """Subject index -> (folder, number) and stimulus label -> code, from the naming sheets."""
     subjects: dict[int, tuple[str, int]] = {}
-    for values in _sheet(sheets, "naming rule1", 1, path):
-        number, folder, index = (values + (None, None, None))[:3]
-        parsed = _integer(index), _integer(number), cell_text(folder).strip()
-        if parsed[0] is not None and parsed[1] is not None and parsed[2]:
-            subjects[parsed[0]] = (parsed[2], parsed[1])
+    for values in _sheet(sheets, "naming rule1", 1, path).values():
+        index = _integer(row_cell(values, _RULE1, "index"))
+        number = _integer(row_cell(values, _RULE1, "number"))
+        folder = cell_text(row_cell(values, _RULE1, "folder")).strip()
+        if index is not None and number is not None and folder:
+            subjects[index] = (folder, number)
     stimuli: dict[str, int] = {}
-    for values in _sheet(sheets, "naming rule2", 2, path):
-        code, label = (values + (None, None))[:2]
-        if _integer(code) is not None and cell_text(label).strip():
-            stimuli[cell_text(label).strip().lower()] = _integer(code)
+    for values in _sheet(sheets, "naming rule2", 2, path).values():
+        code = _integer(row_cell(values, _RULE2, "code"))
+        label = cell_text(row_cell(values, _RULE2, "label")).strip().lower()
+        if code is not None and label:
+            stimuli[label] = code
     if not subjects or not stimuli:
         raise ManifestError(
             f"{path}: the sheets 'naming rule1' (subject number, folder, index) and "
@@ -153,14 +167,13 @@ def _stimulus_folder(root: Path, folder: str, number: int, code: int) -> Path:
 
 
 def _casme_sq_rows(spec: LongVideoFormat, root: Path, path: Path) -> list[LongRow]:
-    sheets = dict(read_sheets(path))
-    codes = _sheet(sheets, "CASFEcode_final", 0, path)
+    sheets = _sheets_by_title(path)
     subjects, stimuli = _naming_rules(path, sheets)
     columns = {role: k for k, role in enumerate(spec.positions) if role is not None}
-    table = LabelTable(columns, {k + 1: values for k, values in enumerate(codes)})
+    table = LabelTable(columns, _sheet(sheets, "CASFEcode_final", 0, path))
     rows = []
     for number, values in sorted(table.rows.items()):
-        if not any(cell_text(value).strip() for value in values):
+        if not any(cell_text(row_cell(values, columns, role)).strip() for role in columns):
             continue
         if number == 1 and "onset" in cell_text(row_cell(values, columns, "onset")).lower():
             continue  # a header row someone added
