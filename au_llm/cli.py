@@ -123,10 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_protocol_args(sub.add_parser(name, help=f"run a {text} experiment"))
 
     ablate = sub.add_parser(
-        "ablate", help="one setting over several values (key=a,b,c) on identical folds and seeds"
+        "ablate",
+        help="settings (key=a,b,c or --arms FILE) on identical folds and seeds, paired statistics",
     )
     _add_config_args(ablate)
     ablate.add_argument("--folds", help="comma-separated fold names to run in every setting")
+    ablate.add_argument(
+        "--arms", type=Path, help="YAML mapping of arm names to lists of key=value overrides"
+    )
+    ablate.add_argument(
+        "--reference", help="the arm (or swept value) every other is compared with (default: first)"
+    )
 
     report = sub.add_parser("report", help="rebuild a run's outputs from its finished folds")
     report.add_argument("run_dir", type=Path)
@@ -398,7 +405,13 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from au_llm.ablate import run_ablation
 
     folds = args.folds.split(",") if args.folds else None
-    out_dir, text = run_ablation(args.config, list(args.overrides), folds)
+    out_dir, text = run_ablation(
+        args.config,
+        list(args.overrides),
+        folds,
+        arms_file=args.arms,
+        reference=args.reference,
+    )
     print(text)
     print(f"ablation written: {out_dir}")
     return 0

@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
@@ -29,7 +28,9 @@ from au_llm.config_checks import (
     LaunchMode,
     check_choice,
     check_positive,
+    check_values,
 )
+from au_llm.config_keys import check_retired, upgrade_saved
 from au_llm.config_model import (
     BackboneConfig,
     ExplainConfig,
@@ -40,6 +41,7 @@ from au_llm.config_model import (
     TextConfig,
     TinyLLMConfig,
 )
+from au_llm.config_yaml import parse_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 
 T = TypeVar("T")
@@ -456,74 +458,12 @@ def _blame(source: str) -> Iterator[None]:
         raise ConfigError(f"{source}: cannot read config file: {exc}") from None
 
 
-# Keys that were replaced: a config that still sets one gets an error naming the new key.
-RETIRED_KEYS = {
-    "train.bf16": "train.precision (auto, fp32 or bf16)",
-    "model.llm.dtype": "train.precision (auto, fp32 or bf16)",
-}
-# Keys that were renamed (section.old -> section.new). A config a user gives that sets the old
-# name gets an error naming the new one; configs au-llm saved itself (run and model folders) are
-# read with the old name moved to the new one (:func:`upgrade_saved`).
-RENAMED_KEYS = {
-    "preprocess.mode": "preprocess.align",
-    "eval.threshold": "eval.threshold_policy",
-    "sampling.train": "sampling.train_strategy",
-    "sampling.test": "sampling.test_strategy",
-}
-
-
-def _check_retired(node: Any, source: str) -> None:
-    """Raise a :class:`ConfigError` if ``node`` sets a key of :data:`RETIRED_KEYS`."""
-    for key, new in {**RETIRED_KEYS, **RENAMED_KEYS}.items():
-        if OmegaConf.select(node, key, default=_ABSENT) is not _ABSENT:
-            raise ConfigError(f"{source}: {key} was replaced by {new}; remove {key}")
-
-
-_ABSENT = object()
-
-
-def read_yaml(path: Path) -> Any:
-    """Read a config file as plain YAML: no tags beyond the standard ones, no anchors or aliases.
-
-    Aliases are refused (an alias bomb expands a few lines into gigabytes), and so is any
-    ``!!python/...`` tag (the safe loader constructs plain values only).
-
-    Raises:
-        ConfigError: The file is unreadable, not UTF-8, not valid YAML, or uses an anchor or alias.
-        OSError: The file cannot be read.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not a UTF-8 text file: {exc}") from None
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ConfigError(
-                    f"line {event.start_mark.line + 1}: YAML anchors and aliases (& and *) are "
-                    "not accepted in a config; write the values out"
-                )
-        return OmegaConf.create(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None
-
-
 def _validated(merged: Any, source: str) -> ExperimentConfig:
     with _blame(source):
         cfg = OmegaConf.to_object(merged)
-    assert isinstance(cfg, ExperimentConfig)
+        assert isinstance(cfg, ExperimentConfig)
+        check_values(cfg)
     return cfg
-
-
-def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
-    """A config au-llm saved (plain data), with each key of :data:`RENAMED_KEYS` renamed."""
-    upgraded = {name: dict(part) if isinstance(part, dict) else part for name, part in data.items()}
-    for old, new in RENAMED_KEYS.items():
-        section, old_key = old.split(".")
-        part, new_key = upgraded.get(section), new.split(".")[1]
-        if isinstance(part, dict) and old_key in part:
-            part.setdefault(new_key, part.pop(old_key))
-    return upgraded
 
 
 def load_config(
@@ -537,36 +477,35 @@ def load_config(
     Args:
         path: YAML file, or None to start from the defaults.
         overrides: Dotted overrides such as ``["train.lr=1e-4", "seeds=[1,2]"]``.
-        saved: ``path`` is a config au-llm wrote (a run folder's ``config.yaml``): renamed keys
-            are read under their new names instead of being refused.
+        saved: ``path`` is a config au-llm wrote (a run folder's ``config.yaml``): keys of
+            earlier versions are read as their replacements instead of being refused
+            (:func:`~au_llm.config_keys.upgrade_saved`).
 
     Returns:
         The validated configuration.
 
     Raises:
-        ConfigError: For an unreadable file, an unknown key, a wrong type or an invalid value; the
-            message names the file (or "command line") and the key.
+        ConfigError: For an unreadable file, a malformed override, an unknown key, a wrong type,
+            an invalid value or a number that is not finite; the message names the file (or
+            "command line") and the key.
     """
     merged = OmegaConf.structured(ExperimentConfig)
     source = "defaults"
     if path is not None:
         source = str(path)
         with _blame(source):
-            loaded = read_yaml(Path(path))
-            if saved and isinstance(loaded, DictConfig):
-                loaded = OmegaConf.create(upgrade_saved(OmegaConf.to_container(loaded)))
-        _check_retired(loaded, source)
+            loaded = OmegaConf.to_container(read_yaml(Path(path)))
+            if saved:
+                loaded = upgrade_saved(loaded)
+        check_retired(loaded, source)
         with _blame(source):
-            merged = OmegaConf.merge(merged, loaded)
+            merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"{source}: override {bad[0]!r}: expected key=value")
         with _blame(source):
-            dotlist = OmegaConf.from_dotlist(list(overrides))
-        _check_retired(dotlist, source)
+            dotlist = parse_overrides(list(overrides))
+        check_retired(OmegaConf.to_container(dotlist), source)
         with _blame(source):
             merged = OmegaConf.merge(merged, dotlist)
     if path is None or overrides:
@@ -584,8 +523,8 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
 def config_from_dict(cls: type[T], data: Any) -> T:
     """A config dataclass (the experiment or one of its sections) from plain data, validated.
 
-    Missing keys take their defaults; an unknown key, a wrong type or an invalid value raises
-    (OmegaConf's errors, or :class:`ConfigError`).
+    Missing keys take their defaults; an unknown key, a wrong type, an invalid value or a number
+    that is not finite raises (OmegaConf's errors, or :class:`ConfigError`).
 
     Args:
         cls: The dataclass, e.g. :class:`ExperimentConfig` or :class:`PreprocessConfig`.
@@ -594,4 +533,5 @@ def config_from_dict(cls: type[T], data: Any) -> T:
     merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.create(data))
     cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, cls)
+    check_values(cfg)
     return cfg

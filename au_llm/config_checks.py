@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+import dataclasses
+import math
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from au_llm.data.au_sets import DATASET_AU_SETS
 
@@ -64,3 +66,40 @@ def check_positive(section: str, key: str, value: float, allow_zero: bool = Fals
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{section}.{key} = {value!r}: expected a value {bound}")
+
+
+def _check_value(value: Any, hint: Any, key: str) -> None:
+    """Raise unless ``value`` fits the type ``hint`` (numbers finite, items of their type).
+
+    OmegaConf checks scalars but leaves ``seeds=[[1]]`` a nested list and takes NaN as a float.
+    """
+    if dataclasses.is_dataclass(value):
+        check_values(value, key)
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} = {value}: expected a finite number")
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is list and isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_value(item, args[0], f"{key}[{index}]")
+    elif origin is dict and isinstance(value, dict):
+        for name, item in value.items():
+            _check_value(item, args[1], f"{key}.{name}")
+    elif hint in (int, float, str) and not isinstance(value, hint):
+        raise ConfigError(f"{key} = {value!r}: expected a value of type {hint.__name__}")
+
+
+def check_values(config: Any, key: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first value of a config that does not fit.
+
+    Numbers must be finite (``nan`` or ``inf`` as a learning rate trains nothing, silently), and
+    the items of list and dict settings must have the type the field declares.
+
+    Args:
+        config: A config dataclass.
+        key: Its dotted key (empty at the top).
+    """
+    hints = get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        name = f"{key}.{field.name}" if key else field.name
+        _check_value(getattr(config, field.name), hints[field.name], name)

@@ -24,9 +24,9 @@ from au_llm.config import (
     SamplingConfig,
     TrainConfig,
     config_from_dict,
-    upgrade_saved,
 )
 from au_llm.config_checks import SAMPLING_STRATEGIES, ConfigError, check_choice
+from au_llm.config_keys import upgrade_saved
 from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor

@@ -160,7 +160,7 @@ def real_tokenizer_processor(spec: ModelSpec, tokenizer_dir: Path | None = None)
 
     folder = tokenizer_dir or smollm2_dir()
     return AULLMProcessor(
-        spec, HFTokenizer(transformers.AutoTokenizer.from_pretrained(str(folder)))
+        spec, HFTokenizer(transformers.AutoTokenizer.from_pretrained(str(folder)), folder)
     )
 
 

@@ -3,9 +3,10 @@ import json
 import pandas as pd
 import pytest
 
-from au_llm.ablate import compare, parse_sweep, run_ablation
+from au_llm.ablate import compare, parse_sweep, read_arms, run_ablation
 from au_llm.config import ConfigError
 from au_llm.data.manifest import read_manifest
+from au_llm.reports.paired import subject_metrics
 from tests.conftest import CONFIG_DIR
 
 CONFIG = CONFIG_DIR / "tiny_cpu_loso.yaml"
@@ -14,8 +15,14 @@ CONFIG = CONFIG_DIR / "tiny_cpu_loso.yaml"
 def test_the_sweep_is_the_one_comma_separated_setting():
     fixed, sweep = parse_sweep(CONFIG, ["train.epochs=1", "explain.weight=0,0.5,1"])
     assert fixed == ["train.epochs=1"]
-    assert sweep.key == "model.explain.weight" and sweep.values == ("0", "0.5", "1")
-    assert parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"])[1].key == "train.lr"
+    assert sweep.swept_key == "model.explain.weight"
+    assert [arm.name for arm in sweep.arms] == ["0", "0.5", "1"]
+    assert sweep.arms[1].overrides == ("model.explain.weight=0.5",)
+    assert sweep.reference == "0"
+    assert parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"])[1].swept_key == "train.lr"
+    assert parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"], reference="1e-4")[1].reference == "1e-4"
+    with pytest.raises(ConfigError, match="reference"):
+        parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"], reference="1e-5")
     for bad in (
         ["train.epochs=1"],
         ["train.lr=1e-3,1e-4", "explain.weight=0,1"],
@@ -38,7 +45,34 @@ def test_a_difference_exceeds_the_seed_spread_only_beyond_both_stds():
     ]
     compared = compare(rows)
     assert [row["exceeds"] for row in compared] == [False, True, True, None]
-    assert compared[1]["diff_vs_first"] == pytest.approx(0.08)
+    assert compared[1]["diff_vs_reference"] == pytest.approx(0.08)
+    against_second = compare(rows, reference=1)
+    assert against_second[0]["diff_vs_reference"] == pytest.approx(-0.08)
+    assert [row["exceeds"] for row in against_second] == [True, False, False, None]
+
+
+def test_an_arms_file_names_settings_of_several_keys(tmp_path):
+    arms = tmp_path / "arms.yaml"
+    arms.write_text(
+        "base: []\nslow: [train.lr=1e-4, skip_head=true]\nwide: ['model.projector.hidden=64']\n"
+    )
+    ablation = read_arms(arms, CONFIG, ["train.epochs=1"], reference="slow")
+    assert [arm.name for arm in ablation.arms] == ["base", "slow", "wide"]
+    assert ablation.arms[1].overrides == ("train.lr=1e-4", "model.skip_head=true")
+    assert ablation.reference == "slow" and ablation.label == "arms"
+    for text, match in (
+        ("- train.lr=1e-4\n", "mapping"),
+        ("a: [train.lr=1e-4]\nb: [train.lr=1e-4]\n", "same setting"),
+        ("a: ['seeds=[1,2]']\n", "cannot be compared"),
+        ("a: [\n", "arms.yaml: not valid YAML"),
+        ("a: [train.nothing=1]\n", "arm a"),
+        ("a: [train.lr=-1]\n", "arm a"),
+        ("'a b': []\n", "arm name"),
+        ("a: train.lr=1e-4\n", "list"),
+    ):
+        arms.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            read_arms(arms, CONFIG, [])
 
 
 def test_ablate_runs_every_setting_on_identical_folds_and_seeds(tiny_data, tmp_path):
@@ -74,3 +108,13 @@ def test_ablate_runs_every_setting_on_identical_folds_and_seeds(tiny_data, tmp_p
     assert "training thresholds" in text and f"| {threshold_f1:.3f} |" in text
     assert "| 0 |" in text and "(reference)" in text and "Explanations" in text
     assert (out_dir / "ablation.md").read_text() == text
+    # The paired comparison: one subject x two seeds, from the two runs' own predictions.
+    record = json.loads((out_dir / "ablation.json").read_text())
+    paired = record["settings"][1]["paired"]["binary_f1"]
+    aus = infos[0]["aus"]
+    units = [subject_metrics(pd.read_csv(run / "predictions.csv"), aus) for run in runs]
+    expected = (units[1]["binary_f1"] - units[0]["binary_f1"]).dropna()
+    assert paired["n_units"] == len(expected) and paired["n_subjects"] == 1
+    assert paired["mean"] == pytest.approx(expected.mean())
+    assert record["settings"][0]["paired"] == {}
+    assert table["train_minutes"][0] > 0

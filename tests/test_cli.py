@@ -141,3 +141,63 @@ def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
     argv = ["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "rec")]
     assert main([*argv, "--out", str(tmp_path / "p.csv")]) == 2
     assert f"{meta}: not a readable JSON file" in capsys.readouterr().err
+
+
+def test_an_override_with_an_escape_character_exits_2_naming_it(tmp_path, capsys):
+    config = str(CONFIG_DIR / "tiny_cpu_loso.yaml")
+    assert main(["loso", "--config", config, f"out_dir={tmp_path}", "name=run\x1b[2J"]) == 2
+    err = capsys.readouterr().err
+    assert "override 'name=run\\x1b[2J' holds the control character U+001B" in err
+    assert "\x1b" not in err and not list(tmp_path.iterdir())
+
+
+def _bad_llm(kind: str, root: Path) -> Path:
+    """An LLM folder or GGUF file that must not train: ``kind`` says what is wrong with it."""
+    from tests.model import drop_weights, save_local_hf_model, save_tiny_gguf
+
+    if kind == "truncated-gguf":
+        save_tiny_gguf(root / "whole.gguf")
+        (root / "cut.gguf").write_bytes((root / "whole.gguf").read_bytes()[:4000])
+        return root / "cut.gguf"
+    folder = root / kind
+    template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    save_local_hf_model(
+        folder,
+        layers=2,
+        arch="llama",
+        chat_template=template if kind == "hostile-template" else None,
+        vocab_size=8 if kind == "small-vocabulary" else 64,
+    )
+    if kind == "missing-layer":
+        drop_weights(folder, "model.layers.0.")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("missing-layer", "is not a complete model: 9 weights missing from its files"),
+        ("hostile-template", "chat_template.jinja cannot be used: it ran past"),
+        ("small-vocabulary", "tokens but the model's vocabulary (config.json vocab_size) has 8"),
+        ("truncated-gguf", "cut.gguf (damaged, truncated or not a model file?)"),
+    ],
+    ids=["missing-layer", "hostile-template", "small-vocabulary", "truncated-gguf"],
+)
+def test_an_llm_that_would_train_wrong_or_hang_exits_2_naming_it(
+    tiny_data, tmp_path, capsys, kind, said
+):
+    llm = _bad_llm(kind, tmp_path)
+    argv = [
+        "loso",
+        "--config",
+        str(CONFIG_DIR / "tiny_cpu_loso.yaml"),
+        f"out_dir={tmp_path / 'runs'}",
+        f"data.cache_dir={tiny_data.cache_dir}",
+        f"data.manifests=['{tiny_data.casme2}']",
+        "model.llm.source=path",
+        f"model.llm.path={llm}",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "au-llm loso: error: model.llm.path: " in err and said in err and str(llm) in err
+    assert "Traceback" not in err

@@ -216,3 +216,89 @@ def test_a_config_that_is_not_utf8_names_the_file(tmp_path):
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=rf"{path}: not a UTF-8 text file"):
         load_config(path)
+
+
+@pytest.mark.parametrize("value", ["on", "off", "auto"])
+def test_on_and_off_reach_a_text_setting_as_written(tmp_path, value):
+    # YAML 1.1 reads on/off as booleans; the setting then got the text 'True'/'False'
+    assert load_config(None, [f"model.llm.chat_template={value}"]).model.llm.chat_template == value
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: no\nmodel:\n  llm:\n    chat_template: {value}\n")
+    cfg = load_config(path)
+    assert cfg.model.llm.chat_template == value and cfg.name == "no"
+    # a boolean setting still takes them
+    assert load_config(None, ["train.compile=on"]).train.compile is True
+    assert load_config(None, ["train.compile=off", "strict=yes"]).strict is True
+    path.write_text("train:\n  compile: on\n  lr: 1e-3\n")
+    assert load_config(path).train.compile is True and load_config(path).train.lr == 1e-3
+
+
+def test_a_key_given_twice_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=rf"{path}: not valid YAML: .*duplicate key lr"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "42\n", "just text\n"])
+def test_a_file_that_is_not_a_mapping_of_sections_names_the_file(tmp_path, text):
+    path = tmp_path / "flat.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{path}: expected a mapping of sections"):
+        load_config(path)
+    path.write_text("train: [1]\n")  # a section that is not a mapping
+    with pytest.raises(ConfigError, match=rf"{path}: .*TrainConfig"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("name=run\x1b[31m", r"'name=run\\x1b\[31m' holds the control character U\+001B"),
+        ("model.llm.prompt=a\tb", r"'model.llm.prompt=a\\tb' holds .* U\+0009"),
+        ("na\x07me=x", r"'na\\x07me=x' holds the control character U\+0007"),
+        ("name=[", r"'name=\[': the value is not valid YAML"),
+        ("name", r"'name': expected key=value"),
+    ],
+    ids=["escape", "tab", "bell-in-key", "unclosed", "no-equals"],
+)
+def test_a_malformed_override_is_named_with_its_control_characters_escaped(override, shown):
+    with pytest.raises(ConfigError, match=rf"^command line: override {shown}") as caught:
+        load_config(None, [override])
+    assert "\x1b" not in str(caught.value) and "\x07" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.lr=nan", r"train.lr = nan: expected a finite number"),
+        ("train.lr=.inf", r"train.lr = inf: expected a finite number"),
+        ("launch.lock_timeout=.nan", r"launch.lock_timeout = nan"),
+        ("eval.threshold_grid=[0.1,.nan,0.05]", r"eval.threshold_grid\[1\] = nan"),
+        ("seeds=[[1]]", r"seeds\[0\] = \[1\]: expected a value of type int"),
+        ("launch.slurm_extra={qos: [1]}", r"launch.slurm_extra.qos = \[1\]: expected .* str"),
+    ],
+)
+def test_numbers_that_are_not_finite_and_nested_lists_are_refused(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=rf"command line: {key}"):
+        load_config(None, [override])
+    section, _, rest = override.partition(".")
+    name, _, value = rest.partition("=")
+    path = tmp_path / "c.yaml"
+    if section in ("train", "launch", "eval"):
+        path.write_text(f"{section}:\n  {name}: {value}\n")
+        with pytest.raises(ConfigError, match=rf"{path}: {key}"):
+            load_config(path)
+
+
+@pytest.mark.parametrize(("old", "precision"), [("bf16: true", "auto"), ("bf16: false", "fp32")])
+def test_a_saved_config_reads_train_bf16_as_the_precision_it_meant(tmp_path, old, precision):
+    # train.bf16 was bfloat16 where the device computes it natively, float32 elsewhere: auto
+    path = tmp_path / "config.yaml"
+    path.write_text(f"train:\n  {old}\n  lr: 0.01\nmodel:\n  llm:\n    dtype: auto\n")
+    cfg = load_config(path, saved=True)
+    assert cfg.train.precision == precision and cfg.train.lr == 0.01
+    with pytest.raises(ConfigError, match=rf"{path}: train.bf16 was replaced by train.precision"):
+        load_config(path)
+    path.write_text(f"train:\n  {old}\n  precision: bf16\n")  # both: the precision written wins
+    assert load_config(path, saved=True).train.precision == "bf16"

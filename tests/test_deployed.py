@@ -109,3 +109,15 @@ def test_settings_that_do_not_fit_the_model_are_refused_naming_the_file(saved, t
         ValueError, match=r"bad/config.json: not a trained model's settings.*sideways"
     ):
         load_deployed(tmp_path / "bad")
+
+
+@pytest.mark.parametrize(("bf16", "precision"), [(True, "auto"), (False, "fp32")])
+def test_a_version_3_folder_that_records_train_bf16_loads(saved, tmp_path, bf16, precision):
+    deployed, folder, _ = saved
+    _as_version_3(folder, tmp_path / "old", deployed.inference)
+    experiment = json.loads((tmp_path / "old" / "config.json").read_text())
+    del experiment["train"]["precision"]
+    experiment["train"]["bf16"] = bf16  # as the folders of earlier versions wrote it
+    (tmp_path / "old" / "config.json").write_text(json.dumps(experiment))
+    loaded = load_deployed(tmp_path / "old")
+    assert loaded.inference == deployed.inference and loaded.model.precision == "fp32"

@@ -5,7 +5,10 @@ and an identity record; :func:`load_tokenizer` loads the tokenizer of the same s
 processor, :mod:`au_llm.model.processing_au_llm`, owns it). Nothing is cached here: the model that
 owns the LLM (:class:`~au_llm.model.modeling_au_llm.AULLM`) loads it once in its constructor, and
 whoever needs reuse across folds or inputs holds that model and calls its ``reset_trainable``.
-:func:`attach_lora` injects LoRA adapters into the owned LLM (peft).
+:func:`attach_lora` injects LoRA adapters into the owned LLM (peft). A user's folder or ``.gguf``
+file is read through :mod:`au_llm.model.hf_folder` (every weight from its files, the vocabulary
+fits the tokenizer, damage named), and its chat template is rendered within bounds
+(:mod:`au_llm.model.chat_render`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from au_llm.config import LLMConfig, LoraConfig, TinyLLMConfig
+from au_llm.model.chat_render import TemplateLimitError, render_bounded
+from au_llm.model.hf_folder import (
+    LOCAL,
+    check_vocabulary,
+    checked_folder,
+    error_line,
+    from_folder,
+    load_causal_lm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +97,17 @@ class HFTokenizer:
 
     A model without a BOS token (SmolLM2) gets none; its end-of-sequence token (``<|im_end|>``
     for SmolLM2) ends generated answers.
+
+    Args:
+        tokenizer: The Hugging Face tokenizer.
+        folder: The model folder it was loaded from (named in errors about its chat template).
     """
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, folder: Path) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("the model's tokenizer has no end-of-sequence token")
         self.tokenizer = tokenizer
+        self.folder = folder
         self.eos_id = int(tokenizer.eos_token_id)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
@@ -103,13 +119,30 @@ class HFTokenizer:
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def render_chat(self, user: str) -> str | None:
-        """The tokenizer's chat template on one user turn plus the assistant header, or None."""
-        if not getattr(self.tokenizer, "chat_template", None):
+        """The tokenizer's chat template on one user turn plus the assistant header, or None.
+
+        The template runs within bounds of work and size (:mod:`au_llm.model.chat_render`).
+
+        Raises:
+            ValueError: The template fails, or goes past a bound; the message names its file.
+        """
+        template = getattr(self.tokenizer, "chat_template", None)
+        if not template:
             return None
         messages = [{"role": "user", "content": user}]
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        try:
+            text = render_bounded(
+                lambda: self.tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                ),
+                str(template),
+            )
+        except Exception as exc:  # the template is code from the folder: any error is its own
+            reason = str(exc) if isinstance(exc, TemplateLimitError) else error_line(exc)
+            raise ValueError(
+                f"model.llm.path: the chat template in {_template_file(self.folder)} cannot be "
+                f"used: {reason}; fix it, or set model.llm.chat_template=off"
+            ) from exc
         return str(text)
 
 
@@ -178,39 +211,6 @@ def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
         return model_cls(config_cls(**shape))
 
 
-# Files of a Hugging Face folder that may name Python code of the folder to run (``auto_map``).
-_REMOTE_CODE_FILES = ("config.json", "tokenizer_config.json")
-
-
-def refuse_remote_code(folder: Path) -> None:
-    """Raise unless ``folder`` loads without running code it ships (no ``auto_map``).
-
-    A model folder whose ``config.json`` or ``tokenizer_config.json`` has an ``auto_map`` needs
-    its own Python files to load; au-llm never runs them (every load passes
-    ``trust_remote_code=False``, and this check refuses such a folder before transformers reads
-    it, so nothing is ever asked at a terminal).
-
-    Raises:
-        ValueError: A file holds ``auto_map``, or is not a JSON object; the message names it.
-    """
-    for name in _REMOTE_CODE_FILES:
-        path = folder / name
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"model.llm.path: {path} is not readable JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"model.llm.path: {path} is not a JSON object")
-        if "auto_map" in data:
-            raise ValueError(
-                f"model.llm.path: {folder} needs code shipped with the model ({name} has "
-                "auto_map); au-llm never runs model code: use a model that transformers "
-                "supports natively"
-            )
-
-
 def _model_folder(cfg: LLMConfig) -> Path:
     """The Hugging Face folder of a ``smollm2`` or ``path`` LLM (a ``.gguf`` converted once)."""
     from au_llm.model.smollm2 import gguf_model_dir, smollm2_dir
@@ -221,25 +221,23 @@ def _model_folder(cfg: LLMConfig) -> Path:
     return gguf_model_dir(given) if given.suffix == ".gguf" else given
 
 
-def _checked_folder(path: Path) -> Path:
-    """``path`` if it is a local model folder that runs no shipped code (else raise)."""
-    if not path.is_dir():
-        raise FileNotFoundError(f"model.llm.path: {path} is not a directory (a local HF model)")
-    refuse_remote_code(path)
-    return path
-
-
-_LOCAL = {"local_files_only": True, "trust_remote_code": False}
+def _template_file(folder: Path) -> Path:
+    """The file of ``folder`` that holds its tokenizer's chat template."""
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if (folder / name).is_file():
+            return folder / name
+    return folder / "tokenizer_config.json"
 
 
 def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
     """The tokenizer of the LLM described by ``cfg`` (no download, no shipped code).
 
     ``source: tiny`` gets :class:`ByteTokenizer`; ``smollm2`` and ``path`` the folder's own
-    tokenizer (see :func:`load_base_llm`).
+    tokenizer (see :func:`load_base_llm`), checked to fit the model's vocabulary.
 
     Raises:
-        ValueError: For ``source: none`` or a folder whose tokenizer cannot be loaded.
+        ValueError: For ``source: none``, a folder whose tokenizer cannot be loaded, or one whose
+            tokenizer has more tokens than its model's vocabulary.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
@@ -248,11 +246,15 @@ def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
         raise ValueError(f"model.llm.source = {cfg.source!r} has no tokenizer")
     from transformers import AutoTokenizer
 
-    folder = _checked_folder(_model_folder(cfg))
-    try:
-        return HFTokenizer(AutoTokenizer.from_pretrained(str(folder), **_LOCAL))
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"model.llm.path: cannot load a tokenizer from {folder}: {exc}") from exc
+    def read(folder: Path) -> Any:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), **LOCAL)
+        tokenizer("AU1, AU12")  # settings that load but cannot encode fail here, named
+        return tokenizer
+
+    folder = checked_folder(_model_folder(cfg))
+    tokenizer = from_folder("a tokenizer", folder, lambda: read(folder))
+    check_vocabulary(folder, tokenizer)
+    return HFTokenizer(tokenizer, folder)
 
 
 def load_base_llm(cfg: LLMConfig) -> BaseLLM:
@@ -261,26 +263,23 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     ``source: tiny`` builds a random Qwen2/Llama from ``cfg.tiny`` (seeded, identical in every
     process); ``source: smollm2`` loads the built-in SmolLM2-135M (see
     :mod:`au_llm.model.smollm2`); ``source: path`` loads a local Hugging Face directory
-    (``local_files_only``), or a ``.gguf`` file converted once into the cache; all in float32.
+    (``local_files_only``), or a ``.gguf`` file converted once into the cache; all in float32,
+    every weight from the files (:func:`~au_llm.model.hf_folder.load_causal_lm`).
     The caller casts the frozen weights for its device (see
     :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
 
     Raises:
-        ValueError: For ``source: none`` or a directory that holds no loadable causal LM.
+        ValueError: For ``source: none``, a directory that holds no loadable causal LM, or one
+            whose files lack weights of the model or hold tensors it does not have.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
         model = _tiny_model(cfg.tiny)
         path, seed = None, cfg.tiny.seed
     elif cfg.source in ("path", "smollm2"):
-        from transformers import AutoModelForCausalLM
-
-        folder = _checked_folder(_model_folder(cfg))
+        folder = checked_folder(_model_folder(cfg))
         path, seed = str(folder), None
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **_LOCAL)
-        except (OSError, ValueError, EOFError, SafetensorError) as exc:
-            raise ValueError(f"model.llm.path: cannot load a causal LM from {path}: {exc}") from exc
+        model = load_causal_lm(folder, folder)
     else:
         raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
     model.eval()

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from au_llm.assets import SMOLLM2, cache_root, ensure_asset, file_sha256
+from au_llm.model.hf_folder import LOCAL, from_folder, load_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +27,23 @@ _COMPLETE = "au_llm_converted.txt"
 
 
 def _convert(gguf: Path, out: Path) -> None:
-    """Dequantise ``gguf`` into a Hugging Face folder ``out`` (model + tokenizer), atomically."""
+    """Dequantise ``gguf`` into a Hugging Face folder ``out`` (model + tokenizer), atomically.
+
+    Raises:
+        ValueError: The file cannot be read (truncated, damaged, not a GGUF file) or lacks
+            weights of its model; the message names it.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     start = time.perf_counter()
     logger.info("converting %s once into %s (about a minute)", gguf, out)
-    local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **local)
-    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **local)
+    tokenizer = from_folder(
+        "a tokenizer",
+        gguf,
+        lambda: AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **LOCAL),
+    )
+    loaded = load_causal_lm(gguf.parent, gguf, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_config(
         loaded.config, dtype=torch.float32, trust_remote_code=False
     )
@@ -78,6 +87,7 @@ def gguf_model_dir(gguf: Path, cache: Path | None = None) -> Path:
 
     Raises:
         FileNotFoundError: If the file does not exist.
+        ValueError: If it cannot be read or lacks weights of its model (the message names it).
     """
     if not gguf.is_file():
         raise FileNotFoundError(f"model.llm.path: {gguf} does not exist")

@@ -86,12 +86,15 @@ def save_local_hf_model(
     seed: int = 0,
     arch: str = "qwen2",
     chat_template: str | None = None,
+    vocab_size: int = 64,
+    tie_word_embeddings: bool = False,
 ) -> None:
     """A tiny Qwen2 (or Llama) causal LM with a word-level tokenizer, saved as a local HF folder.
 
     The vocabulary holds the default prompt's words, the ``list`` answers of AUs 1-3 and the
     markers of :data:`CHAT_TEMPLATE`; with ``chat_template`` the markers are special tokens and
-    the tokenizer carries the template.
+    the tokenizer carries the template. The model's ``vocab_size`` rows cover the tokenizer's
+    ids (18 of them) unless set lower.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
@@ -119,7 +122,8 @@ def save_local_hf_model(
         "llama": (LlamaConfig, LlamaForCausalLM),
     }[arch]
     config = config_cls(
-        vocab_size=64,
+        vocab_size=vocab_size,
+        tie_word_embeddings=tie_word_embeddings,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=layers,
@@ -128,3 +132,61 @@ def save_local_hf_model(
     )
     torch.manual_seed(seed)
     model_cls(config).save_pretrained(directory)
+
+
+def save_tiny_gguf(path: Path, drop: tuple[str, ...] = (), vocab: int = 64) -> None:
+    """A tiny random Llama (1 layer, hidden 32) with a SentencePiece-style vocabulary, as GGUF.
+
+    ``drop`` leaves out the tensors whose GGUF names start with one of its prefixes (``blk.0.``).
+    """
+    import gguf
+    import numpy as np
+
+    hidden, ffn, heads, kv_heads = 32, 64, 4, 2
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(128)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(["<unk>", "<s>", "</s>", *(f"w{i}" for i in range(vocab - 3))])
+    writer.add_token_scores([0.0] * vocab)
+    writer.add_token_types([2, 3, 3, *([1] * (vocab - 3))])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    kv = kv_heads * hidden // heads
+    shapes = {
+        "token_embd.weight": (vocab, hidden),
+        "output_norm.weight": (hidden,),
+        "output.weight": (vocab, hidden),
+        "blk.0.attn_norm.weight": (hidden,),
+        "blk.0.ffn_norm.weight": (hidden,),
+        "blk.0.attn_q.weight": (hidden, hidden),
+        "blk.0.attn_k.weight": (kv, hidden),
+        "blk.0.attn_v.weight": (kv, hidden),
+        "blk.0.attn_output.weight": (hidden, hidden),
+        "blk.0.ffn_gate.weight": (ffn, hidden),
+        "blk.0.ffn_up.weight": (ffn, hidden),
+        "blk.0.ffn_down.weight": (hidden, ffn),
+    }
+    rng = np.random.default_rng(0)
+    for name, shape in shapes.items():
+        if not (drop and name.startswith(drop)):
+            writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def drop_weights(folder: Path, prefix: str, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Remove the tensors named ``prefix...`` from ``folder``'s weights, and add ``extra``."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    kept = {k: v for k, v in load_file(path).items() if not k.startswith(prefix)}
+    save_file({**kept, **(extra or {})}, path, metadata={"format": "pt"})

@@ -130,3 +130,21 @@ def test_fold_files_of_two_names_never_collide(tmp_path):
     assert len(paths) == 4 and all(p.parent == tmp_path / "folds" / "seed1" for p in paths)
     assert folder.fold_record(1, "a").suffix == ".json"
     assert json.dumps(str(folder.job_log("7_1"))).endswith('launch/logs/7_1_0_log.err"')
+
+
+def test_a_run_folder_that_records_train_bf16_reads_and_resumes(oracle_run, tmp_path, capsys):
+    copy = tmp_path / oracle_run.name
+    copy.mkdir()
+    for path in oracle_run.rglob("*"):
+        if path.is_file():
+            (copy / path.relative_to(oracle_run)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path.relative_to(oracle_run)).write_bytes(path.read_bytes())
+    saved = copy / "config.yaml"
+    text = saved.read_text()
+    assert "  precision: fp32\n" in text
+    saved.write_text(text.replace("  precision: fp32\n", "  bf16: false\n"))  # an older run
+    run = Run.read(copy)
+    assert run.cfg.train.precision == "fp32"
+    assert main(["status", str(copy)]) == 0 and main(["report", str(copy)]) == 0
+    assert Run.start(replace(run.cfg, out_dir=str(tmp_path))).layout.root == copy.resolve()
+    assert "error" not in capsys.readouterr().err
