@@ -56,6 +56,8 @@ class FitResult:
         train_thresholds: Per-AU thresholds chosen on the training clips' predictions, whatever
             the policy (reported beside fixed-threshold F1; equal to ``thresholds`` under
             ``train``).
+        vision_thresholds: The vision head's per-AU thresholds under the same policy (chosen on
+            its own training predictions under ``train``); None without a vision head.
     """
 
     train: pd.DataFrame
@@ -63,6 +65,7 @@ class FitResult:
     thresholds: np.ndarray
     result: TrainResult
     train_thresholds: np.ndarray
+    vision_thresholds: np.ndarray | None = None
 
 
 def fit(
@@ -114,7 +117,10 @@ def fit(
     outputs, _ = predict_clips(model, processor, eval_set, train_cfg.batch_size)
     grid = threshold_grid(*eval_cfg.threshold_grid)
     train_thresholds = best_thresholds(eval_set.labels.numpy(), outputs.probs, grid)
+    vision = None if outputs.vision_probs is None else thresholds
     if eval_cfg.threshold_policy == "train":
         thresholds = train_thresholds
+        if outputs.vision_probs is not None:
+            vision = best_thresholds(eval_set.labels.numpy(), outputs.vision_probs, grid)
     n_val = 0 if val is None else len(val)
-    return FitResult(train, n_val, thresholds, result, train_thresholds)
+    return FitResult(train, n_val, thresholds, result, train_thresholds, vision)

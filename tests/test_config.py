@@ -102,7 +102,7 @@ def test_explain_settings_are_validated():
     with pytest.raises(ConfigError, match="model.explain.weight"):
         load_config(None, ["model.explain.weight=-1"])
     with pytest.raises(ConfigError, match="needs an LLM"):
-        load_config(None, ["model.explain.weight=1", "model.llm.source=none"])
+        load_config(None, ["model.explain.weight=1", "model.reader=none"])
 
 
 def test_each_choice_is_listed_once_for_the_config_and_the_command_line():

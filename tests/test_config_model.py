@@ -36,7 +36,7 @@ def test_the_defaults_are_a_valid_linear_head_on_a_tiny_llm():
         (lambda: TextConfig(formats=["list", "list"]), r"expected distinct formats"),
         (lambda: TextConfig(formats=["xml"]), r"model.text.formats = 'xml': expected one of"),
         (
-            lambda: ModelConfig(head="text", llm=LLMConfig(source="none")),
+            lambda: ModelConfig(head="text", reader="none"),
             r"model.head = 'text' needs an LLM",
         ),
     ],
@@ -48,7 +48,7 @@ def test_an_invalid_model_setting_names_its_key(build, message):
 
 def test_explanations_need_an_llm_and_model_errors_surface_through_load_config():
     with pytest.raises(ConfigError, match=r"model.explain.weight > 0 needs an LLM"):
-        load_config(None, ["model.llm.source=none", "model.explain.weight=1"])
+        load_config(None, ["model.reader=none", "model.explain.weight=1"])
     with pytest.raises(ConfigError, match=r"model.head = 'words': expected one of linear"):
         load_config(None, ["model.head=words"])
     cfg = load_config(None, ["model.head=both", "model.text.formats=[json]"])

@@ -49,6 +49,10 @@ class PromptTokenizer(Protocol):
         """
         ...
 
+    def ordinary_ids(self) -> list[int]:
+        """Every id of the vocabulary that is not a special token, in increasing order."""
+        ...
+
 
 class ByteTokenizer:
     """A byte-level tokenizer for the random tiny LLM: exact round trip, no vocabulary file.
@@ -79,6 +83,10 @@ class ByteTokenizer:
     def render_chat(self, user: str) -> str | None:
         """None: the byte tokenizer has no chat template."""
         return None
+
+    def ordinary_ids(self) -> list[int]:
+        """The 256 byte ids."""
+        return list(range(self.n_special, self.min_vocab))
 
 
 class HFTokenizer:
@@ -111,6 +119,11 @@ class HFTokenizer:
             messages, tokenize=False, add_generation_prompt=True
         )
         return str(text)
+
+    def ordinary_ids(self) -> list[int]:
+        """Every id of the tokenizer's vocabulary except its special tokens."""
+        special = set(self.tokenizer.all_special_ids)
+        return [i for i in range(len(self.tokenizer)) if i not in special]
 
 
 @dataclass(eq=False)
@@ -152,9 +165,9 @@ def weights_sha256(model: nn.Module, samples: int = 64) -> str:
     return digest.hexdigest()
 
 
-def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
-    """Build the random-initialised tiny Qwen2/Llama causal LM (seeded by ``tiny.seed``)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def _tiny_config(tiny: TinyLLMConfig) -> Any:
+    """The transformers config of the tiny Qwen2/Llama causal LM."""
+    from transformers import LlamaConfig, Qwen2Config
 
     shape = {
         "vocab_size": tiny.vocab_size,
@@ -170,12 +183,17 @@ def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
         "bos_token_id": ByteTokenizer.bos_id,
         "eos_token_id": ByteTokenizer.eos_id,
     }
-    config_cls, model_cls = (
-        (Qwen2Config, Qwen2ForCausalLM) if tiny.arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    )
+    return (Qwen2Config if tiny.arch == "qwen2" else LlamaConfig)(**shape)
+
+
+def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
+    """Build the random-initialised tiny Qwen2/Llama causal LM (seeded by ``tiny.seed``)."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+
+    model_cls = Qwen2ForCausalLM if tiny.arch == "qwen2" else LlamaForCausalLM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tiny.seed)
-        return model_cls(config_cls(**shape))
+        return model_cls(_tiny_config(tiny))
 
 
 # Files of a Hugging Face folder that may name Python code of the folder to run (``auto_map``).
@@ -239,13 +257,11 @@ def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
     tokenizer (see :func:`load_base_llm`).
 
     Raises:
-        ValueError: For ``source: none`` or a folder whose tokenizer cannot be loaded.
+        ValueError: For a folder whose tokenizer cannot be loaded.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
         return ByteTokenizer(cfg.tiny.vocab_size)
-    if cfg.source not in ("path", "smollm2"):
-        raise ValueError(f"model.llm.source = {cfg.source!r} has no tokenizer")
     from transformers import AutoTokenizer
 
     folder = _checked_folder(_model_folder(cfg))
@@ -253,6 +269,24 @@ def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
         return HFTokenizer(AutoTokenizer.from_pretrained(str(folder), **_LOCAL))
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"model.llm.path: cannot load a tokenizer from {folder}: {exc}") from exc
+
+
+def llm_config(cfg: LLMConfig) -> Any:
+    """The transformers config of the LLM ``cfg`` describes, without loading its weights.
+
+    Raises:
+        ValueError: A folder whose config cannot be read.
+        FileNotFoundError: If ``cfg.path`` is not a directory.
+    """
+    if cfg.source == "tiny":
+        return _tiny_config(cfg.tiny)
+    from transformers import AutoConfig
+
+    folder = _checked_folder(_model_folder(cfg))
+    try:
+        return AutoConfig.from_pretrained(str(folder), **_LOCAL)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"model.llm.path: cannot read a model config in {folder}: {exc}") from exc
 
 
 def load_base_llm(cfg: LLMConfig) -> BaseLLM:
@@ -266,13 +300,13 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
 
     Raises:
-        ValueError: For ``source: none`` or a directory that holds no loadable causal LM.
+        ValueError: For a directory that holds no loadable causal LM.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
         model = _tiny_model(cfg.tiny)
         path, seed = None, cfg.tiny.seed
-    elif cfg.source in ("path", "smollm2"):
+    else:
         from transformers import AutoModelForCausalLM
 
         folder = _checked_folder(_model_folder(cfg))
@@ -281,8 +315,6 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **_LOCAL)
         except (OSError, ValueError, EOFError, SafetensorError) as exc:
             raise ValueError(f"model.llm.path: cannot load a causal LM from {path}: {exc}") from exc
-    else:
-        raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
     model.eval()
     model.requires_grad_(False)
     config = model.config
@@ -361,12 +393,29 @@ def attach_lora(model: nn.Module, cfg: LoraConfig) -> None:
         param.requires_grad_(True)
 
 
-def cast_frozen_base(model: nn.Module, dtype: torch.dtype) -> None:
-    """Cast the frozen (non-LoRA) floating-point parameters of ``model`` to ``dtype`` in place.
+def norm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The weights (and biases) of every normalisation layer (RMSNorm, LayerNorm) of ``model``."""
+    return [
+        param
+        for module in model.modules()
+        if "norm" in type(module).__name__.lower()
+        for param in module.parameters(recurse=False)
+    ]
 
-    Buffers (e.g. rotary frequencies) are left alone.
+
+def train_norms(model: nn.Module) -> None:
+    """Make the normalisation weights of the frozen ``model`` trainable, in float32 (in place)."""
+    for param in norm_parameters(model):
+        param.data = param.data.float()
+        param.requires_grad_(True)
+
+
+def cast_frozen_base(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast the frozen floating-point parameters of ``model`` to ``dtype`` in place.
+
+    Trainable parameters (LoRA adapters, trained norm weights) stay as they are (float32);
+    buffers (e.g. rotary frequencies) are left alone.
     """
-    adapters = {id(p) for p in lora_parameters(model)}
     for param in model.parameters():
-        if id(param) not in adapters and param.is_floating_point() and param.dtype != dtype:
+        if not param.requires_grad and param.is_floating_point() and param.dtype != dtype:
             param.data = param.data.to(dtype)

@@ -34,6 +34,7 @@ from au_llm.reports.tables import (
     mark_optimistic,
     write_metric_files,
 )
+from au_llm.reports.vision import vision_frame, vision_notes, vision_summary
 from au_llm.runs.layout import METRICS_PER_DATASET, ORACLE_THRESHOLDS, PREDICTIONS, SUMMARY
 from au_llm.runs.run import Item, Run
 
@@ -106,8 +107,15 @@ def build_report(run_dir: Path) -> RunTables:
         oracle = {"note": OPTIMISTIC_NOTE, "aus": aus, "thresholds_per_seed": chosen}
         atomic_write_text(run_dir / ORACLE_THRESHOLDS, json.dumps(oracle, indent=2))
     tables = compute_tables(frame, aus)
+    vision = vision_frame(frame, aus)
+    if vision is not None:
+        if optimistic:
+            vision, _ = apply_oracle_thresholds(
+                vision, aus, threshold_grid(*cfg.eval.threshold_grid)
+            )
+        tables.summary["vision_head"] = vision_summary(compute_tables(vision, aus))
     text_per_au, text_summary = answer_tables(frame, aus)
-    notes = []
+    notes = vision_notes(tables.summary["vision_head"]) if vision is not None else []
     if text_summary:
         tables.summary["text_answers"] = text_summary
         notes = answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
