@@ -310,7 +310,7 @@ def _epoch_loss(
     loader: DataLoader,
     loss_fn: nn.Module,
     device: torch.device,
-    vision_weight: float,
+    vision_weight: float = 0.0,
 ) -> float:
     """Mean loss (the whole objective) over a loader without gradients (model left in eval mode)."""
     model.eval()

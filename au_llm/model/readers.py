@@ -108,7 +108,8 @@ class ResMLPReader(nn.Module):
         self.norm = nn.RMSNorm(hidden, eps=eps)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """``[B, n, H]`` -> ``[B, n, H]``."""
+        """``[B, n, H]`` -> ``[B, n, H]``; the residual stream is float32 (under autocast too)."""
+        tokens = tokens.float()
         for block in self.blocks:
             tokens = tokens + block(tokens)
         return self.norm(tokens)
@@ -155,8 +156,10 @@ class AttentionReader(nn.Module):
     def forward(self, sequence: Tensor) -> Tensor:
         """``[B, L, H]`` (prompt embeddings and visual tokens) -> ``[B, H]`` at the last position.
 
-        The last position attends to every position (what a causal layer gives it).
+        The last position attends to every position (what a causal layer gives it). The
+        residual stream is float32 (under autocast too).
         """
+        sequence = sequence.float()
         normed = self.attention_norm(sequence)
         attended, _ = self.attention(normed[:, -1:], normed, normed, need_weights=False)
         hidden = sequence[:, -1:] + attended
