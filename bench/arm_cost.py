@@ -101,17 +101,11 @@ def time_arm(config: Path, source: str, overrides: list[str], fold: str, epochs:
     frames, sampling = cfg.sampling.frames_per_clip, cfg.sampling
     train_set = ClipDataset(chosen.train, data.cache, data.aus, frames, sampling.train_strategy, 1)
     marks = [time.perf_counter()]
-    train_model(
-        model,
-        processor,
-        train_set,
-        cfg.train,
-        1,
-        None,
-        "t",
-        False,
-        lambda _: marks.append(time.perf_counter()),
-    )
+
+    def on_epoch(_: int) -> None:
+        marks.append(time.perf_counter())
+
+    train_model(model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch)
     epoch_s = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)]
     start = time.perf_counter()
     for rows, strategy in (

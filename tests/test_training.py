@@ -27,6 +27,14 @@ from au_llm.training import (
 from tests.conftest import tiny_config
 
 
+def _cached(tiny_data, cfg) -> tuple:
+    """The tiny CASME II manifest and its aligned-clip cache (aligned now where missing)."""
+    manifest = read_manifest(tiny_data.casme2)
+    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    preprocess_manifest(manifest, cache, progress=False)
+    return manifest, cache
+
+
 def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=cfg.lr)
@@ -86,9 +94,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
         "train.epochs=8",
         "train.lr=0.05",
     )
-    manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
-    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    manifest, cache = _cached(tiny_data, cfg)
     train, val = inner_split(manifest, cfg.train.val_fraction, seed=1)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
@@ -131,9 +137,7 @@ def test_train_and_predict_in_each_precision(tiny_data, tmp_path, precision):
     cfg = tiny_config(
         tiny_data, tmp_path, "p", "loso", f"train.precision={precision}", "train.epochs=1"
     )
-    manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
-    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    manifest, cache = _cached(tiny_data, cfg)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
     device, resolved = select_device(cfg.train)
@@ -187,23 +191,17 @@ def test_staged_training_trains_each_stage_and_keeps_the_rest(tiny_data, tmp_pat
         "model.vision_head=true",
         "train.vision_weight=0.5",
     )
-    manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
-    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    manifest, cache = _cached(tiny_data, cfg)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
     model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
     states = [_snapshot(model)]
+
+    def on_epoch(_: int) -> None:
+        states.append(_snapshot(model))
+
     result = train_model(
-        model,
-        processor,
-        train_set,
-        cfg.train,
-        1,
-        None,
-        "t",
-        False,
-        lambda _: states.append(_snapshot(model)),
+        model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch
     )
     assert len(result.train_loss) == 3
     vision, heads, everything = zip(states[:-1], states[1:], strict=True)
