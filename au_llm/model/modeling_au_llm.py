@@ -250,6 +250,8 @@ class AULLM(nn.Module):
         suffix = self.suffix_embeds(tokens)
         decoder = self.llm.get_decoder()
         prefix_len = self._segment_lengths[0]
+        packed = self.cfg.llm.fast_path and prompt_cache is None and prefix_len > 0
+        past = self._past(tokens, prompt_cache) if self.cfg.llm.fast_path and not packed else None
         with layer_outputs(decoder, self.readout_mix is not None) as layers:
             if not self.cfg.llm.fast_path:
                 embed = self.llm.get_input_embeddings()
@@ -262,7 +264,7 @@ class AULLM(nn.Module):
                 def suffix_of(hidden: Tensor) -> Tensor:
                     return hidden[:, prefix_len:]
 
-            elif prompt_cache is None and prefix_len > 0:
+            elif packed:
                 prefix = self.llm.get_input_embeddings()(self.prompt_ids[:prefix_len])
                 full = packed_decode(decoder, prefix, suffix)
 
@@ -270,7 +272,7 @@ class AULLM(nn.Module):
                     return unpack_suffix(hidden, prefix_len, suffix.shape[0])
 
             else:
-                full, _ = self.decode(suffix, self._past(tokens, prompt_cache))
+                full, _ = self.decode(suffix, past)
 
                 def suffix_of(hidden: Tensor) -> Tensor:
                     return hidden
@@ -294,7 +296,10 @@ class AULLM(nn.Module):
             start = self.suffix_length - sum(self._query_lengths) - 1
             offsets = [start + end for end in itertools.accumulate(self._query_lengths)]
         if self.readout_mix is not None:
-            norm = self.llm.get_decoder().norm
+            decoder = self.llm.get_decoder()
+            if len(layers) != len(decoder.layers):
+                raise RuntimeError(f"{len(layers)} layer outputs for {len(decoder.layers)} layers")
+            norm = decoder.norm
             read = self.readout_mix(torch.stack([norm(states[:, offsets]) for states in layers]))
         else:
             read = hidden[:, offsets]
@@ -382,10 +387,9 @@ class AULLM(nn.Module):
         """
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
+        past = self._past(tokens, None)  # the prefix's pass is not read
         with layer_outputs(self.llm.get_decoder(), self.readout_mix is not None) as layers:
-            hidden, _ = self.decode(
-                torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
-            )
+            hidden, _ = self.decode(torch.cat([suffix, embed(text_ids)], dim=1), past)
         au_logits = self.au_logits(self._read(hidden, layers), tokens)
         last = suffix.shape[1] - 1
         text_hidden = hidden[:, last : last + text_ids.shape[1]]

@@ -192,3 +192,25 @@ def test_a_model_with_cell_tokens_feeds_one_token_per_cell_to_the_llm():
     clips = torch.rand(2, 1, 6, 64, 64, generator=torch.Generator().manual_seed(0))
     assert model.get_visual_tokens(clips).shape == (2, 4, 32)
     assert model(clips).shape == (2, 3)
+
+
+@pytest.mark.parametrize("option", ["readout=mix", "au_queries"])
+def test_the_text_pass_gives_the_scores_the_forward_gives(option):
+    cfg = tiny_model_config()
+    cfg.head, cfg.text.formats = "both", ["list"]
+    if option == "readout=mix":
+        cfg.llm.readout = "mix"
+    else:
+        cfg.au_queries = True
+    model, processor = build_model(ModelSpec(cfg, AUS, 1, 6, 64), seed=0)
+    model.eval()
+    if model.readout_mix is not None:
+        with torch.no_grad():
+            model.readout_mix.weights.copy_(torch.tensor([0.4, -0.3]))
+    tokens = _tokens(torch.float32)
+    ids, _ = processor.answer_batch(torch.tensor([[1.0, 0, 1], [0, 1, 0], [0, 0, 0]]), ["list"] * 3)
+    with torch.no_grad():
+        au_logits, lm_logits = model.forward_text_tokens(tokens, ids)
+        reference = model.double().score_tokens(tokens.double())
+    assert lm_logits.shape[:2] == ids.shape
+    assert _close(au_logits, reference, 1e-5)
