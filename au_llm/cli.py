@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
     )
-    demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
+    demo.add_argument("--no-llm", action="store_true", help="no LLM (model.reader=none)")
     demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
     demo.add_argument(
         "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
