@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from au_llm.data.builders import DATASET_FORMATS, SMIC_KIND, SMIC_REFUSAL, build_dataset
+from au_llm.data.builders.dataset import build_dataset
+from au_llm.data.builders.formats import DATASET_FORMATS, SMIC_KIND, SMIC_REFUSAL
 from au_llm.data.manifest import ManifestError
 from au_llm.data.report import ManifestResult
 from au_llm.data.table import build_from_table

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from openpyxl import Workbook
 
-from au_llm.data.builders import DATASET_FORMATS, build_dataset
+from au_llm.data.builders.dataset import build_dataset
+from au_llm.data.builders.formats import DATASET_FORMATS
 from au_llm.data.errata import Errata
 from au_llm.data.report import ManifestResult
 

@@ -54,6 +54,8 @@ SMIC_REFUSAL = (
 )
 MICRO_MAX_SECONDS = 0.5
 """The longest micro-expression (onset to offset) in the datasets' definitions."""
+COMPOSITE_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
+"""MEB's 12 AUs of the composite benchmark (``dataset_aus["cross"]``)."""
 
 HEADER_ROLES = {
     "subject": "subject",
@@ -174,6 +176,8 @@ class DatasetFormat:
         fps: Frame rate of the recordings.
         columns: Role -> header text of the required columns, for messages (a sheet without a
             header row: role -> the column's position, counted from 1, as text).
+        aus: The AUs the dataset is evaluated on, MEB's ``dataset_aus`` (see
+            :mod:`au_llm.data.au_sets`); empty: no AU set (every coded AU counts).
         subjects: How a subject cell becomes the subject's id.
         frames: Templates of the frames folder under the root, tried in order: the first naming
             an existing folder is used (one with ``*`` only where exactly one folder matches);
@@ -194,6 +198,7 @@ class DatasetFormat:
     root_name: str
     fps: float
     columns: dict[str, str]
+    aus: tuple[int, ...] = ()
     subjects: SubjectIds = field(default_factory=SubjectIds)
     frames: tuple[str, ...] = ("{subject}/{clip}",)
     shared_recordings: bool = False
@@ -205,13 +210,14 @@ class DatasetFormat:
         return self.subjects.read(value)
 
 
-_CASME3_COLUMNS = {
-    "subject": "Subject",
-    "clip": "Filename",
-    "onset": "Onset",
-    "offset": "Offset",
-    "aus": "AU",
-}
+def _columns(
+    subject: str, clip: str, onset: str, offset: str, aus: str, **more: str
+) -> dict[str, str]:
+    """Role -> header text of a format's required columns (``more``: further roles)."""
+    return {"subject": subject, "clip": clip, "onset": onset, "offset": offset, "aus": aus, **more}
+
+
+_CASME3_COLUMNS = _columns("Subject", "Filename", "Onset", "Offset", "AU")
 _CASME3_ME = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
 _LONG_TYPES = (("micro-expression", "micro"), ("macro-expression", "macro"))
 
@@ -224,13 +230,8 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("CASME2-coding-20190701.xlsx",),
             root_name="CASME2_RAW_selected",
             fps=200.0,
-            columns={
-                "subject": "Subject",
-                "clip": "Filename",
-                "onset": "OnsetFrame",
-                "offset": "OffsetFrame",
-                "aus": "Action Units",
-            },
+            aus=(1, 2, 4, 7, 12, 14, 15, 17),
+            columns=_columns("Subject", "Filename", "OnsetFrame", "OffsetFrame", "Action Units"),
             subjects=SubjectIds("sub{:02d}", prefix="sub", numbers_only=True),
         ),
         DatasetFormat(
@@ -239,13 +240,8 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("SAMM_Micro_FACS_Codes_v2.xlsx",),
             root_name="SAMM",
             fps=200.0,
-            columns={
-                "subject": "Subject",
-                "clip": "Filename",
-                "onset": "Onset Frame",
-                "offset": "Offset Frame",
-                "aus": "Action Units",
-            },
+            aus=(2, 4, 7, 12),
+            columns=_columns("Subject", "Filename", "Onset Frame", "Offset Frame", "Action Units"),
             subjects=SubjectIds("{:03d}", prefix="sub", numbers_only=True),
         ),
         DatasetFormat(
@@ -254,13 +250,8 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("casme.xlsx",),
             root_name="CASME_raw_selected",
             fps=60.0,
-            columns={
-                "subject": "Subject",
-                "clip": "Filename",
-                "onset": "OnsetF",
-                "offset": "OffsetF",
-                "aus": "AU",
-            },
+            aus=(1, 4, 9, 14),
+            columns=_columns("Subject", "Filename", "OnsetF", "OffsetF", "AU"),
             subjects=SubjectIds("sub{:02d}", prefix="sub"),
         ),
         DatasetFormat(
@@ -269,6 +260,7 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=(_CASME3_ME,),
             root_name="ME_A",
             fps=30.0,
+            aus=COMPOSITE_AUS,
             columns=_CASME3_COLUMNS,
             frames=("{subject}/{clip}/color", "{subject}/{filename}/color"),
             shared_recordings=True,
@@ -279,14 +271,15 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("MMEW_Micro_Exp.xlsx",),
             root_name="Micro_Expression",
             fps=90.0,
-            columns={
-                "subject": "Subject",
-                "clip": "Filename",
-                "onset": "OnsetFrame",
-                "offset": "OffsetFrame",
-                "aus": "Action Units",
-                "emotion": "Estimated Emotion",
-            },
+            aus=(1, 2, 4, 5, 7, 10, 12, 14),
+            columns=_columns(
+                "Subject",
+                "Filename",
+                "OnsetFrame",
+                "OffsetFrame",
+                "Action Units",
+                emotion="Estimated Emotion",
+            ),
             frames=("{emotion}/{filename}", "*/{filename}"),
         ),
         DatasetFormat(
@@ -295,13 +288,8 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("4DME_Labelling_Micro_release v1.xlsx",),
             root_name="gray_micro",
             fps=60.0,
-            columns={
-                "subject": "sub_ID",
-                "clip": "fold_name",
-                "onset": "Onset",
-                "offset": "Offset",
-                "aus": "AUs",
-            },
+            aus=(1, 2, 4, 6, 7, 12, 17, 45),
+            columns=_columns("sub_ID", "fold_name", "Onset", "Offset", "AUs"),
             key_frame_marks=True,
         ),
         DatasetFormat(
@@ -310,14 +298,7 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("SAMM_LongVideos_V3_Release.xlsx",),
             root_name="SAMM_longvideos",
             fps=200.0,
-            columns={
-                "subject": "Subject",
-                "clip": "Filename",
-                "onset": "Onset",
-                "offset": "Offset",
-                "type": "Type",
-                "aus": "Action Units",
-            },
+            columns=_columns("Subject", "Filename", "Onset", "Offset", "Action Units", type="Type"),
             subjects=SubjectIds("{:03d}", numbers_only=True),
             frames=("{recording}",),
             recordings=Recordings(
@@ -335,14 +316,7 @@ DATASET_FORMATS: dict[str, DatasetFormat] = {
             coding_names=("CAS(ME)^2code_final.xlsx",),
             root_name="rawpic",
             fps=30.0,
-            columns={
-                "subject": "1",
-                "clip": "2",
-                "onset": "3",
-                "offset": "5",
-                "aus": "6",
-                "type": "8",
-            },
+            columns=_columns("1", "2", "3", "5", "6", type="8"),
             frames=("{subject}/{number}_{code:04d}*", "{subject}/{number}_{code:04d}"),
             recordings=Recordings(
                 first_frame=1,
