@@ -8,10 +8,10 @@ import pytest
 from openpyxl import Workbook
 
 from au_llm.data.build import build_manifest
-from au_llm.data.builders.long import BEYOND_RECORDING, UNKNOWN_TYPE
+from au_llm.data.builders.dataset import BEYOND_RECORDING, UNKNOWN_TYPE
 from au_llm.data.manifest import ManifestError, read_manifest, write_manifest
 from au_llm.data.rows import BAD_ROW, BAD_TIMING, DUPLICATE, FOLDER_MISSING, FRAMES_MISSING
-from tests.data.helpers import by_clip, write_frames
+from tests.data.helpers import build, by_clip, write_frames
 
 SAMM_LV_HEADER = ["Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset"]
 SAMM_LV_HEADER += ["Duration", "Type", "Action Units", "Notes"]
@@ -215,7 +215,6 @@ def test_casme3_long_rows_from_both_files(tmp_path: Path) -> None:
 
 def test_long_errata_reach_only_their_clip_across_both_files(tmp_path: Path) -> None:
     """Row 2 of the micro file and row 2 of the macro file are different clips to the errata."""
-    from au_llm.data.builders.long import build_long_dataset
     from au_llm.data.errata import Errata, Erratum
 
     root, me, mae = _casme3(tmp_path)
@@ -225,7 +224,7 @@ def test_long_errata_reach_only_their_clip_across_both_files(tmp_path: Path) -> 
             Erratum("casme3-lv", "spNO.1", "b", "offset", "61", "45", source="test"),
         ]
     )
-    result = build_long_dataset("casme3-lv", root, [me, mae], errata=errata)
+    result = build("casme3-lv", root, [me, mae], errata=errata)
     clips = by_clip(result.frame)
     assert sorted(clips) == ["a_0-20", "a_10-15", "a_20-25", "a_32-60"]
     assert "onset '30' replaced by 32 (erratum, test)" in clips["a_32-60"]["notes"]

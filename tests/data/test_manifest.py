@@ -13,7 +13,7 @@ from au_llm.data.manifest import (
     read_manifest,
     write_manifest,
 )
-from au_llm.data.spreadsheets import build_samm
+from tests.data.helpers import build_samm
 
 
 def test_write_and_read_round_trip(tmp_path, samm):

@@ -7,7 +7,7 @@ only in the neutral stretches (at least :data:`MARGIN_SECONDS` away from any exp
 head drift and per-frame jitter everywhere.
 
 * **Micro-expressions** last 0.2-0.5 s from onset to offset (at most
-  :data:`~au_llm.data.builders.long_formats.MICRO_MAX_SECONDS`: ``offset - onset + 1 <= 0.5 fps``
+  :data:`~au_llm.data.builders.formats.MICRO_MAX_SECONDS`: ``offset - onset + 1 <= 0.5 fps``
   frames), with the difficulty's clip amplitudes (the synthetic clips' AU movements).
 * **Macro-expressions** last 0.6-3 s with twice those amplitudes.
 * Kinds alternate within a recording (the first drawn at random); AU combinations (1-3 AUs) are
@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from au_llm.data.builders.long_formats import LONG_KINDS, MICRO_MAX_SECONDS, long_format
+from au_llm.data.builders.formats import (
+    DATASET_FORMATS,
+    LONG_KINDS,
+    MICRO_MAX_SECONDS,
+    DatasetFormat,
+    Recordings,
+)
 from au_llm.synth.long.recording import Blink, HeadTurn, LongExpression, LongRecording
 from au_llm.synth.plan import (
     HARD_COMBOS,
@@ -105,6 +111,15 @@ def long_look_style(style: str) -> str:
             f"synthetic long style {style!r}: expected one of {', '.join(LONG_STYLES)}"
         )
     return _LOOKS[style].base
+
+
+def long_format(style: str) -> tuple[DatasetFormat, Recordings]:
+    """The dataset format a long style writes, and its recordings; ValueError if unknown."""
+    long_look_style(style)
+    spec = DATASET_FORMATS[style]
+    if spec.recordings is None:
+        raise ValueError(f"synthetic long style {style!r}: {spec.name} has no long recordings")
+    return spec, spec.recordings
 
 
 def long_seed(style: str, seed: int) -> int:
@@ -262,7 +277,7 @@ def plan_long_recordings(
     look = _LOOKS[style]
     level = difficulty_spec(difficulty)
     motion = _MOTION[difficulty]
-    form = long_format(style)
+    form, long_layout = long_format(style)
     spec = style_spec(base)
     if not 1 <= subjects <= len(look.subjects):
         raise ValueError(
@@ -287,7 +302,7 @@ def plan_long_recordings(
     for s, number in enumerate(numbers):
         for k in range(recordings_per_subject):
             rng = rng_for(seed_used, spec.code, s, k, RNG_TIMELINE)
-            segments = _segments(form.fps, form.first_frame, n_frames, rng)
+            segments = _segments(form.fps, long_layout.first_frame, n_frames, rng)
             timings.append((s, number, k, segments, rng))
     pool = HARD_COMBOS[base] if level.imbalanced else spec.combos
     combos = iter(dealt_combos(pool, sum(len(t[3]) for t in timings), layout))
@@ -324,9 +339,9 @@ def plan_long_recordings(
                     objective_class=objective,
                 )
             )
-        last = form.first_frame + n_frames - 1
+        last = long_layout.first_frame + n_frames - 1
         busy = [(e.onset, e.offset) for e in expressions]
-        stretches = list(_neutral_stretches(form.first_frame, last, busy, margin))
+        stretches = list(_neutral_stretches(long_layout.first_frame, last, busy, margin))
         head = rng_for(seed_used, spec.code, s, k, RNG_HEAD)
         recordings.append(
             LongRecording(
@@ -340,7 +355,7 @@ def plan_long_recordings(
                 recording=recording,
                 index=k,
                 fps=form.fps,
-                first_frame=form.first_frame,
+                first_frame=long_layout.first_frame,
                 n_frames=n_frames,
                 expressions=tuple(expressions),
                 blinks=tuple(_blinks(stretches, form.fps, motion, head)),

@@ -25,9 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from au_llm.data.builders.long_formats import long_format
 from au_llm.io_utils import atomic_write_bytes
-from au_llm.synth.long.plan import CASME_SQ_STIMULI, long_look_style, plan_long_recordings
+from au_llm.synth.long.plan import (
+    CASME_SQ_STIMULI,
+    long_format,
+    long_look_style,
+    plan_long_recordings,
+)
 from au_llm.synth.long.recording import LongExpression, LongRecording
 from au_llm.synth.long.render import LongRenderer
 from au_llm.synth.plan import style_spec
@@ -161,7 +165,7 @@ def long_coding_names(style: str) -> tuple[str, ...]:
     Raises:
         ValueError: Unknown style.
     """
-    return tuple(name for name, _ in long_format(style).coding_names)
+    return long_format(style)[0].coding_names
 
 
 def _annotation_files(style: str, recordings: Sequence[LongRecording]) -> list[tuple[str, bytes]]:
@@ -174,7 +178,7 @@ def _annotation_files(style: str, recordings: Sequence[LongRecording]) -> list[t
     sheets = {"micro": "label", "macro": "Sheet1"}
     return [
         (name, xlsx_bytes([(sheets[kind], _casme3_sheet(recordings, kind))]))
-        for name, kind in long_format(style).coding_names
+        for name, kind in zip(names, long_format(style)[1].file_kinds, strict=True)
     ]
 
 
@@ -212,7 +216,7 @@ def write_long_style(
         style, subjects, recordings_per_subject, seconds, seed, difficulty, size
     )
     out = Path(out)
-    root = out / long_format(style).root_name
+    root = out / long_format(style)[0].root_name
     prepare_root(root)
     recordings = [replace(r, frames_dir=root / r.frames_dir) for r in planned]
     started = time.monotonic()
