@@ -3,8 +3,10 @@
 A choice is spelled once. Where a module of the library owns a table of the choices (protocols in
 :mod:`au_llm.protocols`, backbones in :mod:`au_llm.model.backbones`, answer formats in
 :mod:`au_llm.answers`), the config checks read that table. The choices below have no table of
-their own: they are named here once, as ``Literal`` types, which the config checks and the
-command line's ``choices=`` read.
+their own: they are named here once, as ``Literal`` types (or tuples, where one set builds on
+another, as the readers do), which the config checks and the command line's ``choices=`` read.
+The model's own choice sets (LLM sources, tunings, readouts) are tuples in
+:mod:`au_llm.config_model`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ Precision = Literal["auto", "fp32", "bf16"]
 """``train.precision`` and ``au-llm predict --precision`` (see au_llm.model.precision)."""
 ChatTemplate = Literal["auto", "on", "off"]
 """``model.llm.chat_template``: whether prompts go through the tokenizer's chat template."""
-LLMSource = Literal["tiny", "smollm2", "path", "none"]
-"""``model.llm.source``: where the LLM comes from (see au_llm.model.llm)."""
 TinyArch = Literal["qwen2", "llama"]
 """``model.llm.tiny.arch``: the architecture of the tiny random LLM (see au_llm.model.llm)."""
 Activation = Literal["gelu", "relu"]
@@ -63,6 +63,15 @@ ThresholdPolicy = Literal["fixed", "train", "test-oracle"]
 """``eval.threshold_policy``: how per-AU decision thresholds are chosen (see au_llm.fitting)."""
 DeployedThresholdPolicy = Literal["fixed", "train"]
 """The threshold policies a model folder can hold (a deployed model has no test labels)."""
+
+# What reads the visual token(s) (``model.reader``, see au_llm.model.readers): the configured LLM
+# and its controls.
+LLM_READERS = ("llm", "llm_reinit", "llm_random_prompt")
+"""Readers that run the configured LLM's decoder (with its prompt, LoRA and text heads)."""
+PROMPT_READERS = (*LLM_READERS, "attention", "transformer")
+"""Readers that read the prompt's token embeddings beside the visual token(s)."""
+READERS = (*PROMPT_READERS, "none", "mlp", "resmlp")
+"""Every value of ``model.reader``."""
 
 
 def choices(literal: Any) -> tuple[str, ...]:

@@ -18,9 +18,7 @@ from au_llm.answers import FORMATS, AnswerFormat, ParsedAnswer, parse_answer, ta
 from au_llm.config import BackboneConfig, ConfigError, TextConfig, TrainConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, Precision, choices
 from au_llm.data.build import MANIFEST_KINDS, TABLE_FILE, ManifestKind, build_manifest
-from au_llm.data.builders import COMPOSITE_KINDS, SMIC_KIND, dataset_format
-from au_llm.data.builders.formats import HEADER_ROLES
-from au_llm.data.workbook import header_name
+from au_llm.data.builders import SMIC_KIND
 from au_llm.model.backbones import BACKBONES
 from au_llm.predict.config import PredictConfig
 from au_llm.protocols import PROTOCOLS, Fold, Protocol
@@ -97,12 +95,6 @@ def test_manifest_kinds_are_the_cli_choices(monkeypatch, tmp_path):
     assert seen == {"table": table, "strict": True}
     assert "meb" in _option(_subcommands(build_parser())["manifest"], "kind").choices
     assert "meb: MEB's own table" in " ".join(_help(build_parser(), "manifest").split())
-
-
-def test_every_dataset_format_names_headers_that_its_builder_finds():
-    for name in COMPOSITE_KINDS:
-        for role, header in dataset_format(name).columns.items():
-            assert HEADER_ROLES.get(header_name(header)) == role, (name, header)
 
 
 def test_synthetic_styles_and_difficulties_are_the_cli_choices(monkeypatch):

@@ -1,1 +1,1 @@
-"""Dataset manifests: CASME II / SAMM spreadsheets and user tables turned into clean clip lists."""
+"""Dataset manifests: the datasets' label files and user tables turned into clean clip lists."""

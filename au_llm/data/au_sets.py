@@ -1,8 +1,10 @@
 """Named AU sets of each dataset and of the composite benchmark, and the unknown-label rule.
 
 The sets are MEB's ``dataset_aus`` (github:tvaranka/meb, ``meb/utils/utils.py``): the AUs each
-dataset is evaluated on (frequent enough to score). CAS(ME)^3 Part A has no entry there; it is
-FACS-coded with the composite's AUs, so its set is :data:`COMPOSITE_AUS`.
+dataset is evaluated on (frequent enough to score), given by each dataset's description
+(:attr:`~au_llm.data.builders.formats.DatasetFormat.aus`). CAS(ME)^3 Part A has no entry there;
+it is FACS-coded with the composite's AUs, so its set is :data:`COMPOSITE_AUS`. The long-video
+datasets have none.
 
 **Unknown labels.** With ``data.uncoded_aus: unknown``, an AU outside a clip's dataset set is
 *unknown* for that clip, not negative: :func:`unknown_aus_column` lists those AUs per clip (the
@@ -21,18 +23,22 @@ from collections.abc import Sequence
 import pandas as pd
 
 from au_llm.data.au_codes import format_aus, parse_aus
+from au_llm.data.builders.formats import COMPOSITE_AUS, DATASET_FORMATS
 
-COMPOSITE_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17)
-"""MEB's 12 AUs of the composite benchmark (``dataset_aus["cross"]``)."""
+__all__ = [
+    "COMPOSITE_AUS",
+    "DATASET_AU_SETS",
+    "UNCODED_RULES",
+    "UNKNOWN_COLUMN",
+    "unknown_aus",
+    "unknown_aus_column",
+    "unknown_positives",
+]
 
 DATASET_AU_SETS: dict[str, tuple[int, ...]] = {
-    "casme": (1, 4, 9, 14),
-    "casme2": (1, 2, 4, 7, 12, 14, 15, 17),
-    "samm": (2, 4, 7, 12),
-    "mmew": (1, 2, 4, 5, 7, 10, 12, 14),
-    "4dme": (1, 2, 4, 6, 7, 12, 17, 45),
-    "casme3": COMPOSITE_AUS,
+    name: spec.aus for name, spec in DATASET_FORMATS.items() if spec.aus
 }
+"""Dataset -> its AU set, for the datasets that have one."""
 UNCODED_RULES = ("negative", "unknown")
 UNKNOWN_COLUMN = "aus_unknown"
 

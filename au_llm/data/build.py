@@ -1,30 +1,26 @@
 """Building a manifest of one kind: the ``au-llm manifest`` command's entry point.
 
 :data:`MANIFEST_KINDS` names every kind of annotation a manifest is built from, with what it
-needs and its builder; ``au-llm manifest`` offers and lists exactly these kinds.
+needs and its builder: each dataset of :data:`~au_llm.data.builders.formats.DATASET_FORMATS`
+(read by :func:`~au_llm.data.builders.dataset.build_dataset`) and ``csv`` (the user's own clip
+table). ``au-llm manifest`` offers and lists exactly these kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from au_llm.data.builders import (
-    COMPOSITE_KINDS,
-    SMIC_KIND,
-    SMIC_REFUSAL,
-    build_composite_dataset,
-    dataset_format,
-)
+from au_llm.data.builders.dataset import build_dataset
+from au_llm.data.builders.formats import DATASET_FORMATS, SMIC_KIND, SMIC_REFUSAL, DatasetFormat
 from au_llm.data.manifest import ManifestError
-from au_llm.data.rows import ManifestResult
-from au_llm.data.spreadsheets import build_casme2, build_samm
+from au_llm.data.report import ManifestResult
 from au_llm.data.table import build_from_table
 
-# The files a builder reads, each with what it is: a dataset's frames root and annotation file,
-# or the user's own table.
+# The files a builder reads, each with what it is: a dataset's frames root and annotation
+# file(s), or the user's own table.
 INPUT_FILES = {
     "root": "the frames folder",
     "coding": "the annotation file",
@@ -40,9 +36,10 @@ class ManifestKind:
 
     Attributes:
         title: What it reads, for ``au-llm manifest --help``.
-        needs: The files it is given: :data:`DATASET_FILES` (``--root``, ``--coding``) or
-            :data:`TABLE_FILE` (``--table``).
-        build: The builder, called with those files as keywords and ``strict``.
+        needs: The files it is given: :data:`DATASET_FILES` (``--root``, ``--coding``: a list
+            of one or more annotation files) or :data:`TABLE_FILE` (``--table``).
+        build: The builder, called with those files in the order of ``needs`` and ``strict``
+            as a keyword.
     """
 
     title: str
@@ -50,39 +47,50 @@ class ManifestKind:
     build: Callable[..., ManifestResult]
 
 
-def _composite(name: str) -> ManifestKind:
-    """The kind of a composite dataset (:func:`~au_llm.data.builders.dataset_format`)."""
-    title = f"{dataset_format(name).title} label file and frames root"
-    return ManifestKind(title, DATASET_FILES, partial(build_composite_dataset, name))
+def _dataset_kind(spec: DatasetFormat) -> ManifestKind:
+    """The kind of one dataset of :data:`~au_llm.data.builders.formats.DATASET_FORMATS`."""
+    files = len(spec.coding_names)
+    codings = "label file" if files == 1 else f"label files (up to {files})"
+    return ManifestKind(
+        f"{spec.title} {codings} and frames root", DATASET_FILES, partial(build_dataset, spec)
+    )
 
 
 MANIFEST_KINDS: dict[str, ManifestKind] = {
-    "casme2": ManifestKind(
-        "CASME II coding spreadsheet and frames root", DATASET_FILES, build_casme2
-    ),
-    "samm": ManifestKind("SAMM FACS codes spreadsheet and frames root", DATASET_FILES, build_samm),
-    **{name: _composite(name) for name in COMPOSITE_KINDS},
+    **{name: _dataset_kind(spec) for name, spec in DATASET_FORMATS.items()},
     "csv": ManifestKind("your own clip table (CSV)", TABLE_FILE, build_from_table),
 }
 """Every manifest kind by name (the ``dataset`` column of its manifests, but ``csv``)."""
+
+
+def _paths(coding: Path | Sequence[Path] | None) -> list[Path]:
+    """The annotation file(s) given as one path, several or none."""
+    if coding is None:
+        return []
+    if isinstance(coding, (str, Path)):
+        return [Path(coding)]
+    return [Path(path) for path in coding]
 
 
 def build_manifest(
     kind: str,
     *,
     root: Path | None = None,
-    coding: Path | None = None,
+    coding: Path | Sequence[Path] | None = None,
     table: Path | None = None,
     strict: bool = False,
 ) -> ManifestResult:
     """Build a manifest of one kind (the ``au-llm manifest`` command).
 
     Args:
-        kind: A name of :data:`MANIFEST_KINDS` (any case): ``casme2``, ``samm``, ``casme``,
-            ``casme3``, ``mmew``, ``4dme`` (need ``root`` and ``coding``) or ``csv`` (needs
+        kind: A name of :data:`MANIFEST_KINDS` (any case): a dataset of
+            :data:`~au_llm.data.builders.formats.DATASET_FORMATS` (``casme2``, ``samm``,
+            ``casme``, ``casme3``, ``mmew``, ``4dme``, and the long-video datasets ``samm-lv``,
+            ``casme-sq-lv``, ``casme3-lv``; needs ``root`` and ``coding``), or ``csv`` (needs
             ``table``); ``smic`` is refused (no AU labels).
         root: Frames root folder of a dataset.
-        coding: The dataset's annotation spreadsheet.
+        coding: The dataset's annotation spreadsheet (a sequence of them where a dataset has
+            several: CAS(ME)^3's micro- and macro-expression files).
         table: The user's CSV table.
         strict: Raise on the first skipped clip or warning.
 
@@ -100,8 +108,12 @@ def build_manifest(
             f"unknown manifest kind {kind!r}: expected one of {', '.join(MANIFEST_KINDS)}"
         )
     entry = MANIFEST_KINDS[name]
-    given = {"root": root, "coding": coding, "table": table}
+    given = {
+        "root": None if root is None else Path(root),
+        "coding": _paths(coding) or None,
+        "table": None if table is None else Path(table),
+    }
     if any(given[key] is None for key in entry.needs):
         needs = " and ".join(f"{key} ({INPUT_FILES[key]})" for key in entry.needs)
         raise ManifestError(f"manifest {name} needs {needs}")
-    return entry.build(**{key: Path(given[key]) for key in entry.needs}, strict=strict)
+    return entry.build(*(given[key] for key in entry.needs), strict=strict)

@@ -1,34 +1,25 @@
-"""What the manifest builders share: the build result and its report, and reading one clip.
+"""Reading one clip of an annotation file, and the row loop every manifest builder runs.
 
-Builders never key anything by row index: clips are identified by subject + clip name, and every
-report names the annotation file, the row as Excel shows it and the clip. A clip whose frames or
-timing are unusable is reported in :attr:`ManifestResult.skipped` and left out; a questionable
-reading (AU alternatives, an estimated apex, ...) is reported in :attr:`ManifestResult.warnings` and
-in the clip's ``notes``. With ``strict=True`` any of these raises
-:class:`~au_llm.data.manifest.ManifestError` instead. Errata (:mod:`au_llm.data.errata`) reach a
-clip through its :class:`~au_llm.data.errata_ledger.ClipErrata`; every message about a value an
-erratum set names the erratum.
+Builders never key anything by row index: clips are identified by subject + clip name
+(:class:`LabelClip`), and :func:`read_label_clips` reads them one by one into manifest records,
+reporting each clip it leaves out or warns about (:class:`~au_llm.data.report.BuildReport`).
+Errata (:mod:`au_llm.data.errata`) reach a clip through its
+:class:`~au_llm.data.errata_ledger.ClipErrata`; every message about a value an erratum set names
+the erratum.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from au_llm.data.au_codes import cell_text, format_aus, parse_au_cell, parse_aus
-from au_llm.data.au_sets import DATASET_AU_SETS, unknown_aus
+from au_llm.data.au_codes import cell_text, format_aus, parse_au_cell
 from au_llm.data.errata import FRAME_FIELDS, Errata, Erratum
 from au_llm.data.errata_ledger import ClipErrata, ErrataLedger, LabelRow
 from au_llm.data.frames import describe_missing, missing_frames, scan_frames
-from au_llm.data.manifest import ManifestError, similar_subjects, typed_frame
-
-logger = logging.getLogger(__name__)
+from au_llm.data.report import BuildReport
 
 # Kinds of skipped clips, used to group the summary.
 BAD_ROW = "bad row"
@@ -42,183 +33,17 @@ DUPLICATE = "duplicate clip"
 _FRAME_TEXT = re.compile(r"^(\d+)(?:\.0*)?\s*(\?)?$")
 
 
-@dataclass
-class SkippedClip:
-    """A clip left out of a manifest.
-
-    Attributes:
-        clip: Clip name ("" when the row had none).
-        subject: Subject id ("" when the row had none).
-        reason: What is wrong, e.g. ``"frames 50-52 missing of 46-110 in /data/sub01/EP02_01f"``.
-        row: Row of the annotation file as Excel shows it (header rows included), or None.
-        kind: Reason group for the summary (``frames missing``, ``bad onset/offset``, ...).
-    """
-
-    clip: str
-    subject: str
-    reason: str
-    row: int | None
-    kind: str = "other"
-
-    def describe(self) -> str:
-        """One line: ``subject/clip (row N): reason``."""
-        where = f"{self.subject or '?'}/{self.clip or '?'}"
-        if self.row is not None:
-            where += f" (row {self.row})"
-        return f"{where}: {self.reason}"
-
-
-@dataclass
-class ManifestResult:
-    """A built manifest and what happened while building it.
-
-    Attributes:
-        frame: The manifest, columns :data:`MANIFEST_COLUMNS`, one row per usable clip.
-        skipped: Clips left out, with reasons.
-        warnings: Questionable readings, each naming the row and the clip.
-        source: The annotation file or table the manifest was built from.
-        errata_applied: Errata applied (each is in its clip's ``notes``).
-        errata_skipped: Errata of the dataset not applied.
-        errata_lines: Why they were not: a line per erratum naming a clip, a line per row for
-            errata that name none (with what that row of the file holds).
-        outside_set: (dataset, AU) -> clips coding that AU although it lies outside the
-            dataset's AU set (:mod:`au_llm.data.au_sets`); with ``data.uncoded_aus: unknown``
-            those positives become unknown labels. Each such clip has a note.
-    """
-
-    frame: pd.DataFrame
-    skipped: list[SkippedClip] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    source: str = ""
-    errata_applied: int = 0
-    errata_skipped: int = 0
-    errata_lines: list[str] = field(default_factory=list)
-    outside_set: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """Describe the build: clips written, clips skipped grouped by reason, warnings."""
-        written = len(self.frame)
-        subjects = self.frame["subject"].nunique() if written else 0
-        head = (
-            f"{written} clips written ({subjects} subjects), {len(self.skipped)} skipped, "
-            f"{len(self.warnings)} warnings"
-        )
-        lines = [f"{self.source}: {head}" if self.source else head]
-        estimated = int(self.frame["apex_estimated"].astype(bool).sum()) if written else 0
-        if estimated:
-            lines.append(f"apex estimated as the middle frame for {estimated} clips")
-        if self.errata_applied or self.errata_skipped:
-            lines.append(f"errata: {self.errata_applied} applied, {self.errata_skipped} skipped")
-            lines.extend(f"  {line}" for line in self.errata_lines)
-        for dataset in sorted({name for name, _ in self.outside_set}):
-            counts = {
-                au: n for (name, au), n in sorted(self.outside_set.items()) if name == dataset
-            }
-            listed = ", ".join(f"AU{au} in {n}" for au, n in counts.items())
-            coded = ", ".join(str(au) for au in DATASET_AU_SETS[dataset])
-            lines.append(
-                f"AUs coded outside {dataset}'s AU set ({coded}): {listed} clips; with "
-                "data.uncoded_aus=unknown these positives are unknown labels (see the clips' notes)"
-            )
-        if self.skipped:
-            groups: dict[str, list[SkippedClip]] = defaultdict(list)
-            for item in self.skipped:
-                groups[item.kind].append(item)
-            lines.append("skipped clips, by reason:")
-            for kind in sorted(groups):
-                lines.append(f"  {kind} ({len(groups[kind])}):")
-                lines.extend(f"    {item.describe()}" for item in groups[kind])
-        if self.warnings:
-            lines.append("warnings:")
-            lines.extend(f"  {warning}" for warning in self.warnings)
-        return "\n".join(lines)
-
-
 class SkipClipError(Exception):
-    """Raised while reading one row: the clip is left out for ``reason``."""
+    """Raised while reading one row: the clip is left out for ``reason``.
 
-    def __init__(self, kind: str, reason: str) -> None:
+    ``clip``: the clip's id where the reading gave it one (else the row's).
+    """
+
+    def __init__(self, kind: str, reason: str, clip: str = "") -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
-
-
-class BuildReport:
-    """Collects skipped clips and warnings; in strict mode the first problem raises."""
-
-    def __init__(self, source: Path, strict: bool) -> None:
-        self.source = source
-        self.strict = strict
-        self.skipped: list[SkippedClip] = []
-        self.warnings: list[str] = []
-
-    def _strict_error(self, subject: str, clip: str, row: int | None, message: str) -> None:
-        if self.strict:
-            where = f"row {row}, " if row is not None else ""
-            raise ManifestError(
-                f"{self.source}, {where}clip {subject or '?'}/{clip or '?'}: {message} "
-                "(strict mode; without it the problem is reported and the build goes on)"
-            )
-
-    def skip(self, kind: str, reason: str, subject: str, clip: str, row: int | None) -> None:
-        """Leave a clip out for ``reason`` (group ``kind``); raises when strict."""
-        self._strict_error(subject, clip, row, f"{reason}; the clip would be left out")
-        item = SkippedClip(clip=clip, subject=subject, reason=reason, row=row, kind=kind)
-        logger.warning("%s: %s; clip left out", self.source, item.describe())
-        self.skipped.append(item)
-
-    def warn(self, message: str, subject: str, clip: str, row: int | None) -> None:
-        """Record a warning about a written clip; raises when strict."""
-        self._strict_error(subject, clip, row, message)
-        where = f"{subject or '?'}/{clip or '?'}" + (f" (row {row})" if row is not None else "")
-        text = f"{where}: {message}"
-        logger.warning("%s: %s", self.source, text)
-        self.warnings.append(text)
-
-    def result(
-        self, records: list[dict[str, object]], ledger: ErrataLedger | None = None
-    ) -> ManifestResult:
-        """The manifest of ``records`` with the skipped clips and warnings collected.
-
-        Subject ids that differ only by case, padding or spaces are warned about (raises when
-        strict). Coded AUs outside a clip's dataset AU set get a note and are counted;
-        ``ledger`` gives the errata applied and skipped.
-        """
-        outside = _note_outside_set(records)
-        frame = typed_frame(records)
-        for message in similar_subjects(frame):
-            if self.strict:
-                raise ManifestError(f"{self.source}: {message} (strict mode)")
-            logger.warning("%s: %s", self.source, message)
-            self.warnings.append(message)
-        result = ManifestResult(frame, self.skipped, self.warnings, str(self.source))
-        result.outside_set = outside
-        if ledger is not None:
-            applied, skipped, lines = ledger.report()
-            result.errata_applied, result.errata_skipped, result.errata_lines = (
-                applied,
-                skipped,
-                lines,
-            )
-        return result
-
-
-def _note_outside_set(records: list[dict[str, object]]) -> dict[tuple[str, int], int]:
-    """Note each coded AU outside its clip's dataset AU set; (dataset, AU) -> clips."""
-    counts: Counter[tuple[str, int]] = Counter()
-    for record in records:
-        dataset = str(record["dataset"])
-        outside = unknown_aus(dataset, parse_aus(record["aus"]))
-        if not outside:
-            continue
-        counts.update((dataset, au) for au in outside)
-        listed = ", ".join(f"AU{au}" for au in outside)
-        note = (
-            f"{listed} coded but outside {dataset}'s AU set; with data.uncoded_aus=unknown "
-            "the label is unknown, not positive"
-        )
-        record["notes"] = "; ".join(part for part in (str(record["notes"]), note) if part)
-    return dict(counts)
+        self.clip = clip
 
 
 @dataclass
@@ -446,15 +271,28 @@ class LabelClip:
 
     Attributes:
         label: Row number, subject, ``Filename`` and the cells the errata compare.
-        clip: The clip id the manifest gets.
-        values: The row's cells (column index -> value).
+        clip: The clip id the manifest gets (``""`` where the clip's interval names it).
+        cells: Role (``onset``, ``aus``, ``emotion``, ...) -> the cell as written.
+        source: The annotation file.
         problem: (kind, reason) when the row is left out before reading (bad row, duplicate).
+        folder: The frames folder of the clip (long videos: of its recording), where the row
+            names one.
+        recording: The recording's id within its subject (long videos), else ``""``.
+        kind: ``micro`` or ``macro`` (long videos); None where the row names neither.
     """
 
     label: LabelRow
     clip: str
-    values: Mapping[int, object]
+    cells: Mapping[str, object]
+    source: Path
     problem: tuple[str, str] | None = None
+    folder: Path | None = None
+    recording: str = ""
+    kind: str | None = None
+
+
+ClipReader = Callable[[LabelClip, ClipErrata, ClipLog], dict[str, object]]
+"""Reads one identified clip into a manifest record (raises :class:`SkipClipError`)."""
 
 
 def read_label_clips(
@@ -462,32 +300,33 @@ def read_label_clips(
     clips: Sequence[LabelClip],
     errata: Errata,
     dataset: str,
-    read: Callable[[LabelClip, ClipErrata, ClipLog], dict[str, object]],
-) -> ManifestResult:
-    """Read the clips of one annotation file, with the errata of ``dataset``.
+    read: ClipReader,
+) -> tuple[list[dict[str, object]], ErrataLedger]:
+    """The row loop of every builder: each clip read by ``read``, or reported and left out.
 
-    The errata are matched to the clips first (:class:`~au_llm.data.errata_ledger.ErrataLedger`),
-    then each clip is read by ``read``; a clip that cannot be read is skipped naming the errata
-    that set its frames.
+    The errata of ``dataset`` are matched to the clips first
+    (:class:`~au_llm.data.errata_ledger.ErrataLedger`), then each clip is read; a row with a
+    problem is skipped with it, a clip that cannot be read is skipped naming the errata that set
+    its frames, and a clip's warnings are reported under its manifest id.
 
     Returns:
-        The manifest with its report, errata applied and skipped included.
+        The records read, and the errata ledger (for :meth:`BuildReport.result`).
     """
-    usable = [item.label for item in clips if item.problem is None]
-    ledger = ErrataLedger(errata, dataset, usable)
+    ledger = ErrataLedger(errata, dataset, [item.label for item in clips if item.problem is None])
     records: list[dict[str, object]] = []
     for item in clips:
         row, subject = item.label.row, item.label.subject
         if item.problem is not None:
-            report.skip(*item.problem, subject, item.clip, row)
+            report.skip(*item.problem, subject, item.clip, row, item.source)
             continue
         log = ClipLog()
         try:
-            record = read(item, ledger.clip(row), log)
+            record = read(item, ledger.clip(item.label), log)
         except SkipClipError as skip:
-            report.skip(skip.kind, log.explain(skip.reason), subject, item.clip, row)
+            reason = log.explain(skip.reason)
+            report.skip(skip.kind, reason, subject, skip.clip or item.clip, row, item.source)
             continue
         for warning in log.warnings:
-            report.warn(warning, subject, item.clip, row)
+            report.warn(warning, subject, str(record["clip"]), row, item.source)
         records.append(record)
-    return report.result(records, ledger)
+    return records, ledger

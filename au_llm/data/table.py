@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from au_llm.data.errata_ledger import ClipErrata
+from au_llm.data.errata import Errata
+from au_llm.data.errata_ledger import ClipErrata, LabelRow
 from au_llm.data.manifest import (
     DEFAULT_DATASET,
     DEFAULT_FPS,
@@ -16,16 +17,17 @@ from au_llm.data.manifest import (
     read_csv_strings,
     resolve_path,
 )
+from au_llm.data.report import BuildReport, ManifestResult
 from au_llm.data.rows import (
     BAD_ROW,
     DUPLICATE,
     VIDEO_MISSING,
-    BuildReport,
     ClipLog,
-    ManifestResult,
+    LabelClip,
     SkipClipError,
     count_frames,
     read_aus,
+    read_label_clips,
     read_timing,
 )
 
@@ -48,13 +50,15 @@ def _table_fps(text: str) -> float:
 
 
 def _table_record(
-    row: dict[str, str], columns: set[str], base: Path, subject: str, clip: str, log: ClipLog
+    item: LabelClip, errata: ClipErrata, log: ClipLog, *, columns: set[str], base: Path
 ) -> dict[str, object]:
+    """The manifest record of one row of the table (``base``: the table's folder)."""
+    row = {name: str(value) for name, value in item.cells.items()}
     onset, apex, offset, estimated = read_timing(
         row["onset"],
         row.get("apex", ""),
         row["offset"],
-        ClipErrata(),
+        errata,
         log,
         warn_missing_apex="apex" in columns,
     )
@@ -71,7 +75,7 @@ def _table_record(
     else:
         raise SkipClipError(BAD_ROW, "neither frames_dir nor video is given")
     aus_text, raw_text = row.get("aus", ""), row.get("au_raw", "")
-    aus = read_aus(aus_text if aus_text.strip() else raw_text, ClipErrata(), log)
+    aus = read_aus(aus_text if aus_text.strip() else raw_text, errata, log)
     fps = _table_fps(row.get("fps", ""))
     flagged = parse_bool(row.get("apex_estimated", ""))
     if flagged is None:
@@ -79,8 +83,8 @@ def _table_record(
     prior = row.get("notes", "").strip()
     return {
         "dataset": row.get("dataset", "").strip() or DEFAULT_DATASET,
-        "subject": subject,
-        "clip": clip,
+        "subject": item.label.subject,
+        "clip": item.clip,
         "frames_dir": frames_dir,
         "video": str(video_path) if video_path is not None else "",
         "onset": onset,
@@ -130,37 +134,31 @@ def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
                 "(required: subject, clip, onset, offset, aus or au_raw, frames_dir or video)"
             )
     base = table.parent.resolve()
-    report = BuildReport(table, strict)
-    records: list[dict[str, object]] = []
+    clips: list[LabelClip] = []
     seen: dict[tuple[str, str, str], int] = {}
     for index, row in enumerate(data.to_dict("records")):
         number = index + 2
         if not any(str(value).strip() for value in row.values()):
             continue
         subject, clip = row["subject"].strip(), row["clip"].strip()
-        if not subject or not clip:
-            missing = " and ".join(name for name in ("subject", "clip") if not row[name].strip())
-            report.skip(BAD_ROW, f"row has no {missing}", subject, clip, number)
-            continue
         identity = (row.get("dataset", "").strip() or DEFAULT_DATASET, subject, clip)
         problems = [id_problem(c, v) for c, v in zip(ID_COLUMNS, identity, strict=True)]
-        if any(problems):
-            report.skip(BAD_ROW, next(p for p in problems if p), subject, clip, number)
-            continue
-        if identity in seen:
-            first = seen[identity]
-            report.skip(
-                DUPLICATE, f"clip listed again (first at row {first})", subject, clip, number
-            )
-            continue
-        seen[identity] = number
-        log = ClipLog()
-        try:
-            record = _table_record(row, columns, base, subject, clip, log)
-        except SkipClipError as skip:
-            report.skip(skip.kind, skip.reason, subject, clip, number)
-            continue
-        for warning in log.warnings:
-            report.warn(warning, subject, clip, number)
-        records.append(record)
-    return report.result(records)
+        problem = None
+        if not subject or not clip:
+            missing = " and ".join(name for name in ("subject", "clip") if not row[name].strip())
+            problem = (BAD_ROW, f"row has no {missing}")
+        elif any(problems):
+            problem = (BAD_ROW, next(p for p in problems if p))
+        elif identity in seen:
+            problem = (DUPLICATE, f"clip listed again (first at row {seen[identity]})")
+        else:
+            seen[identity] = number
+        label = LabelRow(number, subject, clip, row)
+        clips.append(LabelClip(label, clip, row, table, problem))
+    report = BuildReport(table, strict)
+
+    def read(item: LabelClip, errata: ClipErrata, log: ClipLog) -> dict[str, object]:
+        return _table_record(item, errata, log, columns=columns, base=base)
+
+    records, ledger = read_label_clips(report, clips, Errata.empty(), DEFAULT_DATASET, read)
+    return report.result(records, ledger)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
@@ -22,6 +23,7 @@ from au_llm.data.build import INPUT_FILES, MANIFEST_KINDS
 from au_llm.data.builders import SMIC_KIND
 from au_llm.predict.config import PredictConfig
 from au_llm.protocols import PROTOCOLS
+from au_llm.synth.long import LONG_STYLES, long_coding_names
 from au_llm.synth.plan import DIFFICULTIES
 from au_llm.synth.styles import SYNTH_STYLES
 
@@ -48,6 +50,8 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+_T = TypeVar("_T")
+
 # ``--option`` -> field of the config's launch section.
 LAUNCH_OPTIONS = {
     "launch": "mode",
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for key, what in INPUT_FILES.items():
         users = ", ".join(name for name, kind in MANIFEST_KINDS.items() if key in kind.needs)
-        manifest.add_argument(f"--{key}", type=Path, help=f"{what} ({users})")
+        several = {"nargs": "+"} if key == "coding" else {}  # a kind may read several files
+        manifest.add_argument(f"--{key}", type=Path, help=f"{what} ({users})", **several)
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
@@ -82,8 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--overwrite", action="store_true", help="replace the style's data already in --out"
     )
-    synth.add_argument("--subjects", type=int, default=8)
+    synth.add_argument("--subjects", type=int, help="default 8 (--long: 3)")
     synth.add_argument("--clips-per-subject", type=int, default=8)
+    synth.add_argument(
+        "--long",
+        action="store_true",
+        help="long recordings with micro- and macro-expressions at known intervals, head motion "
+        f"and blinks (styles {', '.join(LONG_STYLES)})",
+    )
+    synth.add_argument(
+        "--recordings-per-subject", type=int, help="--long: recordings per subject (default 2)"
+    )
+    synth.add_argument(
+        "--seconds", type=float, help="--long: length of each recording in seconds (default 20)"
+    )
+    synth.add_argument(
+        "--size", type=float, help="--long: factor on the image size, e.g. 0.5 (default 1)"
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--difficulty",
@@ -129,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
     )
-    demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
+    demo.add_argument("--no-llm", action="store_true", help="no LLM (model.reader=none)")
     demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
     demo.add_argument(
         "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
@@ -221,7 +241,7 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     from au_llm.data.manifest import write_manifest
     from au_llm.io_utils import check_output_file
 
-    sources = [path for path in (args.coding, args.table) if path is not None]
+    sources = [*(args.coding or []), *([args.table] if args.table is not None else [])]
     check_output_file(args.out, overwrite=True, inputs=sources)
     result = build_manifest(
         args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
@@ -236,12 +256,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.synth.styles import output_names
 
-    coding = output_names(args.style)[1]
-    check_output_folder(args.out, overwrite=args.overwrite, result=coding)
+    long_options = {
+        "--recordings-per-subject": args.recordings_per_subject,
+        "--seconds": args.seconds,
+        "--size": args.size,
+    }
+    if args.long != (args.style in LONG_STYLES):
+        raise ValueError(
+            f"--style {args.style}: --long writes long recordings, in the styles "
+            f"{', '.join(LONG_STYLES)}; "
+            + ("choose one of them" if args.long else "add --long to write them")
+        )
+    given = [option for option, value in long_options.items() if value is not None]
+    if given and not args.long:
+        raise ValueError(f"{given[0]} applies to long recordings only (with --long)")
+    codings = long_coding_names(args.style) if args.long else (output_names(args.style)[1],)
+    check_output_folder(args.out, overwrite=args.overwrite, result=codings)
+    if args.long:
+        return _synth_long(args)
     result = SYNTH_STYLES[args.style](
         args.style,
         args.out,
-        args.subjects,
+        8 if args.subjects is None else args.subjects,
         args.clips_per_subject,
         seed=args.seed,
         difficulty=args.difficulty,
@@ -249,6 +285,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"{len(result.clips)} clips written under {result.root}")
     print(f"annotation file: {result.coding}")
     return 0
+
+
+def _synth_long(args: argparse.Namespace) -> int:
+    result = SYNTH_STYLES[args.style](
+        args.style,
+        args.out,
+        3 if args.subjects is None else args.subjects,
+        _given(args.recordings_per_subject, 2),
+        seconds=_given(args.seconds, 20.0),
+        seed=args.seed,
+        difficulty=args.difficulty,
+        size=_given(args.size, 1.0),
+    )
+    kinds = [e.kind for _, e in result.expressions]
+    print(
+        f"{len(result.recordings)} recordings written under {result.root}: "
+        f"{kinds.count('micro')} micro- and {kinds.count('macro')} macro-expressions"
+    )
+    print("annotation files:" if len(result.codings) > 1 else "annotation file:")
+    for path in result.codings:
+        print(f"  {path}")
+    return 0
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """``value``, or ``default`` when the option was not given."""
+    return default if value is None else value
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from au_llm.data.builders import dataset_format
+from au_llm.data.builders import DATASET_FORMATS
 from au_llm.io_utils import atomic_write_bytes
+from au_llm.synth.long import LONG_STYLES, LongSynthResult, write_long_style
 from au_llm.synth.plan import STYLES, SynthClip, plan_clips, style_spec
 from au_llm.synth.write import (
     SynthResult,
@@ -40,7 +41,7 @@ from au_llm.synth.write import (
 logger = logging.getLogger(__name__)
 
 # style -> (rendering style, seed offset); the frames root and label file are the dataset's
-# (:func:`~au_llm.data.builders.dataset_format`).
+# (:data:`~au_llm.data.builders.DATASET_FORMATS`).
 _LAYOUTS = {
     "casme": ("casme2", 1001),
     "casme3": ("casme2", 2003),
@@ -168,7 +169,7 @@ def write_composite_style(
     if style not in _LAYOUTS:
         raise ValueError(f"synthetic style {style!r}: expected one of {', '.join(_LAYOUTS)}")
     base, offset = _LAYOUTS[style]
-    spec = dataset_format(style)
+    spec = DATASET_FORMATS[style]
     planned = plan_clips(
         base, subjects, clips_per_subject, seed + offset, frames_per_clip, difficulty, name=style
     )
@@ -186,7 +187,7 @@ def write_composite_style(
         clips.append(replace(renamed, frames_dir=target))
         rows.append(row)
     sheet = "label" if style == "casme3" else "Sheet1"
-    coding = out / spec.coding_name
+    coding = out / spec.coding_names[0]
     atomic_write_bytes(coding, xlsx_bytes([(sheet, [list(_HEADERS[style]), *rows])]))
     logger.info("wrote synthetic %s data: %d clips under %s", style, len(clips), root)
     return SynthResult(style=style, root=root, coding=coding, clips=clips)
@@ -198,14 +199,21 @@ def output_names(style: str) -> tuple[str, str]:
     Raises:
         ValueError: Unknown style.
     """
-    spec = dataset_format(style) if style in _LAYOUTS else style_spec(style)
-    return spec.root_name, spec.coding_name
+    if style in _LAYOUTS:
+        spec = DATASET_FORMATS[style]
+        return spec.root_name, spec.coding_names[0]
+    plan = style_spec(style)
+    return plan.root_name, plan.coding_name
 
 
-SynthWriter = Callable[..., SynthResult]
+SynthWriter = Callable[..., SynthResult | LongSynthResult]
 SYNTH_STYLES: dict[str, SynthWriter] = {
     **{style: write_synthetic for style in STYLES},
     **{style: write_composite_style for style in _LAYOUTS},
+    **{style: write_long_style for style in LONG_STYLES},
 }
 """Every synthetic style by name (``au-llm synth --style``) -> its writer, called as
-``writer(style, out, subjects, clips_per_subject, seed=..., difficulty=...)``."""
+``writer(style, out, subjects, clips_per_subject, seed=..., difficulty=...)``; the long-video
+styles (:data:`~au_llm.synth.long.LONG_STYLES`, ``--long``) write long recordings,
+``writer(style, out, subjects, recordings_per_subject, seconds=..., seed=..., difficulty=...,
+size=...)``."""

@@ -1,4 +1,5 @@
-"""Builders of CASME II / SAMM annotation files in their real layouts, and tiny frame folders."""
+"""Builders of CASME II / SAMM annotation files in their real layouts, tiny frame folders, and
+short calls of the dataset builder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import cv2
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+
+from au_llm.data.builders.dataset import build_dataset
+from au_llm.data.builders.formats import DATASET_FORMATS
+from au_llm.data.errata import Errata
+from au_llm.data.report import ManifestResult
 
 CASME2_HEADER = [
     "Subject",
@@ -162,3 +168,35 @@ def by_clip(frame: pd.DataFrame) -> dict[str, dict[str, object]]:
 def skipped_by_clip(result) -> dict[str, object]:
     """Skipped clips keyed by clip name (``row N`` for rows without one)."""
     return {item.clip or f"row {item.row}": item for item in result.skipped}
+
+
+def build(
+    name: str,
+    root: Path,
+    coding: Path | Sequence[Path],
+    *,
+    strict: bool = False,
+    errata: Errata | None = None,
+) -> ManifestResult:
+    """The manifest of dataset ``name`` built from one label file or several."""
+    codings = [coding] if isinstance(coding, (str, Path)) else list(coding)
+    return build_dataset(DATASET_FORMATS[name], root, codings, strict=strict, errata=errata)
+
+
+def build_casme2(
+    root: Path, coding: Path, *, strict: bool = False, errata: Errata | None = None
+) -> ManifestResult:
+    """The CASME II manifest of one coding file."""
+    return build("casme2", root, coding, strict=strict, errata=errata)
+
+
+def build_samm(
+    root: Path, coding: Path, *, strict: bool = False, errata: Errata | None = None
+) -> ManifestResult:
+    """The SAMM manifest of one coding file."""
+    return build("samm", root, coding, strict=strict, errata=errata)
+
+
+def subject_id(name: str, value: object) -> str | None:
+    """The subject id dataset ``name`` reads from a subject cell."""
+    return DATASET_FORMATS[name].subject_id(value)

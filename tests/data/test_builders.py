@@ -8,10 +8,9 @@ import pytest
 from openpyxl import Workbook
 
 from au_llm.data.build import build_manifest
-from au_llm.data.builders import build_composite_dataset
 from au_llm.data.errata import ERRATA_COLUMNS, Errata, load_errata
 from au_llm.data.manifest import ManifestError, read_manifest, write_manifest
-from tests.data.helpers import by_clip, skipped_by_clip, write_frames
+from tests.data.helpers import build, by_clip, skipped_by_clip, write_frames
 
 CASME3_HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class"]
 CASME3_HEADER += ["emotion"]
@@ -49,7 +48,7 @@ def test_casme3_clips_sharing_a_recording_get_distinct_ids(tmp_path: Path) -> No
         ["spNO.2", "a", 5, 7, 11, "L2", 2, "surprise"],
     ]
     coding = _xlsx(tmp_path / "label.xlsx", CASME3_HEADER, rows, title="label")
-    result = build_composite_dataset("casme3", root, coding, errata=Errata.empty())
+    result = build("casme3", root, coding, errata=Errata.empty())
     clips = result.frame[["subject", "clip", "onset", "aus"]].values.tolist()
     assert clips == [
         ["spNO.1", "a", 10, "12"],
@@ -76,7 +75,7 @@ def test_casme3_prefers_the_extracted_folder_of_a_repeated_clip(tmp_path: Path) 
     write_frames(root / "spNO.3" / "a2" / "color", range(40, 46), lambda k: f"{k}.jpg")
     rows = [["spNO.3", "a", 1, 2, 5, 4, 3, "d"], ["spNO.3", "a", 40, 42, 45, 4, 3, "d"]]
     coding = _xlsx(tmp_path / "label.xlsx", CASME3_HEADER, rows, title="label")
-    frame = build_composite_dataset("casme3", root, coding, errata=Errata.empty()).frame
+    frame = build("casme3", root, coding, errata=Errata.empty()).frame
     assert Path(frame["frames_dir"].iloc[1]).parent.name == "a2"
 
 
@@ -104,7 +103,7 @@ def test_an_erratum_applies_only_where_its_clip_and_old_value_match(tmp_path: Pa
             "casme,sub09,EP09_9,onset,5,6,MEB benchmark,a clip this file does not hold,",
         ],
     )
-    result = build_composite_dataset("casme", root, coding, errata=errata)
+    result = build("casme", root, coding, errata=errata)
     clips = by_clip(result.frame)
     first = clips["EP01_5"]
     assert (first["onset"], first["apex"], first["offset"]) == (100, 120, 149)
@@ -132,7 +131,7 @@ def test_a_resorted_sheet_never_takes_another_clips_erratum(tmp_path: Path) -> N
         write_frames(root / subject / name, range(1, 9), lambda k: f"{k}.jpg")
         rows.append([subject, name, "Negative", 1, 4, 8, cell])
     coding = _xlsx(tmp_path / "4dme.xlsx", FOURD_HEADER, rows)
-    result = build_composite_dataset("4dme", root, coding)
+    result = build("4dme", root, coding)
     assert by_clip(result.frame)["S022_01"]["aus"] == "4+15"
     assert (result.errata_applied, result.errata_skipped) == (0, 2)
     assert result.errata_lines == [
@@ -161,7 +160,7 @@ def test_a_value_set_by_an_erratum_is_named_in_the_message(
     errata = _errata(
         tmp_path / "errata.csv", [f"casme,sub01,EP01_5,offset,120,{offset},MEB benchmark,typo,"]
     )
-    result = build_composite_dataset("casme", root, coding, errata=errata)
+    result = build("casme", root, coding, errata=errata)
     reason = skipped_by_clip(result)["EP01_5"].reason
     assert reason.startswith(problem)
     assert reason.endswith("(offset from erratum errata.csv row 2, MEB benchmark)")
@@ -184,7 +183,7 @@ def test_an_erratum_matching_two_clips_of_a_recording_is_skipped(tmp_path: Path)
             "casme3,spNO.1,a,apex,50,22,src,the second clip's apex,",
         ],
     )
-    result = build_composite_dataset("casme3", root, coding, errata=errata)
+    result = build("casme3", root, coding, errata=errata)
     clips = result.frame.set_index("clip")
     assert clips.loc["a2", "apex"] == 22
     assert clips.loc["a", "apex"] == 12 and clips.loc["a", "apex_estimated"]
@@ -203,7 +202,7 @@ def test_casme3_generated_ids_never_collide_with_the_sheets_filenames(tmp_path: 
         ["spNO.1", "a", 40, 42, 45, "4", 1, "d"],
     ]
     coding = _xlsx(tmp_path / "label.xlsx", CASME3_HEADER, rows, title="label")
-    result = build_composite_dataset("casme3", root, coding, errata=Errata.empty())
+    result = build("casme3", root, coding, errata=Errata.empty())
     assert result.frame["clip"].tolist() == ["a", "a3", "a2", "a4"]
     out = tmp_path / "m.csv"
     write_manifest(result.frame, out)
@@ -215,7 +214,7 @@ def test_casme_without_errata_skips_the_inverted_clip(tmp_path: Path) -> None:
     write_frames(root / "sub01" / "EP01_5", range(100, 150))
     rows = [[1, "EP01_5", None, 100, 120, None, 99, None, "4", "disgust"]]
     coding = _xlsx(tmp_path / "casme.xlsx", CASME_HEADER, rows)
-    result = build_composite_dataset("casme", root, coding, errata=Errata.empty())
+    result = build("casme", root, coding, errata=Errata.empty())
     assert result.frame.empty
     assert "onset 100 is after offset 99" in skipped_by_clip(result)["EP01_5"].reason
 
@@ -236,11 +235,11 @@ def test_4dme_swapped_au_cells_and_key_frame_marks(tmp_path: Path) -> None:
             "4dme,S01,S01_02,aus,AU4+AU7,AU12,MEB benchmark,swapped,",
         ],
     )
-    plain = build_composite_dataset("4dme", root, coding, errata=Errata.empty())
+    plain = build("4dme", root, coding, errata=Errata.empty())
     assert by_clip(plain.frame)["S01_01"]["aus"] == "12"
     assert "AU45(k)" in by_clip(plain.frame)["S01_01"]["notes"]
     assert not plain.warnings
-    swapped = build_composite_dataset("4dme", root, coding, errata=errata)
+    swapped = build("4dme", root, coding, errata=errata)
     clips = by_clip(swapped.frame)
     assert (clips["S01_01"]["aus"], clips["S01_02"]["aus"]) == ("4+7", "12")
     assert "AU cell 'AU12+AU45(k)' replaced by 'AU4+AU7'" in clips["S01_01"]["notes"]
@@ -260,7 +259,7 @@ def test_mmew_finds_clips_under_their_emotion_folder(tmp_path: Path) -> None:
         ["S02", "S02_02", 1, 3, 9, "4", "fear", None],
     ]
     coding = _xlsx(tmp_path / "mmew.xlsx", MMEW_HEADER, rows)
-    result = build_composite_dataset("mmew", root, coding, errata=Errata.empty())
+    result = build("mmew", root, coding, errata=Errata.empty())
     clips = by_clip(result.frame)
     assert sorted(clips) == ["S01_01", "S01_02", "S02_01"]
     assert Path(clips["S01_02"]["frames_dir"]).parent.name == "others"
@@ -276,7 +275,7 @@ def test_smic_is_refused_with_the_reason(tmp_path: Path) -> None:
 def test_a_missing_column_names_the_dataset_columns(tmp_path: Path) -> None:
     coding = _xlsx(tmp_path / "4dme.xlsx", ["sub_ID", "fold_name", "Onset", "Apex"], [["S1", "x"]])
     with pytest.raises(ManifestError, match="no 'Offset' column; expected the 4DME columns"):
-        build_composite_dataset("4dme", tmp_path, coding)
+        build("4dme", tmp_path, coding)
 
 
 def test_aus_coded_outside_the_datasets_set_are_noted_and_counted(tmp_path: Path) -> None:
@@ -288,7 +287,7 @@ def test_aus_coded_outside_the_datasets_set_are_noted_and_counted(tmp_path: Path
             [3, "EP04_1", None, 10, 12, None, 19, None, "9", "tense"],
         ],
     )
-    result = build_composite_dataset("casme", root, coding, errata=Errata.empty())
+    result = build("casme", root, coding, errata=Errata.empty())
     assert result.outside_set == {("casme", 5): 2, ("casme", 12): 1}
     notes = by_clip(result.frame)
     assert (

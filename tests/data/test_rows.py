@@ -5,10 +5,10 @@ import pytest
 from au_llm.data.errata import OLD_ALTERNATIVES, OLD_INVALID, Erratum
 from au_llm.data.errata_ledger import ClipErrata
 from au_llm.data.manifest import ManifestError
+from au_llm.data.report import BuildReport
 from au_llm.data.rows import (
     BAD_TIMING,
     FRAMES_MISSING,
-    BuildReport,
     ClipLog,
     SkipClipError,
     count_frames,

@@ -9,15 +9,17 @@ import pytest
 
 from au_llm.data.errata import OLD_INVALID, Errata, Erratum
 from au_llm.data.manifest import MANIFEST_COLUMNS, ManifestError, read_manifest, write_manifest
-from au_llm.data.spreadsheets import build_casme2, build_samm, subject_id
 from tests.data.helpers import (
     CASME2_HEADER,
+    build_casme2,
+    build_samm,
     by_clip,
     casme2_row,
     make_samm_frames,
     samm_row,
     samm_rows,
     skipped_by_clip,
+    subject_id,
     write_casme2_xlsx,
     write_frames,
     write_samm_xlsx,

@@ -12,9 +12,8 @@ from openpyxl.styles import Font
 
 from au_llm.data import workbook as workbook_module
 from au_llm.data.manifest import ManifestError
-from au_llm.data.spreadsheets import build_casme2
 from au_llm.data.workbook import read_sheets
-from tests.data.helpers import CASME2_HEADER, casme2_row, write_frames
+from tests.data.helpers import CASME2_HEADER, build_casme2, casme2_row, write_frames
 
 # Generous for a loaded 2-core machine: the reads below take well under a second when idle,
 # where every row and column of the declared extent took 51 s and 1 GB (GR20000) or never ended.

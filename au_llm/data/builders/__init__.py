@@ -1,23 +1,23 @@
-"""Manifest builders of the composite benchmark's datasets: CASME, CAS(ME)^3 Part A, MMEW, 4DME.
+"""Manifest builders of every dataset: one description each, one builder for all.
 
-Each dataset's annotation file and folder layout is described by a :class:`DatasetFormat`
-(:mod:`.formats`); one builder (:func:`build_composite_dataset`, :mod:`.sheet`) reads them all.
+Each dataset's label files and folder layout are described by a :class:`DatasetFormat` in
+:data:`DATASET_FORMATS` (:mod:`.formats`); :func:`.dataset.build_dataset` reads them all,
+through :mod:`.labels` and :mod:`.naming` (label files -> identified rows) and the row loop every
+builder shares (:func:`au_llm.data.rows.read_label_clips`).
 """
 
 from au_llm.data.builders.formats import (
-    COMPOSITE_KINDS,
+    DATASET_FORMATS,
+    LONG_KINDS,
     SMIC_KIND,
     SMIC_REFUSAL,
     DatasetFormat,
-    dataset_format,
 )
-from au_llm.data.builders.sheet import build_composite_dataset
 
 __all__ = [
-    "COMPOSITE_KINDS",
+    "DATASET_FORMATS",
+    "LONG_KINDS",
     "SMIC_KIND",
     "SMIC_REFUSAL",
     "DatasetFormat",
-    "build_composite_dataset",
-    "dataset_format",
 ]
