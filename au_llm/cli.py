@@ -155,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "4 when none did, 2 on a usage or output error.",
     )
     predict.add_argument("--model", type=Path, required=True, help="model directory")
-    predict.add_argument("--input", type=Path, nargs="+", required=True, help="videos/folders/CSV")
+    predict.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        action="extend",
+        required=True,
+        help="videos/folders/CSV (the option may be given several times)",
+    )
     predict.add_argument("--out", type=Path, required=True, help="predictions CSV")
     predict.add_argument("--window", type=int, help="window length in frames (recordings)")
     predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
