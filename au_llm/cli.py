@@ -290,13 +290,17 @@ def protocol_request(
 ) -> tuple[ExperimentConfig, list[str] | None, tuple[int, int] | None]:
     """Turn parsed protocol arguments into ``(config, fold names, shard)``.
 
+    A run folder's own ``config.yaml`` (the rerun command of ``au-llm status``) is read as the
+    config au-llm saved there, so a folder written under keys of an earlier version resumes.
+
     Raises:
         ConfigError: If the config's ``protocol`` is not the sub-command's.
     """
     from au_llm.protocol import parse_shard
+    from au_llm.runs.layout import is_run_config
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, saved=is_run_config(args.config))
     if cfg.protocol != protocol:
         raise ConfigError(
             f"{args.config}: protocol is {cfg.protocol!r}, but the command is "
