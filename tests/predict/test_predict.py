@@ -559,3 +559,24 @@ def test_predict_prints_no_native_start_up_chatter(predictions, deployed, tmp_pa
     gc.collect()  # the landmarker's graphs are gone by now, closed or collected
     err = capfd.readouterr().err
     assert [line for line in err.splitlines() if NATIVE_CHATTER.match(line)] == []
+
+
+def test_a_manifest_whose_scores_are_not_finite_fails_whole_in_failures_and_summary(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    real = ClipScorer.outputs
+
+    def nan_scores(self, clips):
+        outputs = real(self, clips)
+        outputs.probs[:] = np.nan
+        return outputs
+
+    monkeypatch.setattr(ClipScorer, "outputs", nan_scores)
+    options = PredictConfig(cache_dir=tiny_data.cache_dir)
+    run = predict_inputs(deployed[1], [tiny_data.casme2], tmp_path / "p.csv", options)
+    assert run.status == predict_run.EXIT_ALL_FAILED
+    assert pd.read_csv(run.out).empty
+    reason = pd.read_csv(run.failures)["reason"].tolist()
+    assert len(reason) == 1 and reason[0].startswith("AU scores: AU01_prob = nan for source=")
+    summary = run.summary.iloc[0]
+    assert summary["reason"] == reason[0] and pd.isna(summary["failed_windows"])
