@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_yaml import read_yaml
@@ -89,16 +90,34 @@ def _check_overrides(overrides: list[str]) -> None:
         raise ConfigError(f"command line: override {bad[0]!r}: expected key=value")
 
 
-def _full_key(config: Path | None, fixed: list[str], key: str, value: str) -> str:
-    """``key`` as a config key (tried under ``model.`` when it is not one), never a fixed one."""
-    try:
-        load_config(config, [*fixed, f"{key}={value}"])
-        full = key
-    except ConfigError:
-        if key.startswith("model."):
-            raise
-        load_config(config, [*fixed, f"model.{key}={value}"])
-        full = f"model.{key}"
+def _in_schema(key: str) -> bool:
+    """Whether ``key`` (dotted) names a setting of the experiment config.
+
+    Below a free-form mapping (``model.backbone.builder_kwargs``, ``launch.slurm_extra``) any key
+    is a setting.
+    """
+    node: Any = OmegaConf.structured(ExperimentConfig)
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return False
+        if OmegaConf.get_type(node) is dict:
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _full_key(key: str) -> str:
+    """``key`` as a config key (tried under ``model.`` when it is not one), never a fixed one.
+
+    Raises:
+        ConfigError: ``key`` is no setting, or one that would change the data, folds or seeds.
+    """
+    candidates = [key] if key.startswith("model.") else [key, f"model.{key}"]
+    full = next((name for name in candidates if _in_schema(name)), None)
+    if full is None:
+        raise ConfigError(f"au-llm ablate: {key} is not a config key")
     if full.startswith(FIXED_PREFIXES):
         raise ConfigError(
             f"au-llm ablate: {full} cannot be compared: every setting must run on the same data, "
@@ -146,7 +165,7 @@ def parse_sweep(
     if any(not v for v in values) or len(set(values)) != len(values):
         raise ConfigError(f"au-llm ablate: {swept[0]!r}: expected distinct, non-empty values")
     fixed = [o for o in overrides if o != swept[0]]
-    full = _full_key(config, fixed, key, values[0])
+    full = _full_key(key)
     for value in values:
         load_config(config, [*fixed, f"{full}={value}"])
     arms = tuple(Arm(value, (f"{full}={value}",)) for value in values)
@@ -166,8 +185,6 @@ def read_arms(
             arm whose config is invalid, two arms with the same overrides, or an unknown
             reference.
     """
-    from omegaconf import OmegaConf
-
     try:
         data = OmegaConf.to_container(read_yaml(path))
     except (ConfigError, OSError) as exc:
@@ -185,7 +202,7 @@ def read_arms(
             raise ConfigError(f"{path}: arm {name}: expected a list of key=value strings")
         try:
             _check_overrides(items)
-            full = [f"{_full_key(config, fixed, *_split(o))}={_split(o)[1]}" for o in items]
+            full = [f"{_full_key(_split(o)[0])}={_split(o)[1]}" for o in items]
             load_config(config, [*fixed, *full])
         except ConfigError as exc:
             raise ConfigError(f"{path}: arm {name}: {exc}") from None

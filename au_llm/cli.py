@@ -11,11 +11,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
 from au_llm.data.build import MANIFEST_KINDS
 from au_llm.data.builders import SMIC_KIND
+from au_llm.synth.long import LONG_STYLES, long_coding_names
 from au_llm.synth.styles import ALL_STYLES
 
 
@@ -41,6 +43,8 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+_T = TypeVar("_T")
+
 # ``--option`` -> field of the config's launch section.
 LAUNCH_OPTIONS = {
     "launch": "mode",
@@ -61,19 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
     manifest.add_argument("kind", choices=[*MANIFEST_KINDS, SMIC_KIND])
     manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
-    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
+    manifest.add_argument(
+        "--coding",
+        type=Path,
+        nargs="+",
+        help="annotation .xlsx (all but csv); casme3-lv: the micro- and the macro-expression files",
+    )
     manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
-    synth.add_argument("--style", choices=ALL_STYLES, required=True)
+    synth.add_argument("--style", choices=[*ALL_STYLES, *LONG_STYLES], required=True)
     synth.add_argument("--out", type=Path, required=True)
     synth.add_argument(
         "--overwrite", action="store_true", help="replace the style's data already in --out"
     )
-    synth.add_argument("--subjects", type=int, default=8)
+    synth.add_argument("--subjects", type=int, help="default 8 (--long: 3)")
     synth.add_argument("--clips-per-subject", type=int, default=8)
+    synth.add_argument(
+        "--long",
+        action="store_true",
+        help="long recordings with micro- and macro-expressions at known intervals, head motion "
+        "and blinks (styles samm-lv, casme-sq-lv, casme3-lv)",
+    )
+    synth.add_argument(
+        "--recordings-per-subject", type=int, help="--long: recordings per subject (default 2)"
+    )
+    synth.add_argument(
+        "--seconds", type=float, help="--long: length of each recording in seconds (default 20)"
+    )
+    synth.add_argument(
+        "--size", type=float, help="--long: factor on the image size, e.g. 0.5 (default 1)"
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--difficulty",
@@ -123,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
     )
-    demo.add_argument("--no-llm", action="store_true", help="the ablation: no LLM (llm=none)")
+    demo.add_argument("--no-llm", action="store_true", help="no LLM (model.reader=none)")
     demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
     demo.add_argument(
         "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
@@ -222,10 +246,15 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     from au_llm.data.manifest import write_manifest
     from au_llm.io_utils import check_output_file
 
-    sources = [path for path in (args.coding, args.table) if path is not None]
+    codings = args.coding or []
+    sources = [*codings, *([args.table] if args.table is not None else [])]
     check_output_file(args.out, overwrite=True, inputs=sources)
     result = build_manifest(
-        args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
+        args.kind,
+        root=args.root,
+        coding=codings[0] if len(codings) == 1 else codings or None,
+        table=args.table,
+        strict=args.strict,
     )
     write_manifest(result.frame, args.out)
     print(result.summary())
@@ -238,13 +267,29 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.synth import write_synthetic
     from au_llm.synth.styles import COMPOSITE_STYLES, output_names, write_composite_style
 
-    coding = output_names(args.style)[1]
-    check_output_folder(args.out, overwrite=args.overwrite, result=coding)
+    long_options = {
+        "--recordings-per-subject": args.recordings_per_subject,
+        "--seconds": args.seconds,
+        "--size": args.size,
+    }
+    if args.long != (args.style in LONG_STYLES):
+        raise ValueError(
+            f"--style {args.style}: --long writes long recordings, in the styles "
+            f"{', '.join(LONG_STYLES)}; "
+            + ("choose one of them" if args.long else "add --long to write them")
+        )
+    given = [option for option, value in long_options.items() if value is not None]
+    if given and not args.long:
+        raise ValueError(f"{given[0]} applies to long recordings only (with --long)")
+    codings = long_coding_names(args.style) if args.long else (output_names(args.style)[1],)
+    check_output_folder(args.out, overwrite=args.overwrite, result=codings)
+    if args.long:
+        return _synth_long(args)
     writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
     result = writer(
         args.style,
         args.out,
-        args.subjects,
+        8 if args.subjects is None else args.subjects,
         args.clips_per_subject,
         seed=args.seed,
         difficulty=args.difficulty,
@@ -252,6 +297,35 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"{len(result.clips)} clips written under {result.root}")
     print(f"annotation file: {result.coding}")
     return 0
+
+
+def _synth_long(args: argparse.Namespace) -> int:
+    from au_llm.synth.long import write_long_style
+
+    result = write_long_style(
+        args.style,
+        args.out,
+        subjects=3 if args.subjects is None else args.subjects,
+        recordings_per_subject=_given(args.recordings_per_subject, 2),
+        seconds=_given(args.seconds, 20.0),
+        seed=args.seed,
+        difficulty=args.difficulty,
+        size=_given(args.size, 1.0),
+    )
+    kinds = [e.kind for _, e in result.expressions]
+    print(
+        f"{len(result.recordings)} recordings written under {result.root}: "
+        f"{kinds.count('micro')} micro- and {kinds.count('macro')} macro-expressions"
+    )
+    print("annotation files:" if len(result.codings) > 1 else "annotation file:")
+    for path in result.codings:
+        print(f"  {path}")
+    return 0
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """``value``, or ``default`` when the option was not given."""
+    return default if value is None else value
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:

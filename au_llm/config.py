@@ -21,7 +21,6 @@ from au_llm.config_checks import (
     ANSWER_FORMAT_NAMES,
     DATASET_AUS,
     DEFAULT_PROMPT,
-    PRECISIONS,
     SAMPLING_STRATEGIES,
     AlignMode,
     ConfigError,
@@ -41,6 +40,7 @@ from au_llm.config_model import (
     TextConfig,
     TinyLLMConfig,
 )
+from au_llm.config_train import TrainConfig
 from au_llm.config_yaml import parse_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 
@@ -186,103 +186,6 @@ class SamplingConfig:
         if self.frames_per_clip < 2:
             raise ConfigError(
                 f"sampling.frames_per_clip = {self.frames_per_clip}: expected at least 2"
-            )
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation of one model (one fold).
-
-    Attributes:
-        optimizer: ``adamw`` or ``adam`` (the paper's preset).
-        lr: Learning rate (of the backbone, and of every group whose own rate is 0).
-        lr_projector: Learning rate of the fusion projector (0: ``lr``).
-        lr_head: Learning rate of the AU head(s) (0: ``lr``).
-        lr_lora: Learning rate of the LLM's LoRA adapters (0: ``lr``).
-        weight_decay: Weight decay.
-        epochs: Training epochs.
-        batch_size: Clips per step.
-        scheduler: ``constant``, ``cosine`` or ``linear`` (decay to zero after warm-up).
-        warmup_epochs: Linear warm-up length.
-        grad_clip: Maximum gradient norm (0 disables clipping).
-        loss: ``asl`` (asymmetric loss, the paper's), ``bce`` (with per-AU pos_weight from the
-            training labels), or ``focal``.
-        asl_gamma_neg: ASL focusing parameter of negatives.
-        asl_gamma_pos: ASL focusing parameter of positives.
-        asl_clip: ASL probability margin of negatives.
-        focal_gamma: Focal loss gamma.
-        loss_reduction: ``mean`` (over clips and AUs) or ``sum`` (the AU-LLM reference code sums,
-            which scales the gradient with the batch size).
-        val_fraction: Fraction of training subjects held out as an inner validation split (never
-            the test subject); 0 disables it.
-        patience: Early-stopping patience in epochs on the inner validation loss (0 disables).
-        precision: ``auto`` (bfloat16 where the device computes it natively: GPUs from
-            compute capability 8.0, CPUs with AVX512_BF16/AMX or Arm BF16; float32 elsewhere),
-            ``fp32`` (exact and reproducible everywhere) or ``bf16`` (forced; emulated, slowly,
-            where not native). Under bfloat16 the frozen LLM base is stored in bfloat16 and the
-            forward runs under autocast; trainable weights, the LED filter, logits and losses
-            stay float32 (see ``docs/precision.md``). Logged at start and recorded in
-            ``run.json`` and in saved models.
-        deterministic: On CUDA, deterministic algorithms (``torch.use_deterministic_algorithms``,
-            no cuDNN benchmarking, ``CUBLAS_WORKSPACE_CONFIG``) so a seed gives the same run;
-            false allows faster nondeterministic kernels. CPU runs are deterministic either way.
-        device: ``auto`` (CUDA when available; the choice is logged), ``cpu`` or ``cuda``.
-        compile: Compile the backbone and projector with ``torch.compile`` (opt-in; the first
-            training step then includes the compilation, logged and recorded as
-            ``first_step_seconds``).
-        num_threads: CPU threads for torch. The default 1 is fast and reproducible on small
-            shared machines (on a busy 2-core machine a second thread made a training step
-            10-20x slower, and results change slightly with the thread count); 0 leaves torch's
-            default (all cores), worth trying on a dedicated many-core CPU.
-    """
-
-    optimizer: str = "adamw"
-    lr: float = 1e-4
-    lr_projector: float = 0.0
-    lr_head: float = 0.0
-    lr_lora: float = 0.0
-    weight_decay: float = 0.01
-    epochs: int = 30
-    batch_size: int = 32
-    scheduler: str = "cosine"
-    warmup_epochs: int = 0
-    grad_clip: float = 1.0
-    loss: str = "asl"
-    asl_gamma_neg: float = 4.0
-    asl_gamma_pos: float = 0.0
-    asl_clip: float = 0.05
-    focal_gamma: float = 2.0
-    loss_reduction: str = "mean"
-    val_fraction: float = 0.0
-    patience: int = 0
-    precision: str = "auto"
-    deterministic: bool = True
-    device: str = "auto"
-    compile: bool = False
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        check_choice("train", "optimizer", self.optimizer, ("adamw", "adam"))
-        check_choice("train", "scheduler", self.scheduler, ("constant", "cosine", "linear"))
-        check_choice("train", "loss", self.loss, ("asl", "bce", "focal"))
-        check_choice("train", "loss_reduction", self.loss_reduction, ("mean", "sum"))
-        if not 0 <= self.asl_clip < 1:
-            raise ConfigError(f"train.asl_clip = {self.asl_clip}: expected 0 <= clip < 1")
-        check_choice("train", "precision", self.precision, PRECISIONS)
-        check_choice("train", "device", self.device, ("auto", "cpu", "cuda"))
-        check_positive("train", "lr", self.lr)
-        for name in ("lr_projector", "lr_head", "lr_lora"):
-            check_positive("train", name, getattr(self, name), allow_zero=True)
-        check_positive("train", "epochs", self.epochs)
-        check_positive("train", "batch_size", self.batch_size)
-        check_positive("train", "weight_decay", self.weight_decay, allow_zero=True)
-        check_positive("train", "grad_clip", self.grad_clip, allow_zero=True)
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"train.val_fraction = {self.val_fraction}: expected 0 <= f < 1")
-        if self.patience > 0 and self.val_fraction == 0:
-            raise ConfigError(
-                f"train.patience = {self.patience} needs an inner validation split: "
-                "set train.val_fraction > 0"
             )
 
 
@@ -437,10 +340,30 @@ class ExperimentConfig:
             raise ConfigError("seeds: expected at least one seed")
         if self.protocol == "cross" and not self.data.target_manifests:
             raise ConfigError("protocol 'cross' needs data.target_manifests")
+        check_vision_head(self.model, self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts and lists."""
         return asdict(self)
+
+
+def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
+    """Raise unless the vision head exists exactly when something trains it.
+
+    ``train.vision_weight > 0`` and a first stage of ``train.stage_epochs`` need
+    ``model.vision_head``; a vision head needs one of them (it would be reported untrained).
+    """
+    trained = train.vision_weight > 0 or bool(train.stage_epochs and train.stage_epochs[0] > 0)
+    if model.vision_head and not trained:
+        raise ConfigError(
+            "model.vision_head is trained only with train.vision_weight > 0 or a first stage "
+            "of train.stage_epochs; set one, or model.vision_head: false"
+        )
+    if trained and not model.vision_head:
+        raise ConfigError(
+            f"train.vision_weight = {train.vision_weight} / train.stage_epochs = "
+            f"{train.stage_epochs}: the vision loss needs model.vision_head: true"
+        )
 
 
 @contextlib.contextmanager

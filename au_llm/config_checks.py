@@ -34,6 +34,15 @@ Precision = Literal["auto", "fp32", "bf16"]
 ChatTemplate = Literal["auto", "on", "off"]
 """``model.llm.chat_template``: whether prompts go through the tokenizer's chat template."""
 
+# What reads the visual token(s) (``model.reader``, see au_llm.model.readers): the configured LLM
+# and its controls.
+LLM_READERS = ("llm", "llm_reinit", "llm_random_prompt")
+"""Readers that run the configured LLM's decoder (with its prompt, LoRA and text heads)."""
+PROMPT_READERS = (*LLM_READERS, "attention", "transformer")
+"""Readers that read the prompt's token embeddings beside the visual token(s)."""
+READERS = (*PROMPT_READERS, "none", "mlp", "resmlp")
+"""Every value of ``model.reader``."""
+
 
 def choices(literal: Any) -> tuple[str, ...]:
     """The values of a ``Literal`` type, in order."""

@@ -60,7 +60,7 @@ def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
 
     Each key of :data:`RENAMED_KEYS` is moved to its new name; ``train.bf16`` becomes
     ``train.precision`` (true: ``auto``, false: ``fp32``) unless the precision is also given;
-    ``model.llm.dtype`` is dropped.
+    the ``model`` section as :func:`upgrade_saved_model` says.
     """
     upgraded = {name: dict(part) if isinstance(part, dict) else part for name, part in data.items()}
     for old, new in RENAMED_KEYS.items():
@@ -71,7 +71,22 @@ def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
     train = upgraded.get("train")
     if isinstance(train, dict) and isinstance(train.get("bf16"), bool):
         train.setdefault("precision", _BF16_PRECISION[train.pop("bf16")])
-    model = upgraded.get("model")
-    if isinstance(model, dict) and isinstance(model.get("llm"), dict):
-        model["llm"] = {key: value for key, value in model["llm"].items() if key != "dtype"}
+    if isinstance(upgraded.get("model"), dict):
+        upgraded["model"] = upgrade_saved_model(upgraded["model"])
     return upgraded
+
+
+def upgrade_saved_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``model`` section (plain data) in today's keys.
+
+    ``llm.dtype`` is dropped. ``llm.source: none`` (the model without an LLM, whose token width
+    was ``llm.tiny.hidden_size``) becomes ``reader: none`` with ``llm.source: tiny``: the same
+    model.
+    """
+    llm = model.get("llm")
+    if not isinstance(llm, dict):
+        return model
+    llm = {key: value for key, value in llm.items() if key != "dtype"}
+    if llm.get("source") == "none":
+        return {**model, "reader": "none", "llm": {**llm, "source": "tiny"}}
+    return {**model, "llm": llm}

@@ -11,11 +11,23 @@ from typing import Any
 from au_llm.config_checks import (
     ANSWER_FORMAT_NAMES,
     DEFAULT_PROMPT,
+    LLM_READERS,
+    PROMPT_READERS,
+    READERS,
     ChatTemplate,
     ConfigError,
     check_choice,
     check_positive,
 )
+
+LLM_SOURCES = ("tiny", "smollm2", "path")
+"""``model.llm.source``: where the LLM's weights come from."""
+LLM_TUNINGS = ("lora", "norms", "frozen")
+"""``model.llm.tuning``: what of the LLM trains."""
+READOUTS = ("last", "layer", "mix")
+"""``model.llm.readout``: which of the LLM's hidden states the AU head reads."""
+PROJECTOR_TOKENS = ("fused", "cells")
+"""``model.projector.tokens``: what each visual token is made from."""
 
 
 @dataclass
@@ -69,16 +81,23 @@ class ProjectorConfig:
         activation: ``gelu`` or ``relu``.
         dropout: Dropout between the two linear layers.
         layer_norm: Apply LayerNorm to the output token.
+        tokens: ``fused`` (AU-LLM's): the ``model.llm.n_visual_tokens`` tokens come from one MLP
+            on concat(mid, high); ``cells``: one token per cell of the mid-level map pooled to
+            ``model.backbone.mid_pool`` ``[T, H, W]`` (``T * H * W`` must equal
+            ``n_visual_tokens``), each from that cell's channels and the high-level feature
+            through one shared MLP.
     """
 
     hidden: int = 0
     activation: str = "gelu"
     dropout: float = 0.1
     layer_norm: bool = False
+    tokens: str = "fused"
 
     def __post_init__(self) -> None:
         check_choice("model.projector", "activation", self.activation, ("gelu", "relu"))
         check_positive("model.projector", "hidden", self.hidden, allow_zero=True)
+        check_choice("model.projector", "tokens", self.tokens, PROJECTOR_TOKENS)
 
 
 @dataclass
@@ -149,11 +168,14 @@ class TinyLLMConfig:
 class LLMConfig:
     """The causal LLM that reads the prompt and the visual token.
 
+    With a reader other than the LLM (``model.reader``), the LLM's configuration still sets the
+    visual token's width (its hidden size), and its shape the size of the control.
+
     Attributes:
         source: ``tiny`` (random init from ``tiny``), ``smollm2`` (the built-in pretrained
-            SmolLM2-135M-Instruct, installed from the package registry), ``path`` (a local Hugging
-            Face causal LM directory, or a ``.gguf`` file, at ``path``), or ``none`` (the
-            ablation: no LLM, a linear head reads the fused features).
+            SmolLM2-135M-Instruct, installed from the package registry) or ``path`` (a local
+            Hugging Face causal LM directory, or a ``.gguf`` file, at ``path``). The model without
+            an LLM is ``model.reader: none``.
         path: Local model directory or ``.gguf`` file for ``source: path``.
         tiny: Shape of the random model for ``source: tiny``.
         prompt: Prompt text. If it contains ``placeholder``, the visual tokens go there;
@@ -167,6 +189,15 @@ class LLMConfig:
             ``source: path`` when the tokenizer has one (the built-in SmolLM2 and the tiny LLM
             keep the plain prompt); ``on`` applies it for any source (an error when the tokenizer
             has none); ``off`` never (see :mod:`au_llm.model.processing_au_llm`).
+        tuning: What of the LLM trains: ``lora`` (adapters of ``lora``, AU-LLM's), ``norms``
+            (only the weights of its normalisation layers, RMSNorm/LayerNorm, starting from the
+            pretrained values) or ``frozen`` (nothing).
+        readout: The hidden state the AU head reads: ``last`` (the final layer's, after the
+            final norm, AU-LLM's), ``layer`` (layer ``readout_layer``'s, after the final norm:
+            the LLM is cut to its first ``readout_layer`` layers, the later ones never run, for
+            text answers too) or ``mix`` (a learnt softmax mix over every layer's output, each
+            after the final norm; zero-initialised mixing weights, i.e. the mean).
+        readout_layer: With ``readout: layer``, the layer read, 1 .. the LLM's layer count.
     """
 
     source: str = "tiny"
@@ -178,15 +209,36 @@ class LLMConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     fast_path: bool = True
     chat_template: str = "auto"
+    tuning: str = "lora"
+    readout: str = "last"
+    readout_layer: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("model.llm", "source", self.source, ("tiny", "smollm2", "path", "none"))
+        if self.source == "none":
+            raise ConfigError(
+                "model.llm.source = 'none' was replaced by model.reader = none (the configured "
+                "LLM's hidden size sets the token width); set model.reader: none"
+            )
+        check_choice("model.llm", "source", self.source, LLM_SOURCES)
         check_choice("model.llm", "chat_template", self.chat_template, ChatTemplate)
         if self.source == "path" and not self.path:
             raise ConfigError(
                 "model.llm.source = 'path' needs model.llm.path (a local directory or .gguf file)"
             )
         check_positive("model.llm", "n_visual_tokens", self.n_visual_tokens)
+        check_choice("model.llm", "tuning", self.tuning, LLM_TUNINGS)
+        check_choice("model.llm", "readout", self.readout, READOUTS)
+        if (self.readout == "layer") != (self.readout_layer > 0):
+            raise ConfigError(
+                f"model.llm.readout_layer = {self.readout_layer}: expected a layer >= 1 with "
+                "readout: layer, and 0 otherwise"
+            )
+        layers = self.tiny.num_layers
+        if self.source == "tiny" and self.readout_layer > layers:
+            raise ConfigError(
+                f"model.llm.readout_layer = {self.readout_layer}: the tiny LLM has {layers} "
+                "layer(s)"
+            )
 
 
 @dataclass
@@ -267,6 +319,21 @@ class ModelConfig:
         backbone: The 3D-CNN.
         projector: The Enhanced Fusion Projector.
         llm: The LoRA-tuned causal LLM.
+        reader: What reads the visual token(s) (:mod:`au_llm.model.readers`): ``llm`` (the
+            configured LLM after its prompt, AU-LLM's) or a control: ``none`` (the head reads the
+            visual token(s) directly), ``mlp`` (a two-layer MLP with as many trainable
+            parameters as the LLM's LoRA adapters), ``resmlp`` (a residual MLP, one pre-norm
+            block per LLM layer, width the hidden size), ``attention`` (one trainable
+            self-attention layer over the prompt's LLM embeddings and the visual token(s); the
+            head reads the last position), ``transformer`` (the same with an MLP: one full
+            transformer layer), ``llm_reinit`` (the same LLM architecture with its weights
+            re-initialised at random from ``reader_seed``, frozen, with ``llm.tuning``) or
+            ``llm_random_prompt`` (the pretrained LLM after a prompt of random token ids of the
+            same length, drawn from ``reader_seed``). Every control's token width is the
+            configured LLM's hidden size, read from its configuration (no weights loaded for
+            ``none``, ``mlp``, ``resmlp``).
+        reader_seed: Seed of a control's fixed random parts (the re-initialised LLM weights, the
+            random prompt): the same in every fold and run seed.
         head: ``linear`` (one score per AU from the last hidden state, AU-LLM's), ``text`` (the
             LLM answers in words, AU-LLaVA's; the AU decisions are the first format's parsed
             answer), or ``both`` (trained together; the linear head gives the scores).
@@ -274,8 +341,15 @@ class ModelConfig:
         skip_head: Add a skip path to the AU head: ``head(h_LLM) + W v``, with ``v`` the visual
             token(s), so the AU scores need not pass through the LLM alone. This departs from
             AU-LLM (whose head reads the LLM's hidden state only); off by default, an option
-            for comparison.
+            for comparison. No effect with ``reader: none`` (the head reads the token itself).
         explain: Explanation settings (any head; needs an LLM when on).
+        vision_head: A second linear AU head on the visual token(s) beside the head on the
+            reader's output, trained with weight ``train.vision_weight`` (and alone in the first
+            stage of ``train.stage_epochs``); its scores are reported beside the main head's
+            (``AUxx_prob_vision``).
+        au_queries: After the visual token(s), one text segment per AU (``AU1 inner brow
+            raiser:``, from the FACS table) and AU ``i``'s score read from the hidden state at
+            the end of its segment by row ``i`` of the head (an LLM reader only).
     """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -285,13 +359,46 @@ class ModelConfig:
     text: TextConfig = field(default_factory=TextConfig)
     skip_head: bool = False
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    reader: str = "llm"
+    reader_seed: int = 0
+    vision_head: bool = False
+    au_queries: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model", "head", self.head, ("linear", "text", "both"))
-        if self.has_text_head and self.llm.source == "none":
-            raise ConfigError(f"model.head = {self.head!r} needs an LLM (model.llm.source)")
-        if self.explains and self.llm.source == "none":
-            raise ConfigError("model.explain.weight > 0 needs an LLM (model.llm.source)")
+        check_choice("model", "reader", self.reader, READERS)
+        needs_llm = {
+            f"model.head = {self.head!r}": self.has_text_head,
+            "model.explain.weight > 0": self.explains,
+            "model.au_queries": self.au_queries,
+            f"model.llm.readout = {self.llm.readout!r}": self.llm.readout != "last",
+            f"model.llm.tuning = {self.llm.tuning!r}": self.llm.tuning != "lora",
+        }
+        for what, wanted in needs_llm.items():
+            if wanted and not self.has_llm:
+                raise ConfigError(
+                    f"{what} needs an LLM reader (model.reader: {', '.join(LLM_READERS)}), "
+                    f"not model.reader = {self.reader!r}"
+                )
+        if self.projector.tokens == "cells":
+            grid = self.backbone.mid_pool
+            cells = grid[0] * grid[1] * grid[2] if grid else 0
+            if cells != self.llm.n_visual_tokens:
+                raise ConfigError(
+                    f"model.projector.tokens = cells: model.backbone.mid_pool = {grid} gives "
+                    f"{cells} cell(s) but model.llm.n_visual_tokens = {self.llm.n_visual_tokens}; "
+                    "set mid_pool [T, H, W] with T * H * W visual tokens"
+                )
+
+    @property
+    def has_llm(self) -> bool:
+        """Whether the reader runs the configured LLM's decoder (``model.reader``)."""
+        return self.reader in LLM_READERS
+
+    @property
+    def reads_prompt(self) -> bool:
+        """Whether the reader reads the prompt's token embeddings (an LLM or attention reader)."""
+        return self.reader in PROMPT_READERS
 
     @property
     def has_text_head(self) -> bool:

@@ -59,7 +59,7 @@ def demo_config(
     if cfg.protocol == "cross":
         overrides.append(f"data.target_manifests=['{manifests['samm']}']")
     if no_llm:
-        overrides += ["model.llm.source=none", f"name={cfg.name}_no_llm"]
+        overrides += ["model.reader=none", f"name={cfg.name}_no_llm"]
     return load_config(config_file, overrides)
 
 
@@ -75,7 +75,7 @@ def run_demo(
 
     Args:
         out: Folder for data, cache and runs.
-        no_llm: Run the ablation without the LLM (``model.llm.source=none``).
+        no_llm: Run the ablation without the LLM (``model.reader=none``).
         subjects: Synthetic subjects per dataset.
         clips_per_subject: Synthetic clips per subject.
         text: End with the text step (SmolLM2 answering in words, see :mod:`au_llm.demo_text`);

@@ -59,6 +59,8 @@ class FitResult:
             ``train``).
         label_counts: Per AU (as text), the training clips' ``known`` and ``positive`` labels
             (an AU without a known label was never learnt).
+        vision_thresholds: The vision head's per-AU thresholds under the same policy (chosen on
+            its own training predictions under ``train``); None without a vision head.
     """
 
     train: pd.DataFrame
@@ -67,6 +69,7 @@ class FitResult:
     result: TrainResult
     train_thresholds: np.ndarray
     label_counts: dict[str, dict[str, int]]
+    vision_thresholds: np.ndarray | None = None
 
 
 def fit(
@@ -118,14 +121,20 @@ def fit(
     outputs, metas = predict_clips(model, processor, eval_set, train_cfg.batch_size)
     keys = pd.DataFrame(metas, columns=["dataset", "subject", "clip"])
     check_finite_scores(outputs.probs, aus, keys, f"{desc}: scores of its training clips")
+    if outputs.vision_probs is not None:
+        what = f"{desc}: vision-head scores of its training clips"
+        check_finite_scores(outputs.vision_probs, aus, keys, what)
     grid = threshold_grid(*eval_cfg.threshold_grid)
     labels = eval_set.labels.numpy()
     train_thresholds = best_thresholds(labels, outputs.probs, grid)
+    vision = None if outputs.vision_probs is None else thresholds
     if eval_cfg.threshold_policy == "train":
         thresholds = train_thresholds
+        if outputs.vision_probs is not None:
+            vision = best_thresholds(labels, outputs.vision_probs, grid)
     n_val = 0 if val is None else len(val)
     counts = {
         str(au): {"known": int(known_rows(column).sum()), "positive": int(np.nansum(column))}
         for au, column in zip(aus, labels.T, strict=True)
     }
-    return FitResult(train, n_val, thresholds, result, train_thresholds, counts)
+    return FitResult(train, n_val, thresholds, result, train_thresholds, counts, vision)

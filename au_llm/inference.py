@@ -41,11 +41,14 @@ class ClipOutputs:
         probs: ``[N, n_aus]`` float64 AU probabilities of the linear head.
         answers: Format -> one generated answer per clip (empty unless asked for).
         explanations: One generated explanation per clip (empty unless asked for).
+        vision_probs: ``[N, n_aus]`` float64 AU probabilities of the vision head
+            (``model.vision_head``); None without one.
     """
 
     probs: np.ndarray
     answers: dict[str, list[str]] = field(default_factory=dict)
     explanations: list[str] = field(default_factory=list)
+    vision_probs: np.ndarray | None = None
 
     @classmethod
     def concat(cls, parts: list[ClipOutputs], n_aus: int) -> ClipOutputs:
@@ -56,7 +59,13 @@ class ClipOutputs:
             fmt: [text for part in parts for text in part.answers[fmt]] for fmt in parts[0].answers
         }
         explanations = [text for part in parts for text in part.explanations]
-        return cls(np.concatenate([part.probs for part in parts]), answers, explanations)
+        vision = [part.vision_probs for part in parts if part.vision_probs is not None]
+        return cls(
+            np.concatenate([part.probs for part in parts]),
+            answers,
+            explanations,
+            np.concatenate(vision) if vision else None,
+        )
 
 
 def answer_tries(
@@ -79,9 +88,10 @@ def clip_outputs(
 ) -> ClipOutputs:
     """Probabilities, and on request answers and explanations, of clips ``[B, C, T, H, W]``.
 
-    The backbone and projector run once; their visual tokens ``[B, n, H]`` feed the linear head,
-    the greedy answers in every format the model was trained on (``answers``; constrained by
-    ``tries`` from :func:`answer_tries`) and the greedy explanations (``explain``). The model is
+    The backbone and projector run once; their visual tokens ``[B, n, H]`` feed the linear head
+    (and the vision head, when the model has one), the greedy answers in every format the model
+    was trained on (``answers``; constrained by ``tries`` from :func:`answer_tries`) and the
+    greedy explanations (``explain``). The model is
     used as it is (call ``model.eval()`` first), under the model's precision
     (``model.precision``), exactly as during training; probabilities and greedy choices come from
     float32 logits. ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same
@@ -99,6 +109,9 @@ def clip_outputs(
     with torch.inference_mode(), model_autocast(model):
         tokens = model.get_visual_tokens(clips.to(device))
         logits = model.score_tokens(tokens, prompt_cache)
+        if model.vision_head is not None:
+            vision = torch.sigmoid(model.vision_logits(tokens))
+            outputs.vision_probs = vision.cpu().numpy().astype(np.float64)
 
         def generate(name: str, limit: int, **options: Any) -> list[str]:
             instruction, eos = processor.instruction_ids(name), processor.eos_id

@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -150,7 +150,7 @@ def check_output_folder(
     overwrite: bool,
     inputs: Iterable[str | Path] = (),
     option: str = "--out",
-    result: str | None = None,
+    result: str | Sequence[str] | None = None,
 ) -> Path:
     """Check, before any work, that ``path`` may be written as a folder; create and return it.
 
@@ -159,8 +159,8 @@ def check_output_folder(
         overwrite: Whether a previous result in it may be replaced.
         inputs: Files and folders the command reads (see :func:`check_output_file`).
         option: The option that named ``path``, for messages.
-        result: A file whose presence marks a previous result in the folder (``model.json``);
-            it is refused unless ``overwrite``.
+        result: A file (or several) whose presence marks a previous result in the folder
+            (``model.json``); it is refused unless ``overwrite``.
 
     Raises:
         ValueError: ``path`` is a file, holds a previous result while ``overwrite`` is false,
@@ -170,10 +170,12 @@ def check_output_folder(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is a file; expected a folder")
-    if result is not None and (path / result).exists() and not overwrite:
+    names = [result] if isinstance(result, str) else list(result or ())
+    present = [name for name in names if (path / name).exists()]
+    if present and not overwrite:
         raise ValueError(
-            f"{option} {path} already holds a result ({result}); choose another folder or pass "
-            "--overwrite"
+            f"{option} {path} already holds a result ({present[0]}); choose another folder or "
+            "pass --overwrite"
         )
     check_not_input(path, inputs, option)
     probe_writable(path)

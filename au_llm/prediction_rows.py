@@ -2,8 +2,10 @@
 
 A row is its keys (``dataset, subject, clip, fold, seed`` in a protocol; source, span and face in
 ``au-llm predict``), then :func:`output_columns`: ``AUxx_prob, AUxx_pred`` (and ``AUxx_true``
-when labels are known) per AU, one ``answer_<format>`` per text format, and with explanations
-the clip's annotation (``au_raw``, ``aus``) beside its ``explanation``.
+when labels are known) per AU, with a vision head (``model.vision_head``) its
+``AUxx_prob_vision`` (and ``AUxx_pred_vision`` where its thresholds are known), one
+``answer_<format>`` per text format, and with explanations the clip's annotation (``au_raw``,
+``aus``) beside its ``explanation``.
 
 No row ever holds a non-finite score: :func:`check_finite_scores` refuses them here, where scores
 become rows (and where training predictions become thresholds), naming the clip and the AU.
@@ -19,7 +21,7 @@ import pandas as pd
 
 from au_llm.answers import decision_matrix
 from au_llm.inference import ClipOutputs
-from au_llm.metrics import au_column, au_prediction_columns
+from au_llm.metrics import apply_thresholds, au_column, au_prediction_columns
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.explanations import EXPLANATION_COLUMN
 
@@ -67,7 +69,9 @@ def output_columns(
     formats: Sequence[str],
     labels: np.ndarray | None = None,
     explained: Mapping[str, Any] | None = None,
+    *,
     keys: pd.DataFrame | None = None,
+    vision_thresholds: np.ndarray | float | None = None,
 ) -> dict[str, Any]:
     """The columns after a row's keys, for ``N`` clips, in their order.
 
@@ -87,6 +91,8 @@ def output_columns(
         explained: With explanations: the annotation columns to show beside them (``au_raw``,
             ``aus``); None when explanations were not asked for.
         keys: The rows' keys, to name a clip whose score is not finite.
+        vision_thresholds: The vision head's ``[A]`` per-AU thresholds (or one for every AU),
+            which add its decisions ``AUxx_pred_vision``; None gives its probabilities alone.
 
     Returns:
         Column name -> ``N`` values, in column order.
@@ -99,8 +105,28 @@ def output_columns(
     if head == "text":
         probs = decision_matrix(formats[0], aus, outputs.answers[formats[0]])
     columns: dict[str, Any] = dict(au_prediction_columns(aus, probs, thresholds, labels))
+    if outputs.vision_probs is not None:
+        check_finite_scores(outputs.vision_probs, aus, keys, "vision-head AU scores")
+        columns.update(vision_columns(aus, outputs.vision_probs, vision_thresholds))
     columns.update({f"{ANSWER_PREFIX}{fmt}": texts for fmt, texts in outputs.answers.items()})
     if explained is not None:
         columns.update(explained)
         columns[EXPLANATION_COLUMN] = outputs.explanations
+    return columns
+
+
+VISION_SUFFIX = "_vision"
+"""Suffix of the vision head's columns: ``AU01_prob_vision``, ``AU01_pred_vision``."""
+
+
+def vision_columns(
+    aus: Sequence[int], probs: np.ndarray, thresholds: np.ndarray | float | None
+) -> dict[str, np.ndarray]:
+    """The vision head's ``AUxx_prob_vision`` (and with thresholds ``AUxx_pred_vision``) columns."""
+    preds = None if thresholds is None else apply_thresholds(probs, thresholds)
+    columns = {}
+    for j, au in enumerate(aus):
+        columns[au_column(au, "prob") + VISION_SUFFIX] = probs[:, j]
+        if preds is not None:
+            columns[au_column(au, "pred") + VISION_SUFFIX] = preds[:, j]
     return columns

@@ -30,6 +30,7 @@ from au_llm.config import ExperimentConfig
 from au_llm.fitting import fit
 from au_llm.fold_lock import Owner
 from au_llm.inference import predict_clips
+from au_llm.model.groups import trainable_parameter_count
 from au_llm.model.precision import resolve_precision
 from au_llm.model.spec import ModelSpec
 from au_llm.prediction_rows import output_columns
@@ -272,8 +273,17 @@ def run_fold(
     )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
     labels, model_cfg, keys = test_set.labels.numpy(), cfg.model, fold_keys(metas, fold.name, seed)
-    head, formats = model_cfg.head, model_cfg.text.formats
-    columns = output_columns(outputs, data.aus, thresholds, head, formats, labels, explained, keys)
+    columns = output_columns(
+        outputs,
+        data.aus,
+        thresholds,
+        model_cfg.head,
+        model_cfg.text.formats,
+        labels,
+        explained,
+        keys=keys,
+        vision_thresholds=fitted.vision_thresholds,
+    )
     frame = keys.assign(**columns)
     record = {
         "fold": fold.name,
@@ -289,6 +299,7 @@ def run_fold(
         "seconds": result.seconds,
         "first_step_seconds": result.first_step_seconds,
         "precision": model.precision,
+        "trainable_parameters": trainable_parameter_count(model),
         "train_thresholds": dict(
             zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
         ),

@@ -18,6 +18,7 @@ from au_llm.deployed import DeployedModel, InferenceConfig, save_deployed
 from au_llm.fitting import fit
 from au_llm.io_utils import check_output_folder
 from au_llm.model.checkpoint import MODEL_FILE, build_model
+from au_llm.model.groups import trainable_parameter_count
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
 from au_llm.training import seed_everything, select_device, set_num_threads
@@ -60,6 +61,7 @@ def train_deployable(cfg: ExperimentConfig, out: Path, overwrite: bool = False) 
     record = {
         "train_thresholds": [float(t) for t in fitted.train_thresholds],
         "train_clips": len(fitted.train),
+        "trainable_parameters": trainable_parameter_count(model),
         "train_loss": fitted.result.train_loss,
         "excluded": data.excluded.to_dict("records"),
     }

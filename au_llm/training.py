@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config import TrainConfig
 from au_llm.model.checkpoint import build_model
-from au_llm.model.groups import batch_formats, parameter_groups
+from au_llm.model.groups import batch_formats, parameter_groups, stage_plan
 from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.precision import bf16_native, model_autocast, resolve_precision
@@ -136,6 +136,9 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """Adam (the paper's preset) or AdamW over the trainable parameters (or parameter groups).
 
+    ``train.optimizer: adam`` is torch's Adam, whose ``weight_decay`` is L2 coupled into the
+    gradient (normalised by Adam with it); ``adamw`` decays the weights apart from the gradient.
+
     The fused implementation (one kernel over all parameters; about 10x faster than the default
     for-loop on the paper-size projector on CPU) is used when every parameter is a floating-point
     tensor on a CPU or CUDA device; it computes the same update up to float rounding.
@@ -149,10 +152,13 @@ def make_optimizer(
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step learning-rate schedule: linear warm-up, then constant, cosine or linear decay."""
-    total = max(1, cfg.epochs * steps_per_epoch)
+    """Per-step learning-rate schedule: linear warm-up, then constant, cosine or linear decay.
+
+    The schedule spans ``epochs`` (a stage's; 0: ``train.epochs``).
+    """
+    total = max(1, (epochs or cfg.epochs) * steps_per_epoch)
     warmup = cfg.warmup_epochs * steps_per_epoch
 
     def factor(step: int) -> float:
@@ -208,6 +214,8 @@ def batch_loss(
     step: int,
     meta: dict[str, list[str]] | None = None,
     first_format_only: bool = False,
+    stage: str = "all",
+    vision_weight: float = 0.0,
 ) -> torch.Tensor:
     """The training loss of one batch for the model's head(s) and explanations.
 
@@ -217,7 +225,12 @@ def batch_loss(
     serves both heads. With explanations (``model.explain.weight > 0``) the teacher-forced
     cross-entropy on each clip's description target (phrasing drawn from the clip and ``step``)
     is added with that weight; the same visual tokens feed every pass. The processor builds the
-    teacher-forcing ids and targets.
+    teacher-forcing ids and targets. With a vision head, ``vision_weight`` times the AU loss of
+    :meth:`~au_llm.model.modeling_au_llm.AULLM.vision_logits` is added.
+
+    Stages (:mod:`au_llm.model.groups`): ``vision`` is the vision head's loss alone (the reader
+    does not run); ``heads`` runs the backbone without gradients (it is frozen); ``all`` is the
+    whole loss.
 
     Args:
         model: The model.
@@ -230,6 +243,8 @@ def batch_loss(
             the annotation, needed for explanations.
         first_format_only: Every clip answers in the first format (the first phase of
             ``model.text.first_format_epochs``).
+        stage: The training stage (``vision``, ``heads`` or ``all``).
+        vision_weight: Weight of the vision head's loss (``train.vision_weight``).
 
     Returns:
         The scalar loss.
@@ -237,11 +252,35 @@ def batch_loss(
     Raises:
         ValueError: Explanations are on and ``meta`` is missing.
     """
+    if stage == "heads":
+        with torch.no_grad():
+            features = model.get_clip_features(clips)
+        tokens = model.projector(features["mid"], features["high"])
+    else:
+        tokens = model.get_visual_tokens(clips)
+    if stage == "vision":
+        return loss_fn(model.vision_logits(tokens).float(), labels)
+    loss = _reader_loss(model, processor, tokens, labels, loss_fn, step, meta, first_format_only)
+    if vision_weight > 0:
+        loss = loss + vision_weight * loss_fn(model.vision_logits(tokens).float(), labels)
+    return loss
+
+
+def _reader_loss(
+    model: AULLM,
+    processor: AULLMProcessor,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: nn.Module,
+    step: int,
+    meta: dict[str, list[str]] | None,
+    first_format_only: bool,
+) -> torch.Tensor:
+    """The loss of the heads after the reader, from the visual tokens (see :func:`batch_loss`)."""
     cfg = model.cfg
     if not cfg.has_text_head and not cfg.explains:
-        return loss_fn(model(clips).float(), labels)
-    tokens = model.get_visual_tokens(clips)
-    loss = torch.zeros((), device=clips.device)
+        return loss_fn(model.score_tokens(tokens).float(), labels)
+    loss = torch.zeros((), device=tokens.device)
     au_logits = None
     if cfg.has_text_head:
         text = cfg.text
@@ -271,15 +310,18 @@ def _epoch_loss(
     loader: DataLoader,
     loss_fn: nn.Module,
     device: torch.device,
+    vision_weight: float = 0.0,
 ) -> float:
-    """Mean loss over a loader without gradients (model left in eval mode)."""
+    """Mean loss (the whole objective) over a loader without gradients (model left in eval mode)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for step, (clips, labels, meta) in enumerate(loader):
             with model_autocast(model):
                 x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(model, processor, x, y, loss_fn, step, meta)
+                loss = batch_loss(
+                    model, processor, x, y, loss_fn, step, meta, vision_weight=vision_weight
+                )
             total += float(loss) * len(labels)
             count += len(labels)
     return total / max(1, count)
@@ -342,22 +384,41 @@ def train_model(
     params = list(model.trainable_parameters())
     loss_fn = build_loss(cfg, train_set.labels).to(device)
     loader = clip_loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
-    optimizer = make_optimizer(parameter_groups(model, cfg), cfg)
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    stages = [(name, n) for name, n in stage_plan(cfg) for _ in range(n)]
     val_loader = clip_loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
     result = TrainResult()
     best_loss, best_state, since_best = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch", disable=not progress)
     for epoch in bar:
+        stage, stage_epochs = stages[epoch]
+        if epoch == 0 or stages[epoch - 1][0] != stage:
+            # each stage: a fresh optimizer over what it trains, and its own schedule
+            optimizer = make_optimizer(parameter_groups(model, cfg, stage), cfg)
+            scheduler = make_scheduler(optimizer, cfg, len(loader), stage_epochs)
+            if cfg.stage_epochs:
+                log.info("%s: stage %s from epoch %d (%d epochs)", desc, stage, epoch, stage_epochs)
         train_set.set_epoch(epoch)
         model.train()
+        if stage == "heads":
+            model.backbone.eval()  # frozen: its BatchNorm statistics stay as they are
         total, count = 0.0, 0
         first_only = epoch < model.cfg.text.first_format_epochs
         for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
             with model_autocast(model):
                 x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(model, processor, x, y, loss_fn, step, meta, first_only)
+                loss = batch_loss(
+                    model,
+                    processor,
+                    x,
+                    y,
+                    loss_fn,
+                    step,
+                    meta,
+                    first_only,
+                    stage,
+                    cfg.vision_weight,
+                )
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -375,7 +436,7 @@ def train_model(
             on_epoch(epoch)
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
-            val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device)
+            val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device, cfg.vision_weight)
             check_finite_loss(val_loss, f"{desc}: validation loss at epoch {epoch + 1}")
             result.val_loss.append(val_loss)
             postfix["val"] = f"{val_loss:.4f}"

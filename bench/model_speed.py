@@ -88,11 +88,9 @@ def _time_paths(
         with torch.no_grad():
             model(batch, prompt_cache=model.prompt_cache())
 
-    def llm_hidden() -> torch.Tensor:
-        if model.cfg.llm.fast_path:
-            cache = None if torch.is_grad_enabled() else model.prompt_cache()
-            return model._last_hidden_fast(tokens, cache)
-        return model._last_hidden_straightforward(tokens)
+    def llm_hidden() -> torch.Tensor:  # the path of model.cfg.llm.fast_path
+        cache = None if torch.is_grad_enabled() else model.prompt_cache()
+        return model._llm_read(tokens, cache)
 
     def llm_train_step() -> None:
         model.train()

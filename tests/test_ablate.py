@@ -54,10 +54,13 @@ def test_a_difference_exceeds_the_seed_spread_only_beyond_both_stds():
 def test_an_arms_file_names_settings_of_several_keys(tmp_path):
     arms = tmp_path / "arms.yaml"
     arms.write_text(
-        "base: []\nslow: [train.lr=1e-4, skip_head=true]\nwide: ['model.projector.hidden=64']\n"
+        "base: []\n"
+        "slow: [train.lr=1e-4, skip_head=true]\n"
+        "vision: [model.vision_head=true, train.vision_weight=1]\n"
+        "wide: ['model.projector.hidden=64']\n"
     )
     ablation = read_arms(arms, CONFIG, ["train.epochs=1"], reference="slow")
-    assert [arm.name for arm in ablation.arms] == ["base", "slow", "wide"]
+    assert [arm.name for arm in ablation.arms] == ["base", "slow", "vision", "wide"]
     assert ablation.arms[1].overrides == ("train.lr=1e-4", "model.skip_head=true")
     assert ablation.reference == "slow" and ablation.label == "arms"
     for text, match in (
@@ -65,7 +68,8 @@ def test_an_arms_file_names_settings_of_several_keys(tmp_path):
         ("a: [train.lr=1e-4]\nb: [train.lr=1e-4]\n", "same setting"),
         ("a: ['seeds=[1,2]']\n", "cannot be compared"),
         ("a: [\n", "arms.yaml: not valid YAML"),
-        ("a: [train.nothing=1]\n", "arm a"),
+        ("a: [train.nothing=1]\n", "arm a: .*train.nothing is not a config key"),
+        ("a: [model.vision_head=true]\n", "arm a: .*vision_weight"),
         ("a: [train.lr=-1]\n", "arm a"),
         ("'a b': []\n", "arm name"),
         ("a: train.lr=1e-4\n", "list"),

@@ -134,7 +134,7 @@ def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
     from tests.model import one_torch_thread, tiny_model_config, tiny_spec
 
     with one_torch_thread():
-        model, processor = build_model(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+        model, processor = build_model(tiny_spec(tiny_model_config(reader="none"), 3), seed=0)
     save_checkpoint(model, processor, {}, tmp_path / "model")
     meta = tmp_path / "model" / "model.json"
     meta.write_text(meta.read_text()[:55])

@@ -102,7 +102,7 @@ def test_explain_settings_are_validated():
     with pytest.raises(ConfigError, match="model.explain.weight"):
         load_config(None, ["model.explain.weight=-1"])
     with pytest.raises(ConfigError, match="needs an LLM"):
-        load_config(None, ["model.explain.weight=1", "model.llm.source=none"])
+        load_config(None, ["model.explain.weight=1", "model.reader=none"])
 
 
 def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
@@ -302,3 +302,45 @@ def test_a_saved_config_reads_train_bf16_as_the_precision_it_meant(tmp_path, old
         load_config(path)
     path.write_text(f"train:\n  {old}\n  precision: bf16\n")  # both: the precision written wins
     assert load_config(path, saved=True).train.precision == "bf16"
+
+
+def test_source_none_is_refused_from_a_user_and_read_from_a_saved_run_as_reader_none(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  llm:\n    source: none\n    tiny:\n      hidden_size: 64\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: .*replaced by model.reader = none"):
+        load_config(path)
+    saved = load_config(path, saved=True).model
+    assert (saved.reader, saved.llm.source, saved.llm.tiny.hidden_size) == ("none", "tiny", 64)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.stage_epochs=[1,1]"], r"stage_epochs = \[1, 1\]: expected \[\] or three"),
+        (["train.stage_epochs=[10,10,5]"], r"summing to train.epochs = 30"),
+        (["train.stage_epochs=[-1,16,15]"], r"epoch counts >= 0"),
+        (["train.vision_weight=-1"], r"train.vision_weight = -1"),
+        (["train.vision_weight=0.5"], r"the vision loss needs model.vision_head: true"),
+        (["train.stage_epochs=[5,5,20]"], r"the vision loss needs model.vision_head"),
+        (["model.vision_head=true"], r"model.vision_head is trained only with"),
+        (
+            [
+                "model.vision_head=true",
+                "train.stage_epochs=[5,5,20]",
+                "train.val_fraction=0.2",
+                "train.patience=2",
+            ],
+            r"not with early stopping",
+        ),
+    ],
+)
+def test_stages_and_the_vision_head_are_checked(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_stages_without_a_vision_stage_and_a_weighted_vision_head_load():
+    staged = load_config(None, ["train.stage_epochs=[0,10,20]"]).train
+    assert staged.stage_epochs == [0, 10, 20]
+    cfg = load_config(None, ["model.vision_head=true", "train.vision_weight=0.5"])
+    assert cfg.model.vision_head and cfg.train.vision_weight == 0.5

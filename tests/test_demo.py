@@ -16,7 +16,8 @@ def test_no_llm_flag_gives_the_ablation_on_equal_terms(tmp_path):
     for name in DEMO_CONFIGS:
         with_llm = demo_config(CONFIG_DIR / name, tmp_path, manifests, no_llm=False)
         without = demo_config(CONFIG_DIR / name, tmp_path, manifests, no_llm=True)
-        assert with_llm.model.llm.source == "tiny" and without.model.llm.source == "none"
+        assert with_llm.model.reader == "llm" and without.model.reader == "none"
+        assert without.model.llm.source == with_llm.model.llm.source == "tiny"
         assert without.name == with_llm.name + "_no_llm"
         assert without.train == with_llm.train and without.model.backbone == with_llm.model.backbone
         assert without.data == with_llm.data

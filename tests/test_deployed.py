@@ -32,7 +32,7 @@ def saved(tmp_path_factory) -> tuple[DeployedModel, Path, dict]:
     """A deployed tiny model (AUs 1..3), its folder and the experiment recorded beside it."""
     cfg = load_config(None, EXPERIMENT)
     with one_torch_thread():
-        model, processor = build_model(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+        model, processor = build_model(tiny_spec(tiny_model_config(reader="none"), 3), seed=0)
     inference = InferenceConfig.from_sections(
         cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, [0.3, 0.5, 0.7], 0.25
     )

@@ -43,3 +43,20 @@ def test_explanations_come_last_beside_the_annotation_shown_with_them():
     assert list(columns)[-3:] == ["au_raw", "aus", "explanation"]
     assert columns["explanation"] == outputs.explanations
     assert "explanation" not in output_columns(outputs, AUS, 0.5, "linear", ["list"])
+
+
+def test_a_vision_head_adds_its_scores_and_with_thresholds_its_decisions():
+    outputs = ClipOutputs(PROBS, {}, [], np.array([[0.6, 0.1], [0.3, 0.8]]))
+    thresholds = np.array([0.5, 0.9])
+    columns = output_columns(outputs, AUS, 0.5, "linear", ["list"], vision_thresholds=thresholds)
+    assert list(columns)[4:] == [
+        "AU01_prob_vision",
+        "AU01_pred_vision",
+        "AU12_prob_vision",
+        "AU12_pred_vision",
+    ]
+    np.testing.assert_array_equal(columns["AU12_prob_vision"], [0.1, 0.8])
+    np.testing.assert_array_equal(columns["AU12_pred_vision"], [0, 0])  # its own thresholds
+    np.testing.assert_array_equal(columns["AU01_pred_vision"], [1, 0])
+    scores_only = output_columns(outputs, AUS, 0.5, "linear", ["list"])
+    assert "AU01_prob_vision" in scores_only and "AU01_pred_vision" not in scores_only

@@ -468,3 +468,29 @@ def test_explanations_are_written_and_their_faithfulness_reported(tiny_data, tmp
     assert "Explanations (" in report and report.count("Example explanation (") == 3
     again = run_protocol(cfg, [first], progress=False)[0]  # resumed: nothing retrained
     assert pd.read_csv(again / "predictions.csv", keep_default_na=False).equals(predictions)
+
+
+def test_a_vision_head_is_reported_beside_the_main_head_and_folds_record_their_size(
+    tiny_data, tmp_path
+):
+    from au_llm.model.checkpoint import build_model
+    from au_llm.model.groups import trainable_parameter_count
+    from au_llm.model.spec import ModelSpec
+    from au_llm.reports.vision import vision_frame
+
+    extra = ("model.vision_head=true", "train.vision_weight=0.5", "eval.threshold_policy=train")
+    cfg = tiny_config(tiny_data, tmp_path, "vision", "loso", *extra)
+    run_dir, tables = run_protocol(cfg, progress=False)
+    frame = read_predictions(run_dir)
+    for au in tables.aus:
+        assert {f"AU{au:02d}_prob_vision", f"AU{au:02d}_pred_vision"} <= set(frame.columns)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    recomputed = compute_tables(vision_frame(frame, tables.aus), tables.aus).summary["metrics"]
+    assert summary["vision_head"]["metrics"] == pytest.approx(recomputed, nan_ok=True)
+    assert summary["vision_head"]["metrics"] != pytest.approx(summary["metrics"], nan_ok=True)
+    assert "Vision head" in (run_dir / "report.md").read_text()
+    spec = ModelSpec.from_sections(cfg.model, tables.aus, cfg.preprocess, cfg.sampling)
+    size = trainable_parameter_count(build_model(spec, seed=0)[0])
+    for path in run_dir.glob("folds/*/*.json"):
+        record = json.loads(path.read_text())
+        assert record["trainable_parameters"] == size and record["seconds"] > 0

@@ -27,6 +27,14 @@ from au_llm.training import (
 from tests.conftest import tiny_config
 
 
+def _cached(tiny_data, cfg) -> tuple:
+    """The tiny CASME II manifest and its aligned-clip cache (aligned now where missing)."""
+    manifest = read_manifest(tiny_data.casme2)
+    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    preprocess_manifest(manifest, cache, progress=False)
+    return manifest, cache
+
+
 def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=cfg.lr)
@@ -86,9 +94,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
         "train.epochs=8",
         "train.lr=0.05",
     )
-    manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
-    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    manifest, cache = _cached(tiny_data, cfg)
     train, val = inner_split(manifest, cfg.train.val_fraction, seed=1)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
@@ -131,9 +137,7 @@ def test_train_and_predict_in_each_precision(tiny_data, tmp_path, precision):
     cfg = tiny_config(
         tiny_data, tmp_path, "p", "loso", f"train.precision={precision}", "train.epochs=1"
     )
-    manifest = read_manifest(tiny_data.casme2)
-    preprocess_manifest(manifest, ClipCache(tiny_data.cache_dir, cfg.preprocess), progress=False)
-    cache = ClipCache(tiny_data.cache_dir, cfg.preprocess)
+    manifest, cache = _cached(tiny_data, cfg)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
     device, resolved = select_device(cfg.train)
@@ -162,3 +166,64 @@ def test_determinism_settings_apply_on_cuda_only(monkeypatch):
     finally:
         torch.use_deterministic_algorithms(before)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, False
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    """Every weight and buffer of the model (the frozen base included), copied."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _changed(before: dict, after: dict, prefix: str) -> bool:
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys, prefix
+    return any(not torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_staged_training_trains_each_stage_and_keeps_the_rest(tiny_data, tmp_path):
+    cfg = tiny_config(
+        tiny_data,
+        tmp_path,
+        "stages",
+        "loso",
+        "train.epochs=3",
+        "train.stage_epochs=[1,1,1]",
+        "train.lr=0.05",
+        "model.vision_head=true",
+        "train.vision_weight=0.5",
+    )
+    manifest, cache = _cached(tiny_data, cfg)
+    aus = [1, 2, 4, 7, 12, 14, 15, 17]
+    train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
+    model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
+    states = [_snapshot(model)]
+
+    def on_epoch(_: int) -> None:
+        states.append(_snapshot(model))
+
+    result = train_model(
+        model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch
+    )
+    assert len(result.train_loss) == 3
+    vision, heads, everything = zip(states[:-1], states[1:], strict=True)
+    # stage 1: the vision side alone; the reader does not run
+    assert _changed(*vision, "backbone.") and _changed(*vision, "projector.")
+    assert _changed(*vision, "vision_head.")
+    assert not _changed(*vision, "llm.") and not _changed(*vision, "head.")
+    # stage 2: projector and heads; backbone (and its BatchNorm statistics) and reader frozen
+    assert not _changed(*heads, "backbone.") and not _changed(*heads, "llm.")
+    assert _changed(*heads, "projector.") and _changed(*heads, "head.")
+    # stage 3: everything
+    assert _changed(*everything, "backbone.") and _changed(*everything, "llm.")
+    base = [k for k in states[0] if k.startswith("llm.") and "lora_" not in k]
+    assert all(torch.equal(states[0][k], states[-1][k]) for k in base)  # the base stays frozen
+
+
+@pytest.mark.parametrize(("name", "coupled"), [("adam", True), ("adamw", False)])
+def test_adam_couples_weight_decay_into_the_gradient_and_adamw_does_not(name, coupled):
+    param = torch.nn.Parameter(torch.ones(4))
+    optimizer = make_optimizer([param], TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.01))
+    param.grad = torch.zeros(4)  # no gradient from the loss: only the decay acts
+    optimizer.step()
+    moved = float(1.0 - param.detach()[0])
+    # coupled L2 is normalised by Adam into a full step of lr; decoupled decay is lr * wd * w
+    assert moved == pytest.approx(1e-2 if coupled else 1e-4, rel=1e-3)

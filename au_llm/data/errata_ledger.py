@@ -10,7 +10,8 @@ each erratum was applied or declined (an erratum for an invalid value finds a va
 build's summary counts the errata applied and lists those skipped.
 
 Nothing here depends on a row's position but the hint for an erratum that names no clip: errata
-never reach a clip by row.
+never reach a clip by row. A dataset annotated in several label files (CAS(ME)^3's micro- and
+macro-expression files of long videos) has its rows matched together, each with its file's name.
 """
 
 from __future__ import annotations
@@ -34,12 +35,24 @@ class LabelRow:
         subject: Subject id.
         filename: The ``Filename`` cell.
         cells: Field (``onset``, ``apex``, ``offset``, ``aus``) -> the cell as read.
+        source: The label file's name where a dataset has several; ``""`` otherwise.
     """
 
     row: int
     subject: str
     filename: str
     cells: Mapping[str, object]
+    source: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The row's identity among the rows of every label file of the dataset."""
+        return self.source, self.row
+
+    @property
+    def where(self) -> str:
+        """``row 12``, or ``<file> row 12`` where the dataset has several label files."""
+        return f"{self.source} row {self.row}" if self.source else f"row {self.row}"
 
 
 @dataclass
@@ -73,6 +86,13 @@ def _shown(cell: object) -> str:
     return repr(cell_text(cell).strip())
 
 
+def _rows(items: Sequence[LabelRow]) -> str:
+    """``rows 2, 3`` (``ME.xlsx row 2, MaE.xlsx row 3`` across several label files)."""
+    if any(item.source for item in items):
+        return ", ".join(item.where for item in items)
+    return f"rows {', '.join(str(item.row) for item in items)}"
+
+
 class ErrataLedger:
     """The errata of one dataset matched to the clips of one label file.
 
@@ -86,27 +106,29 @@ class ErrataLedger:
         self.entries = errata.of_dataset(dataset)
         self.rows = {item.row: item for item in rows}
         self.skipped: dict[Erratum, str] = {}
-        self.row_of: dict[Erratum, int] = {}
-        self.found: dict[int, dict[str, Erratum]] = defaultdict(dict)
-        self.clips: dict[int, ClipErrata] = {}
+        self.row_of: dict[Erratum, tuple[str, int]] = {}
+        self.found: dict[tuple[str, int], dict[str, Erratum]] = defaultdict(dict)
+        self.clips: dict[tuple[str, int], ClipErrata] = {}
         by_clip: dict[tuple[str, str], list[LabelRow]] = defaultdict(list)
         for item in rows:
             by_clip[(item.subject, item.filename)].append(item)
-        claims: dict[tuple[int, str], list[Erratum]] = defaultdict(list)
+        labels = {item.key: item for item in rows}
+        claims: dict[tuple[tuple[str, int], str], list[Erratum]] = defaultdict(list)
         for erratum in self.entries:
             found = self._match(erratum, by_clip)
             if isinstance(found, str):
                 self.skipped[erratum] = found
             else:
-                claims[(found.row, erratum.field)].append(erratum)
-        for (row, name), errata_here in claims.items():
+                claims[(found.key, erratum.field)].append(erratum)
+        for (key, name), errata_here in claims.items():
             if len(errata_here) > 1:
                 names = ", ".join(erratum.where or erratum.describe() for erratum in errata_here)
+                where = labels[key].where
                 for erratum in errata_here:
-                    self.skipped[erratum] = f"several errata name {name} of row {row} ({names})"
+                    self.skipped[erratum] = f"several errata name {name} of {where} ({names})"
                 continue
-            self.row_of[errata_here[0]] = row
-            self.found[row][name] = errata_here[0]
+            self.row_of[errata_here[0]] = key
+            self.found[key][name] = errata_here[0]
 
     def _hint(self, row: int | None, fields: Sequence[str]) -> str:
         """What a row that an erratum's source names holds in this file."""
@@ -130,21 +152,20 @@ class ErrataLedger:
         matching = [item for item in candidates if erratum.accepts(item.cells.get(erratum.field))]
         if not matching:
             found = ", ".join(
-                f"{_shown(item.cells.get(erratum.field))} (row {item.row})" for item in candidates
+                f"{_shown(item.cells.get(erratum.field))} ({item.where})" for item in candidates
             )
             return f"expects {erratum.field} {erratum.old!r}, the file has {found}"
         if len(matching) > 1:
-            rows = ", ".join(str(item.row) for item in matching)
             return (
-                f"matches {len(matching)} clips (rows {rows}); give the exact {erratum.field} it "
-                "replaces"
+                f"matches {len(matching)} clips ({_rows(matching)}); give the exact "
+                f"{erratum.field} it replaces"
             )
         return matching[0]
 
-    def clip(self, row: int) -> ClipErrata:
-        """The errata of the clip at ``row`` (read once per clip)."""
-        self.clips[row] = ClipErrata(dict(self.found.get(row, {})))
-        return self.clips[row]
+    def clip(self, label: LabelRow) -> ClipErrata:
+        """The errata of the clip of ``label`` (read once per clip)."""
+        self.clips[label.key] = ClipErrata(dict(self.found.get(label.key, {})))
+        return self.clips[label.key]
 
     def report(self) -> tuple[int, int, list[str]]:
         """(errata applied, errata skipped, one line per skipped erratum or row).

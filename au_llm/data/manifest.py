@@ -37,6 +37,11 @@ MANIFEST_COLUMNS = [
     "apex_estimated",
     "notes",
 ]
+RECORDING_COLUMNS = ("recording", "kind")
+"""Optional columns of a manifest built from long recordings: the recording's id within its
+subject (its frames are ``frames_dir`` or ``video``, the whole recording) and the expression's
+kind (:data:`EXPRESSION_KINDS`)."""
+EXPRESSION_KINDS = ("micro", "macro")
 INT_COLUMNS = ("onset", "apex", "offset", "n_frames")
 REQUIRED_MANIFEST_COLUMNS = ("dataset", "subject", "clip", "onset", "apex", "offset", "n_frames")
 DEFAULT_FPS = 200.0
@@ -111,9 +116,18 @@ def similar_subjects(frame: pd.DataFrame) -> list[str]:
     return warnings
 
 
-def typed_frame(records: list[dict[str, object]]) -> pd.DataFrame:
-    """Manifest records as a frame of :data:`MANIFEST_COLUMNS` with the columns' types."""
-    frame = pd.DataFrame.from_records(records, columns=MANIFEST_COLUMNS)
+def typed_frame(
+    records: list[dict[str, object]], extra_columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Manifest records as a frame of :data:`MANIFEST_COLUMNS` with the columns' types.
+
+    Args:
+        records: One dict per clip, keyed by manifest column.
+        extra_columns: Text columns kept after the manifest's (e.g. :data:`RECORDING_COLUMNS`).
+    """
+    frame = pd.DataFrame.from_records(records, columns=[*MANIFEST_COLUMNS, *extra_columns])
+    for column in extra_columns:
+        frame[column] = frame[column].astype(str)
     for column in INT_COLUMNS:
         frame[column] = frame[column].astype("int64")
     frame["fps"] = frame["fps"].astype("float64")
@@ -165,7 +179,8 @@ def parse_bool(text: str) -> bool | None:
 def write_manifest(frame: pd.DataFrame, out: Path) -> None:
     """Write a manifest CSV atomically (manifest columns first, extra columns after them).
 
-    :func:`read_manifest` ignores the extra columns (with a warning): they are never labels.
+    :func:`read_manifest` keeps :data:`RECORDING_COLUMNS` and ignores other extra columns (with a
+    warning): they are never labels.
 
     Args:
         frame: A manifest, e.g. :attr:`~au_llm.data.rows.ManifestResult.frame`.
@@ -237,28 +252,33 @@ def read_manifest(path: Path) -> pd.DataFrame:
     ``n_frames`` are ints, ``fps`` float, ``apex_estimated`` bool, ``aus`` canonical (``"4+7"``,
     ``""`` for none). Relative ``frames_dir``/``video`` paths are resolved against the manifest's
     folder. Optional columns (``frames_dir`` or ``video`` but not both, ``fps``, ``au_raw``,
-    ``emotion``, ``apex_estimated``, ``notes``) get defaults when absent.
+    ``emotion``, ``apex_estimated``, ``notes``) get defaults when absent. The columns of
+    :data:`RECORDING_COLUMNS`, where present, are kept as text after the manifest's (``kind``:
+    ``micro``, ``macro`` or empty).
 
     Args:
         path: The manifest CSV.
 
     Returns:
-        The manifest, columns :data:`MANIFEST_COLUMNS`. Any other column (``aus_unknown``, a
-        user's own) is ignored with a warning naming the file and the columns: labels come from
-        ``aus`` only, and which labels are unknown is decided by the run
-        (``data.uncoded_aus``, :mod:`au_llm.data.au_sets`), never by a manifest.
+        The manifest, columns :data:`MANIFEST_COLUMNS`, then those of :data:`RECORDING_COLUMNS`
+        the file has. Any other column (``aus_unknown``, a user's own) is ignored with a warning
+        naming the file and the columns: labels come from ``aus`` only, and which labels are
+        unknown is decided by the run (``data.uncoded_aus``, :mod:`au_llm.data.au_sets`), never
+        by a manifest.
 
     Raises:
         ManifestError: Missing file, missing column, a value of the wrong type, an fps that is
-            not a positive number, an AU that FACS does not define, an onset after the offset,
-            an id that is not a single safe name (see :func:`id_problem`), or a clip listed
-            twice; the message names the file, the row (header = row 1) and the column. An
-            apex outside onset..offset is replaced by the middle frame, with a warning.
+            not a positive number, an AU that FACS does not define, an onset after the offset, a
+            ``kind`` that is not an expression kind, an id that is not a single safe name (see
+            :func:`id_problem`), or a clip listed twice; the message names the file, the row
+            (header = row 1) and the column. An apex outside onset..offset is replaced by the
+            middle frame, with a warning.
     """
     path = Path(path)
     data = read_csv_strings(path, "manifest")
     expected = f"a manifest has the columns {', '.join(MANIFEST_COLUMNS)}"
-    ignored = [column for column in data.columns if column not in MANIFEST_COLUMNS]
+    known = (*MANIFEST_COLUMNS, *RECORDING_COLUMNS)
+    ignored = [column for column in data.columns if column not in known]
     if ignored:
         logger.warning(
             "%s: column %s ignored: not a manifest column (%s); labels come from 'aus' only",
@@ -310,6 +330,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
                 f"{path}, row {number}: apex_estimated {row['apex_estimated']!r} is not true/false"
             )
         record["apex_estimated"] = flagged
+        if "kind" in row and row["kind"].strip() not in ("", *EXPRESSION_KINDS):
+            raise ManifestError(
+                f"{path}, row {number}: kind {row['kind']!r} is not an expression kind "
+                f"(expected {' or '.join(EXPRESSION_KINDS)}, or empty)"
+            )
         _check_timing(path, number, record)
         if not row["frames_dir"].strip() and not row["video"].strip():
             raise ManifestError(f"{path}, row {number}: neither frames_dir nor video is given")
@@ -317,7 +342,8 @@ def read_manifest(path: Path) -> pd.DataFrame:
             text = row[column].strip()
             record[column] = str(resolve_path(text, base)) if text else ""
         records.append(record)
-    frame = typed_frame(records)
+    recording_columns = [column for column in RECORDING_COLUMNS if column in data.columns]
+    frame = typed_frame(records, recording_columns)
     for warning in similar_subjects(frame):
         logger.warning("%s: %s", path, warning)
     return frame

@@ -176,16 +176,26 @@ class BuildReport:
         self.warnings.append(text)
 
     def result(
-        self, records: list[dict[str, object]], ledger: ErrataLedger | None = None
+        self,
+        records: list[dict[str, object]],
+        ledger: ErrataLedger | None = None,
+        *,
+        extra_columns: tuple[str, ...] = (),
     ) -> ManifestResult:
         """The manifest of ``records`` with the skipped clips and warnings collected.
 
         Subject ids that differ only by case, padding or spaces are warned about (raises when
-        strict). Coded AUs outside a clip's dataset AU set get a note and are counted;
-        ``ledger`` gives the errata applied and skipped.
+        strict). Coded AUs outside a clip's dataset AU set get a note and are counted.
+
+        Args:
+            records: One dict per clip, keyed by manifest column.
+            ledger: The errata matched to the clips: the result counts those applied and
+                skipped (None: no errata).
+            extra_columns: Optional text columns the records also have (e.g.
+                :data:`~au_llm.data.manifest.RECORDING_COLUMNS`), kept after the manifest's.
         """
         outside = _note_outside_set(records)
-        frame = typed_frame(records)
+        frame = typed_frame(records, extra_columns)
         for message in similar_subjects(frame):
             if self.strict:
                 raise ManifestError(f"{self.source}: {message} (strict mode)")
@@ -483,7 +493,7 @@ def read_label_clips(
             continue
         log = ClipLog()
         try:
-            record = read(item, ledger.clip(row), log)
+            record = read(item, ledger.clip(item.label), log)
         except SkipClipError as skip:
             report.skip(skip.kind, log.explain(skip.reason), subject, item.clip, row)
             continue

@@ -2,8 +2,9 @@
 
 A checkpoint folder holds:
 
-* ``weights.safetensors``: backbone (with BatchNorm statistics), projector, head and LoRA adapter
-  weights; the frozen base LLM is never saved.
+* ``weights.safetensors``: backbone (with BatchNorm statistics), projector, heads, a control
+  reader or readout mix, and the LLM's trainable weights (LoRA adapters, or its norm weights); the
+  frozen base LLM is never saved (a re-initialised base is rebuilt from its seed).
 * ``config.json``: the resolved experiment configuration, as given by the caller (a record;
   rebuilding the model needs only ``model.json``).
 * ``model.json``: the :class:`~au_llm.model.spec.ModelSpec` (model configuration, AUs, clip shape),
@@ -73,7 +74,8 @@ def build_model(
         ``(model, processor)``: the model in training mode, built on the processor's prompt ids.
     """
     processor = AULLMProcessor.from_spec(spec)
-    return build_au_llm(spec, seed, device, precision, processor.prompt_ids), processor
+    ids = processor.prompt_ids, processor.query_ids
+    return build_au_llm(spec, seed, device, precision, *ids), processor
 
 
 def save_checkpoint(

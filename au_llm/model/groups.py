@@ -1,8 +1,15 @@
-"""Training-recipe pieces for models with an LLM: parameter groups and the answer format per step.
+"""Training-recipe pieces: parameter groups, the stages of a staged schedule, the answer formats.
 
-Parameter groups: the backbone, the projector, the AU head(s) and the LoRA adapters each get
-their own learning rate (``train.lr_projector``, ``train.lr_head``, ``train.lr_lora``; 0 means
-``train.lr``), so a pretrained LLM's adapters can move more slowly or faster than the vision side.
+Parameter groups: the backbone, the projector, the AU heads (with the vision head and the readout
+mix) and the reader's trainable weights (the LLM's LoRA adapters or norm weights, or a control
+reader's layers) each get their own learning rate (``train.lr_projector``, ``train.lr_head``,
+``train.lr_lora``; 0 means ``train.lr``), so a pretrained LLM's adapters can move more slowly or
+faster than the vision side.
+
+Stages (``train.stage_epochs``, :func:`stage_plan`): ``vision`` trains the backbone, the projector
+and the vision head on the vision head's loss (the reader is not run); ``heads`` the projector and
+the heads, with the backbone and the reader frozen; ``all`` everything (joint training is one
+``all`` stage).
 
 Answer formats: with ``model.text.format_weights`` empty, every clip of a batch gets one format,
 taken in turn; with weights, each step draws one format for the whole batch (seeded by the step,
@@ -19,40 +26,64 @@ import numpy as np
 from torch import nn
 
 from au_llm.config import TrainConfig
-from au_llm.model.llm import lora_parameters
+
+STAGES = ("vision", "heads", "all")
+"""The stages of ``train.stage_epochs``, in order."""
+STAGE_GROUPS = {
+    "vision": ("backbone", "projector", "vision"),
+    "heads": ("projector", "head", "vision"),
+    "all": ("backbone", "projector", "head", "vision", "reader"),
+}
+"""The parameter groups each stage trains."""
 
 
-def parameter_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
+def stage_plan(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """``(stage, epochs)`` in order, each stage with epochs.
+
+    The stages of ``train.stage_epochs``, or one ``all`` stage of ``train.epochs`` (joint
+    training).
+    """
+    if not cfg.stage_epochs:
+        return [("all", cfg.epochs)]
+    return [(s, n) for s, n in zip(STAGES, cfg.stage_epochs, strict=True) if n > 0]
+
+
+def parameter_groups(model: Any, cfg: TrainConfig, stage: str = "all") -> list[dict[str, Any]]:
     """Optimizer parameter groups with their learning rates (empty groups are left out).
 
     Args:
         model: An :class:`~au_llm.model.modeling_au_llm.AULLM`.
         cfg: ``lr`` and the per-group ``lr_projector``, ``lr_head``, ``lr_lora`` (0: ``lr``).
+        stage: The training stage (:data:`STAGES`); ``all`` covers every trainable parameter.
 
     Returns:
-        ``[{"name", "params", "lr"}, ...]`` covering every trainable parameter once.
+        ``[{"name", "params", "lr"}, ...]``: ``backbone``, ``projector``, ``head`` (the AU head,
+        skip head and readout mix), ``vision`` (the vision head, at ``lr_head``) and ``reader``
+        (the LLM's trainable weights or a control reader's, at ``lr_lora``), as far as the stage
+        trains them; for ``all`` they cover every trainable parameter once.
     """
-    lora: list[nn.Parameter] = list(lora_parameters(model.llm)) if model.llm is not None else []
-    taken = {id(p) for p in lora}
-    groups = []
-    for name, lr in (
-        ("projector", cfg.lr_projector),
-        ("head", cfg.lr_head),
-    ):
-        modules = [model.projector] if name == "projector" else head_modules(model)
-        params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        taken |= {id(p) for p in params}
-        groups.append({"name": name, "params": params, "lr": lr or cfg.lr})
-    groups.append({"name": "lora", "params": lora, "lr": cfg.lr_lora or cfg.lr})
+
+    def trainable(*modules: nn.Module | None) -> list[nn.Parameter]:
+        return [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
+
+    named = {
+        "projector": (trainable(model.projector), cfg.lr_projector),
+        "head": (trainable(model.head, model.skip, model.readout_mix), cfg.lr_head),
+        "vision": (trainable(model.vision_head), cfg.lr_head),
+        "reader": (trainable(model.llm, model.reader), cfg.lr_lora),
+    }
+    taken = {id(p) for params, _ in named.values() for p in params}
     rest = [p for p in model.trainable_parameters() if id(p) not in taken]
-    groups.insert(0, {"name": "backbone", "params": rest, "lr": cfg.lr})
-    return [g for g in groups if g["params"]]
+    groups = [{"name": "backbone", "params": rest, "lr": cfg.lr}]
+    groups += [
+        {"name": n, "params": params, "lr": lr or cfg.lr} for n, (params, lr) in named.items()
+    ]
+    return [g for g in groups if g["params"] and g["name"] in STAGE_GROUPS[stage]]
 
 
-def head_modules(model: Any) -> list[nn.Module]:
-    """The AU head and, with ``model.skip_head``, the skip head."""
-    skip = getattr(model, "skip", None)
-    return [model.head] + ([skip] if skip is not None else [])
+def trainable_parameter_count(model: nn.Module) -> int:
+    """Number of trainable values of an :class:`~au_llm.model.modeling_au_llm.AULLM`."""
+    return sum(p.numel() for p in model.trainable_parameters())
 
 
 def batch_formats(

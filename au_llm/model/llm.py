@@ -60,6 +60,10 @@ class PromptTokenizer(Protocol):
         """
         ...
 
+    def ordinary_ids(self) -> list[int]:
+        """Every id of the vocabulary that is not a special token, in increasing order."""
+        ...
+
 
 class ByteTokenizer:
     """A byte-level tokenizer for the random tiny LLM: exact round trip, no vocabulary file.
@@ -90,6 +94,10 @@ class ByteTokenizer:
     def render_chat(self, user: str) -> str | None:
         """None: the byte tokenizer has no chat template."""
         return None
+
+    def ordinary_ids(self) -> list[int]:
+        """The 256 byte ids."""
+        return list(range(self.n_special, self.min_vocab))
 
 
 class HFTokenizer:
@@ -145,6 +153,11 @@ class HFTokenizer:
             ) from exc
         return str(text)
 
+    def ordinary_ids(self) -> list[int]:
+        """Every id of the tokenizer's vocabulary except its special tokens."""
+        special = set(self.tokenizer.all_special_ids)
+        return [i for i in range(len(self.tokenizer)) if i not in special]
+
 
 @dataclass(eq=False)
 class BaseLLM:
@@ -185,9 +198,9 @@ def weights_sha256(model: nn.Module, samples: int = 64) -> str:
     return digest.hexdigest()
 
 
-def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
-    """Build the random-initialised tiny Qwen2/Llama causal LM (seeded by ``tiny.seed``)."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def _tiny_config(tiny: TinyLLMConfig) -> Any:
+    """The transformers config of the tiny Qwen2/Llama causal LM."""
+    from transformers import LlamaConfig, Qwen2Config
 
     shape = {
         "vocab_size": tiny.vocab_size,
@@ -203,12 +216,17 @@ def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
         "bos_token_id": ByteTokenizer.bos_id,
         "eos_token_id": ByteTokenizer.eos_id,
     }
-    config_cls, model_cls = (
-        (Qwen2Config, Qwen2ForCausalLM) if tiny.arch == "qwen2" else (LlamaConfig, LlamaForCausalLM)
-    )
+    return (Qwen2Config if tiny.arch == "qwen2" else LlamaConfig)(**shape)
+
+
+def _tiny_model(tiny: TinyLLMConfig) -> nn.Module:
+    """Build the random-initialised tiny Qwen2/Llama causal LM (seeded by ``tiny.seed``)."""
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+
+    model_cls = Qwen2ForCausalLM if tiny.arch == "qwen2" else LlamaForCausalLM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tiny.seed)
-        return model_cls(config_cls(**shape))
+        return model_cls(_tiny_config(tiny))
 
 
 def _model_folder(cfg: LLMConfig) -> Path:
@@ -236,14 +254,12 @@ def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
     tokenizer (see :func:`load_base_llm`), checked to fit the model's vocabulary.
 
     Raises:
-        ValueError: For ``source: none``, a folder whose tokenizer cannot be loaded, or one whose
-            tokenizer has more tokens than its model's vocabulary.
+        ValueError: For a folder whose tokenizer cannot be loaded, or one whose tokenizer has
+            more tokens than its model's vocabulary.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
         return ByteTokenizer(cfg.tiny.vocab_size)
-    if cfg.source not in ("path", "smollm2"):
-        raise ValueError(f"model.llm.source = {cfg.source!r} has no tokenizer")
     from transformers import AutoTokenizer
 
     def read(folder: Path) -> Any:
@@ -255,6 +271,23 @@ def load_tokenizer(cfg: LLMConfig) -> PromptTokenizer:
     tokenizer = from_folder("a tokenizer", folder, lambda: read(folder))
     check_vocabulary(folder, tokenizer)
     return HFTokenizer(tokenizer, folder)
+
+
+def llm_config(cfg: LLMConfig) -> Any:
+    """The transformers config of the LLM ``cfg`` describes, without loading its weights.
+
+    Raises:
+        ValueError: A folder whose config cannot be read.
+        FileNotFoundError: If ``cfg.path`` is not a directory.
+    """
+    if cfg.source == "tiny":
+        return _tiny_config(cfg.tiny)
+    from transformers import AutoConfig
+
+    folder = checked_folder(_model_folder(cfg))
+    return from_folder(
+        "a model config", folder, lambda: AutoConfig.from_pretrained(str(folder), **LOCAL)
+    )
 
 
 def load_base_llm(cfg: LLMConfig) -> BaseLLM:
@@ -269,19 +302,17 @@ def load_base_llm(cfg: LLMConfig) -> BaseLLM:
     :meth:`~au_llm.model.modeling_au_llm.AULLM.place`).
 
     Raises:
-        ValueError: For ``source: none``, a directory that holds no loadable causal LM, or one
-            whose files lack weights of the model or hold tensors it does not have.
+        ValueError: For a directory that holds no loadable causal LM, or one whose files lack
+            weights of the model or hold tensors it does not have.
         FileNotFoundError: If ``cfg.path`` is not a directory.
     """
     if cfg.source == "tiny":
         model = _tiny_model(cfg.tiny)
         path, seed = None, cfg.tiny.seed
-    elif cfg.source in ("path", "smollm2"):
+    else:
         folder = checked_folder(_model_folder(cfg))
         path, seed = str(folder), None
         model = load_causal_lm(folder, folder)
-    else:
-        raise ValueError(f"model.llm.source = {cfg.source!r} has no base LLM")
     model.eval()
     model.requires_grad_(False)
     config = model.config
@@ -360,12 +391,29 @@ def attach_lora(model: nn.Module, cfg: LoraConfig) -> None:
         param.requires_grad_(True)
 
 
-def cast_frozen_base(model: nn.Module, dtype: torch.dtype) -> None:
-    """Cast the frozen (non-LoRA) floating-point parameters of ``model`` to ``dtype`` in place.
+def norm_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The weights (and biases) of every normalisation layer (RMSNorm, LayerNorm) of ``model``."""
+    return [
+        param
+        for module in model.modules()
+        if "norm" in type(module).__name__.lower()
+        for param in module.parameters(recurse=False)
+    ]
 
-    Buffers (e.g. rotary frequencies) are left alone.
+
+def train_norms(model: nn.Module) -> None:
+    """Make the normalisation weights of the frozen ``model`` trainable, in float32 (in place)."""
+    for param in norm_parameters(model):
+        param.data = param.data.float()
+        param.requires_grad_(True)
+
+
+def cast_frozen_base(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast the frozen floating-point parameters of ``model`` to ``dtype`` in place.
+
+    Trainable parameters (LoRA adapters, trained norm weights) stay as they are (float32);
+    buffers (e.g. rotary frequencies) are left alone.
     """
-    adapters = {id(p) for p in lora_parameters(model)}
     for param in model.parameters():
-        if id(param) not in adapters and param.is_floating_point() and param.dtype != dtype:
+        if not param.requires_grad and param.is_floating_point() and param.dtype != dtype:
             param.data = param.data.to(dtype)

@@ -1,12 +1,14 @@
 """AU-LLM: clip -> 3D-CNN -> Enhanced Fusion Projector -> visual token -> LoRA LLM -> AU scores.
 
-The whole model in one file, in the manner of Hugging Face's LLaVA modeling file:
-:meth:`AULLM.get_clip_features` runs the backbone, :meth:`AULLM.get_visual_tokens` the projector,
-and :func:`merge_visual_tokens` is where visual tokens enter the LLM (with a count check against
-the prompt's visual slots). A linear head reads the last position's final (post-norm) hidden state.
+The model in the manner of Hugging Face's LLaVA modeling file: :meth:`AULLM.get_clip_features`
+runs the backbone, :meth:`AULLM.get_visual_tokens` the projector, and
+:func:`~au_llm.model.visual_slots.merge_visual_tokens` is where visual tokens enter the LLM (with a
+count check against the prompt's visual slots). A linear head reads the last position's final
+(post-norm) hidden state.
 
 Prompt layout: the text processor (:mod:`au_llm.model.processing_au_llm`) owns the tokenizer and
-gives the model its prompt as token ids, with :data:`VISUAL_TOKEN_ID` at each visual slot (the
+gives the model its prompt as token ids, with
+:data:`~au_llm.model.visual_slots.VISUAL_TOKEN_ID` at each visual slot (the
 paper's layout puts the visual token after the prompt); the model splits the ids there and
 checks that their count equals ``n_visual_tokens``. Text answers and explanations reach the model
 as teacher-forcing ids from the processor; the model knows no instruction, answer or tokenizer.
@@ -31,8 +33,13 @@ device, resolves ``train.precision`` there (:mod:`au_llm.model.precision`; the r
 ``model.precision``) and casts the frozen base to it: an explicit step, not a side effect of
 ``.to()``. Logits are returned in float32 under every precision.
 
-``llm.source: none`` is the ablation without an LLM: the same projector (output width
-``llm.tiny.hidden_size``) feeds a linear head directly.
+What reads the visual token(s) is ``model.reader`` (:mod:`au_llm.model.readers`): the LLM above
+(also re-initialised, or after a random prompt), or a control: none (the head reads the token(s)),
+an MLP, a residual MLP, one attention or transformer layer. The head reads the LLM's final hidden
+state, or another layer's or a learnt mix of layers (``model.llm.readout``,
+:mod:`au_llm.model.readout`); with ``model.au_queries`` each AU's row of the head reads the hidden
+state at the end of its own query segment, placed after the visual token(s). With
+``model.vision_head`` a second linear head reads the visual token(s) (:meth:`AULLM.vision_logits`).
 """
 
 from __future__ import annotations
@@ -47,91 +54,44 @@ from torch import Tensor, nn
 
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
-from au_llm.model.llm import (
-    attach_lora,
-    cast_frozen_base,
-    load_base_llm,
-    lora_parameters,
-    reset_lora,
-)
-from au_llm.model.packed import packed_last_hidden
-from au_llm.model.precision import base_dtype, fp32_linear, resolve_precision
+from au_llm.model.llm import cast_frozen_base, norm_parameters, reset_lora
+from au_llm.model.packed import packed_decode, unpack_suffix
+from au_llm.model.precision import autocast_off, base_dtype, fp32_linear, resolve_precision
 from au_llm.model.projector import EnhancedFusionProjector
+from au_llm.model.readers import build_reader
+from au_llm.model.readout import LayerMix, layer_outputs
 from au_llm.model.spec import ModelSpec
+from au_llm.model.visual_slots import merge_visual_tokens, split_prompt_ids
 
 logger = logging.getLogger(__name__)
 
 
-# Marks a visual slot in prompt ids (as LLaVA's ``IMAGE_TOKEN_INDEX``): never a vocabulary id.
-VISUAL_TOKEN_ID = -200
-
-
-def split_prompt_ids(prompt_ids: Tensor, n_visual_tokens: int) -> list[Tensor]:
-    """Split prompt ids at their visual slots.
-
-    Args:
-        prompt_ids: ``[P]`` token ids with :data:`VISUAL_TOKEN_ID` at each visual slot.
-        n_visual_tokens: Visual tokens per clip (``model.llm.n_visual_tokens``).
-
-    Returns:
-        ``n_visual_tokens + 1`` id segments ``[L_i]``: the text before the first visual token,
-        between tokens, and after the last one (empty where nothing is there).
-
-    Raises:
-        ValueError: If the ids do not hold exactly ``n_visual_tokens`` visual slots.
-    """
-    slots = torch.nonzero(prompt_ids == VISUAL_TOKEN_ID).flatten().tolist()
-    if len(slots) != n_visual_tokens:
-        raise ValueError(
-            f"the prompt ids hold {len(slots)} visual slot(s) but model.llm.n_visual_tokens = "
-            f"{n_visual_tokens}: visual tokens and their placeholders do not match"
-        )
-    bounds = [-1, *slots, len(prompt_ids)]
-    return [prompt_ids[start + 1 : end] for start, end in itertools.pairwise(bounds)]
-
-
-def merge_visual_tokens(text: list[Tensor], visual: Tensor) -> Tensor:
-    """Interleave text embeddings and visual tokens: ``[text0, v1, text1, ..., vn, textn]``.
-
-    Args:
-        text: ``n + 1`` text-segment embeddings, each ``[L_i, H]`` (``L_i`` may be 0).
-        visual: ``[B, n, H]`` visual tokens.
-
-    Returns:
-        ``[B, sum(L_i) + n, H]`` input embeddings.
-
-    Raises:
-        ValueError: If the number of visual tokens differs from the prompt's visual slots.
-    """
-    n_slots = len(text) - 1
-    if visual.shape[1] != n_slots:
-        raise ValueError(
-            f"got {visual.shape[1]} visual token(s) per clip but the prompt has {n_slots} "
-            "visual slot(s)"
-        )
-    batch = visual.shape[0]
-    parts = [text[0].unsqueeze(0).expand(batch, -1, -1)]
-    for i in range(n_slots):
-        parts.append(visual[:, i : i + 1])
-        parts.append(text[i + 1].unsqueeze(0).expand(batch, -1, -1))
-    return torch.cat(parts, dim=1)
-
-
 class AULLM(nn.Module):
-    """The AU-LLM model: backbone -> projector -> (LoRA LLM) -> linear head, one score per AU.
+    """The AU-LLM model: backbone -> projector -> reader (LoRA LLM) -> head, one score per AU.
 
     Args:
-        spec: What to build (model config, AUs, clip shape). With an LLM, its frozen base is
-            loaded here and gets this model's own LoRA adapters.
-        prompt_ids: ``[P]`` the prompt's token ids with :data:`VISUAL_TOKEN_ID` at each visual
-            slot (the text processor's ``prompt_ids``); needed with an LLM, unused without.
+        spec: What to build (model config, AUs, clip shape). With an LLM reader, its frozen base
+            is loaded here and shaped for the reader (:func:`~au_llm.model.readers.prepare_llm`:
+            its own LoRA adapters by default).
+        prompt_ids: ``[P]`` the prompt's token ids with
+            :data:`~au_llm.model.visual_slots.VISUAL_TOKEN_ID` at each visual slot (the text
+            processor's ``prompt_ids``); needed by a reader of the prompt
+            (``ModelConfig.reads_prompt``), unused otherwise.
+        query_ids: With ``model.au_queries``, one id segment ``[L_i]`` per AU (the processor's
+            ``query_ids``), in AU order.
 
     Raises:
-        ValueError: With an LLM, ``prompt_ids`` missing or with another number of visual slots
-            than ``model.llm.n_visual_tokens``.
+        ValueError: ``prompt_ids`` missing for a reader of the prompt, or with another number of
+            visual slots than ``model.llm.n_visual_tokens``; query segments missing or not one
+            per AU with ``model.au_queries``.
     """
 
-    def __init__(self, spec: ModelSpec, prompt_ids: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        prompt_ids: Tensor | None = None,
+        query_ids: list[Tensor] | None = None,
+    ) -> None:
         super().__init__()
         cfg = spec.model
         self.spec = spec
@@ -145,26 +105,52 @@ class AULLM(nn.Module):
         )
         self._identity: dict[str, Any] | None = None
         self._segment_lengths: tuple[int, ...] = ()
-        if cfg.llm.source == "none":
-            hidden = cfg.llm.tiny.hidden_size
-            self.llm: nn.Module | None = None
-        else:
+        self._query_lengths: tuple[int, ...] = ()
+        self._norm_init: list[Tensor] = []
+        self.llm: nn.Module | None = None
+        self.reader: nn.Module | None = None
+        self.readout_mix: LayerMix | None = None
+        # The prompt's (frozen) LLM embeddings, read by an attention control reader.
+        self.register_buffer("prompt_embeds", None, persistent=False)
+        if cfg.reads_prompt:
             if prompt_ids is None:
-                raise ValueError("a model with an LLM needs prompt_ids (see AULLMProcessor)")
+                raise ValueError("a model whose reader reads the prompt needs prompt_ids")
             segments = split_prompt_ids(prompt_ids.cpu().long(), n_tokens)
-            base = load_base_llm(cfg.llm)
-            attach_lora(base.model, cfg.llm.lora)
-            self.llm, self._identity, hidden = base.model, base.identity, base.hidden_size
             self.register_buffer("prompt_ids", torch.cat(segments), persistent=False)
             self._segment_lengths = tuple(len(seg) for seg in segments)
+        parts = build_reader(cfg, self.prompt_ids if cfg.reads_prompt else None)
+        self.llm, self.reader, self._identity = parts.llm, parts.control, parts.identity
+        hidden = parts.hidden
+        if parts.prompt_embeds is not None:
+            self.register_buffer("prompt_embeds", parts.prompt_embeds, persistent=False)
+        if self.llm is not None:
+            if cfg.llm.tuning == "norms":
+                self._norm_init = [p.detach().clone() for p in norm_parameters(self.llm)]
+            self._set_queries(query_ids)
+            if cfg.llm.readout == "mix":
+                self.readout_mix = LayerMix(len(self.llm.get_decoder().layers))
         self.projector = EnhancedFusionProjector(
             self.backbone.mid_dim, self.backbone.high_dim, hidden, cfg.projector, n_tokens
         )
-        self.head = nn.Linear(hidden if self.llm is not None else n_tokens * hidden, spec.n_aus)
+        reads_one = self.llm is not None or self.prompt_embeds is not None
+        self.head = nn.Linear(hidden if reads_one else n_tokens * hidden, spec.n_aus)
         # model.skip_head (departs from AU-LLM): a second linear map reads the visual token(s)
-        # directly and is added to the head on the LLM's hidden state.
-        with_skip = cfg.skip_head and self.llm is not None
+        # directly and is added to the head on the reader's output.
+        with_skip = cfg.skip_head and cfg.reader != "none"
         self.skip = nn.Linear(n_tokens * hidden, spec.n_aus) if with_skip else None
+        self.vision_head = nn.Linear(n_tokens * hidden, spec.n_aus) if cfg.vision_head else None
+
+    def _set_queries(self, query_ids: list[Tensor] | None) -> None:
+        """Keep the AU query segments' ids (``model.au_queries``) as one buffer."""
+        if not self.cfg.au_queries:
+            return
+        if not query_ids or len(query_ids) != self.n_aus:
+            raise ValueError(
+                f"model.au_queries: expected one query segment per AU ({self.n_aus}), got "
+                f"{len(query_ids or [])} (see AULLMProcessor.query_ids)"
+            )
+        self.register_buffer("query_ids", torch.cat(query_ids).long(), persistent=False)
+        self._query_lengths = tuple(len(ids) for ids in query_ids)
 
     @property
     def base_identity(self) -> dict[str, Any] | None:
@@ -207,52 +193,137 @@ class AULLM(nn.Module):
             ``[B, n_aus]`` logits.
         """
         if self.llm is None:
-            return fp32_linear(self.head, tokens.flatten(1))
+            return self.au_logits(self.control_read(tokens), tokens)
         if prompt_cache is not None and torch.is_grad_enabled():
             raise ValueError("a prompt cache is for inference: run under torch.no_grad()")
-        if self.cfg.llm.fast_path:
-            hidden = self._last_hidden_fast(tokens, prompt_cache)
-        else:
-            hidden = self._last_hidden_straightforward(tokens)
-        return self.au_logits(hidden, tokens)
+        return self.au_logits(self._llm_read(tokens, prompt_cache), tokens)
 
-    def au_logits(self, hidden: Tensor, tokens: Tensor) -> Tensor:
-        """``head(hidden [B, H])``, plus ``skip(tokens [B, n, H])`` with ``model.skip_head``.
+    def vision_logits(self, tokens: Tensor) -> Tensor:
+        """The vision head (``model.vision_head``) on visual tokens ``[B, n, H]``: ``[B, n_aus]``.
+
+        Raises:
+            ValueError: The model has no vision head.
+        """
+        if self.vision_head is None:
+            raise ValueError("the model has no vision head (model.vision_head: false)")
+        return fp32_linear(self.vision_head, tokens.flatten(1))
+
+    def au_logits(self, read: Tensor, tokens: Tensor) -> Tensor:
+        """``head(read)``, plus ``skip(tokens [B, n, H])`` with ``model.skip_head``.
+
+        Args:
+            read: What the head reads: ``[B, D]`` for every AU, or ``[B, n_aus, D]`` (one state
+                per AU, ``model.au_queries``: row ``i`` of the head reads state ``i``).
+            tokens: The visual tokens.
 
         Both are computed in float32 (:func:`~au_llm.model.precision.fp32_linear`).
         """
-        logits = fp32_linear(self.head, hidden)
+        if read.dim() == 3:
+            with autocast_off(read.device.type):
+                logits = (read.float() * self.head.weight.float()).sum(-1) + self.head.bias.float()
+        else:
+            logits = fp32_linear(self.head, read)
         if self.skip is None:
             return logits
         return logits + fp32_linear(self.skip, tokens.flatten(1))
 
-    def _last_hidden_straightforward(self, tokens: Tensor) -> Tensor:
-        """Full causal LM on ``[prompt, visual]``; returns the last final hidden state [B, H]."""
-        embed = self.llm.get_input_embeddings()
-        text = [embed(seg) for seg in torch.split(self.prompt_ids, self._segment_lengths)]
-        inputs = merge_visual_tokens(text, tokens.to(embed.weight.dtype))
-        outputs = self.llm(inputs_embeds=inputs, output_hidden_states=True)
-        return outputs.hidden_states[-1][:, -1]
+    def control_read(self, tokens: Tensor) -> Tensor:
+        """What the head reads under a control reader: ``[B, H]`` or ``[B, n * H]``.
 
-    def _last_hidden_fast(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Tensor:
-        """Decoder body after the prompt prefix; returns the last final hidden state [B, H].
+        The attention readers read ``[prompt embeddings, visual tokens]`` and give the last
+        position's state ``[B, H]``; the others map each token (``none``: as it is) and give
+        them flattened.
+        """
+        if self.prompt_embeds is not None and self.reader is not None:
+            text = list(torch.split(self.prompt_embeds, self._segment_lengths))
+            return self.reader(merge_visual_tokens(text, tokens))
+        read = self.reader(tokens) if self.reader is not None else tokens
+        return read.flatten(1)
 
-        Without a prompt cache (training), the prefix and every sample's suffix run in one packed
-        decoder call (:func:`~au_llm.model.packed.packed_last_hidden`).
+    def _llm_read(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Tensor:
+        """The LLM's state(s) the head reads: ``[B, H]``, or ``[B, n_aus, H]`` with AU queries.
+
+        Straightforward path: the full causal LM on ``[prompt, suffix]``. Fast path without a
+        prompt cache (training): the prefix and every sample's suffix in one packed decoder
+        call (:mod:`au_llm.model.packed`); with a cache (or no prefix): the suffix after it.
         """
         suffix = self.suffix_embeds(tokens)
+        decoder = self.llm.get_decoder()
         prefix_len = self._segment_lengths[0]
-        if prompt_cache is None and prefix_len > 0:
-            prefix = self.llm.get_input_embeddings()(self.prompt_ids[:prefix_len])
-            return packed_last_hidden(self.llm.get_decoder(), prefix, suffix)
-        hidden, _ = self.decode(suffix, self._past(tokens, prompt_cache))
-        return hidden[:, -1]
+        packed = self.cfg.llm.fast_path and prompt_cache is None and prefix_len > 0
+        past = self._past(tokens, prompt_cache) if self.cfg.llm.fast_path and not packed else None
+        with layer_outputs(decoder, self.readout_mix is not None) as layers:
+            if not self.cfg.llm.fast_path:
+                embed = self.llm.get_input_embeddings()
+                prefix = embed(self.prompt_ids[:prefix_len]).expand(suffix.shape[0], -1, -1)
+                outputs = self.llm(
+                    inputs_embeds=torch.cat([prefix, suffix], 1), output_hidden_states=True
+                )
+                full = outputs.hidden_states[-1]
+
+                def suffix_of(hidden: Tensor) -> Tensor:
+                    return hidden[:, prefix_len:]
+
+            elif packed:
+                prefix = self.llm.get_input_embeddings()(self.prompt_ids[:prefix_len])
+                full = packed_decode(decoder, prefix, suffix)
+
+                def suffix_of(hidden: Tensor) -> Tensor:
+                    return unpack_suffix(hidden, prefix_len, suffix.shape[0])
+
+            else:
+                full, _ = self.decode(suffix, past)
+
+                def suffix_of(hidden: Tensor) -> Tensor:
+                    return hidden
+
+        return self._read(suffix_of(full), [suffix_of(h) for h in layers])
+
+    def _read(self, hidden: Tensor, layers: list[Tensor]) -> Tensor:
+        """The read-out from the suffix's final states ``[B, S', H]`` (``S' >= S``).
+
+        Args:
+            hidden: Final (post-norm) hidden states of the suffix (and any text after it).
+            layers: With ``readout: mix``, every layer's output states at the same positions
+                (before the final norm); empty otherwise.
+
+        Returns:
+            ``[B, H]`` at the suffix's last position, or ``[B, n_aus, H]`` at the end of each
+            AU's query segment.
+        """
+        offsets = [self.suffix_length - 1]
+        if self._query_lengths:
+            start = self.suffix_length - sum(self._query_lengths) - 1
+            offsets = [start + end for end in itertools.accumulate(self._query_lengths)]
+        if self.readout_mix is not None:
+            decoder = self.llm.get_decoder()
+            if len(layers) != len(decoder.layers):
+                raise RuntimeError(f"{len(layers)} layer outputs for {len(decoder.layers)} layers")
+            norm = decoder.norm
+            read = self.readout_mix(torch.stack([norm(states[:, offsets]) for states in layers]))
+        else:
+            read = hidden[:, offsets]
+        return read if self._query_lengths else read[:, 0]
+
+    @property
+    def suffix_length(self) -> int:
+        """Tokens after the prompt prefix: visual tokens, the prompt text after them, AU queries."""
+        return (
+            self.cfg.llm.n_visual_tokens + sum(self._segment_lengths[1:]) + sum(self._query_lengths)
+        )
 
     def suffix_embeds(self, tokens: Tensor) -> Tensor:
-        """``[B, S, H]``: the visual tokens ``[B, n, H]`` merged with the prompt text after them."""
+        """``[B, S, H]``: the visual tokens ``[B, n, H]`` merged with the prompt text after them.
+
+        With ``model.au_queries`` the AU query segments follow.
+        """
         embed = self.llm.get_input_embeddings()
         text = list(torch.split(embed(self.prompt_ids), self._segment_lengths))
-        return merge_visual_tokens([text[0][:0], *text[1:]], tokens.to(embed.weight.dtype))
+        suffix = merge_visual_tokens([text[0][:0], *text[1:]], tokens.to(embed.weight.dtype))
+        if not self._query_lengths:
+            return suffix
+        queries = embed(self.query_ids).unsqueeze(0).expand(suffix.shape[0], -1, -1)
+        return torch.cat([suffix, queries], dim=1)
 
     def _past(self, tokens: Tensor, prompt_cache: PromptCache | None) -> Any:
         """The prefix's key/value cache for a batch (computed now when not given), or None."""
@@ -309,18 +380,18 @@ class AULLM(nn.Module):
                 (the instruction) are not projected. None: every position.
 
         Returns:
-            ``(au_logits [B, n_aus], lm_logits)``: the linear head on the visual position's
-            hidden state (what :meth:`forward` gives; later text cannot change it in a causal
-            LM), and the LM head's next-token logits: ``[B, L, V]`` for every position of
-            ``text_ids``, or ``[K, V]`` for the ``K`` kept positions in row-major order.
+            ``(au_logits [B, n_aus], lm_logits)``: the linear head on the suffix's read-out
+            (what :meth:`forward` gives; later text cannot change it in a causal LM), and the
+            LM head's next-token logits: ``[B, L, V]`` for every position of ``text_ids``, or
+            ``[K, V]`` for the ``K`` kept positions in row-major order.
         """
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
-        hidden, _ = self.decode(
-            torch.cat([suffix, embed(text_ids)], dim=1), self._past(tokens, None)
-        )
+        past = self._past(tokens, None)  # the prefix's pass is not read
+        with layer_outputs(self.llm.get_decoder(), self.readout_mix is not None) as layers:
+            hidden, _ = self.decode(torch.cat([suffix, embed(text_ids)], dim=1), past)
+        au_logits = self.au_logits(self._read(hidden, layers), tokens)
         last = suffix.shape[1] - 1
-        au_logits = self.au_logits(hidden[:, last], tokens)
         text_hidden = hidden[:, last : last + text_ids.shape[1]]
         if keep is not None:
             text_hidden = text_hidden[keep.to(text_hidden.device)]
@@ -355,40 +426,49 @@ class AULLM(nn.Module):
 
     # ----------------------------------------------------------------------------- training API
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """Backbone, projector, head and LoRA parameters (the frozen base is excluded)."""
+        """Every parameter that trains: backbone, projector, heads, reader (not the frozen base)."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def reset_trainable(self, seed: int) -> None:
-        """Re-initialise backbone, projector, head and LoRA from ``seed`` (as a fresh build does).
+        """Re-initialise every trainable part from ``seed`` (as a fresh build does).
 
-        Values are drawn on the CPU (then copied to the model's device), so they do not depend on
-        the device; the global RNG state is left untouched. ``backbone.pretrained_path`` is
-        reloaded.
+        Backbone, projector, heads, control reader, readout mix and LoRA are drawn anew; trained
+        norm weights (``model.llm.tuning: norms``) go back to the base's values. Values are drawn
+        on the CPU (then copied to the model's device), so they do not depend on the device; the
+        global RNG state is left untouched. ``backbone.pretrained_path`` is reloaded.
         """
+        optional = (self.skip, self.vision_head, self.reader, self.readout_mix)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for module, reset in (
                 (self.backbone, lambda: reset_backbone(self.backbone, self.cfg.backbone)),
                 (self.projector, self.projector.reset_parameters),
                 (self.head, self.head.reset_parameters),
-                *([(self.skip, self.skip.reset_parameters)] if self.skip is not None else []),
+                *[(m, m.reset_parameters) for m in optional if m is not None],
             ):
                 _reset_on_cpu(module, reset)
             if self.llm is not None:
                 reset_lora(self.llm)
+        if self._norm_init:
+            with torch.no_grad():
+                for param, value in zip(norm_parameters(self.llm), self._norm_init, strict=True):
+                    param.copy_(value)
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Every trainable weight and backbone buffer, keyed as in ``state_dict()`` (no base)."""
+        """Every trainable weight and backbone buffer, keyed as in ``state_dict()`` (no base).
+
+        Every part outside the LLM is saved whole (with BatchNorm statistics); of the LLM, only
+        its trainable parameters (LoRA adapters, trained norm weights).
+        """
         state: dict[str, Tensor] = {}
-        for prefix in ("backbone", "projector", "head", "skip"):
-            module = getattr(self, prefix)
-            for key, value in (module.state_dict() if module is not None else {}).items():
+        for prefix, module in self.named_children():
+            if module is self.llm:
+                for key, param in module.named_parameters():
+                    if param.requires_grad:
+                        state[f"llm.{key}"] = param.detach()
+                continue
+            for key, value in module.state_dict().items():
                 state[f"{prefix}.{key}"] = value
-        if self.llm is not None:
-            adapters = {id(p) for p in lora_parameters(self.llm)}
-            for key, param in self.llm.named_parameters():
-                if id(param) in adapters:
-                    state[f"llm.{key}"] = param.detach()
         return state
 
     def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
@@ -455,6 +535,7 @@ def build_au_llm(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
     prompt_ids: Tensor | None = None,
+    query_ids: list[Tensor] | None = None,
 ) -> AULLM:
     """Build an AU-LLM model (its own base LLM) with trainable weights drawn from ``seed``.
 
@@ -463,14 +544,15 @@ def build_au_llm(
         seed: Seed of the trainable weights (equal to ``reset_trainable(seed)``).
         device: Where to place it (see :meth:`AULLM.place`).
         precision: ``auto``, ``fp32`` or ``bf16`` (see :meth:`AULLM.place`).
-        prompt_ids: ``[P]`` prompt ids with visual slots (see :class:`AULLM`); needed with an
-            LLM.
+        prompt_ids: ``[P]`` prompt ids with visual slots (see :class:`AULLM`); needed by a
+            reader of the prompt.
+        query_ids: AU query segments' ids (``model.au_queries``, see :class:`AULLM`).
 
     Returns:
         The model on ``device``, in training mode.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AULLM(spec, prompt_ids)
+        model = AULLM(spec, prompt_ids, query_ids)
     model.reset_trainable(seed)
     return model.place(device, precision)

@@ -2,7 +2,7 @@
 
 The prompt text before the first visual token (the prefix, ``P`` tokens) is the same for every
 sample. During training LoRA changes its keys/values every step, so it cannot be cached; instead of
-a batch-1 prefix call followed by a batch-``B`` suffix call, :func:`packed_last_hidden` runs one
+a batch-1 prefix call followed by a batch-``B`` suffix call, :func:`packed_decode` runs one
 batch-1 sequence ``[prefix, suffix_1, ..., suffix_B]`` (``P + B * S`` tokens) with a block
 attention mask: the prefix is causal, and each sample's suffix attends to the whole prefix and
 causally to its own suffix, at positions ``P .. P + S - 1``. Each weight matrix is then read once
@@ -60,8 +60,8 @@ def block_attention_mask(
     return mask[None, None]
 
 
-def packed_last_hidden(decoder: nn.Module, prefix: Tensor, suffix: Tensor) -> Tensor:
-    """Final hidden state of every sample's last token, from one packed decoder call.
+def packed_decode(decoder: nn.Module, prefix: Tensor, suffix: Tensor) -> Tensor:
+    """Final hidden states of the packed sequence ``[prefix, suffix_1, ..., suffix_B]``.
 
     Args:
         decoder: A Hugging Face decoder body (``LlamaModel``, ``Qwen2Model``) taking
@@ -70,7 +70,8 @@ def packed_last_hidden(decoder: nn.Module, prefix: Tensor, suffix: Tensor) -> Te
         suffix: ``[B, S, H]`` per-sample embeddings after the prefix (``S >= 1``).
 
     Returns:
-        ``[B, H]`` final (post-norm) hidden states at each sample's last suffix token.
+        ``[1, P + B * S, H]`` final (post-norm) hidden states; :func:`unpack_suffix` gives each
+        sample's.
     """
     batch, suffix_len, hidden = suffix.shape
     prefix_len = prefix.shape[0]
@@ -83,5 +84,12 @@ def packed_last_hidden(decoder: nn.Module, prefix: Tensor, suffix: Tensor) -> Te
         position_ids=positions.unsqueeze(0),
         use_cache=False,
     )
-    last = prefix_len + suffix_len - 1 + suffix_len * torch.arange(batch, device=suffix.device)
-    return outputs.last_hidden_state[0, last]
+    return outputs.last_hidden_state
+
+
+def unpack_suffix(packed: Tensor, prefix_len: int, batch: int) -> Tensor:
+    """Each sample's suffix states ``[B, S, H]`` from packed states ``[1, P + B * S, H]``.
+
+    Works on any per-token states of the packed sequence (a layer's output as well).
+    """
+    return packed[0, prefix_len:].unflatten(0, (batch, -1))

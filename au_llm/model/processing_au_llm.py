@@ -13,7 +13,13 @@ generated ids back into text:
   (:func:`au_llm.explain.describe_clip`) as right-padded teacher-forcing ids with their targets
   (``-100`` where no loss is taken);
 * the tries of well-formed answers for constrained decoding, decoding of generated ids into one
-  printable line each, and parsing of answers back into AU decisions.
+  printable line each, and parsing of answers back into AU decisions;
+* with ``model.au_queries``, one query segment per AU (``AU1 inner brow raiser:``, from the FACS
+  table, :mod:`au_llm.data.facs`), which the model places after the visual token(s) and reads at
+  their ends;
+* with ``model.reader: llm_random_prompt``, the prompt's ids with every ordinary (non-special)
+  token replaced by a random ordinary token drawn from ``model.reader_seed`` (same length, the
+  special tokens and visual slots where they were).
 
 The chat template (``model.llm.chat_template``): with it, the prompt, the visual token(s) and the
 instruction form the user turn of the tokenizer's template, and the answer follows the assistant
@@ -33,11 +39,12 @@ from torch import Tensor
 
 from au_llm.answers import INSTRUCTIONS, ParsedAnswer, parse_answer, target_answer
 from au_llm.config import LLMConfig
+from au_llm.data.facs import facs_entries
 from au_llm.explain import EXPLAIN_INSTRUCTION, describe_clip, printable
 from au_llm.model.engine import AnswerTrie
 from au_llm.model.llm import PromptTokenizer, load_tokenizer
-from au_llm.model.modeling_au_llm import VISUAL_TOKEN_ID
 from au_llm.model.spec import ModelSpec
+from au_llm.model.visual_slots import VISUAL_TOKEN_ID
 
 EXPLAIN = "explain"
 IGNORE_INDEX = -100
@@ -73,6 +80,27 @@ def split_prompt(prompt: str, placeholder: str, n_visual_tokens: int) -> list[st
     return [prompt.strip()] + [""] * n_visual_tokens
 
 
+def random_prompt_ids(prompt_ids: Tensor, ordinary: list[int], seed: int) -> Tensor:
+    """``prompt_ids`` with each ordinary token replaced by a random ordinary token.
+
+    Args:
+        prompt_ids: ``[P]`` prompt ids with visual slots.
+        ordinary: The tokenizer's ordinary (non-special) ids; special tokens and visual slots
+            keep their place.
+        seed: Seed of the draw (the same ids in every fold and process).
+
+    Returns:
+        ``[P]`` ids.
+    """
+    pool = torch.tensor(ordinary, dtype=torch.long)
+    replace = torch.isin(prompt_ids, pool)
+    generator = torch.Generator().manual_seed(seed)
+    drawn = pool[torch.randint(len(pool), (int(replace.sum()),), generator=generator)]
+    out = prompt_ids.clone()
+    out[replace] = drawn
+    return out
+
+
 def wants_chat_template(llm: LLMConfig) -> bool | None:
     """Whether ``model.llm.chat_template`` asks for the template: True, False, or None (if any).
 
@@ -91,14 +119,17 @@ class AULLMProcessor:
 
     Args:
         spec: The model's spec (its ``model`` configuration and AUs).
-        tokenizer: The LLM's tokenizer; None for ``model.llm.source: none`` (no text at all).
+        tokenizer: The LLM's tokenizer; None for a reader that reads no prompt (no text at
+            all: ``model.reader: none, mlp, resmlp``).
 
     Attributes:
         tokenizer: The tokenizer (None without an LLM).
         aus: The model's AUs, in output order.
         chat_template: Whether the tokenizer's chat template shapes the prompt.
         prompt_ids: ``[P]`` the prompt's ids with ``VISUAL_TOKEN_ID`` at each visual slot (None
-            without an LLM): what :class:`~au_llm.model.modeling_au_llm.AULLM` takes.
+            without a tokenizer): what :class:`~au_llm.model.modeling_au_llm.AULLM` takes.
+        query_ids: With ``model.au_queries``, the ids ``[L_i]`` of each AU's query segment, in
+            the model's AU order; empty otherwise.
 
     Raises:
         ValueError: ``chat_template: on`` for a tokenizer without a template, a template that
@@ -112,6 +143,7 @@ class AULLMProcessor:
         self.aus = spec.aus
         self.chat_template = False
         self.prompt_ids: Tensor | None = None
+        self.query_ids: list[Tensor] = []
         self._instructions: dict[str, Tensor] = {}
         if tokenizer is None:
             return
@@ -126,6 +158,15 @@ class AULLMProcessor:
             special = i == 0 and not self.chat_template
             pieces += [self._encode(segment, special), torch.tensor([VISUAL_TOKEN_ID])]
         self.prompt_ids = torch.cat(pieces[:-1])
+        if cfg.reader == "llm_random_prompt":
+            self.prompt_ids = random_prompt_ids(
+                self.prompt_ids, tokenizer.ordinary_ids(), cfg.reader_seed
+            )
+        if cfg.au_queries:
+            self.query_ids = [
+                self._encode(f"\nAU{entry.au} {entry.name}:", False)
+                for entry in facs_entries(spec.aus)
+            ]
         formats = cfg.text.formats if cfg.has_text_head else []
         texts = {fmt: INSTRUCTIONS[fmt] for fmt in formats}
         if cfg.explains:
@@ -137,8 +178,8 @@ class AULLMProcessor:
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> AULLMProcessor:
         """The processor of the model ``spec`` describes, with its LLM's tokenizer loaded."""
-        llm = spec.model.llm
-        return cls(spec, None if llm.source == "none" else load_tokenizer(llm))
+        model = spec.model
+        return cls(spec, load_tokenizer(model.llm) if model.reads_prompt else None)
 
     # ----------------------------------------------------------------------------- prompt
     def _chat_turn(self, segments: list[str], llm: LLMConfig) -> tuple[list[str], str] | None:
@@ -172,13 +213,13 @@ class AULLMProcessor:
         return [part.strip() for part in parts], tail
 
     def _encode(self, text: str, special: bool) -> Tensor:
-        assert self.tokenizer is not None, "model.llm.source = none has no text"
+        assert self.tokenizer is not None, "a reader without a prompt has no text"
         return torch.tensor(self.tokenizer.encode(text, special), dtype=torch.long)
 
     @property
     def eos_id(self) -> int:
         """The end token of answers and explanations."""
-        assert self.tokenizer is not None, "model.llm.source = none has no text"
+        assert self.tokenizer is not None, "a reader without a prompt has no text"
         return self.tokenizer.eos_id
 
     def instruction_ids(self, name: str) -> Tensor:
@@ -274,7 +315,7 @@ class AULLMProcessor:
     # ----------------------------------------------------------------------------- outputs
     def decode(self, sequences: Sequence[Sequence[int]]) -> list[str]:
         """Generated ids as text, one printable line each (:func:`au_llm.explain.printable`)."""
-        assert self.tokenizer is not None, "model.llm.source = none has no text"
+        assert self.tokenizer is not None, "a reader without a prompt has no text"
         return [printable(self.tokenizer.decode(list(ids))) for ids in sequences]
 
     def parse(self, fmt: str, texts: Sequence[str]) -> list[ParsedAnswer]:
@@ -283,8 +324,11 @@ class AULLMProcessor:
 
     def to_dict(self) -> dict[str, Any]:
         """The ids the processor gives the model (a checkpoint records them)."""
-        return {
+        data: dict[str, Any] = {
             "chat_template": self.chat_template,
             "prompt_ids": None if self.prompt_ids is None else self.prompt_ids.tolist(),
             "instructions": {name: ids.tolist() for name, ids in self._instructions.items()},
         }
+        if self.query_ids:
+            data["au_queries"] = [ids.tolist() for ids in self.query_ids]
+        return data

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from au_llm.config import ModelConfig, PreprocessConfig, SamplingConfig, config_from_dict
+from au_llm.config_keys import upgrade_saved_model
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Rebuild a spec written by :meth:`to_dict`, validating the model configuration.
 
+        A model configuration saved before a key changed is read in today's keys
+        (:func:`~au_llm.config_keys.upgrade_saved_model`).
+
         Raises:
             ValueError: If the data is incomplete or the model configuration is invalid.
         """
@@ -83,7 +87,7 @@ class ModelSpec:
         if missing:
             raise ValueError(f"model spec: missing {sorted(missing)}")
         try:
-            model = config_from_dict(ModelConfig, data["model"])
+            model = config_from_dict(ModelConfig, upgrade_saved_model(data["model"]))
         except Exception as exc:
             raise ValueError(f"model spec: invalid model configuration: {exc}") from exc
         return cls(

@@ -22,6 +22,7 @@ from au_llm.predict.manifests import ManifestPredictor
 from au_llm.predict.outputs import input_paths, per_frame_path, prediction_files
 from au_llm.predict.recordings import RecordingScanner
 from au_llm.predict.scorer import ClipScorer
+from au_llm.prediction_rows import VISION_SUFFIX
 from au_llm.preprocess.windows import recording_names
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.recording import per_frame_table, plot_recording
@@ -117,7 +118,7 @@ def _integers(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
-    """Keys, coverage, face box, ``AUxx_prob, AUxx_pred`` (``AUxx_true``), then answers."""
+    """Keys, coverage, face box, AU columns (and the vision head's), then answers."""
     keys = ["source", "dataset", "subject", "clip", "onset", "offset", "face_id", "frame_start"]
     keys += ["frame_end", "time_start", "time_end", "face_frames", "face_confidence"]
     keys += ["face_x", "face_y", "face_w", "face_h"]
@@ -126,6 +127,7 @@ def _ordered(table: pd.DataFrame, aus: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["source", "clip", *cols])
     kinds = ("prob", "pred", "true")
     au_cols = [au_column(au, k) for au in aus for k in kinds if au_column(au, k) in table]
+    au_cols += [c for c in table.columns if c.endswith(VISION_SUFFIX)]
     answers = [c for c in table.columns if c.startswith(ANSWER_PREFIX)]
     answers += [c for c in ("au_raw", "aus", "explanation") if c in table.columns]
     return _integers(table[[k for k in keys if k in table.columns] + au_cols + answers])

@@ -110,5 +110,5 @@ class ClipScorer:
             spec.text.formats,
             labels,
             explained,
-            keys,
+            keys=keys,
         )

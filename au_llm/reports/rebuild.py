@@ -37,6 +37,7 @@ from au_llm.reports.tables import (
     mark_optimistic,
     write_metric_files,
 )
+from au_llm.reports.vision import vision_frame, vision_notes, vision_summary
 from au_llm.runs.folds import FoldScan
 from au_llm.runs.layout import (
     METRICS_PER_DATASET,
@@ -171,11 +172,18 @@ def build_report(run_dir: Path) -> RunTables:
         atomic_write_text(run_dir / ORACLE_THRESHOLDS, json.dumps(oracle, indent=2))
     written, frame = frame, without_untrained(frame, untrained)
     tables = compute_tables(frame, aus)
+    vision = vision_frame(frame, aus)
+    if vision is not None:
+        if optimistic:
+            vision, _ = apply_oracle_thresholds(
+                vision, aus, threshold_grid(*cfg.eval.threshold_grid)
+            )
+        tables.summary["vision_head"] = vision_summary(compute_tables(vision, aus))
     text_per_au, text_summary = answer_tables(frame, aus)
-    notes = []
+    notes = vision_notes(tables.summary["vision_head"]) if vision is not None else []
     if text_summary:
         tables.summary["text_answers"] = text_summary
-        notes = answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
+        notes += answer_notes(text_summary, tables.summary["metrics"].get("pooled_binary_f1"))
     explain_per_au, explain_summary = explanation_tables(frame, aus)
     if explain_summary:
         tables.summary["explanations"] = explain_summary

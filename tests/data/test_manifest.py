@@ -191,3 +191,18 @@ def test_columns_a_manifest_does_not_define_are_ignored_with_a_warning(tmp_path,
     assert list(frame.columns) == MANIFEST_COLUMNS
     assert "m.csv: column 'aus_unknown', 'mine' ignored: not a manifest column" in caplog.text
     np.testing.assert_array_equal(au_label_matrix(frame, [4, 12]), [[1, 1]])
+
+
+def test_recording_columns_are_kept_and_other_columns_still_ignored(tmp_path, caplog):
+    """``recording`` and ``kind`` of a long-video manifest survive reading; ``mine`` does not."""
+    rows = [{"recording": "006_1", "kind": "micro", "mine": "x", "clip": "c1"}]
+    rows.append({"recording": "006_1", "kind": "", "mine": "y", "clip": "c2"})
+    path = _manifest_csv(tmp_path / "m.csv", rows)
+    with caplog.at_level("WARNING", logger="au_llm.data.manifest"):
+        frame = read_manifest(path)
+    assert list(frame.columns) == [*MANIFEST_COLUMNS, "recording", "kind"]
+    assert frame["kind"].tolist() == ["micro", ""]
+    assert "m.csv: column 'mine' ignored" in caplog.text
+    rows[1]["kind"] = "blink"
+    with pytest.raises(ManifestError, match="row 3: kind 'blink' is not an expression kind"):
+        read_manifest(_manifest_csv(tmp_path / "m.csv", rows))

@@ -29,6 +29,7 @@ def tiny_model_config(
     arch: str = "qwen2",
     *,
     source: str = "tiny",
+    reader: str = "llm",
     fast_path: bool = True,
     prompt: str | None = None,
     n_visual_tokens: int = 1,
@@ -46,7 +47,7 @@ def tiny_model_config(
     )
     if prompt is not None:
         llm.prompt = prompt
-    cfg = ModelConfig(projector=ProjectorConfig(hidden=32, dropout=dropout), llm=llm)
+    cfg = ModelConfig(projector=ProjectorConfig(hidden=32, dropout=dropout), llm=llm, reader=reader)
     cfg.backbone.dropout = dropout
     cfg.backbone.high_dim = 32
     return cfg

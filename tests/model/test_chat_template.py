@@ -12,7 +12,7 @@ from au_llm.config import LLMConfig, TrainConfig
 from au_llm.inference import answer_tries, clip_outputs, inference_prompt_cache
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from au_llm.model.losses import build_loss
-from au_llm.model.modeling_au_llm import VISUAL_TOKEN_ID
+from au_llm.model.visual_slots import VISUAL_TOKEN_ID
 from au_llm.training import batch_loss, make_optimizer
 from tests.model import (
     CHAT_SPECIAL,

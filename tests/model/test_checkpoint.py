@@ -53,7 +53,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 def test_none_ablation_round_trip(tmp_path: Path) -> None:
-    model, processor = _trained_model(tiny_model_config(source="none"))
+    model, processor = _trained_model(tiny_model_config(reader="none"))
     x = clips(2, seed=3)
     save_checkpoint(model, processor, {}, tmp_path)
     loaded, _, info = load_checkpoint(tmp_path)
@@ -128,14 +128,14 @@ def _damage(ckpt: Path, name: str, how: str) -> Path:
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage"])
 @pytest.mark.parametrize("name", ["model.json", "weights.safetensors", "config.json"])
 def test_a_damaged_model_file_is_an_error_naming_it(tmp_path: Path, name: str, how: str) -> None:
-    save_checkpoint(*_trained_model(tiny_model_config(source="none")), {"a": 1}, tmp_path / "ckpt")
+    save_checkpoint(*_trained_model(tiny_model_config(reader="none")), {"a": 1}, tmp_path / "ckpt")
     path = _damage(tmp_path / "ckpt", name, how)
     with pytest.raises(ValueError, match=rf"{path}: not a readable (JSON|weights) file"):
         load_checkpoint(tmp_path / "ckpt")
 
 
 def test_a_model_json_of_another_shape_names_the_file(tmp_path: Path) -> None:
-    save_checkpoint(*_trained_model(tiny_model_config(source="none")), {}, tmp_path / "ckpt")
+    save_checkpoint(*_trained_model(tiny_model_config(reader="none")), {}, tmp_path / "ckpt")
     meta_path = tmp_path / "ckpt" / "model.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps([meta]))

@@ -28,11 +28,11 @@ def test_parameter_groups_cover_every_trainable_parameter_once_with_their_rates(
     cfg = TrainConfig(lr=1e-3, lr_lora=2e-4, lr_head=5e-3)
     groups = parameter_groups(model, cfg)
     names = [g["name"] for g in groups]
-    assert names == ["backbone", "projector", "head", "lora"]
+    assert names == ["backbone", "projector", "head", "reader"]
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.trainable_parameters())
     rates = {g["name"]: g["lr"] for g in groups}
-    assert rates == {"backbone": 1e-3, "projector": 1e-3, "head": 5e-3, "lora": 2e-4}
+    assert rates == {"backbone": 1e-3, "projector": 1e-3, "head": 5e-3, "reader": 2e-4}
     assert any(p is model.skip.weight for p in groups[2]["params"])
     optimizer = make_optimizer(groups, cfg)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-3, 5e-3, 2e-4]

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from au_llm.config_checks import ConfigError
 from au_llm.config_model import LLMConfig, LoraConfig, TinyLLMConfig
 from au_llm.model.llm import (
     ByteTokenizer,
@@ -38,8 +39,8 @@ def test_the_tiny_base_llm_is_frozen_and_the_same_in_every_load():
     assert weights_sha256(load_base_llm(other).model) != weights_sha256(first.model)
 
 
-def test_no_base_llm_for_source_none_and_a_missing_path_is_named(tmp_path):
-    with pytest.raises(ValueError, match="has no base LLM"):
+def test_source_none_names_its_new_key_and_a_missing_path_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="source = 'none' was replaced by model.reader = none"):
         load_base_llm(LLMConfig(source="none"))
     with pytest.raises(FileNotFoundError, match=r"nowhere is not a directory"):
         load_base_llm(LLMConfig(source="path", path=str(tmp_path / "nowhere")))

@@ -5,7 +5,8 @@ import torch
 
 from au_llm.model import precision
 from au_llm.model.llm import ByteTokenizer, load_base_llm, lora_parameters
-from au_llm.model.modeling_au_llm import AULLM, VISUAL_TOKEN_ID, merge_visual_tokens
+from au_llm.model.modeling_au_llm import AULLM
+from au_llm.model.visual_slots import VISUAL_TOKEN_ID, merge_visual_tokens
 from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 
@@ -227,7 +228,7 @@ def test_visual_token_goes_after_the_prompt() -> None:
 
 
 def test_none_ablation_trains_without_llm() -> None:
-    model = build_tiny(tiny_spec(tiny_model_config(source="none"), 3), seed=0)
+    model = build_tiny(tiny_spec(tiny_model_config(reader="none"), 3), seed=0)
     assert model.llm is None and model.base_identity is None
     assert model.projector.out_dim == 32 and model.head.in_features == 32
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.1)

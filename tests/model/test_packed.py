@@ -5,7 +5,7 @@ import torch
 
 from au_llm.model.llm import lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
-from au_llm.model.packed import block_attention_mask, packed_last_hidden
+from au_llm.model.packed import block_attention_mask, packed_decode, unpack_suffix
 from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 PLACEHOLDER_PROMPT = "Frames <video> show a face ; the onset <video> is subtle . Which AUs ?"
@@ -61,10 +61,10 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
 
     def two_calls() -> torch.Tensor:  # batch-1 prefix pass with gradients, then the suffixes
         cache = model._prefix_cache(decoder, embed(model.prompt_ids[:prefix_len]))
-        return model._last_hidden_fast(model.get_visual_tokens(x), cache)
+        return model._llm_read(model.get_visual_tokens(x), cache)
 
     def packed() -> torch.Tensor:
-        return model._last_hidden_fast(model.get_visual_tokens(x), None)
+        return model._llm_read(model.get_visual_tokens(x), None)
 
     old_hidden, old_grads = _hidden_and_grads(model, two_calls)
     new_hidden, new_grads = _hidden_and_grads(model, packed)
@@ -81,6 +81,6 @@ def test_packed_pass_without_prefix_is_per_sample_causal() -> None:
     decoder = model.llm.get_decoder()
     suffix = torch.randn(3, 2, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        packed = packed_last_hidden(decoder, suffix[0, :0], suffix)
+        packed = unpack_suffix(packed_decode(decoder, suffix[0, :0], suffix), 0, 3)[:, -1]
         alone = decoder(inputs_embeds=suffix, use_cache=False).last_hidden_state[:, -1]
     assert (packed - alone).abs().max() <= 1e-5

@@ -8,9 +8,9 @@ import au_llm.model.modeling_au_llm as modeling
 from au_llm.answers import ANSWER_FORMATS, parse_answer, target_answer
 from au_llm.model.engine import AnswerTrie
 from au_llm.model.llm import ByteTokenizer
-from au_llm.model.modeling_au_llm import VISUAL_TOKEN_ID
 from au_llm.model.processing_au_llm import AULLMProcessor, split_prompt
 from au_llm.model.spec import ModelSpec
+from au_llm.model.visual_slots import VISUAL_TOKEN_ID
 from tests.model import tiny_model_config
 
 AUS = (1, 4, 12)
@@ -123,7 +123,7 @@ def test_the_answer_trie_holds_one_parseable_answer_per_au_subset(fmt):
 
 
 def test_without_an_llm_the_processor_has_no_text():
-    processor = _processor(source="none", formats=("list",))
+    processor = _processor(reader="none", formats=("list",))
     assert processor.tokenizer is None and processor.prompt_ids is None
     assert processor.to_dict() == {"chat_template": False, "prompt_ids": None, "instructions": {}}
 

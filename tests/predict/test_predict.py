@@ -561,6 +561,22 @@ def test_predict_prints_no_native_start_up_chatter(predictions, deployed, tmp_pa
     assert [line for line in err.splitlines() if NATIVE_CHATTER.match(line)] == []
 
 
+def test_a_control_reader_with_a_vision_head_trains_then_predicts_its_scores(tiny_data, tmp_path):
+    extra = ("model.reader=transformer", "model.vision_head=true", "train.vision_weight=0.5")
+    cfg = tiny_config(tiny_data, tmp_path, "vision", "loso", "train.epochs=1", *extra)
+    model = train_deployable(cfg, tmp_path / "model")
+    out = tmp_path / "preds.csv"
+    predict_inputs(tmp_path / "model", [tiny_data.casme2], out, PredictConfig())
+    table = pd.read_csv(out, dtype={"clip": str, "subject": str})
+    vision = [f"{au_column(au, 'prob')}_vision" for au in AUS]
+    assert vision == [c for c in table.columns if c.endswith("_vision")]
+    assert table[vision].notna().all().all() and len(table) == len(read_manifest(tiny_data.casme2))
+    assert not np.allclose(table[vision].to_numpy(), table[[au_column(a, "prob") for a in AUS]])
+    rows = _manifest_rows(model, tiny_data.casme2, tiny_data.cache_dir)
+    # the CSV keeps 17 significant digits of the float64 probabilities
+    np.testing.assert_allclose(rows[vision].to_numpy(), table[vision].to_numpy(), rtol=1e-15)
+
+
 def test_a_manifest_whose_scores_are_not_finite_fails_whole_in_failures_and_summary(
     deployed, tiny_data, tmp_path, monkeypatch
 ):

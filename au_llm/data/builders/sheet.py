@@ -15,6 +15,7 @@ from pathlib import Path
 
 from au_llm.data.au_codes import cell_text
 from au_llm.data.builders.formats import HEADER_ROLES, DatasetFormat, dataset_format
+from au_llm.data.builders.long_formats import LongVideoFormat
 from au_llm.data.errata import ERRATA_FIELDS, Errata, ErrataError, load_errata
 from au_llm.data.errata_ledger import ClipErrata, LabelRow
 from au_llm.data.manifest import ManifestError, id_problem
@@ -36,15 +37,22 @@ _KEY_FRAME = re.compile(r"\(\s*k\s*\)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class _Table:
+class LabelTable:
     """Role -> column index, and the data rows with their Excel row numbers."""
 
     columns: dict[str, int]
     rows: dict[int, Cells]
 
 
-def _find_table(spec: DatasetFormat, path: Path) -> _Table:
+def find_table(
+    spec: DatasetFormat | LongVideoFormat, path: Path, *, empty_ok: bool = False
+) -> LabelTable:
     """The label table: the first header row (any sheet) followed by data rows.
+
+    Args:
+        spec: The dataset's format (its required columns and title, for messages).
+        path: The label file.
+        empty_ok: A header row with no data rows below gives an empty table (else an error).
 
     Raises:
         ManifestError: No header row, a required column missing, or no data rows.
@@ -63,12 +71,12 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
                     f"{', '.join(spec.columns.values())}"
                 )
             data = dict(rows[position + 1 :])
-            if not data:
+            if not data and not empty_ok:
                 raise ManifestError(
                     f"{path}: the header row of sheet {title!r} is followed by no data rows; "
                     "expected one row per clip below the header"
                 )
-            return _Table(columns, data)
+            return LabelTable(columns, data)
     names = " and ".join(f"{spec.columns[r]!r}" for r in ("subject", "clip"))
     raise ManifestError(f"{path}: no header row found (expected a row with {names} cells)")
 
@@ -87,7 +95,7 @@ def _without_key_frames(cell: object, log: ClipLog) -> object:
 class _Reader:
     """Reads the rows of one label file into manifest records."""
 
-    def __init__(self, spec: DatasetFormat, root: Path, table: _Table) -> None:
+    def __init__(self, spec: DatasetFormat, root: Path, table: LabelTable) -> None:
         self.spec = spec
         self.root = root
         self.table = table
@@ -234,6 +242,6 @@ def build_composite_dataset(
         errata = load_errata() if errata is None else errata
     except ErrataError as exc:
         raise ManifestError(str(exc)) from exc
-    reader = _Reader(spec, root, _find_table(spec, coding))
+    reader = _Reader(spec, root, find_table(spec, coding))
     report = BuildReport(coding, strict)
     return read_label_clips(report, _label_clips(spec, reader), errata, spec.name, reader.record)
