@@ -92,7 +92,8 @@ def test_led_filter_stays_fp32_under_autocast(device) -> None:
     with P.autocast(device, "bf16"):
         out = led(static.contiguous().to(device))
     assert out.dtype == torch.float32
-    assert float(out.detach().abs().mean()) < 1e-6  # bfloat16 coefficients gave about 5e-4
+    # a static clip has no motion: the float32 filter leaves rounding, bfloat16 coefficients 5e-4
+    assert_near(out.detach().cpu(), torch.zeros(out.shape, dtype=torch.float64), terms=8, scale=1.0)
 
 
 def test_fp32_linear_gives_fp32_logits_under_autocast(device) -> None:
