@@ -92,20 +92,9 @@ def _in_child(setting: str) -> dict[str, str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _cpu_flags() -> list[str]:
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
-        [],
-    )
-    return [flag for flag in wanted if flag in flags]
-
-
 def main() -> None:
+    from record import cpu_flags
+
     from au_llm.io_utils import atomic_write_text
 
     native = _in_child("")
@@ -120,7 +109,7 @@ def main() -> None:
     results = {
         "command": "python bench/kernel_caps.py",
         "platform": platform.platform(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
         "kernels": sorted(k for k in native if k != "ATen capability"),
         "native": native,

@@ -29,7 +29,7 @@ from pathlib import Path
 from au_llm.io_utils import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16")
 
 
 def cpu_flags() -> list[str]:
