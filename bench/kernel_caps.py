@@ -72,15 +72,18 @@ def kernel_hashes() -> dict[str, str]:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out["bf16 matmul"] = digest(a @ b)
         out["bf16 conv2d"] = digest(F.conv2d(frames.detach(), weight2.detach()))
-    out["ATen capability"] = torch.backends.cpu.get_cpu_capability()
     return out
 
 
-def _in_child(setting: str) -> dict[str, str]:
+def _in_child(setting: str) -> tuple[str, dict[str, str]]:
+    """ATen's CPU capability and :func:`kernel_hashes` in a fresh process under ``setting``."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
     env.update(pair.split("=", 1) for pair in setting.split())
     env["OMP_NUM_THREADS"] = "1"
-    code = "import json, kernel_caps; print(json.dumps(kernel_caps.kernel_hashes()))"
+    code = (
+        "import json, torch, kernel_caps; hashes = kernel_caps.kernel_hashes(); "
+        "print(json.dumps([torch.backends.cpu.get_cpu_capability(), hashes]))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -89,7 +92,8 @@ def _in_child(setting: str) -> dict[str, str]:
         text=True,
         check=True,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    capability, hashes = json.loads(result.stdout.strip().splitlines()[-1])
+    return capability, hashes
 
 
 def main() -> None:
@@ -97,12 +101,17 @@ def main() -> None:
 
     from au_llm.io_utils import atomic_write_text
 
-    native = _in_child("")
+    capability, native = _in_child("")
     settings = {}
     for setting in SETTINGS:
-        hashes = _in_child(setting)
+        capped, hashes = _in_child(setting)
         changed = [op for op, value in hashes.items() if value != native[op]]
-        settings[setting] = {"changed": changed, "n_changed": len(changed), "hashes": hashes}
+        settings[setting] = {
+            "aten_capability": capped,
+            "changed": changed,
+            "n_changed": len(changed),
+            "hashes": hashes,
+        }
         print(f"{setting}: {len(changed)} changed: {', '.join(changed) or '-'}")
     import torch
 
@@ -111,7 +120,8 @@ def main() -> None:
         "platform": platform.platform(),
         "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
-        "kernels": sorted(k for k in native if k != "ATen capability"),
+        "aten_capability": capability,
+        "kernels": sorted(native),
         "native": native,
         "settings": settings,
     }
