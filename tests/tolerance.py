@@ -70,7 +70,7 @@ def rounding_budget(
     """
     if terms < 1:
         raise ValueError(f"terms must be at least 1, got {terms}")
-    magnitude = float(exact.abs().max()) if scale is None else scale
+    magnitude = float(exact.detach().abs().max()) if scale is None else scale
     return SLACK * UNIT_ROUNDOFF[dtype] * math.sqrt(terms) * magnitude
 
 
@@ -116,7 +116,7 @@ def assert_near(
     _log(name, error, budget)
     assert error <= budget, (
         f"{name or 'result'}: error {error:.3g} against float64 exceeds the rounding budget "
-        f"{budget:.3g} ({terms} terms, magnitude {float(exact.abs().max()):.3g})"
+        f"{budget:.3g} ({terms} terms, magnitude {float(exact.detach().abs().max()):.3g})"
     )
 
 
@@ -150,7 +150,7 @@ def assert_as_accurate(
     assert fast_error <= allowed, (
         f"{name or 'result'}: the fast path's error against float64 {fast_error:.3g} exceeds "
         f"{MULTIPLE:g} x the reference path's {reference_error:.3g} + the rounding budget "
-        f"{budget:.3g} ({terms} terms, magnitude {float(exact.abs().max()):.3g})"
+        f"{budget:.3g} ({terms} terms, magnitude {float(exact.detach().abs().max()):.3g})"
     )
 
 
@@ -178,7 +178,7 @@ def assert_all_as_accurate(
     assert fast.keys() == reference.keys() == exact.keys(), (
         f"{name}: different tensors: {sorted(fast)} vs {sorted(reference)} vs {sorted(exact)}"
     )
-    scale = max(float(value.abs().max()) for value in exact.values() if value.numel())
+    scale = max(float(value.detach().abs().max()) for value in exact.values() if value.numel())
     for key, value in fast.items():
         assert_as_accurate(
             value, reference[key], exact[key], terms=terms, scale=scale, name=f"{name}{key}"
