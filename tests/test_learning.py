@@ -6,7 +6,7 @@ II-style set (6 subjects x 8 clips, 6 frames each) is split by subject, 4 train 
 out, and ``au-llm cross`` trains on the first and tests on the second, with the tiny random LLM
 and without an LLM. Each must reach a pooled ROC AUC of at least ``MIN_AUC`` and a binary F1 at
 least ``MIN_F1_GAIN`` above predicting every clip positive. The same run with a learning rate of
-1e-12 (the config refuses 0) must miss them: the check can fail. About 15 s of CPU in all.
+1e-12 (the config refuses 0) must miss them: the check can fail. About 20 s of CPU in all.
 """
 
 from __future__ import annotations
