@@ -4,7 +4,10 @@ The documents quote figures of runs made with the ``au-llm`` commands themselves
 demo``, ``au-llm loso``, ``au-llm ablate``, ...). This wrapper runs such a command unchanged,
 echoes and keeps its standard output, and writes ``bench/results/<NAME>.json`` with:
 
-- ``command``, ``seconds`` (wall time of the command), ``torch_threads`` (``OMP_NUM_THREADS``),
+- ``command``, ``seconds`` (wall time of the command), ``cpu_seconds`` (the CPU time, user and
+  system, of the command and every process it waited for: on a machine shared with other jobs
+  the wall time grows with the load, the CPU time of a single-threaded command much less, so it
+  estimates the wall time on an idle machine), ``torch_threads`` (``OMP_NUM_THREADS``),
   ``load_average`` at the start and at the end, ``cpu_flags`` (AVX and bfloat16), ``platform``;
 - ``stdout``: everything the command printed (the documents' output excerpts are checked
   against it);
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -61,6 +65,12 @@ def collect(folder: Path, name: str) -> dict[str, object]:
     }
 
 
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="the JSON's file name under bench/results/")
@@ -70,15 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the command to run after --")
     split = argv.index("--")
     args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
-    start_load, start = os.getloadavg(), time.perf_counter()
+    start_load, start, start_cpu = os.getloadavg(), time.perf_counter(), children_cpu_seconds()
     status, stdout = run_tee(command)
     seconds, end_load = time.perf_counter() - start, os.getloadavg()
+    cpu_seconds = children_cpu_seconds() - start_cpu
     if status != 0:
         print(f"[record] {' '.join(command)} exited with {status}; nothing written")
         return status
     record = {
         "command": " ".join(command),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
         "torch_threads": os.environ.get("OMP_NUM_THREADS", "default"),
         "load_average": {"start": round(start_load[0], 2), "end": round(end_load[0], 2)},
         "cpu_flags": cpu_flags(),
