@@ -76,8 +76,10 @@ def output_columns(
     """The columns after a row's keys, for ``N`` clips, in their order.
 
     With ``head: text`` the AU scores are the first format's parsed 0/1 answers (the model has
-    no linear head to give probabilities), so ``AUxx_prob`` holds those decisions. Non-finite
-    scores are refused (:func:`check_finite_scores`).
+    no trained linear head to give probabilities), so ``AUxx_prob`` holds those decisions.
+    Non-finite scores are refused (:func:`check_finite_scores`), the linear head's included
+    under ``head: text``: its scores come from the same hidden states as the answers, so NaN
+    there means the answers were decoded from NaN logits.
 
     Args:
         outputs: The model's outputs for the clips (``probs`` ``[N, A]``).
@@ -99,9 +101,9 @@ def output_columns(
         NonFiniteScoreError: A score is NaN or infinite.
     """
     probs = outputs.probs
+    check_finite_scores(probs, aus, keys, "AU scores")
     if head == "text":
         probs = decision_matrix(formats[0], aus, outputs.answers[formats[0]])
-    check_finite_scores(probs, aus, keys, "AU scores")
     columns: dict[str, Any] = dict(au_prediction_columns(aus, probs, thresholds, labels))
     if outputs.vision_probs is not None:
         check_finite_scores(outputs.vision_probs, aus, keys, "vision-head AU scores")

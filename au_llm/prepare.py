@@ -186,6 +186,10 @@ def prepare_data(
         progress: Show a progress bar.
         inputs: The manifests and AUs, when the caller has read them already
             (:func:`read_inputs`, e.g. to validate them before writing anything).
+
+    Raises:
+        ValueError: Every clip of ``data.manifests``, or of ``data.target_manifests``, failed
+            preprocessing (nothing to train on, or nothing to test).
     """
     inputs = inputs or read_inputs(data, protocol)
     source, target, aus = inputs.source, inputs.target, inputs.aus
@@ -205,6 +209,11 @@ def prepare_data(
     kept = (
         _with_fingerprints(exclude_failed(target, outcome), outcome) if target is not None else None
     )
+    if kept is not None and kept.empty:
+        raise ValueError(
+            f"no usable test clip: all {len(target)} clips of data.target_manifests failed "
+            f"preprocessing (see {report})"
+        )
     left = pd.concat([usable, kept]) if kept is not None else usable
     lost = _lost_datasets(everything, left, report)
     if data.uncoded_aus == "unknown":

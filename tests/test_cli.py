@@ -143,6 +143,13 @@ def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
     assert f"{meta}: not a readable JSON file" in capsys.readouterr().err
 
 
+def test_predict_inputs_given_in_several_options_are_all_kept():
+    from au_llm.recipes.cli import build_parser
+
+    argv = ["predict", "--model", "m", "--input", "a.mp4", "b", "--input", "c.csv", "--out", "o"]
+    assert build_parser().parse_args(argv).input == [Path("a.mp4"), Path("b"), Path("c.csv")]
+
+
 def test_an_override_with_an_escape_character_exits_2_naming_it(tmp_path, capsys):
     config = str(CONFIG_DIR / "tiny_cpu_loso.yaml")
     assert main(["loso", "--config", config, f"out_dir={tmp_path}", "name=run\x1b[2J"]) == 2

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from au_llm import fitting, training
+from au_llm.answers import target_answer
 from au_llm.config import LaunchConfig
 from au_llm.data.manifest import read_manifest
 from au_llm.inference import ClipOutputs
@@ -56,6 +57,18 @@ def test_a_non_finite_score_never_becomes_a_row(bad):
     assert "(1 of 4 scores are not finite)" in str(caught.value)
     with pytest.raises(NonFiniteScoreError, match="for row 1"):
         output_columns(ClipOutputs(probs), [1, 12], 0.5, "linear", ["list"])
+
+
+def test_a_text_head_answering_from_nan_logits_never_becomes_a_row():
+    # The answers parse (0/1 decisions are always finite), but the hidden states they were
+    # decoded from give NaN scores: the row is refused as under a linear head.
+    answers = {"list": [target_answer("list", [1, 12], [1]), target_answer("list", [1, 12], [])]}
+    outputs = ClipOutputs(np.array([[0.9, 0.2], [0.4, float("nan")]]), answers)
+    with pytest.raises(NonFiniteScoreError, match="AU12_prob = nan for row 1"):
+        output_columns(outputs, [1, 12], 0.5, "text", ["list"])
+    finite = ClipOutputs(np.array([[0.9, 0.2], [0.4, 0.3]]), answers)
+    columns = output_columns(finite, [1, 12], 0.5, "text", ["list"])
+    assert list(columns["AU01_prob"]) == [1.0, 0.0] and list(columns["AU12_prob"]) == [0.0, 0.0]
 
 
 def test_a_diverging_training_stops_its_fold_naming_it(tiny_data, tmp_path, monkeypatch, precision):

@@ -4,8 +4,9 @@ import pytest
 
 from au_llm.data.manifest import ManifestError, read_manifest
 from au_llm.prepare import prepare_data, read_manifests, resolve_aus
+from au_llm.recipes.cli import main
 from au_llm.runs.layout import PREPROCESS_REPORT, preprocess_report
-from tests.conftest import tiny_config
+from tests.conftest import CONFIG_DIR, tiny_config
 
 
 def test_the_aus_are_the_configured_ones_or_those_the_datasets_share(tiny_data, tmp_path):
@@ -56,3 +57,23 @@ def test_a_clip_that_fails_alignment_is_excluded_and_reported(tiny_data, tmp_pat
     assert prints.str.fullmatch(r"[0-9a-f]{16}( [0-9a-f]{16})*").all() and prints.is_unique
     assert (run_dir / PREPROCESS_REPORT).is_file()
     assert data.aus == [1, 2, 4, 7, 12, 14, 15, 17]
+
+
+def test_a_cross_run_whose_every_target_clip_fails_stops_before_training(
+    tiny_data, tmp_path, capsys
+):
+    target = read_manifest(tiny_data.samm).assign(frames_dir=str(tmp_path / "gone"))
+    path = tmp_path / "target.csv"
+    target.to_csv(path, index=False)
+    overrides = [
+        f"out_dir={tmp_path}",
+        "name=cross",
+        f"data.cache_dir={tiny_data.cache_dir}",
+        f"data.manifests=[{tiny_data.casme2}]",
+        f"data.target_manifests=[{path}]",
+    ]
+    config = str(CONFIG_DIR / "tiny_cpu_cross.yaml")
+    assert main(["cross", "--config", config, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert f"no usable test clip: all {len(target)} clips of data.target_manifests failed" in err
+    assert not list((tmp_path / "cross").glob("folds/*/*")), "nothing was trained"

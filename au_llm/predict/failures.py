@@ -54,6 +54,10 @@ class FailureLog:
     def attempt(self, source: Path, work: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         """The rows ``work`` gives for ``source``; a failure is recorded and gives none.
 
+        The input's summary row then gives the failure as its reason, in place of any row
+        ``work`` recorded before it failed (``9 windows, 0 failed`` for a manifest whose scores
+        were all refused).
+
         Raises:
             OutputError: The toolkit's own output cannot be written (stops the run).
         """
@@ -64,8 +68,7 @@ class FailureLog:
             raise
         except (ClipReadError, ValueError, RuntimeError) as exc:
             self.fail(source, str(exc))
-            if len(self.summary) == done:
-                self.summary.append({"input": str(source), "reason": str(exc)})
+            self.summary[done:] = [{"input": str(source), "reason": str(exc)}]
             return pd.DataFrame()
 
     def failure_table(self, source: Path | None = None) -> pd.DataFrame:

@@ -181,7 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         "4 when none did, 2 on a usage or output error.",
     )
     predict.add_argument("--model", type=Path, required=True, help="model directory")
-    predict.add_argument("--input", type=Path, nargs="+", required=True, help="videos/folders/CSV")
+    predict.add_argument(
+        "--input",
+        type=Path,
+        nargs="+",
+        action="extend",
+        required=True,
+        help="videos/folders/CSV (the option may be given several times)",
+    )
     predict.add_argument("--out", type=Path, required=True, help="predictions CSV")
     predict.add_argument("--window", type=int, help="window length in frames (recordings)")
     predict.add_argument("--stride", type=int, help="window stride in frames (recordings)")
@@ -350,13 +357,17 @@ def protocol_request(
 ) -> tuple[ExperimentConfig, list[str] | None, tuple[int, int] | None]:
     """Turn parsed protocol arguments into ``(config, fold names, shard)``.
 
+    A run folder's own ``config.yaml`` (the rerun command of ``au-llm status``) is read as the
+    config au-llm saved there, so a folder written under keys of an earlier version resumes.
+
     Raises:
         ConfigError: If the config's ``protocol`` is not the sub-command's.
     """
     from au_llm.protocols import parse_shard
+    from au_llm.runs.layout import is_run_config
 
     overrides = [*args.overrides, *(["strict=true"] if args.strict else [])]
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, saved=is_run_config(args.config))
     if cfg.protocol != protocol:
         raise ConfigError(
             f"{args.config}: protocol is {cfg.protocol!r}, but the command is "

@@ -3,11 +3,11 @@
 A fold is finished when its predictions CSV exists (it is written atomically, after the fold's
 JSON record). It counts only when both files read back whole: the record is a JSON object naming
 its seed and fold, and the CSV holds exactly the bytes the fold wrote (their sha256 is in the
-record; records written before it was kept are checked by the CSV's row count instead). A fold
-that does not read back whole (a truncated copy, a full disk, a hand edit) is set aside: both
-files are renamed ``<file>.<time>.damaged`` (never deleted), so the next run computes the fold
-again and the report leaves it out, saying so. Fold files of folds that are not in the run's
-plan (``run.json``, edited by hand) are never pooled; the report names them.
+record; records written before it was kept are checked by the CSV's row count and its last
+line instead). A fold that does not read back whole (a truncated copy, a full disk, a hand edit)
+is set aside: both files are renamed ``<file>.<time>.damaged`` (never deleted), so the next run
+computes the fold again and the report leaves it out, saying so. Fold files of folds that are
+not in the run's plan (``run.json``, edited by hand) are never pooled; the report names them.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def fold_problem(layout: RunLayout, seed: int, fold: str) -> str | None:
                 f"{path.name}: truncated, damaged or edited)"
             )
         return None
+    if not data.endswith(b"\n"):
+        return f"{marker}: ends inside a row (truncated?); the fold wrote whole lines"
     try:
         rows = len(pd.read_csv(marker))
     except (ValueError, pd.errors.ParserError) as exc:

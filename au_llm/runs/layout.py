@@ -99,6 +99,14 @@ def set_aside_files(marker: Path) -> list[Path]:
     return sorted(marker.parent.glob(f"{marker.name}.*{DAMAGED}"))
 
 
+def is_run_config(path: Path) -> bool:
+    """Whether ``path`` is a started run folder's ``config.yaml``, which au-llm wrote.
+
+    It lies beside the folder's ``run.json``; the rerun command of ``au-llm status`` names it.
+    """
+    return path.name == CONFIG and (path.parent / RECORD).is_file()
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The paths of one run folder.

@@ -580,3 +580,24 @@ def test_a_control_reader_with_a_vision_head_trains_then_predicts_its_scores(tin
     rows = _manifest_rows(model, tiny_data.casme2, tiny_data.cache_dir)
     # the CSV keeps 17 significant digits of the float64 probabilities
     np.testing.assert_allclose(rows[vision].to_numpy(), table[vision].to_numpy(), rtol=1e-15)
+
+
+def test_a_manifest_whose_scores_are_not_finite_fails_whole_in_failures_and_summary(
+    deployed, tiny_data, tmp_path, monkeypatch
+):
+    real = ClipScorer.outputs
+
+    def nan_scores(self, clips):
+        outputs = real(self, clips)
+        outputs.probs[:] = np.nan
+        return outputs
+
+    monkeypatch.setattr(ClipScorer, "outputs", nan_scores)
+    options = PredictConfig(cache_dir=tiny_data.cache_dir)
+    run = predict_inputs(deployed[1], [tiny_data.casme2], tmp_path / "p.csv", options)
+    assert run.status == predict_run.EXIT_ALL_FAILED
+    assert pd.read_csv(run.out).empty
+    reason = pd.read_csv(run.failures)["reason"].tolist()
+    assert len(reason) == 1 and reason[0].startswith("AU scores: AU01_prob = nan for source=")
+    summary = run.summary.iloc[0]
+    assert summary["reason"] == reason[0] and pd.isna(summary["failed_windows"])

@@ -97,6 +97,11 @@ def test_a_fold_written_before_hashes_is_checked_by_its_row_count(finished, tmp_
     csv.write_text("".join(lines[:2]))
     status, out, _ = cli(capsys, "status", run_dir)
     assert f"{csv}: 1 rows, but the fold tested {info['n_test']} clips (truncated?)" in out
+    csv.write_text("".join(lines)[:-9])  # every row there, the last one cut short
+    status, out, _ = cli(capsys, "status", run_dir)
+    assert f"{csv}: ends inside a row (truncated?)" in out
+    status, out, err = cli(capsys, "report", run_dir)
+    assert status == 0 and "nan" not in err and f"fold seed1/{fold} was set aside" in out
 
 
 def test_fold_files_outside_the_plan_are_named_and_never_pooled(finished, tmp_path, capsys):

@@ -1,5 +1,7 @@
 import io
 import json
+import shlex
+import shutil
 import tokenize
 from dataclasses import replace
 from pathlib import Path
@@ -151,3 +153,23 @@ def test_a_run_folder_that_records_train_bf16_reads_and_resumes(oracle_run, tmp_
         start_run(replace(saved_config(run), out_dir=str(tmp_path))).layout.root == copy.resolve()
     )
     assert "error" not in capsys.readouterr().err
+
+
+def test_an_older_run_folder_resumes_with_the_command_status_prints(oracle_run, tmp_path, capsys):
+    copy = tmp_path / oracle_run.name
+    shutil.copytree(oracle_run, copy)
+    saved = copy / "config.yaml"
+    saved.write_text(saved.read_text().replace("  precision: fp32\n", "  bf16: false\n"))
+    folder, (seed, fold) = RunLayout(copy), Run.read(copy).plan()[0]
+    finished = folder.fold_predictions(seed, fold).read_bytes()
+    folder.fold_predictions(seed, fold).unlink()
+    folder.fold_record(seed, fold).unlink()
+    capsys.readouterr()
+    assert main(["status", str(copy)]) == 0
+    printed = capsys.readouterr().out.split("To run what is missing: au-llm ")[1].splitlines()[0]
+    assert main(shlex.split(printed)) == 0, capsys.readouterr().err
+    assert folder.fold_predictions(seed, fold).read_bytes() == finished
+    assert "  precision: fp32\n" in saved.read_text()  # the folder's config, in current keys
+    given = ["loso", "--config", str(CONFIG_DIR / "tiny_cpu_loso.yaml"), "train.bf16=false"]
+    assert main(given) == 2  # a config the user gives still has the old key refused
+    assert "train.precision" in capsys.readouterr().err
