@@ -27,6 +27,7 @@ from au_llm.model.losses import (
 )
 from au_llm.prepare import warn_unknown_positives
 from au_llm.reports.tables import compute_tables
+from tests.tolerance import assert_as_accurate
 
 
 def test_sets_follow_meb() -> None:
@@ -80,16 +81,22 @@ def test_losses_skip_unknown_targets(name: str, reduction: str) -> None:
     targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [float("nan"), float("nan")]])
     got = make(WEIGHTS, reduction)(logits, targets)
     known = [(i, j) for i in range(3) for j in range(2) if not torch.isnan(targets[i, j])]
-    terms = torch.stack(
-        [
-            make(WEIGHTS[j : j + 1], "sum")(
-                logits[i : i + 1, j : j + 1], targets[i : i + 1, j : j + 1]
-            )
-            for i, j in known
-        ]
-    )
-    expected = terms.mean() if reduction == "mean" else terms.sum()
-    assert float(got) == pytest.approx(float(expected), rel=1e-6)
+
+    def known_only(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The loss as the sum or mean of the known targets' losses, each computed alone."""
+        terms = torch.stack(
+            [
+                make(weights[j : j + 1], "sum")(
+                    logits[i : i + 1, j : j + 1], targets[i : i + 1, j : j + 1].to(logits.dtype)
+                )
+                for i, j in known
+            ]
+        )
+        return terms.mean() if reduction == "mean" else terms.sum()
+
+    expected = known_only(WEIGHTS, logits)
+    exact = known_only(WEIGHTS.double(), logits.double())
+    assert_as_accurate(got, expected, exact, terms=len(known), name=f"{name} {reduction}")
     plain = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     reference = make(WEIGHTS, reduction)(logits, plain)
     assert float(reference) != pytest.approx(float(got))

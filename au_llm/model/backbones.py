@@ -278,8 +278,9 @@ class LED3DCNN(nn.Module):
 
         ``conv1`` and ``pool1`` span one frame, so both run as 2-D operations on the ``B * T``
         frames; max-pooling and ReLU commute, and pooling first applies the ReLU to 9x fewer
-        values. The result is identical to the 3-D form (about 1.2-1.5x faster forward+backward
-        on CPU), and the convolution's backward is ATen's own (:class:`FrameConv2d`).
+        values. The result equals the 3-D form up to float rounding (about 1.2-1.5x faster
+        forward+backward on CPU), and the convolution's backward is ATen's own
+        (:class:`FrameConv2d`).
 
         Args:
             x: ``[B, C, T, H, W]`` filtered clip.

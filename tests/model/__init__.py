@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,22 @@ def tiny_spec(
 ) -> ModelSpec:
     """A spec for ``cfg`` with AUs 1..n_aus on gray 6x64x64 clips (the shape of :func:`clips`)."""
     return ModelSpec(cfg, tuple(range(1, n_aus + 1)), channels, frames, size)
+
+
+FORWARD_TERMS = 64 * 2 * 9 * 9 + 32
+"""The longest sum behind a logit of the tiny model on 6x64x64 clips: the projector's first layer
+reads the backbone's 10368 mid-level and 32 high-level features."""
+
+
+def gradient_terms(batch: int, frames: int = 6, size: int = 64) -> int:
+    """The longest sum behind the tiny model's gradients: the first convolution's weights sum
+    over every position of the ``batch x (frames - 1)`` filtered frames, ``(size - 4)^2`` each."""
+    return batch * (frames - 1) * (size - 4) ** 2
+
+
+def float64_copy(model: AULLM) -> AULLM:
+    """A float64 copy of ``model``: the exact side of ``tests/tolerance.py``'s comparisons."""
+    return copy.deepcopy(model).double()
 
 
 def build_tiny(

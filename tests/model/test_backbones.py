@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -9,8 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from au_llm.config import BackboneConfig
-from au_llm.model.backbones import BACKBONES, LED3DCNN, LearnableEulerianDynamics, build_backbone
+from au_llm.model.backbones import (
+    BACKBONES,
+    LED3DCNN,
+    FrameConv2d,
+    LearnableEulerianDynamics,
+    build_backbone,
+)
 from tests.model import clips, one_torch_thread
+from tests.tolerance import assert_as_accurate, assert_near
 
 
 @pytest.fixture(autouse=True)
@@ -174,20 +182,94 @@ def test_pytorchvideo_shim_leaves_no_fake_torchvision() -> None:
     assert result.stdout.strip().endswith("ok")
 
 
+def _conv1_pool1_and_grads(
+    net: LED3DCNN, x: torch.Tensor, *, per_frame: bool
+) -> list[torch.Tensor]:
+    """``pool1(relu(conv1(x)))`` per frame in 2-D or in the 3-D form, and its gradients."""
+    x = x.clone().requires_grad_()
+    wrt = (x, net.conv1.weight, net.conv1.bias)
+    out = net._conv1_pool1(x) if per_frame else net.pool1(F.relu(net.conv1(x)))
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    return [out.detach(), *torch.autograd.grad((out * upstream).sum(), wrt)]
+
+
 @pytest.mark.parametrize(("channels", "size"), [(1, 64), (3, 50)])
-def test_led3dcnn_per_frame_2d_conv_equals_the_3d_form(channels: int, size: int) -> None:
+def test_led3dcnn_per_frame_2d_form_equals_the_3d_form(channels: int, size: int) -> None:
+    """The per-frame form reorders the 3-D form's arithmetic: equal in float64 to rounding.
+
+    In float64 no rounding can move a max-pooling window's choice (the closest two candidates of
+    a window differ by 2e-6 here, rounding by 1e-15), so values and gradients agree within the
+    float64 rounding budget; float32 rounding is checked without the pooling below.
+    """
+    torch.manual_seed(0)
+    net = LED3DCNN(channels, 5, size, high_dim=16, dropout=0.0).double()
+    x = torch.randn(3, channels, 4, size, size, dtype=torch.float64)
+    per_frame = _conv1_pool1_and_grads(net, x, per_frame=True)
+    three_d = _conv1_pool1_and_grads(net, x, per_frame=False)
+    positions = 3 * 4 * (size - 4) ** 2
+    terms = {"out": channels * 25, "x": 32 * 25, "weight": positions, "bias": positions}
+    assert per_frame[0].shape == three_d[0].shape
+    for (name, count), a, b in zip(terms.items(), per_frame, three_d, strict=True):
+        assert_near(a, b, terms=count, name=name)
+
+
+def _frame_conv_and_grads(
+    net: LED3DCNN, x: torch.Tensor, upstream: torch.Tensor, *, per_frame: bool
+) -> list[torch.Tensor]:
+    """``conv1(x)`` as :class:`FrameConv2d` over the frames or as the 3-D convolution, and the
+    gradients of ``sum(conv1(x) * upstream)`` with respect to ``x``, the weight and the bias."""
+    x = x.clone().requires_grad_()
+    weight, bias = net.conv1.weight, net.conv1.bias
+    if per_frame:
+        batch, channels, frames, height, width = x.shape
+        flat = x.transpose(1, 2).reshape(batch * frames, channels, height, width)
+        out = FrameConv2d.apply(flat, weight.squeeze(2), bias)
+        out = out.reshape(batch, frames, *out.shape[1:]).transpose(1, 2)
+    else:
+        out = net.conv1(x)
+    grads = torch.autograd.grad((out * upstream.to(out.dtype)).sum(), (x, weight, bias))
+    return [out.detach(), *grads]
+
+
+def _frame_conv_check(channels: int, size: int, slip: str | None = None) -> None:
+    """:class:`FrameConv2d` (oneDNN forward, ATen backward) against the 3-D convolution, both in
+    float32 and both against float64; ``slip`` changes the float32 fast path as a bug would: one
+    of the 800 weights off by 0.1% (``weight``), one input value left out of every sum
+    (``term``), one of the 43,200 terms of a weight's gradient left out (``gradient term``)."""
     torch.manual_seed(0)
     net = LED3DCNN(channels, 5, size, high_dim=16, dropout=0.0)
-    x = torch.randn(3, channels, 4, size, size, requires_grad=True)
-    wrt = (x, net.conv1.weight, net.conv1.bias)
-    fast = net._conv1_pool1(x)
-    fast_grads = torch.autograd.grad((fast * fast.detach().sin()).sum(), wrt)
-    reference = net.pool1(F.relu(net.conv1(x)))
-    reference_grads = torch.autograd.grad((reference * reference.detach().sin()).sum(), wrt)
-    assert fast.shape == reference.shape
-    assert torch.equal(fast, reference)
-    for fast_grad, reference_grad in zip(fast_grads, reference_grads, strict=True):
-        torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-5, atol=1e-5)
+    x = torch.randn(3, channels, 4, size, size)
+    upstream = torch.randn(3, 32, 4, size - 4, size - 4, generator=torch.Generator().manual_seed(1))
+    exact = _frame_conv_and_grads(
+        copy.deepcopy(net).double(), x.double(), upstream, per_frame=False
+    )
+    reference = _frame_conv_and_grads(net, x, upstream, per_frame=False)
+    fast_net, fast_x = net, x
+    if slip == "weight":
+        fast_net = copy.deepcopy(net)
+        with torch.no_grad():
+            fast_net.conv1.weight[3, 0, 0, 2, 2] *= 1.001
+    if slip == "term":
+        fast_x = x.clone()
+        fast_x[1, 0, 2, 20, 20] = 0.0
+    fast = _frame_conv_and_grads(fast_net, fast_x, upstream, per_frame=True)
+    if slip == "gradient term":  # one of the weight gradient's sums misses one term
+        fast[2][3, 0, 0, 2, 2] -= upstream[1, 3, 2, 20, 20] * x[1, 0, 2, 22, 22]
+    positions = 3 * 4 * (size - 4) ** 2
+    terms = {"out": channels * 25, "x": 32 * 25, "weight": positions, "bias": positions}
+    for (name, count), a, b, c in zip(terms.items(), fast, reference, exact, strict=True):
+        assert_as_accurate(a, b, c, terms=count, name=name)
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 64), (3, 50)])
+def test_frame_conv_rounds_like_the_3d_convolution(channels: int, size: int) -> None:
+    _frame_conv_check(channels, size)
+
+
+@pytest.mark.parametrize("slip", ["weight", "term", "gradient term"])
+def test_the_frame_conv_check_catches_a_slip(slip: str) -> None:
+    with pytest.raises(AssertionError, match="fast path's error"):
+        _frame_conv_check(1, 64, slip)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch.nn.functional import cross_entropy
@@ -8,7 +10,15 @@ from au_llm.inference import clip_outputs
 from au_llm.model.checkpoint import build_model
 from au_llm.model.losses import build_loss
 from au_llm.training import batch_loss
-from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import (
+    FORWARD_TERMS,
+    clips,
+    float64_copy,
+    one_torch_thread,
+    tiny_model_config,
+    tiny_spec,
+)
+from tests.tolerance import assert_as_accurate
 
 META = {
     "dataset": ["casme2", "casme2"],
@@ -55,8 +65,14 @@ def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
         text_loss = cross_entropy(lm_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         expected = 0.5 * text_loss + loss_fn(au_logits.float(), labels)
-        assert torch.allclose(au_logits, model(x), atol=1e-5)
-    assert torch.allclose(loss, expected, atol=1e-5)
+        exact_model = float64_copy(model)
+        exact_au, exact_lm = exact_model.forward_text_tokens(
+            exact_model.get_visual_tokens(x.double()), ids
+        )
+        exact_text = cross_entropy(exact_lm.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        exact = 0.5 * exact_text + copy.deepcopy(loss_fn).double()(exact_au, labels.double())
+        assert_as_accurate(au_logits, model(x), exact_au, terms=FORWARD_TERMS, name="AU logits")
+    assert_as_accurate(loss, expected, exact, terms=FORWARD_TERMS, name="loss")
     prompt = len(processor.instruction_ids("explain"))
     assert (targets[:, :prompt] == -100).all()
     first = processor.tokenizer.decode(targets[0][targets[0] >= 0].tolist())

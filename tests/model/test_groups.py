@@ -65,8 +65,8 @@ def test_skip_head_adds_a_linear_map_of_the_visual_token():
     assert plain.skip is None and "skip.weight" not in plain.trainable_state_dict()
     assert "skip.weight" in model.trainable_state_dict()
     with torch.no_grad():
-        model.skip.bias.fill_(1.0)
-        assert torch.allclose(model.score_tokens(tokens), without + 1.0, atol=1e-5)
+        model.skip.bias.fill_(1.0)  # zero weights and a bias of 1 add exactly 1.0: same kernels
+        torch.testing.assert_close(model.score_tokens(tokens), without + 1.0, rtol=0, atol=0)
 
 
 def test_repeated_tail_finds_loops_only():

@@ -1,12 +1,24 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from au_llm.model.llm import lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.packed import block_attention_mask, packed_decode, unpack_suffix
-from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import (
+    FORWARD_TERMS,
+    build_tiny,
+    clips,
+    float64_copy,
+    gradient_terms,
+    one_torch_thread,
+    tiny_model_config,
+    tiny_spec,
+)
+from tests.tolerance import assert_all_as_accurate, assert_as_accurate
 
 PLACEHOLDER_PROMPT = "Frames <video> show a face ; the onset <video> is subtle . Which AUs ?"
 
@@ -34,7 +46,7 @@ def test_block_mask_prefix_causal_and_suffixes_apart() -> None:
 def _hidden_and_grads(model: AULLM, hidden_fn) -> tuple[torch.Tensor, dict]:
     model.zero_grad(set_to_none=True)
     hidden = hidden_fn()
-    weights = torch.linspace(-1, 1, hidden.numel()).reshape(hidden.shape)
+    weights = torch.linspace(-1, 1, hidden.numel(), dtype=hidden.dtype).reshape(hidden.shape)
     (hidden * weights).sum().backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return hidden.detach(), grads
@@ -55,25 +67,28 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
         for param in lora_parameters(model.llm):
             param.add_(0.1 * torch.randn(param.shape, generator=generator))
     model.eval()  # dropout off; gradients still flow
-    x = clips(4)
-    decoder, embed = model.llm.get_decoder(), model.llm.get_input_embeddings()
-    prefix_len = model._segment_lengths[0]
+    exact_model = float64_copy(model)
 
-    def two_calls() -> torch.Tensor:  # batch-1 prefix pass with gradients, then the suffixes
-        cache = model._prefix_cache(decoder, embed(model.prompt_ids[:prefix_len]))
+    def two_calls(model: AULLM, x: torch.Tensor) -> torch.Tensor:
+        """A batch-1 prefix pass with gradients, then the suffixes."""
+        decoder, embed = model.llm.get_decoder(), model.llm.get_input_embeddings()
+        cache = model._prefix_cache(decoder, embed(model.prompt_ids[: model._segment_lengths[0]]))
         return model._llm_read(model.get_visual_tokens(x), cache)
 
-    def packed() -> torch.Tensor:
+    def packed(model: AULLM, x: torch.Tensor) -> torch.Tensor:
         return model._llm_read(model.get_visual_tokens(x), None)
 
-    old_hidden, old_grads = _hidden_and_grads(model, two_calls)
-    new_hidden, new_grads = _hidden_and_grads(model, packed)
+    x = clips(4)
+    old_hidden, old_grads = _hidden_and_grads(model, lambda: two_calls(model, x))
+    new_hidden, new_grads = _hidden_and_grads(model, lambda: packed(model, x))
+    exact_hidden, exact_grads = _hidden_and_grads(
+        exact_model, lambda: two_calls(exact_model, x.double())
+    )
     assert new_hidden.shape == (4, 32)
-    assert (new_hidden - old_hidden).abs().max() <= 1e-5
+    assert_as_accurate(new_hidden, old_hidden, exact_hidden, terms=FORWARD_TERMS, name="hidden")
     assert new_grads.keys() == old_grads.keys()
     assert {n for n in new_grads if "lora_A" in n}, "LoRA A gets no gradient"
-    for name, grad in new_grads.items():
-        assert (grad - old_grads[name]).abs().max() <= 1e-5, name
+    assert_all_as_accurate(new_grads, old_grads, exact_grads, terms=gradient_terms(4))
 
 
 def test_packed_pass_without_prefix_is_per_sample_causal() -> None:
@@ -83,4 +98,6 @@ def test_packed_pass_without_prefix_is_per_sample_causal() -> None:
     with torch.no_grad():
         packed = unpack_suffix(packed_decode(decoder, suffix[0, :0], suffix), 0, 3)[:, -1]
         alone = decoder(inputs_embeds=suffix, use_cache=False).last_hidden_state[:, -1]
-    assert (packed - alone).abs().max() <= 1e-5
+        exact_decoder = copy.deepcopy(decoder).double()
+        exact = exact_decoder(inputs_embeds=suffix.double(), use_cache=False).last_hidden_state
+    assert_as_accurate(packed, alone, exact[:, -1], terms=64, name="packed")
