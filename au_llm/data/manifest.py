@@ -37,6 +37,11 @@ MANIFEST_COLUMNS = [
     "apex_estimated",
     "notes",
 ]
+RECORDING_COLUMNS = ("recording", "kind")
+"""Optional columns of a manifest built from long recordings: the recording's id within its
+subject (its frames are ``frames_dir`` or ``video``, the whole recording) and the expression's
+kind (:data:`EXPRESSION_KINDS`)."""
+EXPRESSION_KINDS = ("micro", "macro")
 INT_COLUMNS = ("onset", "apex", "offset", "n_frames")
 REQUIRED_MANIFEST_COLUMNS = ("dataset", "subject", "clip", "onset", "apex", "offset", "n_frames")
 DEFAULT_FPS = 200.0

@@ -98,8 +98,8 @@ _SAMM_HARD_COMBOS: tuple[Combo, ...] = (
 )
 HARD_COMBOS = {"casme2": _CASME_HARD_COMBOS, "samm": _SAMM_HARD_COMBOS}
 
-_SAMM_SUBJECTS = (6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28)
-_SAMM_SUBJECTS += (30, 31, 32, 33, 34, 35, 36, 37)
+SAMM_SUBJECTS = (6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 28)
+SAMM_SUBJECTS += (30, 31, 32, 33, 34, 35, 36, 37)
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def rng_for(seed: int, *keys: int) -> np.random.Generator:
 
 
 def _subject_numbers(style: str, subjects: int, rng: np.random.Generator) -> list[int]:
-    pool = list(range(1, 27)) if style == "casme2" else list(_SAMM_SUBJECTS)
+    pool = list(range(1, 27)) if style == "casme2" else list(SAMM_SUBJECTS)
     limit = 99 if style == "casme2" else 999
     if subjects > limit:
         raise ValueError(f"{style}: at most {limit} synthetic subjects, got {subjects}")
@@ -291,7 +291,7 @@ def _subject_numbers(style: str, subjects: int, rng: np.random.Generator) -> lis
     return sorted(int(n) for n in rng.choice(pool, size=subjects, replace=False))
 
 
-def _dealt_combos(pool: tuple[Combo, ...], count: int, rng: np.random.Generator) -> list[Combo]:
+def dealt_combos(pool: tuple[Combo, ...], count: int, rng: np.random.Generator) -> list[Combo]:
     """``count`` combinations: concatenated random permutations of the pool (even coverage)."""
     dealt: list[Combo] = []
     while len(dealt) < count:
@@ -304,9 +304,17 @@ def _intensity_letter(intensity: float, bounds: tuple[float, float]) -> str:
     return "A" if intensity < bounds[0] else "B" if intensity < bounds[1] else "C"
 
 
-def _au_cell(
+def au_cell(
     style: str, actions: Sequence[AUAction], rng: np.random.Generator, bounds: tuple[float, float]
 ) -> int | str:
+    """The ``Action Units`` cell of ``actions``: ``12``, ``4+L7``; SAMM adds intensity letters.
+
+    Args:
+        style: ``samm`` writes an intensity letter after about half the AUs (``12B``).
+        actions: The animated AUs.
+        rng: Draws which AUs get a letter.
+        bounds: Amplitudes below which the letter is ``A``, then ``B`` (``C`` above).
+    """
     parts = []
     for action in actions:
         part = f"{action.side}{action.au}"
@@ -357,7 +365,7 @@ def plan_clips(
     rng = rng_for(seed, spec.code, RNG_LAYOUT)
     numbers = _subject_numbers(style, subjects, rng)
     pool = HARD_COMBOS[style] if level.imbalanced else spec.combos
-    combos = _dealt_combos(pool, subjects * clips_per_subject, rng)
+    combos = dealt_combos(pool, subjects * clips_per_subject, rng)
     timing = rng_for(seed, spec.code, RNG_LAYOUT, 1)
     clips: list[SynthClip] = []
     for s, number in enumerate(numbers):
@@ -396,7 +404,7 @@ def plan_clips(
                     apex=apex,
                     offset=onset + n - 1,
                     aus=tuple(sorted(a.au for a in actions)),
-                    au_cell=_au_cell(style, actions, rng, level.letters),
+                    au_cell=au_cell(style, actions, rng, level.letters),
                     emotion=emotion,
                     objective_class=objective,
                     actions=actions,

@@ -53,6 +53,14 @@ _AU_CONTROLS: dict[int, tuple[tuple[tuple[int, ...], float, float, float], ...]]
 }
 ANIMATED_AUS: tuple[int, ...] = tuple(sorted(_AU_CONTROLS))
 
+# An eye blink (not an AU of the animated set): the upper lids close over the eyes, the lower
+# lids rise a little. Used as a distractor in long recordings.
+_UPPER_LIDS = (246, 161, 160, 159, 158, 157, 173, 466, 388, 387, 386, 385, 384, 398)
+BLINK_CONTROLS: tuple[tuple[tuple[int, ...], float, float, float], ...] = (
+    (_UPPER_LIDS, 0.0, -0.05, 0.03),
+    (_LOWER_LIDS, 0.0, 0.012, 0.025),
+)
+
 
 @dataclass(frozen=True)
 class _Source:
@@ -134,28 +142,46 @@ def _side_of(src: _Source, point: np.ndarray) -> str:
 def _au_field(au: int, side: str) -> tuple[int, int, np.ndarray]:
     """Apex displacement field of one AU on the padded source grid, cropped to where it acts.
 
+    Args:
+        au: AU number.
+        side: ``""``, ``"L"`` or ``"R"``.
+
+    Returns:
+        ``(y0, x0, patch)`` as :func:`control_field` gives them.
+    """
+    if au not in _AU_CONTROLS:
+        raise ValueError(f"AU {au} cannot be animated: expected one of {ANIMATED_AUS}")
+    if side not in ("", "L", "R"):
+        raise ValueError(f"AU {au}: side {side!r} is not '', 'L' or 'R'")
+    return control_field(_AU_CONTROLS[au], side, f"AU {au}")
+
+
+@lru_cache(maxsize=4)
+def control_field(
+    controls: tuple[tuple[tuple[int, ...], float, float, float], ...], side: str, what: str
+) -> tuple[int, int, np.ndarray]:
+    """Displacement field of control landmarks on the padded source grid, cropped to where it acts.
+
     Each control landmark pulls its neighbourhood with a Gaussian weight (cut at 4 sigma); where
     several overlap their vectors are averaged (sum of weighted vectors / max(1, sum of weights)).
 
     Args:
-        au: AU number.
-        side: ``""``, ``"L"`` or ``"R"``.
+        controls: ``(landmarks, outward, upward, sigma)`` groups, in units of the face width
+            (outward: away from the face's midline).
+        side: ``""`` (both sides), ``"L"`` or ``"R"`` (the subject's left / right only).
+        what: What moves, for messages (``AU 12``, ``blink``).
 
     Returns:
         ``(y0, x0, patch)``: ``patch`` ``[h, w, 2]`` float32 is the displacement (x, y) in source
         pixels of rows ``y0..y0+h`` and columns ``x0..x0+w`` (zero elsewhere); content at ``q``
         moves to ``q + field[q]``.
     """
-    if au not in _AU_CONTROLS:
-        raise ValueError(f"AU {au} cannot be animated: expected one of {ANIMATED_AUS}")
-    if side not in ("", "L", "R"):
-        raise ValueError(f"AU {au}: side {side!r} is not '', 'L' or 'R'")
     src = _source()
     height, width = src.image.shape[:2]
     num = np.zeros((height, width, 2), dtype=np.float32)
     den = np.zeros((height, width), dtype=np.float32)
     f = src.face_width
-    for landmarks, outward, upward, sigma in _AU_CONTROLS[au]:
+    for landmarks, outward, upward, sigma in controls:
         radius = int(math.ceil(4 * sigma * f))
         for index in landmarks:
             point = src.points[index]
@@ -174,7 +200,7 @@ def _au_field(au: int, side: str) -> tuple[int, int, np.ndarray]:
             num[y0:y1, x0:x1] += weight[..., None] * vector.astype(np.float32)
     rows, cols = np.nonzero(den)
     if rows.size == 0:
-        raise ValueError(f"AU {au}: no control landmark on side {side!r}")
+        raise ValueError(f"{what}: no control landmark on side {side!r}")
     y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     field = num[y0:y1, x0:x1] / np.maximum(den[y0:y1, x0:x1], 1.0)[..., None]
     return int(y0), int(x0), _read_only(field)
@@ -239,15 +265,107 @@ def _identity(style: str, seed: int, subject_index: int) -> _Identity:
     )
 
 
-def _profile(clip: SynthClip, frame: int) -> float:
-    """Raised-cosine activation in [0, 1]: 0 at onset and offset, 1 at the apex."""
-    if frame <= clip.onset or frame >= clip.offset:
+def activation(onset: int, apex: int, offset: int, frame: int) -> float:
+    """Raised-cosine activation in [0, 1]: 0 at onset and offset (and outside), 1 at the apex."""
+    if frame <= onset or frame >= offset:
         return 0.0
-    if frame <= clip.apex:
-        phase = (frame - clip.onset) / (clip.apex - clip.onset)
+    if frame <= apex:
+        phase = (frame - onset) / (apex - onset)
     else:
-        phase = (clip.offset - frame) / (clip.offset - clip.apex)
+        phase = (offset - frame) / (offset - apex)
     return 0.5 * (1.0 - math.cos(math.pi * phase))
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Where a subject's face lies in the frames of one clip or recording.
+
+    Attributes:
+        map_x: ``[H, W]`` float32 source x of each output pixel (the neutral face).
+        map_y: ``[H, W]`` float32 source y of each output pixel.
+        linear: ``[2, 2]`` float32: an output-pixel offset -> the source offset it samples.
+        scale: Output pixels per source pixel.
+        centre: Face centre in output pixels ``(x, y)``.
+        face_width: Width of the face's landmarks in output pixels.
+        image: ``[Hs, Ws]`` or ``[Hs, Ws, 3]`` uint8 toned source photo (brightness applied).
+    """
+
+    map_x: np.ndarray
+    map_y: np.ndarray
+    linear: np.ndarray
+    scale: float
+    centre: tuple[float, float]
+    face_width: float
+    image: np.ndarray
+
+    def motion(self, field: np.ndarray) -> np.ndarray:
+        """A source-grid displacement field ``[Hs, Ws, 2]`` sampled at the output pixels.
+
+        Returns:
+            ``[H, W, 2]`` float32, in source pixels (subtract ``level * motion`` from the maps).
+        """
+        return cv2.remap(field, self.map_x, self.map_y, cv2.INTER_LINEAR)
+
+
+def frame_face(
+    style: str,
+    seed: int,
+    subject_index: int,
+    *,
+    shift: np.ndarray,
+    roll: float,
+    zoom: float,
+    brightness: float,
+    size: float = 1.0,
+) -> Framing:
+    """The maps of one subject's face framed in the style's image size.
+
+    Args:
+        style: ``casme2`` or ``samm`` (image size, colour, the subject's look).
+        seed: Seed of the subject's look.
+        subject_index: Position of the subject (selects its look).
+        shift: ``[2]`` extra head shift in output pixels (at ``size`` 1).
+        roll: Extra roll in radians.
+        zoom: Factor on the subject's face size.
+        brightness: Factor on the photo's brightness.
+        size: Factor on the style's image size (and the face's), e.g. 0.5 for half-size frames.
+
+    Returns:
+        The framing: output pixel -> source maps.
+    """
+    spec = style_spec(style)
+    ident = _identity(style, seed, subject_index)
+    src = _source()
+    width, height = round(spec.width * size), round(spec.height * size)
+    roll = ident.roll + roll
+    scale = ident.scale * zoom * size
+    # Output pixel p -> source q = centre + diag(1/aspect, 1) R(-roll) (p - t) / scale.
+    cos, sin = math.cos(roll), math.sin(roll)
+    linear = np.array([[cos, sin], [-sin, cos]]) / scale
+    linear[0] /= ident.aspect
+    t = (np.array(ident.centre) + shift) * size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    qx = src.centre[0] + linear[0, 0] * (xs - t[0]) + linear[0, 1] * (ys - t[1])
+    qy = src.centre[1] + linear[1, 0] * (xs - t[0]) + linear[1, 1] * (ys - t[1])
+    qx, qy = qx.astype(np.float32), qy.astype(np.float32)
+    offsets = cv2.remap(ident.warp, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    image = np.clip(ident.image * brightness + 0.5, 0, 255).astype(np.uint8)
+    return Framing(
+        map_x=qx + offsets[..., 0],
+        map_y=qy + offsets[..., 1],
+        linear=linear.astype(np.float32),
+        scale=scale,
+        centre=(float(t[0]), float(t[1])),
+        face_width=float(src.face_width * scale),
+        image=np.ascontiguousarray(image),
+    )
+
+
+def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (uint8) plus integer Gaussian sensor noise of standard deviation ``sigma``."""
+    codes = np.frombuffer(rng.bytes(image.size), dtype=np.uint8).reshape(image.shape)
+    noisy = image.astype(np.int16) + _noise_table(sigma)[codes]
+    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 class ClipRenderer:
@@ -255,37 +373,31 @@ class ClipRenderer:
 
     def __init__(self, clip: SynthClip) -> None:
         spec = style_spec(clip.style)
-        ident = _identity(clip.style, clip.seed, clip.subject_index)
-        src = _source()
         level = difficulty_spec(clip.difficulty)
         rng = rng_for(clip.seed, spec.code, clip.subject_index, clip.index, RNG_CLIP)
         shift = rng.uniform(-level.pose_shift, level.pose_shift, size=2) * spec.width
-        roll = ident.roll + math.radians(rng.uniform(-level.pose_roll_deg, level.pose_roll_deg))
-        scale = ident.scale * rng.uniform(0.98, 1.02)
+        roll = math.radians(rng.uniform(-level.pose_roll_deg, level.pose_roll_deg))
+        zoom = rng.uniform(0.98, 1.02)
         brightness = rng.uniform(0.95, 1.05)
         steps = rng.normal(0.0, level.jitter_step, size=(clip.n_frames, 2))
         path = np.cumsum(steps, axis=0)
         self.jitter = np.clip(path - path.mean(axis=0), -level.jitter_max, level.jitter_max)
         self.noise_sigma = spec.noise_sigma * level.noise_factor
-
-        # Output pixel p -> source q = centre + diag(1/aspect, 1) R(-roll) (p - t) / scale.
-        cos, sin = math.cos(roll), math.sin(roll)
-        linear = np.array([[cos, sin], [-sin, cos]]) / scale
-        linear[0] /= ident.aspect
-        t = np.array(ident.centre) + shift
-        ys, xs = np.mgrid[0 : spec.height, 0 : spec.width].astype(np.float32)
-        qx = src.centre[0] + linear[0, 0] * (xs - t[0]) + linear[0, 1] * (ys - t[1])
-        qy = src.centre[1] + linear[1, 0] * (xs - t[0]) + linear[1, 1] * (ys - t[1])
-        qx, qy = qx.astype(np.float32), qy.astype(np.float32)
-        offsets = cv2.remap(ident.warp, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        self.map_x = qx + offsets[..., 0]
-        self.map_y = qy + offsets[..., 1]
-        self.linear = linear.astype(np.float32)
-        self.scale = scale
-        apex = _clip_field(clip.actions)
-        self.motion = cv2.remap(apex, self.map_x, self.map_y, cv2.INTER_LINEAR)
-        image = np.clip(ident.image * brightness + 0.5, 0, 255).astype(np.uint8)
-        self.image = np.ascontiguousarray(image)
+        framing = frame_face(
+            clip.style,
+            clip.seed,
+            clip.subject_index,
+            shift=shift,
+            roll=roll,
+            zoom=zoom,
+            brightness=brightness,
+        )
+        self.map_x = framing.map_x
+        self.map_y = framing.map_y
+        self.linear = framing.linear
+        self.scale = framing.scale
+        self.motion = framing.motion(actions_field(clip.actions))
+        self.image = framing.image
         self.spec = spec
         self.clip = clip
 
@@ -294,7 +406,7 @@ class ClipRenderer:
         clip = self.clip
         if not clip.onset <= frame <= clip.offset:
             raise ValueError(f"clip {clip.clip}: frame {frame} outside {clip.onset}..{clip.offset}")
-        level = np.float32(_profile(clip, frame))
+        level = np.float32(activation(clip.onset, clip.apex, clip.offset, frame))
         map_x = self.map_x - level * self.motion[..., 0]
         map_y = self.map_y - level * self.motion[..., 1]
         if jitter:
@@ -305,9 +417,7 @@ class ClipRenderer:
         if not noise:
             return out
         rng = rng_for(clip.seed, self.spec.code, clip.subject_index, clip.index, frame, RNG_NOISE)
-        codes = np.frombuffer(rng.bytes(out.size), dtype=np.uint8).reshape(out.shape)
-        noisy = out.astype(np.int16) + _noise_table(self.noise_sigma)[codes]
-        return np.clip(noisy, 0, 255).astype(np.uint8)
+        return add_noise(out, self.noise_sigma, rng)
 
 
 @lru_cache(maxsize=4)
@@ -322,13 +432,23 @@ def _noise_table(sigma: float) -> np.ndarray:
     return _read_only(np.array(table, dtype=np.int16))
 
 
-def _clip_field(actions: Sequence[AUAction]) -> np.ndarray:
+def actions_field(actions: Sequence[AUAction]) -> np.ndarray:
+    """Apex displacement ``[Hs, Ws, 2]`` float32 of AUs on the source grid (intensities applied)."""
     src = _source()
     total = np.zeros((*src.image.shape[:2], 2), dtype=np.float32)
     for action in actions:
         y0, x0, patch = _au_field(action.au, action.side)
         height, width = patch.shape[:2]
         total[y0 : y0 + height, x0 : x0 + width] += np.float32(action.intensity) * patch
+    return total
+
+
+def blink_field() -> np.ndarray:
+    """Displacement ``[Hs, Ws, 2]`` float32 of a full eye blink on the source grid."""
+    src = _source()
+    total = np.zeros((*src.image.shape[:2], 2), dtype=np.float32)
+    y0, x0, patch = control_field(BLINK_CONTROLS, "", "blink")
+    total[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch
     return total
 
 
