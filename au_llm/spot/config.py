@@ -70,8 +70,8 @@ class SpotConfig:
         macro: The peak rule of macro-expressions.
         micro_max_seconds: The longest micro-expression: a spotted interval lasting at most this
             is ``micro``, a longer one ``macro`` (at the recording's own frame rate).
-        drop_nested: Drop a spotted micro interval lying inside a spotted macro interval (the
-            two rules fire on the same movement).
+        drop_nested: Drop a spotted micro interval whose apex lies inside a spotted macro
+            interval (the two rules fire on the same movement).
         buffer_mb: Memory for decoded frames awaiting alignment, in MiB.
     """
 

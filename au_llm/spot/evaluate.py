@@ -169,14 +169,27 @@ class SpotEvaluation:
     strs: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        """Every number, for a JSON file."""
-        return {
-            "counts": {kind: counts.to_dict() for kind, counts in self.counts.items()},
-            "au_f1": self.au_f1,
-            "au_f1_count": self.au_f1_count,
-            "strs": self.strs,
-            "per_au": self.per_au,
-        }
+        """Every number, for a JSON file (None where a value is undefined)."""
+        return _defined(
+            {
+                "counts": {kind: counts.to_dict() for kind, counts in self.counts.items()},
+                "au_f1": self.au_f1,
+                "au_f1_count": self.au_f1_count,
+                "strs": self.strs,
+                "per_au": self.per_au,
+            }
+        )
+
+
+def _defined(value: Any) -> Any:
+    """``value`` with every nan float replaced by None, in nested dicts and lists."""
+    if isinstance(value, dict):
+        return {key: _defined(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_defined(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def _checked(table: pd.DataFrame, name: str, by: Sequence[str]) -> pd.DataFrame:

@@ -15,13 +15,11 @@ from typing import Literal
 import numpy as np
 
 from au_llm.config_checks import choices
+from au_llm.data.builders.long_formats import MICRO_MAX_SECONDS
 
 ExpressionKind = Literal["micro", "macro"]
 """The kind of an expression interval: ``micro`` (at most ``micro_max_seconds``) or ``macro``."""
 KINDS: tuple[str, ...] = choices(ExpressionKind)
-
-MICRO_MAX_SECONDS = 0.5
-"""The longest micro-expression, in seconds (the field's and MEGC's convention)."""
 
 
 def interval_seconds(onset: int, offset: int, fps: float) -> float:

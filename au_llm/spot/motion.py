@@ -1,8 +1,9 @@
 """Per-frame micro-movement of facial regions on the aligned face, streamed.
 
 The face is cut into regions by its landmarks (brows, eyes, mouth, chin; the nose bridge is the
-reference): each region's box is the bounding box of its landmarks in the aligned crop, padded,
-taken as the per-coordinate median of the last landmarked frames. For frame ``t`` and a distance
+reference): each region's box is the bounding box of its landmarks in the aligned crop, padded
+(brows upwards only, so that blinks stay out of them), placed by the per-coordinate median of
+the last landmarked frames' landmarks. For frame ``t`` and a distance
 ``k`` the movement of a region compares the frame with the mean of its two neighbours ``t - k``
 and ``t + k`` (the MEGC baselines' feature difference: a movement lasting about ``2k`` frames
 stands out, a slow drift does not). Two kinds of feature measure it:
@@ -47,10 +48,19 @@ REGION_LANDMARKS: dict[str, tuple[int, ...]] = {
 REFERENCE_REGION = "nose"
 """The region whose movement stands for residual head motion (the rigid nose bridge)."""
 FACE_REGIONS: tuple[str, ...] = tuple(r for r in REGION_LANDMARKS if r != REFERENCE_REGION)
+# Box padding per region, as fractions of the crop side: (sideways, up, down). Brows reach up
+# (they rise) but not down onto the lids, which blinks move.
+_PADDING: dict[str, tuple[float, float, float]] = {
+    "brow_right": (0.03, 0.08, 0.0),
+    "brow_left": (0.03, 0.08, 0.0),
+    "eye_right": (0.02, 0.02, 0.02),
+    "eye_left": (0.02, 0.02, 0.02),
+    "mouth": (0.04, 0.03, 0.04),
+    "chin": (0.03, 0.0, 0.03),
+    "nose": (0.03, 0.02, 0.02),
+}
 # Landmark sets of the last landmarked frames whose median places the boxes.
 _BOX_HISTORY = 5
-# Box padding, as a fraction of the crop side.
-_PAD = 0.06
 
 
 def region_boxes(points: np.ndarray, regions: Sequence[str], size: int) -> np.ndarray:
@@ -62,19 +72,19 @@ def region_boxes(points: np.ndarray, regions: Sequence[str], size: int) -> np.nd
         size: Crop side.
 
     Returns:
-        ``[R, 4]`` int ``(x0, y0, x1, y1)``, end exclusive, padded by ``0.06 * size`` and cut to
-        the crop; at least one pixel each.
+        ``[R, 4]`` int ``(x0, y0, x1, y1)``, end exclusive: the landmarks' bounding box padded
+        per region (brows upwards only, away from the lids) and cut to the crop; at least one
+        pixel each.
     """
-    pad = _PAD * size
-    boxes = np.zeros((len(regions), 4), dtype=np.int64)
-    for r, name in enumerate(regions):
-        marks = points[list(REGION_LANDMARKS[name])]
-        low = np.floor(marks.min(axis=0) - pad).astype(int)
-        high = np.ceil(marks.max(axis=0) + pad).astype(int) + 1
-        low = np.clip(low, 0, size - 1)
-        high = np.clip(high, low + 1, size)
-        boxes[r] = (low[0], low[1], high[0], high[1])
-    return boxes
+    index = np.concatenate([REGION_LANDMARKS[name] for name in regions])
+    starts = np.cumsum([0] + [len(REGION_LANDMARKS[name]) for name in regions[:-1]])
+    marks = points[index]
+    pads = size * np.array([_PADDING[name] for name in regions])  # [R, 3]: side, up, down
+    low = np.floor(np.minimum.reduceat(marks, starts) - pads[:, :2]).astype(np.int64)
+    high = np.ceil(np.maximum.reduceat(marks, starts) + pads[:, [0, 2]]).astype(np.int64) + 1
+    low = np.clip(low, 0, size - 1)
+    high = np.clip(high, low + 1, size)
+    return np.hstack([low, high])
 
 
 def _box_means(values: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -126,6 +136,8 @@ class MotionMeter:
         self.regions = [*regions, REFERENCE_REGION]
         self._buffer: deque[_Entry] = deque(maxlen=2 * max(self.distances) + 1)
         self._history: deque[np.ndarray] = deque(maxlen=_BOX_HISTORY)
+        self._used = np.unique(np.concatenate([REGION_LANDMARKS[r] for r in self.regions]))
+        self._boxes: np.ndarray | None = None
         self._scores = np.full((1024, len(self.distances)), np.nan, dtype=np.float32)
         self.count = 0
         self._flow = None
@@ -135,11 +147,11 @@ class MotionMeter:
     def push(self, frame: AlignedFrame) -> None:
         """Add the next frame (frames must come in order, none left out)."""
         if frame.points is not None:
-            self._history.append(frame.points)
-        boxes = None
-        if frame.crop is not None and self._history:
-            points = np.median(np.stack(self._history), axis=0)
-            boxes = region_boxes(points, self.regions, self.size)
+            self._history.append(frame.points[self._used])
+            points = np.zeros((len(frame.points), 2))
+            points[self._used] = np.median(np.stack(self._history), axis=0)
+            self._boxes = region_boxes(points, self.regions, self.size)
+        boxes = self._boxes if frame.crop is not None else None
         smooth = None
         if frame.crop is not None and self.feature == "diff":
             smooth = cv2.GaussianBlur(frame.crop.astype(np.float32), (0, 0), 1.0)

@@ -158,8 +158,11 @@ def _emit(
 
 
 def _face_shown(entries: list[_Pending]) -> np.ndarray:
-    """Per entry: its own landmarks found the face, or (not landmarked) both landmarked
-    neighbours in reach did (only the previous one at the end)."""
+    """Whether each entry shows the face.
+
+    A landmarked entry shows it when its landmarks found it; another entry when the landmarked
+    entries on both sides found it (only the one before, at the end of what is in reach).
+    """
     count = len(entries)
     before = np.zeros(count, dtype=np.int8)  # -1 no face, 0 unknown, 1 face
     after = np.zeros(count, dtype=np.int8)
