@@ -18,6 +18,9 @@ from au_llm.config_checks import ConfigError, check_choice, check_positive
 from au_llm.spot.intervals import KINDS, MICRO_MAX_SECONDS
 from au_llm.spot.motion import FACE_REGIONS, MOTION_FEATURES
 
+DEFAULT_REGIONS = ("brow_right", "brow_left", "mouth", "chin")
+"""The regions scored by default: the eyes are left out (blinks move them most)."""
+
 
 def frames_at(seconds: float, fps: float) -> int:
     """``seconds`` as a whole number of frames at ``fps``, at least 1."""
@@ -58,13 +61,15 @@ class SpotConfig:
         feature: How a region's movement is measured: ``diff`` (aligned-frame differences),
             ``farneback`` or ``dis`` (dense optical flow); see :mod:`au_llm.spot.motion`.
         regions: The face regions scored (``brow_right``, ``brow_left``, ``eye_right``,
-            ``eye_left``, ``mouth``, ``chin``).
+            ``eye_left``, ``mouth``, ``chin``); the eyes are left out by default, as blinks move
+            them most.
         top_regions: A frame's score is the mean of its most moving regions, this many.
         size: Side of the aligned gray crop the movement is measured on, in pixels.
         margin: Border around the face template, as a fraction of the side.
         landmark_seconds: Landmark one frame every this many seconds and interpolate the
             alignment between them (0: every frame); landmarking is the slowest step.
-        align_smooth_seconds: Moving average of the per-frame alignment (0: none).
+        align_smooth_seconds: Moving median of the per-frame alignment (0: none); it drops the
+            landmarks' excursions shorter than half of it (blinks pull the eye corners).
         kinds: The kinds spotted, each with its peak rule (``micro``, ``macro``).
         micro: The peak rule of micro-expressions.
         macro: The peak rule of macro-expressions.
@@ -75,16 +80,16 @@ class SpotConfig:
         buffer_mb: Memory for decoded frames awaiting alignment, in MiB.
     """
 
-    feature: str = "diff"
-    regions: list[str] = field(default_factory=lambda: list(FACE_REGIONS))
-    top_regions: int = 2
+    feature: str = "farneback"
+    regions: list[str] = field(default_factory=lambda: list(DEFAULT_REGIONS))
+    top_regions: int = 1
     size: int = 64
-    margin: float = 0.15
+    margin: float = 0.1
     landmark_seconds: float = 0.0
-    align_smooth_seconds: float = 0.0
+    align_smooth_seconds: float = 0.3
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
-    micro: PeakRuleConfig = field(default_factory=PeakRuleConfig)
-    macro: PeakRuleConfig = field(default_factory=lambda: PeakRuleConfig(k_seconds=0.5))
+    micro: PeakRuleConfig = field(default_factory=lambda: PeakRuleConfig(k_seconds=0.167, p=0.4))
+    macro: PeakRuleConfig = field(default_factory=lambda: PeakRuleConfig(k_seconds=0.8, p=0.5))
     micro_max_seconds: float = MICRO_MAX_SECONDS
     drop_nested: bool = True
     buffer_mb: int = 128

@@ -133,16 +133,18 @@ class SpotCounts:
         denominator = 2 * self.tp + self.fp + self.fn
         return 2 * self.tp / denominator if denominator else math.nan
 
-    def to_dict(self) -> dict[str, float]:
-        """Counts and rates, for JSON and tables."""
-        return {
-            "tp": self.tp,
-            "fp": self.fp,
-            "fn": self.fn,
-            "precision": self.precision,
-            "recall": self.recall,
-            "f1": self.f1,
-        }
+    def to_dict(self) -> dict[str, float | None]:
+        """Counts and rates, for JSON and tables (None for an undefined rate)."""
+        return _defined(
+            {
+                "tp": self.tp,
+                "fp": self.fp,
+                "fn": self.fn,
+                "precision": self.precision,
+                "recall": self.recall,
+                "f1": self.f1,
+            }
+        )
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 The face is cut into regions by its landmarks (brows, eyes, mouth, chin; the nose bridge is the
 reference): each region's box is the bounding box of its landmarks in the aligned crop, padded
-(brows upwards only, so that blinks stay out of them), placed by the per-coordinate median of
-the last landmarked frames' landmarks. For frame ``t`` and a distance
+(a brow's box is the strip along its upper edge, so that blinks stay out of it), placed by the
+per-coordinate median of the last landmarked frames' landmarks. For frame ``t`` and a distance
 ``k`` the movement of a region compares the frame with the mean of its two neighbours ``t - k``
 and ``t + k`` (the MEGC baselines' feature difference: a movement lasting about ``2k`` frames
 stands out, a slow drift does not). Two kinds of feature measure it:
@@ -43,22 +43,27 @@ REGION_LANDMARKS: dict[str, tuple[int, ...]] = {
     "eye_left": (362, 382, 381, 380, 374, 373, 390, 249, 263, 466, 388, 387, 386, 385, 384, 398),
     "mouth": (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39),
     "chin": (152, 148, 176, 149, 150, 377, 400, 378, 379, 199, 175, 200),
-    "nose": (168, 6, 197, 195),
+    "nose": (195, 5, 4, 1, 19, 94),
 }
 REFERENCE_REGION = "nose"
-"""The region whose movement stands for residual head motion (the rigid nose bridge)."""
+"""The region whose movement stands for residual head motion: the lower nose ridge and tip (the
+bridge between the eyes follows the lids in a blink)."""
 FACE_REGIONS: tuple[str, ...] = tuple(r for r in REGION_LANDMARKS if r != REFERENCE_REGION)
-# Box padding per region, as fractions of the crop side: (sideways, up, down). Brows reach up
-# (they rise) but not down onto the lids, which blinks move.
+# Box padding per region, as fractions of the crop side: (sideways, up, down). A brow's box is the
+# strip along its upper edge (the brow's movement shows there), kept off the lids, which blinks
+# move: it ends 0.06 of the side above the brow's lower landmarks.
 _PADDING: dict[str, tuple[float, float, float]] = {
-    "brow_right": (0.03, 0.08, 0.0),
-    "brow_left": (0.03, 0.08, 0.0),
+    "brow_right": (0.03, 0.08, -0.06),
+    "brow_left": (0.03, 0.08, -0.06),
     "eye_right": (0.02, 0.02, 0.02),
     "eye_left": (0.02, 0.02, 0.02),
     "mouth": (0.04, 0.03, 0.04),
     "chin": (0.03, 0.0, 0.03),
     "nose": (0.03, 0.02, 0.02),
 }
+# Farneback's averaging window in pixels: small, so that a blink's flow does not spread into the
+# brows' boxes.
+_FARNEBACK_WINDOW = 5
 # Landmark sets of the last landmarked frames whose median places the boxes.
 _BOX_HISTORY = 5
 
@@ -73,8 +78,8 @@ def region_boxes(points: np.ndarray, regions: Sequence[str], size: int) -> np.nd
 
     Returns:
         ``[R, 4]`` int ``(x0, y0, x1, y1)``, end exclusive: the landmarks' bounding box padded
-        per region (brows upwards only, away from the lids) and cut to the crop; at least one
-        pixel each.
+        per region (a brow's is the strip along its upper edge, off the lids) and cut to the
+        crop; at least one pixel each.
     """
     index = np.concatenate([REGION_LANDMARKS[name] for name in regions])
     starts = np.cumsum([0] + [len(REGION_LANDMARKS[name]) for name in regions[:-1]])
@@ -195,7 +200,7 @@ class MotionMeter:
             flow = self._flow.calc(neighbours, centre.crop, None)
         else:
             flow = cv2.calcOpticalFlowFarneback(
-                neighbours, centre.crop, None, 0.5, 2, 9, 3, 5, 1.1, 0
+                neighbours, centre.crop, None, 0.5, 2, _FARNEBACK_WINDOW, 3, 5, 1.1, 0
             )
         x0, y0, x1, y1 = boxes[-1]
         flow = flow - flow[y0:y1, x0:x1].reshape(-1, 2).mean(axis=0)

@@ -143,8 +143,7 @@ def timeline_table(
         ],
         axis=1,
     )
-    table["interval"] = pd.array(np.where(owner >= 0, owner, 0), dtype="Int64")
-    table.loc[owner < 0, "interval"] = pd.NA
+    table["interval"] = pd.Series(owner).where(owner >= 0).astype("Int64")
     for column, kind in enumerate(motion.kinds):
         table[f"motion_{kind}"] = motion.scores[:, column]
     return table

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config_checks import AlignMode, Precision, choices
 from au_llm.data.fields import ClipReadError
-from au_llm.data.manifest import MANIFEST_COLUMNS, read_manifest, typed_frame
+from au_llm.data.manifest import read_manifest, typed_frame
 from au_llm.deployed import load_deployed
 from au_llm.io_utils import (
     atomic_open,
@@ -48,7 +48,7 @@ from au_llm.spot.config import SpotConfig
 from au_llm.spot.evaluate import SpotEvaluation, evaluate_spotting
 from au_llm.spot.intervals import interval_seconds, kind_of
 from au_llm.spot.outputs import frame_timestamps, interval_table, plot_spotting, timeline_table
-from au_llm.spot.scan import measure_motion, spot_intervals
+from au_llm.spot.scan import RecordingMotion, measure_motion, spot_intervals
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class SpotRun:
     Attributes:
         out: The output folder.
         summary: One row per input (``SPOT_SUMMARY_COLUMNS``).
-        status: 0 when every input was spotted, else ``EXIT_SOME_FAILED`` / ``EXIT_ALL_FAILED``.
+        status: 0 when every input's outputs were written, else ``EXIT_SOME_FAILED`` (some
+            were) or ``EXIT_ALL_FAILED`` (none was).
         evaluation: The scores against ``--annotations`` (None without).
     """
 
@@ -156,16 +157,20 @@ def spot_inputs(
     try:
         for path, name in zip(inputs, names, strict=True):
             mine = annotated[annotated["recording"] == name] if annotated is not None else None
+            done = spotter.written
             table = failures.attempt(
                 path, lambda p=path, n=name, a=mine: spotter.spot(p, n, out, a)
             )
-            if not table.empty:
+            if spotter.written == done:
+                reason = failures.failures[-1]["reason"]
+                spotter.summary.append({"input": str(path), "reason": reason})
+            elif not table.empty:
                 spotted.append(table.assign(recording=name))
     finally:
         spotter.close()
     atomic_write_csv(out / "failures.csv", failures.failure_table())
     summary = pd.DataFrame(spotter.summary, columns=SPOT_SUMMARY_COLUMNS)
-    done = int(summary["reason"].eq("").sum()) if len(summary) else 0
+    done = spotter.written
     status = 0 if done == len(inputs) else EXIT_SOME_FAILED if done else EXIT_ALL_FAILED
     evaluation = None
     if annotated is not None:
@@ -235,6 +240,7 @@ class _RecordingSpotter:
         self.scorer, self.cfg, self.options, self.failures = scorer, cfg, options, failures
         self.clips = ManifestPredictor(scorer, cache, FailureLog(options.strict))
         self.summary: list[dict[str, object]] = []
+        self.written = 0
         self._landmarker: Landmarker | None = None
 
     def close(self) -> None:
@@ -262,8 +268,6 @@ class _RecordingSpotter:
         kind = input_kind(path)
         if kind == "manifest":
             raise ClipReadError(f"input {path}: expected a video or a frame folder", path)
-        row: dict[str, object] = {"input": str(path), "reason": "failed"}
-        self.summary.append(row)
         reader = RecordingReader(path, kind, self.options.fps)
         with tqdm(total=reader.reported, desc=name, unit="frame", leave=False) as bar:
             motion = measure_motion(
@@ -281,25 +285,29 @@ class _RecordingSpotter:
         atomic_write_csv(interval_csv, table)
         atomic_write_csv(timeline_csv, timeline_table(motion, times, table, aus))
         plot_spotting(motion, times, table, aus, png, title=name, annotated=annotated)
+        self.written += 1
         reasons = [reader.stop_reason] if reader.stop_reason else []
         reasons += [f"{failed} interval clips failed"] if failed else []
-        row.update(
-            frames=len(motion.numbers),
-            seconds=round(float(times[-1] - times[0]) + 1 / reader.fps, 3),
-            intervals=len(table),
-            micro=int((table["kind"] == "micro").sum()),
-            macro=int((table["kind"] == "macro").sum()),
-            failed_intervals=failed,
-            frames_without_face=missing,
-            reason="; ".join(reasons),
+        self.summary.append(
+            dict(
+                input=str(path),
+                frames=len(motion.numbers),
+                seconds=round(float(times[-1] - times[0]) + 1 / reader.fps, 3),
+                intervals=len(table),
+                micro=int((table["kind"] == "micro").sum()),
+                macro=int((table["kind"] == "macro").sum()),
+                failed_intervals=failed,
+                frames_without_face=missing,
+                reason="; ".join(reasons),
+            )
         )
         return table
 
-    def _report_missing(self, path: Path, motion: object, times: np.ndarray) -> int:
+    def _report_missing(self, path: Path, motion: RecordingMotion, times: np.ndarray) -> int:
         """Record each stretch without a face in the failures; return its frame count."""
         count = 0
-        for first, last in motion.missing_spans():  # type: ignore[attr-defined]
-            positions = np.searchsorted(motion.numbers, [first, last])  # type: ignore[attr-defined]
+        for first, last in motion.missing_spans():
+            positions = np.searchsorted(motion.numbers, [first, last])
             count += int(positions[1] - positions[0] + 1)
             self.failures.fail(
                 path,
@@ -353,11 +361,22 @@ class _RecordingSpotter:
                 clips, intervals["onset"], intervals["apex"], intervals["offset"], strict=True
             )
         ]
-        manifest = typed_frame([{c: r[c] for c in MANIFEST_COLUMNS} for r in rows])
+        manifest = typed_frame(rows)
         log_before = len(self.clips.log.failures)
         scored = self.clips.predict_rows(path, manifest)
+        spans = dict(
+            zip(clips, zip(intervals["onset"], intervals["offset"], strict=True), strict=True)
+        )
         for failure in self.clips.log.failures[log_before:]:
-            self.failures.fail(path, failure["reason"], failure["clip"], warn=False)
+            first, last = spans.get(failure["clip"], (None, None))
+            self.failures.fail(
+                path,
+                failure["reason"],
+                failure["clip"],
+                warn=False,
+                frame_start=first,
+                frame_end=last,
+            )
         if scored.empty:
             return empty, len(intervals)
         by_clip = scored.set_index("clip")[columns]

@@ -2,20 +2,22 @@
 
 Frames arrive in order (``(number, [H, W, 3] uint8 RGB)``, as
 :class:`~au_llm.preprocess.windows.RecordingReader` yields them). Every ``every``-th frame is
-landmarked and its faces tracked (:class:`~au_llm.preprocess.tracks.FaceTracker`); the face
-followed is the one of the previous landmarked frame's track while it is seen, else the largest.
-Each landmarked face gives a similarity transform to the face template
-(:func:`~au_llm.preprocess.align.landmark_transform`), which removes head translation, rotation
-and scale; transforms are interpolated between landmarked frames and smoothed over ``smooth``
-frames (:func:`~au_llm.preprocess.align.smooth_transforms`), then every frame is warped to a small
-gray crop. A frame counts as showing the face when the landmarked frames on both sides of it (or
-itself) found one; the others get no crop.
+landmarked and its faces tracked (:class:`~au_llm.preprocess.tracks.FaceTracker`); the face followed
+is the one of the previous landmarked frame's track while it is seen, else the largest. Each
+landmarked face gives a similarity transform to the face template
+(:func:`~au_llm.preprocess.align.landmark_transform`), which removes head translation, rotation and
+scale; transforms are interpolated between landmarked frames and smoothed by a moving median over
+``smooth`` frames (:func:`~au_llm.preprocess.align.smooth_transforms`: steady head motion is
+followed exactly, while the landmarks' short excursions, such as the eye corners following the lids
+in a blink, are dropped), then every frame is warped to a small gray crop. A frame counts as showing
+the face when the landmarked frames on both sides of it (or itself) found one; the others get no
+crop.
 
 Only a block of full frames is held at once (``block`` frames, sized by the caller from a memory
 budget) plus the ``lookahead`` frames the interpolation and smoothing need; transforms of frames
-already emitted are kept as context for the next block, so the result matches smoothing the
-whole recording at once, except that a face missing for more than a block is interpolated from
-the frames in reach only.
+already emitted are kept as context for the next block, so the result matches smoothing the whole
+recording at once, except that a face missing for more than a block is interpolated from the frames
+in reach only.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def align_stream(
         landmarker: Finds the faces of a frame.
         size: Side of the gray crop in pixels.
         margin: Border around the face template, as a fraction of the side.
-        smooth: Frames averaged when smoothing transforms (1: none).
+        smooth: Frames of the moving median smoothing the transforms (1: none).
         every: Landmark every ``every``-th frame (1: all).
         block: Full frames held before a block is aligned and emitted (at least 1).
 
@@ -143,7 +145,7 @@ def _emit(
             valid[i] = True
     shown = _face_shown(entries)
     if valid.any():
-        transforms = smooth_transforms(transforms, valid, smooth)
+        transforms = smooth_transforms(transforms, valid, smooth, "median")
     for i in range(len(context), len(context) + count):
         entry = entries[i]
         crop, points, confidence = None, None, math.nan

@@ -140,3 +140,35 @@ def test_outputs_are_checked_before_any_work(spotted, monkeypatch, capsys):
 def test_frame_folder_timestamps_count_from_the_first_frame(tmp_path):
     times = frame_timestamps(tmp_path, "frames", np.array([5, 6, 8]), 200.0)
     np.testing.assert_allclose(times, [0.0, 0.005, 0.015])
+
+
+def test_an_interval_whose_clip_fails_is_reported_and_left_empty(
+    model_dir, tiny_data, tmp_path, monkeypatch
+):
+    manifest = read_manifest(tiny_data.casme2)
+    files = [
+        f for folder in manifest["frames_dir"][:2] for _, f in sorted(index_frames(folder).items())
+    ]
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    numbers = [n for n in range(1, len(files) + 2) if n != 9]  # no frame 9
+    for number, source in zip(numbers, files, strict=True):
+        (folder / f"img{number}.jpg").write_bytes(source.read_bytes())
+    (folder / "fps.txt").write_text("25\n")
+    fixed = pd.DataFrame(
+        {"onset": [6, 11], "apex": [8, 13], "offset": [10, 15], "kind": "micro", "score": 1.0}
+    )
+    monkeypatch.setattr(spot_run, "spot_intervals", lambda motion, cfg: fixed)
+    run = spot_run.spot_inputs(model_dir, [folder], tmp_path / "out")
+    assert run.status == 0
+    intervals = pd.read_csv(tmp_path / "out" / "rec_intervals.csv")
+    probs = [au_column(au, "prob") for au in AUS]
+    assert intervals.loc[0, probs].isna().all()  # frames 6..10 lack frame 9
+    assert intervals.loc[1, probs].notna().all()
+    failures = pd.read_csv(tmp_path / "out" / "failures.csv")
+    row = failures[failures["clip"].astype(str).str.startswith("i0000")].iloc[0]
+    assert (row["frame_start"], row["frame_end"]) == (6, 10)
+    assert "frame 9" in row["reason"]
+    assert run.summary.loc[0, "failed_intervals"] == 1
+    timeline = pd.read_csv(tmp_path / "out" / "rec_timeline.csv")
+    assert 9 not in set(timeline["frame"]) and len(timeline) == len(files)

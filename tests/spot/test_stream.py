@@ -62,7 +62,7 @@ def test_streamed_smoothing_equals_smoothing_the_whole_recording():
         np.testing.assert_array_equal(a.crop, b.crop)
     # and the transforms are those of align.smooth_transforms over the whole recording
     raw = np.stack([landmark_transform(_face_points(*shift(i)), 32, 0.1) for i in range(40)])
-    smoothed = smooth_transforms(raw, np.ones(40, bool), 5)
+    smoothed = smooth_transforms(raw, np.ones(40, bool), 5, "median")
     points = _face_points(*shift(7))
     expected = points @ smoothed[7][:, :2].T + smoothed[7][:, 2]
     np.testing.assert_allclose(small[7].points, expected)
