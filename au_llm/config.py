@@ -8,15 +8,11 @@ the key and the file. ``load_config("configs/x.yaml", ["train.lr=1e-4"])`` retur
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
     ANSWER_FORMAT_NAMES,
@@ -27,8 +23,10 @@ from au_llm.config_checks import (
     AlignMode,
     ConfigError,
     LaunchMode,
+    blame_errors,
     check_choice,
     check_positive,
+    read_yaml,
 )
 from au_llm.config_model import (
     BackboneConfig,
@@ -441,21 +439,6 @@ class ExperimentConfig:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def _blame(source: str) -> Iterator[None]:
-    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
-    try:
-        yield
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
-
-
 # Keys that were replaced: a config that still sets one gets an error naming the new key.
 RETIRED_KEYS = {
     "train.bf16": "train.precision (auto, fp32 or bf16)",
@@ -482,34 +465,25 @@ def _check_retired(node: Any, source: str) -> None:
 _ABSENT = object()
 
 
-def read_yaml(path: Path) -> Any:
-    """Read a config file as plain YAML: no tags beyond the standard ones, no anchors or aliases.
-
-    Aliases are refused (an alias bomb expands a few lines into gigabytes), and so is any
-    ``!!python/...`` tag (the safe loader constructs plain values only).
+def merge_overrides(merged: Any, overrides: list[str]) -> Any:
+    """``merged`` (an OmegaConf config) with dotted ``key=value`` overrides applied.
 
     Raises:
-        ConfigError: The file is unreadable, not UTF-8, not valid YAML, or uses an anchor or alias.
-        OSError: The file cannot be read.
+        ConfigError: An override without ``=``, a retired key or one OmegaConf refuses, named
+            as given on the command line.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not a UTF-8 text file: {exc}") from None
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ConfigError(
-                    f"line {event.start_mark.line + 1}: YAML anchors and aliases (& and *) are "
-                    "not accepted in a config; write the values out"
-                )
-        return OmegaConf.create(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"command line: override {bad[0]!r}: expected key=value")
+    with blame_errors("command line"):
+        dotlist = OmegaConf.from_dotlist(list(overrides))
+    _check_retired(dotlist, "command line")
+    with blame_errors("command line"):
+        return OmegaConf.merge(merged, dotlist)
 
 
 def _validated(merged: Any, source: str) -> ExperimentConfig:
-    with _blame(source):
+    with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, ExperimentConfig)
     return cfg
@@ -551,24 +525,17 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        with _blame(source):
+        with blame_errors(source):
             loaded = read_yaml(Path(path))
             if saved and isinstance(loaded, DictConfig):
                 loaded = OmegaConf.create(upgrade_saved(OmegaConf.to_container(loaded)))
         _check_retired(loaded, source)
-        with _blame(source):
+        with blame_errors(source):
             merged = OmegaConf.merge(merged, loaded)
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"{source}: override {bad[0]!r}: expected key=value")
-        with _blame(source):
-            dotlist = OmegaConf.from_dotlist(list(overrides))
-        _check_retired(dotlist, source)
-        with _blame(source):
-            merged = OmegaConf.merge(merged, dotlist)
+        merged = merge_overrides(merged, overrides)
     if path is None or overrides:
         cfg = _validated(merged, source)
     return cfg

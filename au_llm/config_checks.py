@@ -1,8 +1,19 @@
-"""Shared pieces of the typed configuration: the error type, value checks and fixed vocabularies."""
+"""Shared pieces of the typed configuration: errors, value checks, vocabularies, safe file reading.
+
+A config file is read as plain YAML (:func:`read_yaml`); errors raised while it is read or merged
+name their source (:func:`blame_errors`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal, get_args
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.data.au_sets import DATASET_AU_SETS
 
@@ -64,3 +75,44 @@ def check_positive(section: str, key: str, value: float, allow_zero: bool = Fals
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{section}.{key} = {value!r}: expected a value {bound}")
+
+
+@contextlib.contextmanager
+def blame_errors(source: str) -> Iterator[None]:
+    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a config file as plain YAML: no tags beyond the standard ones, no anchors or aliases.
+
+    Aliases are refused (an alias bomb expands a few lines into gigabytes), and so is any
+    ``!!python/...`` tag (the safe loader constructs plain values only).
+
+    Raises:
+        ConfigError: The file is unreadable, not UTF-8, not valid YAML, or uses an anchor or alias.
+        OSError: The file cannot be read.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a UTF-8 text file: {exc}") from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ConfigError(
+                    f"line {event.start_mark.line + 1}: YAML anchors and aliases (& and *) are "
+                    "not accepted in a config; write the values out"
+                )
+        return OmegaConf.create(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None

@@ -134,9 +134,10 @@ def random_f1(
     return float(np.mean(scores))
 
 
-def measure_seconds(feature: str, aligned: list, cfg: SpotConfig, fps: float) -> float:
-    """Seconds the feature takes over aligned frames at the default micro and macro distances."""
-    distances = [frames_at(cfg.rule(kind).k_seconds, fps) for kind in KINDS]
+def meter_scores(
+    feature: str, aligned: list, distances: list[int], cfg: SpotConfig
+) -> tuple[np.ndarray, float]:
+    """``[frames, distances]`` scores of a feature over aligned frames, and the seconds taken."""
     start = time.perf_counter()
     meter = MotionMeter(
         feature=feature,
@@ -147,7 +148,7 @@ def measure_seconds(feature: str, aligned: list, cfg: SpotConfig, fps: float) ->
     )
     for frame in aligned:
         meter.push(frame)
-    return time.perf_counter() - start
+    return meter.scores(), time.perf_counter() - start
 
 
 def tuning_f1(
@@ -216,17 +217,9 @@ def main() -> None:
             align_seconds += time.perf_counter() - start
             numbers[recording.recording] = np.array([f.number for f in aligned])
             for feature in MOTION_FEATURES:
-                feature_seconds[feature] += measure_seconds(feature, aligned, base, fps)
-                meter = MotionMeter(
-                    feature=feature,
-                    distances=distances,
-                    regions=base.regions,
-                    size=base.size,
-                    top=base.top_regions,
-                )
-                for frame in aligned:
-                    meter.push(frame)
-                values = meter.scores()
+                defaults = [frames_at(base.rule(kind).k_seconds, fps) for kind in KINDS]
+                feature_seconds[feature] += meter_scores(feature, aligned, defaults, base)[1]
+                values, _ = meter_scores(feature, aligned, distances, base)
                 scores[feature][recording.recording] = {
                     k: values[:, i] for i, k in enumerate(distances)
                 }

@@ -13,8 +13,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from au_llm.config import _blame, read_yaml
-from au_llm.config_checks import ConfigError, check_choice, check_positive
+from au_llm.config import merge_overrides
+from au_llm.config_checks import (
+    ConfigError,
+    blame_errors,
+    check_choice,
+    check_positive,
+    read_yaml,
+)
 from au_llm.spot.intervals import KINDS, MICRO_MAX_SECONDS
 from au_llm.spot.motion import FACE_REGIONS, MOTION_FEATURES
 
@@ -140,17 +146,13 @@ def load_spot_config(path: str | Path | None, overrides: list[str] | None = None
     source = "defaults"
     if path is not None:
         source = str(path)
-        with _blame(source):
+        with blame_errors(source):
             merged = OmegaConf.merge(merged, read_yaml(Path(path)))
             OmegaConf.to_object(merged)
     if overrides:
         source = "command line"
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"{source}: override {bad[0]!r}: expected key=value")
-        with _blame(source):
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-    with _blame(source):
+        merged = merge_overrides(merged, overrides)
+    with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, SpotConfig)
     return cfg
