@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config
 from au_llm.config_checks import PRECISIONS, AlignMode, FacePolicy, LaunchMode, choices
@@ -38,6 +39,20 @@ def _add_protocol_args(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
+_T = TypeVar("_T")
+
+# The kinds of ``au-llm manifest`` (au_llm.data.build.MANIFEST_KINDS, plus smic: refused with a
+# reason) and the styles of ``au-llm synth`` (au_llm.synth STYLES, COMPOSITE_STYLES and, with
+# --long, LONG_STYLES), written out so that the parser imports nothing heavy; a test checks them.
+MANIFEST_CHOICES = (
+    *("casme2", "samm", "casme", "casme3", "mmew", "4dme"),
+    *("samm-lv", "casme-sq-lv", "casme3-lv", "smic", "csv"),
+)
+SYNTH_STYLE_CHOICES = (
+    *("casme2", "samm", "casme", "casme3", "mmew", "4dme"),
+    *("samm-lv", "casme-sq-lv", "casme3-lv"),
+)
+
 # ``--option`` -> field of the config's launch section.
 LAUNCH_OPTIONS = {
     "launch": "mode",
@@ -56,22 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     manifest = sub.add_parser("manifest", help="annotation file -> manifest CSV")
-    manifest.add_argument(
-        "kind", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme", "smic", "csv"]
-    )
+    manifest.add_argument("kind", choices=MANIFEST_CHOICES)
     manifest.add_argument("--root", type=Path, help="dataset frames root (all but csv)")
-    manifest.add_argument("--coding", type=Path, help="annotation .xlsx (all but csv)")
+    manifest.add_argument(
+        "--coding",
+        type=Path,
+        nargs="+",
+        help="annotation .xlsx (all but csv); casme3-lv: the micro- and the macro-expression files",
+    )
     manifest.add_argument("--table", type=Path, help="your own CSV table (csv)")
     manifest.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     manifest.add_argument("--strict", action="store_true", help="any problem is an error")
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in a real dataset's format")
-    synth.add_argument(
-        "--style", choices=["casme2", "samm", "casme", "casme3", "mmew", "4dme"], required=True
-    )
+    synth.add_argument("--style", choices=SYNTH_STYLE_CHOICES, required=True)
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--subjects", type=int, default=8)
+    synth.add_argument("--subjects", type=int, help="default 8 (--long: 3)")
     synth.add_argument("--clips-per-subject", type=int, default=8)
+    synth.add_argument(
+        "--long",
+        action="store_true",
+        help="long recordings with micro- and macro-expressions at known intervals, head motion "
+        "and blinks (styles samm-lv, casme-sq-lv, casme3-lv)",
+    )
+    synth.add_argument(
+        "--recordings-per-subject", type=int, help="--long: recordings per subject (default 2)"
+    )
+    synth.add_argument(
+        "--seconds", type=float, help="--long: length of each recording in seconds (default 20)"
+    )
+    synth.add_argument(
+        "--size", type=float, help="--long: factor on the image size, e.g. 0.5 (default 1)"
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--difficulty",
@@ -234,10 +265,15 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
     from au_llm.data.manifest import write_manifest
     from au_llm.io_utils import check_output_file
 
-    sources = [path for path in (args.coding, args.table) if path is not None]
+    codings = args.coding or []
+    sources = [*codings, *([args.table] if args.table is not None else [])]
     check_output_file(args.out, overwrite=True, inputs=sources)
     result = build_manifest(
-        args.kind, root=args.root, coding=args.coding, table=args.table, strict=args.strict
+        args.kind,
+        root=args.root,
+        coding=codings[0] if len(codings) == 1 else codings or None,
+        table=args.table,
+        strict=args.strict,
     )
     write_manifest(result.frame, args.out)
     print(result.summary())
@@ -248,14 +284,31 @@ def _cmd_manifest(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.synth import write_synthetic
+    from au_llm.synth.long import LONG_STYLES
     from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
+    long_options = {
+        "--recordings-per-subject": args.recordings_per_subject,
+        "--seconds": args.seconds,
+        "--size": args.size,
+    }
+    if args.long != (args.style in LONG_STYLES):
+        raise ValueError(
+            f"--style {args.style}: --long writes long recordings, in the styles "
+            f"{', '.join(LONG_STYLES)}; "
+            + ("choose one of them" if args.long else "add --long to write them")
+        )
     check_output_folder(args.out, overwrite=True)
+    if args.long:
+        return _synth_long(args)
+    given = [option for option, value in long_options.items() if value is not None]
+    if given:
+        raise ValueError(f"{given[0]} applies to long recordings only (with --long)")
     writer = write_composite_style if args.style in COMPOSITE_STYLES else write_synthetic
     result = writer(
         args.style,
         args.out,
-        args.subjects,
+        8 if args.subjects is None else args.subjects,
         args.clips_per_subject,
         seed=args.seed,
         difficulty=args.difficulty,
@@ -263,6 +316,35 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     print(f"{len(result.clips)} clips written under {result.root}")
     print(f"annotation file: {result.coding}")
     return 0
+
+
+def _synth_long(args: argparse.Namespace) -> int:
+    from au_llm.synth.long import write_long_style
+
+    result = write_long_style(
+        args.style,
+        args.out,
+        subjects=3 if args.subjects is None else args.subjects,
+        recordings_per_subject=_given(args.recordings_per_subject, 2),
+        seconds=_given(args.seconds, 20.0),
+        seed=args.seed,
+        difficulty=args.difficulty,
+        size=_given(args.size, 1.0),
+    )
+    kinds = [e.kind for _, e in result.expressions]
+    print(
+        f"{len(result.recordings)} recordings written under {result.root}: "
+        f"{kinds.count('micro')} micro- and {kinds.count('macro')} macro-expressions"
+    )
+    print("annotation files:" if len(result.codings) > 1 else "annotation file:")
+    for path in result.codings:
+        print(f"  {path}")
+    return 0
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """``value``, or ``default`` when the option was not given."""
+    return default if value is None else value
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:

@@ -116,9 +116,18 @@ def similar_subjects(frame: pd.DataFrame) -> list[str]:
     return warnings
 
 
-def typed_frame(records: list[dict[str, object]]) -> pd.DataFrame:
-    """Manifest records as a frame of :data:`MANIFEST_COLUMNS` with the columns' types."""
-    frame = pd.DataFrame.from_records(records, columns=MANIFEST_COLUMNS)
+def typed_frame(
+    records: list[dict[str, object]], extra_columns: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Manifest records as a frame of :data:`MANIFEST_COLUMNS` with the columns' types.
+
+    Args:
+        records: One dict per clip, keyed by manifest column.
+        extra_columns: Text columns kept after the manifest's (e.g. :data:`RECORDING_COLUMNS`).
+    """
+    frame = pd.DataFrame.from_records(records, columns=[*MANIFEST_COLUMNS, *extra_columns])
+    for column in extra_columns:
+        frame[column] = frame[column].astype(str)
     for column in INT_COLUMNS:
         frame[column] = frame[column].astype("int64")
     frame["fps"] = frame["fps"].astype("float64")
@@ -240,7 +249,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
     ``n_frames`` are ints, ``fps`` float, ``apex_estimated`` bool, ``aus`` canonical (``"4+7"``,
     ``""`` for none). Relative ``frames_dir``/``video`` paths are resolved against the manifest's
     folder. Optional columns (``frames_dir`` or ``video`` but not both, ``fps``, ``au_raw``,
-    ``emotion``, ``apex_estimated``, ``notes``) get defaults when absent.
+    ``emotion``, ``apex_estimated``, ``notes``) get defaults when absent. Other columns are kept
+    as text after the manifest's, e.g. :data:`RECORDING_COLUMNS` (``kind``: ``micro``,
+    ``macro`` or empty).
 
     Args:
         path: The manifest CSV.
@@ -250,10 +261,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
     Raises:
         ManifestError: Missing file, missing column, a value of the wrong type, an fps that is
-            not a positive number, an AU that FACS does not define, an onset after the offset,
-            an id that is not a single safe name (see :func:`id_problem`), or a clip listed
-            twice; the message names the file, the row (header = row 1) and the column. An
-            apex outside onset..offset is replaced by the middle frame, with a warning.
+            not a positive number, an AU that FACS does not define, an onset after the offset, a
+            ``kind`` that is not an expression kind, an id that is not a single safe name (see
+            :func:`id_problem`), or a clip listed twice; the message names the file, the row
+            (header = row 1) and the column. An apex outside onset..offset is replaced by the
+            middle frame, with a warning.
     """
     path = Path(path)
     data = read_csv_strings(path, "manifest")
@@ -301,6 +313,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
                 f"{path}, row {number}: apex_estimated {row['apex_estimated']!r} is not true/false"
             )
         record["apex_estimated"] = flagged
+        if "kind" in row and row["kind"].strip() not in ("", *EXPRESSION_KINDS):
+            raise ManifestError(
+                f"{path}, row {number}: kind {row['kind']!r} is not an expression kind "
+                f"(expected {' or '.join(EXPRESSION_KINDS)}, or empty)"
+            )
         _check_timing(path, number, record)
         if not row["frames_dir"].strip() and not row["video"].strip():
             raise ManifestError(f"{path}, row {number}: neither frames_dir nor video is given")

@@ -147,13 +147,20 @@ class BuildReport:
         logger.warning("%s: %s", self.source, text)
         self.warnings.append(text)
 
-    def result(self, records: list[dict[str, object]]) -> ManifestResult:
+    def result(
+        self, records: list[dict[str, object]], extra_columns: tuple[str, ...] = ()
+    ) -> ManifestResult:
         """The manifest of ``records`` with the skipped clips and warnings collected.
 
         Subject ids that differ only by case, padding or spaces are warned about (raises when
         strict).
+
+        Args:
+            records: One dict per clip, keyed by manifest column.
+            extra_columns: Optional text columns the records also have (e.g.
+                :data:`~au_llm.data.manifest.RECORDING_COLUMNS`), kept after the manifest's.
         """
-        frame = typed_frame(records)
+        frame = typed_frame(records, extra_columns)
         for message in similar_subjects(frame):
             if self.strict:
                 raise ManifestError(f"{self.source}: {message} (strict mode)")

@@ -40,7 +40,9 @@ Clips have 12-24 frames by default (real ones have 40-100 at 200 fps): the model
 
 Modules: :mod:`.plan` (styles, AU combinations, names and frame numbers: no pixels),
 :mod:`.render` (the photo, identities, AU displacement fields, frames), :mod:`.write` (folders and
-the .xlsx).
+the .xlsx), :mod:`.styles` (the composite benchmark's layouts) and :mod:`.long` (long recordings
+with micro- and macro-expressions at known intervals, in the SAMM-LV, CAS(ME)^2 and CAS(ME)^3
+layouts).
 
 The same ``seed`` gives byte-identical files on the same installation: frames are JPEG-encoded
 with a fixed quality, and the .xlsx is written with fixed document timestamps and fixed zip entry

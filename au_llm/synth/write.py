@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2  # before anything that may import decord (see the project notes)
+import numpy as np
 
 from au_llm.io_utils import atomic_write_bytes
 from au_llm.synth.plan import SynthClip, plan_clips, style_spec
@@ -123,16 +124,25 @@ def write_clip_frames(clip: SynthClip, path_of: Callable[[int], Path]) -> None:
     Raises:
         RuntimeError: JPEG encoding failed.
     """
-    params = [cv2.IMWRITE_JPEG_QUALITY, style_spec(clip.style).jpeg_quality]
+    quality = style_spec(clip.style).jpeg_quality
     renderer = ClipRenderer(clip)
     for frame in range(clip.onset, clip.offset + 1):
-        image = renderer.render(frame)
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        ok, encoded = cv2.imencode(".jpg", image, params)
-        if not ok:
-            raise RuntimeError(f"{clip.clip}: JPEG encoding of frame {frame} failed")
-        path_of(frame).write_bytes(encoded.tobytes())
+        data = jpeg_bytes(renderer.render(frame), quality, f"{clip.clip}: frame {frame}")
+        path_of(frame).write_bytes(data)
+
+
+def jpeg_bytes(image: np.ndarray, quality: int, what: str) -> bytes:
+    """A rendered frame (RGB ``[H, W, 3]`` or gray ``[H, W]`` uint8) encoded as JPEG.
+
+    Raises:
+        RuntimeError: Encoding failed (``what`` names the frame).
+    """
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"{what}: JPEG encoding failed")
+    return encoded.tobytes()
 
 
 def xlsx_bytes(sheets: Sequence[tuple[str, Sequence[Sequence[object]]]]) -> bytes:

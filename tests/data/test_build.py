@@ -11,7 +11,8 @@ def test_build_manifest_dispatches(table, casme2):
     assert len(build_manifest("CASME2", root=casme2[0], coding=casme2[1]).frame) == 4
     with pytest.raises(
         ManifestError,
-        match="expected one of casme2, samm, casme, casme3, mmew, 4dme, csv",
+        match="expected one of casme2, samm, casme, casme3, mmew, 4dme, samm-lv, casme-sq-lv, "
+        "casme3-lv, csv",
     ):
         build_manifest("meb", table=table)
     with pytest.raises(ManifestError, match="needs root"):

@@ -54,7 +54,17 @@ HEADER_ROLES = {
     "actionunits": "aus",
     "emotion": "emotion",
     "estimatedemotion": "emotion",
+    "type": "type",
+    "expressiontype": "type",
 }
+CASME3_COLUMNS = {
+    "subject": "Subject",
+    "clip": "Filename",
+    "onset": "Onset",
+    "offset": "Offset",
+    "aus": "AU",
+}
+"""The required columns of CAS(ME)^3 Part A's label files (micro- and macro-expressions)."""
 _SUBJECT_NUMBER = re.compile(r"^(?:sub)?\s*0*(\d+)(?:\.0*)?$", re.IGNORECASE)
 
 
@@ -148,13 +158,7 @@ _FORMATS = (
         coding_name="cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
         root_name="ME_A",
         fps=30.0,
-        columns={
-            "subject": "Subject",
-            "clip": "Filename",
-            "onset": "Onset",
-            "offset": "Offset",
-            "aus": "AU",
-        },
+        columns=CASME3_COLUMNS,
         shared_recordings=True,
     ),
     DatasetFormat(

@@ -26,7 +26,10 @@ apex and offset frame. Facts and their sources are in ``data_manifests/DATASETS.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from au_llm.data.builders.formats import CASME3_COLUMNS
 
 LONG_KINDS = ("samm-lv", "casme-sq-lv", "casme3-lv")
 
@@ -46,7 +49,11 @@ class LongVideoFormat:
         root_name: The frames folder's name in the dataset's release (``SAMM_longvideos``).
         fps: Frame rate of the recordings.
         first_frame: Number of a recording's first frame file.
-        expression_types: Type cell (lower case, spaces removed) -> kind, for a type column.
+        columns: Role -> header text of the required columns, for messages (a sheet without a
+            header row: role -> the column's position, counted from 1, as text).
+        expression_types: Type cell (lower case, spaces removed) -> kind.
+        positions: Roles of the columns by position, for a label sheet without a header row
+            (CAS(ME)^2's); empty when the header row is searched for.
     """
 
     name: str
@@ -55,7 +62,18 @@ class LongVideoFormat:
     root_name: str
     fps: float
     first_frame: int
-    expression_types: tuple[tuple[str, str], ...] = ()
+    columns: dict[str, str]
+    expression_types: tuple[tuple[str, str], ...]
+    positions: tuple[str | None, ...] = ()
+
+    def kind_of(self, cell: str) -> str | None:
+        """The kind (``micro``/``macro``) a type cell names, or None for an unknown type."""
+        key = re.sub(r"\s+", "", cell).lower()
+        return dict(self.expression_types).get(key)
+
+    def types_text(self) -> str:
+        """The type cells this dataset uses, for messages."""
+        return " or ".join(repr(cell) for cell in _TYPE_CELLS[self.name])
 
     @property
     def coding_name(self) -> str:
@@ -63,6 +81,11 @@ class LongVideoFormat:
         return self.coding_names[0][0]
 
 
+_TYPE_CELLS = {
+    "samm-lv": ("Micro - 1/2", "Macro"),
+    "casme-sq-lv": ("micro-expression", "macro-expression"),
+    "casme3-lv": ("Micro-expression", "Macro-expression"),
+}
 _LONG_FORMATS = (
     LongVideoFormat(
         name="samm-lv",
@@ -71,6 +94,14 @@ _LONG_FORMATS = (
         root_name="SAMM_longvideos",
         fps=200.0,
         first_frame=1,
+        columns={
+            "subject": "Subject",
+            "clip": "Filename",
+            "onset": "Onset",
+            "offset": "Offset",
+            "type": "Type",
+            "aus": "Action Units",
+        },
         expression_types=(("micro-1/2", "micro"), ("micro", "micro"), ("macro", "macro")),
     ),
     LongVideoFormat(
@@ -80,7 +111,9 @@ _LONG_FORMATS = (
         root_name="rawpic",
         fps=30.0,
         first_frame=1,
+        columns={"subject": "1", "clip": "2", "onset": "3", "offset": "5", "aus": "6", "type": "8"},
         expression_types=(("micro-expression", "micro"), ("macro-expression", "macro")),
+        positions=("subject", "clip", "onset", "apex", "offset", "aus", None, "type", "emotion"),
     ),
     LongVideoFormat(
         name="casme3-lv",
@@ -92,6 +125,7 @@ _LONG_FORMATS = (
         root_name="part_A",
         fps=30.0,
         first_frame=0,
+        columns=CASME3_COLUMNS,
         expression_types=(("micro-expression", "micro"), ("macro-expression", "macro")),
     ),
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from au_llm.data.au_codes import cell_text
 from au_llm.data.builders.formats import HEADER_ROLES, DatasetFormat, dataset_format
+from au_llm.data.builders.long_formats import LongVideoFormat
 from au_llm.data.errata import Errata, ErrataError, Erratum, load_errata
 from au_llm.data.manifest import ManifestError, id_problem
 from au_llm.data.row_errata import RowErrata, load_row_errata
@@ -35,15 +36,22 @@ _KEY_FRAME = re.compile(r"\(\s*k\s*\)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class _Table:
+class LabelTable:
     """Role -> column index, and the data rows with their Excel row numbers."""
 
     columns: dict[str, int]
     rows: dict[int, tuple[object, ...]]
 
 
-def _find_table(spec: DatasetFormat, path: Path) -> _Table:
+def find_table(
+    spec: DatasetFormat | LongVideoFormat, path: Path, *, empty_ok: bool = False
+) -> LabelTable:
     """The label table: the first header row (any sheet) followed by data rows.
+
+    Args:
+        spec: The dataset's format (its required columns and title, for messages).
+        path: The label file.
+        empty_ok: A header row with no data rows below gives an empty table (else an error).
 
     Raises:
         ManifestError: No header row, a required column missing, or no data rows.
@@ -66,12 +74,12 @@ def _find_table(spec: DatasetFormat, path: Path) -> _Table:
                 for number in range(index + 1, len(rows))
                 if any(cell_text(value).strip() for value in rows[number])
             }
-            if not data:
+            if not data and not empty_ok:
                 raise ManifestError(
                     f"{path}: the header row of sheet {title!r} is followed by no data rows; "
                     "expected one row per clip below the header"
                 )
-            return _Table(columns, data)
+            return LabelTable(columns, data)
     names = " and ".join(f"{spec.columns[r]!r}" for r in ("subject", "clip"))
     raise ManifestError(f"{path}: no header row found (expected a row with {names} cells)")
 
@@ -91,7 +99,7 @@ class _Reader:
     """Reads the rows of one label file into manifest records."""
 
     def __init__(
-        self, spec: DatasetFormat, root: Path, table: _Table, errata: Errata, rows: RowErrata
+        self, spec: DatasetFormat, root: Path, table: LabelTable, errata: Errata, rows: RowErrata
     ) -> None:
         self.spec = spec
         self.root = root
@@ -211,7 +219,7 @@ def build_composite_dataset(
         row_errata = load_row_errata() if row_errata is None else row_errata
     except ErrataError as exc:
         raise ManifestError(str(exc)) from exc
-    table = _find_table(spec, coding)
+    table = find_table(spec, coding)
     reader = _Reader(spec, root, table, errata, row_errata)
     report = BuildReport(coding, strict)
     records: list[dict[str, object]] = []

@@ -14,13 +14,8 @@ from collections.abc import Iterator
 import cv2  # before anything that may import decord (see the project notes)
 import numpy as np
 
-from au_llm.synth.long.plan import (
-    RNG_FRAME,
-    LongExpression,
-    LongRecording,
-    long_look_style,
-    long_seed,
-)
+from au_llm.synth.long.plan import RNG_FRAME, long_look_style, long_seed
+from au_llm.synth.long.recording import LongExpression, LongRecording
 from au_llm.synth.plan import RNG_CLIP, difficulty_spec, rng_for, style_spec
 from au_llm.synth.render import actions_field, activation, add_noise, blink_field, frame_face
 
@@ -72,10 +67,10 @@ class LongRenderer:
             level = activation(expression.onset, expression.apex, expression.offset, frame)
             if level:
                 maps = maps - np.float32(level) * self._motion(expression)
-        for blink in self.recording.blinks:
-            closure = blink.level(frame)
-            if closure:
-                maps = maps - np.float32(closure) * self.blink
+        blink = self.recording.blink_at(frame)
+        closure = blink.level(frame) if blink is not None else 0.0
+        if closure:
+            maps = maps - np.float32(closure) * self.blink
         return maps
 
     def render(self, frame: int, *, noise: bool = True, head: bool = True) -> np.ndarray:
