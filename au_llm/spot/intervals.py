@@ -10,16 +10,13 @@ measured at the recording's own frame rate, so the same number of frames is micr
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-from au_llm.config_checks import choices
 from au_llm.data.builders.long_formats import MICRO_MAX_SECONDS
+from au_llm.data.manifest import EXPRESSION_KINDS
 
-ExpressionKind = Literal["micro", "macro"]
-"""The kind of an expression interval: ``micro`` (at most ``micro_max_seconds``) or ``macro``."""
-KINDS: tuple[str, ...] = choices(ExpressionKind)
+KINDS = EXPRESSION_KINDS
+"""The kinds of an expression interval: ``micro`` (at most ``micro_max_seconds``), ``macro``."""
 
 
 def interval_seconds(onset: int, offset: int, fps: float) -> float:

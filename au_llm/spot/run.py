@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from au_llm.config_checks import AlignMode, Precision, choices
+from au_llm.config_checks import AlignMode, Precision
 from au_llm.data.fields import ClipReadError
 from au_llm.data.manifest import read_manifest, typed_frame
 from au_llm.deployed import load_deployed
@@ -86,16 +85,16 @@ class SpotOptions:
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
-            raise ValueError(f"--fps {self.fps:g}: expected a positive frame rate")
-        if self.align is not None and self.align not in choices(AlignMode):
-            raise ValueError(f"--align {self.align}: expected one of {choices(AlignMode)}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: expected at least 1")
+        self.predict_config()  # the options shared with predict are checked there
 
     def predict_config(self) -> PredictConfig:
-        """The options the model's :class:`~au_llm.predict.scorer.ClipScorer` takes."""
+        """The options the model's :class:`~au_llm.predict.scorer.ClipScorer` takes.
+
+        Raises:
+            ValueError: An option is out of range (named as on the command line).
+        """
         return PredictConfig(
+            fps=self.fps,
             align=self.align,
             precision=self.precision,
             batch_size=self.batch_size,
@@ -195,7 +194,7 @@ def _annotations(path: Path | None, inputs: list[Path], names: list[str]) -> pd.
     """The annotated intervals of the inputs (``recording`` = the input's name), or None.
 
     Rows are matched to an input by their ``frames_dir`` or ``video`` (symlinks resolved);
-    rows of other recordings are ignored. A row without ``kind`` gets it from its duration at
+    rows of other recordings are ignored. A row without a ``kind`` gets it from its duration at
     its ``fps``.
 
     Raises:
@@ -211,14 +210,17 @@ def _annotations(path: Path | None, inputs: list[Path], names: list[str]) -> pd.
     ]
     manifest = manifest.assign(recording=recordings)
     manifest = manifest[manifest["recording"] != ""].reset_index(drop=True)
-    if "kind" not in manifest.columns:
-        seconds = [
-            interval_seconds(int(on), int(off), float(fps))
-            for on, off, fps in zip(
-                manifest["onset"], manifest["offset"], manifest["fps"], strict=True
-            )
-        ]
-        manifest["kind"] = [kind_of(s) for s in seconds]
+    given = manifest["kind"] if "kind" in manifest.columns else pd.Series("", manifest.index)
+    manifest["kind"] = [
+        kind if kind else kind_of(interval_seconds(int(on), int(off), float(fps)))
+        for kind, on, off, fps in zip(
+            given.fillna("").astype(str).str.strip(),
+            manifest["onset"],
+            manifest["offset"],
+            manifest["fps"],
+            strict=True,
+        )
+    ]
     if manifest.empty:
         log.warning(
             "%s: no annotated interval of the inputs (matched by frames_dir or video)", path

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -172,3 +173,26 @@ def test_an_interval_whose_clip_fails_is_reported_and_left_empty(
     assert run.summary.loc[0, "failed_intervals"] == 1
     timeline = pd.read_csv(tmp_path / "out" / "rec_timeline.csv")
     assert 9 not in set(timeline["frame"]) and len(timeline) == len(files)
+
+
+def test_spot_a_synthetic_long_recording_against_its_built_manifest(model_dir, tmp_path):
+    """``synth --long`` -> ``manifest casme-sq-lv`` -> ``spot --annotations``: the real flow."""
+    root = tmp_path / "lv"
+    argv = ["synth", "--style", "casme-sq-lv", "--long", "--out", str(root), "--subjects", "1"]
+    assert main([*argv, "--recordings-per-subject", "1", "--seconds", "12", "--size", "0.5"]) == 0
+    manifest = tmp_path / "long.csv"
+    coding = str(root / "CAS(ME)^2code_final.xlsx")
+    argv = ["manifest", "casme-sq-lv", "--root", str(root / "rawpic"), "--coding", coding]
+    assert main([*argv, "--out", str(manifest)]) == 0
+    rows = read_manifest(manifest)
+    folder = rows["frames_dir"].iloc[0]
+    out = tmp_path / "out"
+    argv = ["spot", "--model", str(model_dir), "--input", folder, "--out", str(out)]
+    assert main([*argv, "--fps", "30", "--annotations", str(manifest)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    overall = result["counts"]["overall"]
+    assert overall["tp"] + overall["fn"] == len(rows)
+    assert overall["tp"] >= 1  # the rule finds embedded expressions with default settings
+    assert result["au_f1_count"] >= 1 and 0 <= result["strs"] <= 1
+    name = Path(folder).name
+    assert (out / f"{name}_timeline.png").stat().st_size > 0
