@@ -24,6 +24,16 @@ def interval_seconds(onset: int, offset: int, fps: float) -> float:
     return (offset - onset + 1) / fps
 
 
+def span_seconds(times: np.ndarray, first: int, last: int, fps: float) -> float:
+    """Seconds from the start of frame ``first`` to the end of frame ``last`` (positions).
+
+    ``times`` are the frames' presentation times, so a variable frame rate is kept; the last
+    frame lasts one period at the average rate ``fps``. At a constant rate this is
+    :func:`interval_seconds`.
+    """
+    return float(times[last] - times[first]) + 1 / fps
+
+
 def kind_of(seconds: float, micro_max_seconds: float = MICRO_MAX_SECONDS) -> str:
     """``micro`` for an interval of at most ``micro_max_seconds``, else ``macro``."""
     return "micro" if seconds <= micro_max_seconds + 1e-9 else "macro"

@@ -2,10 +2,11 @@
 
 **Intervals** (``<name>_intervals.csv``): one row per spotted interval: ``interval`` (its number
 in the recording), ``onset, apex, offset`` (frame numbers: a folder's file numbers, a video's
-0-based indices), ``onset_time, apex_time, offset_time`` (seconds), ``duration`` (seconds,
-``offset - onset + 1`` frames), ``kind`` (micro or macro, by duration at the recording's frame
-rate), ``score`` (the peak's motion score), then ``AUxx_prob, AUxx_pred`` per AU: the model's
-probability and decision for the clip ``onset..offset``, aligned and sampled as in training.
+0-based indices), ``onset_time, apex_time, offset_time`` (seconds), ``duration`` (seconds, from
+the onset frame's time to the offset frame's time plus one frame period), ``kind`` (micro or
+macro, by that duration), ``score`` (the peak's motion score), then ``AUxx_prob, AUxx_pred`` per
+AU: the model's probability and decision for the clip ``onset..offset``, aligned and sampled as
+in training.
 
 **Timeline** (``<name>_timeline.csv``), in OpenFace's per-frame layout: ``frame, face_id,
 timestamp, confidence, success``, then ``AUxx_prob`` for every AU, then ``AUxx_pred`` for every
@@ -35,6 +36,7 @@ import pandas as pd
 
 from au_llm.io_utils import atomic_open
 from au_llm.metrics import au_column
+from au_llm.spot.intervals import span_seconds
 from au_llm.spot.scan import RecordingMotion
 
 TIMELINE_KEYS = ["frame", "face_id", "timestamp", "confidence", "success"]
@@ -89,7 +91,10 @@ def interval_table(
             "apex": intervals["apex"].to_numpy(),
             "offset": intervals["offset"].to_numpy(),
             **{f"{end}_time": times[pos] for end, pos in positions.items()},
-            "duration": (positions["offset"] - positions["onset"] + 1) / motion.fps,
+            "duration": [
+                span_seconds(times, first, last, motion.fps)
+                for first, last in zip(positions["onset"], positions["offset"], strict=True)
+            ],
             "kind": intervals["kind"].to_numpy(),
             "score": intervals["score"].to_numpy(),
         }

@@ -279,7 +279,7 @@ class _RecordingSpotter:
             raise ClipReadError(f"no frame decodes ({reader.stop_reason})", path)
         times = frame_timestamps(path, kind, motion.numbers, reader.fps)
         missing = self._report_missing(path, motion, times)
-        intervals = spot_intervals(motion, self.cfg)
+        intervals = spot_intervals(motion, self.cfg, times)
         au_columns, failed = self._score(path, name, kind, reader.fps, intervals)
         table = interval_table(intervals, motion, times, au_columns)
         aus = self.scorer.aus

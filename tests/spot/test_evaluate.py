@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from au_llm.spot.evaluate import evaluate_spotting, match_intervals
-from au_llm.spot.intervals import interval_seconds, iou_matrix, kind_of
+from au_llm.spot.intervals import interval_seconds, iou_matrix, kind_of, span_seconds
 
 
 def _table(rows, **extra):
@@ -164,3 +164,11 @@ def test_kind_is_the_duration_at_the_recordings_own_frame_rate():
     assert kind_of(interval_seconds(0, 99, 30.0)) == "macro"
     assert kind_of(interval_seconds(0, 14, 30.0)) == "micro"
     assert kind_of(0.6, micro_max_seconds=0.6) == "micro"
+
+
+def test_a_span_of_real_frame_times_keeps_a_variable_frame_rate():
+    times = np.array([0.0, 0.04, 0.08, 0.5, 0.54])
+    assert span_seconds(times, 0, 2, 25.0) == pytest.approx(0.12)  # = 3 frames at 25 fps
+    assert span_seconds(times, 0, 2, 25.0) == pytest.approx(interval_seconds(0, 2, 25.0))
+    assert span_seconds(times, 1, 4, 25.0) == pytest.approx(0.54)  # a pause inside
+    assert kind_of(span_seconds(times, 1, 4, 25.0)) == "macro"

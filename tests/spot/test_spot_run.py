@@ -159,7 +159,7 @@ def test_an_interval_whose_clip_fails_is_reported_and_left_empty(
     fixed = pd.DataFrame(
         {"onset": [6, 11], "apex": [8, 13], "offset": [10, 15], "kind": "micro", "score": 1.0}
     )
-    monkeypatch.setattr(spot_run, "spot_intervals", lambda motion, cfg: fixed)
+    monkeypatch.setattr(spot_run, "spot_intervals", lambda motion, cfg, times: fixed)
     run = spot_run.spot_inputs(model_dir, [folder], tmp_path / "out")
     assert run.status == 0
     intervals = pd.read_csv(tmp_path / "out" / "rec_intervals.csv")
@@ -196,3 +196,46 @@ def test_spot_a_synthetic_long_recording_against_its_built_manifest(model_dir, t
     assert result["au_f1_count"] >= 1 and 0 <= result["strs"] <= 1
     name = Path(folder).name
     assert (out / f"{name}_timeline.png").stat().st_size > 0
+
+
+def _write_variable_rate_mkv(frames, times_ms, path):
+    """Frames ``[H, W, 3]`` RGB shown at ``times_ms`` (a variable frame rate), as an mkv."""
+    import fractions
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for image, time_ms in zip(frames, times_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = time_ms, stream.time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def test_timeline_keeps_the_real_times_of_a_variable_frame_rate_video(
+    model_dir, tiny_data, tmp_path
+):
+    folder = read_manifest(tiny_data.casme2)["frames_dir"].iloc[0]
+    frames = [
+        cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in index_frames(folder).values()
+    ]
+    times_ms = [0, 40, 80, 200, 240, 500, 540, 580][: len(frames)]
+    video = tmp_path / "vfr.mkv"
+    _write_variable_rate_mkv(frames, times_ms, video)
+    out = tmp_path / "out"
+    assert (
+        main(["spot", "--model", str(model_dir), "--input", str(video), "--out", str(out), *SHORT])
+        == 0
+    )
+    timeline = pd.read_csv(out / "vfr_timeline.csv")
+    np.testing.assert_allclose(timeline["timestamp"], np.array(times_ms) / 1000, atol=1e-6)
+    intervals = pd.read_csv(out / "vfr_intervals.csv")
+    for _, row in intervals.iterrows():
+        onset, offset = times_ms[int(row["onset"])] / 1000, times_ms[int(row["offset"])] / 1000
+        assert row["onset_time"] == pytest.approx(onset)
+        # the duration is the frames' real span (plus the last frame's period at 25 fps)
+        assert row["duration"] == pytest.approx(offset - onset + 1 / 25, abs=1e-6)
