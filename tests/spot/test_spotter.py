@@ -1,4 +1,9 @@
-"""The rule spotter on a synthetic long recording, with the real face landmarker."""
+"""The rule spotter on a synthetic long recording (16 s, 320x240), with the real face landmarker.
+
+One recording is too few to measure the spotter (``bench/spot_motion.py`` does that on held-out
+subjects); these tests check that it finds the embedded expressions far better than random
+intervals and that blinks and head turns draw fewer intervals than chance would place on them.
+"""
 
 import cv2
 import numpy as np
@@ -41,7 +46,7 @@ def _chance(spotted, spans, first, last):
 @pytest.fixture(scope="module")
 def spotted():
     recording = plan_long_recordings(
-        "casme-sq-lv", subjects=1, recordings_per_subject=1, seconds=24, seed=3, size=0.5
+        "casme-sq-lv", subjects=1, recordings_per_subject=1, seconds=16, seed=11, size=0.5
     )[0]
     cfg = SpotConfig()
     with Landmarker(num_faces=5) as landmarker:
@@ -50,7 +55,7 @@ def spotted():
     return recording, table
 
 
-def _random_f1(table, truth, first, last, draws=200):
+def _random_f1(table, truth, first, last, draws=50):
     """Mean F1 of the spotted intervals' durations placed uniformly at random."""
     rng = np.random.default_rng(0)
     lengths = (table["offset"] - table["onset"]).to_numpy()
@@ -69,9 +74,9 @@ def test_the_spotter_finds_the_embedded_expressions(spotted):
         columns=["recording", "onset", "offset", "kind"],
     )
     counts = evaluate_spotting(table, truth).counts["overall"]
-    assert counts.recall >= 0.5 and counts.precision >= 0.4, counts
+    assert counts.recall >= 0.6 and counts.precision >= 0.6, counts
     chance = _random_f1(table, truth, recording.first_frame, recording.last_frame)
-    assert counts.f1 > chance + 0.3, (counts.f1, chance)
+    assert counts.f1 > chance + 0.4, (counts.f1, chance)
 
 
 def test_blinks_and_head_turns_draw_fewer_intervals_than_chance(spotted):
