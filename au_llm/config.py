@@ -8,14 +8,11 @@ the key and the file. ``load_config("configs/x.yaml", ["train.lr=1e-4"])`` retur
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
     DATASET_AUS,
@@ -43,7 +40,7 @@ from au_llm.config_model import (
     TinyLLMConfig,
 )
 from au_llm.config_train import TrainConfig
-from au_llm.config_yaml import parse_overrides, read_yaml
+from au_llm.config_yaml import blame_errors, parse_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 from au_llm.protocols import PROTOCOLS
 
@@ -366,23 +363,23 @@ def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
         )
 
 
-@contextlib.contextmanager
-def _blame(source: str) -> Iterator[None]:
-    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
-    try:
-        yield
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+def merge_overrides(merged: Any, overrides: list[str]) -> Any:
+    """``merged`` (an OmegaConf config) with dotted ``key=value`` overrides applied.
+
+    Raises:
+        ConfigError: A malformed override, a retired key or one OmegaConf refuses, named as given
+            on the command line.
+    """
+    source = "command line"
+    with blame_errors(source):
+        dotlist = parse_overrides(list(overrides))
+    check_retired(OmegaConf.to_container(dotlist), source)
+    with blame_errors(source):
+        return OmegaConf.merge(merged, dotlist)
 
 
 def _validated(merged: Any, source: str) -> ExperimentConfig:
-    with _blame(source):
+    with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
         assert isinstance(cfg, ExperimentConfig)
         check_values(cfg)
@@ -416,21 +413,17 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        with _blame(source):
+        with blame_errors(source):
             loaded = OmegaConf.to_container(read_yaml(Path(path)))
             if saved:
                 loaded = upgrade_saved(loaded)
         check_retired(loaded, source)
-        with _blame(source):
+        with blame_errors(source):
             merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
-        with _blame(source):
-            dotlist = parse_overrides(list(overrides))
-        check_retired(OmegaConf.to_container(dotlist), source)
-        with _blame(source):
-            merged = OmegaConf.merge(merged, dotlist)
+        merged = merge_overrides(merged, overrides)
     if path is None or overrides:
         cfg = _validated(merged, source)
     return cfg
