@@ -40,9 +40,10 @@ from au_llm.config_model import (
     TinyLLMConfig,
 )
 from au_llm.config_train import TrainConfig
-from au_llm.config_yaml import blame_errors, parse_overrides, read_yaml
+from au_llm.config_yaml import blame_errors, merge_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 from au_llm.protocols import PROTOCOLS
+from au_llm.spot.config import SpotConfig
 
 T = TypeVar("T")
 
@@ -309,13 +310,17 @@ class ExperimentConfig:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
         protocol: A name of :data:`~au_llm.protocols.PROTOCOLS`: ``loso`` (leave one subject
             out; with several datasets, subjects are told apart by dataset), ``lodo`` (leave one
-            dataset out, over the datasets of ``data.manifests``) or ``cross`` (train on
-            ``data.manifests``, test on ``data.target_manifests``).
+            dataset out, over the datasets of ``data.manifests``), ``cross`` (train on
+            ``data.manifests``, test on ``data.target_manifests``) or ``megc`` (leave one
+            subject out over long-video manifests: the held-out subject's recordings are
+            spotted, then the spotted intervals' AUs named; see ``docs/spotting.md``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
         launch: How the folds are spread over processes, GPUs and cluster nodes (settings that
             change how a run executes, not what it computes).
+        spot: The spotter's settings under ``protocol: megc`` (fixed for every fold: nothing
+            is tuned on a held-out subject).
     """
 
     name: str = "experiment"
@@ -330,6 +335,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    spot: SpotConfig = field(default_factory=SpotConfig)
 
     def __post_init__(self) -> None:
         check_choice("", "protocol", self.protocol, PROTOCOLS)
@@ -361,21 +367,6 @@ def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
             f"train.vision_weight = {train.vision_weight} / train.stage_epochs = "
             f"{train.stage_epochs}: the vision loss needs model.vision_head: true"
         )
-
-
-def merge_overrides(merged: Any, overrides: list[str]) -> Any:
-    """``merged`` (an OmegaConf config) with dotted ``key=value`` overrides applied.
-
-    Raises:
-        ConfigError: A malformed override, a retired key or one OmegaConf refuses, named as given
-            on the command line.
-    """
-    source = "command line"
-    with blame_errors(source):
-        dotlist = parse_overrides(list(overrides))
-    check_retired(OmegaConf.to_container(dotlist), source)
-    with blame_errors(source):
-        return OmegaConf.merge(merged, dotlist)
 
 
 def _validated(merged: Any, source: str) -> ExperimentConfig:

@@ -23,6 +23,7 @@ from omegaconf._utils import get_yaml_loader
 from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import ConfigError
+from au_llm.config_keys import check_retired
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
@@ -131,3 +132,18 @@ def blame_errors(source: str) -> Iterator[None]:
         raise ConfigError(f"{source}: key {key!r}: {msg}") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+
+
+def merge_overrides(merged: Any, overrides: list[str]) -> Any:
+    """``merged`` (an OmegaConf config) with dotted ``key=value`` overrides applied.
+
+    Raises:
+        ConfigError: A malformed override, a retired key or one OmegaConf refuses, named as given
+            on the command line.
+    """
+    source = "command line"
+    with blame_errors(source):
+        dotlist = parse_overrides(list(overrides))
+    check_retired(OmegaConf.to_container(dotlist), source)
+    with blame_errors(source):
+        return OmegaConf.merge(merged, dotlist)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from au_llm.config import merge_overrides
 from au_llm.config_checks import ConfigError, check_choice, check_positive
-from au_llm.config_yaml import blame_errors, read_yaml
+from au_llm.config_yaml import blame_errors, merge_overrides, read_yaml
 from au_llm.spot.intervals import KINDS, MICRO_MAX_SECONDS
 from au_llm.spot.motion import FACE_REGIONS, MOTION_FEATURES
 

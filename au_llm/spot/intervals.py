@@ -10,10 +10,13 @@ measured at the recording's own frame rate, so the same number of frames is micr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from au_llm.data.builders.formats import MICRO_MAX_SECONDS
-from au_llm.data.manifest import EXPRESSION_KINDS
+from au_llm.data.manifest import EXPRESSION_KINDS, typed_frame
 
 KINDS = EXPRESSION_KINDS
 """The kinds of an expression interval: ``micro`` (at most ``micro_max_seconds``), ``macro``."""
@@ -66,3 +69,51 @@ def iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     inter = np.clip(high - low + 1, 0, None)
     lengths = (first[:, 1] - first[:, 0] + 1)[:, None] + (second[:, 1] - second[:, 0] + 1)[None]
     return inter / (lengths - inter)
+
+
+def interval_clips(
+    intervals: pd.DataFrame,
+    names: list[str],
+    *,
+    dataset: str,
+    subject: str,
+    source: tuple[str, Path],
+    fps: float,
+) -> pd.DataFrame:
+    """Intervals of one recording as manifest rows: clips ``onset..offset`` to align and score.
+
+    Args:
+        intervals: ``onset, apex, offset`` rows (frame numbers of the recording).
+        names: The clip name of each row (unique within the subject).
+        dataset: The rows' dataset.
+        subject: The rows' subject.
+        source: ``(kind, path)``: ``frames`` and the frame folder, or ``video`` and the file.
+        fps: The recording's frame rate.
+
+    Returns:
+        One manifest row per interval (no AU labels), in order.
+    """
+    kind, path = source
+    rows = [
+        {
+            "dataset": dataset,
+            "subject": subject,
+            "clip": name,
+            "frames_dir": str(path) if kind == "frames" else "",
+            "video": str(path) if kind == "video" else "",
+            "onset": int(onset),
+            "apex": int(apex),
+            "offset": int(offset),
+            "n_frames": int(offset) - int(onset) + 1,
+            "fps": fps,
+            "au_raw": "",
+            "aus": "",
+            "emotion": "",
+            "apex_estimated": False,
+            "notes": "",
+        }
+        for name, onset, apex, offset in zip(
+            names, intervals["onset"], intervals["apex"], intervals["offset"], strict=True
+        )
+    ]
+    return typed_frame(rows)

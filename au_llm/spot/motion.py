@@ -23,13 +23,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
 
 from au_llm.config_checks import choices
-from au_llm.spot.stream import AlignedFrame
+
+if TYPE_CHECKING:
+    from au_llm.spot.stream import AlignedFrame
 
 MotionFeature = Literal["diff", "farneback", "dis"]
 """How the movement of a region is measured (see the module)."""

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from au_llm.config_checks import AlignMode, Precision
 from au_llm.data.fields import ClipReadError
-from au_llm.data.manifest import read_manifest, typed_frame
+from au_llm.data.manifest import read_manifest
 from au_llm.deployed import load_deployed
 from au_llm.io_utils import (
     atomic_open,
@@ -45,7 +45,7 @@ from au_llm.preprocess.landmarks import Landmarker
 from au_llm.preprocess.windows import RecordingReader, recording_names
 from au_llm.spot.config import SpotConfig
 from au_llm.spot.evaluate import SpotEvaluation, evaluate_spotting
-from au_llm.spot.intervals import interval_seconds, kind_of
+from au_llm.spot.intervals import interval_clips, interval_seconds, kind_of
 from au_llm.spot.outputs import interval_table, plot_spotting, timeline_table
 from au_llm.spot.scan import RecordingMotion, measure_motion, spot_intervals
 
@@ -338,32 +338,14 @@ class _RecordingSpotter:
             f"i{i:04d}_{on}-{off}"
             for i, (on, off) in enumerate(zip(intervals["onset"], intervals["offset"], strict=True))
         ]
-        source = {
-            "frames_dir": str(path) if kind == "frames" else "",
-            "video": str(path) if kind == "video" else "",
-        }
-        rows = [
-            {
-                "dataset": "spot",
-                "subject": safe_component(name),
-                "clip": clip,
-                **source,
-                "onset": int(on),
-                "apex": int(apex),
-                "offset": int(off),
-                "n_frames": int(off) - int(on) + 1,
-                "fps": fps,
-                "au_raw": "",
-                "aus": "",
-                "emotion": "",
-                "apex_estimated": False,
-                "notes": "",
-            }
-            for clip, on, apex, off in zip(
-                clips, intervals["onset"], intervals["apex"], intervals["offset"], strict=True
-            )
-        ]
-        manifest = typed_frame(rows)
+        manifest = interval_clips(
+            intervals,
+            clips,
+            dataset="spot",
+            subject=safe_component(name),
+            source=(kind, path),
+            fps=fps,
+        )
         log_before = len(self.clips.log.failures)
         scored = self.clips.predict_rows(path, manifest)
         spans = dict(
