@@ -147,10 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
     demo.add_argument(
-        "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
+        "--out",
+        type=Path,
+        help="default runs/demo (--composite: runs/demo_composite; --spot: runs/demo_spot)",
     )
     demo.add_argument("--no-llm", action="store_true", help="no LLM (model.reader=none)")
-    demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
+    demo.add_argument(
+        "--subjects", type=int, help="per dataset (default 8; --composite 3; --spot 5)"
+    )
     demo.add_argument(
         "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
     )
@@ -161,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--composite",
         action="store_true",
         help="leave one dataset out over synthetic CASME, CAS(ME)^3, MMEW and 4DME data instead",
+    )
+    demo.add_argument(
+        "--spot",
+        action="store_true",
+        help="spot-then-recognise on synthetic long recordings instead (the MEGC table)",
     )
     demo.add_argument(
         "--explain",
@@ -471,9 +480,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.recipes.demo import run_demo
     from au_llm.recipes.demo_composite import run_composite_demo
+    from au_llm.recipes.demo_spot import run_spot_demo
 
-    out = args.out or Path("runs/demo_composite" if args.composite else "runs/demo")
+    default = "runs/demo_composite" if args.composite else "runs/demo"
+    out = args.out or Path("runs/demo_spot" if args.spot else default)
     check_output_folder(out, overwrite=True)
+    if args.spot:
+        run_spot_demo(out, args.subjects or 5)
+        return 0
     if args.composite:
         run_composite_demo(out, args.subjects or 3, args.clips_per_subject or 4)
         return 0

@@ -146,7 +146,7 @@ def run_fold(
         )
         motions = motions or RecordingMotions(cfg.spot, cfg.preprocess.landmarker_model)
         record["spotting"] = spot_fold(
-            fold.test, motions=motions, fold_model=fold_model, seed=fseed
+            fold.test, motions=motions, fold_model=fold_model, seed=fseed, strict=cfg.strict
         )
     return run.write_fold(seed, fold.name, frame, record)
 

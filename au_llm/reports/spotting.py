@@ -151,6 +151,15 @@ def spotting_markdown(summary: dict[str, Any]) -> str:
         "the peak-rule spotter; `random`: its intervals moved to random places; `none`: "
         f"nothing spotted. Mean ± std over {seeds} seed(s); per seed in `{SPOTTING_TABLE}`.",
         "",
+        *(
+            [
+                f"{summary['excluded_annotations']} annotated expressions failed alignment "
+                "(listed above) and are not among the annotations scored here.",
+                "",
+            ]
+            if summary.get("excluded_annotations")
+            else []
+        ),
         "| dataset | method | spotting F1 | precision | recall | micro F1 | macro F1 "
         "| AU F1 on hits | STR score |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -175,6 +184,7 @@ def write_spotting_report(run: Run, aus: list[int]) -> dict[str, Any] | None:
     if table.empty:
         return None
     summary = spotting_summary(table)
+    summary["excluded_annotations"] = len(run.info().get("excluded") or [])
     atomic_write_csv(run.layout.output(SPOTTING_TABLE), table)
     atomic_write_text(
         run.layout.output(SPOTTING_SUMMARY), json.dumps(summary, indent=2, allow_nan=False)

@@ -229,6 +229,7 @@ def spot_fold(
     motions: RecordingMotions,
     fold_model: FoldModel,
     seed: int,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Spot the held-out recordings, name the AUs of every interval, for the fold record.
 
@@ -238,6 +239,9 @@ def spot_fold(
         motions: The recordings' motion (measured once per process).
         fold_model: The fold's trained model.
         seed: The fold's seed (the random baseline's placements).
+        strict: Raise when a recording cannot be read, instead of leaving it unspotted (its
+            expressions then count as missed by every method, and ``recordings`` names the
+            error).
 
     Returns:
         ``annotated`` (the held-out expressions: recording keys, ``onset``, ``offset``, ``kind``,
@@ -246,12 +250,19 @@ def spot_fold(
         (frames read, frames without a face, intervals spotted by the rule, failed interval clips).
 
     Raises:
-        ClipReadError: A held-out recording cannot be read.
+        ClipReadError: A held-out recording cannot be read (under ``strict``).
     """
     rng = np.random.default_rng(seed)
     tables, recordings = [], []
     for recording in held_out_recordings(test):
-        motion, times = motions.measure(recording)
+        try:
+            motion, times = motions.measure(recording)
+        except ClipReadError as exc:
+            if strict:
+                raise
+            log.warning("%s: not spotted, its expressions count as missed: %s", recording.path, exc)
+            recordings.append({**recording.keys, "error": str(exc)})
+            continue
         rule = spot_intervals(motion, motions.cfg, times)
         placed = random_intervals(rule, motion.numbers, rng)
         both = pd.concat([rule.assign(method="rule"), placed.assign(method="random")])
