@@ -10,12 +10,15 @@ import pytest
 from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
+from au_llm.preprocess.landmarks import FaceLandmarks
 from au_llm.protocols import PROTOCOLS, spot_folds
 from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.spotting import spotting_summary, spotting_table
 from au_llm.runs.layout import REPORT, SPOTTING_SUMMARY, SPOTTING_TABLE
+from au_llm.spot import protocol as spot_protocol
 from au_llm.spot.protocol import held_out_recordings, random_intervals
 from au_llm.synth.long import write_long_style
+from au_llm.synth.render import source_landmarks
 from tests.conftest import CONFIG_DIR
 
 AUS = [1, 2, 4, 7, 12, 14, 15, 17]
@@ -143,21 +146,42 @@ def long_manifest(tmp_path_factory):
     return root
 
 
-def test_megc_run_spots_held_out_recordings_scores_baselines_and_resumes(long_manifest, precision):
-    root = long_manifest
-    overrides = [
-        f"out_dir='{root / 'runs'}'",
-        f"data.cache_dir='{root / 'cache'}'",
-        f"data.manifests=['{root / 'long.csv'}']",
-        f"data.aus={AUS}",
-        f"train.precision={precision}",
-        f"name=megc_{precision}",
-    ]
-    cfg = load_config(CONFIG_DIR / "tiny_cpu_megc.yaml", overrides)
+class FixedFaceLandmarker:
+    """One face per frame where the synthetic face sits (no landmark model: the CI-sized runs)."""
+
+    def __init__(self, model=None, num_faces=1):
+        points = source_landmarks()
+        self.unit = (points - points.min(axis=0)) / np.ptp(points, axis=0)
+
+    def detect_all(self, image):
+        height, width = image.shape[:2]
+        box = np.array([0.3 * width, 0.15 * height]), np.array([0.4 * width, 0.7 * height])
+        return [FaceLandmarks(self.unit * box[1] + box[0], 0.9)]
+
+    def close(self):
+        pass
+
+
+def _megc_run(root, name, *overrides):
+    cfg = load_config(
+        CONFIG_DIR / "tiny_cpu_megc.yaml",
+        [
+            f"out_dir='{root / 'runs'}'",
+            f"data.cache_dir='{root / 'cache'}'",
+            f"data.manifests=['{root / 'long.csv'}']",
+            f"data.aus={AUS}",
+            f"name={name}",
+            *overrides,
+        ],
+    )
     run_dir, _ = run_protocol(cfg, progress=False)
+    return cfg, run_dir
+
+
+def _check_megc_run(root, cfg, run_dir):
+    """The fold records, the table and the report of a finished ``megc`` run; a rerun is a no-op."""
     manifest = read_manifest(root / "long.csv")
-    subjects = sorted(manifest["subject"].unique())
-    for subject in subjects:
+    for subject in sorted(manifest["subject"].unique()):
         record = json.loads((run_dir / "folds" / "seed1" / f"{subject}.json").read_text())
         spotting = record["spotting"]
         mine = manifest[manifest["subject"] == subject]
@@ -185,3 +209,20 @@ def test_megc_run_spots_held_out_recordings_scores_baselines_and_resumes(long_ma
     run_protocol(cfg, progress=False)
     assert {p: p.stat().st_mtime_ns for p in (run_dir / "folds").rglob("*.json")} == before
     assert json.loads((run_dir / SPOTTING_SUMMARY).read_text()) == summary
+
+
+def test_megc_run_spots_held_out_recordings_scores_baselines_and_resumes(
+    long_manifest, precision, monkeypatch
+):
+    # CI-sized: the face found where the synthetic face sits, clips resized without alignment
+    monkeypatch.setattr(spot_protocol, "Landmarker", FixedFaceLandmarker)
+    cfg, run_dir = _megc_run(
+        long_manifest, f"megc_{precision}", f"train.precision={precision}", "preprocess.align=none"
+    )
+    _check_megc_run(long_manifest, cfg, run_dir)
+
+
+@pytest.mark.slow  # about 30 s of CPU: every frame landmarked, every clip aligned
+def test_megc_run_with_the_face_landmarker(long_manifest):
+    cfg, run_dir = _megc_run(long_manifest, "megc_landmarker")
+    _check_megc_run(long_manifest, cfg, run_dir)
