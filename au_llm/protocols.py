@@ -130,15 +130,12 @@ def loso_folds(manifest: pd.DataFrame) -> list[Fold]:
     return folds
 
 
-def spot_folds(manifest: pd.DataFrame) -> list[Fold]:
-    """Leave one subject out over long-video manifests (MEGC): one fold per subject.
-
-    The rows are the annotated expressions of long recordings (``recording`` names each one's
-    recording); a fold trains on the other subjects' expressions and tests on the held-out
-    subject's, whose recordings the spotter reads whole (:mod:`au_llm.spot.protocol`).
+def check_long_videos(manifest: pd.DataFrame) -> None:
+    """Raise unless every row is an expression of a long recording, named by one source.
 
     Raises:
-        ValueError: A row without a ``recording`` (a manifest of short clips).
+        ValueError: A row without a ``recording`` (a manifest of short clips), or a recording
+            whose rows name several frame folders or videos; the message names it.
     """
     recordings = manifest.get("recording", pd.Series("", index=manifest.index))
     missing = manifest[recordings.fillna("").astype(str).str.strip() == ""]
@@ -149,6 +146,31 @@ def spot_folds(manifest: pd.DataFrame) -> list[Fold]:
             f"casme3-lv): {len(missing)} rows name no recording, e.g. "
             f"{first['dataset']}/{first['subject']}/{first['clip']}"
         )
+    sources = manifest["frames_dir"].fillna("").astype(str) + manifest["video"].fillna("").astype(
+        str
+    )
+    keys = ["dataset", "subject", "recording"]
+    counts = manifest.assign(source=sources).groupby(keys)["source"].nunique()
+    several = counts[counts > 1]
+    if not several.empty:
+        dataset, subject, recording = several.index[0]
+        raise ValueError(
+            f"{dataset}/{subject} recording {recording}: its rows name {several.iloc[0]} "
+            "frame folders or videos, expected one (the whole recording)"
+        )
+
+
+def spot_folds(manifest: pd.DataFrame) -> list[Fold]:
+    """Leave one subject out over long-video manifests (MEGC): one fold per subject.
+
+    The rows are the annotated expressions of long recordings (``recording`` names each one's
+    recording); a fold trains on the other subjects' expressions and tests on the held-out
+    subject's, whose recordings the spotter reads whole (:mod:`au_llm.spot.protocol`).
+
+    Raises:
+        ValueError: A row without a ``recording`` (:func:`check_long_videos`).
+    """
+    check_long_videos(manifest)
     return loso_folds(manifest)
 
 

@@ -82,21 +82,15 @@ class HeldOutRecording:
 def held_out_recordings(test: pd.DataFrame) -> list[HeldOutRecording]:
     """The recordings whose annotated expressions are the fold's test rows, in name order.
 
-    Raises:
-        ValueError: One recording whose rows name two sources (frame folders or videos).
+    Each recording's rows name one source (checked when the folds are made:
+    :func:`~au_llm.protocols.check_long_videos`); the first row's is taken.
     """
     found = []
     for (dataset, subject, recording), rows in test.groupby(RECORDING_KEYS, sort=True):
-        frames = set(rows["frames_dir"].fillna("").astype(str)) - {""}
-        videos = set(rows["video"].fillna("").astype(str)) - {""}
-        sources = [("frames", p) for p in sorted(frames)] + [("video", p) for p in sorted(videos)]
-        if len(sources) != 1:
-            raise ValueError(
-                f"{dataset}/{subject} recording {recording}: its rows name "
-                f"{len(sources)} sources ({', '.join(p for _, p in sources)}), expected one"
-            )
-        kind, path = sources[0]
-        fps = float(rows["fps"].iloc[0])
+        first = rows.iloc[0]
+        frames = str(first["frames_dir"] or "") if pd.notna(first["frames_dir"]) else ""
+        kind, path = ("frames", frames) if frames else ("video", str(first["video"]))
+        fps = float(first["fps"])
         found.append(HeldOutRecording(dataset, subject, recording, kind, Path(path), fps))
     return found
 

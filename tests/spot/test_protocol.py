@@ -11,7 +11,8 @@ from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
 from au_llm.preprocess.landmarks import FaceLandmarks
-from au_llm.protocols import PROTOCOLS, spot_folds
+from au_llm.protocols import PROTOCOLS, check_long_videos, spot_folds
+from au_llm.recipes.cli import main
 from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.spotting import spotting_summary, spotting_table
 from au_llm.runs.layout import REPORT, SPOTTING_SUMMARY, SPOTTING_TABLE
@@ -47,27 +48,34 @@ def test_random_intervals_keep_count_lengths_and_kinds():
     assert len({tuple(p["onset"]) for p in placed}) > 10  # positions drawn, not copied
 
 
-def test_held_out_recordings_need_one_source_each():
+def test_a_recording_must_name_one_source():
     rows = pd.DataFrame(
         {
             "dataset": ["d", "d"],
             "subject": ["s1", "s1"],
+            "clip": ["c1", "c2"],
             "recording": ["r1", "r1"],
             "frames_dir": ["/data/r1", "/data/other"],
             "video": ["", ""],
             "fps": [30.0, 30.0],
         }
     )
-    with pytest.raises(ValueError, match="r1: its rows name 2 sources"):
-        held_out_recordings(rows)
+    with pytest.raises(ValueError, match="d/s1 recording r1: its rows name 2 frame folders"):
+        check_long_videos(rows)
+    check_long_videos(rows.iloc[:1])
     (one,) = held_out_recordings(rows.iloc[:1])
     assert (one.kind, str(one.path), one.fps) == ("frames", "/data/r1", 30.0)
 
 
-def test_megc_folds_refuse_a_manifest_of_short_clips(tiny_data):
+def test_megc_refuses_a_manifest_of_short_clips_before_writing(tiny_data, tmp_path, capsys):
     with pytest.raises(ValueError, match="protocol megc needs long-video manifests"):
         spot_folds(read_manifest(tiny_data.casme2))
     assert PROTOCOLS["megc"].spotting and not PROTOCOLS["loso"].spotting
+    argv = ["megc", "--config", str(CONFIG_DIR / "tiny_cpu_megc.yaml"), f"out_dir={tmp_path}"]
+    argv += [f"data.manifests=['{tiny_data.casme2}']", f"data.aus={AUS}"]
+    assert main(argv) == 2
+    assert "rows name no recording, e.g. casme2/" in capsys.readouterr().err
+    assert not (tmp_path / "tiny_cpu_megc").exists()  # nothing written
 
 
 def _interval(method, onset, offset, kind, pred, dataset="d", recording="r"):
