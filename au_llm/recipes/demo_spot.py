@@ -11,15 +11,12 @@ interval) -> the MEGC table beside the random-interval and always-negative basel
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
-from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import write_manifest
-from au_llm.recipes.demo import CONFIG_DIR
-from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.demo import run_demo_protocol
 from au_llm.reports.spotting import spotting_markdown
 from au_llm.runs.layout import SPOTTING_SUMMARY, RunLayout
 from au_llm.synth.long import write_long_style
@@ -72,13 +69,7 @@ def run_spot_demo(out: Path, subjects: int = 5, seconds: float = 24.0) -> Path:
     print(
         f"[demo] {subjects} synthetic long recordings ready ({time.perf_counter() - start:.0f} s)"
     )
-    cfg = load_config(
-        CONFIG_DIR / SPOT_CONFIG,
-        [f"out_dir='{out}'", f"data.cache_dir='{out / 'cache'}'", f"data.manifests=['{manifest}']"],
-    )
-    if written:
-        shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
-    run_dir, _ = run_protocol(cfg)
+    cfg, run_dir, _ = run_demo_protocol(SPOT_CONFIG, out, [manifest], fresh=written)
     summary = RunLayout(run_dir).output(SPOTTING_SUMMARY)
     print(f"== {cfg.name} (megc) ==\n{spotting_markdown(json.loads(summary.read_text()))}")
     print(

@@ -234,3 +234,12 @@ def test_megc_run_spots_held_out_recordings_scores_baselines_and_resumes(
 def test_megc_run_with_the_face_landmarker(long_manifest):
     cfg, run_dir = _megc_run(long_manifest, "megc_landmarker")
     _check_megc_run(long_manifest, cfg, run_dir)
+
+
+def test_demo_spot_runs_the_spotting_demo(tmp_path, monkeypatch):
+    from au_llm.recipes import demo_spot
+
+    calls = []
+    monkeypatch.setattr(demo_spot, "run_spot_demo", lambda *args: calls.append(args))
+    assert main(["demo", "--spot", "--out", str(tmp_path / "d"), "--subjects", "3"]) == 0
+    assert calls == [(tmp_path / "d", 3)]
