@@ -259,7 +259,7 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "cross": Protocol("cross-domain transfer", _cross, target=True),
     "megc": Protocol(
-        "spot-then-recognise on long recordings, leave-one-subject-out (MEGC)",
+        "spot-then-recognise (MEGC)",
         lambda source, _: spot_folds(source),
         guards=SUBJECT_GUARDS,
         spotting=True,
