@@ -8,14 +8,11 @@ the key and the file. ``load_config("configs/x.yaml", ["train.lr=1e-4"])`` retur
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
     DATASET_AUS,
@@ -43,9 +40,10 @@ from au_llm.config_model import (
     TinyLLMConfig,
 )
 from au_llm.config_train import TrainConfig
-from au_llm.config_yaml import parse_overrides, read_yaml
+from au_llm.config_yaml import blame_errors, merge_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 from au_llm.protocols import PROTOCOLS
+from au_llm.spot.config import SpotConfig
 
 T = TypeVar("T")
 
@@ -312,13 +310,17 @@ class ExperimentConfig:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
         protocol: A name of :data:`~au_llm.protocols.PROTOCOLS`: ``loso`` (leave one subject
             out; with several datasets, subjects are told apart by dataset), ``lodo`` (leave one
-            dataset out, over the datasets of ``data.manifests``) or ``cross`` (train on
-            ``data.manifests``, test on ``data.target_manifests``).
+            dataset out, over the datasets of ``data.manifests``), ``cross`` (train on
+            ``data.manifests``, test on ``data.target_manifests``) or ``megc`` (leave one
+            subject out over long-video manifests: the held-out subject's recordings are
+            spotted, then the spotted intervals' AUs named; see ``docs/spotting.md``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
         launch: How the folds are spread over processes, GPUs and cluster nodes (settings that
             change how a run executes, not what it computes).
+        spot: The spotter's settings under ``protocol: megc`` (fixed for every fold: nothing
+            is tuned on a held-out subject).
     """
 
     name: str = "experiment"
@@ -333,6 +335,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    spot: SpotConfig = field(default_factory=SpotConfig)
 
     def __post_init__(self) -> None:
         check_choice("", "protocol", self.protocol, PROTOCOLS)
@@ -366,23 +369,8 @@ def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
         )
 
 
-@contextlib.contextmanager
-def _blame(source: str) -> Iterator[None]:
-    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
-    try:
-        yield
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
-
-
 def _validated(merged: Any, source: str) -> ExperimentConfig:
-    with _blame(source):
+    with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
         assert isinstance(cfg, ExperimentConfig)
         check_values(cfg)
@@ -416,21 +404,17 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        with _blame(source):
+        with blame_errors(source):
             loaded = OmegaConf.to_container(read_yaml(Path(path)))
             if saved:
                 loaded = upgrade_saved(loaded)
         check_retired(loaded, source)
-        with _blame(source):
+        with blame_errors(source):
             merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
-        with _blame(source):
-            dotlist = parse_overrides(list(overrides))
-        check_retired(OmegaConf.to_container(dotlist), source)
-        with _blame(source):
-            merged = OmegaConf.merge(merged, dotlist)
+        merged = merge_overrides(merged, overrides)
     if path is None or overrides:
         cfg = _validated(merged, source)
     return cfg

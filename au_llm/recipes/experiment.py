@@ -41,6 +41,7 @@ from au_llm.reliance import dataset_reliance
 from au_llm.reports.tables import RunTables
 from au_llm.runs.fold_lock import Owner
 from au_llm.runs.run import Item, Run
+from au_llm.spot.protocol import FoldModel, RecordingMotions, spot_fold
 from au_llm.training import (
     ModelHolder,
     resolve_device,
@@ -61,8 +62,13 @@ def run_fold(
     run: Run,
     *,
     progress: bool = True,
+    motions: RecordingMotions | None = None,
 ) -> Path:
     """Train a fresh model on ``fold.train``, predict ``fold.test`` and write both files atomically.
+
+    Under a spotting protocol (``megc``) the fold record also holds the held-out recordings'
+    spotted intervals with their AUs, the baselines' and the held-out annotations
+    (:func:`~au_llm.spot.protocol.spot_fold`; ``motions`` measures each recording once).
 
     Returns:
         The fold's predictions CSV.
@@ -125,6 +131,23 @@ def run_fold(
         "train_labels": fitted.label_counts,
         "reliance": dataset_reliance(model, processor, test_set, cfg.train.batch_size),
     }
+    if PROTOCOLS[cfg.protocol].spotting:
+        fold_model = FoldModel(
+            model=model,
+            processor=processor,
+            thresholds=thresholds,
+            cache=data.cache,
+            aus=data.aus,
+            frames_per_clip=frames,
+            strategy=strategy,
+            batch_size=cfg.train.batch_size,
+            head=model_cfg.head,
+            formats=list(model_cfg.text.formats),
+        )
+        motions = motions or RecordingMotions(cfg.spot, cfg.preprocess.landmarker_model)
+        record["spotting"] = spot_fold(
+            fold.test, motions=motions, fold_model=fold_model, seed=fseed, strict=cfg.strict
+        )
     return run.write_fold(seed, fold.name, frame, record)
 
 
@@ -255,13 +278,18 @@ def run_work(
     holder = ModelHolder(spec, device, precision)
     owner = owner or Owner.current()
     elsewhere = []
-    for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
-        claim = run.claim(seed, name, owner, timeout=cfg.launch.lock_timeout)
-        if claim is None:
-            if not run.is_finished(seed, name):
-                elsewhere.append((seed, name))
-            log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
-            continue
-        with claim:
-            run_fold(by_name[name], seed, cfg, data, holder, run, progress=progress)
+    motions = RecordingMotions(cfg.spot, cfg.preprocess.landmarker_model)
+    try:
+        for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
+            claim = run.claim(seed, name, owner, timeout=cfg.launch.lock_timeout)
+            if claim is None:
+                if not run.is_finished(seed, name):
+                    elsewhere.append((seed, name))
+                log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
+                continue
+            with claim:
+                fold = by_name[name]
+                run_fold(fold, seed, cfg, data, holder, run, progress=progress, motions=motions)
+    finally:
+        motions.close()
     return elsewhere
