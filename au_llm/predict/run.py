@@ -76,7 +76,9 @@ def predict_inputs(
     out = Path(out)
     cache = Path(options.cache_dir) if options.cache_dir is not None else out.parent / "cache"
     sources = input_paths(Path(model_dir), [Path(p) for p in inputs])
-    out, failures = prediction_files(out, options.overwrite, sources, options.per_frame, cache)
+    out, failures = prediction_files(
+        out, overwrite=options.overwrite, inputs=sources, per_frame=options.per_frame, cache=cache
+    )
     seed_everything(0)
     deployed = load_deployed(model_dir, options.precision)
     scorer = ClipScorer(deployed, options)

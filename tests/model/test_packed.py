@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from au_llm.model.engine import PromptCache
 from au_llm.model.llm import lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.packed import block_attention_mask, packed_decode, unpack_suffix
@@ -60,7 +61,7 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
     prefix_len = model._segment_lengths[0]
 
     def two_calls() -> torch.Tensor:  # batch-1 prefix pass with gradients, then the suffixes
-        cache = model._prefix_cache(decoder, embed(model.prompt_ids[:prefix_len]))
+        cache = PromptCache.of(decoder, embed(model.prompt_ids[:prefix_len]))
         return model._llm_read(model.get_visual_tokens(x), cache)
 
     def packed() -> torch.Tensor:

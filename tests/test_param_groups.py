@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from au_llm.config import TrainConfig
+from au_llm.config import GenerationConfig
 from au_llm.model.engine import generate_answers, repeated_tail
-from au_llm.model.groups import batch_formats, parameter_groups
 from au_llm.model.processing_au_llm import AULLMProcessor
+from au_llm.param_groups import batch_formats, parameter_groups
 from au_llm.training import make_optimizer
 from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
@@ -25,8 +25,7 @@ def _model(skip: bool = False):
 
 def test_parameter_groups_cover_every_trainable_parameter_once_with_their_rates():
     model = _model(skip=True)
-    cfg = TrainConfig(lr=1e-3, lr_lora=2e-4, lr_head=5e-3)
-    groups = parameter_groups(model, cfg)
+    groups = parameter_groups(model, lr=1e-3, lr_lora=2e-4, lr_head=5e-3)
     names = [g["name"] for g in groups]
     assert names == ["backbone", "projector", "head", "reader"]
     ids = [id(p) for g in groups for p in g["params"]]
@@ -34,7 +33,7 @@ def test_parameter_groups_cover_every_trainable_parameter_once_with_their_rates(
     rates = {g["name"]: g["lr"] for g in groups}
     assert rates == {"backbone": 1e-3, "projector": 1e-3, "head": 5e-3, "reader": 2e-4}
     assert any(p is model.skip.weight for p in groups[2]["params"])
-    optimizer = make_optimizer(groups, cfg)
+    optimizer = make_optimizer(groups, name="adamw", lr=1e-3, weight_decay=0.01)
     assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-3, 5e-3, 2e-4]
 
 
@@ -78,16 +77,16 @@ def test_repeated_tail_finds_loops_only():
 
 def test_generation_stops_at_a_loop_and_keeps_the_text_before_it():
     model = _model().eval()
-    cfg = model.cfg
     processor = AULLMProcessor.from_spec(model.spec)
     instruction, eos = processor.instruction_ids("list"), processor.eos_id
     torch.manual_seed(0)
     with torch.no_grad():
         tokens = model.get_visual_tokens(clips(4))
         cache = model.prompt_cache()
-        free = generate_answers(model, tokens, instruction, eos, cache, 40)
-        stopped = generate_answers(model, tokens, instruction, eos, cache, 40, stop_repeat=1)
-    assert cfg.explain.stop_repeat > 0
+        options = {"eos_id": eos, "prompt_cache": cache, "max_new_tokens": 40}
+        free = generate_answers(model, tokens, instruction, **options)
+        stopped = generate_answers(model, tokens, instruction, **options, stop_repeat=1)
+    assert GenerationConfig().stop_repeat > 0
     looped = [
         i
         for i, seq in enumerate(free)
@@ -104,6 +103,6 @@ def test_format_weights_must_match_the_formats():
     from au_llm.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="format_weights"):
-        load_config(None, ["model.text.formats=[list,json]", "model.text.format_weights=[1.0]"])
+        load_config(None, ["model.text.formats=[list,json]", "train.format_weights=[1.0]"])
     with pytest.raises(ConfigError, match="first_format_epochs"):
-        load_config(None, ["model.text.first_format_epochs=-1"])
+        load_config(None, ["train.first_format_epochs=-1"])
