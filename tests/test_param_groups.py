@@ -1,12 +1,8 @@
 import pytest
-import torch
 
-from au_llm.config import GenerationConfig
-from au_llm.model.engine import generate_answers, repeated_tail
-from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.param_groups import batch_formats, parameter_groups
 from au_llm.training import make_optimizer
-from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import build_tiny, one_torch_thread, tiny_model_config, tiny_spec
 
 
 @pytest.fixture(autouse=True)
@@ -48,55 +44,6 @@ def test_formats_in_turn_or_one_drawn_per_step():
     assert drawn[7] == batch_formats(formats, [0.8, 0.2, 0.0], 7, 4)  # seeded by the step
     for weights in ([], [0.0, 1.0, 1.0]):
         assert batch_formats(formats, weights, 5, 4, first_only=True) == ["list"] * 4
-
-
-def test_skip_head_adds_a_linear_map_of_the_visual_token():
-    model = _model(skip=True).eval()
-    plain = _model(skip=False).eval()
-    x = clips(2)
-    with torch.no_grad():
-        tokens = model.get_visual_tokens(x)
-        with_skip = model(x)
-        model.skip.weight.zero_()
-        model.skip.bias.zero_()
-        without = model(x)
-    assert not torch.allclose(with_skip, without)
-    assert plain.skip is None and "skip.weight" not in plain.trainable_state_dict()
-    assert "skip.weight" in model.trainable_state_dict()
-    with torch.no_grad():
-        model.skip.bias.fill_(1.0)
-        assert torch.allclose(model.score_tokens(tokens), without + 1.0, atol=1e-5)
-
-
-def test_repeated_tail_finds_loops_only():
-    assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 3) == 3
-    assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 4) == 0
-    assert repeated_tail([1, 2, 3, 4, 9, 1, 2, 3, 4], 2) == 0  # repeated, but not in a row
-    assert repeated_tail([7, 7], 1) == 1
-
-
-def test_generation_stops_at_a_loop_and_keeps_the_text_before_it():
-    model = _model().eval()
-    processor = AULLMProcessor.from_spec(model.spec)
-    instruction, eos = processor.instruction_ids("list"), processor.eos_id
-    torch.manual_seed(0)
-    with torch.no_grad():
-        tokens = model.get_visual_tokens(clips(4))
-        cache = model.prompt_cache()
-        options = {"eos_id": eos, "prompt_cache": cache, "max_new_tokens": 40}
-        free = generate_answers(model, tokens, instruction, **options)
-        stopped = generate_answers(model, tokens, instruction, **options, stop_repeat=1)
-    assert GenerationConfig().stop_repeat > 0
-    looped = [
-        i
-        for i, seq in enumerate(free)
-        if any(repeated_tail(seq[:k], 1) for k in range(2, len(seq) + 1))
-    ]
-    assert looped, "the random model must loop for the test to mean anything"
-    for seq, short in zip(free, stopped, strict=True):
-        assert seq[: len(short)] == short
-        assert not any(repeated_tail(short[:k], 1) for k in range(2, len(short) + 1))
-    assert all(len(stopped[i]) < len(free[i]) for i in looped)
 
 
 def test_format_weights_must_match_the_formats():

@@ -5,8 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from au_llm.model.engine import AnswerTrie, PromptCache, generate_answers
+from au_llm.config import GenerationConfig
+from au_llm.model.engine import AnswerTrie, PromptCache, generate_answers, repeated_tail
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.reliance import answer_logliks, dataset_reliance, token_reliance
+from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
 
 
 def test_a_trie_allows_exactly_the_continuations_of_its_sequences():
@@ -66,3 +75,42 @@ def test_generation_and_reliance_use_only_the_models_public_methods(path):
 )
 def test_generation_and_reliance_are_typed_with_the_model_class(function):
     assert inspect.signature(function).parameters["model"].annotation == "AULLM"
+
+
+def _both_heads_model(skip: bool = False):
+    cfg = tiny_model_config()
+    cfg.head = "both"
+    cfg.text.formats = ["list", "yesno"]
+    cfg.skip_head = skip
+    return build_tiny(tiny_spec(cfg, 3), seed=0)
+
+
+def test_repeated_tail_finds_loops_only():
+    assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 3) == 3
+    assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 4) == 0
+    assert repeated_tail([1, 2, 3, 4, 9, 1, 2, 3, 4], 2) == 0  # repeated, but not in a row
+    assert repeated_tail([7, 7], 1) == 1
+
+
+def test_generation_stops_at_a_loop_and_keeps_the_text_before_it():
+    model = _both_heads_model().eval()
+    processor = AULLMProcessor.from_spec(model.spec)
+    instruction, eos = processor.instruction_ids("list"), processor.eos_id
+    torch.manual_seed(0)
+    with torch.no_grad():
+        tokens = model.get_visual_tokens(clips(4))
+        cache = model.prompt_cache()
+        options = {"eos_id": eos, "prompt_cache": cache, "max_new_tokens": 40}
+        free = generate_answers(model, tokens, instruction, **options)
+        stopped = generate_answers(model, tokens, instruction, **options, stop_repeat=1)
+    assert GenerationConfig().stop_repeat > 0
+    looped = [
+        i
+        for i, seq in enumerate(free)
+        if any(repeated_tail(seq[:k], 1) for k in range(2, len(seq) + 1))
+    ]
+    assert looped, "the random model must loop for the test to mean anything"
+    for seq, short in zip(free, stopped, strict=True):
+        assert seq[: len(short)] == short
+        assert not any(repeated_tail(short[:k], 1) for k in range(2, len(short) + 1))
+    assert all(len(stopped[i]) < len(free[i]) for i in looped)

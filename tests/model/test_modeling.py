@@ -264,3 +264,29 @@ def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
         assert model.place("cpu", "auto").precision == expected
     with pytest.raises(ValueError, match="precision"):
         model.place("cpu", "fp16")
+
+
+def _both_heads_model(skip: bool = False):
+    cfg = tiny_model_config()
+    cfg.head = "both"
+    cfg.text.formats = ["list", "yesno"]
+    cfg.skip_head = skip
+    return build_tiny(tiny_spec(cfg, 3), seed=0)
+
+
+def test_skip_head_adds_a_linear_map_of_the_visual_token():
+    model = _both_heads_model(skip=True).eval()
+    plain = _both_heads_model(skip=False).eval()
+    x = clips(2)
+    with torch.no_grad():
+        tokens = model.get_visual_tokens(x)
+        with_skip = model(x)
+        model.skip.weight.zero_()
+        model.skip.bias.zero_()
+        without = model(x)
+    assert not torch.allclose(with_skip, without)
+    assert plain.skip is None and "skip.weight" not in plain.trainable_state_dict()
+    assert "skip.weight" in model.trainable_state_dict()
+    with torch.no_grad():
+        model.skip.bias.fill_(1.0)
+        assert torch.allclose(model.score_tokens(tokens), without + 1.0, atol=1e-5)
