@@ -2,10 +2,11 @@
 
 A model folder (written by ``au-llm train``, see :mod:`au_llm.recipes.train`) holds the trainable
 weights, the :class:`~au_llm.model.spec.ModelSpec` (AUs, clip shape, model configuration) and an
-:class:`InferenceConfig` (alignment, sampling, batch size, thresholds) in ``model.json``, and the
-experiment it was trained with in ``config.json`` for the record; :func:`load_deployed` reads it
-back for ``au-llm predict`` (:mod:`au_llm.predict`). Folders of the previous format (version 3,
-whose settings are only in the saved experiment) still load.
+:class:`InferenceConfig` (alignment, sampling, batch size, thresholds, decoding) in
+``model.json``, and the experiment it was trained with in ``config.json`` for the record;
+:func:`load_deployed` reads it back for ``au-llm predict`` (:mod:`au_llm.predict`). Folders of the
+previous format (version 3, whose settings are only in the saved experiment) still load, and so
+do folders whose model section held the decoding settings.
 """
 
 from __future__ import annotations

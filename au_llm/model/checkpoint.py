@@ -29,6 +29,7 @@ their settings in ``config.json``) are read too, and :func:`load_checkpoint` say
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -216,7 +217,7 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
             f"{_field(meta, 'format')!r} version {_field(meta, 'version')!r}"
         )
     try:
-        saved_model = json.loads(json.dumps(meta["spec"]["model"]))
+        saved_model = copy.deepcopy(meta["spec"]["model"])
         # Models saved before model.llm.chat_template existed were trained without a template.
         meta["spec"]["model"].setdefault("llm", {}).setdefault("chat_template", "off")
         spec = ModelSpec.from_dict(meta["spec"])
