@@ -34,11 +34,11 @@ from au_llm.config_checks import (
     check_choice,
 )
 from au_llm.config_keys import saved_generation, upgrade_saved
+from au_llm.device import resolve_device, set_determinism
 from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
-from au_llm.training import resolve_device, set_determinism
 
 log = logging.getLogger(__name__)
 

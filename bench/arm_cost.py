@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from au_llm.config import load_config
+from au_llm.device import set_num_threads
 from au_llm.inference import predict_clips
 from au_llm.io_utils import atomic_write_text
 from au_llm.model.checkpoint import build_model
@@ -36,7 +37,7 @@ from au_llm.param_groups import trainable_parameter_count
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.protocols import loso_folds
-from au_llm.training import set_num_threads, train_model
+from au_llm.training import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = ["model.vision_head=true", "train.stage_epochs=[20,10,30]"]

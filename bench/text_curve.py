@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from au_llm.config import ExperimentConfig, GenerationConfig
+from au_llm.device import seed_everything, set_num_threads
 from au_llm.inference import predict_clips
 from au_llm.io_utils import atomic_write_text
 from au_llm.model.checkpoint import build_model
@@ -46,11 +47,7 @@ from au_llm.reliance import dataset_reliance
 from au_llm.reports.answers import answer_tables
 from au_llm.reports.explanations import explanation_tables
 from au_llm.runs.layout import preprocess_report
-from au_llm.training import (
-    seed_everything,
-    set_num_threads,
-    train_model,
-)
+from au_llm.training import train_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / TEXT_CONFIG
 

@@ -6,6 +6,7 @@ import torch
 
 from au_llm.config import TrainConfig
 from au_llm.data.manifest import read_manifest
+from au_llm.device import CUBLAS_WORKSPACE, select_device, set_determinism
 from au_llm.fitting import inner_split
 from au_llm.inference import predict_clips
 from au_llm.losses import build_loss
@@ -15,15 +16,7 @@ from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, clip_loader
 from au_llm.preprocess.run import preprocess_manifest
-from au_llm.training import (
-    CUBLAS_WORKSPACE,
-    _epoch_loss,
-    make_optimizer,
-    make_scheduler,
-    select_device,
-    set_determinism,
-    train_model,
-)
+from au_llm.training import _epoch_loss, make_optimizer, make_scheduler, train_model
 from tests.conftest import tiny_config
 
 

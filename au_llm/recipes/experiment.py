@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig
+from au_llm.device import resolve_device, seed_everything, select_device, set_num_threads
 from au_llm.fitting import FitResult, fit
 from au_llm.inference import predict_clips
 from au_llm.model.modeling_au_llm import AULLM
@@ -46,13 +47,7 @@ from au_llm.reliance import dataset_reliance
 from au_llm.reports.tables import RunTables
 from au_llm.runs.fold_lock import Owner
 from au_llm.runs.run import Item, Run
-from au_llm.training import (
-    ModelHolder,
-    resolve_device,
-    seed_everything,
-    select_device,
-    set_num_threads,
-)
+from au_llm.training import ModelHolder
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from au_llm.config import ExperimentConfig
 from au_llm.deployed import DeployedModel, InferenceConfig, save_deployed
+from au_llm.device import seed_everything, set_num_threads
 from au_llm.io_utils import check_output_folder
 from au_llm.model.checkpoint import MODEL_FILE, build_model
 from au_llm.model.spec import ModelSpec
@@ -22,7 +23,6 @@ from au_llm.param_groups import trainable_parameter_count
 from au_llm.prepare import prepare_data
 from au_llm.recipes.experiment import experiment_device, fit_experiment
 from au_llm.runs.layout import preprocess_report
-from au_llm.training import seed_everything, set_num_threads
 
 log = logging.getLogger(__name__)
 

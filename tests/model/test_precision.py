@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from au_llm.device import set_determinism
 from au_llm.inference import clip_outputs, inference_prompt_cache
 from au_llm.losses import build_loss
 from au_llm.model import precision as P
 from au_llm.model.backbones import FrameConv2d, LearnableEulerianDynamics
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from au_llm.training import batch_loss, make_optimizer, set_determinism
+from au_llm.training import batch_loss, make_optimizer
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 CPU = torch.device("cpu")
