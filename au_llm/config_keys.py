@@ -104,9 +104,9 @@ def upgrade_saved(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(model, dict):
         return upgraded
     explain = model.get("explain")
-    if isinstance(explain, dict):
-        weight = explain.get("weight", 0.0)
-        model["explain"] = weight > 0
+    weight = explain.get("weight", 0.0) if isinstance(explain, dict) else None
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+        model["explain"] = weight > 0  # anything else stays, for the type check to name
         if weight > 0:
             upgraded.setdefault("train", {}).setdefault("explain_weight", weight)
     llm = model.get("llm")

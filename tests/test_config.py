@@ -429,3 +429,10 @@ def test_the_model_section_holds_what_the_weights_are_only():
     forbidden = ("weight", "epochs", "max_", "constrained", "repeat", "schedule")
     assert not [name for name in model if any(word in name for word in forbidden)]
     assert _fields(GenerationConfig) and {"text_weight", "explain_weight"} <= training
+
+
+def test_a_saved_explanation_weight_that_is_not_a_number_is_an_error_naming_the_key(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  explain:\n    weight: lots\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: model.explain.weight was replaced"):
+        load_config(path, saved=True)
