@@ -2,7 +2,7 @@ import pytest
 
 from au_llm.param_groups import batch_formats, parameter_groups
 from au_llm.training import make_optimizer
-from tests.model import build_tiny, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import both_heads_model, one_torch_thread
 
 
 @pytest.fixture(autouse=True)
@@ -11,16 +11,8 @@ def _one_thread():
         yield
 
 
-def _model(skip: bool = False):
-    cfg = tiny_model_config()
-    cfg.head = "both"
-    cfg.text.formats = ["list", "yesno"]
-    cfg.skip_head = skip
-    return build_tiny(tiny_spec(cfg, 3), seed=0)
-
-
 def test_parameter_groups_cover_every_trainable_parameter_once_with_their_rates():
-    model = _model(skip=True)
+    model = both_heads_model(skip=True)
     groups = parameter_groups(model, lr=1e-3, lr_lora=2e-4, lr_head=5e-3)
     names = [g["name"] for g in groups]
     assert names == ["backbone", "projector", "head", "reader"]

@@ -9,7 +9,11 @@ from au_llm.config import GenerationConfig
 from au_llm.model.engine import AnswerTrie, PromptCache, generate_answers, repeated_tail
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.reliance import answer_logliks, dataset_reliance, token_reliance
-from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import (
+    both_heads_model,
+    clips,
+    one_torch_thread,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -77,14 +81,6 @@ def test_generation_and_reliance_are_typed_with_the_model_class(function):
     assert inspect.signature(function).parameters["model"].annotation == "AULLM"
 
 
-def _both_heads_model(skip: bool = False):
-    cfg = tiny_model_config()
-    cfg.head = "both"
-    cfg.text.formats = ["list", "yesno"]
-    cfg.skip_head = skip
-    return build_tiny(tiny_spec(cfg, 3), seed=0)
-
-
 def test_repeated_tail_finds_loops_only():
     assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 3) == 3
     assert repeated_tail([5, 1, 2, 3, 1, 2, 3], 4) == 0
@@ -93,7 +89,7 @@ def test_repeated_tail_finds_loops_only():
 
 
 def test_generation_stops_at_a_loop_and_keeps_the_text_before_it():
-    model = _both_heads_model().eval()
+    model = both_heads_model().eval()
     processor = AULLMProcessor.from_spec(model.spec)
     instruction, eos = processor.instruction_ids("list"), processor.eos_id
     torch.manual_seed(0)

@@ -7,7 +7,14 @@ from au_llm.model import precision
 from au_llm.model.llm import ByteTokenizer, load_base_llm, lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.visual_slots import VISUAL_TOKEN_ID, merge_visual_tokens
-from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
+from tests.model import (
+    both_heads_model,
+    build_tiny,
+    clips,
+    one_torch_thread,
+    tiny_model_config,
+    tiny_spec,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -266,17 +273,9 @@ def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
         model.place("cpu", "fp16")
 
 
-def _both_heads_model(skip: bool = False):
-    cfg = tiny_model_config()
-    cfg.head = "both"
-    cfg.text.formats = ["list", "yesno"]
-    cfg.skip_head = skip
-    return build_tiny(tiny_spec(cfg, 3), seed=0)
-
-
 def test_skip_head_adds_a_linear_map_of_the_visual_token():
-    model = _both_heads_model(skip=True).eval()
-    plain = _both_heads_model(skip=False).eval()
+    model = both_heads_model(skip=True).eval()
+    plain = both_heads_model(skip=False).eval()
     x = clips(2)
     with torch.no_grad():
         tokens = model.get_visual_tokens(x)
