@@ -28,10 +28,10 @@ from au_llm.config_checks import (
     check_positive,
     check_values,
 )
+from au_llm.config_generation import GenerationConfig
 from au_llm.config_keys import check_retired, upgrade_saved
 from au_llm.config_model import (
     BackboneConfig,
-    ExplainConfig,
     LLMConfig,
     LoraConfig,
     ModelConfig,
@@ -56,7 +56,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",
-    "ExplainConfig",
+    "GenerationConfig",
     "LLMConfig",
     "LaunchConfig",
     "LoraConfig",
@@ -317,6 +317,7 @@ class ExperimentConfig:
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
+        generation: How the text answers and explanations are decoded.
         launch: How the folds are spread over processes, GPUs and cluster nodes (settings that
             change how a run executes, not what it computes).
         spot: The spotter's settings under ``protocol: megc`` (fixed for every fold: nothing
@@ -334,6 +335,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     spot: SpotConfig = field(default_factory=SpotConfig)
 
@@ -344,6 +346,7 @@ class ExperimentConfig:
         if PROTOCOLS[self.protocol].target and not self.data.target_manifests:
             raise ConfigError(f"protocol {self.protocol!r} needs data.target_manifests")
         check_vision_head(self.model, self.train)
+        check_format_weights(self.model, self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts and lists."""
@@ -369,6 +372,16 @@ def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
         )
 
 
+def check_format_weights(model: ModelConfig, train: TrainConfig) -> None:
+    """Raise unless ``train.format_weights`` is empty or has one weight per answer format."""
+    formats, weights = model.text.formats, train.format_weights
+    if weights and len(weights) != len(formats):
+        raise ConfigError(
+            f"train.format_weights = {weights}: expected one weight per format of "
+            f"model.text.formats = {formats} (or [] for the formats in turn)"
+        )
+
+
 def _validated(merged: Any, source: str) -> ExperimentConfig:
     with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
@@ -378,7 +391,7 @@ def _validated(merged: Any, source: str) -> ExperimentConfig:
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | None = None, saved: bool = False
+    path: str | Path | None, overrides: list[str] | None = None, *, saved: bool = False
 ) -> ExperimentConfig:
     """Load an experiment config from YAML and apply ``key=value`` overrides.
 

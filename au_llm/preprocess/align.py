@@ -243,7 +243,7 @@ class _FrameStore:
         self.kept: dict[int, np.ndarray] = {}
         self.bytes = 0
 
-    def read(self, i: int, keep: bool) -> np.ndarray:
+    def read(self, i: int, *, keep: bool) -> np.ndarray:
         if i in self.kept:
             return self.kept[i]
         frame = self.source.read(i)

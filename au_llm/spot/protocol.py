@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from au_llm.config_generation import GenerationConfig
 from au_llm.data.fields import ClipReadError
 from au_llm.inference import predict_clips
 from au_llm.metrics import au_column
@@ -176,6 +177,7 @@ class FoldModel:
         batch_size: Clips per forward pass.
         head: The model's head (``model.head``).
         formats: The model's text formats.
+        generation: How text answers are decoded (``head: text|both``).
     """
 
     model: AULLM
@@ -188,6 +190,7 @@ class FoldModel:
     batch_size: int
     head: str
     formats: list[str]
+    generation: GenerationConfig
 
     def score(self, clips: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, int]:
         """``AUxx_prob, AUxx_pred`` of each clip, in order, and how many clips failed.
@@ -209,7 +212,12 @@ class FoldModel:
             usable, self.cache, self.aus, self.frames_per_clip, self.strategy, seed
         )
         outputs, _ = predict_clips(
-            self.model, self.processor, dataset, self.batch_size, self.head != "linear"
+            self.model,
+            self.processor,
+            dataset,
+            batch_size=self.batch_size,
+            answers=self.head != "linear",
+            generation=self.generation,
         )
         scored = output_columns(outputs, self.aus, self.thresholds, self.head, self.formats)
         frame = pd.DataFrame({c: scored[c] for c in columns}, index=usable["clip"])
