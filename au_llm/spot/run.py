@@ -141,11 +141,11 @@ def spot_inputs(
     options, cfg = options or SpotOptions(), cfg or SpotConfig()
     inputs, out = [Path(p) for p in inputs], Path(out)
     sources = [Path(model_dir), *inputs, *([options.annotations] if options.annotations else [])]
-    check_output_folder(out, True, sources)
+    check_output_folder(out, overwrite=True, inputs=sources)
     names = recording_names(inputs)
     for name in names:
         for path in output_files(out, name):
-            check_output_file(path, options.overwrite, sources)
+            check_output_file(path, overwrite=options.overwrite, inputs=sources)
     cache = Path(options.cache_dir) if options.cache_dir else out / "cache"
     annotated = _annotations(options.annotations, inputs, names)
     deployed = load_deployed(model_dir, options.precision)
