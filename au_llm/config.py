@@ -8,14 +8,11 @@ the key and the file. ``load_config("configs/x.yaml", ["train.lr=1e-4"])`` retur
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import (
     DATASET_AUS,
@@ -31,10 +28,10 @@ from au_llm.config_checks import (
     check_positive,
     check_values,
 )
+from au_llm.config_generation import GenerationConfig
 from au_llm.config_keys import check_retired, upgrade_saved
 from au_llm.config_model import (
     BackboneConfig,
-    ExplainConfig,
     LLMConfig,
     LoraConfig,
     ModelConfig,
@@ -43,9 +40,10 @@ from au_llm.config_model import (
     TinyLLMConfig,
 )
 from au_llm.config_train import TrainConfig
-from au_llm.config_yaml import parse_overrides, read_yaml
+from au_llm.config_yaml import blame_errors, merge_overrides, read_yaml
 from au_llm.data.au_sets import UNCODED_RULES
 from au_llm.protocols import PROTOCOLS
+from au_llm.spot.config import SpotConfig
 
 T = TypeVar("T")
 
@@ -58,7 +56,7 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ExperimentConfig",
-    "ExplainConfig",
+    "GenerationConfig",
     "LLMConfig",
     "LaunchConfig",
     "LoraConfig",
@@ -312,13 +310,18 @@ class ExperimentConfig:
         name: Run name; outputs go to ``<out_dir>/<name>/``.
         protocol: A name of :data:`~au_llm.protocols.PROTOCOLS`: ``loso`` (leave one subject
             out; with several datasets, subjects are told apart by dataset), ``lodo`` (leave one
-            dataset out, over the datasets of ``data.manifests``) or ``cross`` (train on
-            ``data.manifests``, test on ``data.target_manifests``).
+            dataset out, over the datasets of ``data.manifests``), ``cross`` (train on
+            ``data.manifests``, test on ``data.target_manifests``) or ``megc`` (leave one
+            subject out over long-video manifests: the held-out subject's recordings are
+            spotted, then the spotted intervals' AUs named; see ``docs/spotting.md``).
         out_dir: Parent folder of run directories.
         seeds: The whole protocol is repeated once per seed; metrics report mean and std.
         strict: Treat any bad row or failed clip as an error instead of skipping it.
+        generation: How the text answers and explanations are decoded.
         launch: How the folds are spread over processes, GPUs and cluster nodes (settings that
             change how a run executes, not what it computes).
+        spot: The spotter's settings under ``protocol: megc`` (fixed for every fold: nothing
+            is tuned on a held-out subject).
     """
 
     name: str = "experiment"
@@ -332,7 +335,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    spot: SpotConfig = field(default_factory=SpotConfig)
 
     def __post_init__(self) -> None:
         check_choice("", "protocol", self.protocol, PROTOCOLS)
@@ -341,6 +346,7 @@ class ExperimentConfig:
         if PROTOCOLS[self.protocol].target and not self.data.target_manifests:
             raise ConfigError(f"protocol {self.protocol!r} needs data.target_manifests")
         check_vision_head(self.model, self.train)
+        check_format_weights(self.model, self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts and lists."""
@@ -366,23 +372,18 @@ def check_vision_head(model: ModelConfig, train: TrainConfig) -> None:
         )
 
 
-@contextlib.contextmanager
-def _blame(source: str) -> Iterator[None]:
-    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
-    try:
-        yield
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or "?"
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+def check_format_weights(model: ModelConfig, train: TrainConfig) -> None:
+    """Raise unless ``train.format_weights`` is empty or has one weight per answer format."""
+    formats, weights = model.text.formats, train.format_weights
+    if weights and len(weights) != len(formats):
+        raise ConfigError(
+            f"train.format_weights = {weights}: expected one weight per format of "
+            f"model.text.formats = {formats} (or [] for the formats in turn)"
+        )
 
 
 def _validated(merged: Any, source: str) -> ExperimentConfig:
-    with _blame(source):
+    with blame_errors(source):
         cfg = OmegaConf.to_object(merged)
         assert isinstance(cfg, ExperimentConfig)
         check_values(cfg)
@@ -390,7 +391,7 @@ def _validated(merged: Any, source: str) -> ExperimentConfig:
 
 
 def load_config(
-    path: str | Path | None, overrides: list[str] | None = None, saved: bool = False
+    path: str | Path | None, overrides: list[str] | None = None, *, saved: bool = False
 ) -> ExperimentConfig:
     """Load an experiment config from YAML and apply ``key=value`` overrides.
 
@@ -416,21 +417,17 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        with _blame(source):
+        with blame_errors(source):
             loaded = OmegaConf.to_container(read_yaml(Path(path)))
             if saved:
                 loaded = upgrade_saved(loaded)
         check_retired(loaded, source)
-        with _blame(source):
+        with blame_errors(source):
             merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
         cfg = _validated(merged, source)
     if overrides:
         source = "command line"
-        with _blame(source):
-            dotlist = parse_overrides(list(overrides))
-        check_retired(OmegaConf.to_container(dotlist), source)
-        with _blame(source):
-            merged = OmegaConf.merge(merged, dotlist)
+        merged = merge_overrides(merged, overrides)
     if path is None or overrides:
         cfg = _validated(merged, source)
     return cfg

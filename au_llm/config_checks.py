@@ -54,9 +54,9 @@ Optimizer = Literal["adamw", "adam"]
 Scheduler = Literal["constant", "cosine", "linear"]
 """``train.scheduler``: the learning-rate schedule (see au_llm.training)."""
 Loss = Literal["asl", "bce", "focal"]
-"""``train.loss`` (see au_llm.model.losses)."""
+"""``train.loss`` (see au_llm.losses)."""
 LossReduction = Literal["mean", "sum"]
-"""``train.loss_reduction`` (see au_llm.model.losses)."""
+"""``train.loss_reduction`` (see au_llm.losses)."""
 Device = Literal["auto", "cpu", "cuda"]
 """``train.device``."""
 ThresholdPolicy = Literal["fixed", "train", "test-oracle"]

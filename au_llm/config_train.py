@@ -1,4 +1,4 @@
-"""The typed training configuration: optimiser, schedule, loss, stages, precision, threads.
+"""The typed training configuration: optimiser, schedule, losses and their weights, stages.
 
 Part of the experiment configuration (:mod:`au_llm.config`), which re-exports it.
 """
@@ -71,6 +71,17 @@ class TrainConfig:
         vision_weight: Weight ``lambda`` of the vision head's AU loss (``model.vision_head``):
             the loss is ``L(head(reader)) + lambda * L(vision_head(visual tokens))``; 0 without
             a vision head.
+        text_weight: Weight of the text answers' loss (teacher-forced cross-entropy on the
+            answer; ``model.head: text`` or ``both``).
+        linear_weight: Weight of the linear head's AU loss when ``model.head: both``.
+        format_weights: Empty (the answer formats of ``model.text.formats`` in turn, clip by
+            clip), or one weight per format: each training step then draws one format for the
+            whole batch with these weights (see :func:`au_llm.param_groups.batch_formats`).
+        first_format_epochs: A format curriculum: the first format of ``model.text.formats``
+            alone for this many epochs, then every format as ``format_weights`` says (0: every
+            format from the first step). Validation losses use every format.
+        explain_weight: Weight of the explanations' loss (teacher-forced cross-entropy on each
+            clip's description target, :mod:`au_llm.explain`) with ``model.explain``; > 0.
         stage_epochs: Empty: every part trains together for ``epochs`` (AU-LLM's). Three
             numbers ``[a, b, c]`` summing to ``epochs``: a staged schedule, each stage with a
             fresh optimizer and its own warm-up and schedule: ``a`` epochs of the vision side
@@ -108,6 +119,11 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     vision_weight: float = 0.0
+    text_weight: float = 1.0
+    linear_weight: float = 1.0
+    format_weights: list[float] = field(default_factory=list)
+    first_format_epochs: int = 0
+    explain_weight: float = 1.0
     stage_epochs: list[int] = field(default_factory=list)
     num_threads: int = 1
 
@@ -134,7 +150,14 @@ class TrainConfig:
                 f"train.patience = {self.patience} needs an inner validation split: "
                 "set train.val_fraction > 0"
             )
-        check_positive("train", "vision_weight", self.vision_weight, allow_zero=True)
+        for name in ("vision_weight", "text_weight", "linear_weight", "first_format_epochs"):
+            check_positive("train", name, getattr(self, name), allow_zero=True)
+        check_positive("train", "explain_weight", self.explain_weight)
+        if self.format_weights and (min(self.format_weights) < 0 or sum(self.format_weights) <= 0):
+            raise ConfigError(
+                f"train.format_weights = {self.format_weights}: expected weights >= 0, not all 0 "
+                "(or [] for the formats in turn)"
+            )
         if self.stage_epochs and (
             len(self.stage_epochs) != 3
             or min(self.stage_epochs) < 0

@@ -10,16 +10,20 @@ characters (an escape sequence pasted into a shell is named, not shown).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf._utils import get_yaml_loader
+from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config_checks import ConfigError
+from au_llm.config_keys import check_retired
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
@@ -113,3 +117,33 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
             ) from None
         OmegaConf.update(conf, key, parsed)
     return conf
+
+
+@contextlib.contextmanager
+def blame_errors(source: str) -> Iterator[None]:
+    """Turn any configuration error raised inside into a :class:`ConfigError` naming ``source``."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: key {key!r}: {msg}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+
+
+def merge_overrides(merged: Any, overrides: list[str]) -> Any:
+    """``merged`` (an OmegaConf config) with dotted ``key=value`` overrides applied.
+
+    Raises:
+        ConfigError: A malformed override, a retired key or one OmegaConf refuses, named as given
+            on the command line.
+    """
+    source = "command line"
+    with blame_errors(source):
+        dotlist = parse_overrides(list(overrides))
+    check_retired(OmegaConf.to_container(dotlist), source)
+    with blame_errors(source):
+        return OmegaConf.merge(merged, dotlist)

@@ -2,10 +2,11 @@
 
 A model folder (written by ``au-llm train``, see :mod:`au_llm.recipes.train`) holds the trainable
 weights, the :class:`~au_llm.model.spec.ModelSpec` (AUs, clip shape, model configuration) and an
-:class:`InferenceConfig` (alignment, sampling, batch size, thresholds) in ``model.json``, and the
-experiment it was trained with in ``config.json`` for the record; :func:`load_deployed` reads it
-back for ``au-llm predict`` (:mod:`au_llm.predict`). Folders of the previous format (version 3,
-whose settings are only in the saved experiment) still load.
+:class:`InferenceConfig` (alignment, sampling, batch size, thresholds, decoding) in
+``model.json``, and the experiment it was trained with in ``config.json`` for the record;
+:func:`load_deployed` reads it back for ``au-llm predict`` (:mod:`au_llm.predict`). Folders of the
+previous format (version 3, whose settings are only in the saved experiment) still load, and so
+do folders whose model section held the decoding settings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from au_llm.config import (
     EvalConfig,
+    GenerationConfig,
     PreprocessConfig,
     SamplingConfig,
     TrainConfig,
@@ -31,12 +33,12 @@ from au_llm.config_checks import (
     DeployedThresholdPolicy,
     check_choice,
 )
-from au_llm.config_keys import upgrade_saved
+from au_llm.config_keys import saved_generation, upgrade_saved
+from au_llm.device import resolve_device, set_determinism
 from au_llm.model.checkpoint import CONFIG_FILE, MODEL_FILE, load_checkpoint, save_checkpoint
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
-from au_llm.training import resolve_device, set_determinism
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class InferenceConfig:
         thresholds: Per-AU decision thresholds, in the spec's AU order.
         clip_seconds: Median duration of the training clips (onset..offset) in seconds: the
             default sliding window of a recording, converted to frames at its own frame rate.
+        generation: How text answers and explanations are decoded (the training run's
+            ``generation`` section).
     """
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -73,6 +77,7 @@ class InferenceConfig:
     threshold_policy: str = "fixed"
     thresholds: list[float] = field(default_factory=list)
     clip_seconds: float = 1.0
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
         check_choice("inference", "frame_sampling", self.frame_sampling, SAMPLING_STRATEGIES)
@@ -91,6 +96,8 @@ class InferenceConfig:
         sampling: SamplingConfig,
         train: TrainConfig,
         eval_cfg: EvalConfig,
+        generation: GenerationConfig,
+        *,
         thresholds: list[float] | np.ndarray,
         clip_seconds: float,
     ) -> InferenceConfig:
@@ -104,6 +111,7 @@ class InferenceConfig:
             sampling: The ``sampling`` section.
             train: The ``train`` section.
             eval_cfg: The ``eval`` section.
+            generation: The ``generation`` section.
             thresholds: The per-AU thresholds chosen.
             clip_seconds: The median training clip duration in seconds.
         """
@@ -116,6 +124,7 @@ class InferenceConfig:
             "train" if eval_cfg.threshold_policy == "train" else "fixed",
             [float(t) for t in thresholds],
             float(clip_seconds),
+            generation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,8 +148,9 @@ def inference_from_experiment(
         config_from_dict(SamplingConfig, experiment.get("sampling", {})),
         config_from_dict(TrainConfig, experiment.get("train", {})),
         config_from_dict(EvalConfig, experiment.get("eval", {})),
-        thresholds,
-        clip_seconds,
+        config_from_dict(GenerationConfig, experiment.get("generation", {})),
+        thresholds=thresholds,
+        clip_seconds=clip_seconds,
     )
 
 
@@ -213,7 +223,11 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
                 info["config"], extra["thresholds"], extra["clip_seconds"]
             )
         else:
-            inference = config_from_dict(InferenceConfig, extra[INFERENCE_KEY])
+            settings = extra[INFERENCE_KEY]
+            if isinstance(settings, dict) and "generation" not in settings:
+                # saved before the decoding settings left the model section
+                settings = {**settings, "generation": saved_generation(info["saved_model"])}
+            inference = config_from_dict(InferenceConfig, settings)
     except (KeyError, TypeError, ValueError, OmegaConfBaseException) as exc:
         where = CONFIG_FILE if info["version"] == 3 else MODEL_FILE
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -226,7 +240,7 @@ def load_deployed(model_dir: Path, precision: str | None = None) -> DeployedMode
             f"got {len(inference.thresholds)}"
         )
     device = resolve_device(inference.device)
-    set_determinism(device, inference.deterministic)
+    set_determinism(device, deterministic=inference.deterministic)
     model.place(device, precision or info["precision"])
     log.info(
         "precision: %s (%s; trained in %s)",

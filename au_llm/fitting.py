@@ -75,6 +75,7 @@ class FitResult:
 def fit(
     model: AULLM,
     processor: AULLMProcessor,
+    *,
     rows: pd.DataFrame,
     cache: ClipCache,
     train_cfg: TrainConfig,
@@ -93,8 +94,8 @@ def fit(
     built).
 
     Args:
-        model: The model (its spec gives the AUs; it learns explanations when its
-            ``explain.weight > 0``).
+        model: The model (its spec gives the AUs; it learns explanations with
+            ``model.explain``).
         processor: Its text processor.
         rows: Manifest rows of the training clips.
         cache: The aligned-clip cache holding them.
@@ -105,20 +106,31 @@ def fit(
         desc: Label of the epoch progress bar.
         progress: Show the epoch progress bar.
     """
-    aus, explain = list(model.spec.aus), model.cfg.explains
+    aus, explain = list(model.spec.aus), model.cfg.explain
     frames = model.spec.frames_per_clip
     train, val = rows, None
     if train_cfg.val_fraction > 0:
         train, val = inner_split(rows, train_cfg.val_fraction, seed)
     train_strategy, test_strategy = sampling.train_strategy, sampling.test_strategy
-    train_set = ClipDataset(train, cache, aus, frames, train_strategy, seed, explain)
+    train_set = ClipDataset(train, cache, aus, frames, train_strategy, seed, annotation=explain)
     val_set = (
-        val if val is None else ClipDataset(val, cache, aus, frames, test_strategy, seed, explain)
+        None
+        if val is None
+        else ClipDataset(val, cache, aus, frames, test_strategy, seed, annotation=explain)
     )
-    result = train_model(model, processor, train_set, train_cfg, seed, val_set, desc, progress)
+    result = train_model(
+        model,
+        processor,
+        train_set,
+        train_cfg,
+        seed=seed,
+        val_set=val_set,
+        desc=desc,
+        progress=progress,
+    )
     thresholds = np.full(len(aus), eval_cfg.fixed_threshold)
     eval_set = ClipDataset(train, cache, aus, frames, test_strategy, seed=seed)
-    outputs, metas = predict_clips(model, processor, eval_set, train_cfg.batch_size)
+    outputs, metas = predict_clips(model, processor, eval_set, batch_size=train_cfg.batch_size)
     keys = pd.DataFrame(metas, columns=["dataset", "subject", "clip"])
     check_finite_scores(outputs.probs, aus, keys, f"{desc}: scores of its training clips")
     if outputs.vision_probs is not None:

@@ -12,11 +12,11 @@ measure and the demo all predict through this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
+from au_llm.config_generation import GenerationConfig
 from au_llm.model.engine import AnswerTrie, PromptCache, generate_answers
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.precision import model_autocast
@@ -69,30 +69,32 @@ class ClipOutputs:
 
 
 def answer_tries(
-    model: AULLM, processor: AULLMProcessor, constrained: bool | None = None
+    model: AULLM, processor: AULLMProcessor, *, constrained: bool
 ) -> dict[str, AnswerTrie]:
-    """Constraint tries per format when constrained (default ``model.text.constrained``)."""
-    text = model.cfg.text
-    wanted = text.constrained if constrained is None else constrained
-    return {fmt: processor.answer_trie(fmt) for fmt in text.formats} if wanted else {}
+    """Constraint tries per answer format of the model when ``constrained``, else none."""
+    return (
+        {fmt: processor.answer_trie(fmt) for fmt in model.cfg.text.formats} if constrained else {}
+    )
 
 
 def clip_outputs(
     model: AULLM,
     processor: AULLMProcessor,
     clips: torch.Tensor,
+    *,
     prompt_cache: PromptCache | None = None,
     tries: dict[str, AnswerTrie] | None = None,
     answers: bool = False,
     explain: bool = False,
+    generation: GenerationConfig | None = None,
 ) -> ClipOutputs:
     """Probabilities, and on request answers and explanations, of clips ``[B, C, T, H, W]``.
 
     The backbone and projector run once; their visual tokens ``[B, n, H]`` feed the linear head
     (and the vision head, when the model has one), the greedy answers in every format the model
     was trained on (``answers``; constrained by ``tries`` from :func:`answer_tries`) and the
-    greedy explanations (``explain``). The model is
-    used as it is (call ``model.eval()`` first), under the model's precision
+    greedy explanations (``explain``), decoded as ``generation`` says (None: its defaults). The
+    model is used as it is (call ``model.eval()`` first), under the model's precision
     (``model.precision``), exactly as during training; probabilities and greedy choices come from
     float32 logits. ``prompt_cache`` comes from :func:`inference_prompt_cache` on the same
     weights. The processor decodes the text into one printable line per clip, so every answer
@@ -101,10 +103,10 @@ def clip_outputs(
     Raises:
         ValueError: ``explain`` for a model not trained with explanations.
     """
-    if explain and not model.cfg.explains:
-        raise ValueError("the model was not trained with explanations (model.explain.weight 0)")
+    if explain and not model.cfg.explain:
+        raise ValueError("the model was not trained with explanations (model.explain: false)")
     device = next(model.parameters()).device
-    text, tries = model.cfg.text, tries or {}
+    decoding, tries = generation or GenerationConfig(), tries or {}
     outputs = ClipOutputs(np.zeros(0))
     with torch.inference_mode(), model_autocast(model):
         tokens = model.get_visual_tokens(clips.to(device))
@@ -113,17 +115,26 @@ def clip_outputs(
             vision = torch.sigmoid(model.vision_logits(tokens))
             outputs.vision_probs = vision.cpu().numpy().astype(np.float64)
 
-        def generate(name: str, limit: int, **options: Any) -> list[str]:
-            instruction, eos = processor.instruction_ids(name), processor.eos_id
-            ids = generate_answers(model, tokens, instruction, eos, prompt_cache, limit, **options)
+        def generate(
+            name: str, limit: int, *, trie: AnswerTrie | None = None, stop_repeat: int = 0
+        ) -> list[str]:
+            ids = generate_answers(
+                model,
+                tokens,
+                processor.instruction_ids(name),
+                eos_id=processor.eos_id,
+                prompt_cache=prompt_cache,
+                max_new_tokens=limit,
+                trie=trie,
+                stop_repeat=stop_repeat,
+            )
             return processor.decode(ids)
 
-        for fmt in text.formats if answers else []:
-            outputs.answers[fmt] = generate(fmt, text.max_new_tokens, trie=tries.get(fmt))
+        for fmt in model.cfg.text.formats if answers else []:
+            outputs.answers[fmt] = generate(fmt, decoding.max_answer_tokens, trie=tries.get(fmt))
         if explain:
-            cfg = model.cfg.explain
             outputs.explanations = generate(
-                EXPLAIN, cfg.max_new_tokens, stop_repeat=cfg.stop_repeat
+                EXPLAIN, decoding.max_explanation_tokens, stop_repeat=decoding.stop_repeat
             )
     outputs.probs = torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
     return outputs
@@ -133,14 +144,17 @@ def predict_clips(
     model: AULLM,
     processor: AULLMProcessor,
     dataset: ClipDataset,
+    *,
     batch_size: int,
     answers: bool = False,
     explain: bool = False,
+    generation: GenerationConfig | None = None,
 ) -> tuple[ClipOutputs, list[dict]]:
     """:func:`clip_outputs` of every clip of ``dataset`` in eval mode, in dataset order.
 
-    The prompt cache (and, with ``model.text.constrained``, the tries that allow only well-formed
-    answers) are computed once; answers and explanations are greedy and deterministic.
+    The prompt cache (and, with ``generation.constrained``, the tries that allow only
+    well-formed answers) are computed once; answers and explanations are greedy and
+    deterministic.
 
     Args:
         model: A trained model.
@@ -149,17 +163,29 @@ def predict_clips(
         batch_size: Clips per forward pass.
         answers: Also generate the text answers in every format.
         explain: Also generate explanations.
+        generation: How answers and explanations are decoded (None: the defaults).
 
     Returns:
         ``(outputs, metas)`` with one meta dict per clip (see
         :class:`~au_llm.preprocess.dataset.ClipDataset`).
     """
     model.eval()
+    decoding = generation or GenerationConfig()
     cache = inference_prompt_cache(model)
-    tries = answer_tries(model, processor) if answers else {}
+    tries = answer_tries(model, processor, constrained=decoding.constrained) if answers else {}
     parts, metas = [], []
     for clips, _, meta in clip_loader(dataset, batch_size, shuffle=False, seed=0):
-        parts.append(clip_outputs(model, processor, clips, cache, tries, answers, explain))
+        outputs = clip_outputs(
+            model,
+            processor,
+            clips,
+            prompt_cache=cache,
+            tries=tries,
+            answers=answers,
+            explain=explain,
+            generation=decoding,
+        )
+        parts.append(outputs)
         metas.extend(meta_rows(meta))
     return ClipOutputs.concat(parts, len(dataset.aus)), metas
 

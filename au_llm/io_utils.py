@@ -115,6 +115,7 @@ def check_not_input(path: str | Path, inputs: Iterable[str | Path], option: str)
 
 def check_output_file(
     path: str | Path,
+    *,
     overwrite: bool,
     inputs: Iterable[str | Path] = (),
     option: str = "--out",
@@ -147,6 +148,7 @@ def check_output_file(
 
 def check_output_folder(
     path: str | Path,
+    *,
     overwrite: bool,
     inputs: Iterable[str | Path] = (),
     option: str = "--out",

@@ -28,7 +28,7 @@ from au_llm.data.au_sets import (
 from au_llm.data.manifest import ManifestError, read_manifest, similar_subjects
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.run import exclude_failed, preprocess_manifest, write_preprocess_report
-from au_llm.protocols import PROTOCOLS
+from au_llm.protocols import PROTOCOLS, check_long_videos
 
 logger = logging.getLogger(__name__)
 
@@ -138,12 +138,14 @@ def read_inputs(data: DataConfig, protocol: str) -> DataInputs:
     """Read and validate the manifests and resolve the AUs; writes nothing.
 
     Raises:
-        ValueError: No manifest, an invalid manifest (:class:`ManifestError`), or no AU set
-            (:func:`resolve_aus`).
+        ValueError: No manifest, an invalid manifest (:class:`ManifestError`), no AU set
+            (:func:`resolve_aus`), or a manifest of short clips under a spotting protocol.
     """
     if not data.manifests:
         raise ValueError("data.manifests is empty: give at least one manifest CSV")
     source = read_manifests(data.manifests)
+    if PROTOCOLS[protocol].spotting:
+        check_long_videos(source)
     target = read_manifests(data.target_manifests) if data.target_manifests else None
     datasets = set(source["dataset"]) | (set(target["dataset"]) if target is not None else set())
     return DataInputs(source, target, resolve_aus(data, protocol, sorted(datasets)))

@@ -1,11 +1,11 @@
 """Evaluation protocols: the table of protocols, their folds and the leakage guards.
 
-:data:`PROTOCOLS` names every protocol (``au-llm loso``, ``lodo``, ``cross``; ``protocol:`` in a
-config): how it splits the run's clips into folds, the leakage checks each fold passes, and what
-it needs. The configs and the command line read the table, so a protocol added here is one the
-``protocol`` check accepts and ``au-llm --help`` lists. A fold is one train/test split
-(:class:`Fold`); a fold whose two sides share a subject, a clip or the same pixels is refused
-(:class:`LeakageError`). The run lifecycle that trains the folds is the recipe
+:data:`PROTOCOLS` names every protocol (``au-llm loso``, ``lodo``, ``cross``, ``megc``;
+``protocol:`` in a config): how it splits the run's clips into folds, the leakage checks each
+fold passes, and what it needs. The configs and the command line read the table, so a protocol
+added here is one the ``protocol`` check accepts and ``au-llm --help`` lists. A fold is one
+train/test split (:class:`Fold`); a fold whose two sides share a subject, a clip or the same
+pixels is refused (:class:`LeakageError`). The run lifecycle that trains the folds is the recipe
 :mod:`au_llm.recipes.experiment`.
 """
 
@@ -130,6 +130,50 @@ def loso_folds(manifest: pd.DataFrame) -> list[Fold]:
     return folds
 
 
+def check_long_videos(manifest: pd.DataFrame) -> None:
+    """Raise unless every row is an expression of a long recording, named by one source.
+
+    Raises:
+        ValueError: A row without a ``recording`` (a manifest of short clips), or a recording
+            whose rows name several frame folders or videos; the message names it.
+    """
+    recordings = manifest.get("recording", pd.Series("", index=manifest.index))
+    missing = manifest[recordings.fillna("").astype(str).str.strip() == ""]
+    if not missing.empty:
+        first = missing.iloc[0]
+        raise ValueError(
+            f"protocol megc needs long-video manifests (au-llm manifest samm-lv, casme-sq-lv or "
+            f"casme3-lv): {len(missing)} rows name no recording, e.g. "
+            f"{first['dataset']}/{first['subject']}/{first['clip']}"
+        )
+    sources = manifest["frames_dir"].fillna("").astype(str) + manifest["video"].fillna("").astype(
+        str
+    )
+    keys = ["dataset", "subject", "recording"]
+    counts = manifest.assign(source=sources).groupby(keys)["source"].nunique()
+    several = counts[counts > 1]
+    if not several.empty:
+        dataset, subject, recording = several.index[0]
+        raise ValueError(
+            f"{dataset}/{subject} recording {recording}: its rows name {several.iloc[0]} "
+            "frame folders or videos, expected one (the whole recording)"
+        )
+
+
+def spot_folds(manifest: pd.DataFrame) -> list[Fold]:
+    """Leave one subject out over long-video manifests (MEGC): one fold per subject.
+
+    The rows are the annotated expressions of long recordings (``recording`` names each one's
+    recording); a fold trains on the other subjects' expressions and tests on the held-out
+    subject's, whose recordings the spotter reads whole (:mod:`au_llm.spot.protocol`).
+
+    Raises:
+        ValueError: A row without a ``recording`` (:func:`check_long_videos`).
+    """
+    check_long_videos(manifest)
+    return loso_folds(manifest)
+
+
 def lodo_folds(manifest: pd.DataFrame) -> list[Fold]:
     """Leave one dataset out: one fold per dataset, tested on its clips, trained on all others.
 
@@ -184,6 +228,8 @@ class Protocol:
             of the run's datasets share (:func:`~au_llm.prepare.resolve_aus`).
         per_dataset: Whether it makes one fold per dataset (a dataset all of whose clips failed
             preprocessing then has no fold; the report says so).
+        spotting: Whether each fold also spots the held-out recordings and scores the spotted
+            intervals by the MEGC rules (:mod:`au_llm.spot.protocol`).
     """
 
     title: str
@@ -192,6 +238,7 @@ class Protocol:
     target: bool = False
     aus: tuple[int, ...] = ()
     per_dataset: bool = False
+    spotting: bool = False
 
 
 def _cross(source: pd.DataFrame, target: pd.DataFrame | None) -> list[Fold]:
@@ -211,6 +258,12 @@ PROTOCOLS: dict[str, Protocol] = {
         per_dataset=True,
     ),
     "cross": Protocol("cross-domain transfer", _cross, target=True),
+    "megc": Protocol(
+        "spot-then-recognise (MEGC)",
+        lambda source, _: spot_folds(source),
+        guards=SUBJECT_GUARDS,
+        spotting=True,
+    ),
 }
 """Every protocol by name: the config's ``protocol`` and the ``au-llm`` sub-command."""
 

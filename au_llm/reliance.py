@@ -29,8 +29,10 @@ import torch
 from torch import Tensor
 
 from au_llm.inference import visual_tokens
+from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.precision import autocast
 from au_llm.model.processing_au_llm import AULLMProcessor
+from au_llm.preprocess.dataset import ClipDataset
 
 N_OTHERS = 3
 # Log-likelihoods closer than this (relative) count as a tie: batch composition changes float
@@ -40,11 +42,11 @@ TIE_TOLERANCE = 1e-4
 LogLik = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-def answer_logliks(model: Any, tokens: Tensor, ids: Tensor, targets: Tensor) -> Tensor:
+def answer_logliks(model: AULLM, tokens: Tensor, ids: Tensor, targets: Tensor) -> Tensor:
     """Summed log-probability of each clip's target tokens, teacher-forced.
 
     Args:
-        model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with an LLM.
+        model: A model with an LLM.
         tokens: ``[B, n, H]`` visual tokens.
         ids: ``[B, L]`` instruction + answer ids (the processor's ``answer_batch``).
         targets: ``[B, L]`` the answer ids, -100 where no loss is taken.
@@ -119,7 +121,7 @@ def summarise_logliks(own: np.ndarray, other: np.ndarray, zero: np.ndarray) -> d
 
 
 def token_reliance(
-    model: Any,
+    model: AULLM,
     processor: AULLMProcessor,
     tokens: Tensor,
     labels: np.ndarray,
@@ -162,9 +164,10 @@ def token_reliance(
 
 
 def dataset_reliance(
-    model: Any,
+    model: AULLM,
     processor: AULLMProcessor,
-    dataset: Any,
+    dataset: ClipDataset,
+    *,
     batch_size: int,
     n_others: int = N_OTHERS,
 ) -> dict[str, dict[str, float]]:
@@ -173,7 +176,7 @@ def dataset_reliance(
     Args:
         model: A trained model with a text head (run in eval mode, without gradients).
         processor: Its text processor.
-        dataset: A :class:`~au_llm.preprocess.dataset.ClipDataset` (deterministic sampling).
+        dataset: Labelled clips (deterministic sampling).
         batch_size: Clips per backbone pass.
         n_others: Other clips compared per clip.
 

@@ -11,27 +11,24 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from au_llm.config import TrainConfig
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
-from au_llm.model.groups import batch_formats, parameter_groups, stage_plan
-from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM
-from au_llm.model.precision import bf16_native, model_autocast, resolve_precision
+from au_llm.model.precision import model_autocast
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
+from au_llm.param_groups import batch_formats, parameter_groups, stage_plan
 from au_llm.preprocess.dataset import ClipDataset, clip_loader, meta_rows
 
 log = logging.getLogger(__name__)
@@ -57,117 +54,67 @@ class TrainResult:
     first_step_seconds: float = 0.0
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA) random generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """Map ``auto``/``cpu``/``cuda`` to a torch device (``auto`` picks CUDA when available).
-
-    The choice of ``auto`` is logged (with the GPU's name), so a run that falls back to the CPU
-    says so.
-    """
-    if name == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        where = torch.cuda.get_device_name(0) if device.type == "cuda" else "no CUDA device seen"
-        log.info("train.device = auto: using %s (%s)", device, where)
-        return device
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device = 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-# cuBLAS needs a fixed workspace for deterministic results (set before its first use).
-CUBLAS_WORKSPACE = ":4096:8"
-
-
-def set_determinism(device: torch.device, deterministic: bool) -> None:
-    """Deterministic CUDA kernels when ``deterministic`` (``train.deterministic``).
-
-    On CUDA: ``torch.use_deterministic_algorithms`` (a warning, not an error, for an operation
-    without a deterministic kernel), cuDNN deterministic without benchmarking, and
-    ``CUBLAS_WORKSPACE_CONFIG`` unless already set. CPU kernels are deterministic for a fixed
-    thread count either way, so nothing changes there.
-    """
-    if device.type != "cuda":
-        return
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-def select_device(cfg: TrainConfig) -> tuple[torch.device, str]:
-    """The device of ``train.device`` with ``train.deterministic`` applied, and its precision.
-
-    Returns:
-        ``(device, precision)`` with ``train.precision`` resolved there (``fp32`` or ``bf16``);
-        both are logged.
-    """
-    device = resolve_device(cfg.device)
-    set_determinism(device, cfg.deterministic)
-    precision = resolve_precision(cfg.precision, device)
-    log.info(
-        "precision: %s (train.precision = %s; bfloat16 native on %s: %s)",
-        precision,
-        cfg.precision,
-        device,
-        bf16_native(device),
-    )
-    return device, precision
-
-
-def set_num_threads(cfg: TrainConfig) -> int:
-    """Apply ``train.num_threads`` to torch (0 keeps torch's default); returns the count in use."""
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    return torch.get_num_threads()
-
-
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 
 def make_optimizer(
-    params: list[nn.Parameter] | list[dict[str, Any]], cfg: TrainConfig
+    params: list[nn.Parameter] | list[dict[str, Any]],
+    *,
+    name: str,
+    lr: float,
+    weight_decay: float,
 ) -> torch.optim.Optimizer:
     """Adam (the paper's preset) or AdamW over the trainable parameters (or parameter groups).
 
-    ``train.optimizer: adam`` is torch's Adam, whose ``weight_decay`` is L2 coupled into the
-    gradient (normalised by Adam with it); ``adamw`` decays the weights apart from the gradient.
+    ``name`` is ``train.optimizer``: ``adam`` is torch's Adam, whose ``weight_decay`` is L2
+    coupled into the gradient (normalised by Adam with it); ``adamw`` decays the weights apart
+    from the gradient.
 
     The fused implementation (one kernel over all parameters; about 10x faster than the default
     for-loop on the paper-size projector on CPU) is used when every parameter is a floating-point
     tensor on a CPU or CUDA device; it computes the same update up to float rounding.
+
+    Args:
+        params: The parameters, or parameter groups (each may set its own ``lr``).
+        name: ``adamw`` or ``adam``.
+        lr: Learning rate (of every group without its own).
+        weight_decay: Weight decay (see above).
     """
     flat = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     fused = bool(flat) and all(
         p.is_floating_point() and p.device.type in FUSED_OPTIMIZER_DEVICES for p in flat
     )
-    optimizer_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return optimizer_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+    optimizer_cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    return optimizer_cls(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, epochs: int = 0
+    optimizer: torch.optim.Optimizer,
+    *,
+    kind: str,
+    warmup_epochs: int,
+    epochs: int,
+    steps_per_epoch: int,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step learning-rate schedule: linear warm-up, then constant, cosine or linear decay.
 
-    The schedule spans ``epochs`` (a stage's; 0: ``train.epochs``).
+    Args:
+        optimizer: The optimizer whose rates it scales.
+        kind: ``constant``, ``cosine`` or ``linear`` (``train.scheduler``).
+        warmup_epochs: Linear warm-up length (``train.warmup_epochs``).
+        epochs: Epochs the schedule spans (``train.epochs``, or a stage's).
+        steps_per_epoch: Optimiser steps per epoch.
     """
-    total = max(1, (epochs or cfg.epochs) * steps_per_epoch)
-    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(1, epochs * steps_per_epoch)
+    warmup = warmup_epochs * steps_per_epoch
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
-        if cfg.scheduler == "cosine":
+        if kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        if cfg.scheduler == "linear":
+        if kind == "linear":
             return max(0.0, 1.0 - progress)
         return 1.0
 
@@ -205,6 +152,32 @@ def _text_pass(
     return au_logits, nn.functional.cross_entropy(lm_logits.float(), targets[keep])
 
 
+@dataclass(frozen=True)
+class LossWeights:
+    """The weights of the training loss's parts (``train.*_weight``).
+
+    Attributes:
+        text: Of the text answers' cross-entropy (``train.text_weight``).
+        linear: Of the linear head's AU loss under ``model.head: both``
+            (``train.linear_weight``).
+        explain: Of the explanations' cross-entropy, with ``model.explain``
+            (``train.explain_weight``).
+        vision: Of the vision head's AU loss (``train.vision_weight``).
+    """
+
+    text: float = 1.0
+    linear: float = 1.0
+    explain: float = 1.0
+    vision: float = 0.0
+
+    @classmethod
+    def of(cls, train: TrainConfig) -> LossWeights:
+        """The weights of the ``train`` section."""
+        return cls(
+            train.text_weight, train.linear_weight, train.explain_weight, train.vision_weight
+        )
+
+
 def batch_loss(
     model: AULLM,
     processor: AULLMProcessor,
@@ -212,23 +185,26 @@ def batch_loss(
     labels: torch.Tensor,
     loss_fn: nn.Module,
     step: int,
+    *,
     meta: dict[str, list[str]] | None = None,
+    weights: LossWeights = LossWeights(),
+    format_weights: Sequence[float] = (),
     first_format_only: bool = False,
     stage: str = "all",
-    vision_weight: float = 0.0,
 ) -> torch.Tensor:
     """The training loss of one batch for the model's head(s) and explanations.
 
     ``linear``: the AU loss on the linear head. ``text``/``both``: teacher-forced cross-entropy on
-    the answer string (``model.text.weight``; formats as :func:`~au_llm.model.groups.batch_formats`
-    gives them), plus for ``both`` the AU loss (``model.text.linear_weight``); one decoder pass
-    serves both heads. With explanations (``model.explain.weight > 0``) the teacher-forced
-    cross-entropy on each clip's description target (phrasing drawn from the clip and ``step``)
-    is added with that weight; the same visual tokens feed every pass. The processor builds the
-    teacher-forcing ids and targets. With a vision head, ``vision_weight`` times the AU loss of
+    the answer string (weight ``weights.text``; formats as
+    :func:`~au_llm.param_groups.batch_formats` gives them), plus for ``both`` the AU loss
+    (``weights.linear``); one decoder pass serves both heads. With explanations
+    (``model.explain``) the teacher-forced cross-entropy on each clip's description target
+    (phrasing drawn from the clip and ``step``) is added with weight ``weights.explain``; the
+    same visual tokens feed every pass. The processor builds the teacher-forcing ids and targets.
+    With a vision head, ``weights.vision`` times the AU loss of
     :meth:`~au_llm.model.modeling_au_llm.AULLM.vision_logits` is added.
 
-    Stages (:mod:`au_llm.model.groups`): ``vision`` is the vision head's loss alone (the reader
+    Stages (:mod:`au_llm.param_groups`): ``vision`` is the vision head's loss alone (the reader
     does not run); ``heads`` runs the backbone without gradients (it is frozen); ``all`` is the
     whole loss.
 
@@ -237,14 +213,15 @@ def batch_loss(
         processor: Its text processor.
         clips: ``[B, C, T, H, W]`` clips on the model's device.
         labels: ``[B, n_aus]`` 0/1 labels on the model's device.
-        loss_fn: The AU loss (see :func:`~au_llm.model.losses.build_loss`).
+        loss_fn: The AU loss (see :func:`~au_llm.losses.build_loss`).
         step: Step counter (chooses the formats and the explanations' phrasings).
         meta: The batch's meta (see :class:`~au_llm.preprocess.dataset.ClipDataset`); with
             the annotation, needed for explanations.
+        weights: The weights of the loss's parts.
+        format_weights: How the answer formats are drawn (``train.format_weights``).
         first_format_only: Every clip answers in the first format (the first phase of
-            ``model.text.first_format_epochs``).
+            ``train.first_format_epochs``).
         stage: The training stage (``vision``, ``heads`` or ``all``).
-        vision_weight: Weight of the vision head's loss (``train.vision_weight``).
 
     Returns:
         The scalar loss.
@@ -260,9 +237,18 @@ def batch_loss(
         tokens = model.get_visual_tokens(clips)
     if stage == "vision":
         return loss_fn(model.vision_logits(tokens).float(), labels)
-    loss = _reader_loss(model, processor, tokens, labels, loss_fn, step, meta, first_format_only)
-    if vision_weight > 0:
-        loss = loss + vision_weight * loss_fn(model.vision_logits(tokens).float(), labels)
+    formats = []
+    if model.cfg.has_text_head:
+        formats = batch_formats(
+            model.cfg.text.formats,
+            format_weights,
+            step,
+            len(labels),
+            first_only=first_format_only,
+        )
+    loss = _reader_loss(model, processor, tokens, labels, loss_fn, step, meta, formats, weights)
+    if weights.vision > 0:
+        loss = loss + weights.vision * loss_fn(model.vision_logits(tokens).float(), labels)
     return loss
 
 
@@ -274,34 +260,61 @@ def _reader_loss(
     loss_fn: nn.Module,
     step: int,
     meta: dict[str, list[str]] | None,
-    first_format_only: bool,
+    formats: list[str],
+    weights: LossWeights,
 ) -> torch.Tensor:
     """The loss of the heads after the reader, from the visual tokens (see :func:`batch_loss`)."""
     cfg = model.cfg
-    if not cfg.has_text_head and not cfg.explains:
+    if not cfg.has_text_head and not cfg.explain:
         return loss_fn(model.score_tokens(tokens).float(), labels)
     loss = torch.zeros((), device=tokens.device)
     au_logits = None
     if cfg.has_text_head:
-        text = cfg.text
-        formats = batch_formats(
-            text.formats, text.format_weights, step, len(labels), first_format_only
-        )
         ids, targets = processor.answer_batch(labels.cpu(), formats)
         au_logits, text_loss = _text_pass(model, tokens, ids, targets)
-        loss = loss + cfg.text.weight * text_loss
-    if cfg.explains:
+        loss = loss + weights.text * text_loss
+    if cfg.explain:
         if meta is None:
-            raise ValueError("model.explain.weight > 0: batch_loss needs the batch's meta")
+            raise ValueError("model.explain: batch_loss needs the batch's meta")
         ids, targets = processor.explanation_batch(meta_rows(meta), step)
         explain_logits, explain_loss = _text_pass(model, tokens, ids, targets)
         au_logits = explain_logits if au_logits is None else au_logits
-        loss = loss + cfg.explain.weight * explain_loss
+        loss = loss + weights.explain * explain_loss
     if cfg.head != "text":
         assert au_logits is not None
-        weight = cfg.text.linear_weight if cfg.head == "both" else 1.0
+        weight = weights.linear if cfg.head == "both" else 1.0
         loss = loss + weight * loss_fn(au_logits.float(), labels)
     return loss
+
+
+def _objective(
+    model: AULLM,
+    processor: AULLMProcessor,
+    batch: tuple[torch.Tensor, torch.Tensor, dict[str, list[str]]],
+    loss_fn: nn.Module,
+    step: int,
+    train: TrainConfig,
+    *,
+    first_format_only: bool = False,
+    stage: str = "all",
+) -> torch.Tensor:
+    """:func:`batch_loss` of a loader's batch on the model's device, as ``train`` weighs it."""
+    device = next(model.parameters()).device
+    clips, labels, meta = batch
+    with model_autocast(model):
+        return batch_loss(
+            model,
+            processor,
+            clips.to(device),
+            labels.to(device),
+            loss_fn,
+            step,
+            meta=meta,
+            weights=LossWeights.of(train),
+            format_weights=train.format_weights,
+            first_format_only=first_format_only,
+            stage=stage,
+        )
 
 
 def _epoch_loss(
@@ -309,21 +322,16 @@ def _epoch_loss(
     processor: AULLMProcessor,
     loader: DataLoader,
     loss_fn: nn.Module,
-    device: torch.device,
-    vision_weight: float = 0.0,
+    train: TrainConfig,
 ) -> float:
     """Mean loss (the whole objective) over a loader without gradients (model left in eval mode)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for step, (clips, labels, meta) in enumerate(loader):
-            with model_autocast(model):
-                x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(
-                    model, processor, x, y, loss_fn, step, meta, vision_weight=vision_weight
-                )
-            total += float(loss) * len(labels)
-            count += len(labels)
+        for step, batch in enumerate(loader):
+            loss = _objective(model, processor, batch, loss_fn, step, train)
+            total += float(loss) * len(batch[1])
+            count += len(batch[1])
     return total / max(1, count)
 
 
@@ -349,6 +357,7 @@ def train_model(
     processor: AULLMProcessor,
     train_set: ClipDataset,
     cfg: TrainConfig,
+    *,
     seed: int,
     val_set: ClipDataset | None = None,
     desc: str = "train",
@@ -362,7 +371,7 @@ def train_model(
             the target device, with ``trainable_parameters()``.
         processor: Its text processor (teacher-forcing batches of text heads and explanations).
         train_set: Training clips; its random temporal sampling is re-seeded every epoch.
-        cfg: Optimiser, schedule, loss and epoch settings.
+        cfg: Optimiser, schedule, losses and their weights, epochs.
         seed: Seed of shuffling and sampling (the fold's seed).
         val_set: Optional inner validation split (training subjects only) used for early
             stopping when ``cfg.patience > 0``; the best epoch's weights are restored.
@@ -382,10 +391,23 @@ def train_model(
     if cfg.compile:
         compile_visual_path(model)
     params = list(model.trainable_parameters())
-    loss_fn = build_loss(cfg, train_set.labels).to(device)
+    loss_fn = build_loss(
+        train_set.labels,
+        kind=cfg.loss,
+        reduction=cfg.loss_reduction,
+        asl_gamma_neg=cfg.asl_gamma_neg,
+        asl_gamma_pos=cfg.asl_gamma_pos,
+        asl_clip=cfg.asl_clip,
+        focal_gamma=cfg.focal_gamma,
+    ).to(device)
     loader = clip_loader(train_set, cfg.batch_size, shuffle=True, seed=seed)
-    stages = [(name, n) for name, n in stage_plan(cfg) for _ in range(n)]
-    val_loader = clip_loader(val_set, cfg.batch_size, False, seed) if val_set is not None else None
+    plan = stage_plan(epochs=cfg.epochs, stage_epochs=cfg.stage_epochs)
+    stages = [(name, n) for name, n in plan for _ in range(n)]
+    val_loader = (
+        clip_loader(val_set, cfg.batch_size, shuffle=False, seed=seed)
+        if val_set is not None
+        else None
+    )
     result = TrainResult()
     best_loss, best_state, since_best = math.inf, None, 0
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, unit="epoch", disable=not progress)
@@ -393,8 +415,24 @@ def train_model(
         stage, stage_epochs = stages[epoch]
         if epoch == 0 or stages[epoch - 1][0] != stage:
             # each stage: a fresh optimizer over what it trains, and its own schedule
-            optimizer = make_optimizer(parameter_groups(model, cfg, stage), cfg)
-            scheduler = make_scheduler(optimizer, cfg, len(loader), stage_epochs)
+            groups = parameter_groups(
+                model,
+                lr=cfg.lr,
+                lr_projector=cfg.lr_projector,
+                lr_head=cfg.lr_head,
+                lr_lora=cfg.lr_lora,
+                stage=stage,
+            )
+            optimizer = make_optimizer(
+                groups, name=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay
+            )
+            scheduler = make_scheduler(
+                optimizer,
+                kind=cfg.scheduler,
+                warmup_epochs=cfg.warmup_epochs,
+                epochs=stage_epochs,
+                steps_per_epoch=len(loader),
+            )
             if cfg.stage_epochs:
                 log.info("%s: stage %s from epoch %d (%d epochs)", desc, stage, epoch, stage_epochs)
         train_set.set_epoch(epoch)
@@ -402,23 +440,19 @@ def train_model(
         if stage == "heads":
             model.backbone.eval()  # frozen: its BatchNorm statistics stay as they are
         total, count = 0.0, 0
-        first_only = epoch < model.cfg.text.first_format_epochs
-        for step, (clips, labels, meta) in enumerate(loader, start=epoch * len(loader)):
+        first_only = epoch < cfg.first_format_epochs
+        for step, batch in enumerate(loader, start=epoch * len(loader)):
             optimizer.zero_grad(set_to_none=True)
-            with model_autocast(model):
-                x, y = clips.to(device), labels.to(device)
-                loss = batch_loss(
-                    model,
-                    processor,
-                    x,
-                    y,
-                    loss_fn,
-                    step,
-                    meta,
-                    first_only,
-                    stage,
-                    cfg.vision_weight,
-                )
+            loss = _objective(
+                model,
+                processor,
+                batch,
+                loss_fn,
+                step,
+                cfg,
+                first_format_only=first_only,
+                stage=stage,
+            )
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -429,14 +463,14 @@ def train_model(
                 log.info("%s: first step %.1f s", desc, result.first_step_seconds)
             value = float(loss.detach())
             check_finite_loss(value, f"{desc}: training loss at epoch {epoch + 1}, step {step + 1}")
-            total += value * len(labels)
-            count += len(labels)
+            total += value * len(batch[1])
+            count += len(batch[1])
         result.train_loss.append(total / max(1, count))
         if on_epoch is not None:
             on_epoch(epoch)
         postfix = {"loss": f"{result.train_loss[-1]:.4f}"}
         if val_loader is not None:
-            val_loss = _epoch_loss(model, processor, val_loader, loss_fn, device, cfg.vision_weight)
+            val_loss = _epoch_loss(model, processor, val_loader, loss_fn, cfg)
             check_finite_loss(val_loss, f"{desc}: validation loss at epoch {epoch + 1}")
             result.val_loss.append(val_loss)
             postfix["val"] = f"{val_loss:.4f}"

@@ -71,7 +71,7 @@ def pose_matrix(t: int, drift: bool) -> np.ndarray:
     return matrix
 
 
-def make_clip(drift: bool) -> list[np.ndarray]:
+def make_clip(*, drift: bool) -> list[np.ndarray]:
     base = cv2.copyMakeBorder(
         skimage.data.astronaut()[0:480], 0, 0, 64, 64, cv2.BORDER_REFLECT
     )  # 480 x 640
@@ -134,7 +134,7 @@ def residual(
 
 def main() -> None:
     cv2.setNumThreads(2)
-    clips = {"still": make_clip(False), "drift": make_clip(True)}
+    clips = {"still": make_clip(drift=False), "drift": make_clip(drift=True)}
     results: dict[str, dict] = {"frames": FRAMES, "size": SIZE, "repeats": REPEATS, "modes": {}}
     with Landmarker() as marker:
         for mode in ("clip", "frame", "none"):

@@ -28,15 +28,16 @@ from typing import Any
 import torch
 
 from au_llm.config import load_config
+from au_llm.device import set_num_threads
 from au_llm.inference import predict_clips
 from au_llm.io_utils import atomic_write_text
 from au_llm.model.checkpoint import build_model
-from au_llm.model.groups import trainable_parameter_count
 from au_llm.model.spec import ModelSpec
+from au_llm.param_groups import trainable_parameter_count
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.protocols import loso_folds
-from au_llm.training import set_num_threads, train_model
+from au_llm.training import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = ["model.vision_head=true", "train.stage_epochs=[20,10,30]"]
@@ -88,7 +89,7 @@ def time_arm(config: Path, source: str, overrides: list[str], fold: str, epochs:
     if staged:  # each stage as long as the unstaged run's timed epochs
         extra.append(f"train.stage_epochs=[{epochs},{epochs},{epochs}]")
     cfg = load_config(config, [*extra, f"train.epochs={3 * epochs if staged else epochs}"])
-    set_num_threads(cfg.train)
+    set_num_threads(cfg.train.num_threads)
     with tempfile.TemporaryDirectory() as report_dir:
         data = prepare_data(
             cfg.data, cfg.preprocess, Path(report_dir), cfg.protocol, progress=False
@@ -105,16 +106,15 @@ def time_arm(config: Path, source: str, overrides: list[str], fold: str, epochs:
     def on_epoch(_: int) -> None:
         marks.append(time.perf_counter())
 
-    train_model(model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch)
+    train_model(model, processor, train_set, cfg.train, seed=1, progress=False, on_epoch=on_epoch)
     epoch_s = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)]
     start = time.perf_counter()
     for rows, strategy in (
         (chosen.train, sampling.test_strategy),
         (chosen.test, sampling.test_strategy),
     ):
-        predict_clips(
-            model, processor, ClipDataset(rows, data.cache, data.aus, frames, strategy, 1), 32
-        )
+        dataset = ClipDataset(rows, data.cache, data.aus, frames, strategy, 1)
+        predict_clips(model, processor, dataset, batch_size=32)
     eval_s = time.perf_counter() - start
     record: dict[str, Any] = {
         "overrides": extra,

@@ -176,8 +176,8 @@ def smollm2_throughput(
 
     from au_llm.config import LLMConfig, ModelConfig, TrainConfig
     from au_llm.inference import clip_outputs, inference_prompt_cache
+    from au_llm.losses import build_loss
     from au_llm.model.checkpoint import build_model
-    from au_llm.model.losses import build_loss
     from au_llm.model.precision import autocast
     from au_llm.model.spec import ModelSpec
     from au_llm.training import batch_loss, make_optimizer
@@ -192,8 +192,13 @@ def smollm2_throughput(
     clips = torch.rand(batch, *spec.clip_shape, generator=generator).to(torch_device)
     labels = torch.randint(0, 2, (batch, 8), generator=generator).float().to(torch_device)
     cfg = TrainConfig()
-    loss_fn = build_loss(cfg, labels.cpu()).to(torch_device)
-    optimizer = make_optimizer(list(model.trainable_parameters()), cfg)
+    loss_fn = build_loss(labels.cpu(), kind=cfg.loss, reduction=cfg.loss_reduction).to(torch_device)
+    optimizer = make_optimizer(
+        list(model.trainable_parameters()),
+        name=cfg.optimizer,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
 
     def train_step(step: int) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -215,7 +220,7 @@ def smollm2_throughput(
     train_s = timed(train_step)
     model.eval()
     cache = inference_prompt_cache(model)
-    infer_s = timed(lambda _: clip_outputs(model, processor, clips, cache))
+    infer_s = timed(lambda _: clip_outputs(model, processor, clips, prompt_cache=cache))
     return {
         "shape": shape,
         "precision": model.precision,

@@ -34,10 +34,10 @@ import torch
 import transformers
 from reference_speed import SHAPES as REFERENCE_SHAPES  # bench/ is on sys.path
 
-from au_llm.config import LLMConfig, ModelConfig, TinyLLMConfig, TrainConfig
+from au_llm.config import LLMConfig, ModelConfig, TinyLLMConfig
 from au_llm.io_utils import atomic_write_text
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
-from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.spec import ModelSpec
 
@@ -72,7 +72,7 @@ def _time_paths(
     model: AULLM, batch: torch.Tensor, labels: torch.Tensor, repeats: int, device: torch.device
 ) -> dict[str, dict[str, float]]:
     """Train-step and inference times of both paths, for the whole model and the LLM alone."""
-    loss_fn = build_loss(TrainConfig(), labels.cpu().numpy()).to(device)
+    loss_fn = build_loss(labels.cpu().numpy()).to(device)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=1e-5)
     with torch.no_grad():
         tokens = model.get_visual_tokens(batch).detach()

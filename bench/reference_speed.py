@@ -65,9 +65,9 @@ from torch import Tensor, nn
 
 from au_llm.config import LLMConfig, ModelConfig, TinyLLMConfig, TrainConfig
 from au_llm.io_utils import atomic_write_text
+from au_llm.losses import build_loss
 from au_llm.model.backbones import LED3DCNN, build_backbone
 from au_llm.model.llm import PromptTokenizer, load_base_llm, lora_parameters
-from au_llm.model.losses import build_loss
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.precision import CPU_BF16_FLAGS, autocast, bf16_native, cpu_flags
 from au_llm.model.processing_au_llm import AULLMProcessor
@@ -256,7 +256,8 @@ def _time_batch(
     precision: str,
 ) -> dict[str, Any]:
     """Training-step and inference medians of the reference and the project on one batch."""
-    loss_fn = build_loss(cfg, labels.cpu().numpy()).to(device)
+    loss_fn = build_loss(labels.cpu().numpy(), kind=cfg.loss, reduction=cfg.loss_reduction)
+    loss_fn = loss_fn.to(device)
     project: AULLM = models["project"][0]
 
     def step(name: str) -> None:
@@ -355,7 +356,12 @@ def run_shape(
         ref_optimizer = torch.optim.Adam(
             [p for p in reference.parameters() if p.requires_grad], lr=cfg.lr
         )
-        optimizer = make_optimizer(project.trainable_parameters(), cfg)
+        optimizer = make_optimizer(
+            project.trainable_parameters(),
+            name=cfg.optimizer,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+        )
         per_batch = {}
         for batch_size in batches:
             clips = torch.rand(batch_size, *spec.clip_shape, generator=generator)

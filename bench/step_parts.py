@@ -34,10 +34,10 @@ import torch.nn.functional as F
 
 from au_llm.config import ModelConfig
 from au_llm.io_utils import atomic_write_text
+from au_llm.losses import build_loss
 from au_llm.model import backbones
 from au_llm.model.backbones import build_backbone
 from au_llm.model.checkpoint import build_model
-from au_llm.model.losses import build_loss
 from au_llm.model.spec import ModelSpec
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset, clip_loader
@@ -68,11 +68,17 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
     )
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.train_strategy
     dataset = ClipDataset(data.source, data.cache, data.aus, frames, strategy)
-    loader = clip_loader(dataset, cfg.train.batch_size, True, 0)
+    loader = clip_loader(dataset, cfg.train.batch_size, shuffle=True, seed=0)
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
     model, processor = build_model(spec, 0, "cpu")
-    optimizer = make_optimizer(model.trainable_parameters(), cfg.train)
-    loss_fn = build_loss(cfg.train, dataset.labels)
+    train = cfg.train
+    optimizer = make_optimizer(
+        model.trainable_parameters(),
+        name=train.optimizer,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+    )
+    loss_fn = build_loss(dataset.labels, kind=train.loss, reduction=train.loss_reduction)
     clips, labels, meta = next(iter(loader))
 
     def load() -> None:
@@ -80,7 +86,7 @@ def loader_share(work: Path, repeats: int) -> dict[str, float]:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        batch_loss(model, processor, clips, labels, loss_fn, 0, meta).backward()
+        batch_loss(model, processor, clips, labels, loss_fn, 0, meta=meta).backward()
         optimizer.step()
 
     model.train()

@@ -9,14 +9,14 @@ parsed answers and the number of distinct answers; for a model that explains, th
 of the explanations; and (unless ``--no-reliance``) the reliance measure
 (:mod:`au_llm.reliance`). The cosine schedule spans all epochs, so a point at epoch k is a
 model part-way through its schedule, not a k-epoch run. A format curriculum is the config's
-``model.text.first_format_epochs``. It prints one line per evaluation and saves JSON.
+``train.first_format_epochs``. It prints one line per evaluation and saves JSON.
 
 Usage (the demo's data first: ``au-llm demo --out /tmp/demo_run``; 1 torch thread)::
 
     OMP_NUM_THREADS=1 python bench/text_curve.py --demo /tmp/demo_run --every 6 \
         --json bench/results/text_curve_formats_30.json \
-        model.text.formats=[list,yesno,json,names] model.text.format_weights=[1,1,1,1] \
-        model.text.first_format_epochs=6 train.epochs=30
+        model.text.formats=[list,yesno,json,names] train.format_weights=[1,1,1,1] \
+        train.first_format_epochs=6 train.epochs=30
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 
 import pandas as pd
 
-from au_llm.config import ExperimentConfig
+from au_llm.config import ExperimentConfig, GenerationConfig
+from au_llm.device import seed_everything, set_num_threads
 from au_llm.inference import predict_clips
 from au_llm.io_utils import atomic_write_text
 from au_llm.model.checkpoint import build_model
@@ -41,16 +42,12 @@ from au_llm.prediction_rows import output_columns
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ID_KEYS, ClipDataset
 from au_llm.recipes.demo_text import TEXT_CONFIG, split_subjects, text_config
+from au_llm.recipes.experiment import experiment_device
 from au_llm.reliance import dataset_reliance
 from au_llm.reports.answers import answer_tables
 from au_llm.reports.explanations import explanation_tables
 from au_llm.runs.layout import preprocess_report
-from au_llm.training import (
-    seed_everything,
-    select_device,
-    set_num_threads,
-    train_model,
-)
+from au_llm.training import train_model
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / TEXT_CONFIG
 
@@ -61,6 +58,7 @@ def evaluate(
     test_set: ClipDataset,
     batch_size: int,
     reliance: bool,
+    generation: GenerationConfig,
 ) -> dict[str, Any]:
     """Greedy, unconstrained answers (and explanations) of the held-out clips, scored.
 
@@ -70,8 +68,16 @@ def evaluate(
         format) when asked for, ``clips`` and ``answers`` (format or ``explanation`` -> one
         text per clip) and, with explanations, ``explanation_examples`` (chosen by rule).
     """
-    explain = model.cfg.explains
-    outputs, metas = predict_clips(model, processor, test_set, batch_size, True, explain)
+    explain = model.cfg.explain
+    outputs, metas = predict_clips(
+        model,
+        processor,
+        test_set,
+        batch_size=batch_size,
+        answers=True,
+        explain=explain,
+        generation=generation,
+    )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
     aus, cfg = test_set.aus, model.cfg
     columns = output_columns(
@@ -88,7 +94,7 @@ def evaluate(
         result["explanation_examples"] = summary["examples"]
         result["answers"]["explanation"] = outputs.explanations
     if reliance:
-        result["reliance"] = dataset_reliance(model, processor, test_set, batch_size)
+        result["reliance"] = dataset_reliance(model, processor, test_set, batch_size=batch_size)
     return result
 
 
@@ -127,22 +133,26 @@ def run_curve(
         ``points`` (one per evaluation: ``epoch`` counted from 1, ``seconds`` of training so far,
         and :func:`evaluate`'s scores) and ``train_loss`` per epoch.
     """
-    set_num_threads(cfg.train)
+    set_num_threads(cfg.train.num_threads)
     data = prepare_data(
         cfg.data, cfg.preprocess, preprocess_report(folder), cfg.protocol, progress=False
     )
     if data.target is None:
         raise ValueError("the curve needs held-out clips (data.target_manifests)")
     seed, sampling = cfg.seeds[0], cfg.sampling
-    device, precision = select_device(cfg.train)
+    device, precision = experiment_device(cfg)
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
     model, processor = build_model(spec, seed, device, precision)
     seed_everything(seed)
-    explain = cfg.model.explains
+    explain = cfg.model.explain
     aus, frames = data.aus, sampling.frames_per_clip
     strategies = sampling.train_strategy, sampling.test_strategy
-    train_set = ClipDataset(data.source, data.cache, aus, frames, strategies[0], seed, explain)
-    test_set = ClipDataset(data.target, data.cache, aus, frames, strategies[1], seed, explain)
+    train_set = ClipDataset(
+        data.source, data.cache, aus, frames, strategies[0], seed, annotation=explain
+    )
+    test_set = ClipDataset(
+        data.target, data.cache, aus, frames, strategies[1], seed, annotation=explain
+    )
     points: list[dict[str, Any]] = []
     start, evaluating = time.perf_counter(), 0.0
 
@@ -153,7 +163,9 @@ def run_curve(
         trained = time.perf_counter() - start - evaluating
         began = time.perf_counter()
         point = {"epoch": epoch + 1, "seconds": round(trained, 1)}
-        point |= evaluate(model, processor, test_set, cfg.train.batch_size, reliance)
+        point |= evaluate(
+            model, processor, test_set, cfg.train.batch_size, reliance, cfg.generation
+        )
         evaluating += time.perf_counter() - began
         points.append(point)
         print(curve_line(epoch + 1, point), flush=True)
@@ -161,7 +173,7 @@ def run_curve(
             saved(points)
 
     result = train_model(
-        model, processor, train_set, cfg.train, seed, progress=False, on_epoch=on_epoch
+        model, processor, train_set, cfg.train, seed=seed, progress=False, on_epoch=on_epoch
     )
     return {"points": points, "train_loss": result.train_loss}
 
@@ -180,7 +192,7 @@ def main() -> None:
     train, test = split_subjects(args.demo / "manifests" / "casme2.csv", folder)
     overrides = ["train.num_threads=1", "preprocess.workers=0", *args.overrides]
     cfg = text_config(args.config, args.demo, train, test, overrides)
-    explain = cfg.model.explains
+    explain = cfg.model.explain
     print(f"text curve: {' '.join(overrides)}; explain {explain}")
     results: dict[str, Any] = {
         "config": str(args.config),

@@ -1,7 +1,7 @@
 """Where the demo's text step spends its time: the vocabulary projection at target positions only.
 
 The model of ``configs/demo_smollm2_text.yaml`` with explanations (SmolLM2-135M-Instruct, LoRA,
-``head: both``, ``model.explain.weight=1``) on a batch of 8 random clips with annotations drawn
+``head: both``, ``model.explain=true``) on a batch of 8 random clips with annotations drawn
 from the demo's AU sets. For its two teacher-forced passes, the ``list`` answer and the
 explanation, it times forward + backward of the text loss from fixed visual tokens, as medians
 of ``--repeats`` interleaved rounds after a warm-up, in two ways:
@@ -34,8 +34,8 @@ from step_parts import interleaved_medians  # bench/ is on sys.path
 from au_llm.config import load_config
 from au_llm.data.au_codes import parse_au_cell
 from au_llm.io_utils import atomic_write_text
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
-from au_llm.model.losses import build_loss
 from au_llm.model.spec import ModelSpec
 from au_llm.training import batch_loss, make_optimizer
 
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = load_config(CONFIG, ["model.explain.weight=1.0"])
+    cfg = load_config(CONFIG, ["model.explain=true", "train.explain_weight=1.0"])
     aus = cfg.data.aus
     spec = ModelSpec.from_sections(cfg.model, aus, cfg.preprocess, cfg.sampling)
     model, processor = build_model(spec, 0, "cpu")
@@ -77,7 +77,7 @@ def main() -> None:
     tokens = model.get_visual_tokens(clips).detach().requires_grad_(True)
 
     def text_pass(
-        ids: torch.Tensor, targets: torch.Tensor, only_targets: bool
+        ids: torch.Tensor, targets: torch.Tensor, *, only_targets: bool
     ) -> Callable[[], None]:
         def go() -> None:
             keep = targets != -100
@@ -102,8 +102,8 @@ def main() -> None:
     for name, (ids, targets) in passes.items():
         times = interleaved_medians(
             {
-                "all": text_pass(ids, targets, False),
-                "targets": text_pass(ids, targets, True),
+                "all": text_pass(ids, targets, only_targets=False),
+                "targets": text_pass(ids, targets, only_targets=True),
             },
             args.repeats,
         )
@@ -120,12 +120,18 @@ def main() -> None:
             f"{row['target_tokens']} target tokens): logits everywhere {row['all_s']:.3f} s, "
             f"at targets {row['targets_s']:.3f} s = {row['speedup']:.2f}x"
         )
-    optimizer = make_optimizer(model.trainable_parameters(), cfg.train)
-    loss_fn = build_loss(cfg.train, np.asarray(labels))
+    train = cfg.train
+    optimizer = make_optimizer(
+        model.trainable_parameters(),
+        name=train.optimizer,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+    )
+    loss_fn = build_loss(np.asarray(labels), kind=train.loss, reduction=train.loss_reduction)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        batch_loss(model, processor, clips, labels, loss_fn, 0, meta).backward()
+        batch_loss(model, processor, clips, labels, loss_fn, 0, meta=meta).backward()
         optimizer.step()
 
     report["train_step_s"] = interleaved_medians({"step": step}, args.repeats)["step"]

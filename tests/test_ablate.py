@@ -13,24 +13,24 @@ CONFIG = CONFIG_DIR / "tiny_cpu_loso.yaml"
 
 
 def test_the_sweep_is_the_one_comma_separated_setting():
-    fixed, sweep = parse_sweep(CONFIG, ["train.epochs=1", "explain.weight=0,0.5,1"])
+    fixed, sweep = parse_sweep(CONFIG, ["train.epochs=1", "llm.lora.r=4,8,16"])
     assert fixed == ["train.epochs=1"]
-    assert sweep.swept_key == "model.explain.weight"
-    assert [arm.name for arm in sweep.arms] == ["0", "0.5", "1"]
-    assert sweep.arms[1].overrides == ("model.explain.weight=0.5",)
-    assert sweep.reference == "0"
+    assert sweep.swept_key == "model.llm.lora.r"
+    assert [arm.name for arm in sweep.arms] == ["4", "8", "16"]
+    assert sweep.arms[1].overrides == ("model.llm.lora.r=8",)
+    assert sweep.reference == "4"
     assert parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"])[1].swept_key == "train.lr"
     assert parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"], reference="1e-4")[1].reference == "1e-4"
     with pytest.raises(ConfigError, match="reference"):
         parse_sweep(CONFIG, ["train.lr=1e-3,1e-4"], reference="1e-5")
     for bad in (
         ["train.epochs=1"],
-        ["train.lr=1e-3,1e-4", "explain.weight=0,1"],
+        ["train.lr=1e-3,1e-4", "llm.lora.r=4,8"],
         ["seeds=1,2"],
         ["data.aus=1,2"],
         ["explain.nothing=0,1"],
-        ["explain.weight=0,0"],
-        ["explain.weight=0,-1"],
+        ["llm.lora.r=4,4"],
+        ["llm.lora.r=4,-1"],
     ):
         with pytest.raises(ConfigError):
             parse_sweep(CONFIG, bad)
@@ -87,12 +87,12 @@ def test_ablate_runs_every_setting_on_identical_folds_and_seeds(tiny_data, tmp_p
         f"data.cache_dir='{tiny_data.cache_dir}'",
         f"data.manifests=['{tiny_data.casme2}']",
         "seeds=[1,2]",
-        "model.explain.max_new_tokens=12",
-        "explain.weight=0,1",
+        "generation.max_explanation_tokens=12",
+        "explain=false,true",
     ]
     out_dir, text = run_ablation(CONFIG, overrides, [first], progress=False)
-    assert out_dir == tmp_path / "abl_ablate_explain.weight"
-    runs = [tmp_path / "abl_explain.weight_0", tmp_path / "abl_explain.weight_1"]
+    assert out_dir == tmp_path / "abl_ablate_explain"
+    runs = [tmp_path / "abl_explain_false", tmp_path / "abl_explain_true"]
     infos = [json.loads((run / "run.json").read_text()) for run in runs]
     assert infos[0]["folds"] == infos[1]["folds"] and infos[0]["seeds"] == [1, 2]
     assert infos[0]["data_fingerprint"] == infos[1]["data_fingerprint"]
@@ -104,13 +104,13 @@ def test_ablate_runs_every_setting_on_identical_folds_and_seeds(tiny_data, tmp_p
     assert "explanation" not in without.columns and "explanation" in explained.columns
     assert len(without) == len(explained)
     table = pd.read_csv(out_dir / "ablation.csv")
-    assert table["value"].tolist() == [0, 1]
+    assert table["value"].tolist() == [False, True]
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert table["binary_f1_mean"][0] == pytest.approx(summary["metrics"]["pooled_binary_f1"])
     threshold_f1 = summary["metrics"]["binary_f1_train_threshold"]
     assert table["train_threshold_f1"][0] == pytest.approx(threshold_f1)
     assert "training thresholds" in text and f"| {threshold_f1:.3f} |" in text
-    assert "| 0 |" in text and "(reference)" in text and "Explanations" in text
+    assert "| false |" in text and "(reference)" in text and "Explanations" in text
     assert (out_dir / "ablation.md").read_text() == text
     # The paired comparison: one subject x two seeds, from the two runs' own predictions.
     record = json.loads((out_dir / "ablation.json").read_text())

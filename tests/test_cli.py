@@ -1,3 +1,4 @@
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,17 @@ def _bad_llm(kind: str, root: Path) -> Path:
     return folder
 
 
+class _Recorder(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.mark.parametrize(
     ("kind", "said"),
     [
@@ -194,6 +206,8 @@ def test_an_llm_that_would_train_wrong_or_hang_exits_2_naming_it(
     tiny_data, tmp_path, capsys, kind, said
 ):
     llm = _bad_llm(kind, tmp_path)
+    heard = _Recorder()
+    logging.getLogger("transformers").addHandler(heard)
     argv = [
         "loso",
         "--config",
@@ -204,7 +218,12 @@ def test_an_llm_that_would_train_wrong_or_hang_exits_2_naming_it(
         "model.llm.source=path",
         f"model.llm.path={llm}",
     ]
-    assert main(argv) == 2
+    try:
+        assert main(argv) == 2
+    finally:
+        logging.getLogger("transformers").removeHandler(heard)
     err = capsys.readouterr().err
     assert "au-llm loso: error: model.llm.path: " in err and said in err and str(llm) in err
     assert "Traceback" not in err
+    # au-llm's error names the missing weights; transformers' own loading report stays quiet.
+    assert not [r.getMessage()[:80] for r in heard.records if r.levelno >= logging.WARNING]

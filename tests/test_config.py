@@ -1,9 +1,13 @@
+import dataclasses
+import re
 import time
+import typing
 from pathlib import Path
 
 import pytest
 
 from au_llm.config import ConfigError, ExperimentConfig, load_config, save_config
+from au_llm.config_keys import RENAMED_KEYS, RETIRED_KEYS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIG_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -97,12 +101,13 @@ def test_saved_config_round_trips(tmp_path):
 
 
 def test_explain_settings_are_validated():
-    assert load_config(None).model.explain.weight == 0.0
-    assert load_config(None, ["model.explain.weight=0.5"]).model.explain.weight == 0.5
-    with pytest.raises(ConfigError, match="model.explain.weight"):
-        load_config(None, ["model.explain.weight=-1"])
+    assert load_config(None).model.explain is False
+    cfg = load_config(None, ["model.explain=true", "train.explain_weight=0.5"])
+    assert (cfg.model.explain, cfg.train.explain_weight) == (True, 0.5)
+    with pytest.raises(ConfigError, match="train.explain_weight"):
+        load_config(None, ["train.explain_weight=-1"])
     with pytest.raises(ConfigError, match="needs an LLM"):
-        load_config(None, ["model.explain.weight=1", "model.reader=none"])
+        load_config(None, ["model.explain=true", "model.reader=none"])
 
 
 def test_each_choice_is_listed_once_for_the_config_and_the_command_line():
@@ -344,3 +349,90 @@ def test_stages_without_a_vision_stage_and_a_weighted_vision_head_load():
     assert staged.stage_epochs == [0, 10, 20]
     cfg = load_config(None, ["model.vision_head=true", "train.vision_weight=0.5"])
     assert cfg.model.vision_head and cfg.train.vision_weight == 0.5
+
+
+OLD_MODEL_SECTION = """model:
+  head: both
+  text:
+    formats: [list, json]
+    weight: 0.5
+    linear_weight: 2.0
+    format_weights: [3.0, 1.0]
+    first_format_epochs: 2
+    max_new_tokens: 40
+    constrained: true
+  explain:
+    weight: 0.25
+    max_new_tokens: 50
+    stop_repeat: 3
+"""
+
+
+def test_a_saved_config_moves_loss_weights_and_decoding_settings_out_of_the_model(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(OLD_MODEL_SECTION)
+    expected = load_config(
+        None,
+        [
+            "model.head=both",
+            "model.text.formats=[list,json]",
+            "model.explain=true",
+            "train.text_weight=0.5",
+            "train.linear_weight=2.0",
+            "train.format_weights=[3.0,1.0]",
+            "train.first_format_epochs=2",
+            "train.explain_weight=0.25",
+            "generation.max_answer_tokens=40",
+            "generation.constrained=true",
+            "generation.max_explanation_tokens=50",
+            "generation.stop_repeat=3",
+        ],
+    )
+    assert load_config(path, saved=True) == expected
+    # a weight of 0 was the model without explanations
+    path.write_text("model:\n  explain:\n    weight: 0.0\n    max_new_tokens: 320\n")
+    assert load_config(path, saved=True) == load_config(None)
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED_KEYS.keys() | RETIRED_KEYS.keys()))
+def test_every_old_key_from_a_user_names_its_replacement(tmp_path, old):
+    new = {**RETIRED_KEYS, **RENAMED_KEYS}[old]
+    *sections, key = old.split(".")
+    text = "".join(f"{'  ' * depth}{name}:\n" for depth, name in enumerate(sections))
+    path = tmp_path / "config.yaml"
+    path.write_text(text + f"{'  ' * len(sections)}{key}: 1\n")
+    with pytest.raises(ConfigError, match=rf"config.yaml: {re.escape(old)} was replaced by"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=re.escape(new)):
+        load_config(None, [f"{old}=1"])
+
+
+def _fields(cls: type) -> set[str]:
+    """Every field name of a config dataclass and of the dataclasses it holds, recursively."""
+    names = set()
+    for item in dataclasses.fields(cls):
+        names.add(item.name)
+        kind = typing.get_type_hints(cls)[item.name]
+        if dataclasses.is_dataclass(kind):
+            names |= _fields(kind)
+    return names
+
+
+def test_the_model_section_holds_what_the_weights_are_only():
+    """No loss weight, curriculum or decoding setting under ``model`` (one name, one place)."""
+    from au_llm.config import GenerationConfig, ModelConfig, TrainConfig
+
+    model = _fields(ModelConfig)
+    training = _fields(TrainConfig)
+    assert not model & training, model & training
+    assert not model & _fields(GenerationConfig), model & _fields(GenerationConfig)
+    forbidden = ("weight", "epochs", "max_", "constrained", "repeat", "schedule")
+    assert not [name for name in model if any(word in name for word in forbidden)]
+    assert _fields(GenerationConfig) and {"text_weight", "explain_weight"} <= training
+
+
+def test_a_saved_explanation_weight_that_is_not_a_number_is_an_error_naming_the_key(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  explain:\n    weight: lots\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: model.explain.weight was replaced"):
+        load_config(path, saved=True)

@@ -13,7 +13,7 @@ from au_llm.config_model import (
 
 def test_the_defaults_are_a_valid_linear_head_on_a_tiny_llm():
     model = ModelConfig()
-    assert (model.head, model.llm.source, model.explain.weight) == ("linear", "tiny", 0.0)
+    assert (model.head, model.llm.source, model.explain) == ("linear", "tiny", False)
     assert model.text.formats == ["list", "yesno", "json", "names"]
     assert BackboneConfig(depth=34).depth == 34, "depth is a setting of the ResNet family only"
 
@@ -47,8 +47,8 @@ def test_an_invalid_model_setting_names_its_key(build, message):
 
 
 def test_explanations_need_an_llm_and_model_errors_surface_through_load_config():
-    with pytest.raises(ConfigError, match=r"model.explain.weight > 0 needs an LLM"):
-        load_config(None, ["model.reader=none", "model.explain.weight=1"])
+    with pytest.raises(ConfigError, match=r"model.explain needs an LLM"):
+        load_config(None, ["model.reader=none", "model.explain=true"])
     with pytest.raises(ConfigError, match=r"model.head = 'words': expected one of linear"):
         load_config(None, ["model.head=words"])
     cfg = load_config(None, ["model.head=both", "model.text.formats=[json]"])
@@ -60,13 +60,13 @@ def test_explanations_need_an_llm_and_model_errors_surface_through_load_config()
     [
         ([], False, False),
         (["model.head=both"], True, False),
-        (["model.head=text", "model.explain.weight=0.5"], True, True),
-        (["model.explain.weight=1"], False, True),
+        (["model.head=text", "model.explain=true", "train.explain_weight=0.5"], True, True),
+        (["model.explain=true"], False, True),
     ],
 )
-def test_the_derived_switches_follow_head_and_explanation_weight(overrides, text_head, explains):
+def test_the_switches_follow_head_and_explanation(overrides, text_head, explains):
     model = load_config(None, overrides).model
-    assert (model.has_text_head, model.explains) == (text_head, explains)
+    assert (model.has_text_head, model.explain) == (text_head, explains)
     assert load_config(None, overrides).model.llm.chat_template == "auto"
 
 

@@ -69,8 +69,8 @@ def _tiny_text_config(tmp_path, explain=False):
         .replace("formats: [list]", "formats: [list, json]")
         .replace("size: 64", "size: 32")
     )
-    text = text.replace("max_new_tokens: 128", "max_new_tokens: 8")
-    assert "source: tiny" in text and "epochs: 1" in text and "max_new_tokens: 8" in text
+    text = text.replace("max_explanation_tokens: 128", "max_explanation_tokens: 8")
+    assert "source: tiny" in text and "epochs: 1" in text and "max_explanation_tokens: 8" in text
     config = tmp_path / "text.yaml"
     config.write_text(text)
     return config
@@ -102,7 +102,7 @@ def test_text_step_with_explain_writes_and_scores_an_explanation_per_test_clip(
     from au_llm.data.manifest import read_manifest
     from au_llm.recipes.demo_text import run_text_demo
 
-    results = run_text_demo(_tiny_text_config(tmp_path, True), tmp_path, tiny_data.casme2)
+    results = run_text_demo(_tiny_text_config(tmp_path, explain=True), tmp_path, tiny_data.casme2)
     folder = tmp_path / "text_explain"
     free = pd.read_csv(folder / "predictions_free.csv", keep_default_na=False)
     n_test = len(read_manifest(folder / "test.csv"))

@@ -18,6 +18,8 @@ from au_llm.recipes.cli import main
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 
 EXPERIMENT = [
+    "generation.max_answer_tokens=40",
+    "generation.constrained=true",
     "eval.threshold_policy=train",
     "train.batch_size=5",
     "train.device=cpu",
@@ -34,7 +36,13 @@ def saved(tmp_path_factory) -> tuple[DeployedModel, Path, dict]:
     with one_torch_thread():
         model, processor = build_model(tiny_spec(tiny_model_config(reader="none"), 3), seed=0)
     inference = InferenceConfig.from_sections(
-        cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, [0.3, 0.5, 0.7], 0.25
+        cfg.preprocess,
+        cfg.sampling,
+        cfg.train,
+        cfg.eval,
+        cfg.generation,
+        thresholds=[0.3, 0.5, 0.7],
+        clip_seconds=0.25,
     )
     deployed = DeployedModel(model.eval(), processor, inference)
     folder = tmp_path_factory.mktemp("deployed") / "model"
@@ -55,7 +63,13 @@ def test_inference_settings_come_from_the_training_sections(saved):
     assert deployed.aus == [1, 2, 3] and list(deployed.thresholds) == [0.3, 0.5, 0.7]
     oracle = load_config(None, ["eval.threshold_policy=test-oracle"])
     recorded = InferenceConfig.from_sections(
-        oracle.preprocess, oracle.sampling, oracle.train, oracle.eval, [0.5], 1.0
+        oracle.preprocess,
+        oracle.sampling,
+        oracle.train,
+        oracle.eval,
+        oracle.generation,
+        thresholds=[0.5],
+        clip_seconds=1.0,
     )
     assert recorded.threshold_policy == "fixed"  # no test set outside a protocol
 
@@ -94,6 +108,39 @@ def test_a_version_3_folder_loads_with_settings_converted_from_its_experiment(sa
     x = clips(2, seed=2)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), deployed.model(x), rtol=0, atol=0)
+
+
+def _with_old_model_section(model: dict, generation: dict) -> dict:
+    """A model section as au-llm wrote it while it held loss weights and decoding settings."""
+    text = {**model["text"], "weight": 1.0, "linear_weight": 1.0, "format_weights": []}
+    text |= {"max_new_tokens": generation["max_answer_tokens"]}
+    text |= {"constrained": generation["constrained"], "first_format_epochs": 0}
+    explain = {"weight": 0.0, "max_new_tokens": generation["max_explanation_tokens"]}
+    return {**model, "text": text, "explain": explain | {"stop_repeat": generation["stop_repeat"]}}
+
+
+def test_a_folder_with_decoding_settings_in_its_model_section_loads_the_same(saved, tmp_path):
+    deployed, folder, _ = saved
+    assert deployed.inference.generation.constrained  # not the default: the test can fail
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    info = json.loads((old / "model.json").read_text())
+    generation = info["extra"]["inference"].pop("generation")
+    info["spec"]["model"] = _with_old_model_section(info["spec"]["model"], generation)
+    (old / "model.json").write_text(json.dumps(info))
+    loaded = load_deployed(old)
+    assert loaded.inference == deployed.inference and loaded.spec == deployed.spec
+    # version 3 kept every setting in the experiment, the model section in its old keys too
+    _as_version_3(folder, tmp_path / "v3", deployed.inference)
+    experiment = json.loads((tmp_path / "v3" / "config.json").read_text())
+    generation = experiment.pop("generation")
+    experiment["model"] = _with_old_model_section(experiment["model"], generation)
+    (tmp_path / "v3" / "config.json").write_text(json.dumps(experiment))
+    meta = json.loads((tmp_path / "v3" / "model.json").read_text())
+    meta["spec"]["model"] = _with_old_model_section(meta["spec"]["model"], generation)
+    (tmp_path / "v3" / "model.json").write_text(json.dumps(meta))
+    loaded = load_deployed(tmp_path / "v3")
+    assert loaded.inference == deployed.inference and loaded.spec == deployed.spec
 
 
 def test_settings_that_do_not_fit_the_model_are_refused_naming_the_file(saved, tmp_path):

@@ -296,7 +296,7 @@ def test_text_answers_are_written_parsed_and_reported_beside_the_linear_head(tin
         "loso",
         "model.head=both",
         "model.text.formats=[list,json]",
-        "model.text.max_new_tokens=24",
+        "generation.max_answer_tokens=24",
     )
     run_dir, tables = run_protocol(cfg, [first], progress=False)
     predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
@@ -436,8 +436,8 @@ def test_explanations_are_written_and_their_faithfulness_reported(tiny_data, tmp
 
     first = sorted(read_manifest(tiny_data.casme2)["subject"])[0]
     cfg = tiny_config(
-        tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",
-        "model.explain.max_new_tokens=16",
+        tiny_data, tmp_path, "explained", "loso", "model.explain=true",
+        "generation.max_explanation_tokens=16",
     )  # fmt: skip
     run_dir, tables = run_protocol(cfg, [first], progress=False)
     predictions = pd.read_csv(run_dir / "predictions.csv", keep_default_na=False)
@@ -466,8 +466,8 @@ def test_a_vision_head_is_reported_beside_the_main_head_and_folds_record_their_s
     tiny_data, tmp_path
 ):
     from au_llm.model.checkpoint import build_model
-    from au_llm.model.groups import trainable_parameter_count
     from au_llm.model.spec import ModelSpec
+    from au_llm.param_groups import trainable_parameter_count
     from au_llm.reports.vision import vision_frame
 
     extra = ("model.vision_head=true", "train.vision_weight=0.5", "eval.threshold_policy=train")

@@ -33,8 +33,8 @@ def _curve_config(tiny_data, tmp_path, *extra, explain=False):
         "preprocess.size=32",
         "preprocess.workers=0",
         "model.text.formats=[list,json]",
-        "model.text.max_new_tokens=8",
-        "model.explain.max_new_tokens=8",
+        "generation.max_answer_tokens=8",
+        "generation.max_explanation_tokens=8",
         *extra,
     ]
     bench = _bench()
@@ -57,7 +57,7 @@ def test_train_model_calls_back_after_every_epoch_in_order(tiny_data, tmp_path):
         model.eval()  # evaluating inside the callback must not keep later epochs from training
 
     result = au_llm.training.train_model(
-        model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch
+        model, processor, train_set, cfg.train, seed=1, progress=False, on_epoch=on_epoch
     )
     assert seen == [(0, True), (1, True), (2, True)]
     assert len(result.train_loss) == 3 and np.isfinite(result.train_loss).all()
@@ -83,13 +83,13 @@ def test_curve_trains_the_first_format_alone_first_and_scores_explanations(
     tiny_data, tmp_path, monkeypatch
 ):
     bench, cfg = _curve_config(
-        tiny_data, tmp_path, "train.epochs=2", "model.text.first_format_epochs=1", explain=True
+        tiny_data, tmp_path, "train.epochs=2", "train.first_format_epochs=1", explain=True
     )
     drawn = []
     original = au_llm.training.batch_formats
 
-    def spy(formats, weights, step, n, first_only):
-        chosen = original(formats, weights, step, n, first_only)
+    def spy(formats, weights, step, n, *, first_only):
+        chosen = original(formats, weights, step, n, first_only=first_only)
         drawn.append(chosen)
         return chosen
 

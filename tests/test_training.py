@@ -6,24 +6,17 @@ import torch
 
 from au_llm.config import TrainConfig
 from au_llm.data.manifest import read_manifest
+from au_llm.device import CUBLAS_WORKSPACE, select_device, set_determinism
 from au_llm.fitting import inner_split
 from au_llm.inference import predict_clips
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
-from au_llm.model.losses import build_loss
 from au_llm.model.precision import autocast
 from au_llm.model.spec import ModelSpec
 from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset, clip_loader
 from au_llm.preprocess.run import preprocess_manifest
-from au_llm.training import (
-    CUBLAS_WORKSPACE,
-    _epoch_loss,
-    make_optimizer,
-    make_scheduler,
-    select_device,
-    set_determinism,
-    train_model,
-)
+from au_llm.training import _epoch_loss, make_optimizer, make_scheduler, train_model
 from tests.conftest import tiny_config
 from tests.tolerance import assert_as_accurate, assert_near
 
@@ -39,7 +32,13 @@ def _cached(tiny_data, cfg) -> tuple:
 def _lrs(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=cfg.lr)
-    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    scheduler = make_scheduler(
+        optimizer,
+        kind=cfg.scheduler,
+        warmup_epochs=cfg.warmup_epochs,
+        epochs=cfg.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
     lrs = []
     for _ in range(cfg.epochs * steps_per_epoch):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -53,15 +52,14 @@ def test_fused_optimizer_equals_the_default_over_steps(name):
     generator = torch.Generator().manual_seed(0)
     start = [torch.randn(300, 40, generator=generator), torch.randn(40, generator=generator)]
     grads = [[torch.randn(t.shape, generator=generator) for t in start] for _ in range(5)]
-    cfg = TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.05)
     fused_params = [torch.nn.Parameter(t.clone()) for t in start]
     plain_params = [torch.nn.Parameter(t.clone()) for t in start]
     exact_params = [torch.nn.Parameter(t.double()) for t in start]
-    fused = make_optimizer(fused_params, cfg)
+    fused = make_optimizer(fused_params, name=name, lr=1e-2, weight_decay=0.05)
     assert fused.defaults["fused"]
     plain_cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    plain = plain_cls(plain_params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
-    exact = plain_cls(exact_params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    plain = plain_cls(plain_params, lr=1e-2, weight_decay=0.05, foreach=False)
+    exact = plain_cls(exact_params, lr=1e-2, weight_decay=0.05, foreach=False)
     runs = ((fused_params, fused), (plain_params, plain), (exact_params, exact))
     for step_grads in grads:
         for params, optimizer in runs:
@@ -107,12 +105,14 @@ def test_early_stopping_restores_the_best_epoch(tiny_data, tmp_path):
     train_set = ClipDataset(train, cache, aus, 4, "random_end", seed=1)
     val_set = ClipDataset(val, cache, aus, 4, "uniform", seed=1)
     model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), seed=1)
-    result = train_model(model, processor, train_set, cfg.train, 1, val_set, progress=False)
+    result = train_model(
+        model, processor, train_set, cfg.train, seed=1, val_set=val_set, progress=False
+    )
     assert result.best_epoch == int(np.argmin(result.val_loss))
     assert result.best_epoch < len(result.val_loss) - 1, "the restore path must be exercised"
-    loss_fn = build_loss(cfg.train, train_set.labels)
+    loss_fn = build_loss(train_set.labels)
     loader = clip_loader(val_set, 8, shuffle=False, seed=0)
-    restored = _epoch_loss(model, processor, loader, loss_fn, torch.device("cpu"))
+    restored = _epoch_loss(model, processor, loader, loss_fn, cfg.train)
     assert restored == pytest.approx(min(result.val_loss), rel=1e-5)
 
 
@@ -160,28 +160,32 @@ def test_train_and_predict_in_each_precision(tiny_data, tmp_path, precision):
     manifest, cache = _cached(tiny_data, cfg)
     aus = [1, 2, 4, 7, 12, 14, 15, 17]
     train_set = ClipDataset(manifest, cache, aus, 4, "random_end", seed=1)
-    device, resolved = select_device(cfg.train)
+    device, resolved = select_device(
+        device=cfg.train.device,
+        deterministic=cfg.train.deterministic,
+        precision=cfg.train.precision,
+    )
     assert (device.type, resolved) == ("cpu", precision)
     model, processor = build_model(ModelSpec(cfg.model, tuple(aus), 1, 4, 32), 1, device, resolved)
-    result = train_model(model, processor, train_set, cfg.train, 1, progress=False)
+    result = train_model(model, processor, train_set, cfg.train, seed=1, progress=False)
     assert np.isfinite(result.train_loss).all()
     test_set = ClipDataset(manifest, cache, aus, 4, "uniform", seed=1)
-    outputs, metas = predict_clips(model, processor, test_set, 4)
+    outputs, metas = predict_clips(model, processor, test_set, batch_size=4)
     assert outputs.probs.shape == (len(manifest), len(aus)) and len(metas) == len(manifest)
     assert np.isfinite(outputs.probs).all()
 
 
 def test_determinism_settings_apply_on_cuda_only(monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    set_determinism(torch.device("cpu"), True)
+    set_determinism(torch.device("cpu"), deterministic=True)
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     before = torch.are_deterministic_algorithms_enabled()
     try:
-        set_determinism(torch.device("cuda"), True)
+        set_determinism(torch.device("cuda"), deterministic=True)
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-        set_determinism(torch.device("cuda"), False)
+        set_determinism(torch.device("cuda"), deterministic=False)
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(before)
@@ -221,7 +225,7 @@ def test_staged_training_trains_each_stage_and_keeps_the_rest(tiny_data, tmp_pat
         states.append(_snapshot(model))
 
     result = train_model(
-        model, processor, train_set, cfg.train, 1, progress=False, on_epoch=on_epoch
+        model, processor, train_set, cfg.train, seed=1, progress=False, on_epoch=on_epoch
     )
     assert len(result.train_loss) == 3
     vision, heads, everything = zip(states[:-1], states[1:], strict=True)
@@ -241,7 +245,7 @@ def test_staged_training_trains_each_stage_and_keeps_the_rest(tiny_data, tmp_pat
 @pytest.mark.parametrize(("name", "coupled"), [("adam", True), ("adamw", False)])
 def test_adam_couples_weight_decay_into_the_gradient_and_adamw_does_not(name, coupled):
     param = torch.nn.Parameter(torch.ones(4))
-    optimizer = make_optimizer([param], TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.01))
+    optimizer = make_optimizer([param], name=name, lr=1e-2, weight_decay=0.01)
     param.grad = torch.zeros(4)  # no gradient from the loss: only the decay acts
     optimizer.step()
     moved = float(1.0 - param.detach()[0])

@@ -9,7 +9,7 @@ datasets have none.
 **Unknown labels.** With ``data.uncoded_aus: unknown``, an AU outside a clip's dataset set is
 *unknown* for that clip, not negative: :func:`unknown_aus_column` lists those AUs per clip (the
 manifest column ``aus_unknown``), :func:`~au_llm.data.manifest.au_label_matrix` gives them the
-label nan, the losses skip nan targets (:mod:`au_llm.model.losses`) and every metric skips clips
+label nan, the losses skip nan targets (:mod:`au_llm.losses`) and every metric skips clips
 whose label is nan for that AU (:mod:`au_llm.metrics`). The default ``negative`` keeps the usual
 rule (an AU not named in a clip's cell is absent), which MEB's composite also uses (it fills
 missing AU columns with 0).

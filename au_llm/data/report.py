@@ -126,7 +126,7 @@ class BuildReport:
         strict: Raise on the first problem.
     """
 
-    def __init__(self, source: Path | Sequence[Path], strict: bool) -> None:
+    def __init__(self, source: Path | Sequence[Path], *, strict: bool) -> None:
         self.sources = [Path(source)] if isinstance(source, (str, Path)) else list(source)
         self.source = " + ".join(str(path) for path in self.sources)
         self.strict = strict

@@ -183,6 +183,7 @@ def read_timing(
     raw_offset: object,
     errata: ClipErrata,
     log: ClipLog,
+    *,
     warn_missing_apex: bool = True,
 ) -> tuple[int, int, int, bool]:
     """Read onset, apex, offset with errata; returns (onset, apex, offset, apex_estimated).

@@ -100,7 +100,7 @@ def _table_record(
     }
 
 
-def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
+def build_from_table(table: Path, *, strict: bool = False) -> ManifestResult:
     """Build a manifest from the user's own CSV table.
 
     The table has manifest columns (see ``data_manifests/README.md``). Required: ``subject``,
@@ -155,7 +155,7 @@ def build_from_table(table: Path, strict: bool = False) -> ManifestResult:
             seen[identity] = number
         label = LabelRow(number, subject, clip, row)
         clips.append(LabelClip(label, clip, row, table, problem))
-    report = BuildReport(table, strict)
+    report = BuildReport(table, strict=strict)
 
     def read(item: LabelClip, errata: ClipErrata, log: ClipLog) -> dict[str, object]:
         return _table_record(item, errata, log, columns=columns, base=base)

@@ -134,6 +134,7 @@ class LearnableEulerianDynamics(nn.Module):
         alpha: float = 10.0,
         r1: float = 0.4,
         r2: float = 0.05,
+        *,
         add_input: bool = False,
         eps: float = 1e-8,
     ) -> None:
@@ -224,6 +225,7 @@ class LED3DCNN(nn.Module):
         high_dim: int = 256,
         dropout: float = 0.3,
         mid_pool: tuple[int, int, int] | None = None,
+        *,
         add_input: bool = False,
     ) -> None:
         super().__init__()

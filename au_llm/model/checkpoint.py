@@ -29,6 +29,7 @@ their settings in ``config.json``) are read too, and :func:`load_checkpoint` say
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -192,8 +193,9 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
         ``(model, processor, info)``: the model in eval mode on the CPU in float32 (place it with
         ``model.place(device, info["precision"])`` to run it as trained), and ``info`` with keys
         ``config`` (the saved experiment configuration), ``extra``, ``base_identity``,
-        ``precision`` (``fp32`` or ``bf16``) and ``version`` (the folder's format version); the
-        model's ``spec`` holds the rest.
+        ``precision`` (``fp32`` or ``bf16``), ``version`` (the folder's format version) and
+        ``saved_model`` (the model section as saved, in the keys of the version that saved it);
+        the model's ``spec`` holds the rest.
 
     Raises:
         FileNotFoundError: If the folder is not a complete checkpoint.
@@ -215,6 +217,7 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
             f"{_field(meta, 'format')!r} version {_field(meta, 'version')!r}"
         )
     try:
+        saved_model = copy.deepcopy(meta["spec"]["model"])
         # Models saved before model.llm.chat_template existed were trained without a template.
         meta["spec"]["model"].setdefault("llm", {}).setdefault("chat_template", "off")
         spec = ModelSpec.from_dict(meta["spec"])
@@ -244,5 +247,6 @@ def load_checkpoint(model_dir: Path) -> tuple[AULLM, AULLMProcessor, dict]:
         "base_identity": saved_identity,
         "precision": meta.get("precision", "fp32"),
         "version": meta["version"],
+        "saved_model": saved_model,
     }
     return model, processor, info

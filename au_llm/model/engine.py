@@ -1,5 +1,7 @@
 """Inference helpers kept apart from the model file: the prompt's key/value cache, generation.
 
+Generation calls only the model's public decoding methods (``prefill``, ``decode_step``).
+
 The prompt text before the first visual token (the prefix) is the same for every clip, so at
 inference its keys/values are computed once (:meth:`AULLM.prompt_cache
 <au_llm.model.modeling_au_llm.AULLM.prompt_cache>`) and passed to every forward call by whoever runs
@@ -10,11 +12,15 @@ any change of the LoRA weights (training, loading a checkpoint).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
-from au_llm.model.precision import fp32_linear
+if TYPE_CHECKING:
+    from transformers import DynamicCache, PretrainedConfig
+
+    from au_llm.model.modeling_au_llm import AULLM
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,15 @@ class PromptCache:
     key_values: tuple[tuple[Tensor, Tensor], ...]
     length: int
 
-    def for_batch(self, batch: int, config: Any) -> Any:
+    @classmethod
+    def of(cls, decoder: nn.Module, prefix: Tensor) -> PromptCache:
+        """Run the prompt prefix ``[P, H]`` (embeddings) once through ``decoder`` (batch 1)."""
+        positions = torch.arange(prefix.shape[0], device=prefix.device).unsqueeze(0)
+        outputs = decoder(inputs_embeds=prefix.unsqueeze(0), position_ids=positions, use_cache=True)
+        key_values = tuple((layer.keys, layer.values) for layer in outputs.past_key_values.layers)
+        return cls(key_values, prefix.shape[0])
+
+    def for_batch(self, batch: int, config: PretrainedConfig) -> DynamicCache:
         """A fresh transformers ``DynamicCache`` holding the prefix for ``batch`` sequences.
 
         The tensors are expanded (not copied); appending to the returned cache leaves this
@@ -79,9 +93,10 @@ def repeated_tail(tokens: list[int], min_period: int) -> int:
 
 
 def generate_answers(
-    model: Any,
+    model: AULLM,
     tokens: Tensor,
     instruction: Tensor,
+    *,
     eos_id: int,
     prompt_cache: PromptCache | None,
     max_new_tokens: int,
@@ -92,13 +107,14 @@ def generate_answers(
 
     The prompt prefix comes from ``prompt_cache`` (shared by every clip and call) and the visual
     tokens from the caller (computed once, they serve every instruction); the visual token and
-    the instruction run through the LLM once per batch, then one token per step with the
-    key/value cache. Deterministic. With ``trie``, only tokens that continue a well-formed answer
-    are chosen, and generation may run past ``max_new_tokens`` up to the trie's longest answer, so
-    every answer is complete.
+    the instruction run through the LLM once per batch (:meth:`AULLM.prefill
+    <au_llm.model.modeling_au_llm.AULLM.prefill>`), then one token per step
+    (:meth:`~au_llm.model.modeling_au_llm.AULLM.decode_step`). Deterministic. With ``trie``,
+    only tokens that continue a well-formed answer are chosen, and generation may run past
+    ``max_new_tokens`` up to the trie's longest answer, so every answer is complete.
 
     Args:
-        model: An :class:`~au_llm.model.modeling_au_llm.AULLM` with an LLM, in eval mode.
+        model: A model with an LLM, in eval mode.
         tokens: ``[B, n, H]`` visual tokens of the clips (``model.get_visual_tokens(clips)``).
         instruction: ``[L]`` the instruction's token ids (the processor's
             :meth:`~au_llm.model.processing_au_llm.AULLMProcessor.instruction_ids`).
@@ -115,24 +131,14 @@ def generate_answers(
     Returns:
         The answer token ids of each clip, without the end token.
     """
-    import torch
-
-    embed = model.llm.get_input_embeddings()
-    lm_head = model.llm.get_output_embeddings()
     with torch.no_grad():
-        instruction_embeds = embed(instruction.to(tokens.device))
+        cache, logits = model.prefill(tokens, instruction, prompt_cache=prompt_cache)
         batch = tokens.shape[0]
-        embeds = torch.cat(
-            [model.suffix_embeds(tokens), instruction_embeds.unsqueeze(0).expand(batch, -1, -1)],
-            dim=1,
-        )
-        hidden, past = model.decode(embeds, model._past(tokens, prompt_cache))
         answers: list[list[int]] = [[] for _ in range(batch)]
         done = [False] * batch
         nodes = [trie.root if trie else {} for _ in range(batch)]
         steps = max(max_new_tokens, trie.longest) if trie is not None else max_new_tokens
         for _ in range(steps):
-            logits = fp32_linear(lm_head, hidden[:, -1])
             if trie is not None:
                 mask = torch.full_like(logits, float("-inf"))
                 for i, node in enumerate(nodes):
@@ -154,5 +160,5 @@ def generate_answers(
                     nodes[i] = nodes[i].get(token, {})
             if all(done):
                 break
-            hidden, past = model.decode(embed(chosen).unsqueeze(1), past)
+            cache, logits = model.decode_step(chosen, cache)
     return answers

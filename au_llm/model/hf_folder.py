@@ -8,7 +8,8 @@ differs from it:
 * nothing is downloaded (``local_files_only``);
 * every weight of the architecture comes from the files, and every tensor in the files is used
   (:func:`load_causal_lm`): transformers otherwise initialises missing weights at random and
-  says so only in a report on stderr;
+  says so only in a report on stderr (that report is kept quiet while au-llm loads: its
+  own error names the folder and the weights);
 * the tokenizer's ids fit the model's vocabulary (:func:`check_vocabulary`);
 * whatever a damaged file makes transformers raise (``struct.error`` from a truncated GGUF,
   ``KeyError`` from a ``tokenizer.json`` without its keys, ...) is reported with the file named
@@ -18,7 +19,8 @@ differs from it:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,6 +141,19 @@ def check_loading_info(info: dict[str, Any], where: Path) -> None:
         raise ValueError(f"model.llm.path: {where} is not a complete model: {'; '.join(problems)}")
 
 
+@contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """Keep transformers' warnings (its weight-loading report) quiet for the block."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_causal_lm(folder: Path, where: Path, **kwargs: Any) -> nn.Module:
     """A causal LM read from ``folder`` in float32, every weight from its files.
 
@@ -152,13 +167,14 @@ def load_causal_lm(folder: Path, where: Path, **kwargs: Any) -> nn.Module:
     """
     from transformers import AutoModelForCausalLM
 
-    model, info = from_folder(
-        "a causal LM",
-        where,
-        lambda: AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=torch.float32, output_loading_info=True, **LOCAL, **kwargs
-        ),
-    )
+    with _quiet_load_report():
+        model, info = from_folder(
+            "a causal LM",
+            where,
+            lambda: AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=torch.float32, output_loading_info=True, **LOCAL, **kwargs
+            ),
+        )
     check_loading_info(info, where)
     return model
 

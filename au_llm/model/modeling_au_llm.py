@@ -47,7 +47,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -62,6 +62,9 @@ from au_llm.model.readers import build_reader
 from au_llm.model.readout import LayerMix, layer_outputs
 from au_llm.model.spec import ModelSpec
 from au_llm.model.visual_slots import merge_visual_tokens, split_prompt_ids
+
+if TYPE_CHECKING:
+    from transformers import Cache
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +255,7 @@ class AULLM(nn.Module):
         prefix_len = self._segment_lengths[0]
         packed = self.cfg.llm.fast_path and prompt_cache is None and prefix_len > 0
         past = self._past(tokens, prompt_cache) if self.cfg.llm.fast_path and not packed else None
-        with layer_outputs(decoder, self.readout_mix is not None) as layers:
+        with layer_outputs(decoder, enabled=self.readout_mix is not None) as layers:
             if not self.cfg.llm.fast_path:
                 embed = self.llm.get_input_embeddings()
                 prefix = embed(self.prompt_ids[:prefix_len]).expand(suffix.shape[0], -1, -1)
@@ -272,7 +275,7 @@ class AULLM(nn.Module):
                     return unpack_suffix(hidden, prefix_len, suffix.shape[0])
 
             else:
-                full, _ = self.decode(suffix, past)
+                full, _ = self._decode(suffix, past)
 
                 def suffix_of(hidden: Tensor) -> Tensor:
                     return hidden
@@ -332,7 +335,7 @@ class AULLM(nn.Module):
             return None
         if prompt_cache is None:
             embed = self.llm.get_input_embeddings()
-            prompt_cache = self._prefix_cache(
+            prompt_cache = PromptCache.of(
                 self.llm.get_decoder(), embed(self.prompt_ids[:prefix_len])
             )
         elif prompt_cache.length != prefix_len:
@@ -342,7 +345,7 @@ class AULLM(nn.Module):
             )
         return prompt_cache.for_batch(tokens.shape[0], self.llm.config)
 
-    def decode(self, embeds: Tensor, past: Any) -> tuple[Tensor, Any]:
+    def _decode(self, embeds: Tensor, past: Any) -> tuple[Tensor, Any]:
         """Run the decoder body on ``embeds`` ``[B, L, H]`` after what ``past`` holds.
 
         Args:
@@ -388,8 +391,8 @@ class AULLM(nn.Module):
         suffix = self.suffix_embeds(tokens)
         embed = self.llm.get_input_embeddings()
         past = self._past(tokens, None)  # the prefix's pass is not read
-        with layer_outputs(self.llm.get_decoder(), self.readout_mix is not None) as layers:
-            hidden, _ = self.decode(torch.cat([suffix, embed(text_ids)], dim=1), past)
+        with layer_outputs(self.llm.get_decoder(), enabled=self.readout_mix is not None) as layers:
+            hidden, _ = self._decode(torch.cat([suffix, embed(text_ids)], dim=1), past)
         au_logits = self.au_logits(self._read(hidden, layers), tokens)
         last = suffix.shape[1] - 1
         text_hidden = hidden[:, last : last + text_ids.shape[1]]
@@ -398,12 +401,37 @@ class AULLM(nn.Module):
         lm_logits = fp32_linear(self.llm.get_output_embeddings(), text_hidden)
         return au_logits, lm_logits
 
-    def _prefix_cache(self, decoder: nn.Module, prefix: Tensor) -> PromptCache:
-        """Run the prompt prefix ``[P, H]`` once (batch 1) and keep its keys/values."""
-        positions = torch.arange(prefix.shape[0], device=prefix.device).unsqueeze(0)
-        outputs = decoder(inputs_embeds=prefix.unsqueeze(0), position_ids=positions, use_cache=True)
-        key_values = tuple((layer.keys, layer.values) for layer in outputs.past_key_values.layers)
-        return PromptCache(key_values, prefix.shape[0])
+    def prefill(
+        self, tokens: Tensor, text_ids: Tensor, *, prompt_cache: PromptCache | None = None
+    ) -> tuple[Cache, Tensor]:
+        """The first step of decoding: the prompt, each clip's visual tokens, then ``text_ids``.
+
+        Args:
+            tokens: ``[B, n, H]`` visual tokens (:meth:`get_visual_tokens`).
+            text_ids: ``[L]`` ids that follow for every clip (an instruction).
+            prompt_cache: The prompt prefix's keys/values (:meth:`prompt_cache`; None computes
+                them).
+
+        Returns:
+            ``(cache, logits)``: the key/value cache of every position so far, for
+            :meth:`decode_step`, and the float32 next-token logits ``[B, V]``.
+        """
+        embed = self.llm.get_input_embeddings()
+        text = embed(text_ids.to(tokens.device)).unsqueeze(0).expand(tokens.shape[0], -1, -1)
+        embeds = torch.cat([self.suffix_embeds(tokens), text], dim=1)
+        hidden, cache = self._decode(embeds, self._past(tokens, prompt_cache))
+        return cache, fp32_linear(self.llm.get_output_embeddings(), hidden[:, -1])
+
+    def decode_step(self, token_ids: Tensor, cache: Cache) -> tuple[Cache, Tensor]:
+        """One decoding step: token ``token_ids`` ``[B]`` after what ``cache`` holds.
+
+        Returns:
+            ``(cache, logits)``: the cache extended (in place) and the float32 next-token logits
+            ``[B, V]``.
+        """
+        embeds = self.llm.get_input_embeddings()(token_ids).unsqueeze(1)
+        hidden, cache = self._decode(embeds, cache)
+        return cache, fp32_linear(self.llm.get_output_embeddings(), hidden[:, -1])
 
     def prompt_cache(self) -> PromptCache | None:
         """The prompt prefix's keys/values for the current weights, for inference.
@@ -422,7 +450,7 @@ class AULLM(nn.Module):
         with torch.no_grad():
             embed = self.llm.get_input_embeddings()
             prefix = embed(self.prompt_ids[: self._segment_lengths[0]])
-            return self._prefix_cache(self.llm.get_decoder(), prefix)
+            return PromptCache.of(self.llm.get_decoder(), prefix)
 
     # ----------------------------------------------------------------------------- training API
     def trainable_parameters(self) -> list[nn.Parameter]:

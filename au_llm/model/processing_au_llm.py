@@ -156,7 +156,7 @@ class AULLMProcessor:
         for i, segment in enumerate(head):
             # Under a chat template the template writes every special token itself.
             special = i == 0 and not self.chat_template
-            pieces += [self._encode(segment, special), torch.tensor([VISUAL_TOKEN_ID])]
+            pieces += [self._encode(segment, special=special), torch.tensor([VISUAL_TOKEN_ID])]
         self.prompt_ids = torch.cat(pieces[:-1])
         if cfg.reader == "llm_random_prompt":
             self.prompt_ids = random_prompt_ids(
@@ -164,15 +164,15 @@ class AULLMProcessor:
             )
         if cfg.au_queries:
             self.query_ids = [
-                self._encode(f"\nAU{entry.au} {entry.name}:", False)
+                self._encode(f"\nAU{entry.au} {entry.name}:", special=False)
                 for entry in facs_entries(spec.aus)
             ]
         formats = cfg.text.formats if cfg.has_text_head else []
         texts = {fmt: INSTRUCTIONS[fmt] for fmt in formats}
-        if cfg.explains:
+        if cfg.explain:
             texts[EXPLAIN] = EXPLAIN_INSTRUCTION
         self._instructions = {
-            name: self._encode(f"\n{text}{tail}", False) for name, text in texts.items()
+            name: self._encode(f"\n{text}{tail}", special=False) for name, text in texts.items()
         }
 
     @classmethod
@@ -212,7 +212,7 @@ class AULLMProcessor:
             )
         return [part.strip() for part in parts], tail
 
-    def _encode(self, text: str, special: bool) -> Tensor:
+    def _encode(self, text: str, *, special: bool) -> Tensor:
         assert self.tokenizer is not None, "a reader without a prompt has no text"
         return torch.tensor(self.tokenizer.encode(text, special), dtype=torch.long)
 
@@ -285,7 +285,7 @@ class AULLMProcessor:
         rows, masks = [], []
         for name, text in zip(instructions, texts, strict=True):
             instruction = self.instruction_ids(name).tolist()
-            target = self._encode(text, False).tolist()
+            target = self._encode(text, special=False).tolist()
             rows.append(instruction + target + [self.eos_id])
             masks.append([False] * len(instruction) + [True] * (len(target) + 1))
         width = max(len(row) for row in rows)
@@ -308,7 +308,7 @@ class AULLMProcessor:
         sequences = []
         for mask in range(2 ** len(self.aus)):
             present = [au for j, au in enumerate(self.aus) if mask >> j & 1]
-            ids = self._encode(target_answer(fmt, self.aus, present), False).tolist()
+            ids = self._encode(target_answer(fmt, self.aus, present), special=False).tolist()
             sequences.append([*ids, self.eos_id])
         return AnswerTrie(sequences)
 

@@ -47,7 +47,7 @@ def _hidden(output: Any) -> Tensor:
 
 
 @contextlib.contextmanager
-def layer_outputs(decoder: nn.Module, enabled: bool) -> Iterator[list[Tensor]]:
+def layer_outputs(decoder: nn.Module, *, enabled: bool) -> Iterator[list[Tensor]]:
     """Collect the output of every decoder layer during the calls made inside the block.
 
     Args:

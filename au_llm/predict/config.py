@@ -29,13 +29,13 @@ class PredictConfig:
         batch_size: Clips per model batch (default: the model's); at most one batch of aligned
             windows is held at a time.
         explain: Add an ``explanation`` column (greedy, deterministic); the model must have been
-            trained with ``model.explain.weight > 0``.
+            trained with ``model.explain: true``.
         align: Alignment mode replacing the model's (``clip``, ``frame`` for recordings with
             head motion, ``none``); None keeps the model's.
         precision: ``auto``, ``fp32`` or ``bf16`` replacing the one the model was trained in;
             None keeps it.
         constrained: Constrained decoding of text answers (default: the model's
-            ``model.text.constrained``).
+            ``generation.constrained``).
         strict: Raise on the first input or window that fails instead of reporting it.
         plot: Also write a PNG of AU probability over time per recording.
         per_frame: Also write a per-frame table (each AU's probability averaged over the windows

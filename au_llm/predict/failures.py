@@ -38,7 +38,7 @@ class FailureLog:
     summary: list[dict[str, Any]] = field(default_factory=list)
 
     def fail(
-        self, source: Path | str, reason: str, clip: str = "", warn: bool = True, **span: Any
+        self, source: Path | str, reason: str, clip: str = "", *, warn: bool = True, **span: Any
     ) -> None:
         """Record a failure (``span``: the window's FAILURE_COLUMNS); raise under ``strict``.
 

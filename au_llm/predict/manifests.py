@@ -45,8 +45,15 @@ class ManifestPredictor:
     def _predict(self, path: Path) -> pd.DataFrame:
         if input_kind(path) != "manifest":
             raise ClipReadError(f"input {path}: expected a manifest .csv", path)
+        return self.predict_rows(path, read_manifest(path))
+
+    def predict_rows(self, path: Path, manifest: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict` for manifest rows already read (``path`` names them in the log).
+
+        Raises:
+            OutputError: The cache cannot be written.
+        """
         scorer = self.scorer
-        manifest = read_manifest(path)
         cache = ClipCache(self.cache_dir, scorer.preprocess)
         report = preprocess_manifest(manifest, cache, progress=False)
         usable = []

@@ -35,6 +35,7 @@ def input_paths(model_dir: Path, inputs: list[Path]) -> list[Path]:
 
 def prediction_files(
     out: Path,
+    *,
     overwrite: bool = False,
     inputs: list[Path] | None = None,
     per_frame: bool = False,
@@ -65,9 +66,11 @@ def prediction_files(
             "choose another file name"
         )
     sources = inputs or []
-    check_output_file(out, overwrite, sources)
+    check_output_file(out, overwrite=overwrite, inputs=sources)
     for side in [failures, *([per_frame_path(out)] if per_frame else [])]:
-        check_output_file(side, True, sources, option=f"{side.name} (beside --out)")
+        check_output_file(
+            side, overwrite=True, inputs=sources, option=f"{side.name} (beside --out)"
+        )
     if cache is not None:
         check_not_input(cache, sources, "the cache folder (--cache-dir)")
     return out, failures

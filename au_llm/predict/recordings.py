@@ -223,14 +223,14 @@ class RecordingScanner:
             faces = self._window_faces(records_window, rng)
             if not faces:
                 failed["no face found"] += 1
-                self.log.fail(path, "no face found", f"frames {first}-{last}", False, **span)
+                self.log.fail(path, "no face found", f"frames {first}-{last}", warn=False, **span)
             for face_id, aligned in faces:
                 if aligned.face_frames < min_face:
                     reason = f"face on fewer than {min_face:.0%} of the frames"
                     failed[reason] += 1
                     detail = f"{reason} ({aligned.face_frames:.0%})"
                     self.log.fail(
-                        path, detail, f"frames {first}-{last}", False, face_id=face_id, **span
+                        path, detail, f"frames {first}-{last}", warn=False, face_id=face_id, **span
                     )
                     continue
                 box = aligned.box or (np.nan,) * 4

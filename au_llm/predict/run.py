@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from au_llm.deployed import load_deployed
+from au_llm.device import seed_everything
 from au_llm.io_utils import atomic_write_csv
 from au_llm.metrics import au_column
 from au_llm.predict.config import PredictConfig
@@ -26,7 +27,6 @@ from au_llm.prediction_rows import VISION_SUFFIX
 from au_llm.preprocess.windows import recording_names
 from au_llm.reports.answers import ANSWER_PREFIX
 from au_llm.reports.recording import per_frame_table, plot_recording
-from au_llm.training import seed_everything
 
 # Exit statuses of ``au-llm predict`` (0: every input gave rows; 2: usage or output error).
 EXIT_SOME_FAILED = 3
@@ -76,7 +76,9 @@ def predict_inputs(
     out = Path(out)
     cache = Path(options.cache_dir) if options.cache_dir is not None else out.parent / "cache"
     sources = input_paths(Path(model_dir), [Path(p) for p in inputs])
-    out, failures = prediction_files(out, options.overwrite, sources, options.per_frame, cache)
+    out, failures = prediction_files(
+        out, overwrite=options.overwrite, inputs=sources, per_frame=options.per_frame, cache=cache
+    )
     seed_everything(0)
     deployed = load_deployed(model_dir, options.precision)
     scorer = ClipScorer(deployed, options)

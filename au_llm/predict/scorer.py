@@ -30,6 +30,8 @@ class ClipScorer:
         preprocess: The alignment inputs get: the model's, or its ``--align`` replacement.
         batch_size: Clips per forward pass.
         explain: Whether explanations are generated.
+        generation: How answers and explanations are decoded: the model's, with ``--constrained``
+            applied.
     """
 
     def __init__(self, deployed: DeployedModel, options: PredictConfig) -> None:
@@ -38,10 +40,10 @@ class ClipScorer:
         Raises:
             ValueError: ``explain`` for a model trained without explanations.
         """
-        if options.explain and not deployed.spec.model.explains:
+        if options.explain and not deployed.spec.model.explain:
             raise ValueError(
                 "--explain: this model was not trained with explanations "
-                "(train it with model.explain.weight > 0)"
+                "(train it with model.explain: true)"
             )
         self.deployed = deployed
         inference = deployed.inference
@@ -59,7 +61,11 @@ class ClipScorer:
         self._prompt_cache: PromptCache | None = inference_prompt_cache(model)
         self._text = model.cfg.has_text_head
         processor = deployed.processor
-        self._tries = answer_tries(model, processor, options.constrained) if self._text else {}
+        self.generation = inference.generation
+        if options.constrained is not None:
+            self.generation = replace(self.generation, constrained=options.constrained)
+        constrained = self.generation.constrained
+        self._tries = answer_tries(model, processor, constrained=constrained) if self._text else {}
 
     @property
     def aus(self) -> list[int]:
@@ -84,7 +90,16 @@ class ClipScorer:
         model, processor = self.deployed.model.eval(), self.deployed.processor
         cache, tries = self._prompt_cache, self._tries
         parts = [
-            clip_outputs(model, processor, batch, cache, tries, self._text, self.explain)
+            clip_outputs(
+                model,
+                processor,
+                batch,
+                prompt_cache=cache,
+                tries=tries,
+                answers=self._text,
+                explain=self.explain,
+                generation=self.generation,
+            )
             for batch in torch.split(clips, self.batch_size)
         ]
         return ClipOutputs.concat(parts, len(self.aus))

@@ -197,18 +197,23 @@ def _area_downscale(
     return small, np.hstack([linear_small, shift_small[:, None]])
 
 
-def smooth_transforms(transforms: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
+def smooth_transforms(
+    transforms: np.ndarray, valid: np.ndarray, window: int, statistic: str = "mean"
+) -> np.ndarray:
     """Fill frames without a face and smooth per-frame similarity transforms over time.
 
     Args:
         transforms: ``[T, 2, 3]`` matrices (rows where ``valid`` is False are ignored).
         valid: ``[T]`` bool, frames whose transform was estimated.
         window: Moving-average length in frames (1 disables smoothing).
+        statistic: ``mean`` (a moving average) or ``median`` (a moving median: it follows
+            steady head motion exactly and drops landmark excursions lasting under half the
+            window, such as a blink pulling the eye corners).
 
     Returns:
         ``[T, 2, 3]`` smoothed matrices. Parameters of invalid frames are linearly interpolated
         between their valid neighbours (held constant beyond the first/last valid frame); the
-        average is centred and shrinks symmetrically near the ends.
+        window is centred and shrinks symmetrically near the ends.
     """
     count = len(transforms)
     params = np.stack(
@@ -224,7 +229,8 @@ def smooth_transforms(transforms: np.ndarray, valid: np.ndarray, window: int) ->
     smoothed = np.empty_like(filled)
     for t in range(count):
         h = min(half, t, count - 1 - t)
-        smoothed[t] = filled[t - h : t + h + 1].mean(axis=0)
+        part = filled[t - h : t + h + 1]
+        smoothed[t] = np.median(part, axis=0) if statistic == "median" else part.mean(axis=0)
     a, b, tx, ty = smoothed.T
     return np.stack([np.stack([a, -b, tx], axis=1), np.stack([b, a, ty], axis=1)], axis=1)
 
@@ -237,7 +243,7 @@ class _FrameStore:
         self.kept: dict[int, np.ndarray] = {}
         self.bytes = 0
 
-    def read(self, i: int, keep: bool) -> np.ndarray:
+    def read(self, i: int, *, keep: bool) -> np.ndarray:
         if i in self.kept:
             return self.kept[i]
         frame = self.source.read(i)

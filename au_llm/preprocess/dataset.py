@@ -92,6 +92,7 @@ class ClipDataset(Dataset):
         frames_per_clip: int,
         strategy: str,
         seed: int = 0,
+        *,
         annotation: bool = False,
     ) -> None:
         if strategy not in SAMPLING_STRATEGIES:
@@ -186,7 +187,7 @@ def meta_rows(meta: dict[str, list[str]]) -> list[Meta]:
     return [{key: values[i] for key, values in meta.items()} for i in range(n)]
 
 
-def clip_loader(dataset: ClipDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def clip_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool, seed: int) -> DataLoader:
     """Batches of ``dataset`` (:func:`collate`) in the calling process, shuffled from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(

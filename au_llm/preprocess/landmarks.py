@@ -146,6 +146,7 @@ class Landmarker:
         model: str | Path | None = None,
         num_faces: int = 1,
         min_detection_confidence: float = 0.5,
+        *,
         score: bool = True,
     ) -> None:
         if num_faces < 1:

@@ -201,7 +201,7 @@ def _check_strict(record: dict[str, Any], strict: bool) -> None:
 
 
 def preprocess_manifest(
-    manifest: pd.DataFrame, cache: ClipCache, strict: bool = False, progress: bool = True
+    manifest: pd.DataFrame, cache: ClipCache, *, strict: bool = False, progress: bool = True
 ) -> pd.DataFrame:
     """Align every clip of a manifest into the cache.
 

@@ -2,7 +2,7 @@
 
 Two ways to name the settings (the *arms*):
 
-* one key swept over values: ``au-llm ablate --config C explain.weight=0,0.5,1`` (an arm per
+* one key swept over values: ``au-llm ablate --config C train.explain_weight=0.5,1`` (an arm per
   value, run directory ``<name>_<key>_<value>``);
 * an arms file: ``au-llm ablate --config C --arms arms.yaml``, a YAML mapping of arm names to
   lists of ``key=value`` overrides (run directory ``<name>_<arm>``; an arm with the same name and
@@ -17,8 +17,8 @@ spread, and the paired per-subject difference in binary F1 and AUC with a bootst
 Wilcoxon signed-rank p (:mod:`au_llm.reports.paired`), beside each arm's training time and
 trainable parameters.
 
-A key that is not a config key is tried under ``model.`` (``explain.weight`` means
-``model.explain.weight``). Settings that would change the folds or seeds cannot be compared.
+A key that is not a config key is tried under ``model.`` (``explain`` means
+``model.explain``). Settings that would change the folds or seeds cannot be compared.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Ablation:
     """The arms compared and how their folders are named.
 
     Attributes:
-        label: What varies: the swept key (``model.explain.weight``) or the arms file's stem.
+        label: What varies: the swept key (``train.explain_weight``) or the arms file's stem.
         arms: The arms, in table order.
         reference: Name of the arm every other arm is compared with.
         swept_key: The swept key for a one-key sweep (run folders ``<name>_<key>_<value>``);
@@ -158,7 +158,7 @@ def parse_sweep(
     if len(swept) != 1:
         raise ConfigError(
             "au-llm ablate: expected exactly one setting with comma-separated values "
-            f"(e.g. explain.weight=0,0.5,1) or --arms FILE, got {len(swept)}"
+            f"(e.g. train.explain_weight=0.5,1) or --arms FILE, got {len(swept)}"
         )
     key, text = _split(swept[0])
     values = tuple(v.strip() for v in text.split(","))

@@ -147,10 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="synthetic data -> manifests -> LOSO -> cross -> reports")
     demo.add_argument(
-        "--out", type=Path, help="default runs/demo (--composite: runs/demo_composite)"
+        "--out",
+        type=Path,
+        help="default runs/demo (--composite: runs/demo_composite; --spot: runs/demo_spot)",
     )
     demo.add_argument("--no-llm", action="store_true", help="no LLM (model.reader=none)")
-    demo.add_argument("--subjects", type=int, help="per dataset (default 8; --composite 3)")
+    demo.add_argument(
+        "--subjects", type=int, help="per dataset (default 8; --composite 3; --spot 5)"
+    )
     demo.add_argument(
         "--clips-per-subject", type=int, help="per subject (default 8; --composite 4)"
     )
@@ -161,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--composite",
         action="store_true",
         help="leave one dataset out over synthetic CASME, CAS(ME)^3, MMEW and 4DME data instead",
+    )
+    demo.add_argument(
+        "--spot",
+        action="store_true",
+        help="spot-then-recognise on synthetic long recordings instead (the MEGC table)",
     )
     demo.add_argument(
         "--explain",
@@ -240,6 +249,40 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         help="numeric precision (default: the one the model was trained in)",
     )
+    spot = sub.add_parser(
+        "spot",
+        help="find the expressions in long recordings, then the AUs of each",
+        description="Spots micro- and macro-expression intervals in videos or frame folders "
+        "(per-frame motion on the aligned face, the MEGC peak rule), scores each interval's "
+        "clip with the model, and writes per recording <name>_intervals.csv, "
+        "<name>_timeline.csv (OpenFace's per-frame layout) and <name>_timeline.png. Exit "
+        "status: 0 when every input was spotted, 3 when some failed, 4 when all did, 2 on a "
+        "usage or output error.",
+    )
+    spot.add_argument("--model", type=Path, required=True, help="model directory")
+    spot.add_argument("--input", type=Path, nargs="+", required=True, help="videos/frame folders")
+    spot.add_argument("--out", type=Path, required=True, help="output folder")
+    spot.add_argument(
+        "--config", type=Path, help="spotter settings (YAML, the spot section's keys)"
+    )
+    spot.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="spotter settings, e.g. micro.p=0.4"
+    )
+    spot.add_argument("--fps", type=float, help="frame rate of frame folders without an fps.txt")
+    spot.add_argument(
+        "--annotations",
+        type=Path,
+        help="manifest of annotated intervals of the inputs: drawn on the plots, scored "
+        "(evaluation.json)",
+    )
+    spot.add_argument(
+        "--align", choices=choices(AlignMode), help="alignment of the interval clips (the model's)"
+    )
+    spot.add_argument("--precision", choices=PRECISIONS, help="numeric precision (the model's)")
+    spot.add_argument("--batch-size", type=int, help="clips per model batch (the model's)")
+    spot.add_argument("--strict", action="store_true", help="stop at the first failure")
+    spot.add_argument("--overwrite", action="store_true", help="replace a previous run's outputs")
+    spot.add_argument("--cache-dir", type=Path, help="interval clip cache (default: <out>/cache)")
     return parser
 
 
@@ -448,9 +491,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from au_llm.io_utils import check_output_folder
     from au_llm.recipes.demo import run_demo
     from au_llm.recipes.demo_composite import run_composite_demo
+    from au_llm.recipes.demo_spot import run_spot_demo
 
-    out = args.out or Path("runs/demo_composite" if args.composite else "runs/demo")
+    default = "runs/demo_composite" if args.composite else "runs/demo"
+    out = args.out or Path("runs/demo_spot" if args.spot else default)
     check_output_folder(out, overwrite=True)
+    if args.spot:
+        run_spot_demo(out, args.subjects or 5)
+        return 0
     if args.composite:
         run_composite_demo(out, args.subjects or 3, args.clips_per_subject or 4)
         return 0
@@ -489,6 +537,34 @@ def predict_options(args: argparse.Namespace) -> PredictConfig:
     return PredictConfig(**{key: value for key, value in vars(args).items() if key in names})
 
 
+def _cmd_spot(args: argparse.Namespace) -> int:
+    from au_llm.spot.config import load_spot_config
+    from au_llm.spot.run import SpotOptions, spot_inputs
+
+    cfg = load_spot_config(args.config, args.overrides)
+    options = SpotOptions(
+        fps=args.fps,
+        align=args.align,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        annotations=args.annotations,
+        strict=args.strict,
+        overwrite=args.overwrite,
+        cache_dir=args.cache_dir,
+    )
+    run = spot_inputs(args.model, args.input, args.out, options, cfg)
+    print(run.summary.to_string(index=False, na_rep=""))
+    if run.evaluation is not None:
+        counts = run.evaluation.counts["overall"]
+        print(
+            f"against the annotations: spotting F1 {counts.f1:.3f} (TP {counts.tp}, FP "
+            f"{counts.fp}, FN {counts.fn}), AU F1 on hits {run.evaluation.au_f1:.3f}, "
+            f"STR score {run.evaluation.strs:.3f}"
+        )
+    print(f"outputs written: {run.out} (failures: {run.out / 'failures.csv'})")
+    return run.status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``au-llm`` console script."""
     args = build_parser().parse_args(argv)
@@ -508,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "train": _cmd_train,
         "predict": _cmd_predict,
+        "spot": _cmd_spot,
     }
     try:
         return commands[args.command](args)

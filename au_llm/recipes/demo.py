@@ -18,12 +18,38 @@ from au_llm.protocols import PROTOCOLS
 from au_llm.recipes.demo_text import run_text_demo, text_config_name, text_folder
 from au_llm.recipes.experiment import run_protocol
 from au_llm.reports.rebuild import headline_text
+from au_llm.reports.tables import RunTables
 from au_llm.synth import write_synthetic
 
 # The repository's configs/ folder, installed as the package au_llm.configs (see setup.py).
 CONFIG_DIR = Path(str(resources.files("au_llm.configs")))
 DEMO_CONFIGS = ("demo_casme2_loso.yaml", "demo_casme2_to_samm.yaml")
 STYLE_SEEDS = {"casme2": 0, "samm": 1}
+
+
+def run_demo_protocol(
+    config: str, out: Path, manifests: list[Path], *, fresh: bool
+) -> tuple[ExperimentConfig, Path, RunTables | None]:
+    """Run (or resume) a demo config of :data:`CONFIG_DIR` on manifests written under ``out``.
+
+    Args:
+        config: The config's file name.
+        out: The demo's folder (run folders and the clip cache go inside).
+        manifests: The manifests to run on.
+        fresh: The data was just (re)written: a run made on earlier data is removed first.
+
+    Returns:
+        The config, the run directory and its metric tables.
+    """
+    listed = ",".join(f"'{path}'" for path in manifests)
+    cfg = load_config(
+        CONFIG_DIR / config,
+        [f"out_dir='{out}'", f"data.cache_dir='{out / 'cache'}'", f"data.manifests=[{listed}]"],
+    )
+    if fresh:
+        shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
+    run_dir, tables = run_protocol(cfg)
+    return cfg, run_dir, tables
 
 
 def write_demo_data(

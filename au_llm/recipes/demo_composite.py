@@ -7,15 +7,12 @@ conventions (``configs/demo_composite_lodo.yaml``).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-from au_llm.config import load_config
 from au_llm.data.build import build_manifest
 from au_llm.data.manifest import read_manifest, write_manifest
-from au_llm.recipes.demo import CONFIG_DIR
-from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.demo import run_demo_protocol
 from au_llm.reports.rebuild import headline_text
 from au_llm.synth.styles import COMPOSITE_STYLES, write_composite_style
 
@@ -59,14 +56,7 @@ def run_composite_demo(out: Path, subjects: int = 3, clips_per_subject: int = 4)
     out = Path(out)
     manifests, written = write_composite_data(out, subjects, clips_per_subject)
     print(f"[demo] four synthetic datasets ready ({time.perf_counter() - start:.0f} s)")
-    listed = ",".join(f"'{path}'" for path in manifests)
-    cfg = load_config(
-        CONFIG_DIR / COMPOSITE_CONFIG,
-        [f"out_dir='{out}'", f"data.cache_dir='{out / 'cache'}'", f"data.manifests=[{listed}]"],
-    )
-    if written:
-        shutil.rmtree(Path(cfg.out_dir) / cfg.name, ignore_errors=True)
-    run_dir, tables = run_protocol(cfg)
+    cfg, run_dir, tables = run_demo_protocol(COMPOSITE_CONFIG, out, manifests, fresh=written)
     print(f"== {cfg.name} (lodo) ==\n{headline_text(run_dir, tables)}")
     print(
         f"\nPer held-out dataset: {run_dir / 'metrics_per_fold.csv'} (binary and macro F1 per "

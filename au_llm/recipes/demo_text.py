@@ -6,7 +6,7 @@ SmolLM2-135M-Instruct, LoRA, the linear head and the text loss together). The te
 answered twice, greedy without and with constrained decoding, and the step prints binary F1 of the
 linear head and of every format's parsed answers, the parse rate, and three example answers per
 format. With ``au-llm demo --explain`` (``configs/demo_smollm2_explain.yaml``) the model also learns
-to explain each clip (``model.explain.weight: 1``, VL-FAU); the greedy pass writes one explanation
+to explain each clip (``model.explain: true``, VL-FAU); the greedy pass writes one explanation
 per test clip, and the
 step prints their faithfulness and three examples chosen by rule
 (:mod:`au_llm.reports.explanations`). The reliance measure (:mod:`au_llm.reliance`: does the
@@ -178,7 +178,9 @@ def test_reliance(deployed: DeployedModel, cache_dir: Path, test: Path) -> dict[
     cache = ClipCache(cache_dir, inference.preprocess)
     frames, strategy = deployed.spec.frames_per_clip, inference.frame_sampling
     dataset = ClipDataset(read_manifest(test), cache, deployed.aus, frames, strategy)
-    return dataset_reliance(deployed.model, deployed.processor, dataset, inference.batch_size)
+    return dataset_reliance(
+        deployed.model, deployed.processor, dataset, batch_size=inference.batch_size
+    )
 
 
 def _deployed(cfg: ExperimentConfig, model_dir: Path) -> DeployedModel:
@@ -202,12 +204,12 @@ def run_text_demo(config_file: Path, out: Path, casme2_manifest: Path) -> dict[s
         The scores per decoding mode (``free``, ``constrained``) and, with explanations, their
         faithfulness (``explanations``), as written to ``summary.json`` in the step's folder.
     """
-    folder = out / text_folder(explain=load_config(config_file).model.explains)
+    folder = out / text_folder(explain=load_config(config_file).model.explain)
     train, test = split_subjects(casme2_manifest, folder)
     cfg = text_config(config_file, out, train, test)
     deployed = _deployed(cfg, folder / "model")
     aus = deployed.aus
-    explained = deployed.spec.model.explains
+    explained = deployed.spec.model.explain
     scores, frames = {}, {}
     for mode, constrained in (("free", False), ("constrained", True)):
         options = PredictConfig(explain=explained and not constrained, constrained=constrained)

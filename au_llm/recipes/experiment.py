@@ -23,16 +23,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from au_llm.config import ExperimentConfig
-from au_llm.fitting import fit
+from au_llm.device import resolve_device, seed_everything, select_device, set_num_threads
+from au_llm.fitting import FitResult, fit
 from au_llm.inference import predict_clips
-from au_llm.model.groups import trainable_parameter_count
+from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.precision import resolve_precision
+from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
+from au_llm.param_groups import trainable_parameter_count
 from au_llm.prediction_rows import output_columns
 from au_llm.prepare import PreparedData, prepare_data, read_inputs
+from au_llm.preprocess.cache import ClipCache
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.protocols import PROTOCOLS, Fold, check_fold, fold_keys, fold_seed, select_folds
 from au_llm.recipes.report import report_if_finished
@@ -41,15 +47,44 @@ from au_llm.reliance import dataset_reliance
 from au_llm.reports.tables import RunTables
 from au_llm.runs.fold_lock import Owner
 from au_llm.runs.run import Item, Run
-from au_llm.training import (
-    ModelHolder,
-    resolve_device,
-    seed_everything,
-    select_device,
-    set_num_threads,
-)
+from au_llm.spot.protocol import FoldModel, RecordingMotions, spot_fold
+from au_llm.training import ModelHolder
 
 log = logging.getLogger(__name__)
+
+
+def experiment_device(cfg: ExperimentConfig) -> tuple[torch.device, str]:
+    """The device of the ``train`` section, its determinism applied, and its precision there."""
+    train = cfg.train
+    return select_device(
+        device=train.device, deterministic=train.deterministic, precision=train.precision
+    )
+
+
+def fit_experiment(
+    cfg: ExperimentConfig,
+    model: AULLM,
+    processor: AULLMProcessor,
+    *,
+    rows: pd.DataFrame,
+    cache: ClipCache,
+    seed: int,
+    desc: str = "train",
+    progress: bool = True,
+) -> FitResult:
+    """:func:`~au_llm.fitting.fit` with the experiment's ``train``, ``sampling`` and ``eval``."""
+    return fit(
+        model,
+        processor,
+        rows=rows,
+        cache=cache,
+        train_cfg=cfg.train,
+        sampling=cfg.sampling,
+        eval_cfg=cfg.eval,
+        seed=seed,
+        desc=desc,
+        progress=progress,
+    )
 
 
 def run_fold(
@@ -61,8 +96,13 @@ def run_fold(
     run: Run,
     *,
     progress: bool = True,
+    motions: RecordingMotions | None = None,
 ) -> Path:
     """Train a fresh model on ``fold.train``, predict ``fold.test`` and write both files atomically.
+
+    Under a spotting protocol (``megc``) the fold record also holds the held-out recordings'
+    spotted intervals with their AUs, the baselines' and the held-out annotations
+    (:func:`~au_llm.spot.protocol.spot_fold`; ``motions`` measures each recording once).
 
     Returns:
         The fold's predictions CSV.
@@ -71,24 +111,30 @@ def run_fold(
     fseed = fold_seed(seed, fold.name)
     model, processor = holder.fresh(fseed)
     seed_everything(fseed)
-    fitted = fit(
+    fitted = fit_experiment(
+        cfg,
         model,
         processor,
-        fold.train,
-        data.cache,
-        cfg.train,
-        cfg.sampling,
-        cfg.eval,
-        fseed,
-        f"fold {fold.name}",
-        progress,
+        rows=fold.train,
+        cache=data.cache,
+        seed=fseed,
+        desc=f"fold {fold.name}",
+        progress=progress,
     )
     thresholds, result = fitted.thresholds, fitted.result
     frames, strategy = cfg.sampling.frames_per_clip, cfg.sampling.test_strategy
-    explain = cfg.model.explains
-    test_set = ClipDataset(fold.test, data.cache, data.aus, frames, strategy, fseed, explain)
+    explain = cfg.model.explain
+    test_set = ClipDataset(
+        fold.test, data.cache, data.aus, frames, strategy, fseed, annotation=explain
+    )
     outputs, metas = predict_clips(
-        model, processor, test_set, cfg.train.batch_size, cfg.model.has_text_head, explain
+        model,
+        processor,
+        test_set,
+        batch_size=cfg.train.batch_size,
+        answers=cfg.model.has_text_head,
+        explain=explain,
+        generation=cfg.generation,
     )
     explained = {key: [m[key] for m in metas] for key in ("au_raw", "aus")} if explain else None
     labels, model_cfg, keys = test_set.labels.numpy(), cfg.model, fold_keys(metas, fold.name, seed)
@@ -123,8 +169,26 @@ def run_fold(
             zip(map(str, data.aus), map(float, fitted.train_thresholds), strict=True)
         ),
         "train_labels": fitted.label_counts,
-        "reliance": dataset_reliance(model, processor, test_set, cfg.train.batch_size),
+        "reliance": dataset_reliance(model, processor, test_set, batch_size=cfg.train.batch_size),
     }
+    if PROTOCOLS[cfg.protocol].spotting:
+        fold_model = FoldModel(
+            model=model,
+            processor=processor,
+            thresholds=thresholds,
+            cache=data.cache,
+            aus=data.aus,
+            frames_per_clip=frames,
+            strategy=strategy,
+            batch_size=cfg.train.batch_size,
+            head=model_cfg.head,
+            formats=list(model_cfg.text.formats),
+            generation=cfg.generation,
+        )
+        motions = motions or RecordingMotions(cfg.spot, cfg.preprocess.landmarker_model)
+        record["spotting"] = spot_fold(
+            fold.test, motions=motions, fold_model=fold_model, seed=fseed, strict=cfg.strict
+        )
     return run.write_fold(seed, fold.name, frame, record)
 
 
@@ -213,7 +277,8 @@ def run_protocol(
         shard without folds, or folds all trained elsewhere).
     """
     precision = resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
-    opened = open_run(cfg, set_num_threads(cfg.train), progress=progress, precision=precision)
+    threads = set_num_threads(cfg.train.num_threads)
+    opened = open_run(cfg, threads, progress=progress, precision=precision)
     folds = select_folds(opened.folds, fold_names, shard)
     todo = [(seed, fold.name) for seed in cfg.seeds for fold in folds]
     elsewhere = run_work(opened, todo, progress=progress)
@@ -250,18 +315,23 @@ def run_work(
     """
     run, data, cfg = opened.run, opened.data, opened.cfg
     by_name = {fold.name: fold for fold in opened.folds}
-    device, precision = select_device(cfg.train)
+    device, precision = experiment_device(cfg)
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
     holder = ModelHolder(spec, device, precision)
     owner = owner or Owner.current()
     elsewhere = []
-    for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
-        claim = run.claim(seed, name, owner, timeout=cfg.launch.lock_timeout)
-        if claim is None:
-            if not run.is_finished(seed, name):
-                elsewhere.append((seed, name))
-            log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
-            continue
-        with claim:
-            run_fold(by_name[name], seed, cfg, data, holder, run, progress=progress)
+    motions = RecordingMotions(cfg.spot, cfg.preprocess.landmarker_model)
+    try:
+        for seed, name in tqdm(items, desc=f"{cfg.name} folds", unit="fold", disable=not progress):
+            claim = run.claim(seed, name, owner, timeout=cfg.launch.lock_timeout)
+            if claim is None:
+                if not run.is_finished(seed, name):
+                    elsewhere.append((seed, name))
+                log.info("seed %d fold %s: finished or claimed elsewhere, skipped", seed, name)
+                continue
+            with claim:
+                fold = by_name[name]
+                run_fold(fold, seed, cfg, data, holder, run, progress=progress, motions=motions)
+    finally:
+        motions.close()
     return elsewhere

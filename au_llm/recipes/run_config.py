@@ -20,6 +20,7 @@ RUNTIME_KEYS = (
     ("preprocess", "workers"),
     ("train", "num_threads"),
     ("launch",),
+    ("spot", "buffer_mb"),
 )
 
 

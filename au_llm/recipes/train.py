@@ -2,8 +2,8 @@
 
 The recipe unpacks the experiment: the data and preprocessing sections prepare the clips, the
 model section and the AUs give the :class:`~au_llm.model.spec.ModelSpec`, the train, sampling and
-eval sections the training, and the sections prediction needs become the model folder's
-:class:`~au_llm.deployed.InferenceConfig`.
+eval sections the training, and the sections prediction needs (``generation`` among them) become
+the model folder's :class:`~au_llm.deployed.InferenceConfig`.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import numpy as np
 
 from au_llm.config import ExperimentConfig
 from au_llm.deployed import DeployedModel, InferenceConfig, save_deployed
-from au_llm.fitting import fit
+from au_llm.device import seed_everything, set_num_threads
 from au_llm.io_utils import check_output_folder
 from au_llm.model.checkpoint import MODEL_FILE, build_model
-from au_llm.model.groups import trainable_parameter_count
 from au_llm.model.spec import ModelSpec
+from au_llm.param_groups import trainable_parameter_count
 from au_llm.prepare import prepare_data
+from au_llm.recipes.experiment import experiment_device, fit_experiment
 from au_llm.runs.layout import preprocess_report
-from au_llm.training import seed_everything, select_device, set_num_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,26 @@ def train_deployable(cfg: ExperimentConfig, out: Path, *, overwrite: bool = Fals
     inputs = [*cfg.data.manifests, *cfg.data.target_manifests]
     inputs += [llm.path] if llm.source == "path" and llm.path else []
     out = check_output_folder(out, overwrite=overwrite, inputs=inputs, result=MODEL_FILE)
-    set_num_threads(cfg.train)
+    set_num_threads(cfg.train.num_threads)
     report = preprocess_report(out)
     data = prepare_data(cfg.data, cfg.preprocess, report, cfg.protocol, strict=cfg.strict)
     seed = cfg.seeds[0]
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)
-    device, precision = select_device(cfg.train)
+    device, precision = experiment_device(cfg)
     model, processor = build_model(spec, seed, device, precision)
     seed_everything(seed)
-    fitted = fit(model, processor, data.source, data.cache, cfg.train, cfg.sampling, cfg.eval, seed)
+    fitted = fit_experiment(cfg, model, processor, rows=data.source, cache=data.cache, seed=seed)
     if cfg.eval.threshold_policy == "test-oracle":
         log.warning("eval.threshold_policy = test-oracle has no test set in `train`: using fixed")
     seconds = (data.source["offset"] - data.source["onset"] + 1) / data.source["fps"]
     inference = InferenceConfig.from_sections(
-        cfg.preprocess, cfg.sampling, cfg.train, cfg.eval, fitted.thresholds, np.median(seconds)
+        cfg.preprocess,
+        cfg.sampling,
+        cfg.train,
+        cfg.eval,
+        cfg.generation,
+        thresholds=fitted.thresholds,
+        clip_seconds=np.median(seconds),
     )
     record = {
         "train_thresholds": [float(t) for t in fitted.train_thresholds],

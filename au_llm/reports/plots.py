@@ -133,7 +133,7 @@ def _plot_fold_heatmap(
 
 
 def write_plots(
-    tables: RunTables, out_dir: Path, dataset: str | None, optimistic: bool
+    tables: RunTables, out_dir: Path, dataset: str | None, *, optimistic: bool
 ) -> list[Path]:
     """Draw the run's plots as PNG files.
 

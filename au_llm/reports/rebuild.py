@@ -223,8 +223,10 @@ def write_run_report(
         atomic_write_csv(run.layout.output(METRICS_PER_DATASET), per_dataset)
     predictions = mark_optimistic(written) if optimistic else written
     atomic_write_csv(run.layout.output(PREDICTIONS), predictions)
-    write_metric_files(tables, run_dir, optimistic, text_per_au)
-    plots = write_plots(tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic)
+    write_metric_files(tables, run_dir, optimistic=optimistic, text_per_au=text_per_au)
+    plots = write_plots(
+        tables, run_dir, datasets[0] if len(datasets) == 1 else None, optimistic=optimistic
+    )
     write_markdown_report(
         tables,
         run_dir,
@@ -242,4 +244,4 @@ def write_run_report(
 def headline_text(run_dir: Path, tables: RunTables) -> str:
     """Text for the end of a run (printed by the caller): the run directory and headline table."""
     optimistic = json.loads(RunLayout(Path(run_dir)).output(SUMMARY).read_text())["optimistic"]
-    return f"Run directory: {run_dir}\n{headline_table(tables, optimistic)}"
+    return f"Run directory: {run_dir}\n{headline_table(tables, optimistic=optimistic)}"

@@ -124,7 +124,7 @@ def _row_label(frame: pd.DataFrame, pos: int) -> str:
 
 
 def _numeric_column(
-    frame: pd.DataFrame, column: str, binary: bool, unknown: bool = False
+    frame: pd.DataFrame, column: str, *, binary: bool, unknown: bool = False
 ) -> np.ndarray:
     """Return a column as float [N], raising on missing, non-numeric or out-of-range values.
 
@@ -240,10 +240,10 @@ def compute_tables(predictions: pd.DataFrame, aus: Sequence[int] | None = None) 
         pos = int(np.flatnonzero(seeds_col != np.round(seeds_col))[0])
         raise ValueError(f"{_row_label(frame, pos)}: seed = {seeds_col[pos]!r}, expected an int")
     y_true = np.stack(
-        [_numeric_column(frame, M.au_column(a, "true"), True, unknown=True) for a in aus], 1
+        [_numeric_column(frame, M.au_column(a, "true"), binary=True, unknown=True) for a in aus], 1
     )
-    preds = np.stack([_numeric_column(frame, M.au_column(a, "pred"), True) for a in aus], 1)
-    probs = np.stack([_numeric_column(frame, M.au_column(a, "prob"), False) for a in aus], 1)
+    preds = np.stack([_numeric_column(frame, M.au_column(a, "pred"), binary=True) for a in aus], 1)
+    probs = np.stack([_numeric_column(frame, M.au_column(a, "prob"), binary=False) for a in aus], 1)
     preds = preds.astype(int)
     if not np.isnan(y_true).any():
         y_true = y_true.astype(int)
@@ -392,6 +392,7 @@ def mark_optimistic(table: pd.DataFrame) -> pd.DataFrame:
 def write_metric_files(
     tables: RunTables,
     out_dir: Path,
+    *,
     optimistic: bool,
     text_per_au: pd.DataFrame | None = None,
 ) -> None:
@@ -436,7 +437,7 @@ def partial_line(partial: dict[str, Any]) -> str:
     return f"partial: {partial['finished']} of {partial['expected']} folds (missing: {shown})"
 
 
-def headline_table(tables: RunTables, optimistic: bool = False) -> str:
+def headline_table(tables: RunTables, *, optimistic: bool = False) -> str:
     """A compact fixed-width table to print at the end of a run.
 
     Args:

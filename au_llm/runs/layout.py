@@ -16,7 +16,7 @@ A run lives in ``<out_dir>/<name>/``::
     launch/logs/                  submitit's job scripts and logs
     predictions.csv, metrics_per_au.csv, metrics_per_au_seed_mean.csv, metrics_per_fold.csv,
     metrics_per_dataset.csv, summary.json, f1_per_au.png, f1_fold_heatmap.png, report.md,
-    oracle_thresholds.json:
+    oracle_thresholds.json, spotting.csv, spotting.json:
                                   the outputs, rebuilt from the finished folds (au_llm.reports)
 
 ``<fold>`` is the fold name as a safe file name (:func:`~au_llm.io_utils.safe_component`), so it
@@ -55,6 +55,8 @@ F1_PER_AU = "f1_per_au.png"
 F1_FOLD_HEATMAP = "f1_fold_heatmap.png"
 REPORT = "report.md"
 ORACLE_THRESHOLDS = "oracle_thresholds.json"
+SPOTTING_TABLE = "spotting.csv"
+SPOTTING_SUMMARY = "spotting.json"
 
 OUTPUTS = (
     PREDICTIONS,
@@ -67,7 +69,8 @@ OUTPUTS = (
     REPORT,
 )
 """The outputs every report writes (``oracle_thresholds.json`` only under ``test-oracle``,
-``metrics_per_dataset.csv`` only when the clips come from several datasets)."""
+``metrics_per_dataset.csv`` only when the clips come from several datasets, ``spotting.csv`` and
+``spotting.json`` only under a spotting protocol)."""
 
 
 def preprocess_report(folder: Path) -> Path:

@@ -401,7 +401,7 @@ class ClipRenderer:
         self.spec = spec
         self.clip = clip
 
-    def render(self, frame: int, noise: bool = True, jitter: bool = True) -> np.ndarray:
+    def render(self, frame: int, *, noise: bool = True, jitter: bool = True) -> np.ndarray:
         """One frame: ``[H, W, 3]`` uint8 RGB (casme2) or ``[H, W]`` uint8 (samm)."""
         clip = self.clip
         if not clip.onset <= frame <= clip.offset:

@@ -90,6 +90,15 @@ def build_tiny(
     return build_model(spec, seed, device, precision)[0]
 
 
+def both_heads_model(*, skip: bool = False) -> AULLM:
+    """A tiny model with the linear and text heads (``list`` and ``yesno``), AUs 1..3."""
+    cfg = tiny_model_config()
+    cfg.head = "both"
+    cfg.text.formats = ["list", "yesno"]
+    cfg.skip_head = skip
+    return build_tiny(tiny_spec(cfg, 3), seed=0)
+
+
 CHAT_SPECIAL = ("<|user|>", "<|assistant|>", "<|end|>")
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"

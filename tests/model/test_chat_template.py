@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from au_llm.config import LLMConfig, TrainConfig
+from au_llm.config import LLMConfig
 from au_llm.inference import answer_tries, clip_outputs, inference_prompt_cache
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from au_llm.model.losses import build_loss
 from au_llm.model.visual_slots import VISUAL_TOKEN_ID
 from au_llm.training import batch_loss, make_optimizer
 from tests.model import (
@@ -55,10 +55,10 @@ def test_a_templated_folder_trains_answers_and_round_trips(tmp_path: Path, arch:
     assert processor.chat_template and prompt[0] == special["<|user|>"]
     assert prompt[-1] == VISUAL_TOKEN_ID and special["<|end|>"] not in prompt
     assert instruction[-2:] == [special["<|end|>"], special["<|assistant|>"]]
-    train = TrainConfig(lr=1e-2)
-    optimizer = make_optimizer(list(model.trainable_parameters()), train)
+    params = list(model.trainable_parameters())
+    optimizer = make_optimizer(params, name="adamw", lr=1e-2, weight_decay=0.01)
     labels = torch.tensor([[1, 0, 1], [0, 1, 0.0]])
-    loss_fn = build_loss(train, labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     losses = []
     for step in range(3):
         optimizer.zero_grad()
@@ -70,13 +70,15 @@ def test_a_templated_folder_trains_answers_and_round_trips(tmp_path: Path, arch:
     model.eval()
     x = clips(2, seed=1)
     cache = inference_prompt_cache(model)
-    free = clip_outputs(model, processor, x, cache, answers=True)
-    tied = clip_outputs(model, processor, x, cache, answer_tries(model, processor, True), True)
+    free = clip_outputs(model, processor, x, prompt_cache=cache, answers=True)
+    tries = answer_tries(model, processor, constrained=True)
+    tied = clip_outputs(model, processor, x, prompt_cache=cache, tries=tries, answers=True)
     assert all(processor.parse("list", tied.answers["list"])[i].ok for i in range(2))
     save_checkpoint(model, processor, {}, tmp_path / "ckpt")
     loaded, loaded_processor, _ = load_checkpoint(tmp_path / "ckpt")
     assert loaded_processor.to_dict() == processor.to_dict()
-    again = clip_outputs(loaded, loaded_processor, x, inference_prompt_cache(loaded), answers=True)
+    cache = inference_prompt_cache(loaded)
+    again = clip_outputs(loaded, loaded_processor, x, prompt_cache=cache, answers=True)
     assert (again.probs == free.probs).all() and again.answers == free.answers
 
 

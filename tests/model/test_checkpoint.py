@@ -151,10 +151,9 @@ def test_a_model_json_of_another_shape_names_the_file(tmp_path: Path) -> None:
 def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     tmp_path: Path, arch: str
 ) -> None:
-    from au_llm.config import TrainConfig
+    from au_llm.losses import build_loss
     from au_llm.model.engine import generate_answers
-    from au_llm.model.groups import parameter_groups
-    from au_llm.model.losses import build_loss
+    from au_llm.param_groups import parameter_groups
     from au_llm.training import batch_loss, make_optimizer
 
     model_dir = tmp_path / arch
@@ -164,10 +163,10 @@ def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     cfg.head, cfg.text.formats = "both", ["list"]
     model, processor = build_model(tiny_spec(cfg, 3), seed=0)
     assert model.llm.config.model_type == arch
-    train = TrainConfig(lr=1e-2, lr_lora=1e-3)
-    optimizer = make_optimizer(parameter_groups(model, train), train)
+    groups = parameter_groups(model, lr=1e-2, lr_lora=1e-3)
+    optimizer = make_optimizer(groups, name="adamw", lr=1e-2, weight_decay=0.01)
     labels = torch.tensor([[1, 0, 1], [0, 1, 0.0]])
-    loss_fn = build_loss(train, labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     before = {k: v.clone() for k, v in model.trainable_state_dict().items() if "lora_B" in k}
     for step in range(2):
         optimizer.zero_grad()
@@ -179,5 +178,7 @@ def test_a_local_qwen2_or_llama_folder_trains_both_heads_with_group_rates(
     with torch.no_grad():
         instruction, eos = processor.instruction_ids("list"), processor.eos_id
         tokens = model.get_visual_tokens(clips(2))
-        answers = generate_answers(model, tokens, instruction, eos, None, 4)
+        answers = generate_answers(
+            model, tokens, instruction, eos_id=eos, prompt_cache=None, max_new_tokens=4
+        )
     assert len(answers) == 2 and all(max(a, default=0) < 64 for a in answers)

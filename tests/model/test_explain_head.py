@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.nn.functional import cross_entropy
 
-from au_llm.config import TrainConfig
+from au_llm.config import GenerationConfig
 from au_llm.explain import describe_clip
 from au_llm.inference import clip_outputs
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
-from au_llm.model.losses import build_loss
-from au_llm.training import batch_loss
+from au_llm.training import LossWeights, batch_loss
 from tests.model import (
     FORWARD_TERMS,
     clips,
@@ -36,30 +36,30 @@ def _one_thread():
         yield
 
 
-def _model(weight: float = 1.0, head: str = "linear"):
+def _model(explain: bool = True, head: str = "linear"):
     cfg = tiny_model_config()
     cfg.llm.tiny.init_std = 0.5
     cfg.head = head
     cfg.text.formats = ["list"]
-    cfg.explain.weight = weight
-    cfg.explain.max_new_tokens = 24
+    cfg.explain = explain
     return build_model(tiny_spec(cfg, 3), seed=0)
 
 
 def test_explanation_instruction_only_when_trained_with_explanations():
-    assert len(_model(1.0)[1].instruction_ids("explain")) > 0
+    assert len(_model()[1].instruction_ids("explain")) > 0
     with pytest.raises(ValueError, match="no instruction 'explain'"):
-        _model(0.0)[1].instruction_ids("explain")
-    assert len(_model(1.0, head="both")[1].instruction_ids("list")) > 0
+        _model(explain=False)[1].instruction_ids("explain")
+    assert len(_model(head="both")[1].instruction_ids("list")) > 0
 
 
 def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
-    model, processor = _model(0.5)
+    model, processor = _model()
     model.eval()
     x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
-    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     with torch.no_grad():
-        loss = batch_loss(model, processor, x, labels, loss_fn, 3, META)
+        weights = LossWeights(explain=0.5)
+        loss = batch_loss(model, processor, x, labels, loss_fn, 3, meta=META, weights=weights)
         texts = [describe_clip({k: v[i] for k, v in META.items()}, 3) for i in range(2)]
         ids, targets = processor.teacher_forcing(["explain", "explain"], texts)
         au_logits, lm_logits = model.forward_text_tokens(model.get_visual_tokens(x), ids)
@@ -80,22 +80,22 @@ def test_explanation_loss_is_added_to_the_au_loss_from_the_same_visual_token():
 
 
 def test_explanations_need_the_batch_meta():
-    model, processor = _model(1.0)
+    model, processor = _model()
     labels = torch.zeros(2, 3)
-    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     with pytest.raises(ValueError, match="meta"):
         batch_loss(model, processor, clips(2), labels, loss_fn, 0)
 
 
 def test_explanation_loss_decreases_on_a_tiny_overfit_set():
-    model, processor = _model(1.0, head="both")
+    model, processor = _model(head="both")
     x, labels = clips(2), torch.tensor([[1, 0, 1], [0, 1, 0.0]])
-    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
     losses = []
     for _ in range(25):
         optimizer.zero_grad()
-        loss = batch_loss(model, processor, x, labels, loss_fn, 0, META)
+        loss = batch_loss(model, processor, x, labels, loss_fn, 0, meta=META)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
@@ -103,12 +103,16 @@ def test_explanation_loss_decreases_on_a_tiny_overfit_set():
 
 
 def test_generated_explanations_are_deterministic_and_printable():
-    model, processor = _model(1.0)
+    model, processor = _model()
     model.eval()
-    cache = model.prompt_cache()
-    first = clip_outputs(model, processor, clips(2), cache, explain=True).explanations
-    assert first == clip_outputs(model, processor, clips(2), cache, explain=True).explanations
+    options = {
+        "prompt_cache": model.prompt_cache(),
+        "explain": True,
+        "generation": GenerationConfig(max_explanation_tokens=24),
+    }
+    first = clip_outputs(model, processor, clips(2), **options).explanations
+    assert first == clip_outputs(model, processor, clips(2), **options).explanations
     assert all(text == " ".join(text.split()) and text.isprintable() for text in first)
-    untrained, untrained_processor = _model(0.0)
+    untrained, untrained_processor = _model(explain=False)
     with pytest.raises(ValueError, match="not trained with explanations"):
         clip_outputs(untrained.eval(), untrained_processor, clips(1), explain=True)

@@ -9,6 +9,7 @@ from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.visual_slots import VISUAL_TOKEN_ID, merge_visual_tokens
 from tests.model import (
     FORWARD_TERMS,
+    both_heads_model,
     build_tiny,
     clips,
     float64_copy,
@@ -277,3 +278,21 @@ def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
         assert model.place("cpu", "auto").precision == expected
     with pytest.raises(ValueError, match="precision"):
         model.place("cpu", "fp16")
+
+
+def test_skip_head_adds_a_linear_map_of_the_visual_token():
+    model = both_heads_model(skip=True).eval()
+    plain = both_heads_model(skip=False).eval()
+    x = clips(2)
+    with torch.no_grad():
+        tokens = model.get_visual_tokens(x)
+        with_skip = model(x)
+        model.skip.weight.zero_()
+        model.skip.bias.zero_()
+        without = model(x)
+    assert not torch.allclose(with_skip, without)
+    assert plain.skip is None and "skip.weight" not in plain.trainable_state_dict()
+    assert "skip.weight" in model.trainable_state_dict()
+    with torch.no_grad():
+        model.skip.bias.fill_(1.0)  # zero weights and a bias of 1 add exactly 1.0: same kernels
+        torch.testing.assert_close(model.score_tokens(tokens), without + 1.0, rtol=0, atol=0)

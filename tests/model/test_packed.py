@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from au_llm.model.engine import PromptCache
 from au_llm.model.llm import lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.packed import block_attention_mask, packed_decode, unpack_suffix
@@ -72,7 +73,7 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
     def two_calls(model: AULLM, x: torch.Tensor) -> torch.Tensor:
         """A batch-1 prefix pass with gradients, then the suffixes."""
         decoder, embed = model.llm.get_decoder(), model.llm.get_input_embeddings()
-        cache = model._prefix_cache(decoder, embed(model.prompt_ids[: model._segment_lengths[0]]))
+        cache = PromptCache.of(decoder, embed(model.prompt_ids[: model._segment_lengths[0]]))
         return model._llm_read(model.get_visual_tokens(x), cache)
 
     def packed(model: AULLM, x: torch.Tensor) -> torch.Tensor:

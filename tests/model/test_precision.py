@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from au_llm.config import TrainConfig
+from au_llm.device import set_determinism
 from au_llm.inference import clip_outputs, inference_prompt_cache
+from au_llm.losses import build_loss
 from au_llm.model import precision as P
 from au_llm.model.backbones import FrameConv2d, LearnableEulerianDynamics
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from au_llm.model.losses import build_loss
-from au_llm.training import batch_loss, make_optimizer, set_determinism
+from au_llm.training import batch_loss, make_optimizer
 from tests.model import clips, one_torch_thread, tiny_model_config, tiny_spec
 from tests.tolerance import assert_near
 
@@ -109,8 +109,9 @@ def test_fp32_linear_gives_fp32_logits_under_autocast(device) -> None:
 def _train_steps(model, processor, device, steps: int = 2) -> list[float]:
     """A few AdamW steps of ``batch_loss`` under the model's autocast; the losses."""
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], device=device)
-    loss_fn = build_loss(TrainConfig(), labels.cpu()).to(device)
-    optimizer = make_optimizer(list(model.trainable_parameters()), TrainConfig(lr=1e-3))
+    loss_fn = build_loss(labels.cpu()).to(device)
+    params = list(model.trainable_parameters())
+    optimizer = make_optimizer(params, name="adamw", lr=1e-3, weight_decay=0.01)
     losses = []
     for step in range(steps):
         optimizer.zero_grad()
@@ -136,10 +137,10 @@ def test_model_trains_and_generates_in_each_precision(precision: str, device) ->
     assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
     model.eval()
     cache = inference_prompt_cache(model)
-    outputs = clip_outputs(model, processor, clips(2, seed=1), cache, answers=True)
+    outputs = clip_outputs(model, processor, clips(2, seed=1), prompt_cache=cache, answers=True)
     assert outputs.probs.shape == (2, 3) and ((outputs.probs >= 0) & (outputs.probs <= 1)).all()
     assert len(outputs.answers["list"]) == 2
-    again = clip_outputs(model, processor, clips(2, seed=1), cache, answers=True)
+    again = clip_outputs(model, processor, clips(2, seed=1), prompt_cache=cache, answers=True)
     assert again.answers == outputs.answers and (again.probs == outputs.probs).all()
 
 
@@ -161,7 +162,7 @@ def test_checkpoint_records_and_restores_the_precision(tmp_path: Path, precision
 
 def test_training_repeats_exactly_under_determinism(precision: str, device) -> None:
     """Byte-identical reruns on the device (on CUDA through ``train.deterministic``)."""
-    set_determinism(device, True)
+    set_determinism(device, deterministic=True)
     runs = []
     for _ in range(2):
         torch.manual_seed(0)

@@ -21,7 +21,7 @@ TEXT_MODULES = ("au_llm.answers", "au_llm.explain", "au_llm.model.processing_au_
 def _processor(formats=("list", "yesno", "json", "names"), explain: bool = False, **llm):
     cfg = tiny_model_config(**llm)
     cfg.head, cfg.text.formats = "both", list(formats)
-    cfg.explain.weight = 1.0 if explain else 0.0
+    cfg.explain = explain
     return AULLMProcessor.from_spec(ModelSpec(cfg, AUS, 1, 6, 64))
 
 

@@ -11,10 +11,10 @@ from au_llm.config_checks import READERS
 from au_llm.model import llm as llm_module
 from au_llm.model import readers
 from au_llm.model.checkpoint import build_model
-from au_llm.model.groups import trainable_parameter_count
 from au_llm.model.llm import ByteTokenizer, lora_parameters, norm_parameters
 from au_llm.model.readers import lora_parameter_count, mlp_width
 from au_llm.model.visual_slots import VISUAL_TOKEN_ID
+from au_llm.param_groups import trainable_parameter_count
 from tests.model import build_tiny, clips, one_torch_thread, tiny_model_config, tiny_spec
 
 # The tiny LLM of tiny_model_config: hidden 32, 2 layers, 4 heads, 2 key/value heads (head width

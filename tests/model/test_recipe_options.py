@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from au_llm.config import ModelConfig, TrainConfig
+from au_llm.config import ModelConfig
 from au_llm.config_checks import READERS
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from au_llm.model.losses import build_loss
 from au_llm.model.precision import model_autocast
 from au_llm.model.spec import ModelSpec
-from au_llm.training import batch_loss
+from au_llm.training import LossWeights, batch_loss
 from tests.model import clips, one_torch_thread, tiny_model_config
 from tests.tolerance import assert_near
 
@@ -79,11 +79,12 @@ def _spec(option: str) -> ModelSpec:
 
 def _train_step(model, processor, precision: str = "fp32") -> torch.Tensor:
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     weight = 0.5 if model.vision_head is not None else 0.0
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
     with model_autocast(model):
-        loss = batch_loss(model, processor, clips(2), labels, loss_fn, 0, vision_weight=weight)
+        weights = LossWeights(vision=weight)
+        loss = batch_loss(model, processor, clips(2), labels, loss_fn, 0, weights=weights)
     loss.backward()
     optimizer.step()
     return loss
@@ -130,11 +131,12 @@ def test_the_vision_head_loss_enters_with_its_weight():
     model, processor = build_model(_spec("vision_head"), seed=0)
     model.eval()
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
-    loss_fn = build_loss(TrainConfig(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     x = clips(2)
     with torch.no_grad():
         plain = batch_loss(model, processor, x, labels, loss_fn, 0)
-        weighted = batch_loss(model, processor, x, labels, loss_fn, 0, vision_weight=0.3)
+        weights = LossWeights(vision=0.3)
+        weighted = batch_loss(model, processor, x, labels, loss_fn, 0, weights=weights)
         vision = loss_fn(model.vision_logits(model.get_visual_tokens(x)), labels)
         alone = batch_loss(model, processor, x, labels, loss_fn, 0, stage="vision")
     assert vision > 1e-3

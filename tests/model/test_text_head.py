@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from au_llm.answers import parse_answer
+from au_llm.losses import build_loss
 from au_llm.model.checkpoint import build_model
 from au_llm.model.engine import generate_answers
-from au_llm.model.losses import build_loss
+from au_llm.model.precision import model_autocast
 from au_llm.training import batch_loss
 from tests.model import (
     FORWARD_TERMS,
@@ -61,16 +62,44 @@ def test_generation_equals_step_by_step_greedy_without_cache():
     x = clips(3)
     cache = model.prompt_cache()
     instruction, eos = processor.instruction_ids("list"), processor.eos_id
-    batched = generate_answers(model, model.get_visual_tokens(x), instruction, eos, cache, 12)
+    tokens = model.get_visual_tokens(x)
+    batched = generate_answers(
+        model, tokens, instruction, eos_id=eos, prompt_cache=cache, max_new_tokens=12
+    )
     assert any(batched), "the random model must produce some tokens for the test to mean anything"
     for i in range(3):
         assert batched[i] == _reference_greedy(model, processor, x[i : i + 1], "list", 12)
 
 
+def test_prefill_and_decode_step_give_the_full_causal_lms_next_token_logits(precision):
+    cfg = tiny_model_config()
+    cfg.llm.tiny.init_std, cfg.head, cfg.text.formats = 0.5, "both", ["list"]
+    model, processor = build_model(tiny_spec(cfg, 3), 0, "cpu", precision)
+    model.eval()
+    instruction, embed = processor.instruction_ids("list"), model.llm.get_input_embeddings()
+    prefix = embed(model.prompt_ids[: model._segment_lengths[0]]).unsqueeze(0).expand(2, -1, -1)
+    # bfloat16 rounds the cached and the full pass apart: 8 bits of mantissa
+    relative = {"fp32": 1e-4, "bf16": 5e-2}[precision]
+    with torch.no_grad(), model_autocast(model):
+        tokens = model.get_visual_tokens(clips(2))
+        cache, logits = model.prefill(tokens, instruction, prompt_cache=model.prompt_cache())
+        text = embed(instruction).unsqueeze(0).expand(2, -1, -1)
+        sequence = torch.cat([prefix, model.suffix_embeds(tokens), text], dim=1)
+        sequence = sequence.to(embed.weight.dtype)
+        for _ in range(3):
+            full = model.llm(inputs_embeds=sequence).logits[:, -1].double()
+            scale = relative * max(1.0, float(full.abs().max()))
+            assert logits.dtype == torch.float32 and logits.shape == full.shape
+            torch.testing.assert_close(logits.double(), full, rtol=0, atol=scale)
+            chosen = full.argmax(-1)
+            cache, logits = model.decode_step(chosen, cache)
+            sequence = torch.cat([sequence, embed(chosen).unsqueeze(1)], dim=1)
+
+
 def test_text_loss_decreases_on_a_tiny_overfit_set():
     model, processor = _text_model()
     x, labels = clips(4), torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 1.0]])
-    loss_fn = build_loss(model.cfg and _train_cfg(), labels.numpy())
+    loss_fn = build_loss(labels.numpy())
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=3e-2)
     losses = []
     for step in range(40):
@@ -80,12 +109,6 @@ def test_text_loss_decreases_on_a_tiny_overfit_set():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
-
-
-def _train_cfg():
-    from au_llm.config import TrainConfig
-
-    return TrainConfig()
 
 
 def test_both_heads_share_one_pass_and_the_linear_head_is_unchanged():
@@ -117,10 +140,11 @@ def test_constrained_decoding_always_parses():
     tokens = model.get_visual_tokens(x)
     for fmt in ("list", "json"):
         instruction, eos = processor.instruction_ids(fmt), processor.eos_id
-        free = generate_answers(model, tokens, instruction, eos, model.prompt_cache(), 40)
+        options = {"eos_id": eos, "prompt_cache": model.prompt_cache()}
+        free = generate_answers(model, tokens, instruction, max_new_tokens=40, **options)
         texts = processor.decode(free)
         assert not all(parse_answer(fmt, model.spec.aus, t).ok for t in texts)  # random model
         trie = processor.answer_trie(fmt)
-        tied = generate_answers(model, tokens, instruction, eos, model.prompt_cache(), 80, trie)
+        tied = generate_answers(model, tokens, instruction, max_new_tokens=80, trie=trie, **options)
         for text in processor.decode(tied):
             assert parse_answer(fmt, model.spec.aus, text).ok

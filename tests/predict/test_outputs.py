@@ -34,6 +34,14 @@ def test_an_output_never_replaces_or_joins_an_input_even_with_overwrite(tiny_dat
         with pytest.raises(ValueError, match=message):
             prediction_files(out, overwrite=True, inputs=sources, per_frame=True)
     with pytest.raises(ValueError, match=rf"cache folder .*lies inside the input {model_dir}"):
-        prediction_files(tmp_path / "p.csv", True, sources, cache=model_dir / "cache")
-    assert prediction_files(tmp_path / "p.csv", False, sources, True, tmp_path / "cache")
+        prediction_files(
+            tmp_path / "p.csv", overwrite=True, inputs=sources, cache=model_dir / "cache"
+        )
+    assert prediction_files(
+        tmp_path / "p.csv",
+        overwrite=False,
+        inputs=sources,
+        per_frame=True,
+        cache=tmp_path / "cache",
+    )
     assert failures.read_text() == kept and other.read_text() == kept

@@ -283,8 +283,8 @@ def test_predict_writes_text_answers_and_constrained_answers_parse(tiny_data, tm
         "loso",
         "model.head=both",
         "model.text.formats=[list,yesno]",
-        "model.text.max_new_tokens=120",  # byte tokens: a yesno answer over 8 AUs is ~72
-        "model.text.constrained=true",
+        "generation.max_answer_tokens=120",  # byte tokens: a yesno answer over 8 AUs is ~72
+        "generation.constrained=true",
         "train.epochs=1",
     )
     model = train_deployable(cfg, tmp_path / "model")
@@ -302,8 +302,8 @@ def test_predict_explain_adds_an_explanation_per_clip_and_window(deployed, tiny_
     from au_llm.recipes.cli import main
 
     cfg = tiny_config(
-        tiny_data, tmp_path, "explained", "loso", "model.explain.weight=1",
-        "model.explain.max_new_tokens=12",
+        tiny_data, tmp_path, "explained", "loso", "model.explain=true",
+        "generation.max_explanation_tokens=12",
     )  # fmt: skip
     train_deployable(cfg, tmp_path / "model")
     folder = read_manifest(tiny_data.casme2)["frames_dir"].iloc[0]

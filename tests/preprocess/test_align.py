@@ -170,3 +170,20 @@ def test_large_downscale_averages_instead_of_aliasing() -> None:
     assert np.abs(small.astype(float) - reference).mean() < 2.0
     # Plain bilinear sampling of noise would keep its full contrast.
     assert small.std() < 0.3 * image.std()
+
+
+def test_moving_median_follows_steady_motion_and_drops_a_short_excursion():
+    steps = np.arange(20, dtype=float)
+    transforms = np.zeros((20, 2, 3))
+    transforms[:, 0, 0] = transforms[:, 1, 1] = 1.0
+    transforms[:, 0, 2] = 0.5 * steps  # a steady head drift
+    bumped = transforms.copy()
+    np.testing.assert_allclose(
+        smooth_transforms(transforms, np.ones(20, bool), 7, "median")[:, 0, 2], 0.5 * steps
+    )
+    bumped[9:11, 0, 2] += 10.0  # the landmarks jump for two frames (a blink)
+    median = smooth_transforms(bumped, np.ones(20, bool), 7, "median")
+    # the jump is gone; what is left is at most the drift of the two frames it lasted
+    assert np.abs(median[:, 0, 2] - 0.5 * steps).max() <= 1.0
+    mean = smooth_transforms(bumped, np.ones(20, bool), 7)
+    assert np.abs(mean[:, 0, 2] - 0.5 * steps).max() > 2.5

@@ -9,7 +9,7 @@ from tests.reports.helpers import AUS, predictions_frame
 
 
 def _report(tables, tmp_path, optimistic):
-    plots = write_plots(tables, tmp_path / "plots", "casme2", optimistic)
+    plots = write_plots(tables, tmp_path / "plots", "casme2", optimistic=optimistic)
     return write_markdown_report(
         tables,
         tmp_path,

@@ -327,7 +327,7 @@ def build_dataset(
     except ErrataError as exc:
         raise ManifestError(str(exc)) from exc
     rows = _label_files(spec, root, paths)
-    report = BuildReport(paths, strict)
+    report = BuildReport(paths, strict=strict)
     if spec.recordings is None:
         records, ledger = read_label_clips(report, rows, errata, spec.name, _Clips(spec).read)
         return report.result(records, ledger)

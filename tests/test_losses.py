@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from au_llm.config import TrainConfig
-from au_llm.model.losses import AsymmetricLoss, build_loss, positive_weights
+from au_llm.losses import AsymmetricLoss, build_loss, positive_weights
 from tests.model import one_torch_thread
 from tests.tolerance import assert_as_accurate
 
@@ -50,7 +49,7 @@ def test_bce_pos_weight_from_training_labels() -> None:
     labels = np.array([[1, 0, 1], [0, 0, 1], [0, 0, 1], [0, 1, 1]])
     weights = positive_weights(labels)
     torch.testing.assert_close(weights, torch.tensor([3.0, 3.0, 0.1]))  # 3/1, 3/1, 0/4 -> 0.1
-    loss = build_loss(TrainConfig(loss="bce"), labels)
+    loss = build_loss(labels, kind="bce")
     logits = torch.randn(4, 3)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, torch.as_tensor(labels, dtype=torch.float32), pos_weight=weights
@@ -65,7 +64,7 @@ def test_bce_without_positives_clamps_and_warns(caplog) -> None:
 
 
 def test_focal_with_gamma_zero_is_bce() -> None:
-    loss = build_loss(TrainConfig(loss="focal", focal_gamma=0.0), np.ones((2, 2)))
+    loss = build_loss(np.ones((2, 2)), kind="focal", focal_gamma=0.0)
     logits, targets = torch.randn(5, 2), torch.randint(0, 2, (5, 2)).float()
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
     exact = torch.nn.functional.binary_cross_entropy_with_logits(logits.double(), targets.double())
@@ -74,6 +73,6 @@ def test_focal_with_gamma_zero_is_bce() -> None:
 
 def test_build_loss_checks_labels() -> None:
     with pytest.raises(ValueError, match="only 0 and 1"):
-        build_loss(TrainConfig(), np.array([[0, 2]]))
+        build_loss(np.array([[0, 2]]))
     with pytest.raises(ValueError, match="\\[N, n_aus\\]"):
-        build_loss(TrainConfig(), np.array([0, 1]))
+        build_loss(np.array([0, 1]))

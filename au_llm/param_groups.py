@@ -1,4 +1,4 @@
-"""Training-recipe pieces: parameter groups, the stages of a staged schedule, the answer formats.
+"""Training pieces: parameter groups, the stages of a staged schedule, the answer formats.
 
 Parameter groups: the backbone, the projector, the AU heads (with the vision head and the readout
 mix) and the reader's trainable weights (the LLM's LoRA adapters or norm weights, or a control
@@ -11,7 +11,7 @@ and the vision head on the vision head's loss (the reader is not run); ``heads``
 the heads, with the backbone and the reader frozen; ``all`` everything (joint training is one
 ``all`` stage).
 
-Answer formats: with ``model.text.format_weights`` empty, every clip of a batch gets one format,
+Answer formats: with ``train.format_weights`` empty, every clip of a batch gets one format,
 taken in turn; with weights, each step draws one format for the whole batch (seeded by the step,
 so a resumed or repeated run draws the same), which keeps the batch's answers of equal length
 and lets the informative format (``list``) take most of the steps.
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from au_llm.config import TrainConfig
+from au_llm.model.modeling_au_llm import AULLM
 
 STAGES = ("vision", "heads", "all")
 """The stages of ``train.stage_epochs``, in order."""
@@ -37,23 +37,39 @@ STAGE_GROUPS = {
 """The parameter groups each stage trains."""
 
 
-def stage_plan(cfg: TrainConfig) -> list[tuple[str, int]]:
+def stage_plan(*, epochs: int, stage_epochs: Sequence[int]) -> list[tuple[str, int]]:
     """``(stage, epochs)`` in order, each stage with epochs.
 
-    The stages of ``train.stage_epochs``, or one ``all`` stage of ``train.epochs`` (joint
-    training).
+    Args:
+        epochs: Training epochs (``train.epochs``).
+        stage_epochs: ``train.stage_epochs``: empty, or the epochs of each of :data:`STAGES`.
+
+    Returns:
+        The stages of ``stage_epochs``, or one ``all`` stage of ``epochs`` (joint training).
     """
-    if not cfg.stage_epochs:
-        return [("all", cfg.epochs)]
-    return [(s, n) for s, n in zip(STAGES, cfg.stage_epochs, strict=True) if n > 0]
+    if not stage_epochs:
+        return [("all", epochs)]
+    return [(s, n) for s, n in zip(STAGES, stage_epochs, strict=True) if n > 0]
 
 
-def parameter_groups(model: Any, cfg: TrainConfig, stage: str = "all") -> list[dict[str, Any]]:
+def parameter_groups(
+    model: AULLM,
+    *,
+    lr: float,
+    lr_projector: float = 0.0,
+    lr_head: float = 0.0,
+    lr_lora: float = 0.0,
+    stage: str = "all",
+) -> list[dict[str, Any]]:
     """Optimizer parameter groups with their learning rates (empty groups are left out).
 
     Args:
-        model: An :class:`~au_llm.model.modeling_au_llm.AULLM`.
-        cfg: ``lr`` and the per-group ``lr_projector``, ``lr_head``, ``lr_lora`` (0: ``lr``).
+        model: The model.
+        lr: Learning rate of the backbone and of every group whose own rate is 0
+            (``train.lr``).
+        lr_projector: The projector's (``train.lr_projector``; 0: ``lr``).
+        lr_head: The heads' and the readout mix's (``train.lr_head``; 0: ``lr``).
+        lr_lora: The reader's trainable weights' (``train.lr_lora``; 0: ``lr``).
         stage: The training stage (:data:`STAGES`); ``all`` covers every trainable parameter.
 
     Returns:
@@ -67,27 +83,30 @@ def parameter_groups(model: Any, cfg: TrainConfig, stage: str = "all") -> list[d
         return [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
 
     named = {
-        "projector": (trainable(model.projector), cfg.lr_projector),
-        "head": (trainable(model.head, model.skip, model.readout_mix), cfg.lr_head),
-        "vision": (trainable(model.vision_head), cfg.lr_head),
-        "reader": (trainable(model.llm, model.reader), cfg.lr_lora),
+        "projector": (trainable(model.projector), lr_projector),
+        "head": (trainable(model.head, model.skip, model.readout_mix), lr_head),
+        "vision": (trainable(model.vision_head), lr_head),
+        "reader": (trainable(model.llm, model.reader), lr_lora),
     }
     taken = {id(p) for params, _ in named.values() for p in params}
     rest = [p for p in model.trainable_parameters() if id(p) not in taken]
-    groups = [{"name": "backbone", "params": rest, "lr": cfg.lr}]
-    groups += [
-        {"name": n, "params": params, "lr": lr or cfg.lr} for n, (params, lr) in named.items()
-    ]
+    groups = [{"name": "backbone", "params": rest, "lr": lr}]
+    groups += [{"name": n, "params": ps, "lr": own or lr} for n, (ps, own) in named.items()]
     return [g for g in groups if g["params"] and g["name"] in STAGE_GROUPS[stage]]
 
 
-def trainable_parameter_count(model: nn.Module) -> int:
-    """Number of trainable values of an :class:`~au_llm.model.modeling_au_llm.AULLM`."""
+def trainable_parameter_count(model: AULLM) -> int:
+    """Number of trainable values of the model."""
     return sum(p.numel() for p in model.trainable_parameters())
 
 
 def batch_formats(
-    formats: Sequence[str], weights: Sequence[float], step: int, n: int, first_only: bool = False
+    formats: Sequence[str],
+    weights: Sequence[float],
+    step: int,
+    n: int,
+    *,
+    first_only: bool = False,
 ) -> list[str]:
     """The answer format of each of the ``n`` clips of training step ``step``.
 

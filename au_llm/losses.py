@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from au_llm.config import TrainConfig
-
 logger = logging.getLogger(__name__)
 
 POS_WEIGHT_RANGE = (0.1, 50.0)
@@ -70,6 +68,7 @@ class AsymmetricLoss(nn.Module):
         gamma_pos: float = 0.0,
         clip: float = 0.05,
         reduction: str = "mean",
+        *,
         detach_focal_weight: bool = True,
     ) -> None:
         super().__init__()
@@ -169,12 +168,28 @@ def _check_labels(labels: np.ndarray | Tensor) -> None:
         raise ValueError("training labels: expected only 0 and 1 values (nan: unknown)")
 
 
-def build_loss(train_cfg: TrainConfig, labels: np.ndarray | Tensor) -> nn.Module:
-    """Build the configured loss; ``labels`` (``[N, n_aus]``, 0/1) give BCE's ``pos_weight``.
+def build_loss(
+    labels: np.ndarray | Tensor,
+    *,
+    kind: str = "asl",
+    reduction: str = "mean",
+    asl_gamma_neg: float = 4.0,
+    asl_gamma_pos: float = 0.0,
+    asl_clip: float = 0.05,
+    focal_gamma: float = 2.0,
+) -> nn.Module:
+    """Build an AU loss; ``labels`` (``[N, n_aus]``, 0/1) give BCE's ``pos_weight``.
+
+    The defaults are AU-LLM's (``train``'s defaults).
 
     Args:
-        train_cfg: Training settings (``loss``, ``asl_*``, ``focal_gamma``, ``loss_reduction``).
         labels: Training labels of the fold, ``[N, n_aus]``.
+        kind: ``asl``, ``bce`` or ``focal`` (``train.loss``).
+        reduction: ``mean`` or ``sum`` (``train.loss_reduction``).
+        asl_gamma_neg: ASL focusing parameter of negatives (``train.asl_gamma_neg``).
+        asl_gamma_pos: ASL focusing parameter of positives (``train.asl_gamma_pos``).
+        asl_clip: ASL probability margin of negatives (``train.asl_clip``).
+        focal_gamma: Focal loss gamma (``train.focal_gamma``).
 
     Returns:
         A module mapping ``(logits [B, n_aus], targets [B, n_aus])`` to a scalar loss.
@@ -182,16 +197,12 @@ def build_loss(train_cfg: TrainConfig, labels: np.ndarray | Tensor) -> nn.Module
     if isinstance(labels, Tensor):
         labels = labels.detach().cpu().numpy()
     _check_labels(labels)
-    reduction = train_cfg.loss_reduction
-    if train_cfg.loss == "asl":
+    if kind == "asl":
         return AsymmetricLoss(
-            gamma_neg=train_cfg.asl_gamma_neg,
-            gamma_pos=train_cfg.asl_gamma_pos,
-            clip=train_cfg.asl_clip,
-            reduction=reduction,
+            gamma_neg=asl_gamma_neg, gamma_pos=asl_gamma_pos, clip=asl_clip, reduction=reduction
         )
-    if train_cfg.loss == "bce":
+    if kind == "bce":
         return WeightedBCELoss(positive_weights(labels), reduction=reduction)
-    if train_cfg.loss == "focal":
-        return FocalLoss(gamma=train_cfg.focal_gamma, reduction=reduction)
-    raise ValueError(f"train.loss = {train_cfg.loss!r}: expected asl, bce or focal")
+    if kind == "focal":
+        return FocalLoss(gamma=focal_gamma, reduction=reduction)
+    raise ValueError(f"train.loss = {kind!r}: expected asl, bce or focal")
