@@ -20,8 +20,8 @@ PIP_NOISE := is ignored: it is neither a file nor a directory
 # KERNEL_CAPS: variables that move ATen, oneDNN and MKL off the kernels this CPU would pick, so a
 # tolerance that holds only for one CPU's rounding fails here too. bench/kernel_caps.py measured
 # which kernels each one changes (docs/precision.md).
-KERNEL_TESTS := tests/model tests/test_training.py tests/test_learning.py tests/test_au_sets.py \
-	tests/predict/test_predict.py
+KERNEL_TESTS := tests/model tests/test_training.py tests/test_losses.py tests/test_learning.py \
+	tests/test_au_sets.py tests/predict/test_predict.py
 KERNEL_CAPS := "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_CBWR=COMPATIBLE" \
 	"ONEDNN_MAX_CPU_ISA=AVX"
 

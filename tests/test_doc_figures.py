@@ -14,7 +14,8 @@ The rules (docs/benchmarks.md, "How figures are kept true"):
   printed output, and its lines appear in that order, one after the other, in the text at PATH
   (trailing spaces ignored).
 
-Figures without a marker are not checked: timings of a busy machine wait for an idle one.
+A number without a marker is not checked: the documents quote no measurement without one
+(thresholds, budgets and settings are not measurements).
 """
 
 from __future__ import annotations
