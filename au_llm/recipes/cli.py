@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--explain",
         action="store_true",
-        help="the text step also learns to explain each clip (VL-FAU; about 4 more minutes)",
+        help="the text step also learns to explain each clip (VL-FAU; the text step takes longer)",
     )
 
     train = sub.add_parser("train", help="train one deployable model on all clips")
