@@ -135,3 +135,13 @@ def test_a_run_whose_llm_tokenizer_cannot_be_used_writes_nothing_and_the_correct
         tiny_data, tmp_path / "runs", "llm", "loso", *llm, "model.llm.chat_template=off"
     )
     assert open_run(fixed, 1, progress=False).run.root == (tmp_path / "runs" / "llm").resolve()
+
+
+def test_a_renamed_run_folder_resumes_under_its_new_name(tmp_path):
+    """``au-llm status`` prints ``name=<folder>`` for a folder renamed since its run started."""
+    start_run(_config(tmp_path, 2))
+    (tmp_path / "race").rename(tmp_path / "renamed")
+    assert start_run(_config(tmp_path, 2, "name=renamed")).root == (tmp_path / "renamed").resolve()
+    assert load_config(tmp_path / "renamed" / "config.yaml", saved=True).name == "renamed"
+    with pytest.raises(ValueError, match="train.epochs: 2 -> 5"):
+        start_run(_config(tmp_path, 5, "name=renamed"))
