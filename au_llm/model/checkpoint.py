@@ -43,7 +43,7 @@ from au_llm.io_utils import atomic_write_bytes, atomic_write_text, read_json
 from au_llm.model.modeling_au_llm import AULLM, build_au_llm
 from au_llm.model.processing_au_llm import AULLMProcessor
 from au_llm.model.spec import ModelSpec
-from au_llm.model.weights import read_state_dict
+from au_llm.model.weights import nonfinite_tensors, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _verified_state(weights_path: Path, recorded: Any) -> dict[str, torch.Tensor
                 f"{MODEL_FILE}: the file was damaged or replaced after training; restore it or "
                 "train the model again"
             )
-    bad = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
+    bad = nonfinite_tensors(state.items())
     if bad:
         raise ValueError(
             f"{weights_path}: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...); "

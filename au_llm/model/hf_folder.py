@@ -6,8 +6,8 @@ differs from it:
 
 * no code shipped with the model runs (:func:`refuse_remote_code`, ``trust_remote_code=False``);
 * nothing is downloaded (``local_files_only``);
-* every weight of the architecture comes from the files, and every tensor in the files is used
-  (:func:`load_causal_lm`): transformers otherwise initialises missing weights at random and
+* every weight of the architecture comes from the files, finite, and every tensor in the files is
+  used (:func:`load_causal_lm`): transformers otherwise initialises missing weights at random and
   says so only in a report on stderr (that report is kept quiet while au-llm loads: its
   own error names the folder and the weights);
 * the tokenizer's ids fit the model's vocabulary (:func:`check_vocabulary`);
@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from au_llm.model.weights import nonfinite_tensors
 
 T = TypeVar("T")
 
@@ -163,7 +165,8 @@ def load_causal_lm(folder: Path, where: Path, **kwargs: Any) -> nn.Module:
         **kwargs: More arguments of ``from_pretrained`` (``gguf_file=...``).
 
     Raises:
-        ValueError: The files cannot be read, or do not hold exactly the model's weights.
+        ValueError: The files cannot be read, do not hold exactly the model's weights, or a
+            weight holds NaN or infinite values.
     """
     from transformers import AutoModelForCausalLM
 
@@ -176,6 +179,12 @@ def load_causal_lm(folder: Path, where: Path, **kwargs: Any) -> nn.Module:
             ),
         )
     check_loading_info(info, where)
+    damaged = nonfinite_tensors(model.named_parameters())
+    if damaged:
+        raise ValueError(
+            f"model.llm.path: {where}: {len(damaged)} weights hold NaN or infinite values "
+            f"({_names(damaged)}): its files are damaged"
+        )
     return model
 
 

@@ -7,6 +7,7 @@ read with ``torch.load(weights_only=True)`` (tensors and plain containers, no pi
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,16 @@ def read_state_dict(path: Path) -> Any:
             f"{path}: not a readable weights file (damaged or truncated?): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
+
+
+def nonfinite_tensors(tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """The names of the floating-point tensors holding a NaN or infinite value.
+
+    Args:
+        tensors: ``(name, tensor)`` pairs, e.g. ``state.items()`` or ``model.named_parameters()``.
+    """
+    return [
+        name
+        for name, tensor in tensors
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]

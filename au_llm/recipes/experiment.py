@@ -7,8 +7,9 @@ config merge into one run directory, and :func:`~au_llm.recipes.report.build_rep
 every output from whatever folds are finished.
 
 The steps, in order, assembled once by :func:`open_run` for a plain run and for every launched
-task: :func:`~au_llm.prepare.read_inputs` (manifests and AUs validated; nothing is written before)
--> :func:`~au_llm.recipes.run_config.start_run` -> :func:`~au_llm.prepare.prepare_data`
+task: :func:`~au_llm.prepare.read_inputs` (manifests and AUs validated) and the LLM's tokenizer and
+chat template (:class:`~au_llm.model.processing_au_llm.AULLMProcessor`), with nothing written
+before -> :func:`~au_llm.recipes.run_config.start_run` -> :func:`~au_llm.prepare.prepare_data`
 (manifests -> aligned-clip cache, failed clips excluded) -> the protocol's folds
 (:data:`~au_llm.protocols.PROTOCOLS`) -> the run's record and plan (finished folds that do not
 read back whole set aside); then :func:`~au_llm.protocols.select_folds` -> :func:`run_work`,
@@ -231,12 +232,18 @@ def open_run(
             ``run.json``; None when they run elsewhere (each fold's record holds its own).
 
     Raises:
-        ValueError: A manifest is invalid or no AU set is given (before anything is written),
-            the folder holds another config, other clips, or folds computed with another
-            thread count.
+        ValueError: A manifest is invalid, no AU set is given, or the LLM's tokenizer or chat
+            template cannot be used (all before anything is written, so the corrected rerun of
+            the same name starts); the folder holds another config, other clips, or folds
+            computed with another thread count.
         RuntimeError: A joining task prepared other clips than those recorded.
     """
     inputs = read_inputs(cfg.data, cfg.protocol)
+    if joining is None:
+        # The LLM's tokenizer, vocabulary and chat template checked before anything is written.
+        AULLMProcessor.from_spec(
+            ModelSpec.from_sections(cfg.model, inputs.aus, cfg.preprocess, cfg.sampling)
+        )
     run = Run.join(joining) if joining is not None else start_run(cfg)
     data = prepare_data(
         cfg.data,

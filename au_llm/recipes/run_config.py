@@ -14,8 +14,11 @@ from au_llm.config import ExperimentConfig, config_text, load_config
 from au_llm.runs.run import Run, run_folder
 
 # Settings that change how a run executes, not what it computes: shards and resumed runs may differ.
+# ``name`` and ``out_dir`` locate the folder (a moved or renamed run folder resumes under its new
+# ones, as ``au-llm status`` prints them).
 RUNTIME_KEYS = (
     ("strict",),
+    ("name",),
     ("out_dir",),
     ("preprocess", "workers"),
     ("train", "num_threads"),

@@ -39,6 +39,23 @@ def test_a_folder_without_the_weights_of_a_layer_is_refused_naming_them(tmp_path
         load_base_llm(_path(folder))
 
 
+def test_a_folder_whose_weights_hold_nan_is_refused_naming_them(tmp_path):
+    """Damaged values would otherwise train to a NaN loss blamed on the learning rate."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "llm"
+    save_local_hf_model(folder, layers=1)
+    state = load_file(folder / "model.safetensors")
+    state["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+    drop_weights(folder, "none", extra=state)
+    with pytest.raises(
+        ValueError,
+        match=rf"{folder}: 1 weights hold NaN or infinite values "
+        r"\(model.layers.0.mlp.up_proj.weight\): its files are damaged",
+    ):
+        load_base_llm(_path(folder))
+
+
 def test_tensors_the_architecture_does_not_have_are_refused(tmp_path):
     folder = tmp_path / "llm"
     save_local_hf_model(folder, layers=1)

@@ -12,6 +12,7 @@ from au_llm.config import load_config
 from au_llm.recipes.experiment import open_run
 from au_llm.recipes.run_config import saved_config, start_run
 from tests.conftest import CONFIG_DIR, tiny_config
+from tests.model import save_local_hf_model
 
 TRIALS = 8
 
@@ -115,3 +116,32 @@ def test_a_run_failing_validation_writes_nothing_and_the_corrected_rerun_starts(
     )
     opened = open_run(fixed, 1, progress=False)
     assert opened.run.aus() == [1, 2]
+
+
+def test_a_run_whose_llm_tokenizer_cannot_be_used_writes_nothing_and_the_corrected_rerun_starts(
+    tiny_data, tmp_path
+):
+    """``model.llm.chat_template=on`` for an LLM folder without a template: refused at start."""
+    folder = tmp_path / "llm"
+    save_local_hf_model(folder, layers=1)
+    llm = ["model.llm.source=path", f"model.llm.path='{folder}'"]
+    cfg = tiny_config(
+        tiny_data, tmp_path / "runs", "llm", "loso", *llm, "model.llm.chat_template=on"
+    )
+    with pytest.raises(ValueError, match="chat_template = on, but the tokenizer .* has no chat"):
+        open_run(cfg, 1, progress=False)
+    assert not (tmp_path / "runs").exists()
+    fixed = tiny_config(
+        tiny_data, tmp_path / "runs", "llm", "loso", *llm, "model.llm.chat_template=off"
+    )
+    assert open_run(fixed, 1, progress=False).run.root == (tmp_path / "runs" / "llm").resolve()
+
+
+def test_a_renamed_run_folder_resumes_under_its_new_name(tmp_path):
+    """``au-llm status`` prints ``name=<folder>`` for a folder renamed since its run started."""
+    start_run(_config(tmp_path, 2))
+    (tmp_path / "race").rename(tmp_path / "renamed")
+    assert start_run(_config(tmp_path, 2, "name=renamed")).root == (tmp_path / "renamed").resolve()
+    assert load_config(tmp_path / "renamed" / "config.yaml", saved=True).name == "renamed"
+    with pytest.raises(ValueError, match="train.epochs: 2 -> 5"):
+        start_run(_config(tmp_path, 5, "name=renamed"))
