@@ -37,6 +37,7 @@ from au_llm.param_groups import trainable_parameter_count
 from au_llm.prepare import prepare_data
 from au_llm.preprocess.dataset import ClipDataset
 from au_llm.protocols import loso_folds
+from au_llm.runs.layout import preprocess_report
 from au_llm.training import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,11 @@ def time_arm(config: Path, source: str, overrides: list[str], fold: str, epochs:
     set_num_threads(cfg.train.num_threads)
     with tempfile.TemporaryDirectory() as report_dir:
         data = prepare_data(
-            cfg.data, cfg.preprocess, Path(report_dir), cfg.protocol, progress=False
+            cfg.data,
+            cfg.preprocess,
+            preprocess_report(Path(report_dir)),
+            cfg.protocol,
+            progress=False,
         )
     chosen = next(f for f in loso_folds(data.source) if f.name == fold)
     spec = ModelSpec.from_sections(cfg.model, data.aus, cfg.preprocess, cfg.sampling)

@@ -23,9 +23,11 @@ Two equivalent LLM paths:
   visual token(s) and any later text run per sample, at positions after the prefix. During
   training (no prompt cache) the prefix and all samples' suffixes run as one packed sequence with
   a block attention mask (:mod:`au_llm.model.packed`; LoRA changes the prefix's keys/values every
-  step, and its LoRA-dropout mask is shared by the batch). At inference the caller computes the
-  prefix's keys/values once with :meth:`AULLM.prompt_cache` and passes them to every forward call
-  (:class:`~au_llm.model.engine.PromptCache`); the model itself keeps no cache.
+  step, and its LoRA-dropout mask is shared by the batch) while that sequence is short; a longer
+  one (long suffixes such as AU queries, large batches) runs the prefix once with gradients and
+  then the suffixes after it (:func:`~au_llm.model.packed.worth_packing`). At inference the
+  caller computes the prefix's keys/values once with :meth:`AULLM.prompt_cache` and passes them
+  to every forward call (:class:`~au_llm.model.engine.PromptCache`); the model keeps no cache.
 
 The model owns its LLM: :class:`AULLM` loads the frozen base in its constructor and injects its own
 LoRA adapters, so any number of models live side by side. :meth:`AULLM.place` moves a model to a
@@ -55,7 +57,7 @@ from torch import Tensor, nn
 from au_llm.model.backbones import build_backbone, reset_backbone
 from au_llm.model.engine import PromptCache
 from au_llm.model.llm import cast_frozen_base, norm_parameters, reset_lora
-from au_llm.model.packed import packed_decode, unpack_suffix
+from au_llm.model.packed import packed_decode, unpack_suffix, worth_packing
 from au_llm.model.precision import autocast_off, base_dtype, fp32_linear, resolve_precision
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.readers import build_reader
@@ -248,12 +250,18 @@ class AULLM(nn.Module):
 
         Straightforward path: the full causal LM on ``[prompt, suffix]``. Fast path without a
         prompt cache (training): the prefix and every sample's suffix in one packed decoder
-        call (:mod:`au_llm.model.packed`); with a cache (or no prefix): the suffix after it.
+        call (:mod:`au_llm.model.packed`) when :func:`worth_packing`, else the prefix's keys and
+        values computed now (with gradients); with a cache (or no prefix): the suffix after it.
         """
         suffix = self.suffix_embeds(tokens)
         decoder = self.llm.get_decoder()
         prefix_len = self._segment_lengths[0]
-        packed = self.cfg.llm.fast_path and prompt_cache is None and prefix_len > 0
+        packed = (
+            self.cfg.llm.fast_path
+            and prompt_cache is None
+            and prefix_len > 0
+            and worth_packing(prefix_len, *suffix.shape[:2])
+        )
         past = self._past(tokens, prompt_cache) if self.cfg.llm.fast_path and not packed else None
         with layer_outputs(decoder, enabled=self.readout_mix is not None) as layers:
             if not self.cfg.llm.fast_path:

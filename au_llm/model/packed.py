@@ -9,6 +9,11 @@ causally to its own suffix, at positions ``P .. P + S - 1``. Each weight matrix 
 per step in the forward pass and once in the backward pass, instead of twice. The result equals
 the two-call path (and the full causal LM on ``[prompt, visual]`` per sample) up to float rounding.
 
+The mask is dense: attention over the packed sequence costs ``(P + B * S)^2`` where the two calls
+cost ``P^2 + B * S * (P + S)``. One call wins while the packed sequence is short; past
+:data:`PACKED_MAX_TOKENS` tokens (AU queries' suffixes, large batches) the two calls win
+(:func:`worth_packing`; measured by ``bench/packed_crossover.py``).
+
 transformers 5 passes a 4-D ``attention_mask`` to the attention layers as it is (no causal mask is
 added); an additive float mask (0 where attended, the dtype's minimum elsewhere) works with both
 the ``eager`` and the ``sdpa`` attention of Llama and Qwen2.
@@ -18,6 +23,21 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+PACKED_MAX_TOKENS = 224
+"""Longest packed sequence ``P + B * S`` run as one call: near where one call stopped being faster
+than two (SmolLM2-135M, 1 CPU thread, batch 32: ``bench/results/packed_crossover.json``)."""
+
+
+def worth_packing(prefix_len: int, batch: int, suffix_len: int) -> bool:
+    """Whether one packed call is expected to beat a prefix call followed by the suffixes.
+
+    Args:
+        prefix_len: Prompt prefix length ``P``.
+        batch: Number of samples ``B``.
+        suffix_len: Suffix length ``S`` per sample.
+    """
+    return prefix_len + batch * suffix_len <= PACKED_MAX_TOKENS
 
 
 def packed_layout(

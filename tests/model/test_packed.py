@@ -5,6 +5,8 @@ import copy
 import pytest
 import torch
 
+from au_llm.model import modeling_au_llm
+from au_llm.model import packed as packed_module
 from au_llm.model.engine import PromptCache
 from au_llm.model.llm import lora_parameters
 from au_llm.model.modeling_au_llm import AULLM
@@ -53,13 +55,8 @@ def _hidden_and_grads(model: AULLM, hidden_fn) -> tuple[torch.Tensor, dict]:
     return hidden.detach(), grads
 
 
-@pytest.mark.parametrize(
-    ("arch", "prompt", "n_tokens"),
-    [("qwen2", None, 1), ("llama", None, 1), ("qwen2", PLACEHOLDER_PROMPT, 2)],
-)
-def test_packed_pass_equals_prefix_cache_pass_with_gradients(
-    arch: str, prompt: str | None, n_tokens: int
-) -> None:
+def _perturbed_tiny(arch: str, prompt: str | None, n_tokens: int) -> AULLM:
+    """A tiny model in eval mode (dropout off; gradients still flow) with non-zero LoRA B."""
     model = build_tiny(
         tiny_spec(tiny_model_config(arch, prompt=prompt, n_visual_tokens=n_tokens), 3), seed=0
     )
@@ -67,29 +64,67 @@ def test_packed_pass_equals_prefix_cache_pass_with_gradients(
     with torch.no_grad():
         for param in lora_parameters(model.llm):
             param.add_(0.1 * torch.randn(param.shape, generator=generator))
-    model.eval()  # dropout off; gradients still flow
+    return model.eval()
+
+
+def _two_calls(model: AULLM, x: torch.Tensor) -> torch.Tensor:
+    """A batch-1 prefix pass with gradients, then the suffixes."""
+    decoder, embed = model.llm.get_decoder(), model.llm.get_input_embeddings()
+    cache = PromptCache.of(decoder, embed(model.prompt_ids[: model._segment_lengths[0]]))
+    return model._llm_read(model.get_visual_tokens(x), cache)
+
+
+def _training_pass(model: AULLM, x: torch.Tensor) -> torch.Tensor:
+    """The training pass: no prompt cache given."""
+    return model._llm_read(model.get_visual_tokens(x), None)
+
+
+@pytest.mark.parametrize(
+    ("arch", "prompt", "n_tokens"),
+    [("qwen2", None, 1), ("llama", None, 1), ("qwen2", PLACEHOLDER_PROMPT, 2)],
+)
+def test_packed_pass_equals_prefix_cache_pass_with_gradients(
+    arch: str, prompt: str | None, n_tokens: int
+) -> None:
+    model = _perturbed_tiny(arch, prompt, n_tokens)
     exact_model = float64_copy(model)
-
-    def two_calls(model: AULLM, x: torch.Tensor) -> torch.Tensor:
-        """A batch-1 prefix pass with gradients, then the suffixes."""
-        decoder, embed = model.llm.get_decoder(), model.llm.get_input_embeddings()
-        cache = PromptCache.of(decoder, embed(model.prompt_ids[: model._segment_lengths[0]]))
-        return model._llm_read(model.get_visual_tokens(x), cache)
-
-    def packed(model: AULLM, x: torch.Tensor) -> torch.Tensor:
-        return model._llm_read(model.get_visual_tokens(x), None)
-
     x = clips(4)
-    old_hidden, old_grads = _hidden_and_grads(model, lambda: two_calls(model, x))
-    new_hidden, new_grads = _hidden_and_grads(model, lambda: packed(model, x))
+    old_hidden, old_grads = _hidden_and_grads(model, lambda: _two_calls(model, x))
+    new_hidden, new_grads = _hidden_and_grads(model, lambda: _training_pass(model, x))
     exact_hidden, exact_grads = _hidden_and_grads(
-        exact_model, lambda: two_calls(exact_model, x.double())
+        exact_model, lambda: _two_calls(exact_model, x.double())
     )
     assert new_hidden.shape == (4, 32)
     assert_as_accurate(new_hidden, old_hidden, exact_hidden, terms=FORWARD_TERMS, name="hidden")
     assert new_grads.keys() == old_grads.keys()
     assert {n for n in new_grads if "lora_A" in n}, "LoRA A gets no gradient"
     assert_all_as_accurate(new_grads, old_grads, exact_grads, terms=gradient_terms(4))
+
+
+def test_a_packed_sequence_over_the_limit_runs_as_two_calls_with_gradients(monkeypatch) -> None:
+    model = _perturbed_tiny("qwen2", PLACEHOLDER_PROMPT, 2)
+    x = clips(4)
+    packed_tokens = model._segment_lengths[0] + 4 * model.suffix_length
+    calls: list[int] = []
+
+    def spy(decoder, prefix, suffix):
+        calls.append(suffix.shape[0])
+        return packed_decode(decoder, prefix, suffix)
+
+    monkeypatch.setattr(modeling_au_llm, "packed_decode", spy)
+    monkeypatch.setattr(packed_module, "PACKED_MAX_TOKENS", packed_tokens)
+    _hidden_and_grads(model, lambda: _training_pass(model, x))
+    assert calls == [4], "a packed sequence at the limit runs as one call"
+
+    monkeypatch.setattr(packed_module, "PACKED_MAX_TOKENS", packed_tokens - 1)
+    long_hidden, long_grads = _hidden_and_grads(model, lambda: _training_pass(model, x))
+    assert calls == [4], "a packed sequence over the limit must not run as one call"
+    # The same kernels as an explicit prefix pass followed by the suffixes: equal exactly.
+    two_hidden, two_grads = _hidden_and_grads(model, lambda: _two_calls(model, x))
+    assert torch.equal(long_hidden, two_hidden)
+    assert long_grads.keys() == two_grads.keys()
+    assert {n for n in long_grads if "lora_A" in n}, "LoRA A gets no gradient"
+    assert all(torch.equal(long_grads[n], two_grads[n]) for n in two_grads)
 
 
 def test_packed_pass_without_prefix_is_per_sample_causal() -> None:
