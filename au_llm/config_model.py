@@ -307,6 +307,11 @@ class ModelConfig:
         au_queries: After the visual token(s), one text segment per AU (``AU1 inner brow
             raiser:``, from the FACS table) and AU ``i``'s score read from the hidden state at
             the end of its segment by row ``i`` of the head (an LLM reader only).
+        head_norm: Standardise what the AU head reads, dimension by dimension (a BatchNorm
+            without affine parameters, as before a linear probe): a pretrained LLM's last state
+            has a few near-constant dimensions many times larger than the rest, which a linear
+            head weighs as much as the others. Off by default (AU-LLM's head reads the state
+            as it is).
     """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -320,6 +325,7 @@ class ModelConfig:
     reader_seed: int = 0
     vision_head: bool = False
     au_queries: bool = False
+    head_norm: bool = False
 
     def __post_init__(self) -> None:
         check_choice("model", "head", self.head, Head)

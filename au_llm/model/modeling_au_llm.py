@@ -61,7 +61,7 @@ from au_llm.model.packed import packed_decode, unpack_suffix, worth_packing
 from au_llm.model.precision import autocast_off, base_dtype, fp32_linear, resolve_precision
 from au_llm.model.projector import EnhancedFusionProjector
 from au_llm.model.readers import build_reader
-from au_llm.model.readout import LayerMix, layer_outputs
+from au_llm.model.readout import LayerMix, ReadNorm, layer_outputs
 from au_llm.model.spec import ModelSpec
 from au_llm.model.visual_slots import merge_visual_tokens, split_prompt_ids
 
@@ -144,6 +144,7 @@ class AULLM(nn.Module):
         with_skip = cfg.skip_head and cfg.reader != "none"
         self.skip = nn.Linear(n_tokens * hidden, spec.n_aus) if with_skip else None
         self.vision_head = nn.Linear(n_tokens * hidden, spec.n_aus) if cfg.vision_head else None
+        self.head_norm = ReadNorm(self.head.in_features) if cfg.head_norm else None
 
     def _set_queries(self, query_ids: list[Tensor] | None) -> None:
         """Keep the AU query segments' ids (``model.au_queries``) as one buffer."""
@@ -221,8 +222,11 @@ class AULLM(nn.Module):
                 per AU, ``model.au_queries``: row ``i`` of the head reads state ``i``).
             tokens: The visual tokens.
 
-        Both are computed in float32 (:func:`~au_llm.model.precision.fp32_linear`).
+        With ``model.head_norm`` the head reads ``read`` standardised. All in float32
+        (:func:`~au_llm.model.precision.fp32_linear`).
         """
+        if self.head_norm is not None:
+            read = self.head_norm(read)
         if read.dim() == 3:
             with autocast_off(read.device.type):
                 logits = (read.float() * self.head.weight.float()).sum(-1) + self.head.bias.float()
@@ -473,7 +477,7 @@ class AULLM(nn.Module):
         on the CPU (then copied to the model's device), so they do not depend on the device; the
         global RNG state is left untouched. ``backbone.pretrained_path`` is reloaded.
         """
-        optional = (self.skip, self.vision_head, self.reader, self.readout_mix)
+        optional = (self.skip, self.vision_head, self.head_norm, self.reader, self.readout_mix)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for module, reset in (

@@ -8,6 +8,8 @@
   final norm; :func:`layer_outputs` collects the layers' outputs during a decoder call.
 
 With one-hot mixing weights on layer ``k`` the mix equals the ``layer`` read-out of ``k``.
+
+:class:`ReadNorm` (``model.head_norm``) standardises what the head reads, dimension by dimension.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from au_llm.model.precision import autocast_off
 
 
 def cut_layers(model: nn.Module, layers: int) -> None:
@@ -95,3 +100,33 @@ class LayerMix(nn.Module):
         """Zero weights: the mean of the layers."""
         with torch.no_grad():
             self.weights.zero_()
+
+
+class ReadNorm(nn.BatchNorm1d):
+    """Per-dimension standardisation of what the AU head reads (``model.head_norm``).
+
+    A BatchNorm without affine parameters, as before a linear probe (MAE): batch statistics in
+    training, running statistics at evaluation and for a batch of one. One state per AU
+    (``[B, n_aus, D]``, ``model.au_queries``) shares the statistics. Computed in float32.
+
+    Args:
+        width: Width ``D`` of the states read.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width, affine=False)
+
+    def forward(self, read: Tensor) -> Tensor:
+        """``[B, D]`` or ``[B, n, D]`` -> the same shape, float32."""
+        flat = read.float().reshape(-1, read.shape[-1])
+        with autocast_off(read.device.type):
+            normed = F.batch_norm(
+                flat,
+                self.running_mean,
+                self.running_var,
+                training=self.training and flat.shape[0] > 1,
+                momentum=self.momentum,
+                eps=self.eps,
+            )
+        return normed.reshape(read.shape)
+

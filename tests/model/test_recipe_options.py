@@ -48,6 +48,8 @@ OPTIONS = {
     "tokens=cells": _cells,
     "tuning=norms": _set("llm", tuning="norms"),
     "tuning=frozen": _set("llm", tuning="frozen"),
+    "head_norm": _set("", head_norm=True),
+    "head_norm+au_queries": _set("", head_norm=True, au_queries=True),
 }
 # The options whose forward pass is new (the others reuse the LLM's or the head's).
 NEW_PATHS = [
@@ -61,6 +63,8 @@ NEW_PATHS = [
     "au_queries",
     "tokens=cells",
     "tuning=norms",
+    "head_norm",
+    "head_norm+au_queries",
 ]
 
 
