@@ -195,7 +195,10 @@ class EvalConfig:
 
     Attributes:
         threshold_policy: ``fixed`` (``fixed_threshold`` for every AU), ``train`` (per AU,
-            chosen on the training clips' own predictions), or ``test-oracle`` (per AU, chosen on
+            chosen on the training clips' own predictions), ``val`` (per AU, chosen on the
+            predictions of the inner validation subjects, ``train.val_fraction``, which are
+            never trained on; ``fixed_threshold`` for an AU without a positive there), or
+            ``test-oracle`` (per AU, chosen on
             the pooled test predictions over ``threshold_grid``: AU-LLM's reference code;
             optimistic).
         fixed_threshold: Threshold of the ``fixed`` policy.
@@ -347,6 +350,11 @@ class ExperimentConfig:
             raise ConfigError(f"protocol {self.protocol!r} needs data.target_manifests")
         check_vision_head(self.model, self.train)
         check_format_weights(self.model, self.train)
+        if self.eval.threshold_policy == "val" and self.train.val_fraction == 0:
+            raise ConfigError(
+                "eval.threshold_policy = val chooses thresholds on the inner validation "
+                "subjects: set train.val_fraction > 0"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain nested dicts and lists."""

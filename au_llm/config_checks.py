@@ -59,9 +59,9 @@ LossReduction = Literal["mean", "sum"]
 """``train.loss_reduction`` (see au_llm.losses)."""
 Device = Literal["auto", "cpu", "cuda"]
 """``train.device``."""
-ThresholdPolicy = Literal["fixed", "train", "test-oracle"]
+ThresholdPolicy = Literal["fixed", "train", "val", "test-oracle"]
 """``eval.threshold_policy``: how per-AU decision thresholds are chosen (see au_llm.fitting)."""
-DeployedThresholdPolicy = Literal["fixed", "train"]
+DeployedThresholdPolicy = Literal["fixed", "train", "val"]
 """The threshold policies a model folder can hold (a deployed model has no test labels)."""
 
 # What reads the visual token(s) (``model.reader``, see au_llm.model.readers): the configured LLM

@@ -45,6 +45,27 @@ def inner_split(
     return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
 
 
+def validation_thresholds(
+    labels: np.ndarray, probs: np.ndarray, grid: np.ndarray, *, fixed: float
+) -> np.ndarray:
+    """Per AU, the grid threshold that maximises F1 on validation clips (``val`` policy).
+
+    An AU without a positive label among the validation clips keeps ``fixed``: there the best
+    threshold is any that predicts no positive, which says nothing about the AU's positives.
+
+    Args:
+        labels: ``[N, A]`` 0/1 labels of the validation clips (NaN where unknown).
+        probs: ``[N, A]`` their scores.
+        grid: ``[K]`` candidate thresholds.
+        fixed: The threshold of an AU without a validation positive.
+
+    Returns:
+        ``[A]`` thresholds.
+    """
+    has_positive = np.nansum(labels, axis=0) > 0
+    return np.where(has_positive, best_thresholds(labels, probs, grid), fixed)
+
+
 @dataclass
 class FitResult:
     """One trained model's record.
@@ -89,7 +110,8 @@ def fit(
 
     An inner validation split of the subjects is held out when ``train.val_fraction > 0``. The
     training clips' own predictions always give per-AU thresholds (``train_thresholds``); the
-    ``train`` policy decides with them, the others with ``eval.fixed_threshold``
+    ``train`` policy decides with them, ``val`` with thresholds chosen on the validation clips'
+    predictions (:func:`validation_thresholds`), the others with ``eval.fixed_threshold``
     (``test-oracle`` thresholds are chosen later, on pooled test predictions, when the report is
     built).
 
@@ -144,6 +166,24 @@ def fit(
         thresholds = train_thresholds
         if outputs.vision_probs is not None:
             vision = best_thresholds(labels, outputs.vision_probs, grid)
+    elif eval_cfg.threshold_policy == "val":
+        if val_set is None:
+            raise ValueError(
+                "eval.threshold_policy = val needs an inner validation split "
+                "(train.val_fraction > 0)"
+            )
+        val_outputs, val_metas = predict_clips(
+            model, processor, val_set, batch_size=train_cfg.batch_size
+        )
+        val_keys = pd.DataFrame(val_metas, columns=["dataset", "subject", "clip"])
+        what = f"{desc}: scores of its validation clips"
+        check_finite_scores(val_outputs.probs, aus, val_keys, what)
+        val_labels = val_set.labels.numpy()
+        fixed = eval_cfg.fixed_threshold
+        thresholds = validation_thresholds(val_labels, val_outputs.probs, grid, fixed=fixed)
+        if val_outputs.vision_probs is not None:
+            vision_probs = val_outputs.vision_probs
+            vision = validation_thresholds(val_labels, vision_probs, grid, fixed=fixed)
     n_val = 0 if val is None else len(val)
     counts = {
         str(au): {"known": int(known_rows(column).sum()), "positive": int(np.nansum(column))}

@@ -337,6 +337,7 @@ def test_source_none_is_refused_from_a_user_and_read_from_a_saved_run_as_reader_
             ],
             r"not with early stopping",
         ),
+        (["eval.threshold_policy=val"], r"set train.val_fraction > 0"),
     ],
 )
 def test_stages_and_the_vision_head_are_checked(overrides, message):

@@ -176,7 +176,11 @@ def test_test_oracle_outputs_say_optimistic(tiny_data, tmp_path):
     assert oracle["note"] == note and len(oracle["thresholds_per_seed"]["1"]) == 8
 
 
-def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
+VAL_POLICY = ["eval.threshold_policy=val", "train.val_fraction=0.3"]
+
+
+@pytest.mark.parametrize("policy", [["eval.threshold_policy=train"], VAL_POLICY])
+def test_learnt_threshold_policies_ignore_test_labels(tiny_data, tmp_path, policy):
     manifest = read_manifest(tiny_data.casme2)
     flipped = manifest.copy()
     subject = sorted(manifest["subject"].unique())[0]
@@ -190,15 +194,17 @@ def test_train_threshold_policy_ignores_test_labels(tiny_data, tmp_path):
             tmp_path,
             name,
             "loso",
-            "eval.threshold_policy=train",
+            *policy,
             f"data.manifests=['{path}']",
         )
         run_dir, _ = run_protocol(cfg, fold_names=[subject], progress=False)
         preds = read_predictions(run_dir)
         outputs.append(preds.filter(regex="_(prob|pred)$"))
         metrics = json.loads((run_dir / "summary.json").read_text())["metrics"]
-        # Under the train policy the decisions are those thresholds: both F1 values agree.
-        assert metrics["binary_f1_train_threshold"] == pytest.approx(metrics["pooled_binary_f1"])
+        if policy == ["eval.threshold_policy=train"]:
+            # Under the train policy the decisions are those thresholds: both F1 values agree.
+            f1 = metrics["pooled_binary_f1"]
+            assert metrics["binary_f1_train_threshold"] == pytest.approx(f1)
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
 
 

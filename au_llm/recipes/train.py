@@ -32,8 +32,9 @@ def train_deployable(cfg: ExperimentConfig, out: Path, *, overwrite: bool = Fals
 
     Training is the protocols' (same sampling, loss, schedule; an inner validation split of the
     subjects when ``train.val_fraction > 0``). The threshold policy ``train`` picks per-AU
-    thresholds on the training clips' own predictions; ``fixed`` uses ``eval.fixed_threshold``;
-    ``test-oracle`` has no test set here and falls back to ``fixed`` with a warning.
+    thresholds on the training clips' own predictions, ``val`` on the validation subjects';
+    ``fixed`` uses ``eval.fixed_threshold``; ``test-oracle`` has no test set here and falls back
+    to ``fixed`` with a warning.
 
     Raises:
         ValueError: ``out`` already holds a model and ``overwrite`` is false, is a file, or is

@@ -55,6 +55,8 @@ def _threshold_policy(config_summary: Mapping[str, Any], optimistic: bool) -> st
         text += f" (threshold {fixed})" if fixed is not None else ""
     elif policy == "train":
         text += " (per AU, chosen on the training clips' own predictions of each fold)"
+    elif policy == "val":
+        text += " (per AU, chosen on the predictions of each fold's inner validation subjects)"
     elif policy == "test-oracle":
         text += (
             " (per AU, chosen on the pooled test predictions, as AU-LLM's reference code does; "
