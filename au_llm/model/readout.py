@@ -129,4 +129,3 @@ class ReadNorm(nn.BatchNorm1d):
                 eps=self.eps,
             )
         return normed.reshape(read.shape)
-
