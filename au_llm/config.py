@@ -198,9 +198,8 @@ class EvalConfig:
             chosen on the training clips' own predictions), ``val`` (per AU, chosen on the
             predictions of the inner validation subjects, ``train.val_fraction``, which are
             never trained on; ``fixed_threshold`` for an AU without a positive there), or
-            ``test-oracle`` (per AU, chosen on
-            the pooled test predictions over ``threshold_grid``: AU-LLM's reference code;
-            optimistic).
+            ``test-oracle`` (per AU, chosen on the pooled test predictions over
+            ``threshold_grid``: AU-LLM's reference code; optimistic).
         fixed_threshold: Threshold of the ``fixed`` policy.
         threshold_grid: Start, stop (inclusive) and step of the threshold grid of ``train`` and
             ``test-oracle``.
