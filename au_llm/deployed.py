@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from omegaconf.errors import OmegaConfBaseException
@@ -103,8 +103,8 @@ class InferenceConfig:
     ) -> InferenceConfig:
         """The settings of a model trained with these sections.
 
-        The ``test-oracle`` threshold policy has no test set outside a protocol and is recorded
-        as ``fixed``.
+        The policy that chose the thresholds is recorded (``fixed``, ``train``, ``val``), but
+        ``test-oracle`` has no test set outside a protocol and is recorded as ``fixed``.
 
         Args:
             preprocess: The ``preprocess`` section.
@@ -115,13 +115,14 @@ class InferenceConfig:
             thresholds: The per-AU thresholds chosen.
             clip_seconds: The median training clip duration in seconds.
         """
+        policy = eval_cfg.threshold_policy
         return cls(
             preprocess,
             sampling.test_strategy,
             train.batch_size,
             train.device,
             train.deterministic,
-            "train" if eval_cfg.threshold_policy == "train" else "fixed",
+            policy if policy in get_args(DeployedThresholdPolicy) else "fixed",
             [float(t) for t in thresholds],
             float(clip_seconds),
             generation,

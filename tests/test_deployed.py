@@ -72,6 +72,10 @@ def test_inference_settings_come_from_the_training_sections(saved):
         clip_seconds=1.0,
     )
     assert recorded.threshold_policy == "fixed"  # no test set outside a protocol
+    val = load_config(None, ["eval.threshold_policy=val", "train.val_fraction=0.3"])
+    sections = (val.preprocess, val.sampling, val.train, val.eval, val.generation)
+    chosen = InferenceConfig.from_sections(*sections, thresholds=[0.4], clip_seconds=1.0)
+    assert chosen.threshold_policy == "val"
 
 
 def test_save_then_load_gives_the_same_model_and_settings(saved):
