@@ -2,7 +2,7 @@
 
 :func:`fit` holds out an inner validation split of the training subjects when asked, trains
 through :func:`~au_llm.training.train_model` and chooses per-AU thresholds on the training clips'
-own predictions.
+own predictions, or on the validation clips' (``eval.threshold_policy: val``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from au_llm.config import EvalConfig, SamplingConfig, TrainConfig
-from au_llm.inference import predict_clips
+from au_llm.inference import ClipOutputs, predict_clips
 from au_llm.metrics import best_thresholds, known_rows, threshold_grid
 from au_llm.model.modeling_au_llm import AULLM
 from au_llm.model.processing_au_llm import AULLMProcessor
@@ -64,6 +64,35 @@ def validation_thresholds(
     """
     has_positive = np.nansum(labels, axis=0) > 0
     return np.where(has_positive, best_thresholds(labels, probs, grid), fixed)
+
+
+def _checked_scores(
+    model: AULLM,
+    processor: AULLMProcessor,
+    dataset: ClipDataset,
+    *,
+    batch_size: int,
+    desc: str,
+    clips: str,
+) -> ClipOutputs:
+    """The model's outputs on ``dataset``, refusing a NaN or infinite score of either head.
+
+    Args:
+        model: The trained model.
+        processor: Its text processor.
+        dataset: The clips to score.
+        batch_size: Clips per forward pass.
+        desc: The fold, for the error.
+        clips: Which of its clips (``training``, ``validation``), for the error.
+    """
+    outputs, metas = predict_clips(model, processor, dataset, batch_size=batch_size)
+    keys = pd.DataFrame(metas, columns=["dataset", "subject", "clip"])
+    aus = list(model.spec.aus)
+    check_finite_scores(outputs.probs, aus, keys, f"{desc}: scores of its {clips} clips")
+    if outputs.vision_probs is not None:
+        what = f"{desc}: vision-head scores of its {clips} clips"
+        check_finite_scores(outputs.vision_probs, aus, keys, what)
+    return outputs
 
 
 @dataclass
@@ -152,12 +181,10 @@ def fit(
     )
     thresholds = np.full(len(aus), eval_cfg.fixed_threshold)
     eval_set = ClipDataset(train, cache, aus, frames, test_strategy, seed=seed)
-    outputs, metas = predict_clips(model, processor, eval_set, batch_size=train_cfg.batch_size)
-    keys = pd.DataFrame(metas, columns=["dataset", "subject", "clip"])
-    check_finite_scores(outputs.probs, aus, keys, f"{desc}: scores of its training clips")
-    if outputs.vision_probs is not None:
-        what = f"{desc}: vision-head scores of its training clips"
-        check_finite_scores(outputs.vision_probs, aus, keys, what)
+    batch_size = train_cfg.batch_size
+    outputs = _checked_scores(
+        model, processor, eval_set, batch_size=batch_size, desc=desc, clips="training"
+    )
     grid = threshold_grid(*eval_cfg.threshold_grid)
     labels = eval_set.labels.numpy()
     train_thresholds = best_thresholds(labels, outputs.probs, grid)
@@ -172,12 +199,9 @@ def fit(
                 "eval.threshold_policy = val needs an inner validation split "
                 "(train.val_fraction > 0)"
             )
-        val_outputs, val_metas = predict_clips(
-            model, processor, val_set, batch_size=train_cfg.batch_size
+        val_outputs = _checked_scores(
+            model, processor, val_set, batch_size=batch_size, desc=desc, clips="validation"
         )
-        val_keys = pd.DataFrame(val_metas, columns=["dataset", "subject", "clip"])
-        what = f"{desc}: scores of its validation clips"
-        check_finite_scores(val_outputs.probs, aus, val_keys, what)
         val_labels = val_set.labels.numpy()
         fixed = eval_cfg.fixed_threshold
         thresholds = validation_thresholds(val_labels, val_outputs.probs, grid, fixed=fixed)
