@@ -38,6 +38,13 @@ CONFIG = ROOT / "configs" / "ablate_llm_study.yaml"
 AUS = [1, 2, 4, 7, 12, 14, 15, 17]
 
 
+def study_model(overrides: list[str]) -> AULLM:
+    """A model of ``configs/ablate_llm_study.yaml`` with ``overrides``, as a fold builds it."""
+    cfg = load_config(CONFIG, overrides)
+    spec = ModelSpec.from_sections(cfg.model, AUS, cfg.preprocess, cfg.sampling)
+    return build_model(spec, seed=1)[0]
+
+
 def time_passes(model: AULLM, batch: int, suffix_len: int, repeats: int) -> dict[str, float]:
     """Median seconds of the packed and the two-call forward+backward for one suffix length."""
     decoder = model.llm.get_decoder()
@@ -74,10 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    cfg = load_config(CONFIG, [])
-    spec = ModelSpec.from_sections(cfg.model, AUS, cfg.preprocess, cfg.sampling)
-    model, _ = build_model(spec, seed=1)
-    model.train()
+    model = study_model([]).train()
     rows = []
     for suffix_len in (int(s) for s in args.suffixes.split(",")):
         rows.append(time_passes(model, args.batch, suffix_len, args.repeats))
@@ -87,7 +91,7 @@ def main() -> None:
     result = {
         "command": f"python bench/packed_crossover.py --batch {args.batch} --suffixes "
         f"{args.suffixes} --repeats {args.repeats} --threads {args.threads}",
-        "llm": cfg.model.llm.source,
+        "llm": model.cfg.llm.source,
         "prefix_len": model._segment_lengths[0],
         "batch": args.batch,
         "rows": rows,

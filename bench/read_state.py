@@ -21,26 +21,19 @@ import platform
 from pathlib import Path
 
 import torch
+from packed_crossover import study_model
 from record import cpu_flags
 
-from au_llm.config import load_config
 from au_llm.io_utils import atomic_write_text
-from au_llm.model.checkpoint import build_model
-from au_llm.model.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "ablate_llm_study.yaml"
-AUS = [1, 2, 4, 7, 12, 14, 15, 17]
 
 
 def read_state(reader: str, n_clips: int) -> torch.Tensor:
     """The states ``[n_clips, D]`` the head of a freshly built ``reader`` model reads."""
-    cfg = load_config(CONFIG, [f"model.reader={reader}"])
-    spec = ModelSpec.from_sections(cfg.model, AUS, cfg.preprocess, cfg.sampling)
-    model, _ = build_model(spec, seed=1)
-    model.eval()
+    model = study_model([f"model.reader={reader}"]).eval()
     generator = torch.Generator().manual_seed(0)
-    clips = torch.rand(n_clips, *spec.clip_shape, generator=generator)
+    clips = torch.rand(n_clips, *model.clip_shape, generator=generator)
     with torch.no_grad():
         tokens = model.get_visual_tokens(clips)
         if model.llm is not None:
