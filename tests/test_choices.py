@@ -22,7 +22,8 @@ from au_llm.data.builders import SMIC_KIND
 from au_llm.model.backbones import BACKBONES
 from au_llm.predict.config import PredictConfig
 from au_llm.protocols import PROTOCOLS, Fold, Protocol
-from au_llm.recipes.cli import build_parser, predict_options
+from au_llm.recipes.cli import predict_options
+from au_llm.recipes.parser import build_parser
 from au_llm.synth.plan import DIFFICULTIES
 from au_llm.synth.styles import SYNTH_STYLES
 

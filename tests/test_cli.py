@@ -145,7 +145,7 @@ def test_a_damaged_model_folder_exits_2_naming_the_file(tmp_path, capsys):
 
 
 def test_predict_inputs_given_in_several_options_are_all_kept():
-    from au_llm.recipes.cli import build_parser
+    from au_llm.recipes.parser import build_parser
 
     argv = ["predict", "--model", "m", "--input", "a.mp4", "b", "--input", "c.csv", "--out", "o"]
     assert build_parser().parse_args(argv).input == [Path("a.mp4"), Path("b"), Path("c.csv")]

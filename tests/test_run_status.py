@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from au_llm.data.manifest import read_manifest
-from au_llm.recipes.cli import build_parser, main, protocol_request
+from au_llm.recipes.cli import main, protocol_request
 from au_llm.recipes.experiment import run_protocol
+from au_llm.recipes.parser import build_parser
 from au_llm.recipes.status import resubmit_command, run_status
 from au_llm.runs.fold_lock import Owner, try_claim
 from au_llm.runs.layout import RunLayout, lock_file
