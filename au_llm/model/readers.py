@@ -19,7 +19,9 @@ configuration) as the visual token's width:
   the LoRA adapters' count ``P = sum r (in + out)`` over the LLM's targeted linear layers
   (:func:`lora_parameter_count`), within ``(2 H + 1) / 2`` parameters.
 * ``resmlp`` (:class:`ResMLPReader`): one pre-norm residual block
-  ``x + Linear(H, H)(GELU(Linear(H, H)(RMSNorm(x))))`` per LLM layer, then an RMSNorm.
+  ``x + Linear(H, H)(GELU(Linear(H, H)(RMSNorm(x))))`` per LLM layer, then an RMSNorm; each
+  block's output layer starts at zero, so the stack starts as that RMSNorm of its input (as deep
+  residual networks are initialised: Goyal et al. 2017).
 * ``attention`` / ``transformer`` (:class:`AttentionReader`): one pre-norm self-attention layer
   (the LLM's head count) over the prompt's token embeddings (the LLM's own embedding, frozen)
   and the visual token(s), read at the last position, then an RMSNorm; ``transformer`` adds the
@@ -106,6 +108,14 @@ class ResMLPReader(nn.Module):
             for _ in range(blocks)
         )
         self.norm = nn.RMSNorm(hidden, eps=eps)
+        self._zero_outputs()
+
+    def _zero_outputs(self) -> None:
+        """Zero each block's output layer: every block starts as the identity."""
+        with torch.no_grad():
+            for block in self.blocks:
+                block[-1].weight.zero_()
+                block[-1].bias.zero_()
 
     def forward(self, tokens: Tensor) -> Tensor:
         """``[B, n, H]`` -> ``[B, n, H]``; the residual stream is float32 (under autocast too)."""
@@ -115,10 +125,11 @@ class ResMLPReader(nn.Module):
         return self.norm(tokens)
 
     def reset_parameters(self) -> None:
-        """Re-initialise every block and the norm."""
+        """Re-initialise every block and the norm, each block's output layer at zero."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        self._zero_outputs()
 
 
 class SwiGLU(nn.Module):

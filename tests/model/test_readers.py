@@ -178,3 +178,20 @@ def test_frozen_and_norm_tuning_train_what_they_say():
     norms.place("cpu", "bf16")
     assert all(p.dtype == torch.float32 for p in trained)
     assert norms.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+
+
+def test_the_residual_mlp_starts_as_the_norm_of_its_input_and_again_after_a_reset():
+    reader = readers.ResMLPReader(H, blocks=30, eps=1e-5)
+    tokens = torch.randn(4, 2, H) * 3.0
+
+    def rms_norm(x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+
+    assert torch.allclose(reader(tokens).double(), rms_norm(tokens), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        for block in reader.blocks:
+            block[-1].weight.normal_()  # as a trained stack's would be
+    assert not torch.allclose(reader(tokens).double(), rms_norm(tokens), atol=1e-2)
+    reader.reset_parameters()
+    assert torch.allclose(reader(tokens).double(), rms_norm(tokens), rtol=1e-5, atol=1e-5)
